@@ -1,0 +1,1 @@
+//! The gateway engine (work in progress).

@@ -1,0 +1,442 @@
+//! A strict BARE reader.
+//!
+//! Rejects exactly what the official TypeScript codec rejects (non-canonical varints, bools other
+//! than 0/1, invalid UTF-8, duplicate map keys, unknown union tags, trailing bytes), checks every
+//! length against the bytes that remain *before* allocating, and never panics.
+
+use alloc::collections::BTreeSet;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::DecodeLimits;
+use super::error::DecodeError;
+use super::types::{
+    GatewayId, Headers, HibernatingRequest, MessageId, RequestId, ToClient, ToClientRequestChunk,
+    ToClientRequestStart, ToClientTunnelMessage, ToClientTunnelMessageKind, ToClientWebSocketClose,
+    ToClientWebSocketMessage, ToClientWebSocketOpen, ToGateway, ToGatewayPong, ToRunner,
+    ToRunnerPing, ToServer, ToServerResponseChunk, ToServerResponseStart, ToServerTunnelMessage,
+    ToServerTunnelMessageKind, ToServerWebSocketClose, ToServerWebSocketMessage,
+    ToServerWebSocketMessageAck, ToServerWebSocketOpen,
+};
+use crate::index::MessageIndex;
+
+/// Cursor over a frame.
+#[derive(Debug)]
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    max_headers: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(buf: &'a [u8], limits: &DecodeLimits) -> Self {
+        Self {
+            buf,
+            pos: 0,
+            max_headers: limits.max_headers,
+        }
+    }
+
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    pub(crate) fn finish(&self) -> Result<(), DecodeError> {
+        match self.remaining() {
+            0 => Ok(()),
+            count => Err(DecodeError::TrailingBytes {
+                offset: self.pos,
+                count,
+            }),
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if n > self.remaining() {
+            return Err(DecodeError::UnexpectedEof {
+                offset: self.buf.len(),
+            });
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let s = self.take(N)?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(s);
+        Ok(out)
+    }
+
+    pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    pub(crate) fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+
+    fn i64(&mut self) -> Result<i64, DecodeError> {
+        Ok(i64::from_le_bytes(self.array()?))
+    }
+
+    fn bool(&mut self) -> Result<bool, DecodeError> {
+        let offset = self.pos;
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            value => Err(DecodeError::InvalidBool { value, offset }),
+        }
+    }
+
+    /// BARE `uint`: LEB128, at most 10 bytes, shortest form only.
+    fn uvarint(&mut self) -> Result<u64, DecodeError> {
+        let start = self.pos;
+        let mut value = 0u64;
+        for i in 0..10u32 {
+            let Some(&b) = self.buf.get(self.pos) else {
+                return Err(DecodeError::UnexpectedEof {
+                    offset: self.buf.len(),
+                });
+            };
+            self.pos += 1;
+            // The 10th byte may only carry the single remaining bit of a u64.
+            if i == 9 && b > 1 {
+                return Err(DecodeError::InvalidVarint { offset: start });
+            }
+            value |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                // A final zero byte after the first means a shorter encoding existed.
+                if b == 0 && i > 0 {
+                    return Err(DecodeError::InvalidVarint { offset: start });
+                }
+                return Ok(value);
+            }
+        }
+        Err(DecodeError::InvalidVarint { offset: start })
+    }
+
+    /// A length prefix, checked against the bytes that remain.
+    fn len(&mut self) -> Result<usize, DecodeError> {
+        let offset = self.pos;
+        let claimed = self.uvarint()?;
+        let remaining = self.remaining();
+        match usize::try_from(claimed) {
+            Ok(n) if n <= remaining => Ok(n),
+            _ => Err(DecodeError::LengthExceedsFrame {
+                offset,
+                claimed,
+                remaining,
+            }),
+        }
+    }
+
+    fn data(&mut self) -> Result<Vec<u8>, DecodeError> {
+        let n = self.len()?;
+        Ok(self.take(n)?.to_vec())
+    }
+
+    fn string(&mut self) -> Result<String, DecodeError> {
+        let n = self.len()?;
+        let offset = self.pos;
+        let bytes = self.take(n)?;
+        core::str::from_utf8(bytes)
+            .map(String::from)
+            .map_err(|_| DecodeError::InvalidUtf8 { offset })
+    }
+
+    fn opt<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, DecodeError>,
+    ) -> Result<Option<T>, DecodeError> {
+        if self.bool()? {
+            f(self).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Union tag. The official codec writes tags as a `u8`; for the tags in use (< 128) that is
+    /// the same byte as a uvarint, and a byte ≥ 128 is an unknown tag either way.
+    fn tag(&mut self) -> Result<(u64, usize), DecodeError> {
+        let offset = self.pos;
+        Ok((u64::from(self.u8()?), offset))
+    }
+
+    fn headers(&mut self) -> Result<Headers, DecodeError> {
+        let offset = self.pos;
+        let count = self.uvarint()?;
+        // Each entry takes at least two bytes (two empty strings).
+        let fits = usize::try_from(count)
+            .ok()
+            .filter(|c| c.saturating_mul(2) <= self.remaining());
+        let Some(count) = fits else {
+            return Err(DecodeError::LengthExceedsFrame {
+                offset,
+                claimed: count,
+                remaining: self.remaining(),
+            });
+        };
+        if count > self.max_headers {
+            return Err(DecodeError::TooManyHeaders {
+                offset,
+                count: count as u64,
+                max: self.max_headers,
+            });
+        }
+        let mut entries: Vec<(String, String)> = Vec::with_capacity(count);
+        let mut seen: BTreeSet<&'a [u8]> = BTreeSet::new();
+        for _ in 0..count {
+            let key_offset = self.pos;
+            let n = self.len()?;
+            let bytes_offset = self.pos;
+            let key_bytes = self.take(n)?;
+            let key = core::str::from_utf8(key_bytes)
+                .map_err(|_| DecodeError::InvalidUtf8 {
+                    offset: bytes_offset,
+                })?
+                .into();
+            if !seen.insert(key_bytes) {
+                return Err(DecodeError::DuplicateKey { offset: key_offset });
+            }
+            let value = self.string()?;
+            entries.push((key, value));
+        }
+        Ok(Headers::from_entries_unchecked(entries))
+    }
+
+    fn gateway_id(&mut self) -> Result<GatewayId, DecodeError> {
+        self.array().map(GatewayId)
+    }
+
+    fn request_id(&mut self) -> Result<RequestId, DecodeError> {
+        self.array().map(RequestId)
+    }
+
+    fn message_id(&mut self) -> Result<MessageId, DecodeError> {
+        Ok(MessageId {
+            gateway_id: self.gateway_id()?,
+            request_id: self.request_id()?,
+            message_index: MessageIndex::new(self.u16()?),
+        })
+    }
+}
+
+/// Types that can be read from a frame.
+pub trait Read: Sized {
+    /// Reads one value.
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError>;
+}
+
+impl Read for MessageId {
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        r.message_id()
+    }
+}
+
+impl Read for ToClientTunnelMessage {
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let message_id = r.message_id()?;
+        let kind = ToClientTunnelMessageKind::read(r)?;
+        Ok(Self { message_id, kind })
+    }
+}
+
+impl Read for ToClientTunnelMessageKind {
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let (tag, offset) = r.tag()?;
+        Ok(match tag {
+            0 => Self::RequestStart(ToClientRequestStart {
+                actor_id: r.string()?,
+                method: r.string()?,
+                path: r.string()?,
+                headers: r.headers()?,
+                body: r.opt(Reader::data)?,
+                stream: r.bool()?,
+            }),
+            1 => Self::RequestChunk(ToClientRequestChunk {
+                body: r.data()?,
+                finish: r.bool()?,
+            }),
+            2 => Self::RequestAbort,
+            3 => Self::WebSocketOpen(ToClientWebSocketOpen {
+                actor_id: r.string()?,
+                path: r.string()?,
+                headers: r.headers()?,
+            }),
+            4 => Self::WebSocketMessage(ToClientWebSocketMessage {
+                data: r.data()?,
+                binary: r.bool()?,
+            }),
+            5 => Self::WebSocketClose(ToClientWebSocketClose {
+                code: r.opt(Reader::u16)?,
+                reason: r.opt(Reader::string)?,
+            }),
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    union: "ToClientTunnelMessageKind",
+                    tag,
+                    offset,
+                });
+            }
+        })
+    }
+}
+
+impl Read for ToServerTunnelMessage {
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let message_id = r.message_id()?;
+        let kind = ToServerTunnelMessageKind::read(r)?;
+        Ok(Self { message_id, kind })
+    }
+}
+
+impl Read for ToServerTunnelMessageKind {
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let (tag, offset) = r.tag()?;
+        Ok(match tag {
+            0 => Self::ResponseStart(ToServerResponseStart {
+                status: r.u16()?,
+                headers: r.headers()?,
+                body: r.opt(Reader::data)?,
+                stream: r.bool()?,
+            }),
+            1 => Self::ResponseChunk(ToServerResponseChunk {
+                body: r.data()?,
+                finish: r.bool()?,
+            }),
+            2 => Self::ResponseAbort,
+            3 => Self::WebSocketOpen(ToServerWebSocketOpen {
+                can_hibernate: r.bool()?,
+            }),
+            4 => Self::WebSocketMessage(ToServerWebSocketMessage {
+                data: r.data()?,
+                binary: r.bool()?,
+            }),
+            5 => Self::WebSocketMessageAck(ToServerWebSocketMessageAck {
+                index: MessageIndex::new(r.u16()?),
+            }),
+            6 => Self::WebSocketClose(ToServerWebSocketClose {
+                code: r.opt(Reader::u16)?,
+                reason: r.opt(Reader::string)?,
+                hibernate: r.bool()?,
+            }),
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    union: "ToServerTunnelMessageKind",
+                    tag,
+                    offset,
+                });
+            }
+        })
+    }
+}
+
+impl Read for ToRunnerPing {
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            gateway_id: r.gateway_id()?,
+            request_id: r.request_id()?,
+            ts: r.i64()?,
+        })
+    }
+}
+
+impl Read for ToGatewayPong {
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            request_id: r.request_id()?,
+            ts: r.i64()?,
+        })
+    }
+}
+
+impl Read for HibernatingRequest {
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            gateway_id: r.gateway_id()?,
+            request_id: r.request_id()?,
+        })
+    }
+}
+
+impl Read for ToRunner {
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let (tag, offset) = r.tag()?;
+        Ok(match tag {
+            0 => Self::Ping(ToRunnerPing::read(r)?),
+            1 => Self::Close,
+            2 | 3 => {
+                return Err(DecodeError::UnsupportedVariant {
+                    union: "ToRunner",
+                    tag,
+                    offset,
+                });
+            }
+            4 => Self::TunnelMessage(ToClientTunnelMessage::read(r)?),
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    union: "ToRunner",
+                    tag,
+                    offset,
+                });
+            }
+        })
+    }
+}
+
+impl Read for ToGateway {
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let (tag, offset) = r.tag()?;
+        Ok(match tag {
+            0 => Self::Pong(ToGatewayPong::read(r)?),
+            1 => Self::TunnelMessage(ToServerTunnelMessage::read(r)?),
+            tag => {
+                return Err(DecodeError::UnknownTag {
+                    union: "ToGateway",
+                    tag,
+                    offset,
+                });
+            }
+        })
+    }
+}
+
+impl Read for ToClient {
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let (tag, offset) = r.tag()?;
+        match tag {
+            4 => Ok(Self::TunnelMessage(ToClientTunnelMessage::read(r)?)),
+            0..=5 => Err(DecodeError::UnsupportedVariant {
+                union: "ToClient",
+                tag,
+                offset,
+            }),
+            tag => Err(DecodeError::UnknownTag {
+                union: "ToClient",
+                tag,
+                offset,
+            }),
+        }
+    }
+}
+
+impl Read for ToServer {
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let (tag, offset) = r.tag()?;
+        match tag {
+            6 => Ok(Self::TunnelMessage(ToServerTunnelMessage::read(r)?)),
+            0..=5 => Err(DecodeError::UnsupportedVariant {
+                union: "ToServer",
+                tag,
+                offset,
+            }),
+            tag => Err(DecodeError::UnknownTag {
+                union: "ToServer",
+                tag,
+                offset,
+            }),
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! The wire codec: the tunnel subset of Rivet's runner protocol v7 ("mk2"), byte for byte.
+//!
+//! Encoding goes through `serde_bare`. Decoding uses a strict hand-written reader that rejects
+//! everything the official TypeScript codec (`@rivetkit/engine-runner-protocol@2.3.10`) rejects,
+//! and never trusts a length before checking it against the bytes that remain. Header maps keep
+//! their wire order, so for every frame that decodes, encoding the result gives the same bytes.
+//!
+//! Two framings exist upstream:
+//!
+//! * the **pub/sub hop** between a gateway and pegboard-runner: a 2-byte little-endian protocol
+//!   version followed by a [`ToRunner`] or [`ToGateway`] body ([`encode_versioned`],
+//!   [`decode_versioned`]);
+//! * the **runner WebSocket** between pegboard-runner and a runner: plain [`ToClient`] /
+//!   [`ToServer`] bodies, the version being negotiated at connect time.
+//!
+//! ```
+//! use hws::wire::{self, MessageId, GatewayId, RequestId, ToClientTunnelMessage,
+//!     ToClientTunnelMessageKind, ToClientWebSocketMessage, ToRunner};
+//! use hws::MessageIndex;
+//!
+//! let msg = ToRunner::TunnelMessage(ToClientTunnelMessage {
+//!     message_id: MessageId {
+//!         gateway_id: GatewayId([1, 2, 3, 4]),
+//!         request_id: RequestId([5, 6, 7, 8]),
+//!         message_index: MessageIndex::new(1),
+//!     },
+//!     kind: ToClientTunnelMessageKind::WebSocketMessage(ToClientWebSocketMessage {
+//!         data: b"hi".to_vec(),
+//!         binary: false,
+//!     }),
+//! });
+//! let frame = wire::encode_versioned(wire::PROTOCOL_VERSION, &msg);
+//! assert_eq!(&frame[..2], &[7, 0]); // version 7, little-endian
+//! let (version, back) = wire::decode_versioned::<ToRunner>(&frame, &Default::default())?;
+//! assert_eq!((version, back), (7, msg));
+//! # Ok::<(), hws::wire::DecodeError>(())
+//! ```
+
+use alloc::vec::Vec;
+use core::ops::RangeInclusive;
+
+mod compat;
+mod decode;
+mod encode;
+mod error;
+mod types;
+
+pub use compat::{
+    MAX_PACKED_BYTES, message_id_from_uuid, message_uuid, pack_bytes, request_from_uuid,
+    request_uuid, unpack_bytes,
+};
+pub use error::DecodeError;
+pub use types::{
+    GatewayId, Headers, HibernatingRequest, MessageId, RequestId, ToClient, ToClientRequestChunk,
+    ToClientRequestStart, ToClientTunnelMessage, ToClientTunnelMessageKind, ToClientWebSocketClose,
+    ToClientWebSocketMessage, ToClientWebSocketOpen, ToGateway, ToGatewayPong, ToRunner,
+    ToRunnerPing, ToServer, ToServerResponseChunk, ToServerResponseStart, ToServerTunnelMessage,
+    ToServerTunnelMessageKind, ToServerWebSocketClose, ToServerWebSocketMessage,
+    ToServerWebSocketMessageAck, ToServerWebSocketOpen,
+};
+
+use encode::EncodedLen;
+pub(crate) use encode::bytes_len;
+
+/// The runner protocol version hws speaks: v7 ("mk2").
+pub const PROTOCOL_VERSION: u16 = 7;
+
+/// Protocol versions whose tunnel messages have the v7 layout (v4 removed `DeprecatedTunnelAck`;
+/// v5–v7 changed nothing in the tunnel). [`decode_versioned`] accepts these.
+pub const TUNNEL_COMPATIBLE_VERSIONS: RangeInclusive<u16> = 4..=7;
+
+/// Bytes of the version prefix on the pub/sub hop.
+pub const VERSION_PREFIX_LEN: usize = 2;
+
+/// Default [`DecodeLimits::max_frame_size`]: 32 MiB.
+pub const DEFAULT_MAX_FRAME_SIZE: usize = 32 * 1024 * 1024;
+
+/// Default [`DecodeLimits::max_headers`].
+pub const DEFAULT_MAX_HEADERS: usize = 1024;
+
+/// Limits applied while decoding untrusted frames.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Frames longer than this are rejected before any byte is read
+    /// ([`DecodeError::FrameTooLarge`]). Default 32 MiB.
+    pub max_frame_size: usize,
+    /// Header maps with more entries are rejected before any entry is read
+    /// ([`DecodeError::TooManyHeaders`]). Default 1024.
+    pub max_headers: usize,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        Self {
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            max_headers: DEFAULT_MAX_HEADERS,
+        }
+    }
+}
+
+mod sealed {
+    #![allow(unreachable_pub)]
+    pub trait Sealed: serde::Serialize + super::EncodedLen + super::decode::Read {}
+}
+
+/// A message that can be a whole frame: every type of the tunnel subset.
+///
+/// Sealed: implemented by the types of this module only.
+pub trait Message: sealed::Sealed + Sized {}
+
+macro_rules! message {
+    ($($t:ty),* $(,)?) => {$(
+        impl sealed::Sealed for $t {}
+        impl Message for $t {}
+    )*};
+}
+message!(
+    ToClientTunnelMessage,
+    ToServerTunnelMessage,
+    ToRunnerPing,
+    ToGatewayPong,
+    HibernatingRequest,
+    ToRunner,
+    ToGateway,
+    ToClient,
+    ToServer,
+);
+
+/// Exact number of bytes [`encode`] produces for `msg`.
+#[must_use]
+pub fn encoded_len<M: Message>(msg: &M) -> usize {
+    msg.encoded_len()
+}
+
+/// Encodes `msg` as BARE.
+#[must_use]
+pub fn encode<M: Message>(msg: &M) -> Vec<u8> {
+    let mut out = Vec::with_capacity(msg.encoded_len());
+    encode_into(msg, &mut out);
+    out
+}
+
+/// Appends the BARE encoding of `msg` to `out`.
+pub fn encode_into<M: Message>(msg: &M, out: &mut Vec<u8>) {
+    out.reserve(msg.encoded_len());
+    serialize_into(msg, out);
+}
+
+/// Encodes `msg` behind the 2-byte little-endian `version` prefix (the pub/sub hop framing).
+#[must_use]
+pub fn encode_versioned<M: Message>(version: u16, msg: &M) -> Vec<u8> {
+    let mut out = Vec::with_capacity(VERSION_PREFIX_LEN + msg.encoded_len());
+    out.extend_from_slice(&version.to_le_bytes());
+    serialize_into(msg, &mut out);
+    out
+}
+
+fn serialize_into<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    let mut ser = serde_bare::ser::Serializer::new(serde_bare::ser::VecWrite::new(out));
+    // serde_bare only fails for sequences or maps of unknown length; every Serialize impl in this
+    // module gives its length, and writing into a Vec cannot fail.
+    value
+        .serialize(&mut ser)
+        .expect("hws wire types always serialize: every map and sequence has a known length");
+}
+
+/// Encoded size of a versioned gateway → runner WebSocket message frame (version prefix
+/// included), computed without building the message.
+#[must_use]
+pub const fn ws_message_frame_len(data_len: usize) -> usize {
+    // prefix + ToRunner tag + MessageId + kind tag + data + binary flag
+    VERSION_PREFIX_LEN + 1 + encode::MESSAGE_ID_LEN + 1 + bytes_len(data_len) + 1
+}
+
+/// Encodes a versioned `ToRunner::TunnelMessage(WebSocketMessage)` frame straight from borrowed
+/// payload bytes: the same bytes as building the owned message and calling [`encode_versioned`],
+/// without copying the payload twice. This is the gateway's hot path.
+#[must_use]
+pub fn encode_ws_message_frame(
+    version: u16,
+    message_id: MessageId,
+    data: &[u8],
+    binary: bool,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(ws_message_frame_len(data.len()));
+    out.extend_from_slice(&version.to_le_bytes());
+    serialize_into(
+        &types::ToRunnerWebSocketMessageRef {
+            message_id,
+            data,
+            binary,
+        },
+        &mut out,
+    );
+    out
+}
+
+/// Decodes a whole frame with the default [`DecodeLimits`].
+///
+/// # Errors
+/// Any [`DecodeError`]: the frame is too large, truncated, has trailing bytes, or holds a value
+/// the schema forbids.
+pub fn decode<M: Message>(bytes: &[u8]) -> Result<M, DecodeError> {
+    decode_with(bytes, &DecodeLimits::default())
+}
+
+/// Decodes a whole frame under `limits`.
+///
+/// # Errors
+/// As [`decode`].
+pub fn decode_with<M: Message>(bytes: &[u8], limits: &DecodeLimits) -> Result<M, DecodeError> {
+    check_size(bytes, limits)?;
+    let mut r = decode::Reader::new(bytes, limits);
+    let msg = M::read(&mut r)?;
+    r.finish()?;
+    Ok(msg)
+}
+
+/// Decodes a frame that starts with the 2-byte version prefix; returns the version and the message.
+///
+/// # Errors
+/// [`DecodeError::UnsupportedVersion`] for a version outside [`TUNNEL_COMPATIBLE_VERSIONS`], and
+/// everything [`decode`] returns.
+pub fn decode_versioned<M: Message>(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+) -> Result<(u16, M), DecodeError> {
+    check_size(bytes, limits)?;
+    let mut r = decode::Reader::new(bytes, limits);
+    let version = r.u16()?;
+    if !TUNNEL_COMPATIBLE_VERSIONS.contains(&version) {
+        return Err(DecodeError::UnsupportedVersion { version });
+    }
+    let msg = M::read(&mut r)?;
+    r.finish()?;
+    Ok((version, msg))
+}
+
+fn check_size(bytes: &[u8], limits: &DecodeLimits) -> Result<(), DecodeError> {
+    if bytes.len() > limits.max_frame_size {
+        return Err(DecodeError::FrameTooLarge {
+            size: bytes.len(),
+            max: limits.max_frame_size,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
