@@ -201,40 +201,54 @@ mod tests {
 
     #[test]
     fn bounds_are_enforced() {
-        let mut c = GatewayConfig::default();
-        c.max_pending_messages = 0;
+        let mut c = GatewayConfig {
+            max_pending_messages: 0,
+            ..GatewayConfig::default()
+        };
         assert_eq!(field_of(&c), Some("max_pending_messages"));
         c.max_pending_messages = 32_768;
         assert_eq!(field_of(&c), Some("max_pending_messages"));
         c.max_pending_messages = 1;
         assert_eq!(field_of(&c), None);
 
-        let mut c = GatewayConfig::default();
-        c.max_pending_bytes = 0;
+        let mut c = GatewayConfig {
+            max_pending_bytes: 0,
+            ..GatewayConfig::default()
+        };
         assert_eq!(field_of(&c), Some("max_pending_bytes"));
         c.max_pending_bytes = c.max_gateway_pending_bytes + 1;
         assert_eq!(field_of(&c), Some("max_gateway_pending_bytes"));
         c.max_pending_bytes = c.max_gateway_pending_bytes;
         assert_eq!(field_of(&c), None);
 
-        let mut c = GatewayConfig::default();
-        c.max_requests = 0;
+        let c = GatewayConfig {
+            max_requests: 0,
+            ..GatewayConfig::default()
+        };
         assert_eq!(field_of(&c), Some("max_requests"));
 
-        let mut c = GatewayConfig::default();
-        c.ping_interval = Duration::ZERO;
+        let c = GatewayConfig {
+            ping_interval: Duration::ZERO,
+            ..GatewayConfig::default()
+        };
         assert_eq!(field_of(&c), Some("ping_interval"));
 
-        let mut c = GatewayConfig::default();
-        c.retransmit_timeout = Some(Duration::ZERO);
+        let c = GatewayConfig {
+            retransmit_timeout: Some(Duration::ZERO),
+            ..GatewayConfig::default()
+        };
         assert_eq!(field_of(&c), Some("retransmit_timeout"));
 
-        let mut c = GatewayConfig::default();
-        c.keepalive_interval = c.hibernation_timeout;
+        let c = GatewayConfig {
+            keepalive_interval: c.hibernation_timeout,
+            ..GatewayConfig::default()
+        };
         assert_eq!(field_of(&c), Some("keepalive_interval"));
 
-        let mut c = GatewayConfig::default();
-        c.protocol_version = 3;
+        let c = GatewayConfig {
+            protocol_version: 3,
+            ..GatewayConfig::default()
+        };
         assert_eq!(field_of(&c), Some("protocol_version"));
     }
 }

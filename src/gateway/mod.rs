@@ -273,10 +273,8 @@ impl Gateway {
         let request = Request {
             id: request_id,
             next_index: MessageIndex::ZERO.next(),
-            sent_through: MessageIndex::ZERO,
             phase: Phase::AwaitingOpen,
             hibernatable: false,
-            in_blocked_queue: false,
             route,
             timer_at: Timestamp::MAX,
             keepalive_at: Timestamp::MAX,
@@ -381,10 +379,12 @@ impl Gateway {
             self.pending_bytes = self.pending_bytes.saturating_add(frame.byte_len());
             self.pending_messages += 1;
             buffer.pending.push(index, now, frame.clone());
+            if phase == Phase::Hibernating {
+                buffer.unsent = buffer.unsent.saturating_add(1);
+            }
         }
         if phase == Phase::Active {
             // Non-hibernatable requests are published and forgotten (PROTOCOL.md §6.2 scenario 2).
-            req.sent_through = index;
             self.actions.push_back(Action::Publish {
                 route,
                 request_id,
@@ -516,8 +516,8 @@ impl Gateway {
                 replayed += 1;
             }
             buffer.pending.mark_sent(now);
+            buffer.unsent = 0;
         }
-        req.sent_through = req.next_index.prev();
         req.stats.messages_resent += replayed;
         stats.messages_replayed += replayed;
         stats.wakes += 1;
@@ -847,7 +847,7 @@ impl Gateway {
             bytes += req_bytes;
             messages += len as u64;
             self.check_pending(req)?;
-            if req.phase == Phase::Active && req.sent_through != req.next_index.prev() {
+            if req.phase == Phase::Active && req.sent_through() != req.next_index.prev() {
                 return Err(format!("{id}: active but not everything was sent"));
             }
             let deadline = next_deadline(req, cfg);
@@ -923,7 +923,7 @@ impl Gateway {
                 "{id}: pending bytes {req_bytes} but frames sum to {sum}"
             ));
         }
-        if pending.len() > 0 && expected != req.next_index {
+        if !pending.is_empty() && expected != req.next_index {
             return Err(format!(
                 "{id}: newest pending is not the last assigned index"
             ));
@@ -1053,8 +1053,8 @@ impl Gateway {
                 if oldest_sent_at.is_some_and(|t| t + cfg.ack_timeout <= now) =>
             {
                 Some(CloseReason::Collected(GcReason::AckTimeout {
-                    first: oldest.unwrap_or(req.sent_through),
-                    last: req.sent_through,
+                    first: oldest.unwrap_or_else(|| req.sent_through()),
+                    last: req.sent_through(),
                 }))
             }
             Some(PhaseState::WakeRequested { deadline, .. }) if *deadline <= now => {
@@ -1179,8 +1179,12 @@ impl Gateway {
         req.phase = Phase::Hibernating;
         req.phase_state = None;
         let has_pending = req.pending_len() > 0;
-        if req.buffer.as_ref().is_some_and(|b| b.blocked.is_none()) && !has_pending {
-            // An idle hibernating request keeps no buffer.
+        // An idle hibernating request keeps no buffer.
+        if req
+            .buffer
+            .as_ref()
+            .is_some_and(|b| b.blocked.is_none() && !b.in_blocked_queue && b.pending.is_empty())
+        {
             req.buffer = None;
         }
         self.hibernating += 1;
@@ -1223,9 +1227,10 @@ impl Gateway {
             OverflowPolicy::Backpressure => {
                 self.stats.backpressured += 1;
                 if let Some((req, generation)) = self.requests.get_mut_with_generation(slot) {
-                    req.buffer_mut().blocked = Some(size);
-                    if limit == Limit::GatewayBytes && !req.in_blocked_queue {
-                        req.in_blocked_queue = true;
+                    let buffer = req.buffer_mut();
+                    buffer.blocked = Some(size);
+                    if limit == Limit::GatewayBytes && !buffer.in_blocked_queue {
+                        buffer.in_blocked_queue = true;
                         self.blocked.push_back((slot, generation));
                     }
                 }
@@ -1244,7 +1249,7 @@ impl Gateway {
             return;
         }
         let oldest = req.pending().and_then(pending::PendingBuffer::first);
-        match classify_ack(oldest, req.sent_through, index) {
+        match classify_ack(oldest, req.sent_through(), index) {
             AckVerdict::Release(n) => {
                 let released = req.buffer_mut().pending.release(n);
                 req.stats.messages_acked += u64::from(n);
@@ -1278,13 +1283,15 @@ impl Gateway {
         if !fits_request(req, size, &self.config) {
             return;
         }
+        let request_id = req.id;
+        let buffer = req.buffer_mut();
         if self.pending_bytes.saturating_add(size) <= self.config.max_gateway_pending_bytes {
-            req.buffer_mut().blocked = None;
+            buffer.blocked = None;
             self.stats.client_writable += 1;
             self.actions
-                .push_back(Action::ClientWritable { request_id: req.id });
-        } else if !req.in_blocked_queue {
-            req.in_blocked_queue = true;
+                .push_back(Action::ClientWritable { request_id });
+        } else if !buffer.in_blocked_queue {
+            buffer.in_blocked_queue = true;
             self.blocked.push_back((slot, generation));
         }
     }
@@ -1299,17 +1306,23 @@ impl Gateway {
                 continue;
             };
             let blocked = req.buffer.as_ref().and_then(|b| b.blocked);
-            let Some(size) = blocked.filter(|&s| fits_request(req, s, &self.config)) else {
-                // Gone from the queue; a blocked request waits for its own acks (see `unblock`).
-                req.in_blocked_queue = false;
+            let fits = blocked.filter(|&s| fits_request(req, s, &self.config));
+            let Some(buffer) = req.buffer.as_deref_mut() else {
+                self.blocked.pop_front();
+                continue;
+            };
+            let Some(size) = fits else {
+                // Off the queue: a request blocked by its own limits waits for its own acks
+                // (see `unblock`), one no longer blocked has nothing to wait for.
+                buffer.in_blocked_queue = false;
                 self.blocked.pop_front();
                 continue;
             };
             if self.pending_bytes.saturating_add(size) > self.config.max_gateway_pending_bytes {
                 break;
             }
-            req.in_blocked_queue = false;
-            req.buffer_mut().blocked = None;
+            buffer.in_blocked_queue = false;
+            buffer.blocked = None;
             self.blocked.pop_front();
             self.stats.client_writable += 1;
             self.actions

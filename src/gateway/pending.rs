@@ -62,7 +62,6 @@ impl PendingBuffer {
         self.entries.len()
     }
 
-    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -176,7 +175,8 @@ mod tests {
             classify_ack(o, last, idx(9u16.wrapping_sub(32_768))),
             AckVerdict::Invalid
         );
-        assert_eq!(classify_ack(o, last, idx(40_000)), AckVerdict::Invalid);
+        assert_eq!(classify_ack(o, last, idx(30_000)), AckVerdict::Invalid);
+        assert_eq!(classify_ack(o, last, idx(40_000)), AckVerdict::Stale); // 25 545 behind
         // Nothing pending, last sent 14.
         assert_eq!(classify_ack(None, last, idx(14)), AckVerdict::Stale);
         assert_eq!(classify_ack(None, last, idx(3)), AckVerdict::Stale);

@@ -20,13 +20,8 @@ use super::{CloseReason, Phase, RequestStats, RouteId};
 pub(crate) struct Request {
     pub(crate) id: RequestId,
     pub(crate) next_index: MessageIndex,
-    /// The last index published to a runner (messages buffered while hibernating are assigned
-    /// but not sent until the wake replay). Acks beyond it are invalid.
-    pub(crate) sent_through: MessageIndex,
     pub(crate) phase: Phase,
     pub(crate) hibernatable: bool,
-    /// Queued in the gateway-wide blocked queue (at most once).
-    pub(crate) in_blocked_queue: bool,
     pub(crate) route: RouteId,
     /// Deadline of this request's live timer-queue entry; `Timestamp::MAX` when none.
     pub(crate) timer_at: Timestamp,
@@ -70,6 +65,10 @@ pub(crate) struct Buffer {
     pub(crate) pending: PendingBuffer,
     /// Size of the frame refused with backpressure, until room is free for it.
     pub(crate) blocked: Option<u64>,
+    /// Queued in the gateway-wide blocked queue.
+    pub(crate) in_blocked_queue: bool,
+    /// Newest pending messages that were buffered while hibernating and not published yet.
+    pub(crate) unsent: u16,
 }
 
 impl Request {
@@ -90,6 +89,13 @@ impl Request {
 
     pub(crate) fn pending_bytes(&self) -> u64 {
         self.pending().map_or(0, PendingBuffer::bytes)
+    }
+
+    /// The last index published to a runner. Messages buffered while hibernating are assigned an
+    /// index but published only by the wake replay; an ack beyond this index is invalid.
+    pub(crate) fn sent_through(&self) -> MessageIndex {
+        let unsent = self.buffer.as_deref().map_or(0, |b| b.unsent);
+        self.next_index.prev().wrapping_sub(unsent)
     }
 
     pub(crate) fn wake_requested(&self) -> bool {
