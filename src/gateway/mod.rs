@@ -728,7 +728,7 @@ impl Gateway {
     pub fn handle_timeout(&mut self, now: Timestamp) {
         let now = self.advance(now);
         while let Some(entry) = self.timers.pop_due(now) {
-            let Some(req) = self.requests.get_live_mut(entry.slot, entry.generation) else {
+            let Some(req) = self.requests.get_mut(entry.slot) else {
                 continue;
             };
             if req.timer_at != entry.deadline {
@@ -828,7 +828,7 @@ impl Gateway {
                 ));
             }
         }
-        let entries: BTreeSet<TimerEntry> = self.timers.iter().copied().collect();
+        let entries: BTreeSet<TimerEntry> = self.timers.iter().collect();
         let (mut bytes, mut messages, mut hibernating) = (0u64, 0u64, 0u64);
         for (slot, req) in self.requests.iter() {
             let id = req.id;
@@ -858,11 +858,9 @@ impl Gateway {
                 ));
             }
             if req.timer_at != Timestamp::MAX {
-                let generation = self.requests.generation(slot).unwrap_or(u32::MAX);
                 let entry = TimerEntry {
                     deadline: req.timer_at,
                     slot,
-                    generation,
                 };
                 if !entries.contains(&entry) {
                     return Err(format!("{id}: no timer entry for {:?}", req.timer_at));
@@ -1003,21 +1001,17 @@ impl Gateway {
 
     /// Pushes a timer entry if the request's earliest deadline is earlier than its live entry.
     fn schedule(&mut self, slot: u32) {
-        let Some((req, generation)) = self.requests.get_mut_with_generation(slot) else {
+        let Some(req) = self.requests.get_mut(slot) else {
             return;
         };
         let deadline = next_deadline(req, &self.config);
         if deadline < req.timer_at {
             req.timer_at = deadline;
-            self.timers.push(TimerEntry {
-                deadline,
-                slot,
-                generation,
-            });
+            self.timers.push(TimerEntry { deadline, slot });
             let requests = &self.requests;
             self.timers.compact(requests.len(), |e| {
                 requests
-                    .get_live(e.slot, e.generation)
+                    .get(e.slot)
                     .is_some_and(|r| r.timer_at == e.deadline)
             });
         }

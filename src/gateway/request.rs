@@ -212,25 +212,11 @@ impl<T> Slab<T> {
         }
     }
 
-    pub(crate) fn get_live(&self, index: u32, generation: u32) -> Option<&T> {
-        let slot = self.slot(index)?;
-        if slot.generation == generation {
-            slot.value.as_ref()
-        } else {
-            None
-        }
-    }
-
     /// The value in `index` and its generation.
     pub(crate) fn get_mut_with_generation(&mut self, index: u32) -> Option<(&mut T, u32)> {
         let slot = self.slot_mut(index)?;
         let generation = slot.generation;
         slot.value.as_mut().map(|v| (v, generation))
-    }
-
-    #[cfg(any(test, feature = "sim"))]
-    pub(crate) fn generation(&self, index: u32) -> Option<u32> {
-        self.slot(index).map(|s| s.generation)
     }
 
     /// Every stored value with its slot, in slot order.
@@ -261,8 +247,8 @@ mod tests {
         // Reused slot, new generation: the old handle no longer matches.
         let (c, gc) = s.insert(30).expect("room");
         assert_eq!((c, gc), (0, 1));
-        assert_eq!(s.get_live(c, ga), None);
-        assert_eq!(s.get_live(c, gc), Some(&30));
+        assert_eq!(s.get_live_mut(c, ga), None);
+        assert_eq!(s.get_live_mut(c, gc).copied(), Some(30));
         assert_eq!(s.get_live_mut(b, gb).copied(), Some(20));
         assert_eq!(
             s.get_mut_with_generation(c).map(|(v, g)| (*v, g)),
