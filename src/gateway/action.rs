@@ -144,8 +144,12 @@ pub enum Action {
         /// The actor the record is listed under.
         actor_id: String,
     },
-    /// [`OverflowPolicy::Backpressure`](super::OverflowPolicy::Backpressure): acks freed room for
-    /// the message that was refused; resume reading the client.
+    /// [`OverflowPolicy::Backpressure`](super::OverflowPolicy::Backpressure): acks (or closed
+    /// requests) freed room for the message that was refused; resume reading the client and send
+    /// it again. Room is not reserved: when several requests wait on the gateway-wide limit, every
+    /// one that fits at that moment is told (first come first served), and one that loses the race
+    /// gets [`SendError::Backpressure`](super::SendError::Backpressure) again and is told again
+    /// later.
     ClientWritable {
         /// The request.
         request_id: RequestId,
