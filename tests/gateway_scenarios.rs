@@ -1022,7 +1022,7 @@ fn request_byte_limit_boundaries_under_both_policies() {
         h.active(id, true);
         fill(&mut h, id, 2, 100); // N − 1 bytes left
         assert_eq!(h.gw.request(id).map(|r| r.pending_bytes), Some(2 * f));
-        // Two bytes over the limit (a frame is never 1 byte): refused.
+        // One byte of room left; the smallest frame does not fit.
         let over = h.send(id, b"");
         let limit = Limit::RequestBytes;
         if policy == OverflowPolicy::Close {
@@ -1031,29 +1031,46 @@ fn request_byte_limit_boundaries_under_both_policies() {
         } else {
             assert_eq!(over, Err(SendError::Backpressure { limit }));
             assert_eq!(h.gw.stats().backpressured, 1);
-            h.ack(id, 1);
-            assert_eq!(h.drain(), []);
+            assert_eq!(h.ack(id, 1), [Action::ClientWritable { request_id: id }]);
             assert_eq!(h.send(id, b""), Ok(idx(3)));
         }
     }
-    // Exactly at N and at N + 1 bytes, with a frame sized to land on the boundary.
-    for (payload, ok) in [(99usize, true), (100, true), (101, false)] {
-        let mut c = limit_config(OverflowPolicy::Backpressure);
-        c.max_pending_bytes = frame_len(100);
-        let mut h = Harness::with(c);
-        h.active(rid(3), true);
-        let r = h.send(rid(3), &vec![0; payload]);
-        if ok {
-            assert!(r.is_ok(), "{payload}: {r:?}");
-        } else {
-            // A frame larger than the whole per-request limit can never fit.
-            assert_eq!(
-                r,
-                Err(SendError::MessageTooLarge {
-                    size: frame_len(101),
-                    max: frame_len(100)
-                })
-            );
+    // N − 1, N and N + 1 bytes: a second frame lands one byte short of, exactly on, or one
+    // byte past the limit (payload 99 / 100 / 101 after a 100-byte one).
+    for policy in [OverflowPolicy::Close, OverflowPolicy::Backpressure] {
+        for (payload, fits) in [(99usize, true), (100, true), (101, false)] {
+            let mut c = limit_config(policy);
+            c.max_pending_bytes = 2 * frame_len(100);
+            let mut h = Harness::with(c);
+            let id = rid(3);
+            h.active(id, true);
+            h.send(id, &[0; 100]).expect("half the limit");
+            let r = h.send(id, &vec![0; payload]);
+            let bytes = h.gw.request(id).map(|r| r.pending_bytes);
+            match (fits, policy) {
+                (true, _) => {
+                    assert_eq!(r, Ok(idx(2)), "{payload}");
+                    assert!(bytes <= Some(2 * frame_len(100)));
+                }
+                (false, OverflowPolicy::Close) => {
+                    assert_eq!(
+                        r,
+                        Err(SendError::LimitExceeded {
+                            limit: Limit::RequestBytes
+                        })
+                    );
+                    assert_eq!(bytes, None, "closed");
+                }
+                (false, _) => {
+                    assert_eq!(
+                        r,
+                        Err(SendError::Backpressure {
+                            limit: Limit::RequestBytes
+                        })
+                    );
+                    assert_eq!(bytes, Some(frame_len(100)), "nothing changed");
+                }
+            }
         }
     }
 }
