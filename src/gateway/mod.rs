@@ -407,7 +407,9 @@ impl Gateway {
     /// `None` → 1000), the request is removed ([`CloseReason::ClientClosed`] or
     /// [`CloseReason::ClientGone`]). Hibernating: the close is remembered and a wake requested;
     /// [`wake`](Self::wake) then replays the pending messages, publishes the close, and removes the
-    /// request.
+    /// request (a second close while hibernating changes nothing). If no wake comes within
+    /// [`GatewayConfig::wake_timeout`] the request is collected without a close frame to the
+    /// client, which is already gone.
     ///
     /// Upstream (PROTOCOL.md F6) deletes the hibernating record *before* waking, so the woken actor
     /// treats the socket as stale and never sees the client's close code. hws deletes it after the
@@ -530,7 +532,8 @@ impl Gateway {
     }
 
     /// The hibernating record of the request was written: it stays eligible for
-    /// [`GatewayConfig::hibernation_timeout`] from `now`.
+    /// [`GatewayConfig::hibernation_timeout`] from `now`. Ignored for a request that is not
+    /// hibernatable.
     ///
     /// # Errors
     /// [`UnknownRequest`].
