@@ -675,6 +675,8 @@ impl StateMachineTest for GatewayModelTest {
     fn check_invariants(sut: &Sut, model: &Model) {
         let gw = &sut.gw;
         assert_eq!(gw.len(), model.reqs.len());
+        // The engine's own deep check (frame contents, timer entries) ships with `sim`.
+        #[cfg(feature = "sim")]
         if let Err(e) = gw.check_invariants() {
             panic!("engine invariant: {e}");
         }
