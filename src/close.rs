@@ -2,7 +2,7 @@
 //!
 //! Upstream closes carry bare `(code, reason)` pairs. hws reports every close as a typed enum
 //! ([`gateway::CloseReason`](crate::gateway::CloseReason),
-//! [`runner::CloseReason`](crate::runner::CloseReason)) and maps it to the exact upstream pair
+//! `runner::CloseReason`) and maps it to the exact upstream pair
 //! here, so a Rivet client or runner sees the same bytes it would see from Rivet itself.
 //! [`KnownClose::classify`] maps a received pair back to its typed meaning, so both sides of the
 //! tunnel can agree on why a socket closed.
@@ -82,7 +82,7 @@ pub enum KnownClose {
     StaleMetadata,
     /// 1008 `ws.message_index_skip` — runner → gateway: a gap in the gateway's indices.
     MessageIndexSkip,
-    /// 1000 `ws.duplicate_open` — runner-local, upstream [TIP] only.
+    /// 1000 `ws.duplicate_open` — runner-local, upstream \[TIP\] only.
     DuplicateOpen,
     /// 1000 `ws.tunnel_shutdown` — runner-local: the runner shut down (non-hibernatable sockets).
     TunnelShutdown,

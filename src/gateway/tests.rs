@@ -1,0 +1,253 @@
+//! Engine tests that need the internals: allocation sharing on replay, the timer-queue bound,
+//! and a robustness property (arbitrary operations, including garbage frames, never panic and
+//! never break an invariant).
+
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::wire::{ToServerWebSocketMessageAck, ToServerWebSocketOpen};
+
+const GW: GatewayId = GatewayId([1, 2, 3, 4]);
+
+fn drain(gw: &mut Gateway) -> Vec<Action> {
+    core::iter::from_fn(|| gw.poll_action()).collect()
+}
+
+fn runner_msg(id: RequestId, kind: ToServerTunnelMessageKind) -> ToServerTunnelMessage {
+    ToServerTunnelMessage {
+        message_id: MessageId {
+            gateway_id: GW,
+            request_id: id,
+            message_index: MessageIndex::ZERO,
+        },
+        kind,
+    }
+}
+
+fn open_accepted(gw: &mut Gateway, now: Timestamp, id: RequestId, hibernatable: bool) {
+    gw.open(now, id, RouteId(1), OpenRequest::default())
+        .expect("open");
+    let open = ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {
+        can_hibernate: hibernatable,
+    });
+    gw.handle_runner_message(now, RouteId(1), runner_msg(id, open))
+        .expect("accepted");
+    drain(gw);
+}
+
+#[test]
+fn wake_replays_10000_messages_without_re_encoding() {
+    let now = Timestamp::from_secs(1);
+    let mut gw = Gateway::new(GatewayConfig::default(), GW, now).expect("valid");
+    let id = RequestId::from_u32(1);
+    open_accepted(&mut gw, now, id, true);
+    let mut originals = Vec::new();
+    for _ in 0..10_000 {
+        gw.client_message(now, id, &[0x42; 64], true).expect("room");
+        match gw.poll_action() {
+            Some(Action::Publish { frame, .. }) => originals.push(frame),
+            other => panic!("expected a publish, got {other:?}"),
+        }
+    }
+    gw.actor_stopped(now, id).expect("live");
+    drain(&mut gw);
+    gw.wake(now, id, RouteId(2)).expect("hibernating");
+    let replayed: Vec<Frame> = drain(&mut gw)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Publish { frame, .. } => Some(frame),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(replayed.len(), 10_000);
+    assert!(
+        originals
+            .iter()
+            .zip(&replayed)
+            .all(|(a, b)| Frame::ptr_eq(a, b)),
+        "every replayed frame is the original allocation, in order"
+    );
+    gw.check_invariants().expect("invariants");
+}
+
+#[test]
+fn stale_timer_entries_stay_bounded() {
+    // Every wake pushes an earlier deadline (the ping) while the later keepalive entry stays in
+    // the heap; compaction keeps the heap within 2 × requests + slack.
+    let mut now = Timestamp::from_secs(1);
+    let mut gw = Gateway::new(GatewayConfig::default(), GW, now).expect("valid");
+    let ids: Vec<RequestId> = (0..50).map(RequestId::from_u32).collect();
+    for &id in &ids {
+        open_accepted(&mut gw, now, id, true);
+    }
+    for round in 0..200u64 {
+        now += Duration::from_millis(1);
+        for &id in &ids {
+            gw.actor_stopped(now, id).expect("live");
+            gw.wake(now, id, RouteId(1)).expect("hibernating");
+        }
+        drain(&mut gw);
+        assert!(gw.timers.len() <= 2 * ids.len() + 1024 + 1, "round {round}");
+    }
+    gw.check_invariants().expect("invariants");
+}
+
+/// One step of the robustness property.
+#[derive(Debug, Clone)]
+enum Op {
+    Open(u8),
+    Accept(u8, bool),
+    Send(u8, u16),
+    Ack(u8, u16),
+    RunnerClose(u8, bool),
+    ClientClose(u8, bool),
+    Stop(u8),
+    Wake(u8, u8),
+    Upserted(u8),
+    Pong(u8, u8),
+    Garbage(Vec<u8>),
+    Advance(u32),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let id = 0u8..4;
+    prop_oneof![
+        1 => id.clone().prop_map(Op::Open),
+        1 => (id.clone(), any::<bool>()).prop_map(|(i, b)| Op::Accept(i, b)),
+        4 => (id.clone(), 0u16..300).prop_map(|(i, n)| Op::Send(i, n)),
+        3 => (id.clone(), any::<u16>()).prop_map(|(i, n)| Op::Ack(i, n)),
+        1 => (id.clone(), any::<bool>()).prop_map(|(i, b)| Op::RunnerClose(i, b)),
+        1 => (id.clone(), any::<bool>()).prop_map(|(i, b)| Op::ClientClose(i, b)),
+        1 => id.clone().prop_map(Op::Stop),
+        1 => (id.clone(), 0u8..2).prop_map(|(i, r)| Op::Wake(i, r)),
+        1 => id.clone().prop_map(Op::Upserted),
+        1 => (id, 0u8..2).prop_map(|(i, r)| Op::Pong(i, r)),
+        1 => proptest::collection::vec(any::<u8>(), 0..40).prop_map(Op::Garbage),
+        3 => (0u32..40_000_000).prop_map(Op::Advance),
+    ]
+}
+
+fn apply(gw: &mut Gateway, now: &mut Timestamp, op: Op) {
+    let rid = |i: u8| RequestId::from_u32(u32::from(i));
+    let route = |r: u8| RouteId(u64::from(r) + 1);
+    let t = *now;
+    match op {
+        Op::Open(i) => {
+            let _ = gw.open(t, rid(i), route(0), OpenRequest::default());
+        }
+        Op::Accept(i, h) => {
+            let kind = ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {
+                can_hibernate: h,
+            });
+            let _ = gw.handle_runner_message(t, route(0), runner_msg(rid(i), kind));
+        }
+        Op::Send(i, n) => {
+            let _ = gw.client_message(t, rid(i), &alloc::vec![7; usize::from(n)], false);
+        }
+        Op::Ack(i, n) => {
+            let kind =
+                ToServerTunnelMessageKind::WebSocketMessageAck(ToServerWebSocketMessageAck {
+                    index: MessageIndex::new(n),
+                });
+            let r = gw.request(rid(i)).map_or(route(0), |r| r.route);
+            let _ = gw.handle_runner_message(t, r, runner_msg(rid(i), kind));
+        }
+        Op::RunnerClose(i, hibernate) => {
+            let kind = ToServerTunnelMessageKind::WebSocketClose(wire::ToServerWebSocketClose {
+                code: Some(1000),
+                reason: None,
+                hibernate,
+            });
+            let r = gw.request(rid(i)).map_or(route(0), |r| r.route);
+            let _ = gw.handle_runner_message(t, r, runner_msg(rid(i), kind));
+        }
+        Op::ClientClose(i, with_frame) => {
+            let _ = gw.client_close(t, rid(i), with_frame.then(|| CloseFrame::code(1001)));
+        }
+        Op::Stop(i) => {
+            let _ = gw.actor_stopped(t, rid(i));
+        }
+        Op::Wake(i, r) => {
+            let _ = gw.wake(t, rid(i), route(r));
+        }
+        Op::Upserted(i) => {
+            let _ = gw.hibernating_record_upserted(t, rid(i));
+        }
+        Op::Pong(i, r) => {
+            let _ = gw.handle_pong(
+                t,
+                route(r),
+                ToGatewayPong {
+                    request_id: rid(i),
+                    ts: 0,
+                },
+            );
+        }
+        Op::Garbage(bytes) => {
+            let _ = gw.handle_runner_frame(t, route(0), &bytes);
+        }
+        Op::Advance(us) => {
+            *now = t + Duration::from_micros(u64::from(us));
+            gw.handle_timeout(*now);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Arbitrary operations (tight limits, both policies, retransmit on or off) never panic,
+    /// keep every invariant, emit exactly one `Closed` per opened request, and leave no handled
+    /// deadline in `poll_timeout`.
+    #[test]
+    fn arbitrary_operations_keep_the_invariants(
+        ops in proptest::collection::vec(op(), 1..120),
+        backpressure: bool,
+        retransmit: bool,
+    ) {
+        let mut config = GatewayConfig {
+            max_pending_messages: 5,
+            max_pending_bytes: 600,
+            max_gateway_pending_bytes: 1_000,
+            max_requests: 3,
+            ..GatewayConfig::default()
+        };
+        if backpressure {
+            config.overflow_policy = OverflowPolicy::Backpressure;
+        }
+        if retransmit {
+            config.retransmit_timeout = Some(Duration::from_secs(2));
+        }
+        let mut now = Timestamp::from_secs(10);
+        let mut gw = Gateway::new(config, GW, now).expect("valid");
+        let (mut opened, mut closed) = (0u64, 0u64);
+        for op in ops {
+            let before = gw.stats().opened;
+            apply(&mut gw, &mut now, op);
+            opened += gw.stats().opened - before;
+            for action in drain(&mut gw) {
+                if let Action::Closed { request_id, .. } = action {
+                    closed += 1;
+                    prop_assert!(gw.request(request_id).is_none());
+                }
+            }
+            if let Err(e) = gw.check_invariants() {
+                prop_assert!(false, "{}", e);
+            }
+            gw.handle_timeout(now);
+            for action in drain(&mut gw) {
+                if matches!(action, Action::Closed { .. }) {
+                    closed += 1;
+                }
+            }
+            if let Some(t) = gw.poll_timeout() {
+                prop_assert!(t > now, "poll_timeout {:?} <= now {:?} after handle_timeout", t, now);
+            }
+        }
+        prop_assert_eq!(opened - closed, gw.len() as u64);
+        prop_assert_eq!(gw.stats().closed, closed);
+    }
+}
