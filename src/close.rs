@@ -82,7 +82,7 @@ pub enum KnownClose {
     StaleMetadata,
     /// 1008 `ws.message_index_skip` — runner → gateway: a gap in the gateway's indices.
     MessageIndexSkip,
-    /// 1000 `ws.duplicate_open` — runner-local, upstream [TIP] only.
+    /// 1000 `ws.duplicate_open` — runner-local, upstream \[TIP\] only.
     DuplicateOpen,
     /// 1000 `ws.tunnel_shutdown` — runner-local: the runner shut down (non-hibernatable sockets).
     TunnelShutdown,
