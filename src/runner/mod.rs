@@ -912,9 +912,11 @@ impl Runner {
             self.schedule_persist(now, slot);
             return Ok(());
         }
-        self.stats.gaps += 1;
         match self.config.gap_policy {
-            GapPolicy::Close => self.close_index_skip(slot),
+            GapPolicy::Close => {
+                self.stats.gaps += 1;
+                self.close_index_skip(slot);
+            }
             GapPolicy::Await => self.hold(now, slot, r, delta, data, binary),
         }
         Ok(())
@@ -973,6 +975,7 @@ impl Runner {
             self.stats.duplicates += 1;
             return;
         }
+        self.stats.gaps += 1;
         let len = len_u64(data.len());
         if s.held.len() >= max_messages || s.held.bytes.saturating_add(len) > max_bytes {
             self.stats.held_overflows += 1;

@@ -80,7 +80,7 @@ impl Runner {
         let mut seen = BTreeSet::new();
         let mut summary = RestoreSummary::default();
         for meta in persisted {
-            if !seen.insert(meta.socket) {
+            if !seen.insert(meta.socket) || self.socket_index.contains_key(&meta.socket) {
                 summary.skipped += 1;
                 continue;
             }
@@ -96,10 +96,6 @@ impl Runner {
                     socket: meta.socket,
                     actor_id: actor_id.clone(),
                 });
-                continue;
-            }
-            if self.socket_index.contains_key(&meta.socket) {
-                summary.skipped += 1;
                 continue;
             }
             self.restore_one(now, aslot, &actor_id, &meta);

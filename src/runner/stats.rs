@@ -13,7 +13,7 @@ pub struct RunnerStats {
     /// Messages dropped as duplicates (index at or before the last delivered one, or already
     /// held).
     pub duplicates: u64,
-    /// Gaps seen on hibernatable sockets.
+    /// Messages past a gap on hibernatable sockets (each new out-of-order index counts once).
     pub gaps: u64,
     /// Messages held out of order ([`GapPolicy::Await`](super::GapPolicy::Await)).
     pub held: u64,
