@@ -298,8 +298,7 @@ impl Runner {
         let Some(actor) = self.actors.get_mut(aslot).and_then(Option::as_mut) else {
             return Err(ActorError::UnknownActor);
         };
-        let was = actor.state;
-        if was == ActorState::Stopping {
+        if actor.state == ActorState::Stopping {
             return Err(ActorError::Stopping);
         }
         actor.state = ActorState::Stopping;
