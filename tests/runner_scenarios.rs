@@ -1444,6 +1444,46 @@ fn every_receive_error_is_counted() {
 }
 
 #[test]
+fn socket_limit_answers_server_error() {
+    let mut h = Harness::new(RunnerConfig {
+        max_sockets: 2,
+        ..RunnerConfig::default()
+    });
+    h.start_actor();
+    h.open(sid(160, 1), 0, false);
+    h.open(sid(160, 2), 0, true);
+    let third = sid(160, 3);
+    assert_eq!(
+        h.feed(third, 0, open_kind(ACTOR)),
+        Err(ReceiveError::SocketLimit)
+    );
+    assert_eq!(
+        h.drain(),
+        vec![Out::SendClose {
+            socket: third,
+            out: 0,
+            code: Some(1011),
+            reason: Some("Server Error".into()),
+            hibernate: false
+        }]
+    );
+    assert_eq!(h.runner.stats().dropped_socket_limit, 1);
+    // Room again once a socket closes.
+    h.runner
+        .close(h.now, sid(160, 1), CloseFrame::code(1000))
+        .unwrap();
+    let _ = h.drain();
+    h.feed(third, 0, open_kind(ACTOR)).unwrap();
+    assert_eq!(
+        h.drain(),
+        vec![Out::Open {
+            socket: third,
+            index: 0
+        }]
+    );
+}
+
+#[test]
 fn ping_is_answered_with_a_pong() {
     let mut h = Harness::default_config();
     let ping = ToRunner::Ping(ToRunnerPing {

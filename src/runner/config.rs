@@ -89,6 +89,10 @@ pub struct RunnerConfig {
     /// Most encoded bytes of tunnel messages queued for an actor that is still starting.
     /// Default 64 MiB. Must be at least 1.
     pub max_queued_bytes_per_actor: u64,
+    /// Most sockets the runner holds at once (connecting, open or stopping). An open beyond it
+    /// is answered with close 1011 `Server Error` and counted. Default 1 048 576. Must be at
+    /// least 1.
+    pub max_sockets: usize,
     /// Largest outgoing WebSocket payload ([`Runner::send`](super::Runner::send)). Default
     /// 20 MiB (upstream `MAX_PAYLOAD_SIZE`). Must be at least 1.
     pub max_message_size: usize,
@@ -121,6 +125,7 @@ impl Default for RunnerConfig {
             gap_timeout: Duration::from_secs(30),
             max_queued_per_actor: 1024,
             max_queued_bytes_per_actor: 64 * 1024 * 1024,
+            max_sockets: 1 << 20,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             reack_interval: Duration::from_secs(1),
             decode_limits: DecodeLimits::default(),
@@ -192,6 +197,7 @@ impl RunnerConfig {
             "max_queued_bytes_per_actor",
             "must be at least 1",
         )?;
+        check(self.max_sockets >= 1, "max_sockets", "must be at least 1")?;
         check(
             self.max_message_size >= 1,
             "max_message_size",
@@ -225,7 +231,14 @@ mod tests {
     #[test]
     fn each_bound_is_checked() {
         let base = RunnerConfig::default();
-        let cases: [(RunnerConfig, &str); 10] = [
+        let cases: [(RunnerConfig, &str); 11] = [
+            (
+                RunnerConfig {
+                    max_sockets: 0,
+                    ..base.clone()
+                },
+                "max_sockets",
+            ),
             (
                 RunnerConfig {
                     framing: Framing::PubSub { version: 3 },

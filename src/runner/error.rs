@@ -96,6 +96,10 @@ pub enum ReceiveError {
     /// The actor is still starting and its queue is full; the message was dropped.
     #[error("actor queue is full")]
     QueueFull,
+    /// An open beyond [`RunnerConfig::max_sockets`](super::RunnerConfig::max_sockets); the runner
+    /// answered with close 1011 `Server Error`.
+    #[error("socket limit reached")]
+    SocketLimit,
     /// A message kind outside the WebSocket tunnel (HTTP request kinds, `ToRunnerClose`).
     #[error("unsupported message kind {kind}")]
     Unsupported {

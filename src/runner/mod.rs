@@ -366,8 +366,8 @@ impl Runner {
     /// # Errors
     /// [`ReceiveError::UnknownActor`] (an open for an actor this runner does not host or that is
     /// stopping: answered with close 1011 `Actor not found`), [`ReceiveError::UnknownSocket`],
-    /// [`ReceiveError::NotOpen`], [`ReceiveError::QueueFull`], [`ReceiveError::Unsupported`]
-    /// (HTTP request kinds). Duplicates and gaps are not errors: they are protocol events,
+    /// [`ReceiveError::NotOpen`], [`ReceiveError::QueueFull`], [`ReceiveError::SocketLimit`],
+    /// [`ReceiveError::Unsupported`] (HTTP request kinds). Duplicates and gaps are not errors: they are protocol events,
     /// counted in [`RunnerStats`].
     pub fn handle_tunnel_message(
         &mut self,
@@ -685,6 +685,7 @@ impl Runner {
             ReceiveError::UnknownSocket => &mut self.stats.dropped_unknown_socket,
             ReceiveError::NotOpen => &mut self.stats.dropped_not_open,
             ReceiveError::QueueFull => &mut self.stats.dropped_queue_full,
+            ReceiveError::SocketLimit => &mut self.stats.dropped_socket_limit,
             ReceiveError::Unsupported { .. } => &mut self.stats.dropped_unsupported,
         };
         *counter += 1;
@@ -805,6 +806,11 @@ impl Runner {
                 if let Some(&slot) = self.socket_index.get(&id) {
                     self.on_duplicate_open(now, slot, k);
                     return Ok(());
+                }
+                if self.live_sockets >= self.config.max_sockets {
+                    let kind = close_kind(&KnownClose::ServerError.frame(), false);
+                    self.publish_stateless(id, kind);
+                    return Err(self.dropped(ReceiveError::SocketLimit));
                 }
                 let socket = Socket::new(id, aslot, k, self.config.persist_retry_initial);
                 self.insert_socket(socket);
