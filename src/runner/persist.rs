@@ -1,0 +1,185 @@
+//! Persist, then ack (DESIGN §3.10): the debounce that decides when to ask the app to persist
+//! a socket's delivered index, and the handling of the app's answers.
+//!
+//! * After a delivery, once the payload bytes delivered since the first unpersisted message
+//!   reach [`RunnerConfig::persist_bytes`](super::RunnerConfig::persist_bytes), a
+//!   [`Action::Persist`] is emitted at once; otherwise a deadline `first_unpersisted_at +
+//!   persist_interval` is armed and the persist comes then.
+//! * At most one persist is in flight per socket. When it completes and more was delivered
+//!   meanwhile, the same rule applies again (a deadline already past fires at once).
+//! * A durable persist of index `i` is acked (`ToServerWebSocketMessageAck { i }`) exactly once,
+//!   and only after the app reported it durable. A failed persist is never acked; it is retried
+//!   with the latest delivered index after `persist_retry_initial`, doubling up to
+//!   `persist_retry_max`.
+
+use crate::index::MessageIndex;
+use crate::time::Timestamp;
+
+use super::socket::{InFlight, Phase};
+use super::timer::TimerKind;
+use super::{Action, Runner, SocketError, SocketId, send_ack, slot_mut};
+
+impl Runner {
+    /// The app finished persisting `server_index` for `socket` (an [`Action::Persist`]).
+    ///
+    /// The runner records it as the socket's last persisted index and acks it to the gateway
+    /// unless that index was already acked. If the socket's actor is stopping, the socket is
+    /// then forgotten (the gateway hibernates it).
+    ///
+    /// # Errors
+    /// [`SocketError::UnknownSocket`] if the socket closed since (harmless);
+    /// [`SocketError::UnexpectedPersist`] if no persist of `server_index` is in flight.
+    pub fn persisted(
+        &mut self,
+        now: Timestamp,
+        socket: SocketId,
+        server_index: MessageIndex,
+    ) -> Result<(), SocketError> {
+        let now = self.advance(now);
+        let slot = self.slot_of(socket).ok_or(SocketError::UnknownSocket)?;
+        let framing = self.config.framing;
+        let initial = self.config.persist_retry_initial;
+        let s = slot_mut(&mut self.slots, slot).ok_or(SocketError::UnknownSocket)?;
+        let flight = take_in_flight(&mut s.persist.in_flight, server_index)?;
+        self.stats.persists_completed += 1;
+        s.persist.backoff = initial;
+        if !flight.stale {
+            s.last_persisted = Some(server_index);
+            if server_index != s.last_acked {
+                send_ack(&mut self.actions, framing, s, server_index, now);
+                self.stats.acks_sent += 1;
+            }
+        }
+        match s.phase {
+            Phase::Stopping => self.after_stop_persist(slot),
+            Phase::Open | Phase::Connecting => self.schedule_persist(now, slot),
+        }
+        self.finish();
+        Ok(())
+    }
+
+    /// The app failed to persist `server_index` for `socket`. Nothing is acked. The persist is
+    /// retried (with the then latest delivered index) after
+    /// [`RunnerConfig::persist_retry_initial`](super::RunnerConfig::persist_retry_initial),
+    /// doubling after each failure up to `persist_retry_max`. If the socket's actor is
+    /// stopping, the socket is forgotten without an ack instead: the gateway replays what it
+    /// still holds after the next wake.
+    ///
+    /// # Errors
+    /// [`SocketError::UnknownSocket`] if the socket closed since (harmless);
+    /// [`SocketError::UnexpectedPersist`] if no persist of `server_index` is in flight.
+    pub fn persist_failed(
+        &mut self,
+        now: Timestamp,
+        socket: SocketId,
+        server_index: MessageIndex,
+    ) -> Result<(), SocketError> {
+        let now = self.advance(now);
+        let slot = self.slot_of(socket).ok_or(SocketError::UnknownSocket)?;
+        let max = self.config.persist_retry_max;
+        let s = slot_mut(&mut self.slots, slot).ok_or(SocketError::UnknownSocket)?;
+        take_in_flight(&mut s.persist.in_flight, server_index)?;
+        self.stats.persists_failed += 1;
+        if s.phase == Phase::Stopping {
+            self.after_stop_persist(slot);
+        } else {
+            let p = &mut s.persist;
+            p.dirty = true;
+            p.first_unpersisted_at.get_or_insert(now);
+            let delay = p.backoff;
+            p.backoff = delay.saturating_mul(2).min(max);
+            if let Some(at) = now.checked_add(delay) {
+                p.retry_at = Some(at);
+                self.arm(slot, at, TimerKind::Retry);
+            }
+        }
+        self.finish();
+        Ok(())
+    }
+
+    /// A persist result arrived for a socket of a stopping actor: flush once more if owed,
+    /// otherwise forget the socket.
+    fn after_stop_persist(&mut self, slot: usize) {
+        let Some(s) = slot_mut(&mut self.slots, slot) else {
+            return;
+        };
+        if s.persist.flush_after_in_flight {
+            s.persist.flush_after_in_flight = false;
+            self.emit_persist(slot);
+        } else {
+            self.stats.settled_on_stop += 1;
+            self.remove_socket(slot);
+        }
+    }
+
+    /// Applies the debounce rule to an open hibernatable socket.
+    pub(super) fn schedule_persist(&mut self, now: Timestamp, slot: usize) {
+        let bytes = self.config.persist_bytes;
+        let interval = self.config.persist_interval;
+        let Some(s) = slot_mut(&mut self.slots, slot) else {
+            return;
+        };
+        let p = &mut s.persist;
+        if s.phase != Phase::Open
+            || !s.hibernatable
+            || p.in_flight.is_some()
+            || p.retry_at.is_some()
+            || !p.dirty
+        {
+            return;
+        }
+        if p.force || p.unpersisted_bytes >= bytes {
+            self.emit_persist(slot);
+            return;
+        }
+        let first = *p.first_unpersisted_at.get_or_insert(now);
+        match first.checked_add(interval) {
+            Some(at) if at <= now => self.emit_persist(slot),
+            Some(at) if p.deadline != Some(at) => {
+                p.deadline = Some(at);
+                self.arm(slot, at, TimerKind::Persist);
+            }
+            Some(_) | None => {}
+        }
+    }
+
+    /// Emits [`Action::Persist`] of the latest delivered index and marks it in flight.
+    pub(super) fn emit_persist(&mut self, slot: usize) {
+        let actor_id = self.actor_id_of(slot);
+        let Some(s) = slot_mut(&mut self.slots, slot) else {
+            return;
+        };
+        let p = &mut s.persist;
+        p.in_flight = Some(InFlight {
+            index: s.last_delivered,
+            stale: false,
+        });
+        p.dirty = false;
+        p.force = false;
+        p.unpersisted_bytes = 0;
+        p.first_unpersisted_at = None;
+        p.deadline = None;
+        p.retry_at = None;
+        self.stats.persists_requested += 1;
+        self.actions.push_back(Action::Persist {
+            socket: s.id,
+            actor_id,
+            server_index: s.last_delivered,
+            client_index: s.next_client,
+        });
+    }
+}
+
+/// Takes the in-flight persist if it is the one for `index`.
+fn take_in_flight(
+    slot: &mut Option<InFlight>,
+    index: MessageIndex,
+) -> Result<InFlight, SocketError> {
+    match *slot {
+        Some(f) if f.index == index => {
+            *slot = None;
+            Ok(f)
+        }
+        _ => Err(SocketError::UnexpectedPersist),
+    }
+}

@@ -1,0 +1,345 @@
+//! Test driver for `hws::runner::Runner`: builds gateway frames, drains and decodes actions.
+#![allow(dead_code, unreachable_pub)]
+
+use core::time::Duration;
+
+use hws::runner::{Action, CloseReason, PersistedSocket, Runner, RunnerConfig, SocketId};
+use hws::wire::{
+    self, GatewayId, Headers, HibernatingRequest, MessageId, RequestId, ToClientTunnelMessage,
+    ToClientTunnelMessageKind, ToClientWebSocketClose, ToClientWebSocketMessage,
+    ToClientWebSocketOpen, ToGateway, ToRunner, ToServerTunnelMessageKind,
+};
+use hws::{CloseFrame, MessageIndex, Timestamp};
+
+pub const ACTOR: &str = "actor-a";
+
+/// A decoded output of the runner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Out {
+    /// `Action::Open`.
+    Open { socket: SocketId, index: u16 },
+    /// `Action::Restored`.
+    Restored { socket: SocketId, server_index: u16 },
+    /// `Action::Message`.
+    Msg {
+        socket: SocketId,
+        index: u16,
+        data: Vec<u8>,
+    },
+    /// `Action::Persist`.
+    Persist {
+        socket: SocketId,
+        server_index: u16,
+        client_index: u16,
+    },
+    /// `Action::DeleteMetadata`.
+    Delete { socket: SocketId },
+    /// `Action::Closed`.
+    Closed {
+        socket: SocketId,
+        reason: CloseReason,
+    },
+    /// `Action::ActorStopped`.
+    ActorStopped { actor_id: String },
+    /// Published `ToServerWebSocketOpen`.
+    SendOpen {
+        socket: SocketId,
+        out: u16,
+        can_hibernate: bool,
+    },
+    /// Published `ToServerWebSocketMessage`.
+    SendMsg {
+        socket: SocketId,
+        out: u16,
+        data: Vec<u8>,
+    },
+    /// Published `ToServerWebSocketMessageAck`.
+    Ack {
+        socket: SocketId,
+        out: u16,
+        index: u16,
+    },
+    /// Published `ToServerWebSocketClose`.
+    SendClose {
+        socket: SocketId,
+        out: u16,
+        code: Option<u16>,
+        reason: Option<String>,
+        hibernate: bool,
+    },
+    /// Published `ToGatewayPong`.
+    Pong {
+        gateway_id: GatewayId,
+        request_id: RequestId,
+        ts: i64,
+    },
+}
+
+pub fn sid(g: u32, r: u32) -> SocketId {
+    SocketId::new(GatewayId::from_u32(g), RequestId::from_u32(r))
+}
+
+pub fn hib(s: SocketId) -> HibernatingRequest {
+    s.into()
+}
+
+pub fn meta(s: SocketId, server: u16, client: u16) -> PersistedSocket {
+    PersistedSocket {
+        socket: s,
+        server_index: MessageIndex::new(server),
+        client_index: MessageIndex::new(client),
+        path: "/ws".into(),
+        headers: Headers::new(),
+    }
+}
+
+pub fn tunnel(s: SocketId, index: u16, kind: ToClientTunnelMessageKind) -> ToClientTunnelMessage {
+    ToClientTunnelMessage {
+        message_id: MessageId {
+            gateway_id: s.gateway_id,
+            request_id: s.request_id,
+            message_index: MessageIndex::new(index),
+        },
+        kind,
+    }
+}
+
+pub fn open_kind(actor: &str) -> ToClientTunnelMessageKind {
+    ToClientTunnelMessageKind::WebSocketOpen(ToClientWebSocketOpen {
+        actor_id: actor.into(),
+        path: "/ws".into(),
+        headers: Headers::new(),
+    })
+}
+
+pub fn msg_kind(data: &[u8]) -> ToClientTunnelMessageKind {
+    ToClientTunnelMessageKind::WebSocketMessage(ToClientWebSocketMessage {
+        data: data.to_vec(),
+        binary: true,
+    })
+}
+
+pub fn close_kind(code: Option<u16>, reason: Option<&str>) -> ToClientTunnelMessageKind {
+    ToClientTunnelMessageKind::WebSocketClose(ToClientWebSocketClose {
+        code,
+        reason: reason.map(Into::into),
+    })
+}
+
+/// A versioned `ToRunner` frame as the gateway publishes it.
+pub fn frame(s: SocketId, index: u16, kind: ToClientTunnelMessageKind) -> Vec<u8> {
+    wire::encode_versioned(7, &ToRunner::TunnelMessage(tunnel(s, index, kind)))
+}
+
+/// Decodes one action into an [`Out`].
+pub fn decode(action: Action) -> Out {
+    match action {
+        Action::Open { socket, index, .. } => Out::Open {
+            socket,
+            index: index.get(),
+        },
+        Action::Restored {
+            socket,
+            server_index,
+            ..
+        } => Out::Restored {
+            socket,
+            server_index: server_index.get(),
+        },
+        Action::Message {
+            socket,
+            index,
+            data,
+            ..
+        } => Out::Msg {
+            socket,
+            index: index.get(),
+            data,
+        },
+        Action::Persist {
+            socket,
+            server_index,
+            client_index,
+            ..
+        } => Out::Persist {
+            socket,
+            server_index: server_index.get(),
+            client_index: client_index.get(),
+        },
+        Action::DeleteMetadata { socket, .. } => Out::Delete { socket },
+        Action::Closed { socket, reason } => Out::Closed { socket, reason },
+        Action::ActorStopped { actor_id } => Out::ActorStopped { actor_id },
+        Action::Publish { gateway_id, frame } => {
+            let msg =
+                match wire::decode_versioned::<ToGateway>(&frame, &wire::DecodeLimits::default()) {
+                    Ok((7, ToGateway::TunnelMessage(m))) => m,
+                    Ok((7, ToGateway::Pong(p))) => {
+                        return Out::Pong {
+                            gateway_id,
+                            request_id: p.request_id,
+                            ts: p.ts,
+                        };
+                    }
+                    other => panic!("bad published frame: {other:?}"),
+                };
+            assert_eq!(
+                msg.message_id.gateway_id, gateway_id,
+                "published to the socket's gateway"
+            );
+            let socket = SocketId::new(msg.message_id.gateway_id, msg.message_id.request_id);
+            let out = msg.message_id.message_index.get();
+            match msg.kind {
+                ToServerTunnelMessageKind::WebSocketOpen(o) => Out::SendOpen {
+                    socket,
+                    out,
+                    can_hibernate: o.can_hibernate,
+                },
+                ToServerTunnelMessageKind::WebSocketMessage(m) => Out::SendMsg {
+                    socket,
+                    out,
+                    data: m.data,
+                },
+                ToServerTunnelMessageKind::WebSocketMessageAck(a) => Out::Ack {
+                    socket,
+                    out,
+                    index: a.index.get(),
+                },
+                ToServerTunnelMessageKind::WebSocketClose(c) => Out::SendClose {
+                    socket,
+                    out,
+                    code: c.code,
+                    reason: c.reason,
+                    hibernate: c.hibernate,
+                },
+                other => panic!("runner published an HTTP kind: {other:?}"),
+            }
+        }
+        other => panic!("unknown action {other:?}"),
+    }
+}
+
+/// A runner plus a clock.
+pub struct Harness {
+    pub runner: Runner,
+    pub now: Timestamp,
+}
+
+impl Harness {
+    pub fn new(config: RunnerConfig) -> Self {
+        let now = Timestamp::from_secs(100);
+        Self {
+            runner: Runner::new(config, now).expect("valid config"),
+            now,
+        }
+    }
+
+    pub fn default_config() -> Self {
+        Self::new(RunnerConfig::default())
+    }
+
+    /// Drains every action.
+    pub fn drain(&mut self) -> Vec<Out> {
+        let mut v = Vec::new();
+        while let Some(a) = self.runner.poll_action() {
+            v.push(decode(a));
+        }
+        v
+    }
+
+    pub fn advance(&mut self, d: Duration) {
+        self.now += d;
+        self.runner.handle_timeout(self.now);
+    }
+
+    /// Starts `ACTOR` with nothing to restore; drains.
+    pub fn start_actor(&mut self) {
+        self.runner
+            .actor_starting(self.now, ACTOR, Vec::new())
+            .expect("start");
+        self.runner
+            .restore(self.now, ACTOR, Vec::new())
+            .expect("restore");
+        assert_eq!(self.drain(), vec![]);
+    }
+
+    /// Opens and accepts `s` at open index `k`; answers the initial persist if hibernatable.
+    pub fn open(&mut self, s: SocketId, k: u16, hibernatable: bool) {
+        self.feed(s, k, open_kind(ACTOR)).expect("open");
+        assert_eq!(
+            self.drain(),
+            vec![Out::Open {
+                socket: s,
+                index: k
+            }]
+        );
+        self.runner
+            .accept(self.now, s, hibernatable)
+            .expect("accept");
+        let out = self.drain();
+        assert_eq!(
+            out[0],
+            Out::SendOpen {
+                socket: s,
+                out: 0,
+                can_hibernate: hibernatable
+            }
+        );
+        if hibernatable {
+            assert_eq!(
+                out[1..],
+                [Out::Persist {
+                    socket: s,
+                    server_index: k,
+                    client_index: 1
+                }]
+            );
+            self.runner
+                .persisted(self.now, s, MessageIndex::new(k))
+                .expect("persisted");
+            assert_eq!(self.drain(), vec![], "no ack for the open index");
+        } else {
+            assert_eq!(out.len(), 1);
+        }
+    }
+
+    /// Feeds one gateway frame through `handle_frame`.
+    pub fn feed(
+        &mut self,
+        s: SocketId,
+        index: u16,
+        kind: ToClientTunnelMessageKind,
+    ) -> Result<(), hws::runner::ReceiveError> {
+        self.runner.handle_frame(self.now, &frame(s, index, kind))
+    }
+
+    /// Feeds one WebSocket message.
+    pub fn msg(&mut self, s: SocketId, index: u16, data: &[u8]) {
+        self.feed(s, index, msg_kind(data))
+            .expect("message accepted");
+    }
+
+    pub fn persisted(&mut self, s: SocketId, i: u16) {
+        self.runner
+            .persisted(self.now, s, MessageIndex::new(i))
+            .expect("persisted");
+    }
+
+    pub fn last_delivered(&self, s: SocketId) -> u16 {
+        self.runner.socket(s).expect("socket").last_delivered.get()
+    }
+}
+
+/// The `(code, reason)` of the 1008 `ws.message_index_skip` close.
+pub fn skip_close(s: SocketId, out: u16) -> Out {
+    Out::SendClose {
+        socket: s,
+        out,
+        code: Some(1008),
+        reason: Some("ws.message_index_skip".into()),
+        hibernate: false,
+    }
+}
+
+pub fn frame_of(code: u16, reason: &str) -> CloseFrame {
+    CloseFrame::new(code, reason)
+}
