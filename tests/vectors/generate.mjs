@@ -341,6 +341,28 @@ for (const inner of ["ToRunner", "ToGateway"]) {
 	};
 }
 
+const SUBSET_TAGS = {
+	ToRunner: ["ToRunnerPing", "ToRunnerClose", "ToClientTunnelMessage"],
+	ToClient: ["ToClientTunnelMessage"],
+	ToServer: ["ToServerTunnelMessage"],
+};
+
+function verdict(type, bytes) {
+	const t = TYPES[type];
+	let decoded;
+	try {
+		decoded = t.decode(bytes);
+	} catch (e) {
+		assert(e instanceof bare.BareError, `${type}: non-BARE error ${e}`);
+		return { reject: { issue: e.issue, offset: e.offset } };
+	}
+	const subset = SUBSET_TAGS[type];
+	if (subset && !subset.includes(decoded.tag)) return { accept_outside_subset: decoded.tag };
+	const fields = t.from(decoded);
+	const lossless = Buffer.from(t.encode(fields)).equals(Buffer.from(bytes));
+	return { accept: fields, ...(lossless ? {} : { lossy: true }) };
+}
+
 /** Byte fields expanded to plain hex, so two fields values can be compared. */
 function canon(v) {
 	if (Array.isArray(v) && v.length > 0 && v.every((s) => s && typeof s === "object" && (s.hex !== undefined || s.pattern))) {
@@ -635,6 +657,10 @@ reject("duplicate_key/unicode", "ToClient", b(4, MID, 3, str("a"), str("/"), 2, 
 const bomKey = "a".repeat(300);
 reject("duplicate_key/bom_stripped_long_key", "ToClientTunnelMessage", b(MID, 3, str("a"), str("/"), 2, str(bomKey), str("1"), rawStr(b("efbbbf", utf8(bomKey))), str("2")));
 reject("duplicate_key/bom_stripped_long_key_first", "ToServerTunnelMessage", b(MID, 0, "c800", 2, rawStr(b("efbbbf", utf8(bomKey))), str("1"), str(bomKey), str("2"), 0, 0));
+// TextDecoder strips one BOM only: BOM BOM X (256+ bytes) reads as BOM X, which a key under 256
+// bytes keeps as is.
+const bom2 = b("efbbbfefbbbf", utf8("k".repeat(250)));
+reject("duplicate_key/double_bom_long_key_vs_short_bom_key", "ToClientTunnelMessage", b(MID, 3, 0, 0, 2, rawStr(bom2), 0, rawStr(bom2.subarray(3)), 0));
 // Unknown union tags.
 for (const tag of [6, 0x7f, 0x80, 0xff]) reject(`tag/client_kind_${tag}`, "ToClientTunnelMessage", b(MID, tag));
 for (const tag of [7, 0x80]) reject(`tag/server_kind_${tag}`, "ToServerTunnelMessage", b(MID, tag, 0));
@@ -708,7 +734,9 @@ function quirk(name, type, bytes, note) {
 	const decoded = t.decode(bytes);
 	const reencoded = t.encode(t.from(decoded));
 	assert.notDeepEqual(reencoded, bytes, `${name}: not a quirk`);
-	quirks.push({ name, type, note, bytes: toHex(bytes), official_reencoded: toHex(reencoded), official_fields: t.from(decoded) });
+	// What the official decoder says about its own re-encoding (it can reject it).
+	const again = verdict(type, reencoded);
+	quirks.push({ name, type, note, bytes: toHex(bytes), official_fields: t.from(decoded), official_reencoded: toHex(reencoded), official_reencoded_verdict: again });
 }
 quirk(
 	"bom/long_path_loses_bom",
@@ -722,6 +750,21 @@ quirk(
 	b(MID, 6, 0, 1, rawStr(b("efbbbf", utf8("r".repeat(253)))), 1),
 	"a 256-byte reason starting with U+FEFF decodes without it",
 );
+quirk(
+	"bom/double_bom_long_key_keeps_one",
+	"ToClientTunnelMessage",
+	b(MID, 3, 0, 0, 2, rawStr(b("efbbbfefbbbf", utf8("k".repeat(300)))), 0, str("k".repeat(300)), 0),
+	"a 256+ byte key starting with two BOMs loses one and stays distinct from the bare key",
+);
+{
+	// Under 256 bytes bare-ts's own decoder keeps the BOM: a key with it and one without are
+	// distinct, and nothing is lost.
+	const k = "k".repeat(200);
+	const bytes = b(MID, 3, 0, 0, 2, str(k), 0, rawStr(b("efbbbf", utf8(k))), 0);
+	const t = TYPES.ToClientTunnelMessage;
+	assert.deepEqual(t.encode(t.from(t.decode(bytes))), bytes);
+	vectors.push({ name: "client/ws_open/short_bom_key_distinct", type: "ToClientTunnelMessage", fields: t.from(t.decode(bytes)), bytes: toHex(bytes) });
+}
 {
 	// Below 256 bytes bare-ts's own decoder keeps the BOM: no quirk.
 	const short = b(MID, 3, str("a"), rawStr(b("efbbbf", utf8("/".repeat(252)))), 0);
@@ -783,28 +826,6 @@ function mutate(src) {
 			return mutate(mutate(src));
 	}
 	return Uint8Array.from(a);
-}
-
-const SUBSET_TAGS = {
-	ToRunner: ["ToRunnerPing", "ToRunnerClose", "ToClientTunnelMessage"],
-	ToClient: ["ToClientTunnelMessage"],
-	ToServer: ["ToServerTunnelMessage"],
-};
-
-function verdict(type, bytes) {
-	const t = TYPES[type];
-	let decoded;
-	try {
-		decoded = t.decode(bytes);
-	} catch (e) {
-		assert(e instanceof bare.BareError, `${type}: non-BARE error ${e}`);
-		return { reject: { issue: e.issue, offset: e.offset } };
-	}
-	const subset = SUBSET_TAGS[type];
-	if (subset && !subset.includes(decoded.tag)) return { accept_outside_subset: decoded.tag };
-	const fields = t.from(decoded);
-	const lossless = Buffer.from(t.encode(fields)).equals(Buffer.from(bytes));
-	return { accept: fields, ...(lossless ? {} : { lossy: true }) };
 }
 
 const differential = [];
