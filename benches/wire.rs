@@ -1,8 +1,8 @@
 //! Wire codec benchmarks: the messages of the WebSocket hot path, as encoded and decoded by hws.
 //!
-//! `benches/ts_codec.mjs` times the official TypeScript codec on the same messages (same payload
-//! sizes, same payload bytes); BENCHMARKS.md ("Wire codec") has both and their ratio. Throughput
-//! counts the bytes of the encoded frame (version prefix included where there is one).
+//! `tests/vectors/ts_codec.mjs` times the official TypeScript codec on the same messages (same
+//! payload sizes, same payload bytes); BENCHMARKS.md ("Wire codec") has both and their ratio.
+//! Throughput counts the bytes of the encoded frame (version prefix included where there is one).
 //!
 //! ```text
 //! cargo bench --bench wire

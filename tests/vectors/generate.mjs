@@ -460,6 +460,12 @@ add("client/ws_close/both", "ToClientTunnelMessage", cmsg(mid(13), "WebSocketClo
 add("client/ws_close/code_0_empty_reason", "ToClientTunnelMessage", cmsg(mid(14), "WebSocketClose", { code: 0, reason: "" }));
 add("client/ws_close/code_65535_unicode_reason", "ToClientTunnelMessage", cmsg(mid(15), "WebSocketClose", { code: 65535, reason: "au revoir 👋 さようなら" }));
 add("client/ws_close/reason_2_byte_varint", "ToClientTunnelMessage", cmsg(mid(16), "WebSocketClose", { code: 4000, reason: S_CJK_100 }));
+// NUL, other controls, noncharacters, the last code point, a lone combining mark: on the short
+// (bare-ts's own UTF-8 code) and the long (TextEncoder/TextDecoder) string paths.
+const EDGE_CODE_POINTS = "\u0000\u0001\u001f\u007f\u0080\u07ff\u0800\ufffd\ufffe\uffff\u{10000}\u{10ffff}\u0301";
+add("client/ws_close/edge_code_points", "ToClientTunnelMessage", cmsg(mid(18), "WebSocketClose", { code: 1000, reason: EDGE_CODE_POINTS }));
+add("server/ws_close/edge_code_points_long", "ToServerTunnelMessage", smsg(mid(28), "WebSocketClose", { code: null, reason: EDGE_CODE_POINTS.repeat(20), hibernate: true }));
+add("client/ws_open/edge_code_point_headers", "ToClientTunnelMessage", cmsg(mid(0), "WebSocketOpen", { actor_id: "\u{10ffff}", path: "/\u0000", headers: [["\u0000", "\uffff"], ["\ufffe", EDGE_CODE_POINTS.repeat(30)]] }));
 add("client/ws_close/reason_16383", "ToClientTunnelMessage", cmsg(mid(17), "WebSocketClose", { code: null, reason: S_16383 }));
 
 // ToServerTunnelMessage: every kind and its edges.
