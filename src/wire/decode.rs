@@ -1,8 +1,9 @@
 //! A strict BARE reader.
 //!
 //! Rejects exactly what the official TypeScript codec rejects (non-canonical varints, bools other
-//! than 0/1, invalid UTF-8, duplicate map keys, unknown union tags, trailing bytes), checks every
-//! length against the bytes that remain *before* allocating, and never panics.
+//! than 0/1, invalid UTF-8, duplicate map keys — compared as the official decoder compares them,
+//! see `official_key` —, unknown union tags, trailing bytes), checks every length against the
+//! bytes that remain *before* allocating, and never panics.
 
 use alloc::collections::BTreeSet;
 use alloc::string::String;
@@ -197,7 +198,7 @@ impl<'a> Reader<'a> {
                     offset: bytes_offset,
                 })?
                 .into();
-            if !seen.insert(key_bytes) {
+            if !seen.insert(official_key(key_bytes)) {
                 return Err(DecodeError::DuplicateKey { offset: key_offset });
             }
             let value = self.string()?;
@@ -220,6 +221,25 @@ impl<'a> Reader<'a> {
             request_id: self.request_id()?,
             message_index: MessageIndex::new(self.u16()?),
         })
+    }
+}
+
+/// Strings this long or longer are decoded by the official codec (bare-ts) with `TextDecoder`;
+/// shorter ones by bare-ts's own UTF-8 decoder.
+const OFFICIAL_TEXT_DECODER_THRESHOLD: usize = 256;
+
+/// A header key as the official decoder compares it for duplicates.
+///
+/// `TextDecoder` drops one leading U+FEFF (byte order mark) while bare-ts's short-string decoder
+/// keeps it, so for the official codec a key of 256 bytes or more that starts with a BOM *is* the
+/// same key without it, and a map holding both is rejected as "duplicated key". hws keeps the
+/// key's bytes as they are (decode then encode stays the identity) but rejects the same maps.
+fn official_key(key: &[u8]) -> &[u8] {
+    const BOM: &[u8] = "\u{feff}".as_bytes();
+    if key.len() >= OFFICIAL_TEXT_DECODER_THRESHOLD {
+        key.strip_prefix(BOM).unwrap_or(key)
+    } else {
+        key
     }
 }
 

@@ -384,6 +384,60 @@ fn header_maps_duplicates_and_limit() {
     ));
 }
 
+/// Found by the official-codec vectors (`tests/vectors/rejections.json`,
+/// `duplicate_key/bom_stripped_long_key*`): the official decoder reads strings of 256+ bytes with
+/// `TextDecoder`, which drops a leading BOM, so it sees a duplicate key where the bytes differ.
+#[test]
+fn header_keys_that_differ_only_by_a_bom_the_official_decoder_drops_are_duplicates() {
+    const BOM: &str = "\u{feff}";
+    let frame_with = |keys: &[&str]| {
+        let mut frame = mid_bytes(1);
+        frame.extend_from_slice(&[3, 0, 0]); // WebSocketOpen, empty actor id, empty path
+        frame.push(u8::try_from(keys.len()).unwrap());
+        for key in keys {
+            let mut n = key.len();
+            while n >= 0x80 {
+                frame.push(0x80 | u8::try_from(n & 0x7f).unwrap());
+                n >>= 7;
+            }
+            frame.push(u8::try_from(n).unwrap());
+            frame.extend_from_slice(key.as_bytes());
+            frame.push(0); // empty value
+        }
+        frame
+    };
+    let long = "k".repeat(300);
+    let bom_long = alloc::format!("{BOM}{long}");
+    let key_offset = |first: &str| 10 + 3 + 1 + 2 + first.len() + 1;
+    // 256+ bytes with a BOM: the official decoder strips it, in either order.
+    for (a, b) in [(&long, &bom_long), (&bom_long, &long)] {
+        assert_eq!(
+            decode::<ToClientTunnelMessage>(&frame_with(&[a, b])),
+            Err(DecodeError::DuplicateKey {
+                offset: key_offset(a)
+            }),
+        );
+    }
+    // One BOM is stripped, not two: BOM BOM X reads as BOM X, which differs from X...
+    let double = alloc::format!("{BOM}{bom_long}");
+    let frame = frame_with(&[&double, &long]);
+    let msg = decode::<ToClientTunnelMessage>(&frame).unwrap();
+    assert_eq!(encode(&msg), frame);
+    // ...but equals a BOM X short enough (< 256 bytes) to keep its BOM.
+    let short_bom = alloc::format!("{BOM}{}", &long[..250]);
+    let double_short = alloc::format!("{BOM}{short_bom}");
+    assert!(double_short.len() >= 256 && short_bom.len() < 256);
+    assert!(matches!(
+        decode::<ToClientTunnelMessage>(&frame_with(&[&double_short, &short_bom])),
+        Err(DecodeError::DuplicateKey { .. })
+    ));
+    // Under 256 bytes the BOM is kept by the official decoder too: distinct keys.
+    let short = "k".repeat(200);
+    let frame = frame_with(&[&short, &alloc::format!("{BOM}{short}")]);
+    let msg = decode::<ToClientTunnelMessage>(&frame).unwrap();
+    assert_eq!(encode(&msg), frame);
+}
+
 #[test]
 fn headers_keep_order_and_insert_replaces() {
     let mut h = Headers::new();
