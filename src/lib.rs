@@ -19,9 +19,16 @@ extern crate alloc;
 
 pub mod close;
 pub mod config;
+#[cfg(feature = "std")]
+pub mod driver;
+#[cfg(feature = "sim")]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod gateway;
 pub mod index;
 pub mod runner;
+#[cfg(feature = "sim")]
+pub mod sim;
 pub mod time;
 pub mod wire;
 

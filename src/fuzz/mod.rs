@@ -1,0 +1,1 @@
+//! Fuzzing harness functions (work in progress).
