@@ -117,7 +117,8 @@ async fn runner(args: &Args) -> std::io::Result<bool> {
         name: args.runner_name.clone(),
         data_dir: dir.path.clone(),
         config: scenario::runner_config(args),
-        report_interval: Duration::from_millis(100),
+        report_interval: Duration::from_millis(20),
+        delivered: std::sync::Arc::default(),
     })
     .await?;
     if args.verbose {

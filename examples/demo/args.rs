@@ -64,7 +64,7 @@ impl Default for Args {
             actor: "demo-actor".into(),
             cold_start: Duration::from_millis(20),
             persist_interval: Duration::from_millis(50),
-            max_pending_bytes: 1024 * 1024,
+            max_pending_bytes: 8 * 1024 * 1024,
             runner_name: "runner".into(),
             verbose: false,
         }
@@ -89,7 +89,7 @@ usage: demo [flags]
   --actor NAME              the actor the client talks to (default demo-actor)
   --cold-start-ms MS        how long a sleeping actor takes to wake (default 20)
   --persist-interval-ms MS  the runner's persist debounce (default 50)
-  --max-pending-bytes B     the gateway's per-request pending limit (default 1048576)
+  --max-pending-bytes B     the gateway's per-request pending limit (default 8388608)
   --runner-name NAME        the runner's name (role runner)
   --verbose                 progress lines
 ";

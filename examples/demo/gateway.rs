@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,8 +51,10 @@ impl Schedule {
             .map(|k| k * messages / parts)
             .filter(|&n| n > 0)
             .collect();
+        // Halfway between two sleeps, near the middle of the stream.
+        let k = parts / 2;
         let kill_at =
-            kill.then(|| (messages / 2 + messages / (2 * parts)).clamp(1, messages.max(1)));
+            kill.then(|| ((2 * k + 1) * messages / (2 * parts)).clamp(1, messages.max(1)));
         Self {
             actor: actor.into(),
             sleep_at,
@@ -203,7 +205,10 @@ impl GatewayServer {
         };
         let (handle, driver) = GatewayDriver::spawn(gateway, io_side, clock);
         let client_messages = Arc::new(AtomicU64::new(0));
+        let running = Arc::new(AtomicBool::new(false));
         let orchestrator = Orchestrator {
+            running: running.clone(),
+            scheduled_actor: opts.schedule.actor.clone(),
             gw: handle.clone(),
             tx: orch_tx.clone(),
             routes: routes.clone(),
@@ -227,6 +232,8 @@ impl GatewayServer {
             schedule: opts.schedule.clone(),
             client_messages,
             kill: kill_tx,
+            running,
+            killed: AtomicBool::new(false),
         });
         tasks.push(tokio::spawn(accept_loop(listener, shared)));
         Ok(Self {
@@ -292,6 +299,9 @@ struct Shared {
     schedule: Schedule,
     client_messages: Arc<AtomicU64>,
     kill: UnboundedSender<()>,
+    /// Whether the scheduled actor runs (maintained by the orchestrator).
+    running: Arc<AtomicBool>,
+    killed: AtomicBool,
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
@@ -458,7 +468,12 @@ async fn client_reader(
                     reply: None,
                 });
             }
-            if shared.schedule.kill_at == Some(n) {
+            // Kill while the actor runs (so it holds delivered, unpersisted messages): at the
+            // scheduled message, or at the first message after it that finds the actor running.
+            if shared.schedule.kill_at.is_some_and(|k| n >= k)
+                && shared.running.load(Ordering::Relaxed)
+                && !shared.killed.swap(true, Ordering::Relaxed)
+            {
                 let _ = shared.kill.send(());
             }
         }
@@ -610,6 +625,8 @@ struct Orchestrator {
     cold_start: Duration,
     verbose: bool,
     client_messages: Arc<AtomicU64>,
+    running: Arc<AtomicBool>,
+    scheduled_actor: String,
 }
 
 impl Orchestrator {
@@ -688,6 +705,7 @@ impl Orchestrator {
                         let _ = w.send(route);
                     }
                     let deferred = std::mem::take(&mut p.deferred_sleeps);
+                    self.set_running(&actor, true);
                     self.log(format!("actor {actor} running on route {}", route.0));
                     // Every live request of the actor that hibernated continues here: the
                     // gateway replays its pending messages (they queue until the restore).
@@ -816,7 +834,14 @@ impl Orchestrator {
         );
     }
 
+    fn set_running(&self, actor: &str, running: bool) {
+        if actor == self.scheduled_actor {
+            self.running.store(running, Ordering::Relaxed);
+        }
+    }
+
     fn sleep(&mut self, actor: &str, reply: Option<oneshot::Sender<()>>) {
+        self.set_running(actor, false);
         let p = self.placement(actor);
         match p.phase {
             Phase::Running(route) => {
@@ -838,6 +863,7 @@ impl Orchestrator {
     /// The actor stopped (it slept, or its runner is gone): its requests hibernate.
     async fn stopped(&mut self, actor: &str) {
         self.log(format!("actor {actor} stopped"));
+        self.set_running(actor, false);
         let p = self.placement(actor);
         p.phase = Phase::Stopped;
         let sleepers = std::mem::take(&mut p.sleepers);

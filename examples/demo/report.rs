@@ -20,6 +20,9 @@ pub struct Report {
     /// The actor's committed result for the client's stream (`None`: never committed).
     pub committed: Option<StreamState>,
     pub kills: u32,
+    /// Messages handed to the actor app by every runner of this process (`None` when the
+    /// runner is a child process: then the runners' own reports are used).
+    pub app_deliveries: Option<u64>,
     pub elapsed: Duration,
 }
 
@@ -58,7 +61,10 @@ impl Report {
     #[allow(clippy::cast_precision_loss)]
     pub fn render(&self) -> String {
         let (a, c, g, s) = (&self.args, &self.client, &self.gateway, &self.snapshot);
-        let r = s.runner_total();
+        let mut r = s.runner_total();
+        if let Some(d) = self.app_deliveries {
+            r.delivered = d;
+        }
         let committed = self.committed();
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         let mut o = String::new();
@@ -135,7 +141,10 @@ impl Report {
             s.sleeps, s.starts, self.kills, s.runners_lost
         );
         let _ = writeln!(o, "  pending at the end        {:>9}", g.pending_messages);
-        let _ = writeln!(o, "runner (all incarnations, as last reported)");
+        let _ = writeln!(
+            o,
+            "runner (all incarnations; a killed one as of its last report, at most 20 ms old)"
+        );
         let _ = writeln!(o, "  delivered to the app      {:>9}", r.delivered);
         let _ = writeln!(o, "  duplicates dropped        {:>9}", r.duplicates_dropped);
         let _ = writeln!(

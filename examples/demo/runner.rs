@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,6 +38,9 @@ pub struct RunnerOptions {
     pub config: RunnerConfig,
     /// How often counters are reported to the gateway.
     pub report_interval: Duration,
+    /// Counts every message handed to the app, across runner incarnations of one process (a
+    /// killed runner cannot report its last deliveries).
+    pub delivered: Arc<AtomicU64>,
 }
 
 /// A running runner.
@@ -138,6 +142,7 @@ impl RunnerInstance {
             actors: BTreeMap::new(),
             socket_actor: BTreeMap::new(),
             closes: closes.clone(),
+            delivered: opts.delivered.clone(),
         };
         tasks.spawn(app.run(app_rx, ctl_rx, done_rx));
 
@@ -301,6 +306,7 @@ struct App {
     actors: BTreeMap<String, ActorApp>,
     socket_actor: BTreeMap<SocketId, String>,
     closes: Arc<Mutex<BTreeMap<String, u64>>>,
+    delivered: Arc<AtomicU64>,
 }
 
 impl App {
@@ -416,6 +422,7 @@ impl App {
                 let _ = self.handle.accept(socket, true).await;
             }
             Action::Message { socket, data, .. } => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
                 let Some(live) = self.live_mut(socket) else {
                     return;
                 };

@@ -5,6 +5,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use hws::gateway::{GatewayConfig, OverflowPolicy};
@@ -45,7 +46,13 @@ pub enum RunnerProc {
 
 impl RunnerProc {
     /// Starts runner number `n`.
-    pub async fn start(args: &Args, gateway: &str, dir: &Path, n: u32) -> io::Result<Self> {
+    pub async fn start(
+        args: &Args,
+        gateway: &str,
+        dir: &Path,
+        n: u32,
+        delivered: &Arc<AtomicU64>,
+    ) -> io::Result<Self> {
         if args.runner_process {
             let exe = std::env::current_exe()?;
             let mut cmd = tokio::process::Command::new(exe);
@@ -68,7 +75,8 @@ impl RunnerProc {
                 name: format!("runner-{n}"),
                 data_dir: dir.into(),
                 config: runner_config(args),
-                report_interval: Duration::from_millis(100),
+                report_interval: Duration::from_millis(20),
+                delivered: delivered.clone(),
             };
             Ok(Self::InProcess(RunnerInstance::start(opts).await?))
         }
@@ -159,14 +167,16 @@ pub async fn run_all(args: &Args) -> io::Result<Report> {
     })
     .await?;
     let url = server.url();
+    let delivered = Arc::new(AtomicU64::new(0));
     let runner = Arc::new(Mutex::new(Some(
-        RunnerProc::start(args, &url, &dir.path, 1).await?,
+        RunnerProc::start(args, &url, &dir.path, 1, &delivered).await?,
     )));
 
     // The supervisor: kills the runner when the schedule says so, then starts a new one.
     let kills = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let mut kill_rx = server.kill.take();
     let supervisor = {
+        let delivered = delivered.clone();
         let (runner, kills, args, url, path) = (
             runner.clone(),
             kills.clone(),
@@ -187,7 +197,9 @@ pub async fn run_all(args: &Args) -> io::Result<Report> {
                 if args.verbose {
                     eprintln!("[demo] runner killed; starting runner-{}", n + 1);
                 }
-                *slot = RunnerProc::start(&args, &url, &path, n + 1).await.ok();
+                *slot = RunnerProc::start(&args, &url, &path, n + 1, &delivered)
+                    .await
+                    .ok();
             }
         })
     };
@@ -210,11 +222,11 @@ pub async fn run_all(args: &Args) -> io::Result<Report> {
 
     supervisor.abort();
     // Let the runner report its final counters, then stop it.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let snapshot = server.snapshot().await;
     if let Some(r) = runner.lock().await.take() {
         r.stop().await;
     }
-    let snapshot = server.snapshot().await;
     let gateway = server.shutdown().await;
     Ok(Report {
         args: args.clone(),
@@ -223,6 +235,8 @@ pub async fn run_all(args: &Args) -> io::Result<Report> {
         snapshot,
         committed,
         kills: kills.load(std::sync::atomic::Ordering::Relaxed),
+        app_deliveries: (!args.runner_process)
+            .then(|| delivered.load(std::sync::atomic::Ordering::Relaxed)),
         elapsed,
     })
 }
