@@ -147,11 +147,21 @@ impl Report {
         );
         let _ = writeln!(o, "  delivered to the app      {:>9}", r.delivered);
         let _ = writeln!(o, "  duplicates dropped        {:>9}", r.duplicates_dropped);
-        let _ = writeln!(
-            o,
-            "  redelivered after a crash {:>9}  (delivered, lost with the killed runner's unpersisted state, delivered again)",
-            r.delivered.saturating_sub(committed.count)
-        );
+        match self.app_deliveries {
+            Some(d) => {
+                let _ = writeln!(
+                    o,
+                    "  redelivered after a crash {:>9}  (the killed runner's delivered but unpersisted messages, delivered again)",
+                    d.saturating_sub(committed.count)
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    o,
+                    "  redelivered after a crash   unknown  (a SIGKILLed child cannot report its last deliveries)"
+                );
+            }
+        }
         let _ = writeln!(
             o,
             "  persists / acks           {:>9}  / {}",
