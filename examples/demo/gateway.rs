@@ -206,7 +206,12 @@ impl GatewayServer {
         let (handle, driver) = GatewayDriver::spawn(gateway, io_side, clock);
         let client_messages = Arc::new(AtomicU64::new(0));
         let running = Arc::new(AtomicBool::new(false));
+        let killed = Arc::new(AtomicBool::new(false));
+        let (kill_tx, kill_rx) = unbounded_channel();
         let orchestrator = Orchestrator {
+            kill_at: opts.schedule.kill_at,
+            killed: killed.clone(),
+            kill: kill_tx.clone(),
             running: running.clone(),
             scheduled_actor: opts.schedule.actor.clone(),
             gw: handle.clone(),
@@ -222,7 +227,6 @@ impl GatewayServer {
             client_messages: client_messages.clone(),
         };
         let mut tasks = vec![tokio::spawn(orchestrator.run(orch_rx))];
-        let (kill_tx, kill_rx) = unbounded_channel();
         let shared = Arc::new(Shared {
             handle: handle.clone(),
             orch: orch_tx.clone(),
@@ -233,7 +237,7 @@ impl GatewayServer {
             client_messages,
             kill: kill_tx,
             running,
-            killed: AtomicBool::new(false),
+            killed,
         });
         tasks.push(tokio::spawn(accept_loop(listener, shared)));
         Ok(Self {
@@ -301,7 +305,7 @@ struct Shared {
     kill: UnboundedSender<()>,
     /// Whether the scheduled actor runs (maintained by the orchestrator).
     running: Arc<AtomicBool>,
-    killed: AtomicBool,
+    killed: Arc<AtomicBool>,
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
@@ -627,6 +631,9 @@ struct Orchestrator {
     client_messages: Arc<AtomicU64>,
     running: Arc<AtomicBool>,
     scheduled_actor: String,
+    kill_at: Option<u64>,
+    killed: Arc<AtomicBool>,
+    kill: UnboundedSender<()>,
 }
 
 impl Orchestrator {
@@ -704,7 +711,29 @@ impl Orchestrator {
                     for w in p.waiters.drain(..) {
                         let _ = w.send(route);
                     }
-                    let deferred = std::mem::take(&mut p.deferred_sleeps);
+                    // One deferred sleep per start: each sleep is a real stop and wake. A kill
+                    // that is due goes first (shortly after the start, once the replay is
+                    // being delivered); the sleep waits for the next start.
+                    let kill_due = actor == self.scheduled_actor
+                        && self
+                            .kill_at
+                            .is_some_and(|k| self.client_messages.load(Ordering::Relaxed) >= k)
+                        && !self.killed.load(Ordering::Relaxed);
+                    let p = self.placement(&actor);
+                    let deferred = (!kill_due && !p.deferred_sleeps.is_empty())
+                        .then(|| p.deferred_sleeps.remove(0));
+                    if kill_due {
+                        let (running, killed, kill) =
+                            (self.running.clone(), self.killed.clone(), self.kill.clone());
+                        tokio::spawn(async move {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                            if running.load(Ordering::Relaxed)
+                                && !killed.swap(true, Ordering::Relaxed)
+                            {
+                                let _ = kill.send(());
+                            }
+                        });
+                    }
                     self.set_running(&actor, true);
                     self.log(format!("actor {actor} running on route {}", route.0));
                     // Every live request of the actor that hibernated continues here: the
@@ -718,8 +747,8 @@ impl Orchestrator {
                     for request_id in requests {
                         let _ = self.gw.wake(request_id, route).await;
                     }
-                    if let Some(first) = deferred.into_iter().next() {
-                        self.sleep(&actor, first);
+                    if let Some(reply) = deferred {
+                        self.sleep(&actor, reply);
                     }
                 }
                 Control::Stopped { actor } => {
@@ -855,8 +884,11 @@ impl Orchestrator {
                     },
                 );
             }
-            Phase::Stopping(_) => p.sleepers.extend(reply),
-            Phase::Stopped | Phase::Starting(_) => p.deferred_sleeps.push(reply),
+            // The client keeps streaming while the actor is away (the gateway buffers), so
+            // later sleeps come due meanwhile: each waits for the next start.
+            Phase::Stopping(_) | Phase::Stopped | Phase::Starting(_) => {
+                p.deferred_sleeps.push(reply);
+            }
         }
     }
 

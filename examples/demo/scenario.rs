@@ -206,7 +206,7 @@ pub async fn run_all(args: &Args) -> io::Result<Report> {
 
     #[allow(clippy::disallowed_methods)] // the demo measures wall-clock time
     let start = Instant::now();
-    let (client, _) = run_client(&ClientOptions {
+    let (client, conn) = run_client(&ClientOptions {
         gateway: url.clone(),
         actor: args.actor.clone(),
         messages: args.messages,
@@ -214,9 +214,30 @@ pub async fn run_all(args: &Args) -> io::Result<Report> {
         max_size: args.max_size,
         seed: args.seed,
         final_wait: Duration::from_secs(60),
-        close: true,
+        close: false,
     })
     .await?;
+    let mut client = client;
+    if let Some(mut conn) = conn {
+        // The client streams on while the actor is away (the gateway buffers), so a short stream
+        // can end before every scheduled sleep (or the kill) happened: keep the actor busy with
+        // status probes until they did.
+        let want_kills = u32::from(args.kill_runner && args.messages > 0);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = server.snapshot().await;
+            let done = s.sleeps >= args.sleeps
+                && kills.load(std::sync::atomic::Ordering::Relaxed) >= want_kills;
+            if done || tokio::time::Instant::now() >= deadline || conn.ended() {
+                break;
+            }
+            conn.send(b"?".to_vec(), false).await?;
+            client.probes += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        client.echoes = conn.echoes();
+        client.closed_by_gateway = conn.close(1000, "done").await;
+    }
     let committed = committed_result(&dir.path, &args.actor, Duration::from_secs(60)).await;
     let elapsed = start.elapsed();
 
