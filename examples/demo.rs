@@ -10,6 +10,8 @@
 //! The report says what was sent, delivered, replayed, lost and delivered twice; the exit code is
 //! non-zero if anything was lost or delivered twice (checked against the actor's committed log).
 
+#![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)] // application code on std
+
 #[path = "demo/lib.rs"]
 mod demo;
 

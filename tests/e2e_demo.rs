@@ -5,6 +5,12 @@
 //! Real time, not paused: the storage writes are blocking fsyncs on tokio's blocking pool, and
 //! paused time auto-advances (firing the engines' timeouts) whenever the runtime waits on them.
 
+#![allow(
+    clippy::std_instead_of_core,
+    clippy::std_instead_of_alloc,
+    clippy::similar_names
+)] // application code on std
+
 #[path = "../examples/demo/lib.rs"]
 mod demo;
 

@@ -6,6 +6,12 @@
 //! runner`), so no nested `cargo` is needed (cargo holds its build lock while tests run). Hence
 //! `harness = false` and this `main`.
 
+#![allow(
+    clippy::std_instead_of_core,
+    clippy::std_instead_of_alloc,
+    clippy::similar_names
+)] // application code on std
+
 #[path = "../examples/demo/lib.rs"]
 mod demo;
 

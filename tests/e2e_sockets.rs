@@ -4,6 +4,12 @@
 //! Real time, not paused (see `e2e_demo.rs`). No timing assertions: every wait is for an event,
 //! bounded by a generous timeout that only fails a broken system.
 
+#![allow(
+    clippy::std_instead_of_core,
+    clippy::std_instead_of_alloc,
+    clippy::similar_names
+)] // application code on std
+
 #[path = "../examples/demo/lib.rs"]
 mod demo;
 

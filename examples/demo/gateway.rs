@@ -318,6 +318,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 /// One TCP connection: a runner (`/runner`) or a client (`/actors/<actor>`).
 async fn connection(tcp: TcpStream, shared: Arc<Shared>) {
     let mut path = String::new();
+    #[allow(clippy::result_large_err)] // tungstenite's callback signature
     let ws = accept_hdr_async(tcp, |req: &Request, resp: Response| {
         path = req.uri().path().to_string();
         Ok(resp)
@@ -357,12 +358,8 @@ async fn runner_connection(ws: WebSocketStream<TcpStream>, shared: Arc<Shared>) 
     while let Some(Ok(msg)) = ws_rx.next().await {
         match msg {
             Message::Binary(b) => {
-                if shared
-                    .handle
-                    .runner_frame(route, Vec::from(b))
-                    .await
-                    .is_err()
-                {
+                let handed = shared.handle.runner_frame(route, Vec::from(b)).await;
+                if handed.is_err() {
                     break;
                 }
             }
@@ -569,8 +566,7 @@ impl GatewayIo for GatewaySide {
 pub fn close_reason_name(reason: &CloseReason) -> String {
     let frame = reason
         .client_frame()
-        .map(|f| super::runner::frame_text(&f))
-        .unwrap_or_else(|| "none".into());
+        .map_or_else(|| "none".into(), |f| super::runner::frame_text(&f));
     let what = match reason {
         CloseReason::ClientClosed(f) => format!("client closed ({})", super::runner::frame_text(f)),
         CloseReason::ClientGone => "client gone".into(),

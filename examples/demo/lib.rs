@@ -13,7 +13,11 @@
     dead_code,
     unreachable_pub,
     clippy::missing_errors_doc,
-    clippy::missing_panics_doc
+    clippy::missing_panics_doc,
+    // A demo reads top to bottom: long functions and short names are fine here.
+    clippy::too_many_lines,
+    clippy::many_single_char_names,
+    clippy::similar_names
 )]
 
 pub mod args;

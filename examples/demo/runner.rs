@@ -110,7 +110,8 @@ impl RunnerInstance {
             while let Some(Ok(msg)) = ws_rx.next().await {
                 match msg {
                     Message::Binary(b) => {
-                        if h.frame(Vec::from(b)).await.is_err() {
+                        let delivered = h.frame(Vec::from(b)).await;
+                        if delivered.is_err() {
                             break;
                         }
                     }
@@ -483,12 +484,11 @@ impl App {
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .entry(reason_name(&reason))
                     .or_insert(0) += 1;
-                if matches!(reason, CloseReason::ActorStopped | CloseReason::Rejected(_)) {
-                    if let Some(actor) = self.socket_actor.remove(&socket)
-                        && let Some(app) = self.actors.get_mut(&actor)
-                    {
-                        app.live.remove(&socket);
-                    }
+                if matches!(reason, CloseReason::ActorStopped | CloseReason::Rejected(_))
+                    && let Some(actor) = self.socket_actor.remove(&socket)
+                    && let Some(app) = self.actors.get_mut(&actor)
+                {
+                    app.live.remove(&socket);
                 }
             }
             Action::ActorStopped { actor_id } => {

@@ -112,16 +112,15 @@ pub struct DataDir {
 
 impl DataDir {
     pub fn new(given: Option<&Path>) -> io::Result<Self> {
-        let (path, owned) = match given {
-            Some(p) => (p.to_path_buf(), false),
-            None => {
-                #[allow(clippy::disallowed_methods)] // a unique name, not protocol time
-                let nanos = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.subsec_nanos());
-                let name = format!("hws-demo-{}-{nanos}", std::process::id());
-                (std::env::temp_dir().join(name), true)
-            }
+        let (path, owned) = if let Some(p) = given {
+            (p.to_path_buf(), false)
+        } else {
+            #[allow(clippy::disallowed_methods)] // a unique name, not protocol time
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let name = format!("hws-demo-{}-{nanos}", std::process::id());
+            (std::env::temp_dir().join(name), true)
         };
         std::fs::create_dir_all(&path)?;
         Ok(Self { path, owned })

@@ -27,6 +27,12 @@
 //! other client keeps flowing. Under [`OverflowPolicy::Close`](gateway::OverflowPolicy::Close) the
 //! engine closes the offending request instead, and the client gets the close frame.
 //!
+//! # Commands
+//!
+//! Handle methods that call the engine return its result once the actions the call caused have
+//! been handed to the sink (or to the clients), so a caller that awaits a command can rely on
+//! its effects having been dispatched.
+//!
 //! # Sinks
 //!
 //! [`GatewayIo`] and [`RunnerIo`] methods are called from the driver task, synchronously, in the
@@ -275,14 +281,21 @@ where
 {
     let (reply, rx) = oneshot::channel();
     let call: Call<T> = alloc::boxed::Box::new(move |engine, now| {
-        let _ = reply.send(f(engine, now));
+        let result = f(engine, now);
+        alloc::boxed::Box::new(move || {
+            let _ = reply.send(result);
+        })
     });
     tx.send(wrap(call)).await.map_err(|_| Stopped)?;
     rx.await.map_err(|_| Stopped)
 }
 
-/// A command: a closure run by the driver on its engine, with `now`.
-type Call<T> = alloc::boxed::Box<dyn FnOnce(&mut T, Timestamp) + Send>;
+/// A command: a closure run by the driver on its engine, with `now`. It returns the reply, which
+/// the driver sends once the actions the command caused were handed to the sink.
+type Call<T> = alloc::boxed::Box<dyn FnOnce(&mut T, Timestamp) -> Reply + Send>;
+
+/// Sends a command's result.
+type Reply = alloc::boxed::Box<dyn FnOnce() + Send>;
 
 // ---------------------------------------------------------------------------------------------
 // Gateway
@@ -698,7 +711,9 @@ impl<Io: GatewayIo> GatewayDriver<Io> {
             } => {
                 let result = self.gateway.open(now, request_id, route, open);
                 let result = result.map(|()| self.new_client(request_id));
+                self.drain(now);
                 let _ = reply.send(result);
+                return;
             }
             GatewayInput::ClientMessage {
                 request_id,
@@ -713,7 +728,12 @@ impl<Io: GatewayIo> GatewayDriver<Io> {
                     self.io.receive_error(route, &e);
                 }
             }
-            GatewayInput::Call(f) => f(&mut self.gateway, now),
+            GatewayInput::Call(f) => {
+                let reply = f(&mut self.gateway, now);
+                self.drain(now);
+                reply();
+                return;
+            }
             GatewayInput::Shutdown => {}
         }
         self.drain(now);
@@ -1163,7 +1183,12 @@ impl<Io: RunnerIo> RunnerDriver<Io> {
                     self.io.receive_error(&e);
                 }
             }
-            RunnerInput::Call(f) => f(&mut self.runner, now),
+            RunnerInput::Call(f) => {
+                let reply = f(&mut self.runner, now);
+                self.drain();
+                reply();
+                return;
+            }
             RunnerInput::Shutdown => {}
         }
         self.drain();
