@@ -97,7 +97,9 @@ impl<E: Engine> Driver<E> {
         self.engine
     }
 
-    /// Runs the loop on the current thread until `on_input` breaks or the channel disconnects.
+    /// Runs the loop on the current thread until `on_input` breaks or the channel disconnects
+    /// (deadlines still armed then are not waited for: call `run` again with a new channel to
+    /// keep the engine's timers going).
     ///
     /// * `on_input(engine, now, input)` is called once per received input; it calls the engine
     ///   (`handle_*` or a command) with `now`.
