@@ -8,7 +8,7 @@
 //!   (gateway frames, app commands, actor life cycle, storage results); actions go to a
 //!   [`RunnerIo`] sink.
 //!
-//! Time comes from a [`TokioClock`], which turns [`tokio::time::Instant`](::tokio::time::Instant)
+//! Time comes from a [`TokioClock`], which turns [`tokio::time::Instant`]
 //! into [`Timestamp`]s, so a runtime with paused time (`#[tokio::test(start_paused = true)]`)
 //! drives the engines' timers deterministically. The timer is one
 //! [`sleep_until`](::tokio::time::sleep_until) re-armed only when the engine's deadline changes;
@@ -165,7 +165,7 @@ pub const INPUT_CAPACITY: usize = 1024;
 
 /// Turns tokio's clock into [`Timestamp`]s: the origin is the instant the clock was created.
 ///
-/// It reads [`tokio::time::Instant`](::tokio::time::Instant), so paused time in tests
+/// It reads [`tokio::time::Instant`], so paused time in tests
 /// (`start_paused = true`, `tokio::time::advance`) drives the engines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokioClock {
