@@ -118,7 +118,11 @@ impl Report {
             "  published (first send)    {:>9}  (messages and probes)",
             g.messages_sent
         );
-        let _ = writeln!(o, "  replayed on wake          {:>9}  (buffered while asleep, or unacked)", g.messages_replayed);
+        let _ = writeln!(
+            o,
+            "  replayed on wake          {:>9}  (buffered while asleep, or unacked)",
+            g.messages_replayed
+        );
         let _ = writeln!(
             o,
             "  retransmitted             {:>9}",
