@@ -693,6 +693,12 @@ impl Orchestrator {
                     ));
                 }
                 for actor in hosted {
+                    // A sleep in progress did not happen as a sleep (the runner died first):
+                    // it is done again after the next start.
+                    let p = self.placement(&actor);
+                    if matches!(p.phase, Phase::Stopping(_)) {
+                        p.deferred_sleeps.push(None);
+                    }
                     self.stopped(&actor).await;
                 }
             }
