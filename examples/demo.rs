@@ -121,6 +121,7 @@ async fn runner(args: &Args) -> std::io::Result<bool> {
         config: scenario::runner_config(args),
         report_interval: Duration::from_millis(20),
         delivered: std::sync::Arc::default(),
+        load_delay: Duration::ZERO,
     })
     .await?;
     if args.verbose {

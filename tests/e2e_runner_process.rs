@@ -90,6 +90,7 @@ async fn child(gateway: String, dir: String) {
         config: runner_config(&args),
         report_interval: Duration::from_millis(20),
         delivered: Arc::default(),
+        load_delay: Duration::ZERO,
     })
     .await
     .expect("the child runner connects");
@@ -161,9 +162,13 @@ async fn parent() -> Result<(), String> {
     // The kill may be due only after the stream (the actor was away): probe until it happened.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !supervisor.is_finished() && tokio::time::Instant::now() < deadline {
-        conn.send(b"?".to_vec(), false)
-            .await
-            .map_err(|e| e.to_string())?;
+        if let Err(e) = conn.send(b"?".to_vec(), false).await {
+            let closed = conn.wait_closed(Duration::from_secs(1)).await;
+            return Err(format!(
+                "probe failed: {e}; the gateway closed the client with {closed:?}; {:?}",
+                server.snapshot().await
+            ));
+        }
         report.probes += 1;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -42,6 +42,15 @@ async fn gateway(config: GatewayConfig) -> GatewayServer {
 }
 
 async fn runner(server: &GatewayServer, dir: &DataDir, config: RunnerConfig) -> RunnerInstance {
+    slow_storage_runner(server, dir, config, Duration::ZERO).await
+}
+
+async fn slow_storage_runner(
+    server: &GatewayServer,
+    dir: &DataDir,
+    config: RunnerConfig,
+    load_delay: Duration,
+) -> RunnerInstance {
     RunnerInstance::start(RunnerOptions {
         gateway: server.url(),
         name: "runner-1".into(),
@@ -49,6 +58,7 @@ async fn runner(server: &GatewayServer, dir: &DataDir, config: RunnerConfig) -> 
         config,
         report_interval: Duration::from_millis(20),
         delivered: Arc::default(),
+        load_delay,
     })
     .await
     .expect("runner connects")
@@ -307,4 +317,38 @@ async fn malformed_runner_frames_are_typed_errors_and_the_gateway_keeps_serving(
     assert_eq!(client.wait_echo(30, WAIT).await, Some((30, d)));
     let stats = server.stats().await;
     assert_eq!(stats.closed, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wake_replays_more_buffered_messages_than_the_runner_queues_for_a_starting_actor() {
+    // 3 000 small messages buffered while the actor sleeps: more than the runner's
+    // `max_queued_per_actor` (1 024), the bound on messages held for an actor between
+    // `actor_starting` and `restore`. The orchestrator restores before it wakes the request, so
+    // the replay goes straight to the running actor instead of into that queue.
+    let dir = DataDir::new(None).expect("temp dir");
+    let server = GatewayServer::start(GatewayOptions {
+        listen: "127.0.0.1:0".into(),
+        config: GatewayConfig::default(),
+        schedule: Schedule::default(),
+        cold_start: Duration::from_millis(300),
+        verbose: false,
+    })
+    .await
+    .expect("gateway starts");
+    // Slow storage: the replay reaches the runner long before the restore could happen.
+    let _runner =
+        slow_storage_runner(&server, &dir, fast_runner(), Duration::from_millis(200)).await;
+    let mut client = Client::connect(&server.url(), "bulk")
+        .await
+        .expect("connect");
+    let d = stream(&mut client, 8, 0, 10, 20, 0).await;
+    assert_eq!(client.wait_echo(10, WAIT).await, Some((10, d)));
+    server.sleep_actor("bulk").await;
+    let d = stream(&mut client, 8, 10, 3_010, 20, d).await;
+    assert_eq!(client.wait_echo(3_010, WAIT).await, Some((3_010, d)));
+    let stats = server.stats().await;
+    assert_eq!(stats.closed, 0, "no gap close: {stats:?}");
+    assert!(stats.messages_replayed >= 1_025, "{stats:?}");
+    let runner = server.snapshot().await.runner_total();
+    assert_eq!(runner.gaps, 0, "{runner:?}");
 }

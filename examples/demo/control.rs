@@ -40,7 +40,8 @@ pub enum Control {
     },
     /// Gateway → runner: put the actor to sleep.
     Stop { actor: String },
-    /// Runner → gateway: the actor is starting here (its tunnel messages queue until it restored).
+    /// Runner → gateway: the actor runs here (its hibernated sockets were restored): wake its
+    /// requests.
     Started { actor: String },
     /// Runner → gateway: the actor stopped (every socket settled).
     Stopped { actor: String },

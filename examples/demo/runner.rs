@@ -41,6 +41,8 @@ pub struct RunnerOptions {
     /// Counts every message handed to the app, across runner incarnations of one process (a
     /// killed runner cannot report its last deliveries).
     pub delivered: Arc<AtomicU64>,
+    /// Extra time the actor's storage takes to load on start (slow storage, for tests).
+    pub load_delay: Duration,
 }
 
 /// A running runner.
@@ -144,6 +146,7 @@ impl RunnerInstance {
             socket_actor: BTreeMap::new(),
             closes: closes.clone(),
             delivered: opts.delivered.clone(),
+            load_delay: opts.load_delay,
         };
         tasks.spawn(app.run(app_rx, ctl_rx, done_rx));
 
@@ -308,6 +311,7 @@ struct App {
     socket_actor: BTreeMap<SocketId, String>,
     closes: Arc<Mutex<BTreeMap<String, u64>>>,
     delivered: Arc<AtomicU64>,
+    load_delay: Duration,
 }
 
 impl App {
@@ -355,11 +359,9 @@ impl App {
                 {
                     return;
                 }
-                // The gateway may wake the actor's requests now: their messages queue in the
-                // runner until the restore below.
-                self.send_control(&Control::Started {
-                    actor: actor.clone(),
-                });
+                if !self.load_delay.is_zero() {
+                    tokio::time::sleep(self.load_delay).await;
+                }
                 let store = self.store.clone();
                 let a = actor.clone();
                 let image = match tokio::task::spawn_blocking(move || store.load(&a)).await {
@@ -386,7 +388,15 @@ impl App {
                     self.socket_actor.insert(r.socket(), actor.clone());
                 }
                 self.actors.insert(actor.clone(), app);
-                let _ = self.handle.restore(actor, persisted).await;
+                let _ = self.handle.restore(actor.clone(), persisted).await;
+                // Only now may the gateway wake the actor's requests. Woken earlier, its replay
+                // (up to the gateway's window: 32 767 messages per request) would queue in the
+                // runner behind the restore, and the runner holds at most
+                // `max_queued_per_actor` (1 024) messages for a starting actor: the rest would be
+                // dropped and the socket closed on the gap. The restore's re-ack, published
+                // before the wake moves the request to this runner, is dropped by the gateway as
+                // coming from the wrong route, which is harmless (the next persist acks).
+                self.send_control(&Control::Started { actor });
             }
             Control::Stop { actor } => {
                 let _ = self.handle.actor_stopping(actor).await;

@@ -77,6 +77,7 @@ impl RunnerProc {
                 config: runner_config(args),
                 report_interval: Duration::from_millis(20),
                 delivered: delivered.clone(),
+                load_delay: Duration::ZERO,
             };
             Ok(Self::InProcess(RunnerInstance::start(opts).await?))
         }
