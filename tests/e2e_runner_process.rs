@@ -137,9 +137,11 @@ async fn parent() -> Result<(), String> {
     // delivered messages), then start another one on the same storage.
     let mut kill_rx = server.kill.take().ok_or("no kill channel")?;
     let (url2, path2) = (url.clone(), dir.path.clone());
+    let gw = server.handle().clone();
     let supervisor = tokio::spawn(async move {
         let mut first = first;
         kill_rx.recv().await.ok_or("the kill was never due")?;
+        demo::scenario::wait_for_first_ack(&gw).await;
         first.start_kill().map_err(|e| e.to_string())?;
         let status = first.wait().await.map_err(|e| e.to_string())?;
         let second = spawn_child(&url2, &path2)?;
@@ -176,9 +178,14 @@ async fn parent() -> Result<(), String> {
     let _ = conn.wait_echo(MESSAGES, Duration::from_secs(10)).await;
     let _ = conn.close(1000, "done").await;
 
-    let committed = committed_result(&dir.path, "proc-actor", Duration::from_secs(20))
-        .await
-        .ok_or("the stream was never committed")?;
+    let Some(committed) = committed_result(&dir.path, "proc-actor", Duration::from_secs(20)).await
+    else {
+        return Err(format!(
+            "the stream was never committed; child exit {status:?}; {:?}; {:?}",
+            server.snapshot().await,
+            server.stats().await
+        ));
+    };
     let snapshot = server.snapshot().await;
     let stats = server.stats().await;
     let summary = format!(

@@ -321,10 +321,10 @@ async fn malformed_runner_frames_are_typed_errors_and_the_gateway_keeps_serving(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wake_replays_more_buffered_messages_than_the_runner_queues_for_a_starting_actor() {
-    // 3 000 small messages buffered while the actor sleeps: more than the runner's
-    // `max_queued_per_actor` (1 024), the bound on messages held for an actor between
-    // `actor_starting` and `restore`. The orchestrator restores before it wakes the request, so
-    // the replay goes straight to the running actor instead of into that queue.
+    // 3 000 small messages buffered while the actor sleeps, replayed on wake while the actor's
+    // storage is slow to load: the replay queues in the runner between `actor_starting` and
+    // `restore`. With the runner's default `max_queued_per_actor` (1 024) the rest was dropped
+    // and the socket closed on the gap; the demo's runner config makes room for a full window.
     let dir = DataDir::new(None).expect("temp dir");
     let server = GatewayServer::start(GatewayOptions {
         listen: "127.0.0.1:0".into(),
@@ -336,8 +336,11 @@ async fn a_wake_replays_more_buffered_messages_than_the_runner_queues_for_a_star
     .await
     .expect("gateway starts");
     // Slow storage: the replay reaches the runner long before the restore could happen.
-    let _runner =
-        slow_storage_runner(&server, &dir, fast_runner(), Duration::from_millis(200)).await;
+    let config = RunnerConfig {
+        persist_interval: Duration::from_millis(10),
+        ..demo::scenario::runner_config(&demo::args::Args::default())
+    };
+    let _runner = slow_storage_runner(&server, &dir, config, Duration::from_millis(200)).await;
     let mut client = Client::connect(&server.url(), "bulk")
         .await
         .expect("connect");

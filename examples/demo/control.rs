@@ -40,8 +40,8 @@ pub enum Control {
     },
     /// Gateway → runner: put the actor to sleep.
     Stop { actor: String },
-    /// Runner → gateway: the actor runs here (its hibernated sockets were restored): wake its
-    /// requests.
+    /// Runner → gateway: the actor is starting here: wake its requests (their tunnel messages
+    /// queue in the runner until it restored the actor's sockets).
     Started { actor: String },
     /// Runner → gateway: the actor stopped (every socket settled).
     Stopped { actor: String },

@@ -739,7 +739,7 @@ impl Orchestrator {
                     self.set_running(&actor, true);
                     self.log(format!("actor {actor} running on route {}", route.0));
                     // Every live request of the actor that hibernated continues here: the
-                    // gateway replays its pending messages to the restored actor.
+                    // gateway replays its pending messages (they queue until the restore).
                     let requests: Vec<RequestId> = self
                         .requests
                         .iter()

@@ -359,6 +359,14 @@ impl App {
                 {
                     return;
                 }
+                // The gateway may wake the actor's requests now: their replay queues in the
+                // runner until the restore below (so the restore's re-acks and closes reach the
+                // gateway after the wake moved the request here; sent earlier, they would be
+                // dropped as coming from the wrong route). The queue must hold a whole replay:
+                // see `scenario::runner_config`.
+                self.send_control(&Control::Started {
+                    actor: actor.clone(),
+                });
                 if !self.load_delay.is_zero() {
                     tokio::time::sleep(self.load_delay).await;
                 }
@@ -388,15 +396,7 @@ impl App {
                     self.socket_actor.insert(r.socket(), actor.clone());
                 }
                 self.actors.insert(actor.clone(), app);
-                let _ = self.handle.restore(actor.clone(), persisted).await;
-                // Only now may the gateway wake the actor's requests. Woken earlier, its replay
-                // (up to the gateway's window: 32 767 messages per request) would queue in the
-                // runner behind the restore, and the runner holds at most
-                // `max_queued_per_actor` (1 024) messages for a starting actor: the rest would be
-                // dropped and the socket closed on the gap. The restore's re-ack, published
-                // before the wake moves the request to this runner, is dropped by the gateway as
-                // coming from the wrong route, which is harmless (the next persist acks).
-                self.send_control(&Control::Started { actor });
+                let _ = self.handle.restore(actor, persisted).await;
             }
             Control::Stop { actor } => {
                 let _ = self.handle.actor_stopping(actor).await;

@@ -29,11 +29,19 @@ pub fn gateway_config(args: &Args) -> GatewayConfig {
     c
 }
 
-/// The runner engine's configuration in the demo: Rivet's defaults, except the persist debounce
-/// interval (a flag; 5 s by default upstream).
+/// The runner engine's configuration in the demo: the defaults, except the persist debounce
+/// interval (a flag; 5 s by default upstream) and the queue of a starting actor.
+///
+/// That queue holds the tunnel messages that arrive between `actor_starting` and `restore`,
+/// which includes the gateway's whole replay on wake: up to `max_pending_messages` (32 767 by
+/// default) per request. The runner's default (1 024) is smaller, and a replay that overflows it
+/// loses messages, which closes the socket on the gap (1008 `ws.message_index_skip`). The demo
+/// makes room for two full windows.
 pub fn runner_config(args: &Args) -> RunnerConfig {
     RunnerConfig {
         persist_interval: args.persist_interval,
+        max_queued_per_actor: 2 * usize::from(hws::index::MAX_WINDOW) + 2,
+        max_queued_bytes_per_actor: 2 * args.max_pending_bytes.max(1 << 20) + (1 << 20),
         ..RunnerConfig::default()
     }
 }
@@ -154,6 +162,18 @@ pub async fn committed_result(dir: &Path, actor: &str, timeout: Duration) -> Opt
     }
 }
 
+/// Waits (bounded) until the gateway got a first ack: from then on the socket's metadata is
+/// durable on the runner, so a kill tests recovery, not a socket that never existed there (whose
+/// restore correctly ends in 1000 `ws.meta_not_found_during_restore`).
+pub async fn wait_for_first_ack(gw: &hws::driver::tokio::GatewayHandle) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while gw.stats().await.is_ok_and(|s| s.messages_acked == 0)
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 /// Runs the demo (role `all`).
 pub async fn run_all(args: &Args) -> io::Result<Report> {
     let dir = DataDir::new(args.data_dir.as_deref())?;
@@ -177,6 +197,7 @@ pub async fn run_all(args: &Args) -> io::Result<Report> {
     let mut kill_rx = server.kill.take();
     let supervisor = {
         let delivered = delivered.clone();
+        let gw = server.handle().clone();
         let (runner, kills, args, url, path) = (
             runner.clone(),
             kills.clone(),
@@ -189,6 +210,7 @@ pub async fn run_all(args: &Args) -> io::Result<Report> {
                 return;
             };
             while rx.recv().await.is_some() {
+                wait_for_first_ack(&gw).await;
                 let mut slot = runner.lock().await;
                 if let Some(r) = slot.take() {
                     r.kill().await;
