@@ -1,1 +1,77 @@
-//! Adapters that drive the engines with real I/O and a real clock (work in progress).
+//! Adapters that drive the engines with real I/O and a real clock.
+//!
+//! The engines ([`Gateway`], [`Runner`]) are sans-IO: they never read a clock and never touch a
+//! socket. An adapter owns both and runs the loop every embedding needs (STYLE.md §9.6):
+//!
+//! 1. drain the engine's actions and perform them;
+//! 2. read [`poll_timeout`](Engine::poll_timeout) last;
+//! 3. wait for exactly one of {an input, the deadline};
+//! 4. read the clock and turn it into a [`Timestamp`];
+//! 5. if the clock is at or past the deadline, call [`handle_timeout`](Engine::handle_timeout)
+//!    (expiry is decided by comparing the clock with the deadline, never by trusting that a
+//!    sleep completed);
+//! 6. hand the input to the engine with that `now`, and repeat.
+//!
+//! Two adapters share that loop:
+//!
+//! * [`tokio`] (feature `tokio`): one task per engine; inputs arrive on a channel behind a
+//!   cloneable handle, outputs go to a user-provided sink trait; the gateway adapter also owns
+//!   the read side of every client connection and enforces the backpressure rule (a client is not
+//!   read before the runner accepted it nor while the engine says it is full).
+//! * [`blocking`] (std only): a thread loop around `std::sync::mpsc::Receiver::recv_timeout` that
+//!   feeds one engine and hands its actions to a callback.
+//!
+//! Neither contains protocol logic: every decision is the engine's.
+
+pub mod blocking;
+#[cfg(feature = "tokio")]
+pub mod tokio;
+
+use crate::gateway::{self, Gateway};
+use crate::runner::{self, Runner};
+use crate::time::Timestamp;
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for crate::gateway::Gateway {}
+    impl Sealed for crate::runner::Runner {}
+}
+
+/// The part of an engine's API every adapter needs: outputs and timers. Implemented by
+/// [`Gateway`] and [`Runner`] (sealed).
+pub trait Engine: sealed::Sealed {
+    /// What the engine asks its caller to do.
+    type Action;
+    /// The next action, in order (see the engine's own `poll_action`).
+    fn poll_action(&mut self) -> Option<Self::Action>;
+    /// The next deadline, if any (see the engine's own `poll_timeout`).
+    fn poll_timeout(&self) -> Option<Timestamp>;
+    /// Fires every deadline due at `now` (see the engine's own `handle_timeout`).
+    fn handle_timeout(&mut self, now: Timestamp);
+}
+
+impl Engine for Gateway {
+    type Action = gateway::Action;
+    fn poll_action(&mut self) -> Option<gateway::Action> {
+        Gateway::poll_action(self)
+    }
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        Gateway::poll_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: Timestamp) {
+        Gateway::handle_timeout(self, now);
+    }
+}
+
+impl Engine for Runner {
+    type Action = runner::Action;
+    fn poll_action(&mut self) -> Option<runner::Action> {
+        Runner::poll_action(self)
+    }
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        Runner::poll_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: Timestamp) {
+        Runner::handle_timeout(self, now);
+    }
+}

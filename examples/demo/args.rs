@@ -1,0 +1,158 @@
+//! Command-line flags of the demo.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Which part of the system this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Gateway, runner and client in one process (the default).
+    All,
+    /// Only the gateway (clients and runners connect to `--listen`).
+    Gateway,
+    /// Only a runner, connected to `--gateway`.
+    Runner,
+    /// Only the client, connected to `--gateway`.
+    Client,
+}
+
+/// Every flag, with its default.
+#[derive(Debug, Clone)]
+pub struct Args {
+    pub role: Role,
+    pub messages: u64,
+    pub min_size: usize,
+    pub max_size: usize,
+    pub sleeps: u32,
+    pub seed: u64,
+    pub kill_runner: bool,
+    pub runner_process: bool,
+    /// `ws://host:port` of the gateway (roles runner and client).
+    pub gateway: Option<String>,
+    /// Address the gateway listens on (roles all and gateway).
+    pub listen: String,
+    /// Where the runner keeps its actor files (default: a new temporary directory).
+    pub data_dir: Option<PathBuf>,
+    /// The actor the client talks to.
+    pub actor: String,
+    /// How long a sleeping actor takes to start again.
+    pub cold_start: Duration,
+    /// The runner's persist debounce interval.
+    pub persist_interval: Duration,
+    /// The gateway's per-request pending limit.
+    pub max_pending_bytes: u64,
+    /// The runner's name (role runner).
+    pub runner_name: String,
+    /// Print progress lines.
+    pub verbose: bool,
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Self {
+            role: Role::All,
+            messages: 20_000,
+            min_size: 10,
+            max_size: 64 * 1024,
+            sleeps: 10,
+            seed: 1,
+            kill_runner: true,
+            runner_process: false,
+            gateway: None,
+            listen: "127.0.0.1:0".into(),
+            data_dir: None,
+            actor: "demo-actor".into(),
+            cold_start: Duration::from_millis(20),
+            persist_interval: Duration::from_millis(50),
+            max_pending_bytes: 8 * 1024 * 1024,
+            runner_name: "runner".into(),
+            verbose: false,
+        }
+    }
+}
+
+pub const USAGE: &str = "\
+usage: demo [flags]
+
+  --messages N              messages the client sends (default 20000)
+  --min-size B --max-size B message sizes in bytes, uniform (default 10 and 65536)
+  --sleeps N                times the actor is put to sleep and woken (default 10)
+  --seed S                  seed of the sizes, payloads and text/binary choice (default 1)
+  --kill-runner | --no-kill-runner
+                            kill the runner once, abruptly, mid-stream (default: kill)
+  --runner-process          run the runner as a child OS process (killed with SIGKILL)
+  --role all|gateway|runner|client
+                            which part to run (default all)
+  --gateway ws://HOST:PORT  the gateway to connect to (roles runner and client)
+  --listen HOST:PORT        where the gateway listens (default 127.0.0.1:0)
+  --data-dir DIR            the runner's actor files (default: a new temporary directory)
+  --actor NAME              the actor the client talks to (default demo-actor)
+  --cold-start-ms MS        how long a sleeping actor takes to wake (default 20)
+  --persist-interval-ms MS  the runner's persist debounce (default 50)
+  --max-pending-bytes B     the gateway's per-request pending limit (default 8388608)
+  --runner-name NAME        the runner's name (role runner)
+  --verbose                 progress lines
+";
+
+impl Args {
+    /// Parses `std::env::args()`-style arguments (without the program name).
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
+        let mut a = Self::default();
+        let mut it = args.into_iter();
+        while let Some(flag) = it.next() {
+            let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+            match flag.as_str() {
+                "--messages" => a.messages = num(&value(&flag)?)?,
+                "--min-size" => a.min_size = num(&value(&flag)?)?,
+                "--max-size" => a.max_size = num(&value(&flag)?)?,
+                "--sleeps" => a.sleeps = num(&value(&flag)?)?,
+                "--seed" => a.seed = num(&value(&flag)?)?,
+                "--kill-runner" => a.kill_runner = true,
+                "--no-kill-runner" => a.kill_runner = false,
+                "--runner-process" => a.runner_process = true,
+                "--gateway" => a.gateway = Some(value(&flag)?),
+                "--listen" => a.listen = value(&flag)?,
+                "--data-dir" => a.data_dir = Some(PathBuf::from(value(&flag)?)),
+                "--actor" => a.actor = value(&flag)?,
+                "--cold-start-ms" => a.cold_start = Duration::from_millis(num(&value(&flag)?)?),
+                "--persist-interval-ms" => {
+                    a.persist_interval = Duration::from_millis(num(&value(&flag)?)?);
+                }
+                "--max-pending-bytes" => a.max_pending_bytes = num(&value(&flag)?)?,
+                "--runner-name" => a.runner_name = value(&flag)?,
+                "--verbose" => a.verbose = true,
+                "--role" => {
+                    a.role = match value(&flag)?.as_str() {
+                        "all" => Role::All,
+                        "gateway" => Role::Gateway,
+                        "runner" => Role::Runner,
+                        "client" => Role::Client,
+                        other => return Err(format!("unknown role {other:?}")),
+                    };
+                }
+                "-h" | "--help" => return Err(String::new()),
+                other => return Err(format!("unknown flag {other:?}")),
+            }
+        }
+        if a.min_size < super::payload::MIN_SIZE {
+            return Err(format!(
+                "--min-size must be at least {} (the sequence-number prefix)",
+                super::payload::MIN_SIZE
+            ));
+        }
+        if a.max_size < a.min_size {
+            return Err("--max-size must be at least --min-size".into());
+        }
+        if a.persist_interval.is_zero() {
+            return Err("--persist-interval-ms must be positive".into());
+        }
+        if matches!(a.role, Role::Runner | Role::Client) && a.gateway.is_none() {
+            return Err("--gateway ws://HOST:PORT is required for this role".into());
+        }
+        Ok(a)
+    }
+}
+
+fn num<T: core::str::FromStr>(s: &str) -> Result<T, String> {
+    s.parse().map_err(|_| format!("not a number: {s:?}"))
+}

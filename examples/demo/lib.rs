@@ -1,0 +1,31 @@
+//! The demo's building blocks, shared by `examples/demo.rs` and the end-to-end tests
+//! (`tests/e2e_*.rs` include this file with `#[path]`).
+//!
+//! * [`payload`]: the seeded message stream and its digest.
+//! * [`storage`]: one file per actor, written atomically.
+//! * [`control`]: the small control protocol between the gateway's orchestrator and runners.
+//! * [`gateway`]: the gateway process: client WebSockets, runner WebSockets, the orchestrator.
+//! * [`runner`]: the runner process: the runner engine, the actor app, its storage.
+//! * [`client`]: the client that streams messages and checks the echoes.
+//! * [`scenario`]: the whole demo in one process (or with the runner as a child process).
+//! * [`report`]: the report it prints.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::missing_errors_doc,
+    clippy::missing_panics_doc,
+    // A demo reads top to bottom: long functions and short names are fine here.
+    clippy::too_many_lines,
+    clippy::many_single_char_names,
+    clippy::similar_names
+)]
+
+pub mod args;
+pub mod client;
+pub mod control;
+pub mod gateway;
+pub mod payload;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod storage;

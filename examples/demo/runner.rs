@@ -1,0 +1,543 @@
+//! The runner process: a [`RunnerDriver`] behind a WebSocket to the gateway, an actor app that
+//! processes the client's stream and echoes a digest, and the actor storage.
+//!
+//! Tasks: the WebSocket reader (binary frames → the driver, text frames → the app as control),
+//! the WebSocket writer, the driver, the app, the storage writer and a stats reporter. Killing an
+//! instance aborts them all at once and fences its storage off: a crash without a final persist.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use hws::MessageIndex;
+use hws::driver::tokio::{RunnerDriver, RunnerHandle, RunnerIo, TokioClock};
+use hws::runner::{Action, CloseReason, Runner, RunnerConfig, SocketId};
+use hws::wire::{GatewayId, HibernatingRequest, RequestId};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::task::JoinSet;
+use tokio_tungstenite::connect_async;
+use tokio_tungstenite::tungstenite::{Bytes, Message};
+
+use super::control::{Control, RunnerReport};
+use super::storage::{ActorFile, Fence, SocketRecord, Store, StreamState};
+
+/// How to start a runner.
+#[derive(Debug, Clone)]
+pub struct RunnerOptions {
+    /// `ws://host:port` of the gateway.
+    pub gateway: String,
+    /// The runner's name (for logs).
+    pub name: String,
+    /// Where the actor files live.
+    pub data_dir: PathBuf,
+    /// The runner engine's configuration.
+    pub config: RunnerConfig,
+    /// How often counters are reported to the gateway.
+    pub report_interval: Duration,
+    /// Counts every message handed to the app, across runner incarnations of one process (a
+    /// killed runner cannot report its last deliveries).
+    pub delivered: Arc<AtomicU64>,
+    /// Extra time the actor's storage takes to load on start (slow storage, for tests).
+    pub load_delay: Duration,
+}
+
+/// A running runner.
+pub struct RunnerInstance {
+    tasks: JoinSet<()>,
+    fence: Fence,
+    handle: RunnerHandle,
+    ws: UnboundedSender<Message>,
+    closed: tokio::sync::watch::Receiver<bool>,
+    closes: Arc<Mutex<BTreeMap<String, u64>>>,
+}
+
+impl RunnerInstance {
+    /// Connects to the gateway and starts every task.
+    pub async fn start(opts: RunnerOptions) -> io::Result<Self> {
+        let url = format!("{}/runner", opts.gateway.trim_end_matches('/'));
+        let (ws, _) = connect_async(url.as_str())
+            .await
+            .map_err(io::Error::other)?;
+        let (mut ws_tx, mut ws_rx) = ws.split();
+        let fence = Fence::default();
+        let store = Store::new(opts.data_dir.clone(), fence.clone());
+        let mut tasks = JoinSet::new();
+
+        // WebSocket writer.
+        let (out_tx, mut out_rx) = unbounded_channel::<Message>();
+        tasks.spawn(async move {
+            while let Some(msg) = out_rx.recv().await {
+                if ws_tx.feed(msg).await.is_err() {
+                    return;
+                }
+                while let Ok(msg) = out_rx.try_recv() {
+                    if ws_tx.feed(msg).await.is_err() {
+                        return;
+                    }
+                }
+                if ws_tx.flush().await.is_err() {
+                    return;
+                }
+            }
+        });
+        let _ = out_tx.send(Message::text(
+            Control::Hello {
+                runner: opts.name.clone(),
+            }
+            .to_text(),
+        ));
+
+        // The driver.
+        let clock = TokioClock::new();
+        let runner = Runner::new(opts.config.clone(), clock.now()).map_err(io::Error::other)?;
+        let (app_tx, app_rx) = unbounded_channel();
+        let io_side = RunnerSide {
+            ws: out_tx.clone(),
+            app: app_tx,
+        };
+        let (driver, handle) = RunnerDriver::new(runner, io_side, clock);
+        tasks.spawn(async move {
+            let _ = driver.run().await;
+        });
+
+        // WebSocket reader.
+        let (ctl_tx, ctl_rx) = unbounded_channel();
+        let (closed_tx, closed) = tokio::sync::watch::channel(false);
+        let h = handle.clone();
+        tasks.spawn(async move {
+            while let Some(Ok(msg)) = ws_rx.next().await {
+                match msg {
+                    Message::Binary(b) => {
+                        let delivered = h.frame(Vec::from(b)).await;
+                        if delivered.is_err() {
+                            break;
+                        }
+                    }
+                    Message::Text(t) => {
+                        if let Some(c) = Control::from_text(t.as_str()) {
+                            let _ = ctl_tx.send(c);
+                        }
+                    }
+                    Message::Close(_) => break,
+                    _ => {}
+                }
+            }
+            let _ = closed_tx.send(true);
+        });
+
+        // Storage writer.
+        let (write_tx, write_rx) = unbounded_channel();
+        let (done_tx, done_rx) = unbounded_channel();
+        tasks.spawn(storage_writer(store.clone(), write_rx, done_tx));
+
+        // The app.
+        let closes = Arc::new(Mutex::new(BTreeMap::new()));
+        let closes_for_instance = closes.clone();
+        let app = App {
+            handle: handle.clone(),
+            ws: out_tx.clone(),
+            store,
+            writes: write_tx,
+            actors: BTreeMap::new(),
+            socket_actor: BTreeMap::new(),
+            closes: closes.clone(),
+            delivered: opts.delivered.clone(),
+            load_delay: opts.load_delay,
+        };
+        tasks.spawn(app.run(app_rx, ctl_rx, done_rx));
+
+        // Stats reporter.
+        let (h, ws) = (handle.clone(), out_tx.clone());
+        let interval = opts.report_interval;
+        tasks.spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(report) = report(&h, &closes).await else {
+                    return;
+                };
+                if ws
+                    .send(Message::text(Control::Stats(report).to_text()))
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+
+        Ok(Self {
+            tasks,
+            fence,
+            handle,
+            ws: out_tx,
+            closed,
+            closes: closes_for_instance,
+        })
+    }
+
+    /// The driver's handle.
+    pub fn handle(&self) -> &RunnerHandle {
+        &self.handle
+    }
+
+    /// Crashes the runner: storage is fenced off (no write lands from now on), every task is
+    /// aborted and the engine dropped. Nothing is persisted or published any more.
+    pub fn kill(mut self) {
+        self.fence.kill();
+        self.tasks.abort_all();
+    }
+
+    /// Waits until the gateway closes the connection.
+    pub async fn wait_closed(&mut self) {
+        let _ = self.closed.wait_for(|c| *c).await;
+    }
+
+    /// Sends a last stats report, closes the connection and stops every task.
+    pub async fn shutdown(mut self) -> Option<RunnerReport> {
+        let r = report(&self.handle, &self.closes).await;
+        if let Some(r) = &r {
+            let _ = self
+                .ws
+                .send(Message::text(Control::Stats(r.clone()).to_text()));
+        }
+        let _ = self.ws.send(Message::Close(None));
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.wait_closed()).await;
+        self.handle.shutdown().await;
+        self.tasks.abort_all();
+        r
+    }
+}
+
+/// The counters of this runner as a report.
+async fn report(h: &RunnerHandle, closes: &Mutex<BTreeMap<String, u64>>) -> Option<RunnerReport> {
+    let s = h.stats().await.ok()?;
+    Some(RunnerReport {
+        delivered: s.delivered,
+        duplicates_dropped: s.duplicates,
+        gaps: s.gaps,
+        persists: s.persists_completed,
+        acks: s.acks_sent,
+        restored: s.restored,
+        malformed: s.dropped_malformed,
+        closes: closes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone(),
+    })
+}
+
+/// The [`RunnerIo`] sink: tunnel frames to the WebSocket writer, the rest to the app.
+struct RunnerSide {
+    ws: UnboundedSender<Message>,
+    app: UnboundedSender<Action>,
+}
+
+impl RunnerIo for RunnerSide {
+    fn publish(&mut self, _gateway_id: GatewayId, frame: Vec<u8>) {
+        let _ = self.ws.send(Message::Binary(Bytes::from(frame)));
+    }
+
+    fn app(&mut self, action: Action) {
+        let _ = self.app.send(action);
+    }
+}
+
+/// A write of an actor file; `done` is reported to the runner once it is durable.
+struct WriteJob {
+    image: ActorFile,
+    done: Option<(SocketId, MessageIndex)>,
+}
+
+/// Writes actor files in order, coalescing queued writes of one actor (each image is complete,
+/// so the latest one carries every earlier one).
+async fn storage_writer(
+    store: Store,
+    mut jobs: UnboundedReceiver<WriteJob>,
+    done: UnboundedSender<(SocketId, MessageIndex, bool)>,
+) {
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        while let Ok(job) = jobs.try_recv() {
+            batch.push(job);
+        }
+        let mut latest: Vec<ActorFile> = Vec::new();
+        let mut completions = Vec::new();
+        for job in batch {
+            completions.extend(job.done.map(|d| (job.image.actor_id.clone(), d)));
+            match latest.iter_mut().find(|f| f.actor_id == job.image.actor_id) {
+                Some(slot) => *slot = job.image,
+                None => latest.push(job.image),
+            }
+        }
+        for image in latest {
+            let store = store.clone();
+            let actor = image.actor_id.clone();
+            let ok = tokio::task::spawn_blocking(move || store.write(&image))
+                .await
+                .is_ok_and(|r| r.is_ok());
+            for (a, (socket, index)) in &completions {
+                if *a == actor {
+                    let _ = done.send((*socket, *index, ok));
+                }
+            }
+        }
+    }
+}
+
+/// One actor on this runner.
+struct ActorApp {
+    /// What is (or is being) written in its file.
+    image: ActorFile,
+    /// Live state per socket (ahead of the image until the next persist).
+    live: BTreeMap<SocketId, Live>,
+}
+
+struct Live {
+    state: StreamState,
+    path: String,
+    headers: Vec<(String, String)>,
+}
+
+/// The actor app: accepts sockets, processes messages, persists state with the index.
+struct App {
+    handle: RunnerHandle,
+    ws: UnboundedSender<Message>,
+    store: Store,
+    writes: UnboundedSender<WriteJob>,
+    actors: BTreeMap<String, ActorApp>,
+    socket_actor: BTreeMap<SocketId, String>,
+    closes: Arc<Mutex<BTreeMap<String, u64>>>,
+    delivered: Arc<AtomicU64>,
+    load_delay: Duration,
+}
+
+impl App {
+    async fn run(
+        mut self,
+        mut actions: UnboundedReceiver<Action>,
+        mut control: UnboundedReceiver<Control>,
+        mut done: UnboundedReceiver<(SocketId, MessageIndex, bool)>,
+    ) {
+        loop {
+            tokio::select! {
+                Some(a) = actions.recv() => self.action(a).await,
+                Some(c) = control.recv() => self.control(c).await,
+                Some((socket, index, ok)) = done.recv() => {
+                    let _ = if ok {
+                        self.handle.persisted(socket, index).await
+                    } else {
+                        self.handle.persist_failed(socket, index).await
+                    };
+                }
+                else => return,
+            }
+        }
+    }
+
+    fn send_control(&self, c: &Control) {
+        let _ = self.ws.send(Message::text(c.to_text()));
+    }
+
+    async fn control(&mut self, c: Control) {
+        match c {
+            Control::Start { actor, hibernating } => {
+                let list: Vec<HibernatingRequest> = hibernating
+                    .into_iter()
+                    .map(|(g, r)| HibernatingRequest {
+                        gateway_id: GatewayId(g),
+                        request_id: RequestId(r),
+                    })
+                    .collect();
+                if self
+                    .handle
+                    .actor_starting(actor.clone(), list)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                // The gateway may wake the actor's requests now: their replay queues in the
+                // runner until the restore below (so the restore's re-acks and closes reach the
+                // gateway after the wake moved the request here; sent earlier, they would be
+                // dropped as coming from the wrong route). The queue must hold a whole replay:
+                // see `scenario::runner_config`.
+                self.send_control(&Control::Started {
+                    actor: actor.clone(),
+                });
+                if !self.load_delay.is_zero() {
+                    tokio::time::sleep(self.load_delay).await;
+                }
+                let store = self.store.clone();
+                let a = actor.clone();
+                let image = match tokio::task::spawn_blocking(move || store.load(&a)).await {
+                    Ok(Ok(image)) => image,
+                    _ => ActorFile {
+                        actor_id: actor.clone(),
+                        ..ActorFile::default()
+                    },
+                };
+                let persisted = image.sockets.iter().map(SocketRecord::persisted).collect();
+                let mut app = ActorApp {
+                    image,
+                    live: BTreeMap::new(),
+                };
+                for r in &app.image.sockets {
+                    app.live.insert(
+                        r.socket(),
+                        Live {
+                            state: r.state,
+                            path: r.path.clone(),
+                            headers: r.headers.clone(),
+                        },
+                    );
+                    self.socket_actor.insert(r.socket(), actor.clone());
+                }
+                self.actors.insert(actor.clone(), app);
+                let _ = self.handle.restore(actor, persisted).await;
+            }
+            Control::Stop { actor } => {
+                let _ = self.handle.actor_stopping(actor).await;
+            }
+            _ => {}
+        }
+    }
+
+    async fn action(&mut self, action: Action) {
+        match action {
+            Action::Open {
+                socket,
+                actor_id,
+                path,
+                headers,
+                ..
+            } => {
+                let Some(app) = self.actors.get_mut(&actor_id) else {
+                    let _ = self
+                        .handle
+                        .reject(socket, hws::CloseFrame::new(1011, "no such actor"))
+                        .await;
+                    return;
+                };
+                app.live.insert(
+                    socket,
+                    Live {
+                        state: StreamState::default(),
+                        path,
+                        headers: headers.into_entries(),
+                    },
+                );
+                self.socket_actor.insert(socket, actor_id);
+                let _ = self.handle.accept(socket, true).await;
+            }
+            Action::Message { socket, data, .. } => {
+                self.delivered.fetch_add(1, Ordering::Relaxed);
+                let Some(live) = self.live_mut(socket) else {
+                    return;
+                };
+                live.state.process(&data);
+                let seq = super::payload::seq_of(&data).unwrap_or(u64::MAX);
+                let echo = format!("{seq} {} {:016x}", live.state.count, live.state.digest);
+                let _ = self.handle.send(socket, echo.into_bytes(), false).await;
+            }
+            Action::Persist {
+                socket,
+                actor_id,
+                server_index,
+                client_index,
+            } => {
+                let Some(app) = self.actors.get_mut(&actor_id) else {
+                    return;
+                };
+                let Some(live) = app.live.get(&socket) else {
+                    return;
+                };
+                let record = SocketRecord {
+                    gateway_id: socket.gateway_id.0,
+                    request_id: socket.request_id.0,
+                    server_index: server_index.get(),
+                    client_index: client_index.get(),
+                    path: live.path.clone(),
+                    headers: live.headers.clone(),
+                    state: live.state,
+                };
+                match app.image.socket_mut(socket) {
+                    Some(r) => *r = record,
+                    None => app.image.sockets.push(record),
+                }
+                let _ = self.writes.send(WriteJob {
+                    image: app.image.clone(),
+                    done: Some((socket, server_index)),
+                });
+            }
+            Action::DeleteMetadata { socket, actor_id } => {
+                self.socket_actor.remove(&socket);
+                let Some(app) = self.actors.get_mut(&actor_id) else {
+                    return;
+                };
+                let state = app.live.remove(&socket).map(|l| l.state);
+                let state = state
+                    .or_else(|| app.image.socket_mut(socket).map(|r| r.state))
+                    .unwrap_or_default();
+                app.image.finish(socket, state);
+                let _ = self.writes.send(WriteJob {
+                    image: app.image.clone(),
+                    done: None,
+                });
+            }
+            Action::Closed { socket, reason } => {
+                *self
+                    .closes
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .entry(reason_name(&reason))
+                    .or_insert(0) += 1;
+                if matches!(reason, CloseReason::ActorStopped | CloseReason::Rejected(_))
+                    && let Some(actor) = self.socket_actor.remove(&socket)
+                    && let Some(app) = self.actors.get_mut(&actor)
+                {
+                    app.live.remove(&socket);
+                }
+            }
+            Action::ActorStopped { actor_id } => {
+                if let Some(app) = self.actors.remove(&actor_id) {
+                    for socket in app.live.keys() {
+                        self.socket_actor.remove(socket);
+                    }
+                }
+                self.send_control(&Control::Stopped { actor: actor_id });
+            }
+            _ => {}
+        }
+    }
+
+    fn live_mut(&mut self, socket: SocketId) -> Option<&mut Live> {
+        let actor = self.socket_actor.get(&socket)?;
+        self.actors.get_mut(actor)?.live.get_mut(&socket)
+    }
+}
+
+/// A short name for a runner-side close reason.
+pub fn reason_name(reason: &CloseReason) -> String {
+    match reason {
+        CloseReason::GatewayClosed(f) => format!("gateway closed ({})", frame_text(f)),
+        CloseReason::AppClosed(f) => format!("app closed ({})", frame_text(f)),
+        CloseReason::Rejected(f) => format!("rejected ({})", frame_text(f)),
+        CloseReason::MessageIndexSkip => "1008 ws.message_index_skip".into(),
+        CloseReason::StaleMetadata => "1000 ws.stale_metadata".into(),
+        CloseReason::ActorStopped => "actor stopped".into(),
+        CloseReason::Hibernated => "hibernated".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// `code reason` of a close frame.
+pub fn frame_text(f: &hws::CloseFrame) -> String {
+    match (&f.code, &f.reason) {
+        (Some(c), Some(r)) => format!("{c} {r}"),
+        (Some(c), None) => format!("{c}"),
+        (None, _) => "no code".into(),
+    }
+}

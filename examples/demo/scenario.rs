@@ -1,0 +1,285 @@
+//! The whole demo: a gateway, a runner (in process, or as a child OS process) and a client on
+//! loopback; the actor sleeps and wakes on a schedule, the runner is killed once and restarted,
+//! and the actor's committed log is checked at the end.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use hws::gateway::{GatewayConfig, OverflowPolicy};
+use hws::runner::RunnerConfig;
+use tokio::sync::Mutex;
+
+use super::args::Args;
+use super::client::{ClientOptions, run_client};
+use super::gateway::{GatewayOptions, GatewayServer, Schedule};
+use super::report::Report;
+use super::runner::{RunnerInstance, RunnerOptions};
+use super::storage::{Fence, Store, StreamState};
+
+/// The gateway engine's configuration in the demo: Rivet's defaults, except the overflow policy
+/// (backpressure instead of closing) and the per-request pending limit (a flag).
+pub fn gateway_config(args: &Args) -> GatewayConfig {
+    let mut c = GatewayConfig::default();
+    c.overflow_policy = OverflowPolicy::Backpressure;
+    c.max_pending_bytes = args.max_pending_bytes;
+    c.max_gateway_pending_bytes = c.max_gateway_pending_bytes.max(args.max_pending_bytes);
+    c
+}
+
+/// The runner engine's configuration in the demo: the defaults, except the persist debounce
+/// interval (a flag; 5 s by default upstream) and the queue of a starting actor.
+///
+/// That queue holds the tunnel messages that arrive between `actor_starting` and `restore`,
+/// which includes the gateway's whole replay on wake: up to `max_pending_messages` (32 767 by
+/// default) per request. The runner's default (1 024) is smaller, and a replay that overflows it
+/// loses messages, which closes the socket on the gap (1008 `ws.message_index_skip`). The demo
+/// makes room for two full windows.
+pub fn runner_config(args: &Args) -> RunnerConfig {
+    RunnerConfig {
+        persist_interval: args.persist_interval,
+        max_queued_per_actor: 2 * usize::from(hws::index::MAX_WINDOW) + 2,
+        max_queued_bytes_per_actor: 2 * args.max_pending_bytes.max(1 << 20) + (1 << 20),
+        ..RunnerConfig::default()
+    }
+}
+
+/// A runner in this process or in a child process.
+pub enum RunnerProc {
+    InProcess(RunnerInstance),
+    Child(tokio::process::Child),
+}
+
+impl RunnerProc {
+    /// Starts runner number `n`.
+    pub async fn start(
+        args: &Args,
+        gateway: &str,
+        dir: &Path,
+        n: u32,
+        delivered: &Arc<AtomicU64>,
+    ) -> io::Result<Self> {
+        if args.runner_process {
+            let exe = std::env::current_exe()?;
+            let mut cmd = tokio::process::Command::new(exe);
+            cmd.args(["--role", "runner", "--gateway", gateway, "--data-dir"])
+                .arg(dir)
+                .args([
+                    "--persist-interval-ms",
+                    &args.persist_interval.as_millis().to_string(),
+                ])
+                .args(["--runner-name", &format!("runner-{n}")])
+                .stdin(std::process::Stdio::null())
+                .kill_on_drop(true);
+            if args.verbose {
+                cmd.arg("--verbose");
+            }
+            Ok(Self::Child(cmd.spawn()?))
+        } else {
+            let opts = RunnerOptions {
+                gateway: gateway.into(),
+                name: format!("runner-{n}"),
+                data_dir: dir.into(),
+                config: runner_config(args),
+                report_interval: Duration::from_millis(20),
+                delivered: delivered.clone(),
+                load_delay: Duration::ZERO,
+            };
+            Ok(Self::InProcess(RunnerInstance::start(opts).await?))
+        }
+    }
+
+    /// Kills it abruptly (SIGKILL for a child process).
+    pub async fn kill(self) {
+        match self {
+            Self::InProcess(r) => r.kill(),
+            Self::Child(mut c) => {
+                let _ = c.start_kill();
+                let _ = c.wait().await;
+            }
+        }
+    }
+
+    /// Stops it cleanly (a child process is killed: its counters were reported already).
+    pub async fn stop(self) {
+        match self {
+            Self::InProcess(r) => {
+                let _ = r.shutdown().await;
+            }
+            Self::Child(_) => self.kill().await,
+        }
+    }
+}
+
+/// A temporary directory removed on drop (unless it was given by the user).
+pub struct DataDir {
+    pub path: PathBuf,
+    owned: bool,
+}
+
+impl DataDir {
+    pub fn new(given: Option<&Path>) -> io::Result<Self> {
+        let (path, owned) = if let Some(p) = given {
+            (p.to_path_buf(), false)
+        } else {
+            #[allow(clippy::disallowed_methods)] // a unique name, not protocol time
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let name = format!("hws-demo-{}-{nanos}", std::process::id());
+            (std::env::temp_dir().join(name), true)
+        };
+        std::fs::create_dir_all(&path)?;
+        Ok(Self { path, owned })
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        if self.owned {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// Waits until the actor's file holds a finished stream (the client's close reached the actor
+/// and its metadata was deleted), or the timeout.
+pub async fn committed_result(dir: &Path, actor: &str, timeout: Duration) -> Option<StreamState> {
+    let store = Store::new(dir, Fence::default());
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Ok(file) = store.load(actor)
+            && let Some(f) = file.finished.last()
+        {
+            return Some(f.state);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits (bounded) until the gateway got a first ack: from then on the socket's metadata is
+/// durable on the runner, so a kill tests recovery, not a socket that never existed there (whose
+/// restore correctly ends in 1000 `ws.meta_not_found_during_restore`).
+pub async fn wait_for_first_ack(gw: &hws::driver::tokio::GatewayHandle) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while gw.stats().await.is_ok_and(|s| s.messages_acked == 0)
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Runs the demo (role `all`).
+pub async fn run_all(args: &Args) -> io::Result<Report> {
+    let dir = DataDir::new(args.data_dir.as_deref())?;
+    let schedule = Schedule::spread(&args.actor, args.messages, args.sleeps, args.kill_runner);
+    let mut server = GatewayServer::start(GatewayOptions {
+        listen: args.listen.clone(),
+        config: gateway_config(args),
+        schedule,
+        cold_start: args.cold_start,
+        verbose: args.verbose,
+    })
+    .await?;
+    let url = server.url();
+    let delivered = Arc::new(AtomicU64::new(0));
+    let runner = Arc::new(Mutex::new(Some(
+        RunnerProc::start(args, &url, &dir.path, 1, &delivered).await?,
+    )));
+
+    // The supervisor: kills the runner when the schedule says so, then starts a new one.
+    let kills = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let mut kill_rx = server.kill.take();
+    let supervisor = {
+        let delivered = delivered.clone();
+        let gw = server.handle().clone();
+        let (runner, kills, args, url, path) = (
+            runner.clone(),
+            kills.clone(),
+            args.clone(),
+            url.clone(),
+            dir.path.clone(),
+        );
+        tokio::spawn(async move {
+            let Some(rx) = kill_rx.as_mut() else {
+                return;
+            };
+            while rx.recv().await.is_some() {
+                wait_for_first_ack(&gw).await;
+                let mut slot = runner.lock().await;
+                if let Some(r) = slot.take() {
+                    r.kill().await;
+                }
+                let n = kills.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if args.verbose {
+                    eprintln!("[demo] runner killed; starting runner-{}", n + 1);
+                }
+                *slot = RunnerProc::start(&args, &url, &path, n + 1, &delivered)
+                    .await
+                    .ok();
+            }
+        })
+    };
+
+    #[allow(clippy::disallowed_methods)] // the demo measures wall-clock time
+    let start = Instant::now();
+    let (client, conn) = run_client(&ClientOptions {
+        gateway: url.clone(),
+        actor: args.actor.clone(),
+        messages: args.messages,
+        min_size: args.min_size,
+        max_size: args.max_size,
+        seed: args.seed,
+        final_wait: Duration::from_secs(60),
+        close: false,
+    })
+    .await?;
+    let mut client = client;
+    if let Some(mut conn) = conn {
+        // The client streams on while the actor is away (the gateway buffers), so a short stream
+        // can end before every scheduled sleep (or the kill) happened: keep the actor busy with
+        // status probes until they did.
+        let want_kills = u32::from(args.kill_runner && args.messages > 0);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = server.snapshot().await;
+            let done = s.sleeps >= args.sleeps
+                && kills.load(std::sync::atomic::Ordering::Relaxed) >= want_kills;
+            if done || tokio::time::Instant::now() >= deadline || conn.ended() {
+                break;
+            }
+            conn.send(b"?".to_vec(), false).await?;
+            client.probes += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        client.echoes = conn.echoes();
+        client.closed_by_gateway = conn.close(1000, "done").await;
+    }
+    let committed = committed_result(&dir.path, &args.actor, Duration::from_secs(60)).await;
+    let elapsed = start.elapsed();
+
+    supervisor.abort();
+    // Let the runner report its final counters, then stop it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let snapshot = server.snapshot().await;
+    if let Some(r) = runner.lock().await.take() {
+        r.stop().await;
+    }
+    let gateway = server.shutdown().await;
+    Ok(Report {
+        args: args.clone(),
+        client,
+        gateway: gateway.map(|g| g.stats()).unwrap_or_default(),
+        snapshot,
+        committed,
+        kills: kills.load(std::sync::atomic::Ordering::Relaxed),
+        app_deliveries: (!args.runner_process)
+            .then(|| delivered.load(std::sync::atomic::Ordering::Relaxed)),
+        elapsed,
+    })
+}

@@ -1,0 +1,410 @@
+//! The tokio adapter with paused time and in-memory channels: the client gate (no read before
+//! `Opened`, none while backpressured), timers driven by the clock, commands, shutdown.
+#![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
+
+use std::time::Duration;
+
+use hws::driver::tokio::{
+    ClientOutput, GatewayDriver, GatewayHandle, GatewayIo, RunnerDriver, RunnerIo, TokioClock,
+};
+use hws::gateway::{self, Frame, Gateway, GatewayConfig, OverflowPolicy, RouteId};
+use hws::runner::{self, Runner, RunnerConfig, SocketId};
+use hws::wire::{
+    self, GatewayId, Headers, MessageId, RequestId, ToClientTunnelMessage,
+    ToClientTunnelMessageKind, ToClientWebSocketMessage, ToClientWebSocketOpen, ToGateway,
+    ToRunner, ToServerTunnelMessage, ToServerTunnelMessageKind, ToServerWebSocketMessageAck,
+    ToServerWebSocketOpen,
+};
+use hws::{MessageIndex, Timestamp};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+const GW: GatewayId = GatewayId([1, 2, 3, 4]);
+const REQ: RequestId = RequestId([9, 9, 9, 9]);
+const ROUTE: RouteId = RouteId(5);
+
+/// What the gateway sink saw.
+#[derive(Debug)]
+enum Seen {
+    Publish(ToRunner),
+    Other,
+}
+
+struct Recorder(UnboundedSender<Seen>);
+
+impl GatewayIo for Recorder {
+    fn publish(&mut self, _: RouteId, _: RequestId, frame: Frame) {
+        let (_, msg) = wire::decode_versioned::<ToRunner>(&frame, &wire::DecodeLimits::default())
+            .expect("the gateway publishes valid frames");
+        let _ = self.0.send(Seen::Publish(msg));
+    }
+    fn request_wake(&mut self, _: RequestId, _: String) {
+        let _ = self.0.send(Seen::Other);
+    }
+    fn upsert_hibernating_record(&mut self, _: RequestId, _: String) {
+        let _ = self.0.send(Seen::Other);
+    }
+    fn delete_hibernating_record(&mut self, _: RequestId, _: String) {
+        let _ = self.0.send(Seen::Other);
+    }
+}
+
+fn runner_frame(index: u16, kind: ToServerTunnelMessageKind) -> Vec<u8> {
+    let msg = ToServerTunnelMessage {
+        message_id: MessageId {
+            gateway_id: GW,
+            request_id: REQ,
+            message_index: MessageIndex::new(index),
+        },
+        kind,
+    };
+    wire::encode_versioned(7, &ToGateway::TunnelMessage(msg))
+}
+
+/// The index and payload of a published client message, or panics.
+fn published_message(seen: Option<Seen>) -> (u16, Vec<u8>) {
+    match seen {
+        Some(Seen::Publish(ToRunner::TunnelMessage(ToClientTunnelMessage {
+            message_id,
+            kind: ToClientTunnelMessageKind::WebSocketMessage(m),
+        }))) => (message_id.message_index.get(), m.data),
+        other => panic!("expected a published message, got {other:?}"),
+    }
+}
+
+fn next_publish(rx: &mut UnboundedReceiver<Seen>) -> Option<Seen> {
+    loop {
+        match rx.try_recv() {
+            Ok(Seen::Other) => {}
+            Ok(seen) => return Some(seen),
+            Err(_) => return None,
+        }
+    }
+}
+
+fn gateway(
+    config: GatewayConfig,
+) -> (
+    GatewayHandle,
+    tokio::task::JoinHandle<Gateway>,
+    UnboundedReceiver<Seen>,
+) {
+    let clock = TokioClock::new();
+    let (tx, rx) = unbounded_channel();
+    let gateway = Gateway::new(config, GW, clock.now()).expect("valid config");
+    let (handle, task) = GatewayDriver::spawn(gateway, Recorder(tx), clock);
+    (handle, task, rx)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_client_is_not_read_before_opened_and_pings_follow_the_clock() {
+    let (gw, task, mut seen) = gateway(GatewayConfig::default());
+    let open = gateway::OpenRequest {
+        actor_id: "a".into(),
+        ..Default::default()
+    };
+    let (mut sender, mut events) = gw.open(REQ, ROUTE, open).await.expect("open");
+    assert!(matches!(
+        next_publish(&mut seen),
+        Some(Seen::Publish(ToRunner::TunnelMessage(
+            ToClientTunnelMessage {
+                kind: ToClientTunnelMessageKind::WebSocketOpen(_),
+                ..
+            }
+        )))
+    ));
+
+    // Before the runner accepts, the client is not read: `message` waits.
+    let early = tokio::time::timeout(
+        Duration::from_secs(1),
+        sender.message(b"early".to_vec(), true),
+    );
+    assert!(early.await.is_err(), "the gate is closed before Opened");
+    assert!(next_publish(&mut seen).is_none());
+
+    // The runner accepts: the gate opens, the message gets index 1.
+    let accept = ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {
+        can_hibernate: true,
+    });
+    gw.runner_frame(ROUTE, runner_frame(0, accept))
+        .await
+        .expect("driver runs");
+    sender
+        .message(b"hello".to_vec(), false)
+        .await
+        .expect("readable after Opened");
+    let accepted_at = tokio::time::Instant::now();
+    gw.stats()
+        .await
+        .expect("a command round trip drains the input");
+    assert_eq!(
+        published_message(next_publish(&mut seen)),
+        (1, b"hello".to_vec())
+    );
+
+    // Pings every 3 s, fired by the driver's timer on the paused clock.
+    tokio::time::sleep_until(accepted_at + Duration::from_millis(2_900)).await;
+    assert!(next_publish(&mut seen).is_none(), "no ping before 3 s");
+    tokio::time::sleep_until(accepted_at + Duration::from_millis(3_100)).await;
+    assert!(matches!(
+        next_publish(&mut seen),
+        Some(Seen::Publish(ToRunner::Ping(_)))
+    ));
+    tokio::time::sleep_until(accepted_at + Duration::from_millis(6_100)).await;
+    assert!(matches!(
+        next_publish(&mut seen),
+        Some(Seen::Publish(ToRunner::Ping(_)))
+    ));
+    assert!(next_publish(&mut seen).is_none());
+    assert_eq!(gw.stats().await.expect("stats").pings_sent, 2);
+
+    // Runner → client.
+    let echo = ToServerTunnelMessageKind::WebSocketMessage(hws::wire::ToServerWebSocketMessage {
+        data: b"echo".to_vec(),
+        binary: true,
+    });
+    gw.runner_frame(ROUTE, runner_frame(1, echo))
+        .await
+        .expect("driver runs");
+    assert_eq!(
+        events.recv().await,
+        Some(ClientOutput::Message {
+            data: b"echo".to_vec(),
+            binary: true
+        })
+    );
+
+    // A runner close reaches the client and ends its channels.
+    let close = ToServerTunnelMessageKind::WebSocketClose(hws::wire::ToServerWebSocketClose {
+        code: Some(4000),
+        reason: Some("bye".into()),
+        hibernate: false,
+    });
+    gw.runner_frame(ROUTE, runner_frame(2, close))
+        .await
+        .expect("driver runs");
+    assert_eq!(
+        events.recv().await,
+        Some(ClientOutput::Close(hws::CloseFrame::new(4000, "bye")))
+    );
+    assert_eq!(events.recv().await, None);
+    assert!(
+        sender.message(b"late".to_vec(), true).await.is_err(),
+        "the request is gone"
+    );
+
+    gw.shutdown().await;
+    let gateway = task.await.expect("driver task");
+    assert_eq!(gateway.stats().closed_by_runner, 1);
+    assert!(gateway.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn backpressure_closes_the_gate_until_an_ack_frees_room_and_keeps_order() {
+    let mut config = GatewayConfig::default();
+    config.overflow_policy = OverflowPolicy::Backpressure;
+    config.max_pending_bytes = 3 * wire::ws_message_frame_len(100) as u64;
+    let (gw, _task, mut seen) = gateway(config);
+    let open = gateway::OpenRequest::default();
+    let (mut sender, _events) = gw.open(REQ, ROUTE, open).await.expect("open");
+    let accept = ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {
+        can_hibernate: true,
+    });
+    gw.runner_frame(ROUTE, runner_frame(0, accept))
+        .await
+        .expect("driver runs");
+    let _ = next_publish(&mut seen); // the open
+
+    let msg = |i: u8| vec![i; 100];
+    for i in 1..=4 {
+        // The 4th is handed over while the gate is still open, then refused by the engine.
+        sender.message(msg(i), true).await.expect("gate open");
+    }
+    gw.stats().await.expect("round trip");
+    assert_eq!(gw.stats().await.expect("stats").backpressured, 1);
+    // The gate is closed now: the client is not read.
+    // (1 s: before the first ping at 3 s, so only client messages are published meanwhile.)
+    let blocked = tokio::time::timeout(Duration::from_secs(1), sender.message(msg(5), true));
+    assert!(blocked.await.is_err(), "no read while backpressured");
+    for i in 1..=3u16 {
+        assert_eq!(
+            published_message(next_publish(&mut seen)),
+            (i, msg(u8::try_from(i).expect("small")))
+        );
+    }
+    assert!(
+        next_publish(&mut seen).is_none(),
+        "the refused message waits"
+    );
+
+    // The runner acks index 2: room for the stalled 4th, published in order, the gate reopens.
+    let ack = ToServerTunnelMessageKind::WebSocketMessageAck(ToServerWebSocketMessageAck {
+        index: MessageIndex::new(2),
+    });
+    gw.runner_frame(ROUTE, runner_frame(1, ack))
+        .await
+        .expect("driver runs");
+    sender.message(msg(5), true).await.expect("readable again");
+    gw.stats().await.expect("round trip");
+    assert_eq!(published_message(next_publish(&mut seen)), (4, msg(4)));
+    assert_eq!(published_message(next_publish(&mut seen)), (5, msg(5)));
+    let stats = gw.stats().await.expect("stats");
+    assert_eq!(
+        (stats.client_writable, stats.messages_sent, stats.closed),
+        (1, 5, 0)
+    );
+}
+
+/// Runner sink: publishes and app actions into one channel, in order.
+#[derive(Debug)]
+enum RunnerSeen {
+    Publish(ToServerTunnelMessageKind),
+    App(runner::Action),
+}
+
+struct RunnerRecorder(UnboundedSender<RunnerSeen>);
+
+impl RunnerIo for RunnerRecorder {
+    fn publish(&mut self, _: GatewayId, frame: Vec<u8>) {
+        match wire::decode_versioned::<ToGateway>(&frame, &wire::DecodeLimits::default()) {
+            Ok((_, ToGateway::TunnelMessage(m))) => {
+                let _ = self.0.send(RunnerSeen::Publish(m.kind));
+            }
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+    fn app(&mut self, action: runner::Action) {
+        let _ = self.0.send(RunnerSeen::App(action));
+    }
+}
+
+fn gateway_frame(index: u16, kind: ToClientTunnelMessageKind) -> Vec<u8> {
+    wire::encode_versioned(
+        7,
+        &ToRunner::TunnelMessage(ToClientTunnelMessage {
+            message_id: MessageId {
+                gateway_id: GW,
+                request_id: REQ,
+                message_index: MessageIndex::new(index),
+            },
+            kind,
+        }),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn runner_driver_persists_after_the_debounce_and_acks_only_what_was_persisted() {
+    let clock = TokioClock::new();
+    let (tx, mut seen) = unbounded_channel();
+    let runner = Runner::new(RunnerConfig::default(), clock.now()).expect("valid config");
+    let (rn, task) = RunnerDriver::spawn(runner, RunnerRecorder(tx), clock);
+    let socket = SocketId::new(GW, REQ);
+    rn.actor_starting("a", Vec::new()).await.expect("start");
+    rn.restore("a", Vec::new()).await.expect("restore");
+    let open = ToClientTunnelMessageKind::WebSocketOpen(ToClientWebSocketOpen {
+        actor_id: "a".into(),
+        path: "/".into(),
+        headers: Headers::new(),
+    });
+    rn.frame(gateway_frame(0, open)).await.expect("driver runs");
+    rn.stats().await.expect("round trip");
+    assert!(matches!(
+        seen.try_recv(),
+        Ok(RunnerSeen::App(runner::Action::Open { .. }))
+    ));
+    rn.accept(socket, true).await.expect("accept");
+    assert!(matches!(
+        seen.try_recv(),
+        Ok(RunnerSeen::Publish(
+            ToServerTunnelMessageKind::WebSocketOpen(_)
+        ))
+    ));
+    let Ok(RunnerSeen::App(runner::Action::Persist { server_index, .. })) = seen.try_recv() else {
+        panic!("the open is persisted at once");
+    };
+    rn.persisted(socket, server_index).await.expect("persisted");
+    assert!(seen.try_recv().is_err(), "the open index is not acked");
+
+    let message = ToClientTunnelMessageKind::WebSocketMessage(ToClientWebSocketMessage {
+        data: b"m".to_vec(),
+        binary: true,
+    });
+    rn.frame(gateway_frame(1, message))
+        .await
+        .expect("driver runs");
+    let delivered_at = tokio::time::Instant::now();
+    rn.stats().await.expect("round trip");
+    assert!(matches!(
+        seen.try_recv(),
+        Ok(RunnerSeen::App(runner::Action::Message { .. }))
+    ));
+    tokio::time::sleep_until(delivered_at + Duration::from_millis(4_900)).await;
+    assert!(seen.try_recv().is_err(), "debounced: no persist before 5 s");
+    tokio::time::sleep_until(delivered_at + Duration::from_millis(5_100)).await;
+    let Ok(RunnerSeen::App(runner::Action::Persist { server_index, .. })) = seen.try_recv() else {
+        panic!("the persist comes after 5 s");
+    };
+    assert_eq!(server_index.get(), 1);
+    assert!(
+        seen.try_recv().is_err(),
+        "no ack before the write is durable"
+    );
+    rn.persisted(socket, server_index).await.expect("persisted");
+    match seen.try_recv() {
+        Ok(RunnerSeen::Publish(ToServerTunnelMessageKind::WebSocketMessageAck(a))) => {
+            assert_eq!(a.index.get(), 1);
+        }
+        other => panic!("expected the ack, got {other:?}"),
+    }
+
+    // Dropping every handle stops the runner driver; it returns the engine.
+    drop(rn);
+    let runner = task.await.expect("driver task");
+    assert_eq!(runner.stats().acks_sent, 1);
+    assert_eq!(runner.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn commands_report_engine_errors_and_a_stopped_driver() {
+    let clock = TokioClock::new();
+    let (tx, _seen) = unbounded_channel();
+    let runner = Runner::new(RunnerConfig::default(), clock.now()).expect("valid config");
+    let (rn, task) = RunnerDriver::spawn(runner, RunnerRecorder(tx), clock);
+    let err = rn
+        .restore("nobody", Vec::new())
+        .await
+        .expect_err("not starting");
+    assert!(matches!(
+        err,
+        hws::driver::tokio::CommandError::Engine(runner::ActorError::NotStarting)
+    ));
+    rn.shutdown().await;
+    let _ = task.await.expect("driver task");
+    assert!(matches!(rn.stats().await, Err(hws::driver::tokio::Stopped)));
+
+    let (gw, task, _) = gateway(GatewayConfig::default());
+    let err = gw.wake(REQ, ROUTE).await.expect_err("unknown request");
+    assert!(matches!(
+        err,
+        hws::driver::tokio::CommandError::Engine(gateway::WakeError::UnknownRequest)
+    ));
+    gw.shutdown().await;
+    let _ = task.await.expect("driver task");
+    assert!(gw.stats().await.is_err());
+}
+
+#[test]
+fn tokio_clock_round_trips_timestamps() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let clock = TokioClock::new();
+        let t0 = clock.now();
+        tokio::time::advance(Duration::from_millis(1_500)).await;
+        assert_eq!(clock.now() - t0, Duration::from_millis(1_500));
+        let t = Timestamp::from_millis(42_000);
+        assert_eq!(clock.timestamp(clock.instant(t)), t);
+    });
+}

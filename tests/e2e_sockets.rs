@@ -1,0 +1,357 @@
+//! End to end over real WebSockets on 127.0.0.1 (port 0): a client closing while its actor
+//! sleeps, per-connection limits under both overflow policies, malformed runner frames.
+//!
+//! Real time, not paused (see `e2e_demo.rs`). No timing assertions: every wait is for an event,
+//! bounded by a generous timeout that only fails a broken system.
+
+#![allow(
+    clippy::std_instead_of_core,
+    clippy::std_instead_of_alloc,
+    clippy::similar_names
+)] // application code on std
+
+#[path = "../examples/demo/lib.rs"]
+mod demo;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use demo::client::Client;
+use demo::gateway::{GatewayOptions, GatewayServer, Schedule};
+use demo::payload;
+use demo::runner::{RunnerInstance, RunnerOptions};
+use demo::scenario::{DataDir, committed_result};
+use demo::storage::{Fence, Store};
+use futures_util::SinkExt;
+use hws::gateway::{GatewayConfig, OverflowPolicy};
+use hws::runner::RunnerConfig;
+use tokio_tungstenite::tungstenite::{Bytes, Message};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn gateway(config: GatewayConfig) -> GatewayServer {
+    GatewayServer::start(GatewayOptions {
+        listen: "127.0.0.1:0".into(),
+        config,
+        schedule: Schedule::default(),
+        cold_start: Duration::ZERO,
+        verbose: false,
+    })
+    .await
+    .expect("gateway starts")
+}
+
+async fn runner(server: &GatewayServer, dir: &DataDir, config: RunnerConfig) -> RunnerInstance {
+    slow_storage_runner(server, dir, config, Duration::ZERO).await
+}
+
+async fn slow_storage_runner(
+    server: &GatewayServer,
+    dir: &DataDir,
+    config: RunnerConfig,
+    load_delay: Duration,
+) -> RunnerInstance {
+    RunnerInstance::start(RunnerOptions {
+        gateway: server.url(),
+        name: "runner-1".into(),
+        data_dir: dir.path.clone(),
+        config,
+        report_interval: Duration::from_millis(20),
+        delivered: Arc::default(),
+        load_delay,
+    })
+    .await
+    .expect("runner connects")
+}
+
+fn fast_runner() -> RunnerConfig {
+    RunnerConfig {
+        persist_interval: Duration::from_millis(10),
+        ..RunnerConfig::default()
+    }
+}
+
+/// Sends messages `from..to` of stream `seed`; returns the digest of `0..to` given that of
+/// `0..from`.
+async fn stream(
+    client: &mut Client,
+    seed: u64,
+    from: u64,
+    to: u64,
+    max: usize,
+    digest: u64,
+) -> u64 {
+    let mut d = digest;
+    for seq in from..to {
+        let (data, binary) = payload::message(seed, seq, 10, max);
+        d = payload::fold(d, &data);
+        client.send(data, binary).await.expect("send");
+    }
+    d
+}
+
+/// Polls `f` until it returns `Some`, or panics after [`WAIT`].
+async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_close_while_the_actor_sleeps_reaches_the_actor_after_wake_and_deletes_metadata() {
+    let dir = DataDir::new(None).expect("temp dir");
+    let server = gateway(GatewayConfig::default()).await;
+    let _runner = runner(&server, &dir, fast_runner()).await;
+
+    let mut client = Client::connect(&server.url(), "sleepy")
+        .await
+        .expect("connect");
+    let digest = stream(&mut client, 3, 0, 20, 2_000, 0).await;
+    assert_eq!(client.wait_echo(20, WAIT).await, Some((20, digest)));
+
+    // The actor sleeps: every socket's index is persisted, the request hibernates.
+    server.sleep_actor("sleepy").await;
+    let store = Store::new(&dir.path, Fence::default());
+    let file = store.load("sleepy").expect("actor file");
+    assert_eq!(
+        file.sockets.len(),
+        1,
+        "hibernated socket's metadata is stored"
+    );
+    assert_eq!(file.sockets[0].state.count, 20);
+    assert!(file.finished.is_empty());
+    let stats = server.stats().await;
+    assert_eq!(stats.hibernating, 1);
+
+    // The client closes while the actor sleeps: the gateway wakes the actor, which restores the
+    // socket and gets the client's own close frame.
+    let echoed = client.close(4001, "bye").await;
+    let state = committed_result(&dir.path, "sleepy", WAIT)
+        .await
+        .expect("the close reached the actor");
+    assert_eq!((state.count, state.digest), (20, digest));
+    assert_eq!((state.duplicates, state.gaps), (0, 0));
+    let file = store.load("sleepy").expect("actor file");
+    assert!(file.sockets.is_empty(), "metadata deleted: {file:?}");
+
+    let snapshot = eventually("the request to close and its record to go", || async {
+        let s = server.snapshot().await;
+        (s.requests == 0 && s.records == 0 && s.runner_total().closes.len() == 1).then_some(s)
+    })
+    .await;
+    let runner_closes = snapshot.runner_total().closes;
+    assert_eq!(
+        runner_closes.get("gateway closed (4001 bye)"),
+        Some(&1),
+        "the actor saw the client's code and reason: {runner_closes:?}"
+    );
+    assert_eq!(snapshot.starts, 2, "started, slept, woken by the close");
+    let stats = server.stats().await;
+    assert_eq!((stats.closed_by_client, stats.wakes), (1, 1));
+    assert_eq!(stats.pending_messages, 0);
+    let _ = echoed;
+}
+
+/// A runner that never persists on its own during the test (huge debounce), so nothing is acked
+/// and pending bytes only grow.
+fn slow_runner(persist_interval: Duration) -> RunnerConfig {
+    RunnerConfig {
+        persist_interval,
+        persist_bytes: u64::MAX / 2,
+        ..RunnerConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_policy_closes_only_the_connection_over_its_limit() {
+    let dir = DataDir::new(None).expect("temp dir");
+    let mut config = GatewayConfig::default();
+    config.max_pending_bytes = 64 * 1024;
+    config.overflow_policy = OverflowPolicy::Close;
+    let server = gateway(config).await;
+    let _runner = runner(&server, &dir, slow_runner(Duration::from_secs(3600))).await;
+
+    // A: 40 messages of 4 KiB, never acked: the 17th exceeds 64 KiB.
+    let mut big = Client::connect(&server.url(), "actor-a")
+        .await
+        .expect("connect");
+    for seq in 0..40u64 {
+        let mut data = format!("{seq:010}").into_bytes();
+        data.resize(4096, b'x');
+        if big.send(data, true).await.is_err() {
+            break; // the gateway may close before we are done
+        }
+    }
+    let closed = big.wait_closed(WAIT).await;
+    assert_eq!(
+        closed,
+        Some((1011, "guard.websocket_pending_limit_reached".to_string())),
+        "Rivet's close for the pending limit"
+    );
+
+    // B, on another actor of the same runner and gateway, keeps working.
+    let mut small = Client::connect(&server.url(), "actor-b")
+        .await
+        .expect("connect");
+    let mut digest = 0;
+    for seq in 0..50u64 {
+        digest = stream(&mut small, 9, seq, seq + 1, 64, digest).await;
+        assert_eq!(
+            small.wait_echo(seq + 1, WAIT).await.map(|e| e.0),
+            Some(seq + 1)
+        );
+    }
+    assert_eq!(small.wait_echo(50, WAIT).await, Some((50, digest)));
+    let stats = server.stats().await;
+    assert_eq!(stats.closed_pending_limit, 1);
+    assert_eq!(stats.requests, 1, "only B is left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backpressure_policy_stops_reading_only_the_full_connection() {
+    let dir = DataDir::new(None).expect("temp dir");
+    let mut config = GatewayConfig::default();
+    config.max_pending_bytes = 64 * 1024;
+    config.overflow_policy = OverflowPolicy::Backpressure;
+    let server = gateway(config).await;
+    // Persist (and ack) only every 300 ms: A fills its 64 KiB long before that.
+    let _runner = runner(&server, &dir, slow_runner(Duration::from_millis(300))).await;
+
+    let mut big = Client::connect(&server.url(), "actor-a")
+        .await
+        .expect("connect");
+    let digest_a = stream(&mut big, 5, 0, 60, 4096, 0).await;
+    // A is refused with backpressure at least once: the gateway stopped reading it.
+    eventually("A to be backpressured", || async {
+        (server.stats().await.backpressured > 0).then_some(())
+    })
+    .await;
+
+    // Meanwhile B works, one round trip at a time.
+    let mut small = Client::connect(&server.url(), "actor-b")
+        .await
+        .expect("connect");
+    let mut digest_b = 0;
+    for seq in 0..20u64 {
+        digest_b = stream(&mut small, 11, seq, seq + 1, 64, digest_b).await;
+        assert_eq!(
+            small.wait_echo(seq + 1, WAIT).await.map(|e| e.0),
+            Some(seq + 1)
+        );
+    }
+
+    // A was never closed, never over its limit, and completes exactly once as acks free room.
+    assert_eq!(big.wait_echo(60, WAIT).await, Some((60, digest_a)));
+    assert_eq!(small.wait_echo(20, WAIT).await, Some((20, digest_b)));
+    let stats = server.stats().await;
+    assert_eq!(stats.closed, 0, "nobody was closed: {stats:?}");
+    assert!(stats.client_writable > 0, "{stats:?}");
+    assert_eq!(stats.messages_sent, 80);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_runner_frames_are_typed_errors_and_the_gateway_keeps_serving() {
+    let dir = DataDir::new(None).expect("temp dir");
+    let server = gateway(GatewayConfig::default()).await;
+    let _runner = runner(&server, &dir, fast_runner()).await;
+    let mut client = Client::connect(&server.url(), "steady")
+        .await
+        .expect("connect");
+    let d = stream(&mut client, 4, 0, 10, 512, 0).await;
+    assert_eq!(client.wait_echo(10, WAIT).await, Some((10, d)));
+
+    // A rogue runner connects and publishes garbage.
+    let url = format!("{}/runner", server.url());
+    let (mut rogue, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("rogue connects");
+    let hello = demo::control::Control::Hello {
+        runner: "rogue".into(),
+    };
+    rogue
+        .send(Message::text(hello.to_text()))
+        .await
+        .expect("hello");
+    let garbage: [&[u8]; 4] = [
+        &[],
+        &[0xff, 0xff, 1, 2, 3],
+        &[7, 0, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9],
+        &[7, 0, 1, 0, 0, 0, 0],
+    ];
+    for frame in garbage {
+        rogue
+            .send(Message::Binary(Bytes::copy_from_slice(frame)))
+            .await
+            .expect("frame");
+    }
+    let snapshot = eventually("the four frames to be dropped", || async {
+        let s = server.snapshot().await;
+        (s.receive_errors.values().sum::<u64>() == 4).then_some(s)
+    })
+    .await;
+    assert!(
+        snapshot
+            .receive_errors
+            .keys()
+            .all(|e| e.starts_with("malformed frame")),
+        "typed errors: {:?}",
+        snapshot.receive_errors
+    );
+    let stats = server.stats().await;
+    assert_eq!(stats.dropped_malformed, 4);
+
+    // The gateway keeps serving the real client.
+    let d = stream(&mut client, 4, 10, 30, 512, d).await;
+    assert_eq!(client.wait_echo(30, WAIT).await, Some((30, d)));
+    let stats = server.stats().await;
+    assert_eq!(stats.closed, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wake_replays_more_buffered_messages_than_the_runner_queues_for_a_starting_actor() {
+    // 3 000 small messages buffered while the actor sleeps, replayed on wake while the actor's
+    // storage is slow to load: the replay queues in the runner between `actor_starting` and
+    // `restore`. With the runner's default `max_queued_per_actor` (1 024) the rest was dropped
+    // and the socket closed on the gap; the demo's runner config makes room for a full window.
+    let dir = DataDir::new(None).expect("temp dir");
+    let server = GatewayServer::start(GatewayOptions {
+        listen: "127.0.0.1:0".into(),
+        config: GatewayConfig::default(),
+        schedule: Schedule::default(),
+        cold_start: Duration::from_millis(300),
+        verbose: false,
+    })
+    .await
+    .expect("gateway starts");
+    // Slow storage: the replay reaches the runner long before the restore could happen.
+    let config = RunnerConfig {
+        persist_interval: Duration::from_millis(10),
+        ..demo::scenario::runner_config(&demo::args::Args::default())
+    };
+    let _runner = slow_storage_runner(&server, &dir, config, Duration::from_millis(200)).await;
+    let mut client = Client::connect(&server.url(), "bulk")
+        .await
+        .expect("connect");
+    let d = stream(&mut client, 8, 0, 10, 20, 0).await;
+    assert_eq!(client.wait_echo(10, WAIT).await, Some((10, d)));
+    server.sleep_actor("bulk").await;
+    let d = stream(&mut client, 8, 10, 3_010, 20, d).await;
+    assert_eq!(client.wait_echo(3_010, WAIT).await, Some((3_010, d)));
+    let stats = server.stats().await;
+    assert_eq!(stats.closed, 0, "no gap close: {stats:?}");
+    assert!(stats.messages_replayed >= 1_025, "{stats:?}");
+    let runner = server.snapshot().await.runner_total();
+    assert_eq!(runner.gaps, 0, "{runner:?}");
+}
