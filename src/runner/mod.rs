@@ -836,7 +836,9 @@ impl Runner {
         self.dropped(ReceiveError::UnknownActor)
     }
 
-    /// Upstream "open replay" ([HEAD], PROTOCOL §3.3 step 2).
+    /// Upstream "open replay" ([HEAD], PROTOCOL §3.3 step 2) without its reset: an open at or
+    /// behind the socket (index 0 included) is ignored, an open ahead of it advances it; the
+    /// open is re-sent either way.
     fn on_duplicate_open(&mut self, now: Timestamp, slot: usize, k: MessageIndex) {
         self.stats.duplicate_opens += 1;
         let framing = self.config.framing;
@@ -850,21 +852,12 @@ impl Runner {
         let mut persist = false;
         if s.hibernatable {
             let p = s.last_delivered;
-            if k == MessageIndex::ZERO && p != MessageIndex::ZERO {
-                // The gateway lost its entry and restarted numbering.
-                s.last_delivered = MessageIndex::ZERO;
-                s.next_client = MessageIndex::ZERO;
-                s.last_acked = MessageIndex::ZERO;
-                s.last_persisted = None;
-                s.held.clear();
-                s.gap_deadline = None;
-                if let Some(f) = s.persist.in_flight.as_mut() {
-                    f.stale = true;
-                }
-                s.persist.force = true;
-                s.persist.dirty = true;
-                persist = true;
-            } else if k.is_after(p) {
+            // Index 0 is the request's first open: a second one is a stale copy (a duplicated or
+            // delayed frame), never a renumbering, since the gateway numbers a request once.
+            // Upstream [HEAD] rewinds the socket to 0 here; that rewinds the durable index
+            // under the app and redelivers what the gateway still retransmits (found by the
+            // simulator). Only an open ahead of the socket (an upstream guard retry) advances.
+            if k != MessageIndex::ZERO && k.is_after(p) {
                 s.delivered_seq = s.delivered_seq.saturating_add(u64::from(k.distance(p)));
                 s.last_delivered = k;
                 s.held.drop_through(s.delivered_seq);

@@ -40,15 +40,13 @@ impl Runner {
         let framing = self.config.framing;
         let initial = self.config.persist_retry_initial;
         let s = slot_mut(&mut self.slots, slot).ok_or(SocketError::UnknownSocket)?;
-        let flight = take_in_flight(&mut s.persist.in_flight, server_index)?;
+        take_in_flight(&mut s.persist.in_flight, server_index)?;
         self.stats.persists_completed += 1;
         s.persist.backoff = initial;
-        if !flight.stale {
-            s.last_persisted = Some(server_index);
-            if server_index != s.last_acked {
-                send_ack(&mut self.actions, framing, s, server_index, now);
-                self.stats.acks_sent += 1;
-            }
+        s.last_persisted = Some(server_index);
+        if server_index != s.last_acked {
+            send_ack(&mut self.actions, framing, s, server_index, now);
+            self.stats.acks_sent += 1;
         }
         match s.phase {
             Phase::Stopping => self.after_stop_persist(slot),
@@ -152,7 +150,6 @@ impl Runner {
         let p = &mut s.persist;
         p.in_flight = Some(InFlight {
             index: s.last_delivered,
-            stale: false,
         });
         p.dirty = false;
         p.force = false;

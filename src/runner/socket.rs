@@ -165,8 +165,6 @@ impl Held {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct InFlight {
     pub(super) index: MessageIndex,
-    /// Issued before an open-replay reset: its result is accepted but not acked.
-    pub(super) stale: bool,
 }
 
 /// Persist-then-ack bookkeeping of one hibernatable socket (DESIGN §3.10).

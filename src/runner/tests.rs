@@ -130,30 +130,47 @@ fn open_replay_advance_drops_held_messages_it_skips() {
     assert_eq!(r.poll_timeout(), Some(now + Duration::from_secs(5)));
 }
 
+/// Regression (found by the simulator, seed 1444 of the first sweep): a duplicated copy of a
+/// socket's first open (index 0), arriving after messages were delivered, used to rewind the
+/// socket to index 0 ("upstream reset"), persist index 0 under the app's log and then deliver
+/// the retransmitted message 1 a second time. An open at index 0 for a live socket can only be
+/// a stale copy (the gateway numbers a request once, from 0): it changes nothing.
 #[test]
-fn open_replay_reset_clears_held_messages() {
-    let (mut r, now) = runner(RunnerConfig {
-        gap_policy: GapPolicy::Await,
-        ..RunnerConfig::default()
-    });
-    let s = sid(3);
-    open_socket(&mut r, now, s, 0, true);
-    r.handle_tunnel_message(now, tunnel(s, 1, msg(b"1")))
-        .unwrap();
-    r.handle_tunnel_message(now, tunnel(s, 3, msg(b"3")))
-        .unwrap();
-    drain(&mut r);
-    r.handle_tunnel_message(now, tunnel(s, 0, open(A))).unwrap();
-    let info = r.socket(s).unwrap();
-    assert_eq!(
-        (info.held, info.last_delivered.get(), info.last_persisted),
-        (0, 0, None)
-    );
-    assert_eq!(
-        info.next_client_index.get(),
-        1,
-        "the re-sent open took index 0"
-    );
+fn stale_copy_of_the_first_open_does_not_rewind_the_socket() {
+    for gap_policy in [GapPolicy::Close, GapPolicy::Await] {
+        let (mut r, now) = runner(RunnerConfig {
+            gap_policy,
+            ..RunnerConfig::default()
+        });
+        let s = sid(3);
+        open_socket(&mut r, now, s, 0, true);
+        r.handle_tunnel_message(now, tunnel(s, 1, msg(b"1")))
+            .unwrap();
+        if gap_policy == GapPolicy::Await {
+            // Held behind the gap.
+            r.handle_tunnel_message(now, tunnel(s, 3, msg(b"3")))
+                .unwrap();
+        }
+        assert_eq!(delivered(&drain(&mut r)), [1]);
+        r.handle_tunnel_message(now, tunnel(s, 0, open(A))).unwrap();
+        let out = drain(&mut r);
+        assert!(
+            !out.iter().any(|a| matches!(a, Action::Persist { .. })),
+            "no persist of a rewound index: {out:?}"
+        );
+        let info = r.socket(s).unwrap();
+        assert_eq!(info.last_delivered.get(), 1, "{gap_policy:?}");
+        // The gateway retransmits 1 (unacked): a duplicate, not a second delivery.
+        r.handle_tunnel_message(now, tunnel(s, 1, msg(b"1")))
+            .unwrap();
+        r.handle_tunnel_message(now, tunnel(s, 2, msg(b"2")))
+            .unwrap();
+        let expected: &[u16] = match gap_policy {
+            GapPolicy::Await => &[2, 3],
+            GapPolicy::Close => &[2],
+        };
+        assert_eq!(delivered(&drain(&mut r)), expected, "{gap_policy:?}");
+    }
 }
 
 #[test]
