@@ -240,10 +240,10 @@ struct Session {
     hibernatable: bool,
     /// The app died (actor crash): its memory is gone.
     dead: bool,
-    /// Delivered and not committed yet.
-    uncommitted: Vec<Entry>,
-    /// How many of `uncommitted` are in the write in flight.
-    in_flight: usize,
+    /// Length of the connection's committed log when the session started.
+    base: usize,
+    /// Everything delivered in this session, in order.
+    delivered: Vec<Entry>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -302,6 +302,9 @@ struct Write {
     c: Option<usize>,
     server_index: MessageIndex,
     client_index: MessageIndex,
+    /// The session's start in the committed log, and everything it delivered up to
+    /// `server_index`.
+    base: usize,
     entries: Vec<Entry>,
     ok: bool,
     /// Decided by a crash: landed or lost already; the result reported is a failure.
@@ -1100,8 +1103,8 @@ impl World {
             zombie,
             hibernatable: restored,
             dead: false,
-            uncommitted: Vec::new(),
-            in_flight: 0,
+            base: self.conns[c].committed.len(),
+            delivered: Vec::new(),
         };
         if let Some(old) = self.runners[r].sessions.insert(socket, session) {
             self.violation(format!(
@@ -1249,7 +1252,7 @@ impl World {
             ));
             return;
         };
-        s.uncommitted.push((index, pid));
+        s.delivered.push((index, pid));
         let zombie = s.zombie;
         if zombie {
             self.count("zombie_deliveries");
@@ -1292,8 +1295,9 @@ impl World {
             self.violation(format!("conn{c}: persist for a socket the app never saw"));
             return;
         };
-        let entries: Vec<Entry> = s.uncommitted.get(s.in_flight..).unwrap_or(&[]).to_vec();
-        s.in_flight += entries.len();
+        // The write commits everything delivered so far with the index, atomically.
+        let entries = s.delivered.clone();
+        let base = s.base;
         let zombie = s.zombie;
         if let Some(last) = entries.last()
             && last.0 != server_index
@@ -1330,6 +1334,7 @@ impl World {
                 c: (!zombie).then_some(c),
                 server_index,
                 client_index,
+                base,
                 entries,
                 ok,
                 resolved: dead,
@@ -1367,7 +1372,20 @@ impl World {
             },
         );
         if let Some(c) = w.c {
-            self.conns[c].committed.extend_from_slice(&w.entries);
+            // Log := log[..base] ++ entries; never shrinks (an older write landing after a newer
+            // one leaves the log alone; its index would show at the next restore).
+            let log = &mut self.conns[c].committed;
+            let have = log.len().saturating_sub(w.base);
+            if log.len() < w.base {
+                let msg = format!(
+                    "conn{c}: a write from a session starting at {} lands on a log of {}",
+                    w.base,
+                    log.len()
+                );
+                self.violation(msg);
+            } else if w.entries.len() > have {
+                log.extend_from_slice(&w.entries[have..]);
+            }
             self.mark(c);
         } else {
             *self.counts.entry("zombie_commits").or_insert(0) += w.entries.len() as u64;
@@ -1381,15 +1399,6 @@ impl World {
         let applied = !w.resolved && w.ok;
         if applied {
             self.apply_write(&w);
-        }
-        let n = w.entries.len();
-        if self.runner_alive(w.r, w.inc)
-            && let Some(s) = self.runners[w.r].sessions.get_mut(&w.socket)
-        {
-            s.in_flight = s.in_flight.saturating_sub(n);
-            if applied {
-                s.uncommitted.drain(..n.min(s.uncommitted.len()));
-            }
         }
         if !self.runner_alive(w.r, w.inc) {
             return;
@@ -1964,8 +1973,6 @@ impl World {
         for s in self.runners[r].sessions.values_mut() {
             if self.conns[s.c].actor == a {
                 s.dead = true;
-                s.uncommitted.clear();
-                s.in_flight = 0;
             }
         }
         self.resolve_writes(r, inc, Some(a));
@@ -2128,11 +2135,13 @@ impl World {
         if s.zombie || s.dead || !s.hibernatable {
             return;
         }
-        let base = conn.committed.len();
-        for (k, e) in s.uncommitted.iter().enumerate() {
+        // The session's deliveries continue the log from where the session started; the
+        // committed part of them is in the log already.
+        let base = s.base;
+        for (k, e) in s.delivered.iter().enumerate() {
             if conn.accepted.get(base + k) != Some(e) {
                 let msg = format!(
-                    "conn{c}: committed + uncommitted log is not a prefix of the accepted messages at position {}: delivered {} vs accepted {}",
+                    "conn{c}: committed + session log is not a prefix of the accepted messages at position {}: delivered {} vs accepted {}",
                     base + k,
                     EntryFmt(Some(e)),
                     EntryFmt(conn.accepted.get(base + k))
