@@ -330,7 +330,6 @@ impl Model {
         let metas = self.metas.clone();
         for (&s, &(server, client)) in &metas {
             if listed.contains(&s) {
-                let now = self.now;
                 let k = &mut self.socks[s as usize];
                 *k = Sock::absent();
                 k.phase = Phase::Open;
@@ -338,7 +337,8 @@ impl Model {
                 k.p = server;
                 k.persisted = Some(server);
                 k.acked = server;
-                k.last_ack_at = Some(now);
+                // The restore ack does not arm the duplicate re-ack rate limit.
+                k.last_ack_at = None;
                 k.next_client = client.wrapping_add(1);
             } else {
                 self.metas.remove(&s);

@@ -154,6 +154,12 @@ impl Runner {
         if let Some(s) = slot_mut(&mut self.slots, slot) {
             send_ack(&mut self.actions, framing, s, meta.server_index, now);
             self.stats.acks_sent += 1;
+            // The restore ack does not hold back the re-ack of the first replayed duplicate: it
+            // goes out before the gateway wakes the request, and a gateway still routing the
+            // request to the actor's previous runner drops it (as does a lossy network). The
+            // duplicates of the replay are then the only chance to heal a lost ack (found by
+            // the simulator). When the restore ack does arrive, nothing acked is replayed.
+            s.last_ack_at = None;
         }
     }
 }
