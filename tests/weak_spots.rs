@@ -351,3 +351,39 @@ fn weak_spot_4_lost_ack_heals_after_the_actor_moves() {
     net.advance(Duration::from_secs(40));
     assert_eq!(net.closed(req), None, "no ack timeout");
 }
+
+/// Weak spot 12 (closes sent to a hibernating gateway entry are dropped), through the route
+/// check: the actor wakes on runner 1 without the socket's metadata (the write was lost), so
+/// its restore answers 1000 `ws.meta_not_found_during_restore` before the gateway wakes the
+/// request, which is still routed to runner 0. The gateway must close the request then, not
+/// replay into a runner that has no socket and collect it 30 s later.
+#[test]
+fn weak_spot_12_restore_close_reaches_a_hibernating_request() {
+    let mut net = Net::new(GatewayConfig::default(), &RunnerConfig::default(), 2);
+    let req = RequestId::from_u32(12);
+    net.start_actor(0);
+    net.open(req, 0);
+    net.send(req, b"one").expect("fits");
+    net.settle();
+    net.sleep_actor(0, &[req]);
+    assert_eq!(
+        net.gw.request(req).map(|i| i.phase),
+        Some(Phase::Hibernating)
+    );
+    // The app's metadata for the socket is lost.
+    net.storage.remove(&Net::socket(req));
+    net.start_actor(1);
+    net.settle();
+    let frame = hws::KnownClose::MetaNotFoundDuringRestore.frame();
+    assert_eq!(
+        net.closed(req),
+        Some(&CloseReason::RunnerClosed(frame.clone()))
+    );
+    assert!(net.gw.request(req).is_none());
+    assert!(net.gw_events.contains(&gateway::Action::CloseClient {
+        request_id: req,
+        frame
+    }));
+    assert_eq!(net.gw.stats().dropped_wrong_route, 0);
+    assert!(!net.records.contains_key(&req), "record deleted");
+}
