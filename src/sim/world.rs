@@ -228,6 +228,8 @@ struct Conn {
     runner_published: Vec<CloseFrame>,
     client_got: Option<CloseFrame>,
     app_sent: BTreeSet<u64>,
+    /// The gateway asked for a wake (once per hibernation) that has not happened yet.
+    wake_requested: bool,
     dirty: bool,
 }
 
@@ -471,6 +473,7 @@ impl World {
                 runner_published: Vec::new(),
                 client_got: None,
                 app_sent: BTreeSet::new(),
+                wake_requested: false,
                 dirty: false,
             });
             self.by_req.insert(req, c);
@@ -870,6 +873,7 @@ impl World {
             } => {
                 tr!(self, "gw: request wake [{request_id}] {actor_id}");
                 if let Some(&c) = self.by_req.get(&request_id) {
+                    self.conns[c].wake_requested = true;
                     self.want_wake(c);
                 }
             }
@@ -899,6 +903,12 @@ impl World {
             .closes
             .entry(format!("gateway {}", gw_reason_name(&reason)))
             .or_insert(0) += 1;
+        if self.stage != Stage::Chaos {
+            *self
+                .closes
+                .entry(format!("heal: gateway {}", gw_reason_name(&reason)))
+                .or_insert(0) += 1;
+        }
         if self.gw.request(request_id).is_some() {
             self.violation(format!(
                 "conn{c}: request still in the gateway after Closed"
@@ -1782,6 +1792,14 @@ impl World {
         self.drain_runner(r);
     }
 
+    /// Whether a live request of actor `a` asked for a wake that has not happened.
+    fn wakes_outstanding(&self, a: usize) -> bool {
+        self.actors[a]
+            .conns
+            .iter()
+            .any(|&c| self.conns[c].wake_requested && self.gw.request(self.conns[c].req).is_some())
+    }
+
     fn want_wake(&mut self, c: usize) {
         let a = self.conns[c].actor;
         match self.actors[a].phase {
@@ -1808,6 +1826,7 @@ impl World {
         match self.actors[a].phase {
             ActorPhase::Running(ar, ai) if (ar, ai) == (r, inc) => {
                 let result = self.gw.wake(self.now, req, route_id(r, inc));
+                self.conns[c].wake_requested = false;
                 tr!(
                     self,
                     "orchestrator: wake conn{c} via runner{r}.{inc}: {result:?}"
@@ -1841,7 +1860,10 @@ impl World {
                 self.drain_gw();
             }
         }
-        let wanted = self.actors[a].start_wanted || !self.actors[a].pending_opens.is_empty();
+        // A start cut short (crash) leaves wake requests outstanding: the gateway asks once.
+        let wanted = self.actors[a].start_wanted
+            || !self.actors[a].pending_opens.is_empty()
+            || self.wakes_outstanding(a);
         if wanted {
             self.ensure_started(a);
         }
@@ -1953,7 +1975,9 @@ impl World {
         );
         for a in 0..self.actors.len() {
             if self.actors[a].phase == ActorPhase::Asleep
-                && (self.actors[a].start_wanted || !self.actors[a].pending_opens.is_empty())
+                && (self.actors[a].start_wanted
+                    || !self.actors[a].pending_opens.is_empty()
+                    || self.wakes_outstanding(a))
             {
                 self.ensure_started(a);
             }
