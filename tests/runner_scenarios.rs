@@ -307,6 +307,8 @@ fn scenario_25_restore_mixed_lists_match_both_ids() {
         ),
         (1, 3, 3, 0)
     );
+    // Case 3 also tells the gateway (upstream publishes nothing): a request whose record was
+    // missing from the list may still be live there.
     let stale = |s| {
         [
             Out::Closed {
@@ -314,6 +316,13 @@ fn scenario_25_restore_mixed_lists_match_both_ids() {
                 reason: CloseReason::StaleMetadata,
             },
             Out::Delete { socket: s },
+            Out::SendClose {
+                socket: s,
+                out: 0,
+                code: Some(1000),
+                reason: Some("ws.stale_metadata".into()),
+                hibernate: false,
+            },
         ]
     };
     let zombie = |s| Out::SendClose {

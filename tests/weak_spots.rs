@@ -90,6 +90,8 @@ struct Net {
     runner_events: Vec<(usize, runner::Action)>,
     /// Answer every persist at once (otherwise the test completes them).
     auto_persist: bool,
+    /// The next record upserts that fail.
+    fail_upserts: usize,
     /// Frames to lose in transit, each once, whenever they come.
     lose: Vec<What>,
     /// Frames lost so far.
@@ -114,6 +116,7 @@ impl Net {
             gw_events: Vec::new(),
             runner_events: Vec::new(),
             auto_persist: true,
+            fail_upserts: 0,
             lose: Vec::new(),
             dropped: Vec::new(),
         }
@@ -133,6 +136,14 @@ impl Net {
                     gateway::Action::Publish { route, frame, .. } => {
                         let r = usize::try_from(route.0 - 1).expect("small route");
                         self.down.push_back((r, frame));
+                    }
+                    gateway::Action::UpsertHibernatingRecord { request_id, .. }
+                        if self.fail_upserts > 0 =>
+                    {
+                        self.fail_upserts -= 1;
+                        self.gw
+                            .hibernating_record_failed(self.now, request_id)
+                            .expect("live request");
                     }
                     gateway::Action::UpsertHibernatingRecord { request_id, .. } => {
                         self.records.insert(request_id, self.now);
@@ -386,4 +397,40 @@ fn weak_spot_12_restore_close_reaches_a_hibernating_request() {
     }));
     assert_eq!(net.gw.stats().dropped_wrong_route, 0);
     assert!(!net.records.contains_key(&req), "record deleted");
+}
+
+/// Found by the simulator: the first record upsert of a request fails (the gateway retries at
+/// the next keepalive, 45 s later), the actor sleeps and wakes meanwhile, and its restore does
+/// not list the request. Upstream's restore case 3 closes the socket locally and tells no one,
+/// so the gateway kept a request with no socket behind it, forever once a later upsert
+/// succeeded. The runner now publishes the stale close, and the gateway closes the request.
+#[test]
+fn failed_record_upsert_leaves_no_ghost_request() {
+    let mut net = Net::new(GatewayConfig::default(), &RunnerConfig::default(), 1);
+    let req = RequestId::from_u32(21);
+    net.start_actor(0);
+    net.fail_upserts = 1;
+    net.open(req, 0);
+    assert!(!net.records.contains_key(&req), "the upsert failed");
+    net.sleep_actor(0, &[req]);
+    assert_eq!(
+        net.gw.request(req).map(|i| i.phase),
+        Some(Phase::Hibernating)
+    );
+    net.start_actor(0);
+    net.settle();
+    let frame = hws::KnownClose::StaleMetadata.frame();
+    assert_eq!(
+        net.closed(req),
+        Some(&CloseReason::RunnerClosed(frame.clone()))
+    );
+    assert!(net.gw_events.contains(&gateway::Action::CloseClient {
+        request_id: req,
+        frame
+    }));
+    // Nothing is left anywhere.
+    net.advance(Duration::from_secs(100));
+    assert!(net.gw.is_empty());
+    assert!(net.runners[0].is_empty());
+    assert!(net.storage.is_empty() && net.records.is_empty());
 }
