@@ -104,6 +104,8 @@ struct Sock {
     retry_at: Option<u64>,
     backoff: u64,
     flush_after: bool,
+    /// Restored, nothing delivered in order since (the replay has not arrived).
+    awaiting_replay: bool,
 }
 
 impl Sock {
@@ -128,6 +130,7 @@ impl Sock {
             retry_at: None,
             backoff: RETRY_INITIAL,
             flush_after: false,
+            awaiting_replay: false,
         }
     }
 }
@@ -264,12 +267,15 @@ impl Model {
             return;
         }
         if delta == 1 {
+            self.socks[s].awaiting_replay = false;
             self.deliver(s, r, len);
             self.deliver_held(s);
             self.schedule(s);
             return;
         }
         match self.policy {
+            // Before the replay, a restored socket drops a message past a gap.
+            GapPolicy::Close if k.awaiting_replay => {}
             GapPolicy::Close => self.close_skip(s),
             GapPolicy::Await => {
                 let k = &mut self.socks[s];
@@ -339,6 +345,7 @@ impl Model {
                 k.acked = server;
                 // The restore ack does not arm the duplicate re-ack rate limit.
                 k.last_ack_at = None;
+                k.awaiting_replay = true;
                 k.next_client = client.wrapping_add(1);
             } else {
                 self.metas.remove(&s);

@@ -36,8 +36,10 @@
 //! Every index comparison uses [`MessageIndex`]'s serial arithmetic. With `p` the last delivered
 //! index of a hibernatable socket and `δ = r − p mod 2¹⁶` for an incoming index `r`: `δ = 0` or
 //! `r` before `p` is a duplicate, `δ = 1` is delivered, anything else (including `δ = 32 768`)
-//! is a gap. Every tunnel message the runner sends for a socket takes the socket's next
-//! outgoing index, wrapping 65 535 → 0.
+//! is a gap. A restored socket under [`GapPolicy::Close`] drops a message past a gap (instead of
+//! closing) until the first in-order one: before the gateway's replay arrives, such a message was
+//! published before the request hibernated, and the replay resends it. Every tunnel message the
+//! runner sends for a socket takes the socket's next outgoing index, wrapping 65 535 → 0.
 
 mod action;
 mod actor;
@@ -905,12 +907,20 @@ impl Runner {
             return Ok(());
         }
         if delta == 1 {
+            s.awaiting_replay = false;
             self.deliver(now, slot, r, data, binary);
             self.deliver_held(now, slot);
             self.schedule_persist(now, slot);
             return Ok(());
         }
         match self.config.gap_policy {
+            // A restored socket has not seen the gateway's replay yet: a message past a gap is
+            // one the gateway published before it hibernated the request (still in flight when
+            // the actor restarted on this runner). The replay, which follows the wake, resends
+            // it after the missing ones: drop it, do not close (found by the simulator).
+            GapPolicy::Close if s.awaiting_replay => {
+                self.stats.dropped_before_replay += 1;
+            }
             GapPolicy::Close => {
                 self.stats.gaps += 1;
                 self.close_index_skip(slot);

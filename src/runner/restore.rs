@@ -148,6 +148,7 @@ impl Runner {
         );
         socket.phase = Phase::Open;
         socket.hibernatable = true;
+        socket.awaiting_replay = true;
         socket.last_persisted = Some(meta.server_index);
         socket.next_client = meta.client_index;
         let slot = self.insert_socket(socket);

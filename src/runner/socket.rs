@@ -224,6 +224,8 @@ pub(super) struct Socket {
     pub(super) held: Held,
     /// Armed gap deadline ([`GapPolicy::Await`](super::GapPolicy::Await)).
     pub(super) gap_deadline: Option<Timestamp>,
+    /// Restored and nothing delivered in order since: the gateway's replay has not arrived.
+    pub(super) awaiting_replay: bool,
 }
 
 impl Socket {
@@ -242,6 +244,7 @@ impl Socket {
             persist: PersistState::new(backoff),
             held: Held::default(),
             gap_deadline: None,
+            awaiting_replay: false,
         }
     }
 
