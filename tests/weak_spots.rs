@@ -434,3 +434,50 @@ fn failed_record_upsert_leaves_no_ghost_request() {
     assert!(net.runners[0].is_empty());
     assert!(net.storage.is_empty() && net.records.is_empty());
 }
+
+/// Weak spot 17 (a runner cannot hand a socket back except by the actor stopping): hws's
+/// `Runner::hibernate` hands a socket back to drain it; the actor then stops and the request
+/// resumes on the actor's next runner with nothing lost or delivered twice. (The simulator found
+/// that a hand-back *not* followed by the actor stopping loses the connection to the ack
+/// timeout: the gateway wakes it into the still-running actor, which no longer holds the socket;
+/// `Runner::hibernate` documents the drain contract.)
+#[test]
+fn weak_spot_17_hand_back_then_stop_resumes_on_the_next_runner() {
+    let mut net = Net::new(GatewayConfig::default(), &RunnerConfig::default(), 2);
+    let req = RequestId::from_u32(17);
+    net.start_actor(0);
+    net.open(req, 0);
+    net.send(req, b"one").expect("fits");
+    net.send(req, b"two").expect("fits");
+    net.settle();
+    assert_eq!(net.delivered_indices(req), [1, 2]);
+    net.runners[0]
+        .hibernate(net.now, Net::socket(req))
+        .expect("open hibernatable socket");
+    net.settle();
+    assert_eq!(
+        net.gw.request(req).map(|i| i.phase),
+        Some(Phase::Hibernating)
+    );
+    assert!(
+        net.gw_events.iter().any(
+            |a| matches!(a, gateway::Action::RequestWake { request_id, .. } if *request_id == req)
+        ),
+        "pending messages ask for a wake at once"
+    );
+    // Drain: the actor stops, starts on runner 1, the request wakes there.
+    net.sleep_actor(0, &[req]);
+    net.start_actor(1);
+    net.settle();
+    net.gw.wake(net.now, req, route(1)).expect("hibernating");
+    net.settle();
+    net.send(req, b"three").expect("fits");
+    net.advance(Duration::from_secs(6));
+    assert_eq!(
+        net.delivered_indices(req),
+        [1, 2, 3],
+        "nothing lost or repeated"
+    );
+    assert_eq!(net.pending(req), 0);
+    assert_eq!(net.closed(req), None);
+}

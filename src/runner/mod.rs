@@ -535,6 +535,12 @@ impl Runner {
     /// returns [`SocketError::UnknownSocket`]; nothing is acked, so the gateway replays what it
     /// still holds after the next wake and the restore drops what was already persisted.
     ///
+    /// This is a drain primitive: **stop the actor next** ([`actor_stopping`](Self::actor_stopping)).
+    /// Only the actor's next start restores the socket, while the gateway asks for a wake as soon
+    /// as it hibernates a request with messages pending (always, since nothing is acked here). A
+    /// wake routed to this runner while the actor still runs finds no socket: the replay is
+    /// dropped and the gateway collects the request by its ack timeout (found by the simulator).
+    ///
     /// # Errors
     /// [`SocketError::UnknownSocket`]; [`SocketError::NotOpen`];
     /// [`SocketError::NotHibernatable`].
