@@ -95,6 +95,12 @@ enum Ev {
         inc: u32,
         socket: SocketId,
     },
+    /// The app drains its actor after a hand-back: the actor stops.
+    Drain {
+        a: usize,
+        r: usize,
+        inc: u32,
+    },
     WriteDone {
         id: u64,
     },
@@ -236,6 +242,13 @@ struct Conn {
     /// while hibernating (it publishes nothing then), or a duplicated open recreated its
     /// socket after the close: the two sides may legitimately disagree on whether it lives.
     orphan_cause: Option<&'static str>,
+    /// The first fault that touched this connection's path (a frame of it lost, its runner or
+    /// app crashed, a clock jump, a failed record upsert, a full runner queue): a timeout
+    /// close is explained only by one.
+    disturbed: Option<&'static str>,
+    /// The app handed the socket back on this runner incarnation: only the actor's next start
+    /// restores it (`Runner::hibernate`'s drain contract).
+    handed_back_on: Option<(usize, u32)>,
     dirty: bool,
 }
 
@@ -482,6 +495,8 @@ impl World {
                 wake_requested: false,
                 gw_hibernating: false,
                 orphan_cause: None,
+                disturbed: None,
+                handed_back_on: None,
                 dirty: false,
             });
             self.by_req.insert(req, c);
@@ -641,6 +656,12 @@ impl World {
             Ev::AppSend { r, inc, socket } => self.app_send(r, inc, socket),
             Ev::AppClose { r, inc, socket } => self.app_close(r, inc, socket),
             Ev::AppHibernate { r, inc, socket } => self.app_hibernate(r, inc, socket),
+            Ev::Drain { a, r, inc } => {
+                if self.actors[a].phase == ActorPhase::Running(r, inc) {
+                    tr!(self, "app@runner{r}: drains {}", self.actors[a].id);
+                    self.sleep_actor(a);
+                }
+            }
             Ev::WriteDone { id } => self.write_done(id),
             Ev::MetaDelete { a, socket } => {
                 tr!(
@@ -674,7 +695,7 @@ impl World {
     // ---- network ------------------------------------------------------------------------
 
     /// Delivery time of a message on a link under the seed's faults; `None` if it is lost.
-    fn transit(&mut self, r: usize, to_runner: bool) -> Vec<Timestamp> {
+    fn transit(&mut self, r: usize, to_runner: bool) -> (Vec<Timestamp>, bool) {
         let (lo, hi) = self.p.latency_us;
         let lat = self.rng.range(lo, hi);
         let now = self.now;
@@ -688,15 +709,15 @@ impl World {
             };
             base = base.max(*clock);
             *clock = base;
-            return alloc::vec![base];
+            return (alloc::vec![base], false);
         }
         if self.runners[r].link.down_until > now {
             self.fault("partition_drop");
-            return Vec::new();
+            return (Vec::new(), false);
         }
         if self.rng.chance(self.p.drop_ppm) {
             self.fault("drop");
-            return Vec::new();
+            return (Vec::new(), false);
         }
         let stall = if self.rng.chance(self.p.delay_ppm) {
             self.fault("stall");
@@ -736,15 +757,19 @@ impl World {
             self.fault("duplicate");
             out.push(at + Duration::from_micros(dup_extra));
         }
-        out
+        (out, reorder || dup)
     }
 
     fn send_to_runner(&mut self, r: usize, inc: u32, frame: &Frame, close_of: Option<usize>) {
-        let times = self.transit(r, true);
-        if times.is_empty()
-            && let Some(c) = close_of
-        {
-            self.conns[c].orphan_cause = Some("gateway close lost");
+        let (times, shuffled) = self.transit(r, true);
+        if shuffled {
+            self.disturb_req(request_of_down(frame), "frame reordered or duplicated");
+        }
+        if times.is_empty() {
+            self.disturb_req(request_of_down(frame), "frame lost");
+            if let Some(c) = close_of {
+                self.conns[c].orphan_cause = Some("gateway close lost");
+            }
         }
         for at in times {
             self.sched_at(
@@ -759,11 +784,15 @@ impl World {
     }
 
     fn send_to_gateway(&mut self, r: usize, inc: u32, frame: &[u8], close_of: Option<usize>) {
-        let times = self.transit(r, false);
-        if times.is_empty()
-            && let Some(c) = close_of
-        {
-            self.conns[c].orphan_cause = Some("runner close lost");
+        let (times, shuffled) = self.transit(r, false);
+        if shuffled {
+            self.disturb_req(request_of_up(frame), "frame reordered or duplicated");
+        }
+        if times.is_empty() {
+            self.disturb_req(request_of_up(frame), "frame lost");
+            if let Some(c) = close_of {
+                self.conns[c].orphan_cause = Some("runner close lost");
+            }
         }
         for at in times {
             self.sched_at(
@@ -782,6 +811,7 @@ impl World {
         if !self.runner_alive(r, inc) {
             tr!(self, "runner{r}.{inc} (down) ✗ {desc}");
             self.count("lost_to_dead_runner");
+            self.disturb_req(request_of_down(frame), "frame to a dead runner");
             if let Some(c) = close_to_runner(frame).and_then(|req| self.by_req.get(&req).copied()) {
                 self.conns[c].orphan_cause = Some("gateway close lost");
             }
@@ -793,7 +823,12 @@ impl World {
             .as_mut()
             .map(|e| e.handle_frame(now, frame));
         match result {
-            Some(Err(e)) => tr!(self, "runner{r} ← gw: {desc} (dropped: {e})"),
+            Some(Err(e)) => {
+                tr!(self, "runner{r} ← gw: {desc} (dropped: {e})");
+                if matches!(e, runner::ReceiveError::QueueFull) {
+                    self.disturb_req(request_of_down(frame), "runner queue full");
+                }
+            }
             _ => tr!(self, "runner{r} ← gw: {desc}"),
         }
         self.drain_runner(r);
@@ -959,12 +994,24 @@ impl World {
             }
             _ => None,
         };
+        let timeout = matches!(
+            reason,
+            gateway::CloseReason::PingTimeout
+                | gateway::CloseReason::OpenTimeout
+                | gateway::CloseReason::Collected(_)
+        );
         conn.gw_close = Some(reason);
+        let undisturbed = conn.disturbed.is_none();
         if let Some(f) = echoed
             && !conn.runner_published.contains(&f)
         {
             self.violation(format!(
                 "conn{c}: gateway reports a runner close {f:?} no runner published"
+            ));
+        }
+        if timeout && undisturbed {
+            self.violation(format!(
+                "liveness: conn{c} was collected by a timeout although no fault touched its path"
             ));
         }
     }
@@ -1081,6 +1128,7 @@ impl World {
                     ));
                 }
                 self.conns[c].ever_opened = true;
+                self.conns[c].handed_back_on = None;
                 self.new_session(r, c, socket, false, true);
             }
             A::Message {
@@ -1171,6 +1219,16 @@ impl World {
         }
     }
 
+    fn disturb(&mut self, c: usize, cause: &'static str) {
+        self.conns[c].disturbed.get_or_insert(cause);
+    }
+
+    fn disturb_req(&mut self, req: Option<RequestId>, cause: &'static str) {
+        if let Some(&c) = req.as_ref().and_then(|r| self.by_req.get(r)) {
+            self.disturb(c, cause);
+        }
+    }
+
     fn mark(&mut self, c: usize) {
         if !self.conns[c].dirty {
             self.conns[c].dirty = true;
@@ -1216,7 +1274,15 @@ impl World {
                 ));
             }
         }
+        if reason == runner::CloseReason::MessageIndexSkip && self.conns[c].disturbed.is_none() {
+            self.violation(format!(
+                "conn{c}: a gap in the gateway's indices although no frame of it was lost, reordered or duplicated"
+            ));
+        }
         if !zombie {
+            if reason == runner::CloseReason::Hibernated {
+                self.conns[c].handed_back_on = Some((r, self.runners[r].inc));
+            }
             self.conns[c].runner_closes.push(reason);
         }
     }
@@ -1531,6 +1597,11 @@ impl World {
         );
         if let Some(Ok(())) = result {
             self.count("app_hand_backs");
+            if let Some(&c) = self.by_req.get(&socket.request_id) {
+                let a = self.conns[c].actor;
+                let d = self.rng.range(0, self.p.app_delay_max_us);
+                self.sched(d, Ev::Drain { a, r, inc });
+            }
         }
         self.drain_runner(r);
     }
@@ -1564,6 +1635,7 @@ impl World {
             self.records.insert(req, (a, now));
             let _ = self.gw.hibernating_record_upserted(now, req);
         } else {
+            self.disturb(c, "record upsert failed");
             let _ = self.gw.hibernating_record_failed(now, req);
         }
         tr!(self, "records: upsert [{req}] ok={ok}");
@@ -1837,6 +1909,11 @@ impl World {
     fn want_wake(&mut self, c: usize) {
         let a = self.conns[c].actor;
         match self.actors[a].phase {
+            ActorPhase::Running(r, inc) if self.conns[c].handed_back_on == Some((r, inc)) => {
+                // Handed back: only the actor's next start restores it.
+                self.actors[a].start_wanted = true;
+                self.sleep_actor(a);
+            }
             ActorPhase::Running(r, inc) => {
                 let d = self.rng.range(0, self.p.signal_max_us);
                 self.sched(d, Ev::GwWake { c, r, inc });
@@ -1858,7 +1935,9 @@ impl World {
         }
         let a = self.conns[c].actor;
         match self.actors[a].phase {
-            ActorPhase::Running(ar, ai) if (ar, ai) == (r, inc) => {
+            ActorPhase::Running(ar, ai)
+                if (ar, ai) == (r, inc) && self.conns[c].handed_back_on != Some((r, inc)) =>
+            {
                 let result = self.gw.wake(self.now, req, route_id(r, inc));
                 self.conns[c].wake_requested = false;
                 self.conns[c].gw_hibernating = false;
@@ -1965,6 +2044,17 @@ impl World {
         };
         tr!(self, "CRASH runner{r}.{inc}");
         self.fault("runner_crash");
+        for c in 0..self.conns.len() {
+            let on_it = self.actors[self.conns[c].actor].phase.location() == Some((r, inc))
+                || self.conns[c].session == Some((r, inc))
+                || self
+                    .gw
+                    .request(self.conns[c].req)
+                    .is_some_and(|i| i.route == route_id(r, inc));
+            if on_it {
+                self.disturb(c, "runner crash");
+            }
+        }
         self.add_stats(&engine);
         self.resolve_writes(r, inc, None);
         let slot = &mut self.runners[r];
@@ -2028,6 +2118,9 @@ impl World {
         }
         tr!(self, "CRASH app of {} on runner{r}", self.actors[a].id);
         self.fault("actor_crash");
+        for c in self.actors[a].conns.clone() {
+            self.disturb(c, "app crash");
+        }
         self.runners[r].dead_apps.insert(a);
         for s in self.runners[r].sessions.values_mut() {
             if self.conns[s.c].actor == a {
@@ -2085,6 +2178,9 @@ impl World {
                 let d = self.rng.range(1, self.p.jump_max_us);
                 tr!(self, "CLOCK JUMP +{}ms", d / 1000);
                 self.fault("clock_jump");
+                for c in 0..self.conns.len() {
+                    self.disturb(c, "clock jump");
+                }
                 self.jump_until = self.now + Duration::from_micros(d);
             }
         }
@@ -2565,6 +2661,24 @@ impl fmt::Display for EntryFmt<'_> {
             Some((i, p)) => write!(f, "#{} {}", i.get(), PidFmt(Some(*p))),
             None => f.write_str("nothing"),
         }
+    }
+}
+
+/// The request a gateway → runner frame is about.
+fn request_of_down(frame: &[u8]) -> Option<RequestId> {
+    match wire::decode_versioned::<ToRunner>(frame, &wire::DecodeLimits::default()) {
+        Ok((_, ToRunner::TunnelMessage(m))) => Some(m.message_id.request_id),
+        Ok((_, ToRunner::Ping(p))) => Some(p.request_id),
+        _ => None,
+    }
+}
+
+/// The request a runner → gateway frame is about.
+fn request_of_up(frame: &[u8]) -> Option<RequestId> {
+    match wire::decode_versioned::<ToGateway>(frame, &wire::DecodeLimits::default()) {
+        Ok((_, ToGateway::TunnelMessage(m))) => Some(m.message_id.request_id),
+        Ok((_, ToGateway::Pong(p))) => Some(p.request_id),
+        _ => None,
     }
 }
 
