@@ -1387,7 +1387,8 @@ fn app_commands_reject_close_hibernate() {
             },
         ]
     );
-    // The late result is harmless.
+    // The result settles the hand-back (an actor stopping meanwhile waits for it).
+    assert_eq!(h.runner.persisted(h.now, hs, MessageIndex::new(1)), Ok(()));
     assert_eq!(
         h.runner.persisted(h.now, hs, MessageIndex::new(1)),
         Err(SocketError::UnknownSocket)

@@ -194,6 +194,9 @@ pub struct Runner {
     socket_index: BTreeMap<SocketId, usize>,
     /// Socket ids of starting actors: their messages queue behind the actor's restore.
     routes: BTreeMap<SocketId, usize>,
+    /// Persists of handed-back sockets not answered yet: socket → (actor slot, index). The
+    /// socket is gone, but its actor's stop waits for them.
+    handed_back: BTreeMap<SocketId, (usize, MessageIndex)>,
     live_sockets: usize,
     timers: TimerQueue,
     actions: VecDeque<Action>,
@@ -217,6 +220,7 @@ impl Runner {
             free_slots: Vec::new(),
             socket_index: BTreeMap::new(),
             routes: BTreeMap::new(),
+            handed_back: BTreeMap::new(),
             live_sockets: 0,
             timers: TimerQueue::default(),
             actions: VecDeque::new(),
@@ -531,9 +535,10 @@ impl Runner {
     /// The app hands a hibernatable socket back to the gateway: the runner emits a
     /// [`Action::Persist`] of the latest delivered index, publishes `ToServerWebSocketClose
     /// { hibernate: true }` and emits [`CloseReason::Hibernated`]. The socket is forgotten (its
-    /// metadata is kept; a later actor start restores it). The persist result, when it comes,
-    /// returns [`SocketError::UnknownSocket`]; nothing is acked, so the gateway replays what it
-    /// still holds after the next wake and the restore drops what was already persisted.
+    /// metadata is kept; a later actor start restores it). Answer the persist as usual: nothing
+    /// is acked, so the gateway replays what it still holds after the next wake and the restore
+    /// drops what was already persisted; and the actor's stop ([`Action::ActorStopped`]) waits
+    /// for the answer, so the actor's next start reads the durable index.
     ///
     /// This is a drain primitive: **stop the actor next** ([`actor_stopping`](Self::actor_stopping)).
     /// Only the actor's next start restores the socket, while the gateway asks for a wake as soon
@@ -554,6 +559,9 @@ impl Runner {
         if !s.hibernatable {
             return Err(SocketError::NotHibernatable);
         }
+        // Its actor's stop waits for this persist (found by the simulator: an actor restarted
+        // on ActorStopped read the metadata before the write landed and resumed behind it).
+        self.handed_back.insert(socket, (s.actor, s.last_delivered));
         self.emit_persist(slot);
         let framing = self.config.framing;
         if let Some(s) = slot_mut(&mut self.slots, slot) {
@@ -1243,14 +1251,15 @@ impl Runner {
         self.maybe_finish_actor(socket.actor);
     }
 
-    /// A stopping actor with no socket left is removed and reported.
+    /// A stopping actor with no socket and no hand-back persist left is removed and reported.
     fn maybe_finish_actor(&mut self, aslot: usize) {
+        let handing_back = self.handed_back.values().any(|&(a, _)| a == aslot);
         let Some(entry) = self.actors.get_mut(aslot) else {
             return;
         };
-        let done = entry
-            .as_ref()
-            .is_some_and(|a| a.state == ActorState::Stopping && a.sockets.is_empty());
+        let done = entry.as_ref().is_some_and(|a| {
+            a.state == ActorState::Stopping && a.sockets.is_empty() && !handing_back
+        });
         if !done {
             return;
         }

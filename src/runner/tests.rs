@@ -219,6 +219,48 @@ fn restored_socket_drops_a_stale_message_past_a_gap_until_the_replay() {
     )));
 }
 
+/// Regression (found by the simulator, big-world seed 2376): the app hands a socket back and
+/// drains its actor at once. The actor had no other socket, so `ActorStopped` came while the
+/// hand-back's persist was still being written; the actor restarted elsewhere, read the old
+/// index, and its next persist regressed the durable index beneath the app's log. The stop now
+/// waits for the hand-back's persist.
+#[test]
+fn actor_stop_waits_for_the_hand_back_persist() {
+    let (mut r, now) = runner(RunnerConfig::default());
+    let s = sid(11);
+    open_socket(&mut r, now, s, 0, true);
+    r.handle_tunnel_message(now, tunnel(s, 1, msg(b"1")))
+        .unwrap();
+    drain(&mut r);
+    r.hibernate(now, s).unwrap();
+    assert!(
+        drain(&mut r)
+            .iter()
+            .any(|a| matches!(a, Action::Persist { server_index, .. } if server_index.get() == 1))
+    );
+    r.actor_stopping(now, A).unwrap();
+    assert!(
+        !drain(&mut r)
+            .iter()
+            .any(|a| matches!(a, Action::ActorStopped { .. })),
+        "the hand-back's persist is not answered yet"
+    );
+    assert_eq!(r.persisted(now, s, MessageIndex::new(1)), Ok(()));
+    assert_eq!(drain(&mut r), [Action::ActorStopped { actor_id: A.into() }]);
+    // A failed write settles it too (nothing to retry: the gateway replays after the wake).
+    let (mut r, now) = runner(RunnerConfig::default());
+    open_socket(&mut r, now, s, 0, true);
+    r.hibernate(now, s).unwrap();
+    r.actor_stopping(now, A).unwrap();
+    drain(&mut r);
+    assert_eq!(r.persist_failed(now, s, MessageIndex::ZERO), Ok(()));
+    assert!(
+        drain(&mut r)
+            .iter()
+            .any(|a| matches!(a, Action::ActorStopped { .. }))
+    );
+}
+
 #[test]
 fn a_removed_sockets_timer_never_fires_for_the_slot_successor() {
     let (mut r, now) = runner(RunnerConfig {
