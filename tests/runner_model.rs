@@ -273,9 +273,11 @@ impl Model {
             self.schedule(s);
             return;
         }
-        match self.policy {
+        if k.awaiting_replay {
             // Before the replay, a restored socket drops a message past a gap.
-            GapPolicy::Close if k.awaiting_replay => {}
+            return;
+        }
+        match self.policy {
             GapPolicy::Close => self.close_skip(s),
             GapPolicy::Await => {
                 let k = &mut self.socks[s];

@@ -36,8 +36,8 @@
 //! Every index comparison uses [`MessageIndex`]'s serial arithmetic. With `p` the last delivered
 //! index of a hibernatable socket and `δ = r − p mod 2¹⁶` for an incoming index `r`: `δ = 0` or
 //! `r` before `p` is a duplicate, `δ = 1` is delivered, anything else (including `δ = 32 768`)
-//! is a gap. A restored socket under [`GapPolicy::Close`] drops a message past a gap (instead of
-//! closing) until the first in-order one: before the gateway's replay arrives, such a message was
+//! is a gap. A restored socket drops a message past a gap (instead of closing or holding it)
+//! until the first in-order one: before the gateway's replay arrives, such a message was
 //! published before the request hibernated, and the replay resends it. Every tunnel message the
 //! runner sends for a socket takes the socket's next outgoing index, wrapping 65 535 → 0.
 
@@ -927,14 +927,16 @@ impl Runner {
             self.schedule_persist(now, slot);
             return Ok(());
         }
-        match self.config.gap_policy {
+        if s.awaiting_replay {
             // A restored socket has not seen the gateway's replay yet: a message past a gap is
             // one the gateway published before it hibernated the request (still in flight when
             // the actor restarted on this runner). The replay, which follows the wake, resends
-            // it after the missing ones: drop it, do not close (found by the simulator).
-            GapPolicy::Close if s.awaiting_replay => {
-                self.stats.dropped_before_replay += 1;
-            }
+            // it after the missing ones: drop it; neither close (`Close`) nor hold it (`Await`,
+            // whose held buffer it could overflow). Found by the simulator.
+            self.stats.dropped_before_replay += 1;
+            return Ok(());
+        }
+        match self.config.gap_policy {
             GapPolicy::Close => {
                 self.stats.gaps += 1;
                 self.close_index_skip(slot);

@@ -176,54 +176,66 @@ fn stale_copy_of_the_first_open_does_not_rewind_the_socket() {
 /// Regression (found by the simulator, seeds 4257 and 8965 of a 20 000-seed sweep): the client
 /// sends 7 and 8 while the actor stops; 7 reaches the runner after the socket was forgotten
 /// (dropped), the actor restarts on the same runner, and 8 is queued for the listed socket. The
-/// restore resumes at 6, so 8 was a gap and the healthy socket was closed with 1008, although
-/// the gateway's replay (after the wake) resends 7 and 8. A restored socket now drops a
-/// message past a gap until the replay's first in-order message.
+/// restore resumes at 6, so 8 was a gap and the healthy socket was closed with 1008 (`Close`)
+/// or held until the held buffer overflowed and closed it (`Await`, big-world seed 12256),
+/// although the gateway's replay (after the wake) resends 7 and 8. A restored socket now drops
+/// a message past a gap until the replay's first in-order message.
 #[test]
 fn restored_socket_drops_a_stale_message_past_a_gap_until_the_replay() {
-    let (mut r, now) = runner(RunnerConfig::default());
-    let s = sid(9);
-    r.actor_starting(now, "b", vec![s.into()]).unwrap();
-    // Published before the gateway hibernated the request; queued while the actor starts.
-    r.handle_tunnel_message(now, tunnel(s, 8, msg(b"8")))
-        .unwrap();
-    let meta = PersistedSocket {
-        socket: s,
-        server_index: MessageIndex::new(6),
-        client_index: MessageIndex::new(2),
-        path: "/".into(),
-        headers: Headers::new(),
-    };
-    r.restore(now, "b", vec![meta]).unwrap();
-    let out = drain(&mut r);
-    assert!(
-        !out.iter().any(|a| matches!(a, Action::Closed { .. })),
-        "no gap close: {out:?}"
-    );
-    assert_eq!(r.stats().dropped_before_replay, 1);
-    // The replay: 5 (duplicate), 6 (duplicate), 7, 8 — all delivered in order, once.
-    for i in 5..=8u16 {
-        r.handle_tunnel_message(now, tunnel(s, i, msg(b"r")))
+    for gap_policy in [GapPolicy::Close, GapPolicy::Await] {
+        let (mut r, now) = runner(RunnerConfig {
+            gap_policy,
+            max_held_messages: 1,
+            ..RunnerConfig::default()
+        });
+        let s = sid(9);
+        r.actor_starting(now, "b", vec![s.into()]).unwrap();
+        // Published before the gateway hibernated the request; queued while the actor starts.
+        r.handle_tunnel_message(now, tunnel(s, 8, msg(b"8")))
             .unwrap();
-    }
-    assert_eq!(delivered(&drain(&mut r)), [7, 8]);
-    // From then on a gap closes as usual.
-    r.handle_tunnel_message(now, tunnel(s, 10, msg(b"10")))
-        .unwrap();
-    assert!(drain(&mut r).iter().any(|a| matches!(
-        a,
-        Action::Closed {
-            reason: CloseReason::MessageIndexSkip,
-            ..
+        let meta = PersistedSocket {
+            socket: s,
+            server_index: MessageIndex::new(6),
+            client_index: MessageIndex::new(2),
+            path: "/".into(),
+            headers: Headers::new(),
+        };
+        r.restore(now, "b", vec![meta]).unwrap();
+        // Another stale one would overflow a held buffer of one under `Await`.
+        r.handle_tunnel_message(now, tunnel(s, 9, msg(b"9")))
+            .unwrap();
+        let out = drain(&mut r);
+        assert!(
+            !out.iter().any(|a| matches!(a, Action::Closed { .. })),
+            "{gap_policy:?}: no gap close: {out:?}"
+        );
+        assert_eq!(r.stats().dropped_before_replay, 2, "{gap_policy:?}");
+        assert_eq!(r.socket(s).unwrap().held, 0, "{gap_policy:?}");
+        // The replay: 5 (duplicate), 6 (duplicate), 7, 8, 9 — delivered in order, once.
+        for i in 5..=9u16 {
+            r.handle_tunnel_message(now, tunnel(s, i, msg(b"r")))
+                .unwrap();
         }
-    )));
+        assert_eq!(delivered(&drain(&mut r)), [7, 8, 9], "{gap_policy:?}");
+        // From then on the gap policy applies as usual.
+        r.handle_tunnel_message(now, tunnel(s, 11, msg(b"11")))
+            .unwrap();
+        let closed = drain(&mut r).iter().any(|a| {
+            matches!(
+                a,
+                Action::Closed {
+                    reason: CloseReason::MessageIndexSkip,
+                    ..
+                }
+            )
+        });
+        assert_eq!(closed, gap_policy == GapPolicy::Close, "{gap_policy:?}");
+        if gap_policy == GapPolicy::Await {
+            assert_eq!(r.socket(s).unwrap().held, 1);
+        }
+    }
 }
 
-/// Regression (found by the simulator, big-world seed 2376): the app hands a socket back and
-/// drains its actor at once. The actor had no other socket, so `ActorStopped` came while the
-/// hand-back's persist was still being written; the actor restarted elsewhere, read the old
-/// index, and its next persist regressed the durable index beneath the app's log. The stop now
-/// waits for the hand-back's persist.
 #[test]
 fn actor_stop_waits_for_the_hand_back_persist() {
     let (mut r, now) = runner(RunnerConfig::default());
