@@ -246,6 +246,16 @@ struct Conn {
     /// app crashed, a clock jump, a failed record upsert, a full runner queue): a timeout
     /// close is explained only by one.
     disturbed: Option<&'static str>,
+    /// The first lasting fault on its path (crash, clock jump, failed record upsert, full runner
+    /// queue): explains a timeout whenever it happened.
+    lasting: Option<&'static str>,
+    /// The last transient fault on its path (a frame lost, reordered or duplicated): explains
+    /// an ack timeout only if it came after the oldest unacked message was last sent.
+    last_transient_at: Option<Timestamp>,
+    /// When each accepted message was accepted (parallel to `accepted`).
+    accepted_at: Vec<Timestamp>,
+    /// The last wake (which replays, and restarts the ack clock of, every pending message).
+    last_wake_at: Timestamp,
     /// The app handed the socket back on this runner incarnation: only the actor's next start
     /// restores it (`Runner::hibernate`'s drain contract).
     handed_back_on: Option<(usize, u32)>,
@@ -496,6 +506,10 @@ impl World {
                 gw_hibernating: false,
                 orphan_cause: None,
                 disturbed: None,
+                lasting: None,
+                last_transient_at: None,
+                accepted_at: Vec::new(),
+                last_wake_at: Timestamp::ZERO,
                 handed_back_on: None,
                 dirty: false,
             });
@@ -1000,8 +1014,25 @@ impl World {
                 | gateway::CloseReason::OpenTimeout
                 | gateway::CloseReason::Collected(_)
         );
+        // An ack timeout needs a lasting fault, or a transient one after the oldest unacked
+        // message was last sent (accepted, or replayed by a wake).
+        let ack_unexplained = match &reason {
+            gateway::CloseReason::Collected(GcReason::AckTimeout { first, .. }) => {
+                let sent = conn
+                    .accepted
+                    .iter()
+                    .rposition(|(i, _)| i == first)
+                    .and_then(|pos| conn.accepted_at.get(pos).copied())
+                    .unwrap_or(Timestamp::ZERO)
+                    .max(conn.last_wake_at);
+                conn.lasting.is_none()
+                    && conn.orphan_cause.is_none()
+                    && conn.last_transient_at.is_none_or(|t| t < sent)
+            }
+            _ => false,
+        };
         conn.gw_close = Some(reason);
-        let undisturbed = conn.disturbed.is_none();
+        let undisturbed = conn.disturbed.is_none() || ack_unexplained;
         if let Some(f) = echoed
             && !conn.runner_published.contains(&f)
         {
@@ -1220,7 +1251,14 @@ impl World {
     }
 
     fn disturb(&mut self, c: usize, cause: &'static str) {
-        self.conns[c].disturbed.get_or_insert(cause);
+        let now = self.now;
+        let conn = &mut self.conns[c];
+        conn.disturbed.get_or_insert(cause);
+        if cause.starts_with("frame") {
+            conn.last_transient_at = Some(now);
+        } else {
+            conn.lasting.get_or_insert(cause);
+        }
     }
 
     fn disturb_req(&mut self, req: Option<RequestId>, cause: &'static str) {
@@ -1741,6 +1779,7 @@ impl World {
                         payload.data.len()
                     );
                     self.conns[c].accepted.push((index, payload.pid));
+                    self.conns[c].accepted_at.push(self.now);
                     self.payloads.insert(payload.pid, (c, index));
                     self.mark(c);
                     self.drain_gw();
@@ -1941,6 +1980,7 @@ impl World {
                 let result = self.gw.wake(self.now, req, route_id(r, inc));
                 self.conns[c].wake_requested = false;
                 self.conns[c].gw_hibernating = false;
+                self.conns[c].last_wake_at = self.now;
                 tr!(
                     self,
                     "orchestrator: wake conn{c} via runner{r}.{inc}: {result:?}"
