@@ -130,10 +130,10 @@ impl Default for SimConfig {
         Self {
             runners: 1..=3,
             actors: 1..=3,
-            connections: 1..=5,
-            messages_per_connection: 0..=24,
-            payload_bytes: 16..=200,
-            chaos_duration: Duration::from_secs(60),
+            connections: 1..=6,
+            messages_per_connection: 0..=32,
+            payload_bytes: 16..=256,
+            chaos_duration: Duration::from_secs(90),
             heal_budget: Duration::from_secs(900),
             faults: Faults::default(),
             overflow_policy: None,
@@ -146,6 +146,21 @@ impl Default for SimConfig {
 }
 
 impl SimConfig {
+    /// A large world: up to 4 runners, 4 actors, 10 connections of 200 messages of up to 2 KB,
+    /// 3 minutes of chaos.
+    #[must_use]
+    pub fn large() -> Self {
+        Self {
+            runners: 1..=4,
+            actors: 1..=4,
+            connections: 1..=10,
+            messages_per_connection: 0..=200,
+            payload_bytes: 16..=2_000,
+            chaos_duration: Duration::from_secs(180),
+            ..Self::default()
+        }
+    }
+
     /// A small world for fuzzing: few actors, connections and messages, 20 s of chaos.
     #[must_use]
     pub fn small() -> Self {

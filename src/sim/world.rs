@@ -393,6 +393,23 @@ pub(crate) struct World {
     counts: BTreeMap<&'static str, u64>,
     violations: Vec<String>,
     trace: Trace,
+    /// A deliberate defect in the simulated app or orchestrator, to prove the checks fire.
+    #[cfg(test)]
+    pub(crate) sabotage: Option<Sabotage>,
+}
+
+/// Defects the self-tests plant in the world (never in the engines).
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sabotage {
+    /// The app applies every delivered message twice.
+    DoubleApply,
+    /// The app's write stores the index but not the log (a non-atomic commit).
+    IndexWithoutLog,
+    /// The orchestrator ignores wake requests.
+    IgnoreWakes,
+    /// The network silently loses every 50th frame without telling the checker.
+    HiddenLoss,
 }
 
 impl World {
@@ -455,6 +472,8 @@ impl World {
             counts: BTreeMap::new(),
             violations: Vec::new(),
             trace: Trace::new(cfg.trace_capacity),
+            #[cfg(test)]
+            sabotage: None,
         }
     }
 
@@ -775,6 +794,11 @@ impl World {
     }
 
     fn send_to_runner(&mut self, r: usize, inc: u32, frame: &Frame, close_of: Option<usize>) {
+        #[cfg(test)]
+        if self.sabotage == Some(Sabotage::HiddenLoss) && self.seq.is_multiple_of(50) {
+            self.seq += 1;
+            return;
+        }
         let (times, shuffled) = self.transit(r, true);
         if shuffled {
             self.disturb_req(request_of_down(frame), "frame reordered or duplicated");
@@ -948,6 +972,10 @@ impl World {
                 actor_id,
             } => {
                 tr!(self, "gw: request wake [{request_id}] {actor_id}");
+                #[cfg(test)]
+                if self.sabotage == Some(Sabotage::IgnoreWakes) {
+                    return;
+                }
                 if let Some(&c) = self.by_req.get(&request_id) {
                     self.conns[c].wake_requested = true;
                     self.want_wake(c);
@@ -1029,6 +1057,11 @@ impl World {
                     && conn.orphan_cause.is_none()
                     && conn.last_transient_at.is_none_or(|t| t < sent)
             }
+            // A wake or the record refresh does not travel the tunnel: only a lasting fault
+            // (crash, clock jump, failed upsert) explains missing it.
+            gateway::CloseReason::Collected(
+                GcReason::WakeTimeout | GcReason::HibernationTimeout,
+            ) => conn.lasting.is_none(),
             _ => false,
         };
         conn.gw_close = Some(reason);
@@ -1401,6 +1434,10 @@ impl World {
             return;
         };
         s.delivered.push((index, pid));
+        #[cfg(test)]
+        if self.sabotage == Some(Sabotage::DoubleApply) {
+            s.delivered.push((index, pid));
+        }
         let zombie = s.zombie;
         if zombie {
             self.count("zombie_deliveries");
@@ -1532,6 +1569,10 @@ impl World {
                 );
                 self.violation(msg);
             } else if w.entries.len() > have {
+                #[cfg(test)]
+                if self.sabotage == Some(Sabotage::IndexWithoutLog) {
+                    return;
+                }
                 log.extend_from_slice(&w.entries[have..]);
             }
             self.mark(c);
