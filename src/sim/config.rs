@@ -206,6 +206,8 @@ pub(crate) struct Params {
     pub(crate) crash_notice_max_us: u64,
     pub(crate) restart_max_us: u64,
     pub(crate) write_lands_on_crash_ppm: u32,
+    /// A persist makes its app (or its runner) crash while the write is in flight.
+    pub(crate) crash_at_persist_ppm: u32,
     pub(crate) app_crash_every_us: u64,
     pub(crate) sleep_every_us: u64,
     pub(crate) jump_every_us: u64,
@@ -370,6 +372,12 @@ impl Params {
 
             gateway,
             runner,
+            // Drawn last so that adding it did not move the other draws.
+            crash_at_persist_ppm: if f.actor_crashes || f.runner_crashes {
+                rate(e, 30_000)
+            } else {
+                0
+            },
         }
     }
 
@@ -403,10 +411,11 @@ impl Params {
                 self.partition_max_us / S
             ),
             format!(
-                "crash: runner every~{}s (notice<{}ms) actor every~{}s, sleep every~{}s, clock jump every~{}s (<{}s), persist fail {}ppm, record fail {}ppm, write lands on crash {}ppm",
+                "crash: runner every~{}s (notice<{}ms) actor every~{}s, at a persist {}ppm, sleep every~{}s, clock jump every~{}s (<{}s), persist fail {}ppm, record fail {}ppm, write lands on crash {}ppm",
                 self.crash_every_us / S,
                 self.crash_notice_max_us / MS,
                 self.app_crash_every_us / S,
+                self.crash_at_persist_ppm,
                 self.sleep_every_us / S,
                 self.jump_every_us / S,
                 self.jump_max_us / S,

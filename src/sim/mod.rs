@@ -188,6 +188,25 @@ pub fn fuzz_schedule(data: &[u8]) {
     }
 }
 
+/// A one-line summary of a report for sweep logs.
+#[must_use]
+pub fn summary(report: &SimReport) -> String {
+    format!(
+        "seed {:>6}: {:>4} accepted {:>4} delivered {:>3} replayed {:>3} dups {:>3} healed {:>3} retx {:>2} crashes {:>2} sleeps {:>3} wakes {}",
+        report.seed,
+        report.messages_accepted,
+        report.delivered,
+        report.replayed,
+        report.duplicates_dropped,
+        report.gaps_healed,
+        report.retransmits,
+        report.crashes,
+        report.sleeps,
+        report.wakes,
+        if report.passed() { "ok" } else { "FAILED" }
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::world::{Sabotage, World};
@@ -248,23 +267,4 @@ mod tests {
         }
         assert_ne!(run(0, &config).trace_hash, run(1, &config).trace_hash);
     }
-}
-
-/// A one-line summary of a report for sweep logs.
-#[must_use]
-pub fn summary(report: &SimReport) -> String {
-    format!(
-        "seed {:>6}: {:>4} accepted {:>4} delivered {:>3} replayed {:>3} dups {:>3} healed {:>3} retx {:>2} crashes {:>2} sleeps {:>3} wakes {}",
-        report.seed,
-        report.messages_accepted,
-        report.delivered,
-        report.replayed,
-        report.duplicates_dropped,
-        report.gaps_healed,
-        report.retransmits,
-        report.crashes,
-        report.sleeps,
-        report.wakes,
-        if report.passed() { "ok" } else { "FAILED" }
-    )
 }

@@ -95,6 +95,13 @@ enum Ev {
         inc: u32,
         socket: SocketId,
     },
+    /// A crash timed to hit a write in flight: the app of actor `a` (or its runner).
+    CrashAtPersist {
+        a: usize,
+        r: usize,
+        inc: u32,
+        runner: bool,
+    },
     /// The app drains its actor after a hand-back: the actor stops.
     Drain {
         a: usize,
@@ -212,6 +219,7 @@ struct Payload {
 
 /// One client WebSocket connection (= one gateway request = one runner socket id).
 #[derive(Debug)]
+#[allow(clippy::struct_excessive_bools)] // independent facts about one connection
 struct Conn {
     req: RequestId,
     socket: SocketId,
@@ -689,6 +697,15 @@ impl World {
             Ev::AppSend { r, inc, socket } => self.app_send(r, inc, socket),
             Ev::AppClose { r, inc, socket } => self.app_close(r, inc, socket),
             Ev::AppHibernate { r, inc, socket } => self.app_hibernate(r, inc, socket),
+            Ev::CrashAtPersist { a, r, inc, runner } => {
+                if self.chaos() && self.actors[a].phase == ActorPhase::Running(r, inc) {
+                    if runner {
+                        self.crash_runner(r);
+                    } else {
+                        self.app_crash(a);
+                    }
+                }
+            }
             Ev::Drain { a, r, inc } => {
                 if self.actors[a].phase == ActorPhase::Running(r, inc) {
                     tr!(self, "app@runner{r}: drains {}", self.actors[a].id);
@@ -892,6 +909,7 @@ impl World {
         }
     }
 
+    #[allow(clippy::too_many_lines)] // one arm per action
     fn on_gw_action(&mut self, action: gateway::Action) {
         use gateway::Action as A;
         match action {
@@ -1533,6 +1551,14 @@ impl World {
         } else {
             self.storage_time(a)
         };
+        if self.chaos() && !dead && self.rng.chance(self.p.crash_at_persist_ppm) {
+            // While the write is in flight (scheduled first, so it also precedes a completion
+            // at the same instant): the write lands or is lost.
+            let runner = self.rng.below(2) == 0;
+            let span = at.as_micros().saturating_sub(self.now.as_micros());
+            let crash_at = self.now + Duration::from_micros(self.rng.range(0, span));
+            self.sched_at(crash_at, Ev::CrashAtPersist { a, r, inc, runner });
+        }
         self.sched_at(at, Ev::WriteDone { id });
     }
 
@@ -2513,6 +2539,7 @@ impl World {
     /// request is closed) is allowed only with a cause the protocol cannot see: a close lost in
     /// transit, a close the gateway could not send (closed while hibernating), a socket
     /// recreated by a stale open. Those are counted, any other is a violation.
+    #[allow(clippy::too_many_lines)] // one check after another
     fn check_final(&mut self) {
         let mut problems = Vec::new();
         let mut held_by: BTreeMap<usize, usize> = BTreeMap::new();
@@ -2546,8 +2573,7 @@ impl World {
                     match conn.orphan_cause {
                         Some(cause) => orphans.push(cause),
                         None => problems.push(format!(
-                            "conn{c} is closed but runner{:?} still holds its socket (leak)",
-                            holders
+                            "conn{c} is closed but runner{holders:?} still holds its socket (leak)"
                         )),
                     }
                 }
