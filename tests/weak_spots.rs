@@ -10,7 +10,7 @@ use core::time::Duration;
 use hws::gateway::{
     self, CloseReason, Frame, Gateway, GatewayConfig, OpenRequest, Phase, RouteId, SendError,
 };
-use hws::runner::{self, PersistedSocket, Runner, RunnerConfig, SocketId};
+use hws::runner::{self, GapPolicy, PersistedSocket, Runner, RunnerConfig, SocketId};
 use hws::wire::{
     self, GatewayId, Headers, HibernatingRequest, RequestId, ToClientTunnelMessageKind, ToGateway,
     ToRunner, ToServerTunnelMessageKind,
@@ -480,4 +480,398 @@ fn weak_spot_17_hand_back_then_stop_resumes_on_the_next_runner() {
     );
     assert_eq!(net.pending(req), 0);
     assert_eq!(net.closed(req), None);
+}
+
+fn runner_frame(req: RequestId, kind: ToServerTunnelMessageKind) -> wire::ToServerTunnelMessage {
+    wire::ToServerTunnelMessage {
+        message_id: wire::MessageId {
+            gateway_id: GW,
+            request_id: req,
+            message_index: idx(0),
+        },
+        kind,
+    }
+}
+
+fn ack(req: RequestId, index: u16) -> wire::ToServerTunnelMessage {
+    runner_frame(
+        req,
+        ToServerTunnelMessageKind::WebSocketMessageAck(wire::ToServerWebSocketMessageAck {
+            index: idx(index),
+        }),
+    )
+}
+
+/// Weak spot 1 (the pending-size counter is never decremented, so a long-lived socket trips the
+/// limit with nothing pending): hws subtracts released bytes, so a socket that moves 25 times
+/// its byte limit through acks never trips it, and the buffer is empty at the end.
+#[test]
+fn weak_spot_1_pending_bytes_are_released_on_ack() {
+    let mut gateway = GatewayConfig::default();
+    gateway.max_pending_bytes = 4_096;
+    gateway.max_gateway_pending_bytes = 4_096;
+    let runner = RunnerConfig {
+        persist_bytes: 1_000,
+        ..RunnerConfig::default()
+    };
+    let mut net = Net::new(gateway, &runner, 1);
+    let req = RequestId::from_u32(1);
+    net.start_actor(0);
+    net.open(req, 0);
+    let payload = [0x5a_u8; 200];
+    for round in 0..100u32 {
+        for _ in 0..5 {
+            net.send(req, &payload).expect("acks keep the buffer small");
+        }
+        net.settle();
+        assert!(net.gw.stats().pending_bytes <= 4_096, "round {round}");
+    }
+    net.advance(Duration::from_secs(6));
+    assert_eq!(net.delivered_indices(req).len(), 500);
+    assert_eq!(net.gw.stats().pending_bytes, 0);
+    assert_eq!(net.gw.stats().messages_acked, 500);
+    assert_eq!(net.closed(req), None);
+}
+
+/// Weak spot 2 (65 535 pending allowed while the ack rule only works within 32 766): hws caps the
+/// count at 32 767, refuses a larger configuration, and a cumulative ack within a full window
+/// releases exactly what it covers. Then 70 000 messages cross the 65 535 → 0 wrap end to end
+/// with periodic acks, in order, exactly once.
+#[test]
+fn weak_spot_2_count_cap_matches_the_wrap_window() {
+    let mut too_big = GatewayConfig::default();
+    too_big.max_pending_messages = 32_768;
+    assert!(too_big.validate().is_err());
+
+    let mut net = Net::new(GatewayConfig::default(), &RunnerConfig::default(), 1);
+    let req = RequestId::from_u32(2);
+    net.start_actor(0);
+    net.open(req, 0);
+    for _ in 0..32_767 {
+        net.send(req, b"m").expect("within the window");
+    }
+    assert_eq!(
+        net.send(req, b"m"),
+        Err(SendError::LimitExceeded {
+            limit: gateway::Limit::Count
+        })
+    );
+    // (That closed the request under the default Close policy; a fresh one shows the ack rule.)
+    let req = RequestId::from_u32(22);
+    net.down.clear();
+    net.open(req, 0);
+    net.down.clear();
+    for _ in 0..32_767 {
+        net.send(req, b"m").expect("within the window");
+    }
+    net.down.clear(); // never reach the runner: only acks matter here
+    net.gw
+        .handle_runner_message(net.now, route(0), ack(req, 1))
+        .expect("valid ack");
+    assert_eq!(net.pending(req), 32_766, "ack 1 releases exactly one");
+    net.gw
+        .handle_runner_message(net.now, route(0), ack(req, 32_767))
+        .expect("valid ack");
+    assert_eq!(
+        net.pending(req),
+        0,
+        "the newest index releases the whole window"
+    );
+
+    // 70 000 messages across the wrap, end to end.
+    let runner = RunnerConfig {
+        persist_bytes: 50,
+        ..RunnerConfig::default()
+    };
+    let mut net = Net::new(GatewayConfig::default(), &runner, 1);
+    let req = RequestId::from_u32(23);
+    net.start_actor(0);
+    net.open(req, 0);
+    for _ in 0..70 {
+        for _ in 0..1_000 {
+            net.send(req, b"0123456789").expect("acks keep room");
+        }
+        net.settle();
+    }
+    net.advance(Duration::from_secs(6));
+    let delivered = net.delivered_indices(req);
+    assert_eq!(delivered.len(), 70_000);
+    let expected: Vec<u16> = (1..=70_000u32)
+        .map(|i| u16::try_from(i % 65_536).expect("below 65 536"))
+        .collect();
+    assert_eq!(delivered, expected, "in order across the wrap, once each");
+    assert_eq!(net.pending(req), 0);
+    assert_eq!(net.closed(req), None);
+}
+
+/// Weak spot 3 (unvalidated acks silently drop entries): an ack for an index never sent, or far
+/// behind, is ignored and counted; a valid one releases exactly what it covers.
+#[test]
+fn weak_spot_3_acks_are_validated() {
+    let mut net = Net::new(GatewayConfig::default(), &RunnerConfig::default(), 1);
+    let req = RequestId::from_u32(3);
+    net.start_actor(0);
+    net.open(req, 0);
+    for _ in 0..5 {
+        net.send(req, b"m").expect("room");
+    }
+    net.down.clear(); // pending 1..=5, nothing delivered
+    let now = net.now;
+    // Never sent.
+    net.gw
+        .handle_runner_message(now, route(0), ack(req, 9))
+        .expect("dropped, not an error");
+    // Far behind (32 767 before the oldest pending − 1).
+    net.gw
+        .handle_runner_message(now, route(0), ack(req, 0u16.wrapping_sub(32_767)))
+        .expect("dropped, not an error");
+    assert_eq!(net.pending(req), 5, "neither released anything");
+    let stats = net.gw.stats();
+    assert_eq!((stats.acks_invalid, stats.acks_stale), (1, 1));
+    net.gw
+        .handle_runner_message(now, route(0), ack(req, 3))
+        .expect("valid");
+    assert_eq!(net.pending(req), 2);
+    assert_eq!(
+        net.gw.request(req).and_then(|i| i.oldest_unacked),
+        Some(idx(4))
+    );
+}
+
+/// Weak spot 5 (the ack timeout runs across hibernation and is not reset on replay): the actor
+/// sleeps with a message unacked and wakes 45 s later (slower than the 30 s ack timeout); hws
+/// pauses the clock while hibernating and restarts it at the replay, so the connection lives and
+/// the message is delivered and acked after the wake.
+#[test]
+fn weak_spot_5_ack_timeout_pauses_while_hibernating() {
+    let mut net = Net::new(GatewayConfig::default(), &RunnerConfig::default(), 1);
+    let req = RequestId::from_u32(5);
+    net.start_actor(0);
+    net.open(req, 0);
+    net.send(req, b"late").expect("room");
+    // The actor stops before the message reaches it.
+    net.lose.push(What::Msg(1));
+    net.settle();
+    net.sleep_actor(0, &[req]);
+    assert_eq!(
+        net.gw.request(req).map(|i| i.phase),
+        Some(Phase::Hibernating)
+    );
+    net.advance(Duration::from_secs(45));
+    assert_eq!(net.closed(req), None, "no ack timeout while hibernating");
+    net.start_actor(0);
+    net.gw.wake(net.now, req, route(0)).expect("hibernating");
+    net.settle();
+    net.advance(Duration::from_secs(20));
+    assert_eq!(net.delivered_indices(req), [1]);
+    assert_eq!(net.pending(req), 0);
+    assert_eq!(net.closed(req), None);
+}
+
+/// Weak spot 6 (rivetkit's non-wrapping "index increased" check skips an ack at 65 535 → 0):
+/// the runner acks exactly the persisted index on both sides of the wrap.
+#[test]
+fn weak_spot_6_acks_continue_across_the_wrap() {
+    let mut r = Runner::new(RunnerConfig::default(), Timestamp::from_secs(1)).expect("valid");
+    let now = Timestamp::from_secs(1);
+    let s = Net::socket(RequestId::from_u32(6));
+    r.actor_starting(now, ACTOR, vec![s.into()])
+        .expect("new actor");
+    let meta = PersistedSocket {
+        socket: s,
+        server_index: idx(65_534),
+        client_index: idx(0),
+        path: "/".into(),
+        headers: Headers::new(),
+    };
+    r.restore(now, ACTOR, vec![meta]).expect("restore");
+    let mut acks = Vec::new();
+    let drain = |r: &mut Runner, acks: &mut Vec<u16>| {
+        while let Some(a) = r.poll_action() {
+            match a {
+                runner::Action::Publish { frame, .. } => {
+                    if let What::Ack(i) = what_up(&frame) {
+                        acks.push(i);
+                    }
+                }
+                runner::Action::Persist { server_index, .. } => {
+                    r.persisted(now, s, server_index).expect("in flight");
+                }
+                _ => {}
+            }
+        }
+    };
+    drain(&mut r, &mut acks);
+    for (i, then) in [(65_535u16, true), (0, true), (1, false)] {
+        let msg = wire::ToClientTunnelMessage {
+            message_id: wire::MessageId {
+                gateway_id: GW,
+                request_id: s.request_id,
+                message_index: idx(i),
+            },
+            kind: ToClientTunnelMessageKind::WebSocketMessage(wire::ToClientWebSocketMessage {
+                data: b"x".to_vec(),
+                binary: true,
+            }),
+        };
+        r.handle_tunnel_message(now, msg).expect("in order");
+        if then {
+            // Persist now (the actor stops and flushes; simplest way to force a cycle).
+            let deadline = r.poll_timeout().expect("a persist deadline");
+            r.handle_timeout(deadline);
+        }
+        drain(&mut r, &mut acks);
+    }
+    r.handle_timeout(r.poll_timeout().expect("the last persist"));
+    drain(&mut r, &mut acks);
+    assert_eq!(
+        acks,
+        [65_534, 65_535, 0, 1],
+        "restore ack, then one per persist, wrapping"
+    );
+}
+
+/// Weak spot 7 (TS compares at 32 767.5, Rust at 32 767): one serial arithmetic, and both engines
+/// agree with it at every distance. The runner's duplicate window is exactly the gateway's stale
+/// window; 32 768 is a gap for the runner and never releases anything at the gateway.
+#[test]
+fn weak_spot_7_one_arithmetic_for_both_engines() {
+    let p = 1_000u16;
+    for d in [0u16, 1, 2, 32_766, 32_767, 32_768, 32_769, 65_534, 65_535] {
+        let r = p.wrapping_add(d);
+        let after = idx(r).is_after(idx(p));
+        let before = idx(r).is_before(idx(p));
+        assert_eq!(after, (1..=32_767).contains(&d), "δ {d}");
+        assert_eq!(before, d >= 32_769, "δ {d}");
+
+        // Runner: a socket at p receives index r.
+        let mut runner =
+            Runner::new(RunnerConfig::default(), Timestamp::from_secs(1)).expect("valid");
+        let now = Timestamp::from_secs(1);
+        let s = Net::socket(RequestId::from_u32(7));
+        runner
+            .actor_starting(now, ACTOR, vec![s.into()])
+            .expect("new actor");
+        let meta = PersistedSocket {
+            socket: s,
+            server_index: idx(p - 1),
+            client_index: idx(0),
+            path: "/".into(),
+            headers: Headers::new(),
+        };
+        runner.restore(now, ACTOR, vec![meta]).expect("restore");
+        // Deliver p: the socket is at p and past the restore's "before the replay" state.
+        let message = |i: u16| wire::ToClientTunnelMessage {
+            message_id: wire::MessageId {
+                gateway_id: GW,
+                request_id: s.request_id,
+                message_index: idx(i),
+            },
+            kind: ToClientTunnelMessageKind::WebSocketMessage(wire::ToClientWebSocketMessage {
+                data: b"x".to_vec(),
+                binary: true,
+            }),
+        };
+        runner
+            .handle_tunnel_message(now, message(p))
+            .expect("in order");
+        assert_eq!(runner.stats().delivered, 1);
+        let (dups, gaps) = (runner.stats().duplicates, runner.stats().gap_closes);
+        runner
+            .handle_tunnel_message(now, message(r))
+            .expect("handled");
+        let st = runner.stats();
+        let verdict = if st.duplicates > dups {
+            "duplicate"
+        } else if st.gap_closes > gaps {
+            "gap"
+        } else {
+            "delivered"
+        };
+        let expected = match d {
+            0 => "duplicate",
+            1 => "delivered",
+            _ if before => "duplicate",
+            _ => "gap",
+        };
+        assert_eq!(verdict, expected, "runner at δ {d}");
+    }
+
+    // Gateway: pending 1..=5 (released through 0): an ack δ behind index 0 is stale iff
+    // 0 - δ is before 0, i.e. δ in 1..=32_767; δ = 32_768 is invalid (releases nothing).
+    for (delta, stale) in [
+        (1u16, true),
+        (32_767, true),
+        (32_768, false),
+        (32_769, false),
+    ] {
+        let mut net = Net::new(GatewayConfig::default(), &RunnerConfig::default(), 1);
+        let req = RequestId::from_u32(70);
+        net.start_actor(0);
+        net.open(req, 0);
+        for _ in 0..5 {
+            net.send(req, b"m").expect("room");
+        }
+        net.down.clear();
+        let a = 0u16.wrapping_sub(delta);
+        net.gw
+            .handle_runner_message(net.now, route(0), ack(req, a))
+            .expect("dropped, not an error");
+        let s = net.gw.stats();
+        assert_eq!(net.pending(req), 5, "δ {delta} released nothing");
+        assert_eq!(
+            (s.acks_stale == 1, s.acks_invalid == 1),
+            (stale, !stale),
+            "δ {delta}"
+        );
+        assert_eq!(idx(a).is_before(idx(0)), stale);
+    }
+}
+
+/// Weak spot 8 (a message lost in transit produces a gap and a 1008 close although the gateway
+/// still buffers it): with the runner's `Await` gap policy and the gateway's retransmit timer,
+/// a lost message heals in order. The Rivet-compatible `Close` policy still closes.
+#[test]
+fn weak_spot_8_a_lost_message_heals_by_retransmit() {
+    let mut gateway = GatewayConfig::default();
+    gateway.retransmit_timeout = Some(Duration::from_secs(1));
+    let runner = RunnerConfig {
+        gap_policy: GapPolicy::Await,
+        ..RunnerConfig::default()
+    };
+    let mut net = Net::new(gateway.clone(), &runner, 1);
+    let req = RequestId::from_u32(8);
+    net.start_actor(0);
+    net.open(req, 0);
+    net.lose.push(What::Msg(2));
+    for _ in 0..3 {
+        net.send(req, b"m").expect("room");
+    }
+    net.settle();
+    assert_eq!(net.delivered_indices(req), [1], "3 is held behind the gap");
+    net.advance(Duration::from_secs(8));
+    assert_eq!(
+        net.delivered_indices(req),
+        [1, 2, 3],
+        "healed, in order, once"
+    );
+    assert_eq!(net.pending(req), 0);
+    assert_eq!(net.closed(req), None);
+    assert!(net.gw.stats().messages_retransmitted > 0);
+
+    // Rivet-compatible policy: the same loss closes with 1008.
+    let mut net = Net::new(gateway, &RunnerConfig::default(), 1);
+    net.start_actor(0);
+    net.open(req, 0);
+    net.lose.push(What::Msg(2));
+    for _ in 0..3 {
+        net.send(req, b"m").expect("room");
+    }
+    net.settle();
+    assert_eq!(
+        net.closed(req),
+        Some(&CloseReason::RunnerClosed(
+            hws::KnownClose::MessageIndexSkip.frame()
+        ))
+    );
 }
