@@ -1101,12 +1101,36 @@ impl World {
     // ---- runner actions -------------------------------------------------------------------
 
     fn drain_runner(&mut self, r: usize) {
+        // Sockets closed in this batch; one re-announced later in the batch (a queued stale open
+        // processed after the restore closed it) is a new socket.
+        let mut closed: Vec<SocketId> = Vec::new();
         while let Some(action) = self.runners[r]
             .engine
             .as_mut()
             .and_then(Runner::poll_action)
         {
+            match &action {
+                runner::Action::Closed { socket, .. } => closed.push(*socket),
+                runner::Action::Open { socket, .. } | runner::Action::Restored { socket, .. } => {
+                    closed.retain(|s| s != socket);
+                }
+                _ => {}
+            }
             self.on_runner_action(r, action);
+        }
+        // Invariant 3: no socket left in a runner after its Closed.
+        for socket in closed {
+            if self.runners[r]
+                .engine
+                .as_ref()
+                .and_then(|e| e.socket(socket))
+                .is_some()
+            {
+                self.violation(format!(
+                    "socket {} still in runner{r} after its Closed",
+                    socket.request_id
+                ));
+            }
         }
     }
 
@@ -1334,16 +1358,6 @@ impl World {
             .closes
             .entry(format!("runner {}", runner_reason_name(&reason)))
             .or_insert(0) += 1;
-        if self.runners[r]
-            .engine
-            .as_ref()
-            .and_then(|e| e.socket(socket))
-            .is_some()
-        {
-            self.violation(format!(
-                "conn{c}: socket still in runner{r} after its Closed"
-            ));
-        }
         let zombie = self.runners[r]
             .sessions
             .get(&socket)
