@@ -14,31 +14,40 @@
 //!   messages with unique payload ids (text and binary, in bursts that go past the limits, with
 //!   oversize messages sometimes) and close, sometimes while their actor sleeps. The app accepts
 //!   opens (hibernatable or not, sometimes rejects), appends each delivered message to an
-//!   in-memory log, commits log and index atomically on `Persist`, echoes, closes and hands
-//!   sockets back now and then. The orchestrator places actors on runners, puts them to sleep,
-//!   wakes them (on `RequestWake` or a connecting client) on a possibly different runner with
-//!   the records upserted within the last 90 s and the stored metadata. Faults: message drop,
-//!   duplication, reordering, link stalls, partitions, runner crashes (engine dropped, storage
-//!   kept; in-flight writes land or not), app crashes, failed persists and record upserts, and
-//!   clock jumps.
-//! * **Heal phase**: faults off, no crashes, no new client data. The world must reach
-//!   quiescence within [`SimConfig::heal_budget`]: every accepted message of every open
-//!   hibernatable connection committed and acked, every buffer empty. Then every actor sleeps
-//!   and starts again; at the end every live request is active with exactly one runner socket,
-//!   and storage and the record store hold exactly the live requests (no leak).
+//!   in-memory log, commits log and index atomically on `Persist`, echoes, closes, and hands
+//!   sockets back to drain its actor now and then. The orchestrator places actors on runners,
+//!   puts them to sleep, wakes them (on `RequestWake` or a connecting client) on a possibly
+//!   different runner with the records upserted within the last 90 s and the stored metadata,
+//!   and wakes their hibernating requests once they run. Faults: message drop, duplication,
+//!   reordering, link stalls, partitions, runner crashes (engine dropped, storage kept; writes in
+//!   flight land or not), app crashes, crashes timed to hit a write in flight, failed persists
+//!   and record upserts, and clock jumps.
+//! * **Heal phase**: faults off, no crashes, no new client data. Within
+//!   [`SimConfig::heal_budget`] every buffer must drain (every accepted message of every open
+//!   hibernatable connection committed and acked); then every actor sleeps and starts again, and
+//!   at the end every live request is active with one runner socket, storage holds the metadata
+//!   of exactly the sockets runners hold, and the record store no record of a closed request.
 //!
 //! # Invariants (checked after every step)
 //!
 //! 1. Per connection, the app's committed log is exactly a prefix of what the gateway accepted
 //!    (in order, no duplicate), and so is the committed log followed by the live session's
-//!    uncommitted log. Every delivered message carries the index the gateway gave its payload.
-//!    A message the gateway released (acked) is committed. When one side reports a close that
-//!    echoes the other's, the typed reasons agree through their close frames.
+//!    deliveries. Every delivered message carries the index the gateway gave its payload. A
+//!    message the gateway released (acked) is committed; a restore resumes where the committed
+//!    log ends. A close one side reports as the other's agrees with what the other sent, through
+//!    the close frames.
 //! 2. Pending counts and bytes of every request within the limits; the gateway total within the
-//!    global limit and equal to the sum; [`Gateway::check_invariants`](crate::gateway::Gateway).
+//!    global limit and equal to the sum; [`Gateway::check_invariants`](crate::gateway::Gateway);
+//!    runners' held buffers within their limits.
 //! 3. No request left in the gateway after its `Closed`; no socket left in a runner after its
 //!    `Closed`.
 //! 4. No timer in the past: after `handle_timeout(now)`, `poll_timeout()` is `None` or later.
+//! 5. Causality: a connection is collected by a timeout (ack, ping, open, wake, hibernation) or
+//!    closed for a gap only if a fault touched its path — a frame of it lost, reordered or
+//!    duplicated (for an ack timeout: after the oldest unacked message was last sent), a crash, a
+//!    clock jump, a failed record upsert, a full runner queue. An orphan at the end (a live
+//!    request no runner holds, or the reverse) needs a lost or unsendable close, or a socket
+//!    recreated by a stale duplicated open; both are counted in [`SimReport::counts`].
 //!
 //! # Reproducing
 //!

@@ -260,6 +260,8 @@ struct Conn {
     /// The last transient fault on its path (a frame lost, reordered or duplicated): explains
     /// an ack timeout only if it came after the oldest unacked message was last sent.
     last_transient_at: Option<Timestamp>,
+    /// A record upsert of this request failed at least once.
+    record_failed: bool,
     /// When each accepted message was accepted (parallel to `accepted`).
     accepted_at: Vec<Timestamp>,
     /// The last wake (which replays, and restarts the ack clock of, every pending message).
@@ -535,6 +537,7 @@ impl World {
                 disturbed: None,
                 lasting: None,
                 last_transient_at: None,
+                record_failed: false,
                 accepted_at: Vec::new(),
                 last_wake_at: Timestamp::ZERO,
                 handed_back_on: None,
@@ -1177,15 +1180,31 @@ impl World {
                 let Some(c) = self.conn_of(socket) else {
                     return;
                 };
-                let zombie = self.conns[c].ever_opened;
+                // A second open of the connection is a copy of its first (the network duplicated
+                // it). If the gateway already closed the request, the socket it creates is a
+                // zombie nobody will talk to (its commits are kept apart). If the request is live
+                // (the runner's close of the first socket was lost), it is the gateway's peer
+                // now and continues the connection.
+                let reopen = self.conns[c].ever_opened;
+                let zombie = reopen && self.conns[c].gw_close.is_some();
                 tr!(
                     self,
                     "runner{r}: open conn{c} index {}{}",
                     index.get(),
-                    if zombie { " (zombie: stale open)" } else { "" }
+                    if zombie {
+                        " (zombie: stale open)"
+                    } else if reopen {
+                        " (reopened by a stale open)"
+                    } else {
+                        ""
+                    }
                 );
-                if zombie {
-                    self.count("zombie_sockets");
+                if reopen {
+                    self.count(if zombie {
+                        "zombie_sockets"
+                    } else {
+                        "reopened_sockets"
+                    });
                     self.conns[c].orphan_cause = Some("socket recreated by a stale open");
                 } else if index != MessageIndex::ZERO {
                     self.violation(format!(
@@ -1755,6 +1774,7 @@ impl World {
             let _ = self.gw.hibernating_record_upserted(now, req);
         } else {
             self.disturb(c, "record upsert failed");
+            self.conns[c].record_failed = true;
             let _ = self.gw.hibernating_record_failed(now, req);
         }
         tr!(self, "records: upsert [{req}] ok={ok}");
@@ -2607,10 +2627,17 @@ impl World {
                 .filter(|s| s.inc == inc)
                 .and_then(|s| s.engine.as_ref())
                 .and_then(|e| e.socket(conn.socket));
+            // Neither the record list nor the stored metadata knows the request (both writes
+            // failed or were lost): no runner can ever tell the gateway (a design gap).
+            let untraceable =
+                conn.record_failed && !self.actors[conn.actor].meta.contains_key(&conn.socket);
             match socket {
                 Some(s) if s.state == SocketState::Open && s.hibernatable => {}
                 None => match conn.orphan_cause {
                     Some(cause) => orphans.push(cause),
+                    None if untraceable => {
+                        orphans.push("ghost: metadata write and record upsert both failed");
+                    }
                     None => problems.push(format!(
                         "conn{c} is live but no runner holds its socket (ghost)"
                     )),
