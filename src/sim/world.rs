@@ -262,6 +262,8 @@ struct Conn {
     last_transient_at: Option<Timestamp>,
     /// A record upsert of this request failed at least once.
     record_failed: bool,
+    /// A metadata write of its socket landed at least once.
+    meta_written: bool,
     /// When each accepted message was accepted (parallel to `accepted`).
     accepted_at: Vec<Timestamp>,
     /// The last wake (which replays, and restarts the ack clock of, every pending message).
@@ -538,6 +540,7 @@ impl World {
                 lasting: None,
                 last_transient_at: None,
                 record_failed: false,
+                meta_written: false,
                 accepted_at: Vec::new(),
                 last_wake_at: Timestamp::ZERO,
                 handed_back_on: None,
@@ -1616,6 +1619,7 @@ impl World {
             },
         );
         if let Some(c) = w.c {
+            self.conns[c].meta_written = true;
             // Log := log[..base] ++ entries; never shrinks (an older write landing after a newer
             // one leaves the log alone; its index would show at the next restore).
             let log = &mut self.conns[c].committed;
@@ -2629,8 +2633,7 @@ impl World {
                 .and_then(|e| e.socket(conn.socket));
             // Neither the record list nor the stored metadata knows the request (both writes
             // failed or were lost): no runner can ever tell the gateway (a design gap).
-            let untraceable =
-                conn.record_failed && !self.actors[conn.actor].meta.contains_key(&conn.socket);
+            let untraceable = conn.record_failed && !conn.meta_written;
             match socket {
                 Some(s) if s.state == SocketState::Open && s.hibernatable => {}
                 None => match conn.orphan_cause {
