@@ -104,6 +104,8 @@ struct Sock {
     retry_at: Option<u64>,
     backoff: u64,
     flush_after: bool,
+    /// Restored, nothing delivered in order since (the replay has not arrived).
+    awaiting_replay: bool,
 }
 
 impl Sock {
@@ -128,6 +130,7 @@ impl Sock {
             retry_at: None,
             backoff: RETRY_INITIAL,
             flush_after: false,
+            awaiting_replay: false,
         }
     }
 }
@@ -264,9 +267,14 @@ impl Model {
             return;
         }
         if delta == 1 {
+            self.socks[s].awaiting_replay = false;
             self.deliver(s, r, len);
             self.deliver_held(s);
             self.schedule(s);
+            return;
+        }
+        if k.awaiting_replay {
+            // Before the replay, a restored socket drops a message past a gap.
             return;
         }
         match self.policy {
@@ -330,7 +338,6 @@ impl Model {
         let metas = self.metas.clone();
         for (&s, &(server, client)) in &metas {
             if listed.contains(&s) {
-                let now = self.now;
                 let k = &mut self.socks[s as usize];
                 *k = Sock::absent();
                 k.phase = Phase::Open;
@@ -338,7 +345,9 @@ impl Model {
                 k.p = server;
                 k.persisted = Some(server);
                 k.acked = server;
-                k.last_ack_at = Some(now);
+                // The restore ack does not arm the duplicate re-ack rate limit.
+                k.last_ack_at = None;
+                k.awaiting_replay = true;
                 k.next_client = client.wrapping_add(1);
             } else {
                 self.metas.remove(&s);

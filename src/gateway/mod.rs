@@ -85,7 +85,8 @@ use timer::{TimerEntry, TimerQueue};
 
 /// An opaque runner route chosen by the caller (for example the pub/sub subject of the runner
 /// that hosts the actor). The gateway publishes a request's messages to its route and accepts
-/// runner input for the request only from it; the route changes only on [`Gateway::wake`].
+/// runner input for the request only from it (except a close while the request hibernates, see
+/// [`Gateway::handle_runner_message`]); the route changes only on [`Gateway::wake`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct RouteId(pub u64);
 
@@ -603,6 +604,12 @@ impl Gateway {
     /// request's current route; then it is handled by phase (see the module docs). Acks apply in
     /// every phase, hibernating included; stale or invalid acks are ignored and counted.
     ///
+    /// One exception to the route: while the request hibernates it has no live runner, and a
+    /// runner close (not a hand-back) is accepted from any route. The actor's next runner
+    /// answers the restore (for example 1000 `ws.meta_not_found_during_restore`) before the
+    /// request is woken and routed to it; dropping that close would keep a request whose
+    /// socket no runner holds (upstream weak spot 12).
+    ///
     /// # Errors
     /// [`ReceiveError::WrongGateway`], [`ReceiveError::UnknownRequest`],
     /// [`ReceiveError::WrongRoute`], [`ReceiveError::InvalidForPhase`],
@@ -619,7 +626,8 @@ impl Gateway {
             self.stats.dropped_wrong_gateway += 1;
             return Err(ReceiveError::WrongGateway);
         }
-        let slot = self.checked_slot(message_id.request_id, route)?;
+        let close = matches!(&kind, ToServerTunnelMessageKind::WebSocketClose(c) if !c.hibernate);
+        let slot = self.checked_slot(message_id.request_id, route, close)?;
         let Some(req) = self.requests.get(slot) else {
             return Err(ReceiveError::UnknownRequest);
         };
@@ -713,7 +721,7 @@ impl Gateway {
         pong: ToGatewayPong,
     ) -> Result<(), ReceiveError> {
         let now = self.advance(now);
-        let slot = self.checked_slot(pong.request_id, route)?;
+        let slot = self.checked_slot(pong.request_id, route, false)?;
         self.stats.pongs_received += 1;
         if let Some(active) = self.requests.get_mut(slot).and_then(Request::active_mut) {
             // Only ever moves later: the queued timer entry stays early enough.
@@ -947,14 +955,21 @@ impl Gateway {
         self.index.get(&request_id).copied()
     }
 
-    /// The slot of a live request whose current route is `route`; counts the drop otherwise.
-    fn checked_slot(&mut self, request_id: RequestId, route: RouteId) -> Result<u32, ReceiveError> {
+    /// The slot of a live request whose current route is `route` (any route while it
+    /// hibernates, if `any_while_hibernating`); counts the drop otherwise.
+    fn checked_slot(
+        &mut self,
+        request_id: RequestId,
+        route: RouteId,
+        any_while_hibernating: bool,
+    ) -> Result<u32, ReceiveError> {
         let Some(slot) = self.slot_of(request_id) else {
             self.stats.dropped_unknown_request += 1;
             return Err(ReceiveError::UnknownRequest);
         };
         match self.requests.get(slot) {
             Some(req) if req.route == route => Ok(slot),
+            Some(req) if any_while_hibernating && req.phase == Phase::Hibernating => Ok(slot),
             Some(_) => {
                 self.stats.dropped_wrong_route += 1;
                 Err(ReceiveError::WrongRoute)

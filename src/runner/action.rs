@@ -85,7 +85,9 @@ pub enum Action {
         /// Why.
         reason: CloseReason,
     },
-    /// Every socket of a stopping actor has settled; the actor is gone from the runner.
+    /// Every socket of a stopping actor has settled and every persist the runner asked for it
+    /// (hand-backs included) was answered: its next start reads the durable indices. The actor
+    /// is gone from the runner.
     ActorStopped {
         /// The actor.
         actor_id: String,

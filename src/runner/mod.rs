@@ -36,8 +36,10 @@
 //! Every index comparison uses [`MessageIndex`]'s serial arithmetic. With `p` the last delivered
 //! index of a hibernatable socket and `δ = r − p mod 2¹⁶` for an incoming index `r`: `δ = 0` or
 //! `r` before `p` is a duplicate, `δ = 1` is delivered, anything else (including `δ = 32 768`)
-//! is a gap. Every tunnel message the runner sends for a socket takes the socket's next
-//! outgoing index, wrapping 65 535 → 0.
+//! is a gap. A restored socket drops a message past a gap (instead of closing or holding it)
+//! until the first in-order one: before the gateway's replay arrives, such a message was
+//! published before the request hibernated, and the replay resends it. Every tunnel message the
+//! runner sends for a socket takes the socket's next outgoing index, wrapping 65 535 → 0.
 
 mod action;
 mod actor;
@@ -192,6 +194,9 @@ pub struct Runner {
     socket_index: BTreeMap<SocketId, usize>,
     /// Socket ids of starting actors: their messages queue behind the actor's restore.
     routes: BTreeMap<SocketId, usize>,
+    /// Persists of handed-back sockets not answered yet: socket → (actor slot, index). The
+    /// socket is gone, but its actor's stop waits for them.
+    handed_back: BTreeMap<SocketId, (usize, MessageIndex)>,
     live_sockets: usize,
     timers: TimerQueue,
     actions: VecDeque<Action>,
@@ -215,6 +220,7 @@ impl Runner {
             free_slots: Vec::new(),
             socket_index: BTreeMap::new(),
             routes: BTreeMap::new(),
+            handed_back: BTreeMap::new(),
             live_sockets: 0,
             timers: TimerQueue::default(),
             actions: VecDeque::new(),
@@ -529,9 +535,16 @@ impl Runner {
     /// The app hands a hibernatable socket back to the gateway: the runner emits a
     /// [`Action::Persist`] of the latest delivered index, publishes `ToServerWebSocketClose
     /// { hibernate: true }` and emits [`CloseReason::Hibernated`]. The socket is forgotten (its
-    /// metadata is kept; a later actor start restores it). The persist result, when it comes,
-    /// returns [`SocketError::UnknownSocket`]; nothing is acked, so the gateway replays what it
-    /// still holds after the next wake and the restore drops what was already persisted.
+    /// metadata is kept; a later actor start restores it). Answer the persist as usual: nothing
+    /// is acked, so the gateway replays what it still holds after the next wake and the restore
+    /// drops what was already persisted; and the actor's stop ([`Action::ActorStopped`]) waits
+    /// for the answer, so the actor's next start reads the durable index.
+    ///
+    /// This is a drain primitive: **stop the actor next** ([`actor_stopping`](Self::actor_stopping)).
+    /// Only the actor's next start restores the socket, while the gateway asks for a wake as soon
+    /// as it hibernates a request with messages pending (always, since nothing is acked here). A
+    /// wake routed to this runner while the actor still runs finds no socket: the replay is
+    /// dropped and the gateway collects the request by its ack timeout (found by the simulator).
     ///
     /// # Errors
     /// [`SocketError::UnknownSocket`]; [`SocketError::NotOpen`];
@@ -546,6 +559,9 @@ impl Runner {
         if !s.hibernatable {
             return Err(SocketError::NotHibernatable);
         }
+        // Its actor's stop waits for this persist (found by the simulator: an actor restarted
+        // on ActorStopped read the metadata before the write landed and resumed behind it).
+        self.handed_back.insert(socket, (s.actor, s.last_delivered));
         self.emit_persist(slot);
         let framing = self.config.framing;
         if let Some(s) = slot_mut(&mut self.slots, slot) {
@@ -836,7 +852,9 @@ impl Runner {
         self.dropped(ReceiveError::UnknownActor)
     }
 
-    /// Upstream "open replay" ([HEAD], PROTOCOL §3.3 step 2).
+    /// Upstream "open replay" ([HEAD], PROTOCOL §3.3 step 2) without its reset: an open at or
+    /// behind the socket (index 0 included) is ignored, an open ahead of it advances it; the
+    /// open is re-sent either way.
     fn on_duplicate_open(&mut self, now: Timestamp, slot: usize, k: MessageIndex) {
         self.stats.duplicate_opens += 1;
         let framing = self.config.framing;
@@ -850,21 +868,12 @@ impl Runner {
         let mut persist = false;
         if s.hibernatable {
             let p = s.last_delivered;
-            if k == MessageIndex::ZERO && p != MessageIndex::ZERO {
-                // The gateway lost its entry and restarted numbering.
-                s.last_delivered = MessageIndex::ZERO;
-                s.next_client = MessageIndex::ZERO;
-                s.last_acked = MessageIndex::ZERO;
-                s.last_persisted = None;
-                s.held.clear();
-                s.gap_deadline = None;
-                if let Some(f) = s.persist.in_flight.as_mut() {
-                    f.stale = true;
-                }
-                s.persist.force = true;
-                s.persist.dirty = true;
-                persist = true;
-            } else if k.is_after(p) {
+            // Index 0 is the request's first open: a second one is a stale copy (a duplicated or
+            // delayed frame), never a renumbering, since the gateway numbers a request once.
+            // Upstream [HEAD] rewinds the socket to 0 here; that rewinds the durable index
+            // under the app and redelivers what the gateway still retransmits (found by the
+            // simulator). Only an open ahead of the socket (an upstream guard retry) advances.
+            if k != MessageIndex::ZERO && k.is_after(p) {
                 s.delivered_seq = s.delivered_seq.saturating_add(u64::from(k.distance(p)));
                 s.last_delivered = k;
                 s.held.drop_through(s.delivered_seq);
@@ -912,9 +921,19 @@ impl Runner {
             return Ok(());
         }
         if delta == 1 {
+            s.awaiting_replay = false;
             self.deliver(now, slot, r, data, binary);
             self.deliver_held(now, slot);
             self.schedule_persist(now, slot);
+            return Ok(());
+        }
+        if s.awaiting_replay {
+            // A restored socket has not seen the gateway's replay yet: a message past a gap is
+            // one the gateway published before it hibernated the request (still in flight when
+            // the actor restarted on this runner). The replay, which follows the wake, resends
+            // it after the missing ones: drop it; neither close (`Close`) nor hold it (`Await`,
+            // whose held buffer it could overflow). Found by the simulator.
+            self.stats.dropped_before_replay += 1;
             return Ok(());
         }
         match self.config.gap_policy {
@@ -1234,14 +1253,15 @@ impl Runner {
         self.maybe_finish_actor(socket.actor);
     }
 
-    /// A stopping actor with no socket left is removed and reported.
+    /// A stopping actor with no socket and no hand-back persist left is removed and reported.
     fn maybe_finish_actor(&mut self, aslot: usize) {
+        let handing_back = self.handed_back.values().any(|&(a, _)| a == aslot);
         let Some(entry) = self.actors.get_mut(aslot) else {
             return;
         };
-        let done = entry
-            .as_ref()
-            .is_some_and(|a| a.state == ActorState::Stopping && a.sockets.is_empty());
+        let done = entry.as_ref().is_some_and(|a| {
+            a.state == ActorState::Stopping && a.sockets.is_empty() && !handing_back
+        });
         if !done {
             return;
         }

@@ -36,19 +36,22 @@ impl Runner {
         server_index: MessageIndex,
     ) -> Result<(), SocketError> {
         let now = self.advance(now);
+        if self.settle_hand_back(socket, server_index) {
+            self.stats.persists_completed += 1;
+            self.finish();
+            return Ok(());
+        }
         let slot = self.slot_of(socket).ok_or(SocketError::UnknownSocket)?;
         let framing = self.config.framing;
         let initial = self.config.persist_retry_initial;
         let s = slot_mut(&mut self.slots, slot).ok_or(SocketError::UnknownSocket)?;
-        let flight = take_in_flight(&mut s.persist.in_flight, server_index)?;
+        take_in_flight(&mut s.persist.in_flight, server_index)?;
         self.stats.persists_completed += 1;
         s.persist.backoff = initial;
-        if !flight.stale {
-            s.last_persisted = Some(server_index);
-            if server_index != s.last_acked {
-                send_ack(&mut self.actions, framing, s, server_index, now);
-                self.stats.acks_sent += 1;
-            }
+        s.last_persisted = Some(server_index);
+        if server_index != s.last_acked {
+            send_ack(&mut self.actions, framing, s, server_index, now);
+            self.stats.acks_sent += 1;
         }
         match s.phase {
             Phase::Stopping => self.after_stop_persist(slot),
@@ -75,6 +78,12 @@ impl Runner {
         server_index: MessageIndex,
     ) -> Result<(), SocketError> {
         let now = self.advance(now);
+        if self.settle_hand_back(socket, server_index) {
+            // Nothing to retry: the socket is gone and nothing was acked.
+            self.stats.persists_failed += 1;
+            self.finish();
+            return Ok(());
+        }
         let slot = self.slot_of(socket).ok_or(SocketError::UnknownSocket)?;
         let max = self.config.persist_retry_max;
         let s = slot_mut(&mut self.slots, slot).ok_or(SocketError::UnknownSocket)?;
@@ -95,6 +104,19 @@ impl Runner {
         }
         self.finish();
         Ok(())
+    }
+
+    /// The answer to a hand-back's persist ([`Runner::hibernate`]): the actor may finish
+    /// stopping. Returns whether `(socket, index)` was one.
+    fn settle_hand_back(&mut self, socket: SocketId, index: MessageIndex) -> bool {
+        match self.handed_back.get(&socket) {
+            Some(&(aslot, i)) if i == index => {
+                self.handed_back.remove(&socket);
+                self.maybe_finish_actor(aslot);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// A persist result arrived for a socket of a stopping actor: flush once more if owed,
@@ -152,7 +174,6 @@ impl Runner {
         let p = &mut s.persist;
         p.in_flight = Some(InFlight {
             index: s.last_delivered,
-            stale: false,
         });
         p.dirty = false;
         p.force = false;

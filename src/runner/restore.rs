@@ -23,7 +23,8 @@ pub struct RestoreSummary {
     /// `ws.meta_not_found_during_restore`.
     pub meta_not_found: usize,
     /// Case 3 — metadata the gateway no longer lists: closed locally with
-    /// [`CloseReason::StaleMetadata`] and [`Action::DeleteMetadata`].
+    /// [`CloseReason::StaleMetadata`] and [`Action::DeleteMetadata`], and 1000
+    /// `ws.stale_metadata` published to the gateway.
     pub stale: usize,
     /// Entries skipped: a repeated metadata entry, or a socket id that is live under another
     /// actor (left untouched).
@@ -43,8 +44,12 @@ impl Runner {
     ///   before the actor slept heals;
     /// * gateway only — publishes `ToServerWebSocketClose { 1000,
     ///   "ws.meta_not_found_during_restore" }`;
-    /// * metadata only — [`CloseReason::StaleMetadata`] locally (no tunnel message) and
-    ///   [`Action::DeleteMetadata`].
+    /// * metadata only — [`CloseReason::StaleMetadata`] locally and [`Action::DeleteMetadata`];
+    ///   and `ToServerWebSocketClose { 1000, "ws.stale_metadata" }` is published (upstream
+    ///   publishes nothing): the list comes from records the gateway writes asynchronously, so
+    ///   a request whose record is missing (a failed or late upsert) may still be live there,
+    ///   and would otherwise stay open with no socket behind it. A gateway that no longer
+    ///   holds the request drops the close.
     ///
     /// Then the messages queued while the actor started are processed in order. Call this even
     /// with an empty list: it is what makes the actor run.
@@ -96,6 +101,8 @@ impl Runner {
                     socket: meta.socket,
                     actor_id: actor_id.clone(),
                 });
+                let kind = close_kind(&KnownClose::StaleMetadata.frame(), false);
+                self.publish_stateless(meta.socket, kind);
                 continue;
             }
             self.restore_one(now, aslot, &actor_id, &meta);
@@ -141,6 +148,7 @@ impl Runner {
         );
         socket.phase = Phase::Open;
         socket.hibernatable = true;
+        socket.awaiting_replay = true;
         socket.last_persisted = Some(meta.server_index);
         socket.next_client = meta.client_index;
         let slot = self.insert_socket(socket);
@@ -154,6 +162,12 @@ impl Runner {
         if let Some(s) = slot_mut(&mut self.slots, slot) {
             send_ack(&mut self.actions, framing, s, meta.server_index, now);
             self.stats.acks_sent += 1;
+            // The restore ack does not hold back the re-ack of the first replayed duplicate: it
+            // goes out before the gateway wakes the request, and a gateway still routing the
+            // request to the actor's previous runner drops it (as does a lossy network). The
+            // duplicates of the replay are then the only chance to heal a lost ack (found by
+            // the simulator). When the restore ack does arrive, nothing acked is replayed.
+            s.last_ack_at = None;
         }
     }
 }

@@ -165,8 +165,6 @@ impl Held {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct InFlight {
     pub(super) index: MessageIndex,
-    /// Issued before an open-replay reset: its result is accepted but not acked.
-    pub(super) stale: bool,
 }
 
 /// Persist-then-ack bookkeeping of one hibernatable socket (DESIGN §3.10).
@@ -226,6 +224,8 @@ pub(super) struct Socket {
     pub(super) held: Held,
     /// Armed gap deadline ([`GapPolicy::Await`](super::GapPolicy::Await)).
     pub(super) gap_deadline: Option<Timestamp>,
+    /// Restored and nothing delivered in order since: the gateway's replay has not arrived.
+    pub(super) awaiting_replay: bool,
 }
 
 impl Socket {
@@ -244,6 +244,7 @@ impl Socket {
             persist: PersistState::new(backoff),
             held: Held::default(),
             gap_deadline: None,
+            awaiting_replay: false,
         }
     }
 

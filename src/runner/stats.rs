@@ -25,6 +25,9 @@ pub struct RunnerStats {
     pub held_overflows: u64,
     /// Of `gap_closes`: closes because a gap stayed open for `gap_timeout`.
     pub gap_timeouts: u64,
+    /// Messages past a gap dropped by a restored socket before the gateway's replay arrived
+    /// (they were published before the request hibernated; the replay resends them).
+    pub dropped_before_replay: u64,
     /// [`Action::Persist`](super::Action::Persist) emitted.
     pub persists_requested: u64,
     /// Persists reported durable ([`persisted`](super::Runner::persisted)).

@@ -130,29 +130,146 @@ fn open_replay_advance_drops_held_messages_it_skips() {
     assert_eq!(r.poll_timeout(), Some(now + Duration::from_secs(5)));
 }
 
+/// Regression (found by the simulator, seed 1444 of the first sweep): a duplicated copy of a
+/// socket's first open (index 0), arriving after messages were delivered, used to rewind the
+/// socket to index 0 ("upstream reset"), persist index 0 under the app's log and then deliver
+/// the retransmitted message 1 a second time. An open at index 0 for a live socket can only be
+/// a stale copy (the gateway numbers a request once, from 0): it changes nothing.
 #[test]
-fn open_replay_reset_clears_held_messages() {
-    let (mut r, now) = runner(RunnerConfig {
-        gap_policy: GapPolicy::Await,
-        ..RunnerConfig::default()
-    });
-    let s = sid(3);
+fn stale_copy_of_the_first_open_does_not_rewind_the_socket() {
+    for gap_policy in [GapPolicy::Close, GapPolicy::Await] {
+        let (mut r, now) = runner(RunnerConfig {
+            gap_policy,
+            ..RunnerConfig::default()
+        });
+        let s = sid(3);
+        open_socket(&mut r, now, s, 0, true);
+        r.handle_tunnel_message(now, tunnel(s, 1, msg(b"1")))
+            .unwrap();
+        if gap_policy == GapPolicy::Await {
+            // Held behind the gap.
+            r.handle_tunnel_message(now, tunnel(s, 3, msg(b"3")))
+                .unwrap();
+        }
+        assert_eq!(delivered(&drain(&mut r)), [1]);
+        r.handle_tunnel_message(now, tunnel(s, 0, open(A))).unwrap();
+        let out = drain(&mut r);
+        assert!(
+            !out.iter().any(|a| matches!(a, Action::Persist { .. })),
+            "no persist of a rewound index: {out:?}"
+        );
+        let info = r.socket(s).unwrap();
+        assert_eq!(info.last_delivered.get(), 1, "{gap_policy:?}");
+        // The gateway retransmits 1 (unacked): a duplicate, not a second delivery.
+        r.handle_tunnel_message(now, tunnel(s, 1, msg(b"1")))
+            .unwrap();
+        r.handle_tunnel_message(now, tunnel(s, 2, msg(b"2")))
+            .unwrap();
+        let expected: &[u16] = match gap_policy {
+            GapPolicy::Await => &[2, 3],
+            GapPolicy::Close => &[2],
+        };
+        assert_eq!(delivered(&drain(&mut r)), expected, "{gap_policy:?}");
+    }
+}
+
+/// Regression (found by the simulator, seeds 4257 and 8965 of a 20 000-seed sweep): the client
+/// sends 7 and 8 while the actor stops; 7 reaches the runner after the socket was forgotten
+/// (dropped), the actor restarts on the same runner, and 8 is queued for the listed socket. The
+/// restore resumes at 6, so 8 was a gap and the healthy socket was closed with 1008 (`Close`)
+/// or held until the held buffer overflowed and closed it (`Await`, big-world seed 12256),
+/// although the gateway's replay (after the wake) resends 7 and 8. A restored socket now drops
+/// a message past a gap until the replay's first in-order message.
+#[test]
+fn restored_socket_drops_a_stale_message_past_a_gap_until_the_replay() {
+    for gap_policy in [GapPolicy::Close, GapPolicy::Await] {
+        let (mut r, now) = runner(RunnerConfig {
+            gap_policy,
+            max_held_messages: 1,
+            ..RunnerConfig::default()
+        });
+        let s = sid(9);
+        r.actor_starting(now, "b", vec![s.into()]).unwrap();
+        // Published before the gateway hibernated the request; queued while the actor starts.
+        r.handle_tunnel_message(now, tunnel(s, 8, msg(b"8")))
+            .unwrap();
+        let meta = PersistedSocket {
+            socket: s,
+            server_index: MessageIndex::new(6),
+            client_index: MessageIndex::new(2),
+            path: "/".into(),
+            headers: Headers::new(),
+        };
+        r.restore(now, "b", vec![meta]).unwrap();
+        // Another stale one would overflow a held buffer of one under `Await`.
+        r.handle_tunnel_message(now, tunnel(s, 9, msg(b"9")))
+            .unwrap();
+        let out = drain(&mut r);
+        assert!(
+            !out.iter().any(|a| matches!(a, Action::Closed { .. })),
+            "{gap_policy:?}: no gap close: {out:?}"
+        );
+        assert_eq!(r.stats().dropped_before_replay, 2, "{gap_policy:?}");
+        assert_eq!(r.socket(s).unwrap().held, 0, "{gap_policy:?}");
+        // The replay: 5 (duplicate), 6 (duplicate), 7, 8, 9 — delivered in order, once.
+        for i in 5..=9u16 {
+            r.handle_tunnel_message(now, tunnel(s, i, msg(b"r")))
+                .unwrap();
+        }
+        assert_eq!(delivered(&drain(&mut r)), [7, 8, 9], "{gap_policy:?}");
+        // From then on the gap policy applies as usual.
+        r.handle_tunnel_message(now, tunnel(s, 11, msg(b"11")))
+            .unwrap();
+        let closed = drain(&mut r).iter().any(|a| {
+            matches!(
+                a,
+                Action::Closed {
+                    reason: CloseReason::MessageIndexSkip,
+                    ..
+                }
+            )
+        });
+        assert_eq!(closed, gap_policy == GapPolicy::Close, "{gap_policy:?}");
+        if gap_policy == GapPolicy::Await {
+            assert_eq!(r.socket(s).unwrap().held, 1);
+        }
+    }
+}
+
+#[test]
+fn actor_stop_waits_for_the_hand_back_persist() {
+    let (mut r, now) = runner(RunnerConfig::default());
+    let s = sid(11);
     open_socket(&mut r, now, s, 0, true);
     r.handle_tunnel_message(now, tunnel(s, 1, msg(b"1")))
         .unwrap();
-    r.handle_tunnel_message(now, tunnel(s, 3, msg(b"3")))
-        .unwrap();
     drain(&mut r);
-    r.handle_tunnel_message(now, tunnel(s, 0, open(A))).unwrap();
-    let info = r.socket(s).unwrap();
-    assert_eq!(
-        (info.held, info.last_delivered.get(), info.last_persisted),
-        (0, 0, None)
+    r.hibernate(now, s).unwrap();
+    assert!(
+        drain(&mut r)
+            .iter()
+            .any(|a| matches!(a, Action::Persist { server_index, .. } if server_index.get() == 1))
     );
-    assert_eq!(
-        info.next_client_index.get(),
-        1,
-        "the re-sent open took index 0"
+    r.actor_stopping(now, A).unwrap();
+    assert!(
+        !drain(&mut r)
+            .iter()
+            .any(|a| matches!(a, Action::ActorStopped { .. })),
+        "the hand-back's persist is not answered yet"
+    );
+    assert_eq!(r.persisted(now, s, MessageIndex::new(1)), Ok(()));
+    assert_eq!(drain(&mut r), [Action::ActorStopped { actor_id: A.into() }]);
+    // A failed write settles it too (nothing to retry: the gateway replays after the wake).
+    let (mut r, now) = runner(RunnerConfig::default());
+    open_socket(&mut r, now, s, 0, true);
+    r.hibernate(now, s).unwrap();
+    r.actor_stopping(now, A).unwrap();
+    drain(&mut r);
+    assert_eq!(r.persist_failed(now, s, MessageIndex::ZERO), Ok(()));
+    assert!(
+        drain(&mut r)
+            .iter()
+            .any(|a| matches!(a, Action::ActorStopped { .. }))
     );
 }
 
