@@ -323,8 +323,9 @@ async fn malformed_runner_frames_are_typed_errors_and_the_gateway_keeps_serving(
 async fn a_wake_replays_more_buffered_messages_than_the_runner_queues_for_a_starting_actor() {
     // 3 000 small messages buffered while the actor sleeps, replayed on wake while the actor's
     // storage is slow to load: the replay queues in the runner between `actor_starting` and
-    // `restore`. With the runner's default `max_queued_per_actor` (1 024) the rest was dropped
-    // and the socket closed on the gap; the demo's runner config makes room for a full window.
+    // `restore`. With the runner's first default `max_queued_per_actor` (1 024) the rest was
+    // dropped and the socket closed on the gap; the default now holds two full windows, and the
+    // demo's runner config sizes the byte limit for its larger window.
     let dir = DataDir::new(None).expect("temp dir");
     let server = GatewayServer::start(GatewayOptions {
         listen: "127.0.0.1:0".into(),

@@ -1573,3 +1573,60 @@ fn decreasing_now_is_treated_as_the_latest_now() {
         .expect_err("not open");
     assert_eq!(h.gw.poll_timeout(), Some(h.now + secs(15)));
 }
+
+#[test]
+fn hibernating_request_accepts_the_restore_ack_and_actor_messages_from_its_next_route() {
+    // The actor wakes on another runner (ROUTE2), which acks its persisted index and writes to
+    // the client before the request is woken and routed there. Upstream drops all of it (no
+    // handler attached; and hws's route check would too): the ack is then lost and the replay
+    // resends what is already durable.
+    let mut h = Harness::new();
+    let id = rid(21);
+    h.active(id, true);
+    for _ in 0..3 {
+        h.send(id, b"m").expect("room");
+    }
+    h.drain();
+    h.gw.actor_stopped(h.now, id).expect("live");
+    h.drain();
+    // Active on ROUTE: ROUTE2 is still refused.
+    let other = rid(22);
+    h.active(other, true);
+    assert_eq!(
+        h.runner_on(ROUTE2, other, ack_kind(0)),
+        Err(ReceiveError::WrongRoute)
+    );
+    // Hibernating: the restore ack from ROUTE2 releases indices 1 and 2.
+    h.runner_on(ROUTE2, id, ack_kind(2))
+        .expect("accepted while hibernating");
+    assert_eq!(h.pending(id), 1);
+    // An actor message from ROUTE2 reaches the client.
+    let msg = ToServerTunnelMessageKind::WebSocketMessage(ToServerWebSocketMessage {
+        data: b"hi".to_vec(),
+        binary: false,
+    });
+    let a = h
+        .runner_on(ROUTE2, id, msg)
+        .expect("accepted while hibernating");
+    assert_eq!(
+        count(
+            &a,
+            |a| matches!(a, Action::SendToClient { data, .. } if data == b"hi")
+        ),
+        1
+    );
+    // Still validated: an ack beyond what was published changes nothing.
+    h.runner_on(ROUTE2, id, ack_kind(9))
+        .expect("counted, not an error");
+    assert_eq!(h.pending(id), 1);
+    // The wake replays only index 3.
+    h.gw.wake(h.now, id, ROUTE2).expect("hibernating");
+    assert_eq!(ws_indices(&h.drain()), [3]);
+    // A hand-back close from a stranger is still refused while hibernating.
+    h.gw.actor_stopped(h.now, id).expect("live");
+    h.drain();
+    assert_eq!(
+        h.runner_on(ROUTE, id, close_kind(None, None, true)),
+        Err(ReceiveError::WrongRoute)
+    );
+}

@@ -1768,3 +1768,26 @@ proptest::proptest! {
         proptest::prop_assert!(h.runner.len() <= 4);
     }
 }
+
+#[test]
+fn default_queue_holds_a_full_gateway_window_replayed_before_restore() {
+    // A gateway may wake a request as soon as the actor is starting: its whole window
+    // (32 767 unacked messages at most) then queues here until `restore`. The first default
+    // (1 024) dropped the rest, which the socket later saw as a gap (1008 close).
+    let mut h = Harness::default_config();
+    let s = sid(120, 1);
+    h.runner.actor_starting(h.now, ACTOR, vec![hib(s)]).unwrap();
+    let window = hws::index::MAX_WINDOW;
+    for i in 1..=window {
+        h.msg(s, i, b"x");
+    }
+    assert_eq!(h.runner.stats().dropped_queue_full, 0);
+    h.runner.restore(h.now, ACTOR, vec![meta(s, 0, 0)]).unwrap();
+    let delivered = h
+        .drain()
+        .into_iter()
+        .filter(|o| matches!(o, Out::Msg { .. }))
+        .count();
+    assert_eq!(delivered, usize::from(window));
+    assert_eq!(h.last_delivered(s), window);
+}

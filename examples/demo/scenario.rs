@@ -34,9 +34,9 @@ pub fn gateway_config(args: &Args) -> GatewayConfig {
 ///
 /// That queue holds the tunnel messages that arrive between `actor_starting` and `restore`,
 /// which includes the gateway's whole replay on wake: up to `max_pending_messages` (32 767 by
-/// default) per request. The runner's default (1 024) is smaller, and a replay that overflows it
-/// loses messages, which closes the socket on the gap (1008 `ws.message_index_skip`). The demo
-/// makes room for two full windows.
+/// default) per request. A replay that overflows it loses messages, which closes the socket on the
+/// gap (1008 `ws.message_index_skip`). The runner's defaults hold two full windows of 1 MiB; the
+/// demo's window is larger, so it sizes the byte limit to match.
 pub fn runner_config(args: &Args) -> RunnerConfig {
     RunnerConfig {
         persist_interval: args.persist_interval,

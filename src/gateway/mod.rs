@@ -85,7 +85,7 @@ use timer::{TimerEntry, TimerQueue};
 
 /// An opaque runner route chosen by the caller (for example the pub/sub subject of the runner
 /// that hosts the actor). The gateway publishes a request's messages to its route and accepts
-/// runner input for the request only from it (except a close while the request hibernates, see
+/// runner input for the request only from it (except a close, an ack or a message while the request hibernates, see
 /// [`Gateway::handle_runner_message`]); the route changes only on [`Gateway::wake`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct RouteId(pub u64);
@@ -605,10 +605,13 @@ impl Gateway {
     /// every phase, hibernating included; stale or invalid acks are ignored and counted.
     ///
     /// One exception to the route: while the request hibernates it has no live runner, and a
-    /// runner close (not a hand-back) is accepted from any route. The actor's next runner
-    /// answers the restore (for example 1000 `ws.meta_not_found_during_restore`) before the
-    /// request is woken and routed to it; dropping that close would keep a request whose
-    /// socket no runner holds (upstream weak spot 12).
+    /// runner close (not a hand-back), an ack or a WebSocket message is accepted from any route.
+    /// The actor's next runner answers the restore before the request is woken and routed to it:
+    /// with an ack of the persisted index (which releases what is already durable, so the wake
+    /// replays less) or with a close such as 1000 `ws.meta_not_found_during_restore` (dropping it
+    /// would keep a request whose socket no runner holds: upstream weak spot 12); a restored actor
+    /// may also write to the client at once. Acks stay validated: one for a message that was
+    /// never published is still refused.
     ///
     /// # Errors
     /// [`ReceiveError::WrongGateway`], [`ReceiveError::UnknownRequest`],
@@ -626,8 +629,16 @@ impl Gateway {
             self.stats.dropped_wrong_gateway += 1;
             return Err(ReceiveError::WrongGateway);
         }
-        let close = matches!(&kind, ToServerTunnelMessageKind::WebSocketClose(c) if !c.hibernate);
-        let slot = self.checked_slot(message_id.request_id, route, close)?;
+        // While a request hibernates it has no live runner: the actor's next runner answers its
+        // restore (ack of the persisted index, or a close) and may already talk to the client
+        // before the request is woken and routed to it.
+        let any_route = match &kind {
+            ToServerTunnelMessageKind::WebSocketClose(c) => !c.hibernate,
+            ToServerTunnelMessageKind::WebSocketMessageAck(_)
+            | ToServerTunnelMessageKind::WebSocketMessage(_) => true,
+            _ => false,
+        };
+        let slot = self.checked_slot(message_id.request_id, route, any_route)?;
         let Some(req) = self.requests.get(slot) else {
             return Err(ReceiveError::UnknownRequest);
         };

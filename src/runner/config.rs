@@ -83,8 +83,12 @@ pub struct RunnerConfig {
     /// Longest time a gap may stay open under [`GapPolicy::Await`], counted from the oldest
     /// held message. Default 30 s. Must be positive.
     pub gap_timeout: Duration,
-    /// Most tunnel messages queued for an actor that is still starting. Default 1024. Must be
-    /// at least 1.
+    /// Most tunnel messages queued for an actor that is still starting. Default 65 536: two full
+    /// gateway windows ([`MAX_WINDOW`](crate::index::MAX_WINDOW) unacked messages per request),
+    /// because a gateway that wakes a request before the actor's [`restore`](super::Runner::restore)
+    /// replays its whole window into this queue, and a message dropped here is a gap later.
+    /// [`max_queued_bytes_per_actor`](Self::max_queued_bytes_per_actor) bounds the memory. Must
+    /// be at least 1.
     pub max_queued_per_actor: usize,
     /// Most encoded bytes of tunnel messages queued for an actor that is still starting.
     /// Default 64 MiB. Must be at least 1.
@@ -123,7 +127,7 @@ impl Default for RunnerConfig {
             max_held_messages: 1024,
             max_held_bytes: 1024 * 1024,
             gap_timeout: Duration::from_secs(30),
-            max_queued_per_actor: 1024,
+            max_queued_per_actor: 65_536,
             max_queued_bytes_per_actor: 64 * 1024 * 1024,
             max_sockets: 1 << 20,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
