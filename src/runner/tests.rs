@@ -249,6 +249,69 @@ fn restore_skips_repeats_and_ids_live_under_another_actor() {
     );
 }
 
+/// Found by the `runner_ops` fuzz target: `restore` inserted every persisted socket without
+/// checking `max_sockets`, so a runner already at its limit held more sockets than configured.
+#[test]
+fn restore_respects_max_sockets() {
+    let now = Timestamp::from_secs(1);
+    let config = RunnerConfig {
+        max_sockets: 2,
+        ..RunnerConfig::default()
+    };
+    let mut r = Runner::new(config, now).unwrap();
+    r.actor_starting(now, "first", vec![]).unwrap();
+    r.restore(now, "first", vec![]).unwrap();
+    let live = sid(1);
+    r.handle_tunnel_message(now, tunnel(live, 0, open("first")))
+        .unwrap();
+    drain(&mut r);
+    let (a, b) = (sid(2), sid(3));
+    r.actor_starting(now, "second", vec![a.into(), b.into()])
+        .unwrap();
+    let meta = |s: SocketId| PersistedSocket {
+        socket: s,
+        server_index: MessageIndex::new(4),
+        client_index: MessageIndex::new(2),
+        path: String::from("/"),
+        headers: Headers::new(),
+    };
+    let summary = r.restore(now, "second", vec![meta(a), meta(b)]).unwrap();
+    assert_eq!((summary.restored, summary.socket_limit), (1, 1));
+    assert_eq!(r.len(), 2);
+    assert!(r.socket(a).is_some());
+    assert!(r.socket(b).is_none());
+    assert_eq!(r.stats().dropped_socket_limit, 1);
+    let actions = drain(&mut r);
+    assert!(actions.contains(&Action::DeleteMetadata {
+        socket: b,
+        actor_id: "second".into(),
+    }));
+    assert!(
+        !actions
+            .iter()
+            .any(|x| matches!(x, Action::Restored { socket, .. } if *socket == b))
+    );
+    // The gateway is told, as for an open beyond the limit.
+    let closes: Vec<_> = actions
+        .iter()
+        .filter_map(|x| match x {
+            Action::Publish { frame, .. } => {
+                match wire::decode_versioned::<ToGateway>(frame, &wire::DecodeLimits::default()) {
+                    Ok((_, ToGateway::TunnelMessage(m))) => Some(m),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+        .filter(|m| m.message_id.request_id == b.request_id)
+        .map(|m| m.kind)
+        .collect();
+    assert_eq!(
+        closes,
+        [close_kind(&KnownClose::ServerError.frame(), false)]
+    );
+}
+
 #[test]
 fn zero_reack_interval_reacks_every_duplicate() {
     let (mut r, now) = runner(RunnerConfig {
