@@ -39,10 +39,12 @@ enum Op {
         req: u8,
         route: u8,
     },
+    /// `repeat` client messages in a row (a burst).
     Send {
         req: u8,
         len: usize,
         binary: bool,
+        repeat: u8,
     },
     ClientClose {
         req: u8,
@@ -104,6 +106,8 @@ struct Req {
     wake_requested: bool,
     /// The client closed while hibernating: it gets no close frame any more.
     client_gone: bool,
+    /// The last client message index published (0, the open's, before any).
+    sent_through: MessageIndex,
     actor: String,
 }
 
@@ -174,6 +178,7 @@ pub fn gateway_ops(data: &[u8]) {
         h.check_all();
         h.step += 1;
     }
+    h.settle();
 }
 
 /// A valid configuration drawn from the input: small limits, short timers, either policy.
@@ -188,8 +193,12 @@ fn config(input: &mut Input<'_>) -> GatewayConfig {
         1 | 2 => 16 + u64::from(input.u16() % 2048),
         _ => 1 << 20,
     };
-    c.max_gateway_pending_bytes =
-        c.max_pending_bytes * u64::from(1 + input.u8() % 4) + u64::from(input.u8());
+    // Often barely above the per-request limit, so several requests compete for it.
+    c.max_gateway_pending_bytes = match input.u8() % 4 {
+        0 | 1 => c.max_pending_bytes + u64::from(input.u8()),
+        2 => c.max_pending_bytes * 2,
+        _ => c.max_pending_bytes * u64::from(1 + input.u8() % 8),
+    };
     c.overflow_policy = if input.bool() {
         OverflowPolicy::Backpressure
     } else {
@@ -252,6 +261,11 @@ impl Harness {
                     input.below(48)
                 },
                 binary: input.bool(),
+                repeat: if input.one_in(8) {
+                    2 + input.u8() % 16
+                } else {
+                    1
+                },
             },
             6 => Op::ClientClose {
                 req,
@@ -409,6 +423,7 @@ impl Harness {
                                 blocked: None,
                                 wake_requested: false,
                                 client_gone: false,
+                                sent_through: MessageIndex::ZERO,
                                 actor: actor_of(req),
                             },
                         );
@@ -423,12 +438,23 @@ impl Harness {
                                 max: self.config.max_requests,
                             }
                         };
-                        self.fail_if(e != expected, &format!("open failed with {e:?}"));
+                        if e != expected {
+                            self.fail(&format!("open failed with {e:?}"));
+                        }
                         self.expect_quiet("a refused open");
                     }
                 }
             }
-            Op::Send { req, len, binary } => self.send(now, req, len, binary),
+            Op::Send {
+                req,
+                len,
+                binary,
+                repeat,
+            } => {
+                for _ in 0..repeat {
+                    self.send(now, req, len, binary);
+                }
+            }
             Op::ClientClose { req, frame } => {
                 let id = request_id(req);
                 let result = self.gw.client_close(now, id, frame);
@@ -474,10 +500,12 @@ impl Harness {
                         // The replay is exactly the pending messages, in order.
                         let replayed = fx.published.get(&id).cloned().unwrap_or_default();
                         let pending = before.info.map_or(0, |i| i.pending_messages);
-                        self.fail_if(
-                            replayed.len() != pending,
-                            &format!("wake replayed {} of {pending} pending", replayed.len()),
-                        );
+                        if replayed.len() != pending {
+                            self.fail(&format!(
+                                "wake replayed {} of {pending} pending",
+                                replayed.len()
+                            ));
+                        }
                         if let Some(first) = before.info.and_then(|i| i.oldest_unacked) {
                             self.check_contiguous(&replayed, first, "wake replay");
                         }
@@ -487,7 +515,9 @@ impl Harness {
                             None => WakeError::UnknownRequest,
                             Some(_) => WakeError::NotHibernating,
                         };
-                        self.fail_if(e != expected, &format!("wake failed with {e:?}"));
+                        if e != expected {
+                            self.fail(&format!("wake failed with {e:?}"));
+                        }
                         if let Some(r) = self.live.get(&id) {
                             self.fail_if(
                                 r.phase == Phase::Hibernating,
@@ -515,6 +545,10 @@ impl Harness {
             } => {
                 let id = msg.message_id.request_id;
                 let before = self.gw.request(id);
+                let ack = match &msg.kind {
+                    ToServerTunnelMessageKind::WebSocketMessageAck(a) => Some(a.index),
+                    _ => None,
+                };
                 let result = match version {
                     None => self
                         .gw
@@ -543,6 +577,9 @@ impl Harness {
                         fx.published.contains_key(&id),
                         "runner input re-published client messages",
                     );
+                    if let (Some(ack), Some(b)) = (ack, before) {
+                        self.check_ack(id, ack, &b);
+                    }
                 }
             }
             Op::Pong {
@@ -607,6 +644,53 @@ impl Harness {
         }
     }
 
+    /// Liveness, once the input is exhausted: with no more client, runner or record-store input,
+    /// a few large clock steps collect every request (open, ping, ack, wake and hibernation
+    /// timeouts), each with its one `Closed`.
+    fn settle(&mut self) {
+        let c = &self.config;
+        let longest = [
+            c.ack_timeout,
+            c.open_timeout,
+            c.ping_interval,
+            c.ping_timeout,
+            c.keepalive_interval,
+            c.hibernation_timeout,
+            c.wake_timeout,
+            c.retransmit_timeout.unwrap_or_default(),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or_default();
+        let step = longest * 2 + Duration::from_secs(1);
+        // Near the end of time deadlines saturate to `Timestamp::MAX` ("never"): nothing to check.
+        if self
+            .now
+            .checked_add(step * 16)
+            .is_none_or(|t| t == Timestamp::MAX)
+        {
+            return;
+        }
+        for _ in 0..8 {
+            if self.live.is_empty() {
+                return;
+            }
+            self.step += 1;
+            self.ops.push_back((self.step, Op::Advance(step)));
+            if self.ops.len() > TRACE_LEN {
+                self.ops.pop_front();
+            }
+            self.now += step;
+            self.seen = self.seen.max(self.now);
+            self.timeout(self.now);
+            self.check_all();
+        }
+        if !self.live.is_empty() {
+            let ids: Vec<&RequestId> = self.live.keys().collect();
+            self.fail(&format!("requests never collected without input: {ids:?}"));
+        }
+    }
+
     fn send(&mut self, now: Timestamp, req: u8, len: usize, binary: bool) {
         let id = request_id(req);
         let data = payload(len, req);
@@ -631,10 +715,13 @@ impl Harness {
                 let fx = self.drain();
                 let published = fx.published.get(&id).cloned().unwrap_or_default();
                 match phase {
-                    Phase::Active => self.fail_if(
-                        published != [index],
-                        &format!("an active send published {published:?}, not [{index:?}]"),
-                    ),
+                    Phase::Active => {
+                        if published != [index] {
+                            self.fail(&format!(
+                                "an active send published {published:?}, not [{index:?}]"
+                            ));
+                        }
+                    }
                     Phase::Hibernating => self.fail_if(
                         !published.is_empty(),
                         "a send while hibernating was published",
@@ -647,10 +734,11 @@ impl Harness {
                     after.map_or(0, |i| i.pending_messages),
                 );
                 let expected = if hibernatable { b + 1 } else { 0 };
-                self.fail_if(
-                    a != expected,
-                    &format!("pending went from {b} to {a} on a send (expected {expected})"),
-                );
+                if a != expected {
+                    self.fail(&format!(
+                        "pending went from {b} to {a} on a send (expected {expected})"
+                    ));
+                }
             }
             Err(SendError::UnknownRequest) => {
                 self.fail_if(
@@ -737,10 +825,11 @@ impl Harness {
 
     fn check_unknown(&self, req: u8, failed: bool, what: &str) {
         let live = self.live.contains_key(&request_id(req));
-        self.fail_if(
-            failed == live,
-            &format!("{what}: UnknownRequest is {failed}, request live is {live}"),
-        );
+        if failed == live {
+            self.fail(&format!(
+                "{what}: UnknownRequest is {failed}, request live is {live}"
+            ));
+        }
     }
 
     // -----------------------------------------------------------------------------------------
@@ -805,6 +894,9 @@ impl Harness {
                                 ToClientTunnelMessageKind::WebSocketMessage(_) => {
                                     if runner_close.contains(&id) {
                                         self.fail("message published after the runner close");
+                                    }
+                                    if index.is_after(r.sent_through) {
+                                        r.sent_through = index;
                                     }
                                     fx.published.entry(id).or_default().push(index);
                                 }
@@ -903,6 +995,9 @@ impl Harness {
                 }
             }
         }
+        for (id, indices) in &fx.published {
+            self.check_published_window(*id, indices);
+        }
         if let Some(id) = close_client.keys().next() {
             self.fail(&format!("CloseClient for {id} without Closed"));
         }
@@ -913,6 +1008,64 @@ impl Harness {
             self.fail(&format!("runner close for {id} without Closed"));
         }
         fx
+    }
+
+    /// A runner ack applied as the ack rule says, with the window taken from what was actually
+    /// published: `[oldest − 1, last published]` releases up to the ack, anything else changes
+    /// nothing. So an ack can never release a message that was only buffered (never sent).
+    fn check_ack(&self, id: RequestId, ack: MessageIndex, before: &RequestInfo) {
+        let (Some(r), Some(after)) = (self.live.get(&id), self.gw.request(id)) else {
+            self.fail("an ack closed the request");
+        };
+        let unchanged = (before.pending_messages, before.oldest_unacked);
+        let expected = if r.hibernatable {
+            let released = before
+                .oldest_unacked
+                .map_or(r.sent_through, MessageIndex::prev);
+            let n = usize::from(ack.distance(released));
+            if ack.is_within(released, r.sent_through) && n > 0 {
+                let left = before.pending_messages.saturating_sub(n);
+                (left, (left > 0).then(|| ack.next()))
+            } else {
+                unchanged
+            }
+        } else {
+            unchanged
+        };
+        if (after.pending_messages, after.oldest_unacked) != expected {
+            self.fail(&format!(
+                "ack {ack:?} (last published {:?}) turned {unchanged:?} into {:?}, expected \
+                 {expected:?}",
+                r.sent_through,
+                (after.pending_messages, after.oldest_unacked)
+            ));
+        }
+    }
+
+    /// Client messages published for a live request lie in its unacked window (hibernatable) or
+    /// are the last one assigned (not hibernatable).
+    fn check_published_window(&self, id: RequestId, indices: &[MessageIndex]) {
+        let Some(info) = self.gw.request(id) else {
+            return;
+        };
+        let last = info.next_index.prev();
+        let first = match (info.hibernatable, info.oldest_unacked) {
+            (false, _) => last,
+            (true, Some(oldest)) => oldest,
+            // Nothing pending: no message may have been published (an empty window cannot be
+            // written as a range of the ring).
+            (true, None) => {
+                if !indices.is_empty() {
+                    self.fail(&format!("{id}: published {indices:?} with nothing pending"));
+                }
+                return;
+            }
+        };
+        if let Some(i) = indices.iter().find(|i| !i.is_within(first, last)) {
+            self.fail(&format!(
+                "{id}: published message {i:?} outside the window {first:?}..={last:?}"
+            ));
+        }
     }
 
     fn expect_quiet(&mut self, what: &str) {
@@ -957,10 +1110,9 @@ impl Harness {
             let id = request_id(req);
             let info = self.gw.request(id);
             let (Some(r), Some(info)) = (self.live.get(&id), info) else {
-                self.fail_if(
-                    info.is_some() != self.live.contains_key(&id),
-                    &format!("{id}: live in the gateway is {}", info.is_some()),
-                );
+                if info.is_some() != self.live.contains_key(&id) {
+                    self.fail(&format!("{id}: live in the gateway is {}", info.is_some()));
+                }
                 continue;
             };
             if info.phase != r.phase

@@ -10,8 +10,8 @@ use super::{Input, MAX_OPS, TRACE_LEN, duration, payload, time_step, trace};
 use crate::close::{CloseFrame, KnownClose};
 use crate::index::MessageIndex;
 use crate::runner::{
-    Action, ActorError, ActorState, CloseReason, Framing, GapPolicy, PersistedSocket, Runner,
-    RunnerConfig, SendError, SocketError, SocketId, SocketState,
+    Action, ActorError, ActorState, CloseReason, Framing, GapPolicy, PersistedSocket, ReceiveError,
+    Runner, RunnerConfig, SendError, SocketError, SocketId, SocketState,
 };
 use crate::time::Timestamp;
 use crate::wire::{
@@ -109,6 +109,14 @@ enum Op {
     FireNext,
 }
 
+/// What must happen to a gateway message on an open hibernatable socket.
+#[derive(Debug, Clone, Copy)]
+enum Verdict {
+    Deliver,
+    Duplicate,
+    Gap,
+}
+
 /// Model of one live socket.
 #[derive(Debug, Clone)]
 struct Sock {
@@ -161,6 +169,12 @@ struct Harness {
     replay: bool,
     /// `stats().duplicate_opens` before the current operation.
     duplicate_opens: u64,
+    /// The gateway's hibernating list given to each starting actor (deduplicated, in order).
+    listed: BTreeMap<String, Vec<SocketId>>,
+    /// What the current operation's actions did: messages delivered, closes, acks published.
+    delivered: Vec<(SocketId, MessageIndex)>,
+    closes: Vec<(SocketId, CloseReason)>,
+    acks: Vec<(SocketId, MessageIndex)>,
     ops: VecDeque<(usize, Op)>,
     step: usize,
 }
@@ -197,6 +211,10 @@ pub fn runner_ops(data: &[u8]) {
         ping: None,
         replay: false,
         duplicate_opens: 0,
+        listed: BTreeMap::new(),
+        delivered: Vec::new(),
+        closes: Vec::new(),
+        acks: Vec::new(),
         ops: VecDeque::new(),
         step: 0,
     };
@@ -210,6 +228,7 @@ pub fn runner_ops(data: &[u8]) {
         h.check_all();
         h.step += 1;
     }
+    h.settle();
 }
 
 /// A valid configuration drawn from the input.
@@ -440,11 +459,86 @@ impl Harness {
     // Running operations
     // -----------------------------------------------------------------------------------------
 
-    #[allow(clippy::too_many_lines)] // one arm per operation reads best as one match
-    fn run(&mut self, op: Op) {
+    /// Resets what one operation observes.
+    fn begin_op(&mut self) {
         self.replay = false;
         self.duplicate_opens = self.runner.stats().duplicate_opens;
+        self.delivered.clear();
+        self.closes.clear();
+        self.acks.clear();
         self.ping = None;
+    }
+
+    /// Liveness, once the input is exhausted: the app answers every persist successfully and
+    /// the clock takes a few large steps (persist debounces, retries and gap timeouts fire).
+    /// Then every open hibernatable socket has its last delivered index persisted and acked,
+    /// and every stopping actor has finished stopping.
+    fn settle(&mut self) {
+        let c = &self.config;
+        let longest = [
+            c.persist_interval,
+            c.persist_retry_max,
+            c.gap_timeout,
+            c.reack_interval,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or_default();
+        let step = longest * 2 + Duration::from_secs(1);
+        if self
+            .now
+            .checked_add(step * 16)
+            .is_none_or(|t| t == Timestamp::MAX)
+        {
+            return;
+        }
+        for _ in 0..8 {
+            while !self.outstanding.is_empty() {
+                self.begin_op();
+                self.persist_done(self.now, 0, true);
+                self.check_all();
+            }
+            self.begin_op();
+            self.step += 1;
+            self.ops.push_back((self.step, Op::Advance(step)));
+            if self.ops.len() > TRACE_LEN {
+                self.ops.pop_front();
+            }
+            self.now += step;
+            self.seen = self.seen.max(self.now);
+            self.timeout(self.now);
+            self.check_all();
+        }
+        let unsettled: Vec<(SocketId, Sock)> = self
+            .sockets
+            .iter()
+            .filter(|(_, s)| s.state == SocketState::Open && s.hibernatable && !s.jumped)
+            .map(|(id, s)| (*id, s.clone()))
+            .collect();
+        for (id, s) in unsettled {
+            let Some(info) = self.runner.socket(id) else {
+                continue;
+            };
+            if info.last_persisted != Some(info.last_delivered)
+                || info.last_acked != info.last_delivered
+            {
+                self.fail(&format!(
+                    "{id:?} never persisted and acked what it delivered: {info:?} {s:?}"
+                ));
+            }
+        }
+        if let Some((name, _)) = self
+            .actors
+            .iter()
+            .find(|(_, state)| **state == ActorState::Stopping)
+        {
+            self.fail(&format!("{name} never finished stopping"));
+        }
+    }
+
+    #[allow(clippy::too_many_lines)] // one arm per operation reads best as one match
+    fn run(&mut self, op: Op) {
+        self.begin_op();
         let now = if self.step % 5 == 4 {
             self.now.saturating_sub(Duration::from_millis(3))
         } else {
@@ -469,14 +563,23 @@ impl Harness {
                 let name = actor_name(actor);
                 let list: Vec<HibernatingRequest> =
                     hibernating.iter().map(|&s| socket_id(s).into()).collect();
+                let mut ids: Vec<SocketId> = Vec::new();
+                for &s in &hibernating {
+                    if !ids.contains(&socket_id(s)) {
+                        ids.push(socket_id(s));
+                    }
+                }
                 let result = self.runner.actor_starting(now, &name, list);
                 let expected = match self.actors.get(&name) {
                     None => Ok(()),
                     Some(ActorState::Stopping) => Err(ActorError::Stopping),
                     Some(_) => Err(ActorError::AlreadyStarting),
                 };
-                self.fail_if(result != expected, &format!("actor_starting: {result:?}"));
+                if result != expected {
+                    self.fail(&format!("actor_starting: {result:?}"));
+                }
                 if result.is_ok() {
+                    self.listed.insert(name.clone(), ids);
                     self.actors.insert(name, ActorState::Starting);
                 }
                 self.expect_quiet("actor_starting");
@@ -487,9 +590,24 @@ impl Harness {
                 for m in &persisted {
                     self.restoring.entry(m.socket).or_insert(m.client_index);
                 }
+                let expected = self.expected_restore(&name, &persisted);
                 let result = self.runner.restore(now, &name, persisted);
                 match (self.actors.get(&name), &result) {
-                    (Some(ActorState::Starting), Ok(_)) => {
+                    (Some(ActorState::Starting), Ok(summary)) => {
+                        let got = [
+                            summary.restored,
+                            summary.meta_not_found,
+                            summary.stale,
+                            summary.skipped,
+                            summary.socket_limit,
+                            summary.replayed,
+                        ];
+                        if got != expected {
+                            self.fail(&format!(
+                                "restore verdicts [restored, meta not found, stale, skipped, \
+                                 socket limit, replayed] {got:?}, expected {expected:?}"
+                            ));
+                        }
                         self.actors.insert(name, ActorState::Running);
                     }
                     (None, Err(ActorError::NotStarting))
@@ -512,7 +630,9 @@ impl Harness {
                     Some(ActorState::Stopping) => Err(ActorError::Stopping),
                     Some(_) => Ok(()),
                 };
-                self.fail_if(result != expected, &format!("actor_stopping: {result:?}"));
+                if result != expected {
+                    self.fail(&format!("actor_stopping: {result:?}"));
+                }
                 if result.is_ok() {
                     self.actors.insert(name.clone(), ActorState::Stopping);
                     for s in self.sockets.values_mut() {
@@ -526,7 +646,8 @@ impl Harness {
                 }
             }
             Op::Gateway { msg, path } => {
-                let _ = match path {
+                let verdict = self.expected_verdict(&msg);
+                let result = match path {
                     Path::Decoded => self.runner.handle_tunnel_message(now, msg),
                     Path::Frame(version) => {
                         let frame = match self.config.framing {
@@ -539,6 +660,11 @@ impl Harness {
                     }
                 };
                 self.drain();
+                if let Some((id, r, verdict)) = verdict
+                    && !matches!(result, Err(ReceiveError::Malformed(_)))
+                {
+                    self.check_verdict(id, r, verdict);
+                }
             }
             Op::Ping { sock, ts, version } => {
                 let id = socket_id(sock);
@@ -552,7 +678,9 @@ impl Harness {
                 if matches!(self.config.framing, Framing::PubSub { .. })
                     && frame.len() <= self.config.decode_limits.max_frame_size
                 {
-                    self.fail_if(result.is_err(), &format!("a ping was refused: {result:?}"));
+                    if result.is_err() {
+                        self.fail(&format!("a ping was refused: {result:?}"));
+                    }
                     self.ping = Some((id.gateway_id, id.request_id, ts));
                 }
                 self.drain();
@@ -655,7 +783,9 @@ impl Harness {
                     Some(s) if !s.hibernatable => Err(SocketError::NotHibernatable),
                     Some(_) => Ok(()),
                 };
-                self.fail_if(result != expected, &format!("hibernate: {result:?}"));
+                if result != expected {
+                    self.fail(&format!("hibernate: {result:?}"));
+                }
                 if result.is_err() {
                     self.expect_quiet("a refused hibernate");
                 }
@@ -683,10 +813,9 @@ impl Harness {
                 } else {
                     SocketError::UnknownSocket
                 };
-                self.fail_if(
-                    result != Err(expected),
-                    &format!("a bogus persist result gave {result:?}"),
-                );
+                if result != Err(expected) {
+                    self.fail(&format!("a bogus persist result gave {result:?}"));
+                }
                 self.expect_quiet("a bogus persist result");
             }
             Op::Advance(d) => {
@@ -727,6 +856,16 @@ impl Harness {
             return;
         }
         let o = self.outstanding.remove(k % self.outstanding.len());
+        if self
+            .sockets
+            .get(&o.socket)
+            .is_some_and(|s| s.generation != o.generation)
+        {
+            // The socket closed and a new one took its id: the app does not report a result of
+            // the old one (results are keyed by socket id and index only, the runner could not
+            // tell them apart).
+            return;
+        }
         if ok {
             self.storage.insert(
                 (o.actor.clone(), o.socket),
@@ -734,13 +873,14 @@ impl Harness {
             );
         }
         self.seen = self.seen.max(now);
+        let acked_before = self.runner.socket(o.socket).map(|i| i.last_acked);
         let result = if ok {
             self.runner.persisted(now, o.socket, o.server_index)
         } else {
             self.runner.persist_failed(now, o.socket, o.server_index)
         };
         match self.sockets.get_mut(&o.socket) {
-            Some(s) if s.generation == o.generation => {
+            Some(s) => {
                 if result.is_err() {
                     self.fail(&format!("the persist in flight was refused: {result:?}"));
                 }
@@ -749,13 +889,104 @@ impl Harness {
                     s.durable.insert(o.server_index.get());
                 }
             }
-            Some(_) => {}
-            None => self.fail_if(
-                result != Err(SocketError::UnknownSocket),
-                &format!("persist result of a gone socket: {result:?}"),
-            ),
+            None => {
+                if result != Err(SocketError::UnknownSocket) {
+                    self.fail(&format!("persist result of a gone socket: {result:?}"));
+                }
+            }
         }
         self.drain();
+        // Persist, then ack: a new durable index is acked at once.
+        if ok
+            && result.is_ok()
+            && acked_before != Some(o.server_index)
+            && self.runner.socket(o.socket).and_then(|i| i.last_persisted) == Some(o.server_index)
+            && !self.acks.contains(&(o.socket, o.server_index))
+        {
+            self.fail(&format!(
+                "{:?}: persisted {:?} was not acked",
+                o.socket, o.server_index
+            ));
+        }
+    }
+
+    /// The restore verdicts, computed from the model: `[restored, meta not found, stale,
+    /// skipped, socket limit, replayed]`.
+    fn expected_restore(&self, name: &str, persisted: &[PersistedSocket]) -> [usize; 6] {
+        if self.actors.get(name) != Some(&ActorState::Starting) {
+            return [0; 6];
+        }
+        let listed = self.listed.get(name).cloned().unwrap_or_default();
+        let mut live: BTreeSet<SocketId> = self.sockets.keys().copied().collect();
+        let mut seen = BTreeSet::new();
+        let mut v = [0usize; 6];
+        for m in persisted {
+            if !seen.insert(m.socket) || live.contains(&m.socket) {
+                v[3] += 1;
+            } else if !listed.contains(&m.socket) {
+                v[2] += 1;
+            } else if live.len() >= self.config.max_sockets {
+                v[4] += 1;
+            } else {
+                v[0] += 1;
+                live.insert(m.socket);
+            }
+        }
+        for id in listed {
+            if seen.contains(&id) {
+                continue;
+            }
+            if live.contains(&id) {
+                v[3] += 1;
+            } else {
+                v[1] += 1;
+            }
+        }
+        v[5] = self.runner.actor(name).map_or(0, |a| a.queued);
+        v
+    }
+
+    /// For a WebSocket message to an open hibernatable socket: the socket, the index and what
+    /// must happen to it (PROTOCOL §3.4: `δ = r − p`; 1 delivers, 0 or behind is a duplicate,
+    /// anything else is a gap).
+    fn expected_verdict(
+        &self,
+        msg: &ToClientTunnelMessage,
+    ) -> Option<(SocketId, MessageIndex, Verdict)> {
+        if !matches!(msg.kind, ToClientTunnelMessageKind::WebSocketMessage(_)) {
+            return None;
+        }
+        let id = SocketId::new(msg.message_id.gateway_id, msg.message_id.request_id);
+        let s = self.sockets.get(&id)?;
+        if s.state != SocketState::Open || !s.hibernatable {
+            return None;
+        }
+        let (r, p) = (msg.message_id.message_index, s.last_delivered);
+        let verdict = match r.distance(p) {
+            1 => Verdict::Deliver,
+            0 => Verdict::Duplicate,
+            _ if r.is_before(p) => Verdict::Duplicate,
+            _ => Verdict::Gap,
+        };
+        Some((id, r, verdict))
+    }
+
+    fn check_verdict(&self, id: SocketId, r: MessageIndex, verdict: Verdict) {
+        let delivered = self.delivered.contains(&(id, r));
+        let skip = self.closes.contains(&(id, CloseReason::MessageIndexSkip));
+        let ok = match (verdict, self.config.gap_policy) {
+            (Verdict::Deliver, _) => delivered,
+            (Verdict::Duplicate, _) => !delivered && !skip && self.sockets.contains_key(&id),
+            (Verdict::Gap, GapPolicy::Close) => !delivered && skip,
+            // Held, or closed when the held buffer overflows.
+            (Verdict::Gap, _) => !delivered,
+        };
+        if !ok {
+            self.fail(&format!(
+                "{id:?}: message {r:?} should be {verdict:?}; delivered {delivered}, closed \
+                 index-skip {skip}"
+            ));
+        }
     }
 
     /// A socket command succeeds iff the socket is in `want`; otherwise it fails with
@@ -773,10 +1004,9 @@ impl Harness {
             s if s == want => Ok(()),
             Some(_) => Err(wrong),
         };
-        self.fail_if(
-            result != expected,
-            &format!("{what}: {result:?}, expected {expected:?}"),
-        );
+        if result != expected {
+            self.fail(&format!("{what}: {result:?}, expected {expected:?}"));
+        }
         if result.is_err() {
             self.expect_quiet(what);
         }
@@ -895,6 +1125,7 @@ impl Harness {
                         ));
                     }
                     s.last_delivered = index;
+                    self.delivered.push((socket, index));
                 }
                 Action::Persist {
                     socket,
@@ -959,6 +1190,7 @@ impl Harness {
                         }
                     }
                     closed.insert(socket);
+                    self.closes.push((socket, reason));
                 }
                 Action::ActorStopped { actor_id } => {
                     if self.actors.remove(&actor_id) != Some(ActorState::Stopping) {
@@ -1064,6 +1296,7 @@ impl Harness {
                 if !s.jumped && !a.index.is_at_or_before(s.last_delivered) {
                     self.fail("acked past the last delivered index");
                 }
+                self.acks.push((id, a.index));
             }
             other => self.fail(&format!("published {other:?}")),
         }
