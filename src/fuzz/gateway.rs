@@ -457,11 +457,11 @@ impl Harness {
             }
             Op::ClientClose { req, frame } => {
                 let id = request_id(req);
+                let phase = self.live.get(&id).map(|r| r.phase);
                 let result = self.gw.client_close(now, id, frame);
                 self.check_unknown(req, result.is_err(), "client_close");
                 let fx = self.drain();
                 if result.is_ok() {
-                    let phase = self.phase_before(&fx, id);
                     let closed = fx.closed.contains_key(&id);
                     self.fail_if(
                         phase != Some(Phase::Hibernating) && !closed,
@@ -473,13 +473,33 @@ impl Harness {
                     );
                     if let Some(r) = self.live.get_mut(&id) {
                         r.client_gone = true;
+                        if !r.wake_requested {
+                            self.fail("client close while hibernating did not request a wake");
+                        }
                     }
                 }
             }
             Op::ActorStopped { req } => {
-                let result = self.gw.actor_stopped(now, request_id(req));
+                let id = request_id(req);
+                let before = self.live.get(&id).map(|r| (r.phase, r.hibernatable));
+                let result = self.gw.actor_stopped(now, id);
                 self.check_unknown(req, result.is_err(), "actor_stopped");
-                self.drain();
+                let fx = self.drain();
+                let after = self.live.get(&id).map(|r| r.phase);
+                let closed = fx.closed.get(&id);
+                let ok = match before {
+                    None | Some((Phase::Hibernating, _)) => fx.actions == 0,
+                    Some((Phase::Active, true)) => after == Some(Phase::Hibernating),
+                    Some((Phase::Active, false)) => closed == Some(&CloseReason::ActorStopped),
+                    Some((Phase::AwaitingOpen, _)) => {
+                        closed == Some(&CloseReason::ActorStoppedBeforeOpen)
+                    }
+                };
+                if !ok {
+                    self.fail(&format!(
+                        "actor_stopped in {before:?}: now {after:?}, closed {closed:?}"
+                    ));
+                }
             }
             Op::Wake { req, route } => {
                 let id = request_id(req);
@@ -811,16 +831,6 @@ impl Harness {
         if self.seen >= self.now {
             self.punctual = true;
         }
-    }
-
-    /// The phase a request had before this batch (the model's, for a request closed in it).
-    fn phase_before(&self, fx: &Effects, id: RequestId) -> Option<Phase> {
-        if fx.closed.contains_key(&id) {
-            // Closed requests were removed from the model; only non-hibernating ones close on a
-            // client close, so any phase but hibernating will do.
-            return Some(Phase::Active);
-        }
-        self.live.get(&id).map(|r| r.phase)
     }
 
     fn check_unknown(&self, req: u8, failed: bool, what: &str) {
