@@ -584,6 +584,9 @@ struct Sut {
     now: Timestamp,
     /// Persist requests not answered yet: socket → (server, client).
     outstanding: BTreeMap<u8, (u16, u16)>,
+    /// Persists of sockets that closed before the app answered: the app still answers them
+    /// (the write lands anyway), before the next transition.
+    stale: Vec<(u8, u16)>,
     /// The app's storage.
     storage: BTreeMap<u8, (u16, u16)>,
     /// Sockets that were stopping when the actor stopped (the gateway hibernates them).
@@ -733,7 +736,9 @@ impl Sut {
     }
 
     fn forget(&mut self, s: u8) {
-        self.outstanding.remove(&s);
+        if let Some((server, _)) = self.outstanding.remove(&s) {
+            self.stale.push((s, server));
+        }
         self.hibernatable.remove(&s);
         self.next_out.remove(&s);
     }
@@ -756,6 +761,7 @@ impl StateMachineTest for RunnerTest {
             runner,
             now,
             outstanding: BTreeMap::new(),
+            stale: Vec::new(),
             storage: BTreeMap::new(),
             stopping: BTreeSet::new(),
             hibernatable: BTreeMap::new(),
@@ -767,6 +773,15 @@ impl StateMachineTest for RunnerTest {
 
     fn apply(mut sut: Sut, model: &Model, t: Transition) -> Sut {
         let now = sut.now;
+        // Late results of closed sockets: harmless, and never taken for a newer socket's.
+        for (s, server) in core::mem::take(&mut sut.stale) {
+            assert_eq!(
+                sut.runner
+                    .persisted(now, socket_id(s), MessageIndex::new(server)),
+                Err(hws::runner::SocketError::UnknownSocket),
+                "late result of socket {s}"
+            );
+        }
         match t {
             Transition::Open { s, hib } => {
                 let id = socket_id(s);

@@ -921,11 +921,17 @@ impl Gateway {
         let Some(pending) = req.pending() else {
             return Ok(());
         };
+        // The frames are this gateway's own output: `cfg.decode_limits` bounds runner input and
+        // may well be smaller than a message the gateway legitimately buffers.
+        let limits = wire::DecodeLimits {
+            max_frame_size: usize::MAX,
+            ..cfg.decode_limits.clone()
+        };
         let mut sum = 0u64;
         let mut expected = pending.first().unwrap_or(req.next_index);
         for entry in pending.iter() {
             sum += entry.frame.byte_len();
-            let decoded = wire::decode_versioned::<ToRunner>(&entry.frame, &cfg.decode_limits);
+            let decoded = wire::decode_versioned::<ToRunner>(&entry.frame, &limits);
             let ok = matches!(
                 decoded,
                 Ok((_, ToRunner::TunnelMessage(ToClientTunnelMessage {

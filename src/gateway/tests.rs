@@ -73,6 +73,28 @@ fn wake_replays_10000_messages_without_re_encoding() {
     gw.check_invariants().expect("invariants");
 }
 
+/// Found by the `gateway_ops` fuzz target: `check_invariants` decoded the pending frames with
+/// `decode_limits`, which bound runner input, and reported a violation for a buffered message
+/// larger than `max_frame_size`.
+#[test]
+fn check_invariants_accepts_pending_frames_larger_than_the_runner_decode_limit() {
+    let now = Timestamp::from_secs(1);
+    let config = GatewayConfig {
+        decode_limits: crate::wire::DecodeLimits {
+            max_frame_size: 25,
+            max_headers: 0,
+        },
+        ..GatewayConfig::default()
+    };
+    let mut gw = Gateway::new(config, GW, now).expect("valid");
+    let id = RequestId::from_u32(3);
+    open_accepted(&mut gw, now, id, true);
+    gw.client_message(now, id, &[7; 122], false).expect("room");
+    drain(&mut gw);
+    assert_eq!(gw.request(id).map(|r| r.pending_messages), Some(1));
+    gw.check_invariants().expect("invariants");
+}
+
 #[test]
 fn stale_timer_entries_stay_bounded() {
     // Every wake pushes an earlier deadline (the ping) while the later keepalive entry stays in

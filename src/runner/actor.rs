@@ -48,6 +48,9 @@ pub(super) struct Actor {
     pub(super) queued_bytes: u64,
     /// Live sockets.
     pub(super) sockets: BTreeSet<SocketId>,
+    /// Hand-backs ([`Runner::hibernate`](super::Runner::hibernate)) whose persist is not
+    /// answered yet: the actor's stop waits for them.
+    pub(super) hand_backs: usize,
 }
 
 impl Actor {
@@ -60,6 +63,7 @@ impl Actor {
             queue: VecDeque::new(),
             queued_bytes: 0,
             sockets: BTreeSet::new(),
+            hand_backs: 0,
         }
     }
 

@@ -93,8 +93,8 @@ pub struct RunnerConfig {
     /// Most encoded bytes of tunnel messages queued for an actor that is still starting.
     /// Default 64 MiB. Must be at least 1.
     pub max_queued_bytes_per_actor: u64,
-    /// Most sockets the runner holds at once (connecting, open or stopping). An open beyond it
-    /// is answered with close 1011 `Server Error` and counted. Default 1 048 576. Must be at
+    /// Most sockets the runner holds at once (connecting, open or stopping). An open, or a
+    /// socket to restore, beyond it is answered with close 1011 `Server Error` and counted. Default 1 048 576. Must be at
     /// least 1.
     pub max_sockets: usize,
     /// Largest outgoing WebSocket payload ([`Runner::send`](super::Runner::send)). Default

@@ -19,7 +19,11 @@
 //!    `handle_timeout(now)` the next deadline is always later than `now`.
 //! 4. Answer every [`Action::Persist`] with [`Runner::persisted`] or
 //!    [`Runner::persist_failed`] once the write finished (it may be much later; other calls may
-//!    happen meanwhile). A result for a socket that has closed since returns
+//!    happen meanwhile), and carry out the `Persist` and `DeleteMetadata` actions of one socket
+//!    in the order they were emitted. A result names a socket id and an index; the runner
+//!    matches it first to the oldest unanswered persist of a socket with that id that is gone
+//!    (closed or handed back), then to the live socket's, so a late result never counts as a
+//!    newer socket's write. A result for a socket that has closed since returns
 //!    [`SocketError::UnknownSocket`], which is harmless.
 //!
 //! # Lifecycle of an actor
@@ -194,9 +198,13 @@ pub struct Runner {
     socket_index: BTreeMap<SocketId, usize>,
     /// Socket ids of starting actors: their messages queue behind the actor's restore.
     routes: BTreeMap<SocketId, usize>,
-    /// Persists of handed-back sockets not answered yet: socket → (actor slot, index). The
-    /// socket is gone, but its actor's stop waits for them.
-    handed_back: BTreeMap<SocketId, (usize, MessageIndex)>,
+    /// Persists whose socket is gone and whose result has not come, per socket id in the order
+    /// they were requested. A result is matched here first (the oldest entry with its index),
+    /// so a late result of a closed socket never settles a persist of a newer socket with the
+    /// same id; a hand-back's entry also keeps its actor's stop waiting.
+    orphans: BTreeMap<SocketId, VecDeque<persist::Orphan>>,
+    /// Entries in `orphans`.
+    orphan_count: usize,
     live_sockets: usize,
     timers: TimerQueue,
     actions: VecDeque<Action>,
@@ -220,7 +228,8 @@ impl Runner {
             free_slots: Vec::new(),
             socket_index: BTreeMap::new(),
             routes: BTreeMap::new(),
-            handed_back: BTreeMap::new(),
+            orphans: BTreeMap::new(),
+            orphan_count: 0,
             live_sockets: 0,
             timers: TimerQueue::default(),
             actions: VecDeque::new(),
@@ -561,8 +570,34 @@ impl Runner {
         }
         // Its actor's stop waits for this persist (found by the simulator: an actor restarted
         // on ActorStopped read the metadata before the write landed and resumed behind it).
-        self.handed_back.insert(socket, (s.actor, s.last_delivered));
+        let aslot = s.actor;
+        let earlier = s.persist.in_flight.map(|f| f.index);
         self.emit_persist(slot);
+        let mut hand_back = None;
+        if let Some(s) = slot_mut(&mut self.slots, slot) {
+            hand_back = s.persist.in_flight.take().map(|f| f.index);
+        }
+        if let Some(index) = earlier {
+            self.push_orphan(
+                socket,
+                persist::Orphan {
+                    index,
+                    hand_back: None,
+                },
+            );
+        }
+        if let Some(index) = hand_back {
+            self.push_orphan(
+                socket,
+                persist::Orphan {
+                    index,
+                    hand_back: Some(aslot),
+                },
+            );
+            if let Some(actor) = self.actors.get_mut(aslot).and_then(Option::as_mut) {
+                actor.hand_backs += 1;
+            }
+        }
         let framing = self.config.framing;
         if let Some(s) = slot_mut(&mut self.slots, slot) {
             publish_on(
@@ -1245,6 +1280,16 @@ impl Runner {
         entry.generation = entry.generation.wrapping_add(1);
         self.free_slots.push(slot);
         self.socket_index.remove(&socket.id);
+        if let Some(f) = socket.persist.in_flight {
+            // Its result may still come: keep it from settling a newer socket's persist.
+            self.push_orphan(
+                socket.id,
+                persist::Orphan {
+                    index: f.index,
+                    hand_back: None,
+                },
+            );
+        }
         self.live_sockets = self.live_sockets.saturating_sub(1);
         self.stats.sockets = len_u64(self.live_sockets);
         if let Some(actor) = self.actors.get_mut(socket.actor).and_then(Option::as_mut) {
@@ -1255,12 +1300,11 @@ impl Runner {
 
     /// A stopping actor with no socket and no hand-back persist left is removed and reported.
     fn maybe_finish_actor(&mut self, aslot: usize) {
-        let handing_back = self.handed_back.values().any(|&(a, _)| a == aslot);
         let Some(entry) = self.actors.get_mut(aslot) else {
             return;
         };
         let done = entry.as_ref().is_some_and(|a| {
-            a.state == ActorState::Stopping && a.sockets.is_empty() && !handing_back
+            a.state == ActorState::Stopping && a.sockets.is_empty() && a.hand_backs == 0
         });
         if !done {
             return;

@@ -36,10 +36,9 @@ impl Runner {
         server_index: MessageIndex,
     ) -> Result<(), SocketError> {
         let now = self.advance(now);
-        if self.settle_hand_back(socket, server_index) {
+        if let Some(orphan) = self.take_orphan(socket, server_index) {
             self.stats.persists_completed += 1;
-            self.finish();
-            return Ok(());
+            return self.settle_orphan(orphan);
         }
         let slot = self.slot_of(socket).ok_or(SocketError::UnknownSocket)?;
         let framing = self.config.framing;
@@ -78,11 +77,10 @@ impl Runner {
         server_index: MessageIndex,
     ) -> Result<(), SocketError> {
         let now = self.advance(now);
-        if self.settle_hand_back(socket, server_index) {
+        if let Some(orphan) = self.take_orphan(socket, server_index) {
             // Nothing to retry: the socket is gone and nothing was acked.
             self.stats.persists_failed += 1;
-            self.finish();
-            return Ok(());
+            return self.settle_orphan(orphan);
         }
         let slot = self.slot_of(socket).ok_or(SocketError::UnknownSocket)?;
         let max = self.config.persist_retry_max;
@@ -106,16 +104,55 @@ impl Runner {
         Ok(())
     }
 
-    /// The answer to a hand-back's persist ([`Runner::hibernate`]): the actor may finish
-    /// stopping. Returns whether `(socket, index)` was one.
-    fn settle_hand_back(&mut self, socket: SocketId, index: MessageIndex) -> bool {
-        match self.handed_back.get(&socket) {
-            Some(&(aslot, i)) if i == index => {
-                self.handed_back.remove(&socket);
+    /// The oldest persist of `socket` whose socket is gone and that asked for `index`.
+    fn take_orphan(&mut self, socket: SocketId, index: MessageIndex) -> Option<Orphan> {
+        let queue = self.orphans.get_mut(&socket)?;
+        let pos = queue.iter().position(|o| o.index == index)?;
+        let orphan = queue.remove(pos)?;
+        if queue.is_empty() {
+            self.orphans.remove(&socket);
+        }
+        self.orphan_count = self.orphan_count.saturating_sub(1);
+        Some(orphan)
+    }
+
+    /// The result of a persist whose socket is gone: a hand-back's lets its actor finish
+    /// stopping (`Ok`); any other is harmless ([`SocketError::UnknownSocket`]).
+    fn settle_orphan(&mut self, orphan: Orphan) -> Result<(), SocketError> {
+        let result = match orphan.hand_back {
+            Some(aslot) => {
+                if let Some(actor) = self.actors.get_mut(aslot).and_then(Option::as_mut) {
+                    actor.hand_backs = actor.hand_backs.saturating_sub(1);
+                }
                 self.maybe_finish_actor(aslot);
-                true
+                Ok(())
             }
-            _ => false,
+            None => Err(SocketError::UnknownSocket),
+        };
+        self.finish();
+        result
+    }
+
+    /// Remembers a persist whose socket is gone. Entries nothing waits for are bounded by
+    /// [`RunnerConfig::max_sockets`](super::RunnerConfig::max_sockets): past it the oldest
+    /// (by socket id) are forgotten, after which their late result, if it ever comes, is
+    /// treated as a result for the socket's id as it is then.
+    pub(super) fn push_orphan(&mut self, socket: SocketId, orphan: Orphan) {
+        self.orphans.entry(socket).or_default().push_back(orphan);
+        self.orphan_count += 1;
+        while self.orphan_count > self.config.max_sockets {
+            let victim = self.orphans.iter_mut().find_map(|(id, queue)| {
+                let pos = queue.iter().position(|o| o.hand_back.is_none())?;
+                queue.remove(pos);
+                Some((*id, queue.is_empty()))
+            });
+            let Some((id, empty)) = victim else {
+                break;
+            };
+            if empty {
+                self.orphans.remove(&id);
+            }
+            self.orphan_count -= 1;
         }
     }
 
@@ -189,6 +226,15 @@ impl Runner {
             client_index: s.next_client,
         });
     }
+}
+
+/// A persist whose socket is gone (closed, or handed back) and whose result has not come.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Orphan {
+    /// The index it asked the app to persist.
+    pub(super) index: MessageIndex,
+    /// For a hand-back: the slot of the actor whose stop waits for it.
+    pub(super) hand_back: Option<usize>,
 }
 
 /// Takes the in-flight persist if it is the one for `index`.

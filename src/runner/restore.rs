@@ -29,6 +29,11 @@ pub struct RestoreSummary {
     /// Entries skipped: a repeated metadata entry, or a socket id that is live under another
     /// actor (left untouched).
     pub skipped: usize,
+    /// Case 1 sockets refused because the runner already held
+    /// [`RunnerConfig::max_sockets`](super::RunnerConfig::max_sockets) sockets: closed on the
+    /// gateway with 1011 `Server Error` (as an open beyond the limit) and
+    /// [`Action::DeleteMetadata`].
+    pub socket_limit: usize,
     /// Tunnel messages that were queued while the actor started, processed after the restore.
     pub replayed: usize,
 }
@@ -49,7 +54,11 @@ impl Runner {
     ///   publishes nothing): the list comes from records the gateway writes asynchronously, so
     ///   a request whose record is missing (a failed or late upsert) may still be live there,
     ///   and would otherwise stay open with no socket behind it. A gateway that no longer
-    ///   holds the request drops the close.
+    ///   holds the request drops the close;
+    /// * in both, but the runner already holds
+    ///   [`RunnerConfig::max_sockets`](super::RunnerConfig::max_sockets) sockets — refused like an
+    ///   open beyond the limit: publishes `ToServerWebSocketClose { 1011, "Server Error" }` and
+    ///   emits [`Action::DeleteMetadata`] (no [`Action::Restored`]).
     ///
     /// Then the messages queued while the actor started are processed in order. Call this even
     /// with an empty list: it is what makes the actor run.
@@ -103,6 +112,17 @@ impl Runner {
                 });
                 let kind = close_kind(&KnownClose::StaleMetadata.frame(), false);
                 self.publish_stateless(meta.socket, kind);
+                continue;
+            }
+            if self.live_sockets >= self.config.max_sockets {
+                summary.socket_limit += 1;
+                self.stats.dropped_socket_limit += 1;
+                let kind = close_kind(&KnownClose::ServerError.frame(), false);
+                self.publish_stateless(meta.socket, kind);
+                self.actions.push_back(Action::DeleteMetadata {
+                    socket: meta.socket,
+                    actor_id: actor_id.clone(),
+                });
                 continue;
             }
             self.restore_one(now, aslot, &actor_id, &meta);

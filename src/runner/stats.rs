@@ -81,7 +81,7 @@ pub struct RunnerStats {
     pub dropped_not_open: u64,
     /// Dropped: the starting actor's queue was full.
     pub dropped_queue_full: u64,
-    /// Dropped: opens beyond `max_sockets`.
+    /// Dropped: opens (and restored sockets) beyond `max_sockets`.
     pub dropped_socket_limit: u64,
     /// Dropped: unsupported message kinds.
     pub dropped_unsupported: u64,

@@ -366,6 +366,69 @@ fn restore_skips_repeats_and_ids_live_under_another_actor() {
     );
 }
 
+/// Found by the `runner_ops` fuzz target: `restore` inserted every persisted socket without
+/// checking `max_sockets`, so a runner already at its limit held more sockets than configured.
+#[test]
+fn restore_respects_max_sockets() {
+    let now = Timestamp::from_secs(1);
+    let config = RunnerConfig {
+        max_sockets: 2,
+        ..RunnerConfig::default()
+    };
+    let mut r = Runner::new(config, now).unwrap();
+    r.actor_starting(now, "first", vec![]).unwrap();
+    r.restore(now, "first", vec![]).unwrap();
+    let live = sid(1);
+    r.handle_tunnel_message(now, tunnel(live, 0, open("first")))
+        .unwrap();
+    drain(&mut r);
+    let (a, b) = (sid(2), sid(3));
+    r.actor_starting(now, "second", vec![a.into(), b.into()])
+        .unwrap();
+    let meta = |s: SocketId| PersistedSocket {
+        socket: s,
+        server_index: MessageIndex::new(4),
+        client_index: MessageIndex::new(2),
+        path: String::from("/"),
+        headers: Headers::new(),
+    };
+    let summary = r.restore(now, "second", vec![meta(a), meta(b)]).unwrap();
+    assert_eq!((summary.restored, summary.socket_limit), (1, 1));
+    assert_eq!(r.len(), 2);
+    assert!(r.socket(a).is_some());
+    assert!(r.socket(b).is_none());
+    assert_eq!(r.stats().dropped_socket_limit, 1);
+    let actions = drain(&mut r);
+    assert!(actions.contains(&Action::DeleteMetadata {
+        socket: b,
+        actor_id: "second".into(),
+    }));
+    assert!(
+        !actions
+            .iter()
+            .any(|x| matches!(x, Action::Restored { socket, .. } if *socket == b))
+    );
+    // The gateway is told, as for an open beyond the limit.
+    let closes: Vec<_> = actions
+        .iter()
+        .filter_map(|x| match x {
+            Action::Publish { frame, .. } => {
+                match wire::decode_versioned::<ToGateway>(frame, &wire::DecodeLimits::default()) {
+                    Ok((_, ToGateway::TunnelMessage(m))) => Some(m),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+        .filter(|m| m.message_id.request_id == b.request_id)
+        .map(|m| m.kind)
+        .collect();
+    assert_eq!(
+        closes,
+        [close_kind(&KnownClose::ServerError.frame(), false)]
+    );
+}
+
 #[test]
 fn zero_reack_interval_reacks_every_duplicate() {
     let (mut r, now) = runner(RunnerConfig {
@@ -410,4 +473,78 @@ fn actor_errors() {
     );
     r.actor_starting(now, "b", vec![]).unwrap();
     assert_eq!(r.actors.len(), 1);
+}
+
+#[test]
+fn a_late_result_of_a_closed_socket_never_settles_a_newer_socket_with_its_id() {
+    // Socket 21 asks for a persist of index 5, then the gateway closes it; a new socket with the
+    // same id opens at index 5 and asks for its own persist of 5. The first socket's result
+    // arrives late: it must not count as the new socket's (whose write has not landed), which
+    // would mark index 5 durable for it without a write.
+    let (mut r, now) = runner(RunnerConfig::default());
+    let s = sid(21);
+    r.handle_tunnel_message(now, tunnel(s, 5, open(A))).unwrap();
+    drain(&mut r);
+    r.accept(now, s, true).unwrap();
+    drain(&mut r); // the open's persist of index 5, unanswered
+    let close = ToClientTunnelMessageKind::WebSocketClose(ToClientWebSocketClose::default());
+    r.handle_tunnel_message(now, tunnel(s, 6, close)).unwrap();
+    drain(&mut r);
+    assert!(r.socket(s).is_none());
+    r.handle_tunnel_message(now, tunnel(s, 5, open(A))).unwrap();
+    drain(&mut r);
+    r.accept(now, s, true).unwrap();
+    drain(&mut r);
+    let five = MessageIndex::new(5);
+    assert_eq!(r.socket(s).unwrap().persist_in_flight, Some(five));
+    // The late result of the closed socket: harmless, and the new socket still waits.
+    assert_eq!(r.persisted(now, s, five), Err(SocketError::UnknownSocket));
+    assert_eq!(r.socket(s).unwrap().persist_in_flight, Some(five));
+    assert_eq!(r.socket(s).unwrap().last_persisted, None);
+    // Its own result settles it.
+    assert_eq!(r.persisted(now, s, five), Ok(()));
+    assert_eq!(r.socket(s).unwrap().last_persisted, Some(five));
+}
+
+#[test]
+fn a_hand_backs_result_is_its_own_even_after_the_id_is_reused() {
+    // Socket 22 (index 0) is handed back while the actor keeps running; a new socket with the
+    // same id opens at index 0 before the hand-back's write lands. Results come in request
+    // order: the hand-back's settles the hand-back, the next one the new socket.
+    let (mut r, now) = runner(RunnerConfig::default());
+    let s = sid(22);
+    open_socket(&mut r, now, s, 0, true);
+    r.hibernate(now, s).unwrap();
+    drain(&mut r);
+    r.handle_tunnel_message(now, tunnel(s, 0, open(A))).unwrap();
+    drain(&mut r);
+    r.accept(now, s, true).unwrap();
+    drain(&mut r);
+    r.actor_stopping(now, A).unwrap();
+    drain(&mut r);
+    let zero = MessageIndex::ZERO;
+    // The hand-back's result: the new socket is untouched and the actor still waits for it.
+    assert_eq!(r.persisted(now, s, zero), Ok(()));
+    assert_eq!(r.socket(s).unwrap().persist_in_flight, Some(zero));
+    assert!(
+        !drain(&mut r)
+            .iter()
+            .any(|a| matches!(a, Action::ActorStopped { .. }))
+    );
+    // The new socket's open persist, then the stop's flush that follows it: now the actor
+    // has stopped.
+    assert_eq!(r.persisted(now, s, zero), Ok(()));
+    let flush = drain(&mut r);
+    assert!(
+        flush
+            .iter()
+            .any(|a| matches!(a, Action::Persist { server_index, .. } if *server_index == zero))
+    );
+    assert_eq!(r.persisted(now, s, zero), Ok(()));
+    assert!(
+        drain(&mut r)
+            .iter()
+            .any(|a| matches!(a, Action::ActorStopped { .. }))
+    );
+    assert!(r.socket(s).is_none());
 }

@@ -1,0 +1,68 @@
+//! Replays the committed fuzz corpora (`fuzz/corpus/<target>/`) through the harness functions of
+//! `hws::fuzz`, on stable and without cargo-fuzz.
+//!
+//! Each corpus holds seeds (for `wire_decode`, the official codec's vectors) and a minimised set
+//! of inputs the fuzzer found interesting, including the inputs that found the bugs fixed so far
+//! (files named `regression-*`). A harness function panics iff one of its properties is violated,
+//! so this test fails as soon as a change breaks a property on any of them.
+
+#![cfg(feature = "sim")]
+
+use core::panic::AssertUnwindSafe;
+use std::fs;
+use std::panic::catch_unwind;
+use std::path::{Path, PathBuf};
+
+/// Runs every file of `fuzz/corpus/<target>/` through `harness`; fails listing the files whose
+/// run panicked.
+fn replay(target: &str, harness: fn(&[u8])) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz")
+        .join("corpus")
+        .join(target);
+    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .map(|entry| entry.expect("a readable directory entry").path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 10,
+        "{}: the corpus is missing or nearly empty",
+        dir.display()
+    );
+    let mut failed = Vec::new();
+    for file in &files {
+        let data = fs::read(file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+        if catch_unwind(AssertUnwindSafe(|| harness(&data))).is_err() {
+            failed.push(file.display().to_string());
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{target}: {} of {} corpus inputs violate a property:\n{}",
+        failed.len(),
+        files.len(),
+        failed.join("\n")
+    );
+}
+
+#[test]
+fn wire_decode_corpus() {
+    replay("wire_decode", hws::fuzz::wire_decode);
+}
+
+#[test]
+fn gateway_ops_corpus() {
+    replay("gateway_ops", hws::fuzz::gateway_ops);
+}
+
+#[test]
+fn runner_ops_corpus() {
+    replay("runner_ops", hws::fuzz::runner_ops);
+}
+
+#[test]
+fn sim_schedule_corpus() {
+    replay("sim_schedule", hws::sim::fuzz_schedule);
+}
