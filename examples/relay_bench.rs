@@ -20,13 +20,18 @@
 //!   the gateway's pending buffer. The gateway uses the default limits with
 //!   [`OverflowPolicy::Backpressure`], so a client that outruns the acks is paused instead of
 //!   closed (the Rivet-compatible `Close` policy would close a pipelining client).
+//! * **tasks** (diagnosis, `--modes baseline,tasks,hws`): the hws task graph without the engines.
+//!   Frames are forwarded as-is, but every hop has the adapters' tasks, channels and copies
+//!   (reader → bounded channel → "driver" task → unbounded channel → writer or app). Its gap to
+//!   the baseline is the cost of the adapters' shape; the gap from it to hws is the engines and
+//!   the protocol (encoding, decoding, validation, pending buffer, acks).
 //!
 //! The client connects, sends one warm-up message and waits until the receiving end has it (so
 //! the handshakes and the open are not timed), then sends `N` messages of the given size
 //! back-to-back (pipelined: `feed` each, one `flush` at the end) and stops the clock when the
 //! receiving end (backend or app) has counted all `N`. Every (size, run) starts fresh servers;
-//! baseline and hws alternate within a run (the order flips every run) so both see the same
-//! machine load. The CPU time of the whole process over the timed window is read from
+//! the modes alternate within a run (the order flips every run) so all see the same machine
+//! load. The CPU time of the whole process over the timed window is read from
 //! `/proc/self/task/*/schedstat` (Linux; `-` elsewhere).
 
 #![allow(
@@ -70,7 +75,9 @@ OPTIONS:
                       [default: 256 MiB / size, within 40000..=1000000]
   --runs N            runs per size and mode                    [default: 5]
   --threads N         tokio worker threads; 1 = current-thread runtime [default: 2]
-  --only MODE         baseline | hws (default: both, alternating)
+  --modes LIST        of baseline, hws, tasks (a plain relay shaped like the hws
+                      adapters, for diagnosis), run in turn, the order reversed
+                      every other run                           [default: baseline,hws]
   --window BYTES      gateway max_pending_bytes per request     [default: 1048576]
   -h, --help          this text
 ";
@@ -86,6 +93,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 enum Mode {
     Baseline,
     Hws,
+    Tasks,
 }
 
 impl Mode {
@@ -93,7 +101,14 @@ impl Mode {
         match self {
             Mode::Baseline => "baseline",
             Mode::Hws => "hws",
+            Mode::Tasks => "tasks",
         }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [Mode::Baseline, Mode::Hws, Mode::Tasks]
+            .into_iter()
+            .find(|m| m.name() == s.trim())
     }
 }
 
@@ -129,12 +144,11 @@ impl Args {
                 "--runs" => args.runs = value.parse().map_err(|e| bad(&e))?,
                 "--threads" => args.threads = value.parse().map_err(|e| bad(&e))?,
                 "--window" => args.window = value.parse().map_err(|e| bad(&e))?,
-                "--only" => {
-                    args.modes = match value.as_str() {
-                        "baseline" => vec![Mode::Baseline],
-                        "hws" => vec![Mode::Hws],
-                        _ => return Err(format!("--only {value}: baseline or hws")),
-                    }
+                "--modes" => {
+                    args.modes = value
+                        .split(',')
+                        .map(|m| Mode::parse(m).ok_or_else(|| format!("--modes: unknown mode {m}")))
+                        .collect::<Result<_, _>>()?;
                 }
                 _ => return Err(format!("unknown option {flag}")),
             }
@@ -150,6 +164,9 @@ impl Args {
         }
         if args.sizes.contains(&0) || args.messages.contains(&0) || args.runs == 0 {
             return Err("sizes, messages and runs must be positive".into());
+        }
+        if args.modes.is_empty() {
+            return Err("--modes needs at least one mode".into());
         }
         if args.threads == 0 {
             return Err("--threads must be positive".into());
@@ -607,6 +624,116 @@ async fn start_gateway(
     })
 }
 
+// ---------------------------------------------------------------------------------------------
+// Diagnosis: a plain relay shaped like the hws adapters
+// ---------------------------------------------------------------------------------------------
+
+/// The hws task graph without the engines: frames are forwarded as-is (no encoding, no decoding,
+/// no acks), but every hop has the tasks, channels and copies of the adapters. Relay: the
+/// client's reader copies each frame into a `Vec` and hands it through a bounded channel
+/// ([`INPUT_CAPACITY`](hws::driver::tokio::INPUT_CAPACITY)) to a "driver" task, which takes
+/// batches and publishes through an unbounded channel to the backend's writer task. Backend: the
+/// reader copies each frame into a `Vec` and hands it through a bounded channel to a "driver"
+/// task, which passes it through an unbounded channel to the app task that counts.
+async fn tasks_run(size: usize, messages: u64) -> io::Result<Sample> {
+    let mut tasks = JoinSet::new();
+    let (warm_tx, warm) = oneshot::channel();
+    let (done_tx, done) = oneshot::channel();
+    let mut arrivals = Arrivals {
+        expected: messages + 1,
+        count: 0,
+        bytes: 0,
+        warm: Some(warm_tx),
+        done: Some(done_tx),
+    };
+    let capacity = hws::driver::tokio::INPUT_CAPACITY;
+
+    // Backend: reader -> "driver" -> app.
+    let backend = TcpListener::bind("127.0.0.1:0").await?;
+    let backend_url = url(backend.local_addr()?);
+    let (in_tx, mut in_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(capacity);
+    let (app_tx, mut app_rx) = unbounded_channel::<Vec<u8>>();
+    tasks.spawn(async move {
+        let Ok((tcp, _)) = backend.accept().await else {
+            return;
+        };
+        let Ok(mut ws) = accept(tcp).await else {
+            return;
+        };
+        while let Some(Ok(msg)) = ws.next().await {
+            let bytes = match msg {
+                Message::Binary(b) => b,
+                Message::Close(_) => return,
+                _ => continue,
+            };
+            if in_tx.send(Vec::from(bytes)).await.is_err() {
+                return;
+            }
+        }
+    });
+    tasks.spawn(async move {
+        let mut batch = Vec::with_capacity(64);
+        while in_rx.recv_many(&mut batch, 64).await > 0 {
+            for data in batch.drain(..) {
+                let _ = app_tx.send(data);
+            }
+        }
+    });
+    let (result_tx, result) = oneshot::channel();
+    tasks.spawn(async move {
+        while let Some(data) = app_rx.recv().await {
+            arrivals.message(data.len());
+            if arrivals.count == arrivals.expected {
+                let _ = result_tx.send(arrivals);
+                return;
+            }
+        }
+    });
+
+    // Relay: reader -> "driver" -> writer.
+    let relay = TcpListener::bind("127.0.0.1:0").await?;
+    let relay_url = url(relay.local_addr()?);
+    let backend_ws = connect(&backend_url).await?;
+    let (backend_tx, _backend_rx) = backend_ws.split();
+    let (out_tx, out_rx) = unbounded_channel();
+    tasks.spawn(writer(backend_tx, out_rx));
+    let (in_tx, mut in_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(capacity);
+    tasks.spawn(async move {
+        let mut batch = Vec::with_capacity(64);
+        while in_rx.recv_many(&mut batch, 64).await > 0 {
+            for data in batch.drain(..) {
+                let _ = out_tx.send(Message::Binary(Bytes::from(data)));
+            }
+        }
+    });
+    tasks.spawn(async move {
+        let Ok((tcp, _)) = relay.accept().await else {
+            return;
+        };
+        let Ok(mut ws) = accept(tcp).await else {
+            return;
+        };
+        while let Some(Ok(msg)) = ws.next().await {
+            let bytes = match msg {
+                Message::Binary(b) => b,
+                Message::Close(_) => return,
+                _ => continue,
+            };
+            if in_tx.send(Vec::from(bytes)).await.is_err() {
+                return;
+            }
+        }
+    });
+
+    let sample = client(relay_url, size, messages, warm, done).await;
+    let outcome = result.await;
+    tasks.abort_all();
+    let sample = sample?;
+    let arrivals = outcome.map_err(|_| io::Error::other("the app stopped early"))?;
+    check(&arrivals, size, messages)?;
+    Ok(sample)
+}
+
 /// The gateway's read side of the client: never ahead of the gate, one frame at a time.
 async fn client_reader<S>(mut ws: S, mut sender: ClientSender)
 where
@@ -754,22 +881,29 @@ fn main() -> ExitCode {
 }
 
 async fn run_all(args: &Args) -> io::Result<String> {
-    let mut series: Vec<[Series; 2]> = args.sizes.iter().map(|_| Default::default()).collect();
+    // series[size][mode], modes in the order of `args.modes`.
+    let mut series: Vec<Vec<Series>> = args
+        .sizes
+        .iter()
+        .map(|_| args.modes.iter().map(|_| Series::default()).collect())
+        .collect();
     println!(
         "relay_bench: sizes {:?}, messages {:?}, {} runs, {} worker thread(s), gateway window {} B",
         args.sizes, args.messages, args.runs, args.threads, args.window
     );
     for run in 0..args.runs {
         for (i, (&size, &messages)) in args.sizes.iter().zip(&args.messages).enumerate() {
-            let mut modes = args.modes.clone();
+            let mut order: Vec<usize> = (0..args.modes.len()).collect();
             if run % 2 == 1 {
-                modes.reverse();
+                order.reverse();
             }
-            for mode in modes {
+            for m in order {
+                let mode = args.modes[m];
                 let sample = tokio::time::timeout(RUN_TIMEOUT, async {
                     match mode {
                         Mode::Baseline => baseline(size, messages).await,
                         Mode::Hws => hws_run(size, messages, args.window).await,
+                        Mode::Tasks => tasks_run(size, messages).await,
                     }
                 })
                 .await
@@ -790,57 +924,57 @@ async fn run_all(args: &Args) -> io::Result<String> {
                     rate,
                     mib(rate * size as f64),
                 );
-                series[i][usize::from(mode == Mode::Hws)]
-                    .samples
-                    .push(sample);
+                series[i][m].samples.push(sample);
             }
         }
     }
     Ok(render(args, &series))
 }
 
-fn render(args: &Args, series: &[[Series; 2]]) -> String {
+fn render(args: &Args, series: &[Vec<Series>]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\n| payload | messages | baseline msg/s | baseline MiB/s | hws msg/s | hws MiB/s | hws / baseline | CPU µs/msg baseline | CPU µs/msg hws |"
+        "\n| payload | messages | mode | msg/s | MiB/s | / baseline | CPU µs/msg |"
     );
-    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for ((&size, &messages), [base, hws]) in args.sizes.iter().zip(&args.messages).zip(series) {
-        let (b, h) = (base.rates(messages), hws.rates(messages));
-        let bytes = |r: f64| format!("{:.1}", mib(r * size as f64));
-        // Paired ratios: run k of hws against run k of the baseline (adjacent in time).
-        let mut ratios: Vec<f64> = hws
-            .samples
-            .iter()
-            .zip(&base.samples)
-            .map(|(h, b)| b.elapsed.as_secs_f64() / h.elapsed.as_secs_f64())
-            .collect();
-        ratios.sort_by(f64::total_cmp);
-        let ratio = if b.is_empty() || h.is_empty() {
-            "-".into()
-        } else {
-            format!(
-                "{:.2} (paired {})",
-                median(&h) / median(&b),
-                spread(&ratios, |r| format!("{r:.2}"))
-            )
-        };
-        let cpu = |s: &Series| spread(&s.cpu_per_message(messages), |c| format!("{c:.2}"));
-        let _ = writeln!(
-            out,
-            "| {size} B | {messages} | {} | {} | {} | {} | {ratio} | {} | {} |",
-            spread(&b, fmt_rate),
-            spread(&b, bytes),
-            spread(&h, fmt_rate),
-            spread(&h, bytes),
-            cpu(base),
-            cpu(hws),
-        );
+    let _ = writeln!(out, "|---:|---:|---|---:|---:|---:|---:|");
+    let base = args.modes.iter().position(|&m| m == Mode::Baseline);
+    for ((&size, &messages), row) in args.sizes.iter().zip(&args.messages).zip(series) {
+        for (&mode, s) in args.modes.iter().zip(row) {
+            let rates = s.rates(messages);
+            let bytes = |r: f64| format!("{:.1}", mib(r * size as f64));
+            let ratio = match base.map(|b| &row[b]) {
+                Some(b) if mode != Mode::Baseline && !b.samples.is_empty() => {
+                    // Paired: run k of this mode against run k of the baseline (adjacent in time).
+                    let mut paired: Vec<f64> = s
+                        .samples
+                        .iter()
+                        .zip(&b.samples)
+                        .map(|(x, b)| b.elapsed.as_secs_f64() / x.elapsed.as_secs_f64())
+                        .collect();
+                    paired.sort_by(f64::total_cmp);
+                    format!(
+                        "{:.2} (paired {})",
+                        median(&rates) / median(&b.rates(messages)),
+                        spread(&paired, |r| format!("{r:.2}"))
+                    )
+                }
+                _ => "-".into(),
+            };
+            let _ = writeln!(
+                out,
+                "| {size} B | {messages} | {} | {} | {} | {ratio} | {} |",
+                mode.name(),
+                spread(&rates, fmt_rate),
+                spread(&rates, bytes),
+                spread(&s.cpu_per_message(messages), |c| format!("{c:.2}")),
+            );
+        }
     }
     let _ = writeln!(
         out,
-        "\nmedian (min–max) over {} runs; hws / baseline is the ratio of the medians, paired = per run",
+        "\nmedian (min–max) over {} runs; / baseline: ratio of the median throughputs (paired: \
+         per run, against the baseline run next to it); CPU: the whole process, per message",
         args.runs
     );
     out
