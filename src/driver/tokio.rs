@@ -432,10 +432,20 @@ impl ClientSender {
     /// # Errors
     /// [`Stopped`] if the request is closed or the driver is gone.
     pub async fn readable(&mut self) -> Result<(), Stopped> {
-        match self.gate.wait_for(|g| *g != Gate::Wait).await {
-            Ok(g) if *g == Gate::Open => Ok(()),
-            _ => Err(Stopped),
+        // An open gate needs no wait. Checking it first also keeps this path off the task's
+        // cooperative budget (`wait_for` takes one unit per call, and a reader calls this for
+        // every message), so a reader hands over as many messages per turn as its sends allow.
+        if *self.gate.borrow() != Gate::Open {
+            match self.gate.wait_for(|g| *g != Gate::Wait).await {
+                Ok(g) if *g == Gate::Open => {}
+                _ => return Err(Stopped),
+            }
         }
+        // A driver task that was aborted or panicked left its gates as they were.
+        if self.gate.has_changed().is_err() {
+            return Err(Stopped);
+        }
+        Ok(())
     }
 
     /// The client closed its WebSocket with `frame`, or its stream ended without one (`None`).
