@@ -392,6 +392,87 @@ async fn commands_report_engine_errors_and_a_stopped_driver() {
     assert!(gw.stats().await.is_err());
 }
 
+/// The driver takes queued inputs in batches: a burst larger than a batch is handed to the engine
+/// in order, and a shutdown queued in the middle of a burst stops the driver right after the
+/// inputs queued before it (the ones behind it are never handled), whatever the batch boundaries.
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_inputs_is_handled_in_order_up_to_a_queued_shutdown() {
+    let (gw, task, mut seen) = gateway(GatewayConfig::default());
+    let open = gateway::OpenRequest {
+        actor_id: "a".into(),
+        ..Default::default()
+    };
+    let (mut sender, _events) = gw.open(REQ, ROUTE, open).await.expect("open");
+    let accept = ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {
+        can_hibernate: false,
+    });
+    gw.runner_frame(ROUTE, runner_frame(0, accept))
+        .await
+        .expect("driver runs");
+    sender.readable().await.expect("opened");
+    let _ = next_publish(&mut seen); // the open
+
+    // 150 messages (more than two batches), the shutdown, then 10 more.
+    let payload = |i: u32| i.to_be_bytes().to_vec();
+    for i in 0..150 {
+        sender.message(payload(i), true).await.expect("driver runs");
+    }
+    gw.shutdown().await;
+    for i in 150..160 {
+        // Queued behind the shutdown, or refused once the driver is gone: never handled.
+        let _ = sender.message(payload(i), true).await;
+    }
+    let gateway = tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("the driver stops at the shutdown")
+        .expect("driver task");
+    assert_eq!(gateway.stats().messages_sent, 150);
+    for i in 0..150_u16 {
+        assert_eq!(
+            published_message(next_publish(&mut seen)),
+            (i + 1, payload(u32::from(i)))
+        );
+    }
+    assert!(next_publish(&mut seen).is_none());
+}
+
+/// `readable` returns at once while the gate is open (no wait, no cooperative budget spent), and
+/// reports a driver that is gone even when the gate was open when it went (an aborted task never
+/// closes the gates).
+#[tokio::test(start_paused = true)]
+async fn an_open_gate_never_waits_and_reports_a_driver_that_is_gone() {
+    let (gw, task, _seen) = gateway(GatewayConfig::default());
+    let open = gateway::OpenRequest {
+        actor_id: "a".into(),
+        ..Default::default()
+    };
+    let (mut sender, _events) = gw.open(REQ, ROUTE, open).await.expect("open");
+    let accept = ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {
+        can_hibernate: false,
+    });
+    gw.runner_frame(ROUTE, runner_frame(0, accept))
+        .await
+        .expect("driver runs");
+    sender.readable().await.expect("opened");
+    // An open gate never makes the reader wait, nor spends the task's cooperative budget (128
+    // units per turn): a reader checks the gate for every message.
+    let many = async {
+        for _ in 0..1_000 {
+            sender.readable().await?;
+        }
+        Ok::<(), hws::driver::tokio::Stopped>(())
+    };
+    assert_eq!(futures_util::FutureExt::now_or_never(many), Some(Ok(())));
+
+    task.abort();
+    assert!(task.await.is_err(), "the task was aborted");
+    assert_eq!(sender.readable().await, Err(hws::driver::tokio::Stopped));
+    assert_eq!(
+        sender.message(b"lost".to_vec(), true).await,
+        Err(hws::driver::tokio::Stopped)
+    );
+}
+
 #[test]
 fn tokio_clock_round_trips_timestamps() {
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -184,6 +184,17 @@ fn resolve_ack(req: &MReq, sel: AckSel) -> u16 {
     }
 }
 
+/// A validated cumulative ack: releases the published entries up to `ack`, or counts it ignored.
+fn apply_ack(r: &mut MReq, ack: u16) {
+    let sent = r.pending.len() - r.unsent;
+    match r.pending.iter().take(sent).position(|e| e.index == ack) {
+        Some(p) => {
+            r.pending.drain(..=p);
+        }
+        None => r.acks_ignored += 1,
+    }
+}
+
 /// Applies `t` to the model; returns the expected outcome and the ids the step closed.
 fn step(m: &mut Model, t: &Transition) -> (Outcome, BTreeSet<u32>) {
     let now = m.now;
@@ -282,29 +293,18 @@ fn step(m: &mut Model, t: &Transition) -> (Outcome, BTreeSet<u32>) {
             Some(r) => {
                 if r.hibernatable {
                     let ack = resolve_ack(r, sel);
-                    let sent = r.pending.len() - r.unsent;
-                    match r.pending.iter().take(sent).position(|e| e.index == ack) {
-                        Some(p) => {
-                            r.pending.drain(..=p);
-                        }
-                        None => r.acks_ignored += 1,
-                    }
+                    apply_ack(r, ack);
                 }
                 Ok(())
             }
         }),
+        // While a request hibernates, an ack is accepted from any route (the actor's next runner
+        // acks its persisted index on restore, before the wake routes the request to it); it is
+        // validated like any ack. The SUT acks index 1.
         Transition::AckFromWrongRoute(id) => Outcome::Receive(match m.reqs.get_mut(&id) {
             None => Err("unknown"),
-            // A hibernating request has no live runner: an ack (here of index 1) is accepted from
-            // any route, since the actor's next runner acks its restore before the wake.
             Some(r) if r.phase == MPhase::Hibernating => {
-                let sent = r.pending.len() - r.unsent;
-                match r.pending.iter().take(sent).position(|e| e.index == 1) {
-                    Some(p) => {
-                        r.pending.drain(..=p);
-                    }
-                    None => r.acks_ignored += 1,
-                }
+                apply_ack(r, 1);
                 Ok(())
             }
             Some(_) => Err("route"),

@@ -12,6 +12,11 @@
 //!    sleep completed);
 //! 6. hand the input to the engine with that `now`, and repeat.
 //!
+//! The tokio adapter takes the inputs already queued along with the first one (at most 64), reads
+//! the clock once for them, and hands them over one by one in order, draining the actions after
+//! each: the same sequence of engine calls as one input per turn of the loop, with the clock read
+//! once per batch instead of once per input.
+//!
 //! Two adapters share that loop:
 //!
 //! * [`tokio`] (feature `tokio`): one task per engine; inputs arrive on a channel behind a

@@ -159,6 +159,10 @@ use crate::wire::{GatewayId, HibernatingRequest, RequestId};
 /// Capacity of a driver's input channel. Senders wait (asynchronously) when it is full.
 pub const INPUT_CAPACITY: usize = 1024;
 
+/// Most inputs a driver takes from its channel at once. They are handed to the engine one by
+/// one, in order, with one clock reading, and the engine's actions are drained after each.
+const INPUT_BATCH: usize = 64;
+
 // ---------------------------------------------------------------------------------------------
 // Clock and timer
 // ---------------------------------------------------------------------------------------------
@@ -428,10 +432,20 @@ impl ClientSender {
     /// # Errors
     /// [`Stopped`] if the request is closed or the driver is gone.
     pub async fn readable(&mut self) -> Result<(), Stopped> {
-        match self.gate.wait_for(|g| *g != Gate::Wait).await {
-            Ok(g) if *g == Gate::Open => Ok(()),
-            _ => Err(Stopped),
+        // An open gate needs no wait. Checking it first also keeps this path off the task's
+        // cooperative budget (`wait_for` takes one unit per call, and a reader calls this for
+        // every message), so a reader hands over as many messages per turn as its sends allow.
+        if *self.gate.borrow() != Gate::Open {
+            match self.gate.wait_for(|g| *g != Gate::Wait).await {
+                Ok(g) if *g == Gate::Open => {}
+                _ => return Err(Stopped),
+            }
         }
+        // A driver task that was aborted or panicked left its gates as they were.
+        if self.gate.has_changed().is_err() {
+            return Err(Stopped);
+        }
+        Ok(())
     }
 
     /// The client closed its WebSocket with `frame`, or its stream ended without one (`None`).
@@ -677,7 +691,8 @@ impl<Io: GatewayIo> GatewayDriver<Io> {
     /// so dropping every handle does not stop it: call `shutdown`.
     pub async fn run(mut self) -> Gateway {
         let mut timer = Timer::new(self.clock);
-        loop {
+        let mut batch = Vec::with_capacity(INPUT_BATCH);
+        'run: loop {
             let now = self.clock.now();
             let deadline = self.gateway.poll_timeout();
             if deadline.is_some_and(|d| d <= now) {
@@ -687,10 +702,18 @@ impl<Io: GatewayIo> GatewayDriver<Io> {
             }
             timer.arm(&self.clock, deadline);
             ::tokio::select! {
-                input = self.rx.recv() => match input {
-                    Some(GatewayInput::Shutdown) | None => break,
-                    Some(input) => self.input(input),
-                },
+                n = self.rx.recv_many(&mut batch, INPUT_BATCH) => {
+                    if n == 0 {
+                        break; // the channel closed (not while the driver holds a sender)
+                    }
+                    let now = self.clock.now();
+                    for input in batch.drain(..) {
+                        if matches!(input, GatewayInput::Shutdown) {
+                            break 'run;
+                        }
+                        self.input(now, input);
+                    }
+                }
                 () = timer.wait() => {}
             }
         }
@@ -700,8 +723,7 @@ impl<Io: GatewayIo> GatewayDriver<Io> {
         self.gateway
     }
 
-    fn input(&mut self, input: GatewayInput) {
-        let now = self.clock.now();
+    fn input(&mut self, now: Timestamp, input: GatewayInput) {
         match input {
             GatewayInput::Open {
                 request_id,
@@ -1155,7 +1177,8 @@ impl<Io: RunnerIo> RunnerDriver<Io> {
     /// engine.
     pub async fn run(mut self) -> Runner {
         let mut timer = Timer::new(self.clock);
-        loop {
+        let mut batch = Vec::with_capacity(INPUT_BATCH);
+        'run: loop {
             let now = self.clock.now();
             let deadline = self.runner.poll_timeout();
             if deadline.is_some_and(|d| d <= now) {
@@ -1165,18 +1188,25 @@ impl<Io: RunnerIo> RunnerDriver<Io> {
             }
             timer.arm(&self.clock, deadline);
             ::tokio::select! {
-                input = self.rx.recv() => match input {
-                    Some(RunnerInput::Shutdown) | None => break,
-                    Some(input) => self.input(input),
-                },
+                n = self.rx.recv_many(&mut batch, INPUT_BATCH) => {
+                    if n == 0 {
+                        break; // every handle is gone
+                    }
+                    let now = self.clock.now();
+                    for input in batch.drain(..) {
+                        if matches!(input, RunnerInput::Shutdown) {
+                            break 'run;
+                        }
+                        self.input(now, input);
+                    }
+                }
                 () = timer.wait() => {}
             }
         }
         self.runner
     }
 
-    fn input(&mut self, input: RunnerInput) {
-        let now = self.clock.now();
+    fn input(&mut self, now: Timestamp, input: RunnerInput) {
         match input {
             RunnerInput::Frame(bytes) => {
                 if let Err(e) = self.runner.handle_frame(now, &bytes) {
