@@ -360,10 +360,10 @@ impl App {
                     return;
                 }
                 // The gateway may wake the actor's requests now: their replay queues in the
-                // runner until the restore below (so the restore's re-acks and closes reach the
-                // gateway after the wake moved the request here; sent earlier, they would be
-                // dropped as coming from the wrong route). The queue must hold a whole replay:
-                // see `scenario::runner_config`.
+                // runner until the restore below, which overlaps the storage load with the
+                // replay. (Waking after the restore works too: a hibernating request accepts the
+                // restore's re-acks and closes from any route.) The queue must hold a whole
+                // replay: see `scenario::runner_config`.
                 self.send_control(&Control::Started {
                     actor: actor.clone(),
                 });
