@@ -138,13 +138,16 @@ impl<'a> Reader<'a> {
         Ok(self.take(n)?.to_vec())
     }
 
-    fn string(&mut self) -> Result<String, DecodeError> {
+    /// A BARE `str`, borrowed from the frame.
+    fn str_ref(&mut self) -> Result<&'a str, DecodeError> {
         let n = self.len()?;
         let offset = self.pos;
         let bytes = self.take(n)?;
-        core::str::from_utf8(bytes)
-            .map(String::from)
-            .map_err(|_| DecodeError::InvalidUtf8 { offset })
+        core::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8 { offset })
+    }
+
+    fn string(&mut self) -> Result<String, DecodeError> {
+        self.str_ref().map(String::from)
     }
 
     fn opt<T>(
@@ -190,19 +193,12 @@ impl<'a> Reader<'a> {
         let mut seen: BTreeSet<&'a [u8]> = BTreeSet::new();
         for _ in 0..count {
             let key_offset = self.pos;
-            let n = self.len()?;
-            let bytes_offset = self.pos;
-            let key_bytes = self.take(n)?;
-            let key = core::str::from_utf8(key_bytes)
-                .map_err(|_| DecodeError::InvalidUtf8 {
-                    offset: bytes_offset,
-                })?
-                .into();
-            if !seen.insert(official_key(key_bytes)) {
+            let key = self.str_ref()?;
+            if !seen.insert(official_key(key.as_bytes())) {
                 return Err(DecodeError::DuplicateKey { offset: key_offset });
             }
             let value = self.string()?;
-            entries.push((key, value));
+            entries.push((key.into(), value));
         }
         Ok(Headers::from_entries_unchecked(entries))
     }
