@@ -17,12 +17,12 @@ use core::hint::black_box;
 use core::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use hws::gateway::{Action, Frame, Gateway, GatewayConfig, OpenRequest, RouteId};
-use hws::wire::{
+use hibernating_ws::gateway::{Action, Frame, Gateway, GatewayConfig, OpenRequest, RouteId};
+use hibernating_ws::wire::{
     self, GatewayId, MessageId, RequestId, ToServerTunnelMessage, ToServerTunnelMessageKind,
     ToServerWebSocketMessageAck, ToServerWebSocketOpen,
 };
-use hws::{MessageIndex, Timestamp};
+use hibernating_ws::{MessageIndex, Timestamp};
 
 const GW: GatewayId = GatewayId([1, 2, 3, 4]);
 const ROUTE: RouteId = RouteId(1);

@@ -10,12 +10,12 @@
 
 use core::time::Duration;
 
-use hws::gateway::{Gateway, GatewayConfig, OpenRequest, RouteId};
-use hws::wire::{
+use hibernating_ws::gateway::{Gateway, GatewayConfig, OpenRequest, RouteId};
+use hibernating_ws::wire::{
     GatewayId, MessageId, RequestId, ToServerTunnelMessage, ToServerTunnelMessageKind,
     ToServerWebSocketMessageAck, ToServerWebSocketOpen,
 };
-use hws::{MessageIndex, Timestamp};
+use hibernating_ws::{MessageIndex, Timestamp};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use std::alloc::System;
 

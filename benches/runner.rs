@@ -12,12 +12,12 @@ use core::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-use hws::runner::{Action, Runner, RunnerConfig, SocketId};
-use hws::wire::{
+use hibernating_ws::runner::{Action, Runner, RunnerConfig, SocketId};
+use hibernating_ws::wire::{
     self, DecodeLimits, GatewayId, Headers, MessageId, RequestId, ToClientTunnelMessage,
     ToClientTunnelMessageKind, ToClientWebSocketMessage, ToClientWebSocketOpen, ToRunner,
 };
-use hws::{MessageIndex, Timestamp};
+use hibernating_ws::{MessageIndex, Timestamp};
 
 const PAYLOAD: usize = 64;
 const BATCH: u64 = 10_000;

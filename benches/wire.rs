@@ -11,8 +11,8 @@
 use core::hint::black_box; // = std::hint::black_box (the crate lints prefer `core` paths)
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use hws::MessageIndex;
-use hws::wire::{
+use hibernating_ws::MessageIndex;
+use hibernating_ws::wire::{
     self, DecodeLimits, GatewayId, MessageId, RequestId, ToClientTunnelMessage,
     ToClientTunnelMessageKind, ToClientWebSocketMessage, ToGateway, ToRunner,
     ToServerTunnelMessage, ToServerTunnelMessageKind, ToServerWebSocketMessageAck,

@@ -2,12 +2,12 @@
 //! "Embedding" section (`cargo run --example embed`). The demo (`examples/demo/`) does the same
 //! over real WebSockets with storage.
 
-use hws::driver::tokio::{
+use hibernating_ws::driver::tokio::{
     ClientOutput, GatewayDriver, GatewayIo, RunnerDriver, RunnerHandle, RunnerIo, TokioClock,
 };
-use hws::gateway::{Frame, Gateway, GatewayConfig, OpenRequest, RouteId};
-use hws::runner::{Action, Runner, RunnerConfig};
-use hws::wire::{GatewayId, RequestId};
+use hibernating_ws::gateway::{Frame, Gateway, GatewayConfig, OpenRequest, RouteId};
+use hibernating_ws::runner::{Action, Runner, RunnerConfig};
+use hibernating_ws::wire::{GatewayId, RequestId};
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
 // Gateway side: where runner-bound frames and storage requests go. Client-bound actions go to

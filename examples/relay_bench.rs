@@ -49,13 +49,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use hws::driver::tokio::{
+use hibernating_ws::driver::tokio::{
     ClientEvents, ClientOutput, ClientSender, GatewayDriver, GatewayHandle, GatewayIo,
     RunnerDriver, RunnerHandle, RunnerIo, TokioClock,
 };
-use hws::gateway::{Frame, Gateway, GatewayConfig, OpenRequest, OverflowPolicy, RouteId};
-use hws::runner::{Action, Runner, RunnerConfig};
-use hws::wire::{GatewayId, RequestId};
+use hibernating_ws::gateway::{
+    Frame, Gateway, GatewayConfig, OpenRequest, OverflowPolicy, RouteId,
+};
+use hibernating_ws::runner::{Action, Runner, RunnerConfig};
+use hibernating_ws::wire::{GatewayId, RequestId};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio::sync::oneshot;
@@ -631,7 +633,7 @@ async fn start_gateway(
 /// The hws task graph without the engines: frames are forwarded as-is (no encoding, no decoding,
 /// no acks), but every hop has the tasks, channels and copies of the adapters. Relay: the
 /// client's reader copies each frame into a `Vec` and hands it through a bounded channel
-/// ([`INPUT_CAPACITY`](hws::driver::tokio::INPUT_CAPACITY)) to a "driver" task, which takes
+/// ([`INPUT_CAPACITY`](hibernating_ws::driver::tokio::INPUT_CAPACITY)) to a "driver" task, which takes
 /// batches and publishes through an unbounded channel to the backend's writer task. Backend: the
 /// reader copies each frame into a `Vec` and hands it through a bounded channel to a "driver"
 /// task, which passes it through an unbounded channel to the app task that counts.
@@ -646,7 +648,7 @@ async fn tasks_run(size: usize, messages: u64) -> io::Result<Sample> {
         warm: Some(warm_tx),
         done: Some(done_tx),
     };
-    let capacity = hws::driver::tokio::INPUT_CAPACITY;
+    let capacity = hibernating_ws::driver::tokio::INPUT_CAPACITY;
 
     // Backend: reader -> "driver" -> app.
     let backend = TcpListener::bind("127.0.0.1:0").await?;

@@ -18,9 +18,9 @@ extern crate alloc;
 use alloc::collections::BTreeMap;
 use std::process::ExitCode;
 
-use hws::gateway::OverflowPolicy;
-use hws::runner::GapPolicy;
-use hws::sim::{self, Faults, SimConfig};
+use hibernating_ws::gateway::OverflowPolicy;
+use hibernating_ws::runner::GapPolicy;
+use hibernating_ws::sim::{self, Faults, SimConfig};
 
 struct Options {
     seeds: u64,

@@ -30,7 +30,7 @@ pub const MAX_WINDOW: u16 = 32_767;
 /// index space. Use [`is_after`](Self::is_after) and [`is_before`](Self::is_before).
 ///
 /// ```
-/// use hws::MessageIndex;
+/// use hibernating_ws::MessageIndex;
 ///
 /// let last = MessageIndex::new(65_535);
 /// let next = last.next();

@@ -1,8 +1,8 @@
-//! # hws — reliable hibernatable WebSockets
+//! # hibernating-ws — reliable hibernatable WebSockets
 //!
 //! A client keeps a WebSocket open to a *gateway*; the gateway tunnels it to a *runner* that hosts
 //! an *actor*; the actor may go to sleep (hibernate) and wake later, possibly on another runner.
-//! `hws` guarantees that no client message is lost or delivered twice across that, while speaking
+//! `hibernating-ws` (hws for short) guarantees that no client message is lost or delivered twice across that, while speaking
 //! the tunnel part of Rivet's runner protocol (v7) byte for byte.
 //!
 //! It is a sans-IO library in the style of quinn-proto and str0m: the engines consume events and
@@ -34,10 +34,10 @@
 //!
 //! ```
 //! use std::collections::BTreeMap;
-//! use hws::gateway::{self, Gateway, GatewayConfig, OpenRequest, RouteId};
-//! use hws::runner::{self, PersistedSocket, Runner, RunnerConfig, SocketId};
-//! use hws::wire::{GatewayId, HibernatingRequest, RequestId};
-//! use hws::Timestamp;
+//! use hibernating_ws::gateway::{self, Gateway, GatewayConfig, OpenRequest, RouteId};
+//! use hibernating_ws::runner::{self, PersistedSocket, Runner, RunnerConfig, SocketId};
+//! use hibernating_ws::wire::{GatewayId, HibernatingRequest, RequestId};
+//! use hibernating_ws::Timestamp;
 //!
 //! /// Everything outside the two engines: the network, the app and its storage.
 //! #[derive(Default)]

@@ -15,7 +15,7 @@ use core::time::Duration;
 ///
 /// ```
 /// use core::time::Duration;
-/// use hws::Timestamp;
+/// use hibernating_ws::Timestamp;
 ///
 /// let t0 = Timestamp::from_millis(1_000);
 /// let t1 = t0 + Duration::from_secs(3);

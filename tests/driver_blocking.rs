@@ -7,14 +7,14 @@ use core::ops::ControlFlow;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use hws::driver::blocking::{Driver, Exit};
-use hws::runner::{Action, Runner, RunnerConfig};
-use hws::wire::{
+use hibernating_ws::driver::blocking::{Driver, Exit};
+use hibernating_ws::runner::{Action, Runner, RunnerConfig};
+use hibernating_ws::wire::{
     self, GatewayId, Headers, MessageId, RequestId, ToClientTunnelMessage,
     ToClientTunnelMessageKind, ToClientWebSocketMessage, ToClientWebSocketOpen, ToGateway,
     ToRunner, ToServerTunnelMessageKind,
 };
-use hws::{Clock, MessageIndex};
+use hibernating_ws::{Clock, MessageIndex};
 
 fn frame(index: u16, kind: ToClientTunnelMessageKind) -> Vec<u8> {
     wire::encode_versioned(

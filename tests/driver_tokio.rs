@@ -4,18 +4,18 @@
 
 use std::time::Duration;
 
-use hws::driver::tokio::{
+use hibernating_ws::driver::tokio::{
     ClientOutput, GatewayDriver, GatewayHandle, GatewayIo, RunnerDriver, RunnerIo, TokioClock,
 };
-use hws::gateway::{self, Frame, Gateway, GatewayConfig, OverflowPolicy, RouteId};
-use hws::runner::{self, Runner, RunnerConfig, SocketId};
-use hws::wire::{
+use hibernating_ws::gateway::{self, Frame, Gateway, GatewayConfig, OverflowPolicy, RouteId};
+use hibernating_ws::runner::{self, Runner, RunnerConfig, SocketId};
+use hibernating_ws::wire::{
     self, GatewayId, Headers, MessageId, RequestId, ToClientTunnelMessage,
     ToClientTunnelMessageKind, ToClientWebSocketMessage, ToClientWebSocketOpen, ToGateway,
     ToRunner, ToServerTunnelMessage, ToServerTunnelMessageKind, ToServerWebSocketMessageAck,
     ToServerWebSocketOpen,
 };
-use hws::{MessageIndex, Timestamp};
+use hibernating_ws::{MessageIndex, Timestamp};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 const GW: GatewayId = GatewayId([1, 2, 3, 4]);
@@ -158,10 +158,12 @@ async fn the_client_is_not_read_before_opened_and_pings_follow_the_clock() {
     assert_eq!(gw.stats().await.expect("stats").pings_sent, 2);
 
     // Runner → client.
-    let echo = ToServerTunnelMessageKind::WebSocketMessage(hws::wire::ToServerWebSocketMessage {
-        data: b"echo".to_vec(),
-        binary: true,
-    });
+    let echo = ToServerTunnelMessageKind::WebSocketMessage(
+        hibernating_ws::wire::ToServerWebSocketMessage {
+            data: b"echo".to_vec(),
+            binary: true,
+        },
+    );
     gw.runner_frame(ROUTE, runner_frame(1, echo))
         .await
         .expect("driver runs");
@@ -174,17 +176,20 @@ async fn the_client_is_not_read_before_opened_and_pings_follow_the_clock() {
     );
 
     // A runner close reaches the client and ends its channels.
-    let close = ToServerTunnelMessageKind::WebSocketClose(hws::wire::ToServerWebSocketClose {
-        code: Some(4000),
-        reason: Some("bye".into()),
-        hibernate: false,
-    });
+    let close =
+        ToServerTunnelMessageKind::WebSocketClose(hibernating_ws::wire::ToServerWebSocketClose {
+            code: Some(4000),
+            reason: Some("bye".into()),
+            hibernate: false,
+        });
     gw.runner_frame(ROUTE, runner_frame(2, close))
         .await
         .expect("driver runs");
     assert_eq!(
         events.recv().await,
-        Some(ClientOutput::Close(hws::CloseFrame::new(4000, "bye")))
+        Some(ClientOutput::Close(hibernating_ws::CloseFrame::new(
+            4000, "bye"
+        )))
     );
     assert_eq!(events.recv().await, None);
     assert!(
@@ -375,17 +380,20 @@ async fn commands_report_engine_errors_and_a_stopped_driver() {
         .expect_err("not starting");
     assert!(matches!(
         err,
-        hws::driver::tokio::CommandError::Engine(runner::ActorError::NotStarting)
+        hibernating_ws::driver::tokio::CommandError::Engine(runner::ActorError::NotStarting)
     ));
     rn.shutdown().await;
     let _ = task.await.expect("driver task");
-    assert!(matches!(rn.stats().await, Err(hws::driver::tokio::Stopped)));
+    assert!(matches!(
+        rn.stats().await,
+        Err(hibernating_ws::driver::tokio::Stopped)
+    ));
 
     let (gw, task, _) = gateway(GatewayConfig::default());
     let err = gw.wake(REQ, ROUTE).await.expect_err("unknown request");
     assert!(matches!(
         err,
-        hws::driver::tokio::CommandError::Engine(gateway::WakeError::UnknownRequest)
+        hibernating_ws::driver::tokio::CommandError::Engine(gateway::WakeError::UnknownRequest)
     ));
     gw.shutdown().await;
     let _ = task.await.expect("driver task");
@@ -460,16 +468,19 @@ async fn an_open_gate_never_waits_and_reports_a_driver_that_is_gone() {
         for _ in 0..1_000 {
             sender.readable().await?;
         }
-        Ok::<(), hws::driver::tokio::Stopped>(())
+        Ok::<(), hibernating_ws::driver::tokio::Stopped>(())
     };
     assert_eq!(futures_util::FutureExt::now_or_never(many), Some(Ok(())));
 
     task.abort();
     assert!(task.await.is_err(), "the task was aborted");
-    assert_eq!(sender.readable().await, Err(hws::driver::tokio::Stopped));
+    assert_eq!(
+        sender.readable().await,
+        Err(hibernating_ws::driver::tokio::Stopped)
+    );
     assert_eq!(
         sender.message(b"lost".to_vec(), true).await,
-        Err(hws::driver::tokio::Stopped)
+        Err(hibernating_ws::driver::tokio::Stopped)
     );
 }
 

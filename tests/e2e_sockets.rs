@@ -23,8 +23,8 @@ use demo::runner::{RunnerInstance, RunnerOptions};
 use demo::scenario::{DataDir, committed_result};
 use demo::storage::{Fence, Store};
 use futures_util::SinkExt;
-use hws::gateway::{GatewayConfig, OverflowPolicy};
-use hws::runner::RunnerConfig;
+use hibernating_ws::gateway::{GatewayConfig, OverflowPolicy};
+use hibernating_ws::runner::RunnerConfig;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 const WAIT: Duration = Duration::from_secs(20);

@@ -1,5 +1,5 @@
 //! Replays the committed fuzz corpora (`fuzz/corpus/<target>/`) through the harness functions of
-//! `hws::fuzz`, on stable and without cargo-fuzz.
+//! `hibernating_ws::fuzz`, on stable and without cargo-fuzz.
 //!
 //! Each corpus holds seeds (for `wire_decode`, the official codec's vectors) and a minimised set
 //! of inputs the fuzzer found interesting, including the inputs that found the bugs fixed so far
@@ -49,20 +49,20 @@ fn replay(target: &str, harness: fn(&[u8])) {
 
 #[test]
 fn wire_decode_corpus() {
-    replay("wire_decode", hws::fuzz::wire_decode);
+    replay("wire_decode", hibernating_ws::fuzz::wire_decode);
 }
 
 #[test]
 fn gateway_ops_corpus() {
-    replay("gateway_ops", hws::fuzz::gateway_ops);
+    replay("gateway_ops", hibernating_ws::fuzz::gateway_ops);
 }
 
 #[test]
 fn runner_ops_corpus() {
-    replay("runner_ops", hws::fuzz::runner_ops);
+    replay("runner_ops", hibernating_ws::fuzz::runner_ops);
 }
 
 #[test]
 fn sim_schedule_corpus() {
-    replay("sim_schedule", hws::sim::fuzz_schedule);
+    replay("sim_schedule", hibernating_ws::sim::fuzz_schedule);
 }

@@ -21,16 +21,16 @@ extern crate alloc;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use core::time::Duration;
 
-use hws::gateway::{
+use hibernating_ws::gateway::{
     Action, Gateway, GatewayConfig, Limit, OpenError, OpenRequest, OverflowPolicy, Phase,
     ReceiveError, RouteId, SendError, WakeError,
 };
-use hws::wire::{
+use hibernating_ws::wire::{
     self, GatewayId, MessageId, RequestId, ToGatewayPong, ToRunner, ToServerTunnelMessage,
     ToServerTunnelMessageKind, ToServerWebSocketClose, ToServerWebSocketMessageAck,
     ToServerWebSocketOpen,
 };
-use hws::{CloseFrame, MessageIndex, Timestamp};
+use hibernating_ws::{CloseFrame, MessageIndex, Timestamp};
 use proptest::prelude::*;
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
 

@@ -6,18 +6,18 @@
 
 use core::time::Duration;
 
-use hws::close::KnownClose;
-use hws::gateway::{
+use hibernating_ws::close::KnownClose;
+use hibernating_ws::gateway::{
     Action, CloseReason, Frame, Gateway, GatewayConfig, GcReason, Limit, OpenRequest,
     OverflowPolicy, Phase, ReceiveError, RouteId, SendError, WakeError,
 };
-use hws::wire::{
+use hibernating_ws::wire::{
     self, DecodeError, GatewayId, Headers, MessageId, RequestId, ToClientTunnelMessage,
     ToClientTunnelMessageKind, ToGateway, ToGatewayPong, ToRunner, ToServerResponseStart,
     ToServerTunnelMessage, ToServerTunnelMessageKind, ToServerWebSocketClose,
     ToServerWebSocketMessage, ToServerWebSocketMessageAck, ToServerWebSocketOpen,
 };
-use hws::{CloseFrame, MessageIndex, Timestamp};
+use hibernating_ws::{CloseFrame, MessageIndex, Timestamp};
 
 const GW: GatewayId = GatewayId([0xaa, 0xbb, 0xcc, 0xdd]);
 const ROUTE: RouteId = RouteId(1);
@@ -831,7 +831,7 @@ fn scenario_18_no_retry_path_second_open_fails_and_indices_continue_across_wake(
     let open = OpenRequest::default();
     assert_eq!(
         h.gw.open(h.now, id, ROUTE, open),
-        Err(hws::gateway::OpenError::AlreadyExists)
+        Err(hibernating_ws::gateway::OpenError::AlreadyExists)
     );
     assert!(h.drain().is_empty());
     h.send(id, b"a").expect("room");

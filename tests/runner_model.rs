@@ -1,4 +1,4 @@
-//! Model-based test of `hws::runner::Runner` (proptest-state-machine).
+//! Model-based test of `hibernating_ws::runner::Runner` (proptest-state-machine).
 //!
 //! The reference model keeps, per socket, the last delivered / persisted / acked index, the
 //! persist in flight, the debounce and retry deadlines and the held buffer, plus the app's
@@ -21,10 +21,10 @@ use core::time::Duration;
 use proptest::prelude::*;
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
 
-use hws::runner::{
+use hibernating_ws::runner::{
     CloseReason, GapPolicy, ReceiveError, Runner, RunnerConfig, SendError, SocketError, SocketState,
 };
-use hws::{MessageIndex, Timestamp};
+use hibernating_ws::{MessageIndex, Timestamp};
 use runner_support::{ACTOR, Out, close_kind, decode, hib, meta, msg_kind, open_kind, sid};
 
 const SOCKETS: u8 = 3;
@@ -50,7 +50,7 @@ fn config(gap_policy: GapPolicy) -> RunnerConfig {
     }
 }
 
-fn socket_id(s: u8) -> hws::runner::SocketId {
+fn socket_id(s: u8) -> hibernating_ws::runner::SocketId {
     sid(7, u32::from(s))
 }
 
@@ -598,7 +598,7 @@ struct Sut {
 }
 
 impl Sut {
-    fn sock_of(id: hws::runner::SocketId) -> u8 {
+    fn sock_of(id: hibernating_ws::runner::SocketId) -> u8 {
         u8::try_from(u32::from_le_bytes(id.request_id.0)).expect("test socket ids are small")
     }
 
@@ -778,7 +778,7 @@ impl StateMachineTest for RunnerTest {
             assert_eq!(
                 sut.runner
                     .persisted(now, socket_id(s), MessageIndex::new(server)),
-                Err(hws::runner::SocketError::UnknownSocket),
+                Err(hibernating_ws::runner::SocketError::UnknownSocket),
                 "late result of socket {s}"
             );
         }

@@ -6,12 +6,14 @@ mod runner_support;
 
 use core::time::Duration;
 
-use hws::runner::{
+use hibernating_ws::runner::{
     ActorError, ActorState, CloseReason, Framing, GapPolicy, ReceiveError, RunnerConfig, SendError,
     SocketError, SocketState,
 };
-use hws::wire::{self, GatewayId, RequestId, ToClient, ToRunner, ToRunnerPing, ToServer};
-use hws::{CloseFrame, KnownClose, MessageIndex, Timestamp};
+use hibernating_ws::wire::{
+    self, GatewayId, RequestId, ToClient, ToRunner, ToRunnerPing, ToServer,
+};
+use hibernating_ws::{CloseFrame, KnownClose, MessageIndex, Timestamp};
 use runner_support::*;
 
 fn policy(gap_policy: GapPolicy) -> Harness {
@@ -1442,7 +1444,11 @@ fn every_receive_error_is_counted() {
     assert_eq!(
         h.runner.handle_tunnel_message(
             h.now,
-            tunnel(s, 2, hws::wire::ToClientTunnelMessageKind::RequestAbort)
+            tunnel(
+                s,
+                2,
+                hibernating_ws::wire::ToClientTunnelMessageKind::RequestAbort
+            )
         ),
         Err(ReceiveError::Unsupported {
             kind: "request_abort"
@@ -1542,10 +1548,10 @@ fn runner_socket_framing_uses_plain_to_client_and_to_server() {
     h.runner.handle_frame(h.now, &open).unwrap();
     assert!(matches!(
         h.runner.poll_action(),
-        Some(hws::runner::Action::Open { .. })
+        Some(hibernating_ws::runner::Action::Open { .. })
     ));
     h.runner.accept(h.now, s, false).unwrap();
-    let Some(hws::runner::Action::Publish { frame, .. }) = h.runner.poll_action() else {
+    let Some(hibernating_ws::runner::Action::Publish { frame, .. }) = h.runner.poll_action() else {
         panic!("expected a publish")
     };
     let ToServer::TunnelMessage(m) = wire::decode::<ToServer>(&frame).unwrap();
@@ -1557,7 +1563,7 @@ fn runner_socket_framing_uses_plain_to_client_and_to_server() {
     ));
 }
 
-fn frame_for_pubsub(s: hws::runner::SocketId) -> Vec<u8> {
+fn frame_for_pubsub(s: hibernating_ws::runner::SocketId) -> Vec<u8> {
     runner_support::frame(s, 1, msg_kind(b"x"))
 }
 
@@ -1777,7 +1783,7 @@ fn default_queue_holds_a_full_gateway_window_replayed_before_restore() {
     let mut h = Harness::default_config();
     let s = sid(120, 1);
     h.runner.actor_starting(h.now, ACTOR, vec![hib(s)]).unwrap();
-    let window = hws::index::MAX_WINDOW;
+    let window = hibernating_ws::index::MAX_WINDOW;
     for i in 1..=window {
         h.msg(s, i, b"x");
     }

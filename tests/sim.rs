@@ -1,4 +1,4 @@
-//! The deterministic simulator (`hws::sim`) over many seeds.
+//! The deterministic simulator (`hibernating_ws::sim`) over many seeds.
 //!
 //! * `cargo test --test sim --all-features` sweeps 2 000 seeds of the default world and 200 of
 //!   the large one (`SimConfig::large`), in shards that run in parallel.
@@ -14,7 +14,7 @@ extern crate alloc;
 
 use alloc::collections::BTreeMap;
 
-use hws::sim::{self, SimConfig, SimReport};
+use hibernating_ws::sim::{self, SimConfig, SimReport};
 
 /// Seeds of the default world swept by default.
 const SEEDS: u64 = 2_000;

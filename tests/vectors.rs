@@ -18,8 +18,8 @@ extern crate alloc;
 use alloc::collections::{BTreeMap, BTreeSet};
 use core::fmt::Write as _;
 
-use hws::MessageIndex;
-use hws::wire::{
+use hibernating_ws::MessageIndex;
+use hibernating_ws::wire::{
     self, DecodeError, DecodeLimits, GatewayId, Headers, HibernatingRequest, MessageId, RequestId,
     ToClient, ToClientRequestChunk, ToClientRequestStart, ToClientTunnelMessage,
     ToClientTunnelMessageKind, ToClientWebSocketClose, ToClientWebSocketMessage,
@@ -596,14 +596,14 @@ fn first_difference(path: &str, got: &Value, want: &Value) -> Option<String> {
                 .position(|(x, y)| x != y)
                 .unwrap_or_else(|| a.len().min(b.len()));
             Some(format!(
-                "{path}: strings differ at char offset {at} (hws {} vs official {})",
+                "{path}: strings differ at char offset {at} (hibernating_ws {} vs official {})",
                 short(got),
                 short(want)
             ))
         }
         _ if got == want => None,
         _ => Some(format!(
-            "{path}: hws {} vs official {}",
+            "{path}: hibernating_ws {} vs official {}",
             short(got),
             short(want)
         )),

@@ -7,15 +7,15 @@ extern crate alloc;
 use alloc::collections::{BTreeMap, VecDeque};
 use core::time::Duration;
 
-use hws::gateway::{
+use hibernating_ws::gateway::{
     self, CloseReason, Frame, Gateway, GatewayConfig, OpenRequest, Phase, RouteId, SendError,
 };
-use hws::runner::{self, GapPolicy, PersistedSocket, Runner, RunnerConfig, SocketId};
-use hws::wire::{
+use hibernating_ws::runner::{self, GapPolicy, PersistedSocket, Runner, RunnerConfig, SocketId};
+use hibernating_ws::wire::{
     self, GatewayId, Headers, HibernatingRequest, RequestId, ToClientTunnelMessageKind, ToGateway,
     ToRunner, ToServerTunnelMessageKind,
 };
-use hws::{MessageIndex, Timestamp};
+use hibernating_ws::{MessageIndex, Timestamp};
 
 const GW: GatewayId = GatewayId([0x77, 0x73, 0x70, 0x74]);
 const ACTOR: &str = "actor";
@@ -385,7 +385,7 @@ fn weak_spot_12_restore_close_reaches_a_hibernating_request() {
     net.storage.remove(&Net::socket(req));
     net.start_actor(1);
     net.settle();
-    let frame = hws::KnownClose::MetaNotFoundDuringRestore.frame();
+    let frame = hibernating_ws::KnownClose::MetaNotFoundDuringRestore.frame();
     assert_eq!(
         net.closed(req),
         Some(&CloseReason::RunnerClosed(frame.clone()))
@@ -419,7 +419,7 @@ fn failed_record_upsert_leaves_no_ghost_request() {
     );
     net.start_actor(0);
     net.settle();
-    let frame = hws::KnownClose::StaleMetadata.frame();
+    let frame = hibernating_ws::KnownClose::StaleMetadata.frame();
     assert_eq!(
         net.closed(req),
         Some(&CloseReason::RunnerClosed(frame.clone()))
@@ -871,7 +871,7 @@ fn weak_spot_8_a_lost_message_heals_by_retransmit() {
     assert_eq!(
         net.closed(req),
         Some(&CloseReason::RunnerClosed(
-            hws::KnownClose::MessageIndexSkip.frame()
+            hibernating_ws::KnownClose::MessageIndexSkip.frame()
         ))
     );
 }

@@ -11,14 +11,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use hws::CloseFrame;
-use hws::driver::tokio::{
+use hibernating_ws::CloseFrame;
+use hibernating_ws::driver::tokio::{
     ClientEvents, ClientOutput, ClientSender, GatewayDriver, GatewayHandle, GatewayIo, TokioClock,
 };
-use hws::gateway::{
+use hibernating_ws::gateway::{
     CloseReason, Frame, Gateway, GatewayConfig, GatewayStats, GcReason, OpenRequest, RouteId,
 };
-use hws::wire::{GatewayId, Headers, RequestId};
+use hibernating_ws::wire::{GatewayId, Headers, RequestId};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::sync::oneshot;
@@ -555,7 +555,7 @@ impl GatewayIo for GatewaySide {
         });
     }
 
-    fn receive_error(&mut self, _route: RouteId, error: &hws::gateway::ReceiveError) {
+    fn receive_error(&mut self, _route: RouteId, error: &hibernating_ws::gateway::ReceiveError) {
         let _ = self.orch.send(Orch::ReceiveError {
             error: error.to_string(),
         });

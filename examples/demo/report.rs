@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use hws::gateway::GatewayStats;
+use hibernating_ws::gateway::GatewayStats;
 
 use super::args::Args;
 use super::client::ClientReport;

@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use hws::MessageIndex;
-use hws::driver::tokio::{RunnerDriver, RunnerHandle, RunnerIo, TokioClock};
-use hws::runner::{Action, CloseReason, Runner, RunnerConfig, SocketId};
-use hws::wire::{GatewayId, HibernatingRequest, RequestId};
+use hibernating_ws::MessageIndex;
+use hibernating_ws::driver::tokio::{RunnerDriver, RunnerHandle, RunnerIo, TokioClock};
+use hibernating_ws::runner::{Action, CloseReason, Runner, RunnerConfig, SocketId};
+use hibernating_ws::wire::{GatewayId, HibernatingRequest, RequestId};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::task::JoinSet;
 use tokio_tungstenite::connect_async;
@@ -417,7 +417,10 @@ impl App {
                 let Some(app) = self.actors.get_mut(&actor_id) else {
                     let _ = self
                         .handle
-                        .reject(socket, hws::CloseFrame::new(1011, "no such actor"))
+                        .reject(
+                            socket,
+                            hibernating_ws::CloseFrame::new(1011, "no such actor"),
+                        )
                         .await;
                     return;
                 };
@@ -534,7 +537,7 @@ pub fn reason_name(reason: &CloseReason) -> String {
 }
 
 /// `code reason` of a close frame.
-pub fn frame_text(f: &hws::CloseFrame) -> String {
+pub fn frame_text(f: &hibernating_ws::CloseFrame) -> String {
     match (&f.code, &f.reason) {
         (Some(c), Some(r)) => format!("{c} {r}"),
         (Some(c), None) => format!("{c}"),

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use hws::gateway::{GatewayConfig, OverflowPolicy};
-use hws::runner::RunnerConfig;
+use hibernating_ws::gateway::{GatewayConfig, OverflowPolicy};
+use hibernating_ws::runner::RunnerConfig;
 use tokio::sync::Mutex;
 
 use super::args::Args;
@@ -40,7 +40,7 @@ pub fn gateway_config(args: &Args) -> GatewayConfig {
 pub fn runner_config(args: &Args) -> RunnerConfig {
     RunnerConfig {
         persist_interval: args.persist_interval,
-        max_queued_per_actor: 2 * usize::from(hws::index::MAX_WINDOW) + 2,
+        max_queued_per_actor: 2 * usize::from(hibernating_ws::index::MAX_WINDOW) + 2,
         max_queued_bytes_per_actor: 2 * args.max_pending_bytes.max(1 << 20) + (1 << 20),
         ..RunnerConfig::default()
     }
@@ -165,7 +165,7 @@ pub async fn committed_result(dir: &Path, actor: &str, timeout: Duration) -> Opt
 /// Waits (bounded) until the gateway got a first ack: from then on the socket's metadata is
 /// durable on the runner, so a kill tests recovery, not a socket that never existed there (whose
 /// restore correctly ends in 1000 `ws.meta_not_found_during_restore`).
-pub async fn wait_for_first_ack(gw: &hws::driver::tokio::GatewayHandle) {
+pub async fn wait_for_first_ack(gw: &hibernating_ws::driver::tokio::GatewayHandle) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while gw.stats().await.is_ok_and(|s| s.messages_acked == 0)
         && tokio::time::Instant::now() < deadline

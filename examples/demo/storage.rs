@@ -8,9 +8,9 @@ use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use hws::MessageIndex;
-use hws::runner::{PersistedSocket, SocketId};
-use hws::wire::{GatewayId, Headers, RequestId};
+use hibernating_ws::MessageIndex;
+use hibernating_ws::runner::{PersistedSocket, SocketId};
+use hibernating_ws::wire::{GatewayId, Headers, RequestId};
 use serde::{Deserialize, Serialize};
 
 /// What the actor computed from one socket's messages.

@@ -9,9 +9,9 @@
 //! ```
 //! use std::sync::mpsc;
 //! use core::ops::ControlFlow;
-//! use hws::driver::blocking::{Driver, Exit};
-//! use hws::runner::{Action, Runner, RunnerConfig};
-//! use hws::Clock;
+//! use hibernating_ws::driver::blocking::{Driver, Exit};
+//! use hibernating_ws::runner::{Action, Runner, RunnerConfig};
+//! use hibernating_ws::Clock;
 //!
 //! let clock = Clock::start();
 //! let runner = Runner::new(RunnerConfig::default(), clock.now())?;

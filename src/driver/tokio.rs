@@ -50,12 +50,12 @@
 //! ```
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use hws::driver::tokio::{
+//! use hibernating_ws::driver::tokio::{
 //!     ClientOutput, GatewayDriver, GatewayIo, RunnerDriver, RunnerHandle, RunnerIo, TokioClock,
 //! };
-//! use hws::gateway::{Frame, Gateway, GatewayConfig, OpenRequest, RouteId};
-//! use hws::runner::{Action, Runner, RunnerConfig};
-//! use hws::wire::{GatewayId, RequestId};
+//! use hibernating_ws::gateway::{Frame, Gateway, GatewayConfig, OpenRequest, RouteId};
+//! use hibernating_ws::runner::{Action, Runner, RunnerConfig};
+//! use hibernating_ws::wire::{GatewayId, RequestId};
 //! use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 //!
 //! // The gateway publishes to the runner through a channel standing for the network.

@@ -27,7 +27,7 @@ pub enum OverflowPolicy {
 ///
 /// ```
 /// use core::time::Duration;
-/// use hws::gateway::{GatewayConfig, OverflowPolicy};
+/// use hibernating_ws::gateway::{GatewayConfig, OverflowPolicy};
 ///
 /// let mut config = GatewayConfig::default();
 /// config.max_pending_bytes = 4 * 1024 * 1024;

@@ -129,10 +129,10 @@ impl fmt::Display for Phase {
 /// A request through open → message → ack:
 ///
 /// ```
-/// use hws::gateway::{Action, Gateway, GatewayConfig, OpenRequest, RouteId};
-/// use hws::wire::{GatewayId, MessageId, RequestId, ToServerTunnelMessage,
+/// use hibernating_ws::gateway::{Action, Gateway, GatewayConfig, OpenRequest, RouteId};
+/// use hibernating_ws::wire::{GatewayId, MessageId, RequestId, ToServerTunnelMessage,
 ///     ToServerTunnelMessageKind, ToServerWebSocketMessageAck, ToServerWebSocketOpen};
-/// use hws::{MessageIndex, Timestamp};
+/// use hibernating_ws::{MessageIndex, Timestamp};
 ///
 /// let gw_id = GatewayId([1, 2, 3, 4]);
 /// let mut now = Timestamp::from_secs(1);

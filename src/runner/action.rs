@@ -121,8 +121,8 @@ impl CloseReason {
     /// The upstream `(code, reason)` pair of this close.
     ///
     /// ```
-    /// use hws::runner::CloseReason;
-    /// use hws::CloseFrame;
+    /// use hibernating_ws::runner::CloseReason;
+    /// use hibernating_ws::CloseFrame;
     ///
     /// assert_eq!(CloseReason::MessageIndexSkip.frame(), CloseFrame::new(1008, "ws.message_index_skip"));
     /// assert_eq!(CloseReason::StaleMetadata.frame(), CloseFrame::new(1000, "ws.stale_metadata"));

@@ -49,7 +49,7 @@ pub enum GapPolicy {
 ///
 /// ```
 /// use core::time::Duration;
-/// use hws::runner::{GapPolicy, RunnerConfig};
+/// use hibernating_ws::runner::{GapPolicy, RunnerConfig};
 ///
 /// let config = RunnerConfig {
 ///     gap_policy: GapPolicy::Await,

@@ -109,13 +109,13 @@ struct Slot {
 /// persists the index and the runner acks it.
 ///
 /// ```
-/// use hws::runner::{Action, Runner, RunnerConfig, SocketId};
-/// use hws::wire::{
+/// use hibernating_ws::runner::{Action, Runner, RunnerConfig, SocketId};
+/// use hibernating_ws::wire::{
 ///     self, GatewayId, Headers, MessageId, RequestId, ToClientTunnelMessage,
 ///     ToClientTunnelMessageKind, ToClientWebSocketMessage, ToClientWebSocketOpen, ToGateway,
 ///     ToRunner, ToServerTunnelMessageKind,
 /// };
-/// use hws::{MessageIndex, Timestamp};
+/// use hibernating_ws::{MessageIndex, Timestamp};
 ///
 /// let socket = SocketId::new(GatewayId([1, 0, 0, 0]), RequestId([2, 0, 0, 0]));
 /// // What the gateway would publish: a versioned `ToRunner` frame.

@@ -86,7 +86,7 @@ impl Faults {
 /// drawn per seed too.
 ///
 /// ```
-/// use hws::sim::SimConfig;
+/// use hibernating_ws::sim::SimConfig;
 ///
 /// let mut config = SimConfig::default();
 /// config.messages_per_connection = 0..=100;

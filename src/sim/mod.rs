@@ -52,7 +52,7 @@
 //! # Reproducing
 //!
 //! ```
-//! use hws::sim::{self, SimConfig};
+//! use hibernating_ws::sim::{self, SimConfig};
 //!
 //! let report = sim::run(42, &SimConfig::default());
 //! assert!(report.violations.is_empty(), "{report}");

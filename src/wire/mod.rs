@@ -14,9 +14,9 @@
 //!   [`ToServer`] bodies, the version being negotiated at connect time.
 //!
 //! ```
-//! use hws::wire::{self, MessageId, GatewayId, RequestId, ToClientTunnelMessage,
+//! use hibernating_ws::wire::{self, MessageId, GatewayId, RequestId, ToClientTunnelMessage,
 //!     ToClientTunnelMessageKind, ToClientWebSocketMessage, ToRunner};
-//! use hws::MessageIndex;
+//! use hibernating_ws::MessageIndex;
 //!
 //! let msg = ToRunner::TunnelMessage(ToClientTunnelMessage {
 //!     message_id: MessageId {
@@ -33,7 +33,7 @@
 //! assert_eq!(&frame[..2], &[7, 0]); // version 7, little-endian
 //! let (version, back) = wire::decode_versioned::<ToRunner>(&frame, &Default::default())?;
 //! assert_eq!((version, back), (7, msg));
-//! # Ok::<(), hws::wire::DecodeError>(())
+//! # Ok::<(), hibernating_ws::wire::DecodeError>(())
 //! ```
 
 use alloc::vec::Vec;

@@ -1,15 +1,17 @@
-//! Test driver for `hws::runner::Runner`: builds gateway frames, drains and decodes actions.
+//! Test driver for `hibernating_ws::runner::Runner`: builds gateway frames, drains and decodes actions.
 #![allow(dead_code, unreachable_pub)]
 
 use core::time::Duration;
 
-use hws::runner::{Action, CloseReason, PersistedSocket, Runner, RunnerConfig, SocketId};
-use hws::wire::{
+use hibernating_ws::runner::{
+    Action, CloseReason, PersistedSocket, Runner, RunnerConfig, SocketId,
+};
+use hibernating_ws::wire::{
     self, GatewayId, Headers, HibernatingRequest, MessageId, RequestId, ToClientTunnelMessage,
     ToClientTunnelMessageKind, ToClientWebSocketClose, ToClientWebSocketMessage,
     ToClientWebSocketOpen, ToGateway, ToRunner, ToServerTunnelMessageKind,
 };
-use hws::{CloseFrame, MessageIndex, Timestamp};
+use hibernating_ws::{CloseFrame, MessageIndex, Timestamp};
 
 pub const ACTOR: &str = "actor-a";
 
@@ -308,7 +310,7 @@ impl Harness {
         s: SocketId,
         index: u16,
         kind: ToClientTunnelMessageKind,
-    ) -> Result<(), hws::runner::ReceiveError> {
+    ) -> Result<(), hibernating_ws::runner::ReceiveError> {
         self.runner.handle_frame(self.now, &frame(s, index, kind))
     }
 
