@@ -28,6 +28,7 @@ use demo::scenario::{DataDir, committed_result, gateway_config, runner_config};
 
 const CHILD_GATEWAY: &str = "HWS_E2E_RUNNER_GATEWAY";
 const CHILD_DIR: &str = "HWS_E2E_RUNNER_DIR";
+const CHILD_TOKEN: &str = "HWS_E2E_RUNNER_TOKEN";
 const MESSAGES: u64 = 800;
 
 fn main() -> ExitCode {
@@ -37,7 +38,8 @@ fn main() -> ExitCode {
         .build()
         .expect("runtime");
     if let (Ok(gateway), Ok(dir)) = (std::env::var(CHILD_GATEWAY), std::env::var(CHILD_DIR)) {
-        rt.block_on(child(gateway, dir));
+        let token = std::env::var(CHILD_TOKEN).unwrap_or_default();
+        rt.block_on(child(gateway, dir, token));
         return ExitCode::SUCCESS;
     }
     // `cargo test -- --list` and filters: one test, named like a harness test.
@@ -81,7 +83,7 @@ fn fail(why: &str) -> ExitCode {
 }
 
 /// Runner mode: serve until the gateway goes away (or SIGKILL).
-async fn child(gateway: String, dir: String) {
+async fn child(gateway: String, dir: String, token: String) {
     let args = demo::args::Args::default();
     let mut instance = RunnerInstance::start(RunnerOptions {
         gateway,
@@ -91,6 +93,7 @@ async fn child(gateway: String, dir: String) {
         report_interval: Duration::from_millis(20),
         delivered: Arc::default(),
         load_delay: Duration::ZERO,
+        token,
     })
     .await
     .expect("the child runner connects");
@@ -98,11 +101,12 @@ async fn child(gateway: String, dir: String) {
     let _ = instance.shutdown().await;
 }
 
-fn spawn_child(gateway: &str, dir: &Path) -> Result<tokio::process::Child, String> {
+fn spawn_child(gateway: &str, dir: &Path, token: &str) -> Result<tokio::process::Child, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     tokio::process::Command::new(exe)
         .env(CHILD_GATEWAY, gateway)
         .env(CHILD_DIR, dir)
+        .env(CHILD_TOKEN, token)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
@@ -117,26 +121,28 @@ async fn parent() -> Result<(), String> {
     };
     let dir = DataDir::new(None).map_err(|e| e.to_string())?;
     let mut server = GatewayServer::start(GatewayOptions {
-        listen: "127.0.0.1:0".into(),
-        config: gateway_config(&args),
-        schedule: Schedule {
-            actor: "proc-actor".into(),
-            sleep_at: Vec::new(),
-            kill_at: Some(MESSAGES / 3),
-        },
         cold_start: Duration::ZERO,
-        verbose: false,
+        ..GatewayOptions::new(
+            "127.0.0.1:0".into(),
+            gateway_config(&args),
+            Schedule {
+                actor: "proc-actor".into(),
+                sleep_at: Vec::new(),
+                kill_at: Some(MESSAGES / 3),
+            },
+        )
     })
     .await
     .map_err(|e| e.to_string())?;
     let url = server.url();
-    let first = spawn_child(&url, &dir.path)?;
+    let first = spawn_child(&url, &dir.path, server.runner_token())?;
     let first_pid = first.id();
 
     // Supervisor: SIGKILL the child when the schedule says so (the actor runs and holds
     // delivered messages), then start another one on the same storage.
     let mut kill_rx = server.kill.take().ok_or("no kill channel")?;
     let (url2, path2) = (url.clone(), dir.path.clone());
+    let token2 = server.runner_token().to_string();
     let gw = server.handle().clone();
     let supervisor = tokio::spawn(async move {
         let mut first = first;
@@ -144,7 +150,7 @@ async fn parent() -> Result<(), String> {
         demo::scenario::wait_for_first_ack(&gw).await;
         first.start_kill().map_err(|e| e.to_string())?;
         let status = first.wait().await.map_err(|e| e.to_string())?;
-        let second = spawn_child(&url2, &path2)?;
+        let second = spawn_child(&url2, &path2, &token2)?;
         Ok::<_, String>((status, second))
     });
 

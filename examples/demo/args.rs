@@ -45,7 +45,13 @@ pub struct Args {
     pub runner_name: String,
     /// Print progress lines.
     pub verbose: bool,
+    /// The token runners present to the gateway (default: `$HWS_RUNNER_TOKEN`, else a fresh
+    /// random one; roles gateway and runner need the same).
+    pub runner_token: String,
 }
+
+/// The environment variable a runner token may come from (kept out of the process list).
+pub const TOKEN_ENV: &str = "HWS_RUNNER_TOKEN";
 
 impl Default for Args {
     fn default() -> Self {
@@ -67,6 +73,10 @@ impl Default for Args {
             max_pending_bytes: 8 * 1024 * 1024,
             runner_name: "runner".into(),
             verbose: false,
+            runner_token: std::env::var(TOKEN_ENV)
+                .ok()
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(super::auth::random_token),
         }
     }
 }
@@ -91,6 +101,8 @@ usage: demo [flags]
   --persist-interval-ms MS  the runner's persist debounce (default 50)
   --max-pending-bytes B     the gateway's per-request pending limit (default 8388608)
   --runner-name NAME        the runner's name (role runner)
+  --runner-token TOKEN      the token runners present (roles gateway and runner; default
+                            $HWS_RUNNER_TOKEN, else random, printed by role gateway)
   --verbose                 progress lines
 ";
 
@@ -121,6 +133,7 @@ impl Args {
                 "--max-pending-bytes" => a.max_pending_bytes = num(&value(&flag)?)?,
                 "--runner-name" => a.runner_name = value(&flag)?,
                 "--verbose" => a.verbose = true,
+                "--runner-token" => a.runner_token = value(&flag)?,
                 "--role" => {
                     a.role = match value(&flag)?.as_str() {
                         "all" => Role::All,

@@ -19,10 +19,14 @@ use hibernating_ws::runner::{Action, CloseReason, Runner, RunnerConfig, SocketId
 use hibernating_ws::wire::{GatewayId, HibernatingRequest, RequestId};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::task::JoinSet;
-use tokio_tungstenite::connect_async;
+use tokio_tungstenite::connect_async_with_config;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
+use super::auth;
 use super::control::{Control, RunnerReport};
+use super::net::WsLimits;
 use super::storage::{ActorFile, Fence, SocketRecord, Store, StreamState};
 
 /// How to start a runner.
@@ -43,6 +47,31 @@ pub struct RunnerOptions {
     pub delivered: Arc<AtomicU64>,
     /// Extra time the actor's storage takes to load on start (slow storage, for tests).
     pub load_delay: Duration,
+    /// The gateway's runner token, presented at connect.
+    pub token: String,
+}
+
+/// Connects to the gateway's runner endpoint `url`, presenting `token` the way Rivet's runner
+/// protocol carries it (`Sec-WebSocket-Protocol: rivet, rivet_token.<token>`).
+///
+/// # Errors
+/// The connection or the handshake failed (a wrong token is refused with HTTP 401).
+pub async fn connect_runner(
+    url: &str,
+    token: &str,
+) -> io::Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+> {
+    let mut request = url.into_client_request().map_err(io::Error::other)?;
+    let protocols =
+        HeaderValue::from_str(&auth::subprotocol_header(token)).map_err(io::Error::other)?;
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", protocols);
+    let (ws, _) = connect_async_with_config(request, Some(WsLimits::RUNNER.config()), true)
+        .await
+        .map_err(io::Error::other)?;
+    Ok(ws)
 }
 
 /// A running runner.
@@ -59,9 +88,7 @@ impl RunnerInstance {
     /// Connects to the gateway and starts every task.
     pub async fn start(opts: RunnerOptions) -> io::Result<Self> {
         let url = format!("{}/runner", opts.gateway.trim_end_matches('/'));
-        let (ws, _) = connect_async(url.as_str())
-            .await
-            .map_err(io::Error::other)?;
+        let ws = connect_runner(&url, &opts.token).await?;
         let (mut ws_tx, mut ws_rx) = ws.split();
         let fence = Fence::default();
         let store = Store::new(opts.data_dir.clone(), fence.clone());

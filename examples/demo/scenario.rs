@@ -71,6 +71,7 @@ impl RunnerProc {
                     &args.persist_interval.as_millis().to_string(),
                 ])
                 .args(["--runner-name", &format!("runner-{n}")])
+                .env(super::args::TOKEN_ENV, &args.runner_token)
                 .stdin(std::process::Stdio::null())
                 .kill_on_drop(true);
             if args.verbose {
@@ -86,6 +87,7 @@ impl RunnerProc {
                 report_interval: Duration::from_millis(20),
                 delivered: delivered.clone(),
                 load_delay: Duration::ZERO,
+                token: args.runner_token.clone(),
             };
             Ok(Self::InProcess(RunnerInstance::start(opts).await?))
         }
@@ -179,11 +181,10 @@ pub async fn run_all(args: &Args) -> io::Result<Report> {
     let dir = DataDir::new(args.data_dir.as_deref())?;
     let schedule = Schedule::spread(&args.actor, args.messages, args.sleeps, args.kill_runner);
     let mut server = GatewayServer::start(GatewayOptions {
-        listen: args.listen.clone(),
-        config: gateway_config(args),
-        schedule,
         cold_start: args.cold_start,
         verbose: args.verbose,
+        runner_token: args.runner_token.clone(),
+        ..GatewayOptions::new(args.listen.clone(), gateway_config(args), schedule)
     })
     .await?;
     let url = server.url();
