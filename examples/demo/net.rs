@@ -54,6 +54,14 @@ impl WsLimits {
         max_message_size: 16 * 1024 * 1024,
     };
 
+    /// tungstenite's own defaults (the baseline the demo's sizes are measured against).
+    pub const TUNGSTENITE_DEFAULTS: Self = Self {
+        read_buffer_size: 128 * 1024,
+        write_buffer_size: 128 * 1024,
+        max_write_buffer_size: usize::MAX,
+        max_message_size: 64 << 20,
+    };
+
     /// The tungstenite configuration.
     pub fn config(self) -> WebSocketConfig {
         let max_message = self.max_message_size.max(1);
