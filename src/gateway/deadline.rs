@@ -71,7 +71,8 @@ impl Gateway {
             }
             Some(PhaseState::Active(a)) if a.last_pong + cfg.ping_timeout <= now => {
                 if req.hibernatable && cfg.hibernate_on_ping_timeout {
-                    // DESIGN.md §3.12: tunnel loss hibernates a hibernatable socket.
+                    // Tunnel loss hibernates a hibernatable socket
+                    // (`docs/design.md#tunnel-loss-hibernates`).
                     self.stats.ping_timeout_hibernations += 1;
                     self.hibernate(slot, now);
                     None

@@ -64,7 +64,7 @@ impl Gateway {
         self.actions
             .push_back(Action::Hibernated { request_id: req.id });
         if has_pending {
-            // PROTOCOL.md §2.9 step 1: pending data needs the actor now.
+            // Pending data needs the actor now: ask for a wake at once.
             self.request_wake(slot, now, None);
         }
     }

@@ -347,7 +347,7 @@ impl Gateway {
             }
         }
         if phase == Phase::Active {
-            // Non-hibernatable requests are published and forgotten (PROTOCOL.md §6.2 scenario 2).
+            // Non-hibernatable requests are published and forgotten: nothing is buffered or acked.
             self.actions.push_back(Action::Publish {
                 route,
                 request_id,
@@ -374,10 +374,9 @@ impl Gateway {
     /// [`GatewayConfig::wake_timeout`] the request is collected without a close frame to the
     /// client, which is already gone.
     ///
-    /// Upstream (PROTOCOL.md F6) deletes the hibernating record *before* waking, so the woken actor
-    /// treats the socket as stale and never sees the client's close code. hws deletes it after the
-    /// close is published: the actor restores the socket, receives every pending message and the
-    /// client's real close.
+    /// The hibernating record is deleted only after the close is published, so the woken actor
+    /// restores the socket, receives every pending message and then the client's real close
+    /// (`docs/upstream.md#client-close-while-hibernating`).
     ///
     /// # Errors
     /// [`UnknownRequest`].

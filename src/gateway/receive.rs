@@ -43,13 +43,13 @@ impl Gateway {
     /// request's current route; then it is handled by phase (see the module docs). Acks apply in
     /// every phase, hibernating included; stale or invalid acks are ignored and counted.
     ///
-    /// One exception to the route: while the request hibernates it has no live runner, and a
-    /// runner close (not a hand-back), an ack or a WebSocket message is accepted from any route.
-    /// The actor's next runner answers the restore before the request is woken and routed to it:
-    /// with an ack of the persisted index (which releases what is already durable, so the wake
-    /// replays less) or with a close such as 1000 `ws.meta_not_found_during_restore` (dropping it
-    /// would keep a request whose socket no runner holds: upstream weak spot 12); a restored actor
-    /// may also write to the client at once. Acks stay validated: one for a message that was
+    /// One exception to the route: while the request hibernates it has no live runner, and a runner
+    /// close (not a hand-back), an ack or a WebSocket message is accepted from any route. The
+    /// actor's next runner answers the restore before the request is woken and routed to it: with
+    /// an ack of the persisted index (which releases what is already durable, so the wake replays
+    /// less) or with a close such as 1000 `ws.meta_not_found_during_restore` (dropping it would
+    /// keep a request whose socket no runner holds; `docs/upstream.md#weak-spots`, 12); a restored
+    /// actor may also write to the client at once. Acks stay validated: one for a message that was
     /// never published is still refused.
     ///
     /// # Errors
@@ -206,7 +206,7 @@ impl Gateway {
         }
     }
 
-    /// Applies a cumulative ack (DESIGN.md §3.6).
+    /// Applies a cumulative ack (`docs/design.md#validated-cumulative-acks`).
     pub(super) fn ack(&mut self, slot: u32, index: MessageIndex) {
         let Some(req) = self.requests.get_mut(slot) else {
             return;

@@ -549,7 +549,7 @@ impl Runner {
     /// Only the actor's next start restores the socket, while the gateway asks for a wake as soon
     /// as it hibernates a request with messages pending (always, since nothing is acked here). A
     /// wake routed to this runner while the actor still runs finds no socket: the replay is
-    /// dropped and the gateway collects the request by its ack timeout (found by the simulator).
+    /// dropped and the gateway collects the request by its ack timeout.
     ///
     /// # Errors
     /// [`SocketError::UnknownSocket`]; [`SocketError::NotOpen`];
@@ -564,8 +564,8 @@ impl Runner {
         if !s.hibernatable {
             return Err(SocketError::NotHibernatable);
         }
-        // Its actor's stop waits for this persist (found by the simulator: an actor restarted
-        // on ActorStopped read the metadata before the write landed and resumed behind it).
+        // Its actor's stop waits for this persist: an actor restarted on ActorStopped must not
+        // read the metadata before the write lands, or it resumes behind it.
         let aslot = s.actor;
         let earlier = s.persist.in_flight.map(|f| f.index);
         self.emit_persist(slot);

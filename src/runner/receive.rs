@@ -220,7 +220,8 @@ impl Runner {
         self.dropped(ReceiveError::UnknownActor)
     }
 
-    /// Upstream "open replay" ([HEAD], PROTOCOL §3.3 step 2) without its reset: an open at or
+    /// A second open for a known socket (`docs/protocol.md#duplicate-open`), without upstream's
+    /// reset to 0: an open at or
     /// behind the socket (index 0 included) is ignored, an open ahead of it advances it; the
     /// open is re-sent either way.
     pub(super) fn on_duplicate_open(&mut self, now: Timestamp, slot: usize, k: MessageIndex) {
@@ -238,9 +239,9 @@ impl Runner {
             let p = s.last_delivered;
             // Index 0 is the request's first open: a second one is a stale copy (a duplicated or
             // delayed frame), never a renumbering, since the gateway numbers a request once.
-            // Upstream [HEAD] rewinds the socket to 0 here; that rewinds the durable index
-            // under the app and redelivers what the gateway still retransmits (found by the
-            // simulator). Only an open ahead of the socket (an upstream guard retry) advances.
+            // Rewinding the socket to 0 here (as upstream does) would rewind the durable index
+            // under the app and redeliver what the gateway still retransmits. Only an open ahead of
+            // the socket (an upstream guard retry) advances.
             if k != MessageIndex::ZERO && k.is_after(p) {
                 s.delivered_seq = s.delivered_seq.saturating_add(u64::from(k.distance(p)));
                 s.last_delivered = k;
@@ -300,7 +301,7 @@ impl Runner {
             // one the gateway published before it hibernated the request (still in flight when
             // the actor restarted on this runner). The replay, which follows the wake, resends
             // it after the missing ones: drop it; neither close (`Close`) nor hold it (`Await`,
-            // whose held buffer it could overflow). Found by the simulator.
+            // whose held buffer it could overflow).
             self.stats.dropped_before_replay += 1;
             return Ok(());
         }
@@ -425,7 +426,7 @@ impl Runner {
     }
 
     /// A duplicate of a persisted message: re-ack the persisted index (rate-limited), so a lost
-    /// ack heals (DESIGN §3.9).
+    /// ack heals (`docs/design.md#re-ack-heals-lost-acks`).
     pub(super) fn maybe_reack(&mut self, now: Timestamp, slot: usize, r: MessageIndex) {
         let interval = self.config.reack_interval;
         let framing = self.config.framing;

@@ -4,8 +4,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::actor::Actor;
-use super::socket::{Socket, len_u64};
 use super::persist;
+use super::socket::{Socket, len_u64};
 use super::{Action, ActorState, Runner, SocketId};
 
 /// A socket slot: the socket and a generation that changes whenever the slot is freed, so timer
