@@ -1404,6 +1404,7 @@ impl Harness {
     // -----------------------------------------------------------------------------------------
 
     fn check_all(&mut self) {
+        self.check_engine();
         let cfg = self.config.clone();
         let stats = self.runner.stats();
         self.fail_if(
@@ -1511,6 +1512,13 @@ impl Harness {
     fn fail_if(&self, bad: bool, what: &str) {
         if bad {
             self.fail(what);
+        }
+    }
+
+    /// The engine's own invariants.
+    fn check_engine(&self) {
+        if let Err(e) = self.runner.check_invariants() {
+            self.fail(&format!("check_invariants: {e}"));
         }
     }
 

@@ -8,7 +8,10 @@ use core::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
-use crate::wire::{ToServerWebSocketMessageAck, ToServerWebSocketOpen};
+use crate::wire::{
+    ToGatewayPong, ToServerTunnelMessage, ToServerTunnelMessageKind, ToServerWebSocketMessageAck,
+    ToServerWebSocketOpen,
+};
 
 const GW: GatewayId = GatewayId([1, 2, 3, 4]);
 
