@@ -392,6 +392,7 @@ fn to_runner_json(m: &ToRunner) -> Value {
         ToRunner::Ping(p) => union_json("Ping", ping_json(p)),
         ToRunner::Close => union_json("Close", Value::Null),
         ToRunner::TunnelMessage(t) => union_json("TunnelMessage", client_json(t)),
+        other => panic!("no tunnel-format fields for {other:?}"),
     }
 }
 
@@ -542,6 +543,8 @@ impl Msg {
             Self::ToServer(ToServer::TunnelMessage(m)) => {
                 union_json("TunnelMessage", server_json(m))
             }
+            Self::ToClient(other) => panic!("no tunnel-format fields for {other:?}"),
+            Self::ToServer(other) => panic!("no tunnel-format fields for {other:?}"),
             Self::VersionedRunner(v, m) => json!({ "version": v, "message": to_runner_json(m) }),
             Self::VersionedGateway(v, m) => json!({ "version": v, "message": to_gateway_json(m) }),
         }

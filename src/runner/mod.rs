@@ -365,7 +365,7 @@ impl Runner {
     ///
     /// # Errors
     /// [`ReceiveError::Malformed`] if the frame does not decode, [`ReceiveError::Unsupported`]
-    /// for `ToRunnerClose`, and everything
+    /// for `ToRunnerClose` and the control messages, and everything
     /// [`handle_tunnel_message`](Self::handle_tunnel_message) returns. Every error is counted;
     /// none needs handling beyond logging.
     pub fn handle_frame(&mut self, now: Timestamp, bytes: &[u8]) -> Result<(), ReceiveError> {
@@ -717,11 +717,17 @@ impl Runner {
                             kind: "runner_close",
                         }));
                     }
+                    Ok((_, ToRunner::Commands(_) | ToRunner::AckEvents(_))) => {
+                        return Err(self.dropped(ReceiveError::Unsupported { kind: "control" }));
+                    }
                     Err(e) => return Err(self.dropped(ReceiveError::Malformed(e))),
                 }
             }
             Framing::RunnerSocket => match wire::decode_with::<ToClient>(bytes, limits) {
                 Ok(ToClient::TunnelMessage(m)) => m,
+                Ok(_) => {
+                    return Err(self.dropped(ReceiveError::Unsupported { kind: "control" }));
+                }
                 Err(e) => return Err(self.dropped(ReceiveError::Malformed(e))),
             },
         };
