@@ -153,6 +153,12 @@ impl<'a> Reader<'a> {
         Ok(self.take(n)?.to_vec())
     }
 
+    /// Checks a `data` value and steps over it without copying.
+    pub(crate) fn skip_data(&mut self) -> Result<(), DecodeError> {
+        let n = self.len()?;
+        self.take(n).map(drop)
+    }
+
     /// A BARE `str`, borrowed from the frame.
     pub(crate) fn str_ref(&mut self) -> Result<&'a str, DecodeError> {
         let n = self.len()?;

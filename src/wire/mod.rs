@@ -46,6 +46,7 @@ mod encode;
 mod envelope;
 mod error;
 mod kv;
+mod reframe;
 mod types;
 
 pub use compat::{
@@ -65,6 +66,10 @@ pub use kv::{
     KvDeleteRangeRequest, KvDeleteRequest, KvErrorResponse, KvGetRequest, KvGetResponse, KvKey,
     KvListPrefixQuery, KvListQuery, KvListRangeQuery, KvListRequest, KvListResponse, KvMetadata,
     KvPutRequest, KvRequestData, KvResponseData, KvValue, ToClientKvResponse, ToServerKvRequest,
+};
+pub use reframe::{
+    Reframed, gateway_of, to_client_as_to_runner, to_gateway_as_to_server, to_runner_as_to_client,
+    to_server_as_to_gateway,
 };
 pub use types::{
     GatewayId, Headers, HibernatingRequest, MessageId, RequestId, ToClientRequestChunk,
@@ -328,3 +333,5 @@ fn check_size(bytes: &[u8], limits: &DecodeLimits) -> Result<(), DecodeError> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_v7;
