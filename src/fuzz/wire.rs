@@ -90,7 +90,12 @@ pub fn wire_decode(data: &[u8]) {
     if let Ok(m) = wire::decode_with::<ToServerTunnelMessage>(data, &tight) {
         check_server_kind(&m, tight.max_headers);
     }
-    check_control_envelopes(data, to_runner.as_ref(), to_client.as_ref(), to_server.as_ref());
+    check_control_envelopes(
+        data,
+        to_runner.as_ref(),
+        to_client.as_ref(),
+        to_server.as_ref(),
+    );
     check_reframing(data, &limits);
     check_reframing(data, &tight);
     check_fast_path(data, &limits);
@@ -204,11 +209,23 @@ fn check_control_envelopes(
         _ => return,
     };
     if data.first() != Some(&4) {
-        assert_eq!(to_client, client.as_ref(), "ToClient disagrees with its variant");
+        assert_eq!(
+            to_client,
+            client.as_ref(),
+            "ToClient disagrees with its variant"
+        );
     }
-    assert_eq!(to_server, server.as_ref(), "ToServer disagrees with its variant");
+    assert_eq!(
+        to_server,
+        server.as_ref(),
+        "ToServer disagrees with its variant"
+    );
     if matches!(data.first(), Some(2 | 3)) {
-        assert_eq!(to_runner, runner.as_ref(), "ToRunner disagrees with its variant");
+        assert_eq!(
+            to_runner,
+            runner.as_ref(),
+            "ToRunner disagrees with its variant"
+        );
     }
 }
 
@@ -221,14 +238,20 @@ fn check_reframing(data: &[u8], limits: &DecodeLimits) {
             .map_or_else(Reframed::Local, |c| Reframed::Frame(wire::encode(&c)));
         (ver, out)
     });
-    assert_eq!(fast, slow, "to_runner_as_to_client differs from decode/encode");
+    assert_eq!(
+        fast, slow,
+        "to_runner_as_to_client differs from decode/encode"
+    );
     let fast = wire::to_client_as_to_runner(data, v, limits);
     let slow = wire::decode_with::<ToClient>(data, limits).map(|m| {
         ToRunner::try_from(m).map_or_else(Reframed::Local, |r| {
             Reframed::Frame(wire::encode_versioned(v, &r))
         })
     });
-    assert_eq!(fast, slow, "to_client_as_to_runner differs from decode/encode");
+    assert_eq!(
+        fast, slow,
+        "to_client_as_to_runner differs from decode/encode"
+    );
     let fast = wire::to_server_as_to_gateway(data, v, limits);
     let slow = wire::decode_with::<ToServer>(data, limits).map(|m| {
         ToGateway::try_from(m).map_or_else(Reframed::Local, |g| {
@@ -243,14 +266,20 @@ fn check_reframing(data: &[u8], limits: &DecodeLimits) {
             "gateway_of names another gateway than the message"
         );
     }
-    assert_eq!(fast, slow, "to_server_as_to_gateway differs from decode/encode");
+    assert_eq!(
+        fast, slow,
+        "to_server_as_to_gateway differs from decode/encode"
+    );
     let fast = wire::to_gateway_as_to_server(data, limits);
     let slow = wire::decode_versioned::<ToGateway>(data, limits).map(|(ver, m)| {
         let out = ToServer::try_from(m)
             .map_or_else(Reframed::Local, |s| Reframed::Frame(wire::encode(&s)));
         (ver, out)
     });
-    assert_eq!(fast, slow, "to_gateway_as_to_server differs from decode/encode");
+    assert_eq!(
+        fast, slow,
+        "to_gateway_as_to_server differs from decode/encode"
+    );
 }
 
 /// The gateway's borrowed fast path encodes WebSocket messages exactly like the owned path.
