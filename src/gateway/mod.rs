@@ -64,6 +64,7 @@ use crate::wire::{
 };
 
 mod action;
+mod actor_gone;
 mod config;
 mod error;
 mod pending;
