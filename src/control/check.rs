@@ -84,6 +84,10 @@ impl Control {
                 return Err(format!("actor {id:?} lists a record of a request it lacks"));
             }
         }
+        self.check_requests_and_runners()
+    }
+
+    fn check_requests_and_runners(&self) -> Result<(), String> {
         for (request_id, &slot) in &self.requests {
             let actor = self
                 .actor_ref(slot)

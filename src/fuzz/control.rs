@@ -201,7 +201,7 @@ impl World {
 
     /// Moves time forward by `d` and fires every timer due, repeatedly, until none is due.
     pub fn advance(&mut self, d: Duration) {
-        self.now = self.now + d;
+        self.now += d;
         for _ in 0..64 {
             let mut fired = false;
             if self.control.poll_timeout().is_some_and(|t| t <= self.now) {
@@ -399,11 +399,14 @@ impl World {
 ///
 /// # Panics
 /// If a property is violated.
+#[allow(clippy::too_many_lines)] // one arm per operation reads best as one match
 pub fn control_ops(data: &[u8]) {
     let mut input = Input::new(data);
-    let mut config = ControlConfig::default();
-    config.runner_lost_threshold = Duration::from_millis(u64::from(input.u8()) * 100 + 100);
-    config.ping_timeout = Duration::from_millis(u64::from(input.u8()) * 100 + 100);
+    let config = ControlConfig {
+        runner_lost_threshold: Duration::from_millis(u64::from(input.u8()) * 100 + 100),
+        ping_timeout: Duration::from_millis(u64::from(input.u8()) * 100 + 100),
+        ..ControlConfig::default()
+    };
     let mut world = World::new(config, GatewayConfig::default(), 2, 2);
     let actors = ["a", "b", "c"];
     for a in actors {
