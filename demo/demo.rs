@@ -12,7 +12,7 @@
 
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)] // application code on std
 
-#[path = "demo/lib.rs"]
+#[path = "../examples/demo/lib.rs"]
 mod demo;
 
 use std::process::ExitCode;
