@@ -160,6 +160,8 @@ pub mod index;
 pub mod runner;
 #[cfg(feature = "sim")]
 pub mod sim;
+#[cfg(feature = "std")]
+pub mod storage;
 pub mod time;
 pub mod wire;
 
