@@ -25,6 +25,7 @@ use demo::client::{ClientOptions, run_client};
 use demo::gateway::{GatewayOptions, GatewayServer, Schedule};
 use demo::runner::{RunnerInstance, RunnerOptions};
 use demo::scenario::{DataDir, committed_result, gateway_config, runner_config};
+use demo::storage::StorageKind;
 
 const CHILD_GATEWAY: &str = "HWS_E2E_RUNNER_GATEWAY";
 const CHILD_DIR: &str = "HWS_E2E_RUNNER_DIR";
@@ -87,6 +88,7 @@ async fn child(gateway: String, dir: String) {
         gateway,
         name: format!("child-{}", std::process::id()),
         data_dir: dir.into(),
+        storage: StorageKind::File,
         config: runner_config(&args),
         report_interval: Duration::from_millis(20),
         delivered: Arc::default(),
@@ -178,7 +180,7 @@ async fn parent() -> Result<(), String> {
     let _ = conn.wait_echo(MESSAGES, Duration::from_secs(10)).await;
     let _ = conn.close(1000, "done").await;
 
-    let Some(committed) = committed_result(&dir.path, "proc-actor", Duration::from_secs(20)).await
+    let Some(committed) = committed_result(&dir.path, StorageKind::File, "proc-actor", Duration::from_secs(20)).await
     else {
         return Err(format!(
             "the stream was never committed; child exit {status:?}; {:?}; {:?}",

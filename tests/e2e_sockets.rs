@@ -21,7 +21,8 @@ use demo::gateway::{GatewayOptions, GatewayServer, Schedule};
 use demo::payload;
 use demo::runner::{RunnerInstance, RunnerOptions};
 use demo::scenario::{DataDir, committed_result};
-use demo::storage::{Fence, Store};
+use demo::storage::{ActorState, StorageKind, StreamState};
+use hibernating_ws::storage::{FileStore, Store};
 use futures_util::SinkExt;
 use hibernating_ws::gateway::{GatewayConfig, OverflowPolicy};
 use hibernating_ws::runner::RunnerConfig;
@@ -55,6 +56,7 @@ async fn slow_storage_runner(
         gateway: server.url(),
         name: "runner-1".into(),
         data_dir: dir.path.clone(),
+        storage: StorageKind::File,
         config,
         report_interval: Duration::from_millis(20),
         delivered: Arc::default(),
@@ -123,22 +125,22 @@ async fn client_close_while_the_actor_sleeps_reaches_the_actor_after_wake_and_de
 
     // The actor sleeps: every socket's index is persisted, the request hibernates.
     server.sleep_actor("sleepy").await;
-    let store = Store::new(&dir.path, Fence::default());
-    let file = store.load("sleepy").expect("actor file");
+    let store = FileStore::open(&dir.path).expect("store");
+    let file = store.load("sleepy").expect("actor record");
     assert_eq!(
         file.sockets.len(),
         1,
         "hibernated socket's metadata is stored"
     );
-    assert_eq!(file.sockets[0].state.count, 20);
-    assert!(file.finished.is_empty());
+    assert_eq!(StreamState::decode(&file.sockets[0].state).unwrap().count, 20);
+    assert!(ActorState::decode(&file.state).unwrap().finished.is_empty());
     let stats = server.stats().await;
     assert_eq!(stats.hibernating, 1);
 
     // The client closes while the actor sleeps: the gateway wakes the actor, which restores the
     // socket and gets the client's own close frame.
     let echoed = client.close(4001, "bye").await;
-    let state = committed_result(&dir.path, "sleepy", WAIT)
+    let state = committed_result(&dir.path, StorageKind::File, "sleepy", WAIT)
         .await
         .expect("the close reached the actor");
     assert_eq!((state.count, state.digest), (20, digest));
