@@ -180,7 +180,13 @@ async fn parent() -> Result<(), String> {
     let _ = conn.wait_echo(MESSAGES, Duration::from_secs(10)).await;
     let _ = conn.close(1000, "done").await;
 
-    let Some(committed) = committed_result(&dir.path, StorageKind::File, "proc-actor", Duration::from_secs(20)).await
+    let Some(committed) = committed_result(
+        &dir.path,
+        StorageKind::File,
+        "proc-actor",
+        Duration::from_secs(20),
+    )
+    .await
     else {
         return Err(format!(
             "the stream was never committed; child exit {status:?}; {:?}; {:?}",

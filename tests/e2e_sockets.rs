@@ -22,10 +22,10 @@ use demo::payload;
 use demo::runner::{RunnerInstance, RunnerOptions};
 use demo::scenario::{DataDir, committed_result};
 use demo::storage::{ActorState, StorageKind, StreamState};
-use hibernating_ws::storage::{FileStore, Store};
 use futures_util::SinkExt;
 use hibernating_ws::gateway::{GatewayConfig, OverflowPolicy};
 use hibernating_ws::runner::RunnerConfig;
+use hibernating_ws::storage::{FileStore, Store};
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -132,7 +132,10 @@ async fn client_close_while_the_actor_sleeps_reaches_the_actor_after_wake_and_de
         1,
         "hibernated socket's metadata is stored"
     );
-    assert_eq!(StreamState::decode(&file.sockets[0].state).unwrap().count, 20);
+    assert_eq!(
+        StreamState::decode(&file.sockets[0].state).unwrap().count,
+        20
+    );
     assert!(ActorState::decode(&file.state).unwrap().finished.is_empty());
     let stats = server.stats().await;
     assert_eq!(stats.hibernating, 1);

@@ -771,7 +771,8 @@ impl Orchestrator {
                     // The actor never ran: its requests hibernate again (nothing is closed, the
                     // gateway still holds every unacked message) and the start is retried later.
                     let p = self.placement(&actor);
-                    if matches!(p.phase, Phase::Starting(r) | Phase::Running(r) | Phase::Stopping(r) if r == route) {
+                    if matches!(p.phase, Phase::Starting(r) | Phase::Running(r) | Phase::Stopping(r) if r == route)
+                    {
                         p.start_failures = p.start_failures.saturating_add(1);
                         p.wake_wanted = true;
                         self.log(format!("actor {actor}: start failed: {error}"));

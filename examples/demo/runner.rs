@@ -267,7 +267,11 @@ type Done = (SocketId, MessageIndex, bool);
 
 /// Commits in order, merging queued commits of one actor into one (applying them one after the
 /// other is the same as applying their concatenation), so a burst costs one sync.
-async fn storage_writer(store: Fenced, mut jobs: UnboundedReceiver<WriteJob>, done: UnboundedSender<Done>) {
+async fn storage_writer(
+    store: Fenced,
+    mut jobs: UnboundedReceiver<WriteJob>,
+    done: UnboundedSender<Done>,
+) {
     while let Some(first) = jobs.recv().await {
         let mut batch = vec![first];
         while let Ok(job) = jobs.try_recv() {
@@ -409,16 +413,18 @@ impl App {
             })
         });
         let app = loaded.and_then(|record| {
-            let state = ActorState::decode(&record.state).map_err(|detail| StoreError::Corrupt {
-                actor_id: actor.clone(),
-                detail,
-            })?;
-            let mut live = BTreeMap::new();
-            for s in &record.sockets {
-                let state = StreamState::decode(&s.state).map_err(|detail| StoreError::Corrupt {
+            let state =
+                ActorState::decode(&record.state).map_err(|detail| StoreError::Corrupt {
                     actor_id: actor.clone(),
                     detail,
                 })?;
+            let mut live = BTreeMap::new();
+            for s in &record.sockets {
+                let state =
+                    StreamState::decode(&s.state).map_err(|detail| StoreError::Corrupt {
+                        actor_id: actor.clone(),
+                        detail,
+                    })?;
                 let l = Live {
                     state,
                     path: s.meta.path.clone(),
@@ -493,7 +499,8 @@ impl App {
                 server_index,
                 client_index,
             } => {
-                let Some(live) = self.actors.get(&actor_id).and_then(|a| a.live.get(&socket)) else {
+                let Some(live) = self.actors.get(&actor_id).and_then(|a| a.live.get(&socket))
+                else {
                     return;
                 };
                 // The socket's state and its index in one commit; the record's metadata is
@@ -522,7 +529,11 @@ impl App {
                 let Some(app) = self.actors.get_mut(&actor_id) else {
                     return;
                 };
-                let state = app.live.remove(&socket).map(|l| l.state).unwrap_or_default();
+                let state = app
+                    .live
+                    .remove(&socket)
+                    .map(|l| l.state)
+                    .unwrap_or_default();
                 app.state.finish(socket, state);
                 let commit = Commit::new().delete(socket).state(app.state.encode());
                 let _ = self.writes.send(WriteJob {

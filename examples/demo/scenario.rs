@@ -265,7 +265,13 @@ pub async fn run_all(args: &Args) -> io::Result<Report> {
         client.echoes = conn.echoes();
         client.closed_by_gateway = conn.close(1000, "done").await;
     }
-    let committed = committed_result(&dir.path, args.storage, &args.actor, Duration::from_secs(60)).await;
+    let committed = committed_result(
+        &dir.path,
+        args.storage,
+        &args.actor,
+        Duration::from_secs(60),
+    )
+    .await;
     let elapsed = start.elapsed();
 
     supervisor.abort();
