@@ -1029,9 +1029,9 @@ impl Harness {
         v
     }
 
-    /// For a WebSocket message to an open hibernatable socket: the socket, the index and what
-    /// must happen to it (PROTOCOL §3.4: `δ = r − p`; 1 delivers, 0 or behind is a duplicate,
-    /// anything else is a gap).
+    /// For a WebSocket message to an open hibernatable socket: the socket, the index and what must
+    /// happen to it (`docs/protocol.md#index-validation`: `δ = r − p`; 1 delivers, 0 or behind is a
+    /// duplicate, anything else is a gap).
     fn expected_verdict(
         &self,
         msg: &ToClientTunnelMessage,

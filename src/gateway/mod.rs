@@ -385,7 +385,7 @@ impl Gateway {
             }
         }
         if phase == Phase::Active {
-            // Non-hibernatable requests are published and forgotten (PROTOCOL.md §6.2 scenario 2).
+            // Non-hibernatable requests are published and forgotten: nothing is buffered or acked.
             self.actions.push_back(Action::Publish {
                 route,
                 request_id,
@@ -412,10 +412,9 @@ impl Gateway {
     /// [`GatewayConfig::wake_timeout`] the request is collected without a close frame to the
     /// client, which is already gone.
     ///
-    /// Upstream (PROTOCOL.md F6) deletes the hibernating record *before* waking, so the woken actor
-    /// treats the socket as stale and never sees the client's close code. hws deletes it after the
-    /// close is published: the actor restores the socket, receives every pending message and the
-    /// client's real close.
+    /// The hibernating record is deleted only after the close is published, so the woken actor
+    /// restores the socket, receives every pending message and then the client's real close
+    /// (`docs/upstream.md#client-close-while-hibernating`).
     ///
     /// # Errors
     /// [`UnknownRequest`].
@@ -604,13 +603,13 @@ impl Gateway {
     /// request's current route; then it is handled by phase (see the module docs). Acks apply in
     /// every phase, hibernating included; stale or invalid acks are ignored and counted.
     ///
-    /// One exception to the route: while the request hibernates it has no live runner, and a
-    /// runner close (not a hand-back), an ack or a WebSocket message is accepted from any route.
-    /// The actor's next runner answers the restore before the request is woken and routed to it:
-    /// with an ack of the persisted index (which releases what is already durable, so the wake
-    /// replays less) or with a close such as 1000 `ws.meta_not_found_during_restore` (dropping it
-    /// would keep a request whose socket no runner holds: upstream weak spot 12); a restored actor
-    /// may also write to the client at once. Acks stay validated: one for a message that was
+    /// One exception to the route: while the request hibernates it has no live runner, and a runner
+    /// close (not a hand-back), an ack or a WebSocket message is accepted from any route. The
+    /// actor's next runner answers the restore before the request is woken and routed to it: with
+    /// an ack of the persisted index (which releases what is already durable, so the wake replays
+    /// less) or with a close such as 1000 `ws.meta_not_found_during_restore` (dropping it would
+    /// keep a request whose socket no runner holds; `docs/upstream.md#weak-spots`, 12); a restored
+    /// actor may also write to the client at once. Acks stay validated: one for a message that was
     /// never published is still refused.
     ///
     /// # Errors
@@ -1091,7 +1090,8 @@ impl Gateway {
             }
             Some(PhaseState::Active(a)) if a.last_pong + cfg.ping_timeout <= now => {
                 if req.hibernatable && cfg.hibernate_on_ping_timeout {
-                    // DESIGN.md §3.12: tunnel loss hibernates a hibernatable socket.
+                    // Tunnel loss hibernates a hibernatable socket
+                    // (`docs/design.md#tunnel-loss-hibernates`).
                     self.stats.ping_timeout_hibernations += 1;
                     self.hibernate(slot, now);
                     None
@@ -1221,7 +1221,7 @@ impl Gateway {
         self.actions
             .push_back(Action::Hibernated { request_id: req.id });
         if has_pending {
-            // PROTOCOL.md §2.9 step 1: pending data needs the actor now.
+            // Pending data needs the actor now: ask for a wake at once.
             self.request_wake(slot, now, None);
         }
     }
@@ -1268,7 +1268,7 @@ impl Gateway {
         }
     }
 
-    /// Applies a cumulative ack (DESIGN.md §3.6).
+    /// Applies a cumulative ack (`docs/design.md#validated-cumulative-acks`).
     fn ack(&mut self, slot: u32, index: MessageIndex) {
         let Some(req) = self.requests.get_mut(slot) else {
             return;

@@ -553,7 +553,7 @@ impl Runner {
     /// Only the actor's next start restores the socket, while the gateway asks for a wake as soon
     /// as it hibernates a request with messages pending (always, since nothing is acked here). A
     /// wake routed to this runner while the actor still runs finds no socket: the replay is
-    /// dropped and the gateway collects the request by its ack timeout (found by the simulator).
+    /// dropped and the gateway collects the request by its ack timeout.
     ///
     /// # Errors
     /// [`SocketError::UnknownSocket`]; [`SocketError::NotOpen`];
@@ -568,8 +568,8 @@ impl Runner {
         if !s.hibernatable {
             return Err(SocketError::NotHibernatable);
         }
-        // Its actor's stop waits for this persist (found by the simulator: an actor restarted
-        // on ActorStopped read the metadata before the write landed and resumed behind it).
+        // Its actor's stop waits for this persist: an actor restarted on ActorStopped must not
+        // read the metadata before the write lands, or it resumes behind it.
         let aslot = s.actor;
         let earlier = s.persist.in_flight.map(|f| f.index);
         self.emit_persist(slot);
@@ -887,7 +887,8 @@ impl Runner {
         self.dropped(ReceiveError::UnknownActor)
     }
 
-    /// Upstream "open replay" ([HEAD], PROTOCOL §3.3 step 2) without its reset: an open at or
+    /// A second open for a known socket (`docs/protocol.md#duplicate-open`), without upstream's
+    /// reset to 0: an open at or
     /// behind the socket (index 0 included) is ignored, an open ahead of it advances it; the
     /// open is re-sent either way.
     fn on_duplicate_open(&mut self, now: Timestamp, slot: usize, k: MessageIndex) {
@@ -905,9 +906,9 @@ impl Runner {
             let p = s.last_delivered;
             // Index 0 is the request's first open: a second one is a stale copy (a duplicated or
             // delayed frame), never a renumbering, since the gateway numbers a request once.
-            // Upstream [HEAD] rewinds the socket to 0 here; that rewinds the durable index
-            // under the app and redelivers what the gateway still retransmits (found by the
-            // simulator). Only an open ahead of the socket (an upstream guard retry) advances.
+            // Rewinding the socket to 0 here (as upstream does) would rewind the durable index
+            // under the app and redeliver what the gateway still retransmits. Only an open ahead of
+            // the socket (an upstream guard retry) advances.
             if k != MessageIndex::ZERO && k.is_after(p) {
                 s.delivered_seq = s.delivered_seq.saturating_add(u64::from(k.distance(p)));
                 s.last_delivered = k;
@@ -967,7 +968,7 @@ impl Runner {
             // one the gateway published before it hibernated the request (still in flight when
             // the actor restarted on this runner). The replay, which follows the wake, resends
             // it after the missing ones: drop it; neither close (`Close`) nor hold it (`Await`,
-            // whose held buffer it could overflow). Found by the simulator.
+            // whose held buffer it could overflow).
             self.stats.dropped_before_replay += 1;
             return Ok(());
         }
@@ -1092,7 +1093,7 @@ impl Runner {
     }
 
     /// A duplicate of a persisted message: re-ack the persisted index (rate-limited), so a lost
-    /// ack heals (DESIGN §3.9).
+    /// ack heals (`docs/design.md#re-ack-heals-lost-acks`).
     fn maybe_reack(&mut self, now: Timestamp, slot: usize, r: MessageIndex) {
         let interval = self.config.reack_interval;
         let framing = self.config.framing;

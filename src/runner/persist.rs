@@ -1,5 +1,5 @@
-//! Persist, then ack (DESIGN §3.10): the debounce that decides when to ask the app to persist
-//! a socket's delivered index, and the handling of the app's answers.
+//! Persist, then ack (`docs/design.md#persist-then-ack`): the debounce that decides when to ask the
+//! app to persist a socket's delivered index, and the handling of the app's answers.
 //!
 //! * After a delivery, once the payload bytes delivered since the first unpersisted message
 //!   reach [`RunnerConfig::persist_bytes`](super::RunnerConfig::persist_bytes), a

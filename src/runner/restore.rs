@@ -1,4 +1,5 @@
-//! Restoring hibernated sockets when an actor starts again (PROTOCOL §3.7, DESIGN §3.9).
+//! Restoring hibernated sockets when an actor starts again (`docs/protocol.md#restore`,
+//! `docs/design.md#re-ack-heals-lost-acks`).
 
 use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
@@ -185,8 +186,8 @@ impl Runner {
             // The restore ack does not hold back the re-ack of the first replayed duplicate: it
             // goes out before the gateway wakes the request, and a gateway still routing the
             // request to the actor's previous runner drops it (as does a lossy network). The
-            // duplicates of the replay are then the only chance to heal a lost ack (found by
-            // the simulator). When the restore ack does arrive, nothing acked is replayed.
+            // duplicates of the replay are then the only chance to heal a lost ack. When the
+            // restore ack does arrive, nothing acked is replayed.
             s.last_ack_at = None;
         }
     }
