@@ -67,10 +67,7 @@ async fn slow_storage_runner(
 }
 
 fn fast_runner() -> RunnerConfig {
-    RunnerConfig {
-        persist_interval: Duration::from_millis(10),
-        ..RunnerConfig::default()
-    }
+    RunnerConfig::default().with_persist_interval(Duration::from_millis(10))
 }
 
 /// Sends messages `from..to` of stream `seed`; returns the digest of `0..to` given that of
@@ -172,11 +169,9 @@ async fn client_close_while_the_actor_sleeps_reaches_the_actor_after_wake_and_de
 /// A runner that never persists on its own during the test (huge debounce), so nothing is acked
 /// and pending bytes only grow.
 fn slow_runner(persist_interval: Duration) -> RunnerConfig {
-    RunnerConfig {
-        persist_interval,
-        persist_bytes: u64::MAX / 2,
-        ..RunnerConfig::default()
-    }
+    RunnerConfig::default()
+        .with_persist_interval(persist_interval)
+        .with_persist_bytes(u64::MAX / 2)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,10 +337,8 @@ async fn a_wake_replays_more_buffered_messages_than_the_runner_queues_for_a_star
     .await
     .expect("gateway starts");
     // Slow storage: the replay reaches the runner long before the restore could happen.
-    let config = RunnerConfig {
-        persist_interval: Duration::from_millis(10),
-        ..demo::scenario::runner_config(&demo::args::Args::default())
-    };
+    let config = demo::scenario::runner_config(&demo::args::Args::default())
+        .with_persist_interval(Duration::from_millis(10));
     let _runner = slow_storage_runner(&server, &dir, config, Duration::from_millis(200)).await;
     let mut client = Client::connect(&server.url(), "bulk")
         .await

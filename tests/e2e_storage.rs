@@ -48,10 +48,7 @@ async fn setup(dir: &DataDir, storage: StorageKind) -> (GatewayServer, RunnerIns
         name: "runner-1".into(),
         data_dir: dir.path.clone(),
         storage,
-        config: RunnerConfig {
-            persist_interval: Duration::from_millis(10),
-            ..RunnerConfig::default()
-        },
+        config: RunnerConfig::default().with_persist_interval(Duration::from_millis(10)),
         report_interval: Duration::from_millis(20),
         delivered: Arc::default(),
         load_delay: Duration::ZERO,

@@ -158,11 +158,9 @@ struct World {
 
 fn runner_config() -> RunnerConfig {
     // Debounced persists, so that one commit carries messages of several sockets.
-    RunnerConfig {
-        persist_bytes: 1 << 20,
-        persist_interval: Duration::from_millis(100),
-        ..RunnerConfig::default()
-    }
+    RunnerConfig::default()
+        .with_persist_bytes(1 << 20)
+        .with_persist_interval(Duration::from_millis(100))
 }
 
 impl World {

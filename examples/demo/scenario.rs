@@ -38,12 +38,10 @@ pub fn gateway_config(args: &Args) -> GatewayConfig {
 /// gap (1008 `ws.message_index_skip`). The runner's defaults hold two full windows of 1 MiB; the
 /// demo's window is larger, so it sizes the byte limit to match.
 pub fn runner_config(args: &Args) -> RunnerConfig {
-    RunnerConfig {
-        persist_interval: args.persist_interval,
-        max_queued_per_actor: 2 * usize::from(hibernating_ws::index::MAX_WINDOW) + 2,
-        max_queued_bytes_per_actor: 2 * args.max_pending_bytes.max(1 << 20) + (1 << 20),
-        ..RunnerConfig::default()
-    }
+    RunnerConfig::default()
+        .with_persist_interval(args.persist_interval)
+        .with_max_queued_per_actor(2 * usize::from(hibernating_ws::index::MAX_WINDOW) + 2)
+        .with_max_queued_bytes_per_actor(2 * args.max_pending_bytes.max(1 << 20) + (1 << 20))
 }
 
 /// A runner in this process or in a child process.

@@ -88,6 +88,7 @@ use timer::{TimerEntry, TimerQueue};
 /// runner input for the request only from it (except a close, an ack or a message while the request hibernates, see
 /// [`Gateway::handle_runner_message`]); the route changes only on [`Gateway::wake`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RouteId(pub u64);
 
 /// What the runner needs to open a WebSocket on an actor ([`Gateway::open`]).

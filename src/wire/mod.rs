@@ -78,8 +78,12 @@ pub const DEFAULT_MAX_FRAME_SIZE: usize = 32 * 1024 * 1024;
 /// Default [`DecodeLimits::max_headers`].
 pub const DEFAULT_MAX_HEADERS: usize = 1024;
 
-/// Limits applied while decoding untrusted frames.
+/// Limits applied while decoding untrusted frames. `#[non_exhaustive]`, like the engines'
+/// configurations: start from `default()` and use the `with_*` setters.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
+#[non_exhaustive]
 pub struct DecodeLimits {
     /// Frames longer than this are rejected before any byte is read
     /// ([`DecodeError::FrameTooLarge`]). Default 32 MiB.
@@ -97,6 +101,11 @@ impl Default for DecodeLimits {
         }
     }
 }
+
+crate::config::with_setters!(DecodeLimits {
+    with_max_frame_size => max_frame_size: usize,
+    with_max_headers => max_headers: usize,
+});
 
 mod sealed {
     #![allow(unreachable_pub)]
