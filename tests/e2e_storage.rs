@@ -5,7 +5,11 @@
 //! Real time, not paused (see `e2e_demo.rs`). No timing assertions: every wait is for an event,
 //! bounded by a generous timeout that only fails a broken system.
 
-#![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)] // application code on std
+#![allow(
+    clippy::std_instead_of_core,
+    clippy::std_instead_of_alloc,
+    clippy::unwrap_used // test helpers
+)] // application code on std
 
 #[path = "../examples/demo/lib.rs"]
 mod demo;
@@ -203,6 +207,7 @@ impl Breakage for SqliteBreakage {
 /// start restores the socket and every message arrives exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_failure_stops_the_start_and_the_client_is_not_closed() {
+    #[cfg_attr(not(feature = "sqlite"), allow(unused_mut))]
     let mut cases: Vec<(StorageKind, Box<dyn Breakage>)> = vec![
         (
             StorageKind::File,

@@ -2,8 +2,8 @@
 //! JSON; a header map with a repeated key is refused; a partial config takes the defaults.
 #![cfg(feature = "serde")]
 
-use std::fmt::Debug;
-use std::time::Duration;
+use core::fmt::Debug;
+use core::time::Duration;
 
 use hibernating_ws::MessageIndex;
 use hibernating_ws::gateway::{GatewayConfig, GatewayStats, OverflowPolicy, RouteId};

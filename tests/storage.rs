@@ -3,6 +3,12 @@
 //! between a commit and its ack, and mid-commit; the actor's storage fails to load. Every client
 //! message must be in the state exactly once afterwards.
 
+#![allow(
+    clippy::std_instead_of_core,
+    clippy::std_instead_of_alloc,
+    clippy::unwrap_used // test helpers
+)] // application code on std
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -302,7 +308,7 @@ impl World {
     }
 
     fn advance(&mut self, ms: u64) {
-        self.now = self.now + Duration::from_millis(ms);
+        self.now += Duration::from_millis(ms);
         self.gw.handle_timeout(self.now);
         if !self.app.crashed {
             self.rn.handle_timeout(self.now);
@@ -398,6 +404,7 @@ fn tempdir(name: &str) -> PathBuf {
 }
 
 fn stores(name: &str) -> Vec<Arc<dyn Store>> {
+    #[cfg_attr(not(feature = "sqlite"), allow(unused_mut))]
     let mut v: Vec<Arc<dyn Store>> = vec![Arc::new(FileStore::open(tempdir(name)).unwrap())];
     #[cfg(feature = "sqlite")]
     v.push(Arc::new(

@@ -265,6 +265,9 @@ struct WriteJob {
 /// A persist's outcome: the socket, the index, whether it is durable.
 type Done = (SocketId, MessageIndex, bool);
 
+/// The queued commits of one actor merged into one, with the persists it completes.
+type Merged = (String, Commit, Vec<(SocketId, MessageIndex)>);
+
 /// Commits in order, merging queued commits of one actor into one (applying them one after the
 /// other is the same as applying their concatenation), so a burst costs one sync.
 async fn storage_writer(
@@ -277,14 +280,13 @@ async fn storage_writer(
         while let Ok(job) = jobs.try_recv() {
             batch.push(job);
         }
-        let mut merged: Vec<(String, Commit, Vec<(SocketId, MessageIndex)>)> = Vec::new();
+        let mut merged: Vec<Merged> = Vec::new();
         for job in batch {
-            let i = match merged.iter().position(|(a, ..)| *a == job.actor_id) {
-                Some(i) => i,
-                None => {
-                    merged.push((job.actor_id, Commit::new(), Vec::new()));
-                    merged.len() - 1
-                }
+            let i = if let Some(i) = merged.iter().position(|(a, ..)| *a == job.actor_id) {
+                i
+            } else {
+                merged.push((job.actor_id, Commit::new(), Vec::new()));
+                merged.len() - 1
             };
             let entry = &mut merged[i];
             entry.1.sockets.extend(job.commit.sockets);

@@ -37,6 +37,7 @@ fn stored(n: u32, index: u16, state: &[u8]) -> StoredSocket {
 
 /// Every store under test, fresh.
 fn stores(name: &str) -> Vec<(&'static str, Box<dyn Store>)> {
+    #[cfg_attr(not(feature = "sqlite"), allow(unused_mut))]
     let mut v: Vec<(&'static str, Box<dyn Store>)> = vec![(
         "file",
         Box::new(FileStore::open(tempdir(name)).expect("dir")),
