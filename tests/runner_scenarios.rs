@@ -1539,7 +1539,9 @@ fn runner_socket_framing_uses_plain_to_client_and_to_server() {
     let Some(hibernating_ws::runner::Action::Publish { frame, .. }) = h.runner.poll_action() else {
         panic!("expected a publish")
     };
-    let ToServer::TunnelMessage(m) = wire::decode::<ToServer>(&frame).unwrap();
+    let ToServer::TunnelMessage(m) = wire::decode::<ToServer>(&frame).unwrap() else {
+        panic!("expected a tunnel message")
+    };
     assert_eq!(m.message_id.message_index.get(), 0);
     // A versioned frame is malformed on this framing.
     assert!(matches!(
