@@ -39,6 +39,7 @@ use demo::net::WsLimits;
 use demo::payload;
 use demo::runner::{RunnerInstance, RunnerOptions};
 use demo::scenario::{self, DataDir};
+use demo::storage::StorageKind;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::task::JoinSet;
 
@@ -233,7 +234,11 @@ async fn idle(o: &Opts) -> Result<(), String> {
     let per = |rss: u64| (rss.saturating_sub(base) as f64) * 1024.0 / o.conns.max(1) as f64;
     println!(
         "idle ({} buffers): {} connections on {} actors opened in {:.1}s; gateway RSS {} KiB before, {} KiB with them: {:.0} B per connection ({} live requests)",
-        if o.defaults { "tungstenite default" } else { "demo" },
+        if o.defaults {
+            "tungstenite default"
+        } else {
+            "demo"
+        },
         o.conns,
         o.actors,
         opened.as_secs_f64(),
@@ -378,6 +383,7 @@ async fn child(url: String, token: String) {
                     report_interval: Duration::from_millis(500),
                     delivered: Arc::default(),
                     load_delay: Duration::ZERO,
+                    storage: StorageKind::File,
                     token: token.clone(),
                 })
                 .await

@@ -25,6 +25,7 @@ use demo::gateway::{GatewayOptions, GatewayServer, Schedule};
 use demo::payload;
 use demo::runner::{RunnerInstance, RunnerOptions};
 use demo::scenario::DataDir;
+use demo::storage::StorageKind;
 use hibernating_ws::gateway::GatewayConfig;
 use hibernating_ws::runner::RunnerConfig;
 
@@ -109,10 +110,8 @@ async fn the_gateway_keeps_listening_after_running_out_of_file_descriptors() {
         gateway: server.url(),
         name: "after".into(),
         data_dir: dir.path.clone(),
-        config: RunnerConfig {
-            persist_interval: Duration::from_millis(10),
-            ..RunnerConfig::default()
-        },
+        config: RunnerConfig::default().with_persist_interval(Duration::from_millis(10)),
+        storage: StorageKind::File,
         report_interval: Duration::from_millis(20),
         delivered: Arc::default(),
         load_delay: Duration::ZERO,

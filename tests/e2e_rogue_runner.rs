@@ -27,6 +27,7 @@ use demo::gateway::{GatewayOptions, GatewayServer, Schedule};
 use demo::payload;
 use demo::runner::{RunnerInstance, RunnerOptions, connect_runner};
 use demo::scenario::DataDir;
+use demo::storage::StorageKind;
 use futures_util::{SinkExt, StreamExt};
 use hibernating_ws::MessageIndex;
 use hibernating_ws::gateway::GatewayConfig;
@@ -59,10 +60,8 @@ async fn runner(server: &GatewayServer, dir: &DataDir) -> RunnerInstance {
         gateway: server.url(),
         name: "honest".into(),
         data_dir: dir.path.clone(),
-        config: RunnerConfig {
-            persist_interval: Duration::from_millis(10),
-            ..RunnerConfig::default()
-        },
+        config: RunnerConfig::default().with_persist_interval(Duration::from_millis(10)),
+        storage: StorageKind::File,
         report_interval: Duration::from_millis(20),
         delivered: Arc::default(),
         load_delay: Duration::ZERO,
