@@ -79,11 +79,13 @@ impl Gateway {
         let Some(req) = self.requests.get_mut(slot) else {
             return;
         };
+        let next_route = req.next_route();
         set_phase_state(
             req,
             PhaseState::WakeRequested {
                 deadline: now + self.config.wake_timeout,
                 client_close,
+                next_route,
             },
         );
         self.stats.wake_requests += 1;

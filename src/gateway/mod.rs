@@ -68,6 +68,7 @@ mod error;
 #[cfg(any(test, feature = "sim"))]
 mod invariants;
 mod lifecycle;
+mod next_route;
 mod pending;
 mod receive;
 mod request;
@@ -580,6 +581,7 @@ impl Gateway {
             hibernating: self.hibernating,
             pending_messages: self.pending_messages,
             pending_bytes: self.pending_bytes,
+            timer_entries: self.timers.len() as u64,
             ..self.stats
         }
     }
