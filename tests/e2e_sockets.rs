@@ -36,6 +36,7 @@ async fn gateway(config: GatewayConfig) -> GatewayServer {
         schedule: Schedule::default(),
         cold_start: Duration::ZERO,
         verbose: false,
+        ..GatewayOptions::default()
     })
     .await
     .expect("gateway starts")
@@ -59,6 +60,7 @@ async fn slow_storage_runner(
         report_interval: Duration::from_millis(20),
         delivered: Arc::default(),
         load_delay,
+        websocket: demo::gateway::GatewayOptions::default().websocket,
     })
     .await
     .expect("runner connects")
@@ -132,7 +134,7 @@ async fn client_close_while_the_actor_sleeps_reaches_the_actor_after_wake_and_de
     );
     assert_eq!(file.sockets[0].state.count, 20);
     assert!(file.finished.is_empty());
-    let stats = server.stats().await;
+    let stats = server.stats();
     assert_eq!(stats.hibernating, 1);
 
     // The client closes while the actor sleeps: the gateway wakes the actor, which restores the
@@ -158,7 +160,7 @@ async fn client_close_while_the_actor_sleeps_reaches_the_actor_after_wake_and_de
         "the actor saw the client's code and reason: {runner_closes:?}"
     );
     assert_eq!(snapshot.starts, 2, "started, slept, woken by the close");
-    let stats = server.stats().await;
+    let stats = server.stats();
     assert_eq!((stats.closed_by_client, stats.wakes), (1, 1));
     assert_eq!(stats.pending_messages, 0);
     let _ = echoed;
@@ -214,7 +216,7 @@ async fn close_policy_closes_only_the_connection_over_its_limit() {
         );
     }
     assert_eq!(small.wait_echo(50, WAIT).await, Some((50, digest)));
-    let stats = server.stats().await;
+    let stats = server.stats();
     assert_eq!(stats.closed_pending_limit, 1);
     assert_eq!(stats.requests, 1, "only B is left");
 }
@@ -235,7 +237,7 @@ async fn backpressure_policy_stops_reading_only_the_full_connection() {
     let digest_a = stream(&mut big, 5, 0, 60, 4096, 0).await;
     // A is refused with backpressure at least once: the gateway stopped reading it.
     eventually("A to be backpressured", || async {
-        (server.stats().await.backpressured > 0).then_some(())
+        (server.stats().backpressured > 0).then_some(())
     })
     .await;
 
@@ -255,7 +257,7 @@ async fn backpressure_policy_stops_reading_only_the_full_connection() {
     // A was never closed, never over its limit, and completes exactly once as acks free room.
     assert_eq!(big.wait_echo(60, WAIT).await, Some((60, digest_a)));
     assert_eq!(small.wait_echo(20, WAIT).await, Some((20, digest_b)));
-    let stats = server.stats().await;
+    let stats = server.stats();
     assert_eq!(stats.closed, 0, "nobody was closed: {stats:?}");
     assert!(stats.client_writable > 0, "{stats:?}");
     assert_eq!(stats.messages_sent, 80);
@@ -309,13 +311,13 @@ async fn malformed_runner_frames_are_typed_errors_and_the_gateway_keeps_serving(
         "typed errors: {:?}",
         snapshot.receive_errors
     );
-    let stats = server.stats().await;
+    let stats = server.stats();
     assert_eq!(stats.dropped_malformed, 4);
 
     // The gateway keeps serving the real client.
     let d = stream(&mut client, 4, 10, 30, 512, d).await;
     assert_eq!(client.wait_echo(30, WAIT).await, Some((30, d)));
-    let stats = server.stats().await;
+    let stats = server.stats();
     assert_eq!(stats.closed, 0);
 }
 
@@ -333,6 +335,7 @@ async fn a_wake_replays_more_buffered_messages_than_the_runner_queues_for_a_star
         schedule: Schedule::default(),
         cold_start: Duration::from_millis(300),
         verbose: false,
+        ..GatewayOptions::default()
     })
     .await
     .expect("gateway starts");
@@ -350,7 +353,7 @@ async fn a_wake_replays_more_buffered_messages_than_the_runner_queues_for_a_star
     server.sleep_actor("bulk").await;
     let d = stream(&mut client, 8, 10, 3_010, 20, d).await;
     assert_eq!(client.wait_echo(3_010, WAIT).await, Some((3_010, d)));
-    let stats = server.stats().await;
+    let stats = server.stats();
     assert_eq!(stats.closed, 0, "no gap close: {stats:?}");
     assert!(stats.messages_replayed >= 1_025, "{stats:?}");
     let runner = server.snapshot().await.runner_total();
