@@ -302,7 +302,11 @@ impl Dispatch {
         c.out = VecDeque::new();
         c.out_bytes = 0;
         let frame = CloseFrame::new(CODE_POLICY_VIOLATION, CLIENT_QUEUE_FULL);
-        c.out.push_back(ClientOutput::Close(frame.clone()));
+        let close = ClientOutput::Close(frame.clone());
+        c.out_bytes = close.queued_len();
+        self.stats.bytes += c.out_bytes;
+        self.stats.messages += 1;
+        c.out.push_back(close);
         c.stalled = None;
         wake(&mut c.reader);
         wake(&mut c.writer);
