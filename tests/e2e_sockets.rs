@@ -359,3 +359,69 @@ async fn a_wake_replays_more_buffered_messages_than_the_runner_queues_for_a_star
     let runner = server.snapshot().await.runner_total();
     assert_eq!(runner.gaps, 0, "{runner:?}");
 }
+
+/// A hostile client over a real socket: it sends small messages as fast as TCP lets it and never
+/// reads the actor's echoes. Its outbound queue at the gateway reaches the push-back point and
+/// the gateway stops reading it (or closes it with `hws.client_queue_full` past the limits): the
+/// queued bytes stay under the configured bound while another client on the same gateway keeps
+/// getting every echo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_never_reading_flooder_stays_bounded_and_another_client_keeps_working() {
+    use hibernating_ws::driver::tokio::QueueLimits;
+    let limits = QueueLimits {
+        max_bytes: 256 * 1024,
+        max_messages: 4096,
+    };
+    let dir = DataDir::new(None).expect("temp dir");
+    let server = GatewayServer::start(GatewayOptions {
+        client_queue: limits,
+        ..GatewayOptions::default()
+    })
+    .await
+    .expect("gateway starts");
+    let _runner = runner(&server, &dir, fast_runner()).await;
+
+    let url = format!("{}/actors/flood", server.url());
+    let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("connect");
+    let (mut sink, never_read) = futures_util::StreamExt::split(ws);
+    let flood = tokio::spawn(async move {
+        let payload = Bytes::from_static(&[0xA5; 10]);
+        loop {
+            for _ in 0..64 {
+                if sink.feed(Message::Binary(payload.clone())).await.is_err() {
+                    return;
+                }
+            }
+            if sink.flush().await.is_err() {
+                return;
+            }
+        }
+    });
+
+    let mut client = Client::connect(&server.url(), "other")
+        .await
+        .expect("connect");
+    let filled = eventually(
+        "the flooder's queue to reach its push-back point",
+        || async {
+            let q = server.queue_stats();
+            (q.peak_bytes >= limits.max_bytes / 2 || q.messages >= limits.max_messages / 2)
+                .then_some(q)
+        },
+    )
+    .await;
+    let item = 64 + std::mem::size_of::<hibernating_ws::driver::tokio::ClientOutput>();
+    assert!(filled.peak_bytes <= limits.max_bytes + item, "{filled:?}");
+
+    // The other client streams and gets every echo while the flooder sits at its bound.
+    let digest = stream(&mut client, 5, 0, 200, 2_000, 0).await;
+    assert_eq!(client.wait_echo(200, WAIT).await, Some((200, digest)));
+    let q = server.queue_stats();
+    assert!(q.peak_bytes <= limits.max_bytes + item, "{q:?}");
+    assert!(q.bytes <= limits.max_bytes, "{q:?}");
+    assert!(q.messages <= limits.max_messages, "{q:?}");
+    flood.abort();
+    drop(never_read);
+}

@@ -14,7 +14,7 @@ use futures_util::{SinkExt, StreamExt};
 use hibernating_ws::CloseFrame;
 use hibernating_ws::driver::tokio::{
     ClientEvents, ClientOutput, ClientSender, GatewayDriver, GatewayHandle, GatewayIo,
-    GatewayOptions as DriverOptions, Outbox, QueueLimits, TokioClock, outbox,
+    GatewayOptions as DriverOptions, Outbox, QueueLimits, QueueStats, TokioClock, outbox,
 };
 use hibernating_ws::gateway::{
     CloseReason, Frame, Gateway, GatewayConfig, GatewayStats, GcReason, OpenRequest, RouteId,
@@ -335,6 +335,11 @@ impl GatewayServer {
         let (reply, rx) = oneshot::channel();
         let _ = self.orch.send(Orch::Snapshot { reply });
         rx.await.unwrap_or_default()
+    }
+
+    /// Fill levels of the clients' outbound queues.
+    pub fn queue_stats(&self) -> QueueStats {
+        self.handle.queue_stats()
     }
 
     /// The engine's counters.
