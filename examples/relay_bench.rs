@@ -549,29 +549,32 @@ async fn start_runner(
     tasks.spawn(async move {
         let mut next_index = None;
         let mut in_order = true;
-        while let Some(action) = app_rx.recv().await {
-            match action {
-                Action::Open { socket, index, .. } => {
-                    next_index = Some(index.next());
-                    let _ = app.call(|r, now| r.accept(now, socket, true));
-                }
-                Action::Message { index, data, .. } => {
-                    in_order &= next_index == Some(index);
-                    next_index = Some(index.next());
-                    arrivals.message(data.len());
-                    if arrivals.count == arrivals.expected {
-                        let _ = result_tx.send((arrivals, in_order));
-                        return;
+        let mut batch = Vec::new();
+        while app_rx.recv_many(&mut batch).await > 0 {
+            for action in batch.drain(..) {
+                match action {
+                    Action::Open { socket, index, .. } => {
+                        next_index = Some(index.next());
+                        let _ = app.call(|r, now| r.accept(now, socket, true));
                     }
+                    Action::Message { index, data, .. } => {
+                        in_order &= next_index == Some(index);
+                        next_index = Some(index.next());
+                        arrivals.message(data.len());
+                        if arrivals.count == arrivals.expected {
+                            let _ = result_tx.send((arrivals, in_order));
+                            return;
+                        }
+                    }
+                    Action::Persist {
+                        socket,
+                        server_index,
+                        ..
+                    } => {
+                        let _ = app.call(|r, now| r.persisted(now, socket, server_index));
+                    }
+                    _ => {}
                 }
-                Action::Persist {
-                    socket,
-                    server_index,
-                    ..
-                } => {
-                    let _ = app.call(|r, now| r.persisted(now, socket, server_index));
-                }
-                _ => {}
             }
         }
     });

@@ -194,9 +194,16 @@ impl ClientSender {
     /// # Errors
     /// [`Stopped`] if the request is closed or the driver is gone; the message was dropped.
     pub async fn message(&mut self, data: &[u8], binary: bool) -> Result<(), Stopped> {
-        self.readable().await?;
-        self.port
-            .message(self.request_id, self.serial, data, binary)
+        loop {
+            // One critical section when the client is readable (the common case).
+            if self
+                .port
+                .try_message(self.request_id, self.serial, data, binary)?
+            {
+                return Ok(());
+            }
+            self.readable().await?;
+        }
     }
 
     /// The client closed its WebSocket with `frame`, or its stream ended without one (`None`).

@@ -396,6 +396,14 @@ pub(super) trait GatewayPort: Send + Sync {
         data: &[u8],
         binary: bool,
     ) -> Result<(), Stopped>;
+    /// Hands the message over if the client is readable (`true`); `false` leaves it untouched.
+    fn try_message(
+        &self,
+        request_id: RequestId,
+        serial: u64,
+        data: &[u8],
+        binary: bool,
+    ) -> Result<bool, Stopped>;
     fn close(
         &self,
         request_id: RequestId,
@@ -523,6 +531,44 @@ impl GatewayPort for Shared<GatewayState> {
             }
             Ok(())
         })?
+    }
+
+    fn try_message(
+        &self,
+        request_id: RequestId,
+        serial: u64,
+        data: &[u8],
+        binary: bool,
+    ) -> Result<bool, Stopped> {
+        let mut slot = self.lock();
+        {
+            let d = &mut slot.state.d;
+            let limits = d.limits;
+            let Some(c) = d.client(request_id, serial) else {
+                return Err(Stopped);
+            };
+            if c.finished() {
+                return Err(Stopped);
+            }
+            if !c.readable(&limits) {
+                return Ok(false);
+            }
+        }
+        self.with_locked(&mut slot, |s, now| {
+            let Some(engine) = s.engine.as_mut() else {
+                return;
+            };
+            if !s.d.feed(engine, now, request_id, data, binary)
+                && let Some(c) = s.d.client(request_id, serial)
+            {
+                c.blocked = true;
+                c.stalled = Some(Box::new(Stalled {
+                    message: Some((data.to_vec(), binary)),
+                    ..Stalled::default()
+                }));
+            }
+        })?;
+        Ok(true)
     }
 
     fn close(

@@ -209,30 +209,36 @@ impl RunnerHandle {
     /// # Errors
     /// [`Stopped`].
     pub async fn frame(&self, bytes: &[u8]) -> Result<(), Stopped> {
+        // Room in the app queue (the common case): one critical section, no waiter registered.
+        if let Some(result) = self.try_frame(bytes) {
+            return result;
+        }
         loop {
             let room = self.token.shared.room.notified();
             let mut room = core::pin::pin!(room);
             room.as_mut().enable();
-            let handed = {
-                let mut slot = self.token.shared.lock();
-                let s = &slot.state;
-                if !s.limits.soft(s.app_bytes, s.app.len()) || s.engine.is_none() {
-                    Some(self.token.shared.with_locked(&mut slot, |s, now| {
-                        if let Some(engine) = s.engine.as_mut()
-                            && let Err(e) = engine.handle_frame(now, bytes)
-                        {
-                            s.io.receive_error(&e);
-                        }
-                    }))
-                } else {
-                    None
-                }
-            };
+            let handed = self.try_frame(bytes);
             if let Some(result) = handed {
                 return result;
             }
             room.await;
         }
+    }
+
+    /// Hands `bytes` to the engine unless the app queue is at half its limits (`None`).
+    fn try_frame(&self, bytes: &[u8]) -> Option<Result<(), Stopped>> {
+        let mut slot = self.token.shared.lock();
+        let s = &slot.state;
+        if s.limits.soft(s.app_bytes, s.app.len()) && s.engine.is_some() {
+            return None;
+        }
+        Some(self.token.shared.with_locked(&mut slot, |s, now| {
+            if let Some(engine) = s.engine.as_mut()
+                && let Err(e) = engine.handle_frame(now, bytes)
+            {
+                s.io.receive_error(&e);
+            }
+        }))
     }
 
     /// Runs `f` on the engine with the current time, then performs the actions it caused:
@@ -288,6 +294,38 @@ impl AppEvents {
     /// The next action for the app; `None` once the driver stopped and the queue is drained.
     pub async fn recv(&mut self) -> Option<runner::Action> {
         core::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Moves every queued action into `buf` (one critical section for the batch). Returns how
+    /// many; 0 once the driver stopped and the queue is drained.
+    pub async fn recv_many(&mut self, buf: &mut Vec<runner::Action>) -> usize {
+        core::future::poll_fn(|cx| self.poll_recv_many(cx, buf)).await
+    }
+
+    /// Polling form of [`recv_many`](Self::recv_many).
+    pub fn poll_recv_many(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut Vec<runner::Action>,
+    ) -> Poll<usize> {
+        let mut slot = self.shared.lock();
+        let s = &mut slot.state;
+        if s.app.is_empty() {
+            if s.engine.is_none() || slot.is_stopping() {
+                return Poll::Ready(0);
+            }
+            slot.state.app_waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let was_full = s.limits.soft(s.app_bytes, s.app.len());
+        let n = s.app.len();
+        buf.extend(s.app.drain(..));
+        s.app_bytes = 0;
+        drop(slot);
+        if was_full {
+            self.shared.room.notify_waiters();
+        }
+        Poll::Ready(n)
     }
 
     /// Polling form of [`recv`](Self::recv).
