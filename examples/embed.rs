@@ -43,6 +43,7 @@ impl RunnerIo for RunnerSide {
 
 /// The actor: accepts sockets, echoes messages, persists (here: instantly) and reports it.
 async fn app(runner: RunnerHandle, mut actions: AppEvents) {
+    // The app, for each action of its `AppEvents`:
     while let Some(action) = actions.recv().await {
         let _ = runner.call(|r, now| match action {
             Action::Open { socket, .. } => {
