@@ -1,6 +1,7 @@
-//! PROTOCOL.md §5.2 weak spots 1–8: one scenario each showing that hws's engines do not have
-//! them. Each test drives a real [`Gateway`] and real [`Runner`]s through a small in-memory
-//! network ([`Net`]) whose frames the test can drop, so every step is explicit.
+//! Upstream's weak spots (`docs/upstream.md#weak-spots`) 1–8, 12 and 17: one scenario each showing
+//! that hws's engines do not have them. Each test drives a real [`Gateway`] and real [`Runner`]s
+//! through a small in-memory network ([`Net`]) whose frames the test can drop, so every step is
+//! explicit.
 
 extern crate alloc;
 
@@ -399,7 +400,7 @@ fn weak_spot_12_restore_close_reaches_a_hibernating_request() {
     assert!(!net.records.contains_key(&req), "record deleted");
 }
 
-/// Found by the simulator: the first record upsert of a request fails (the gateway retries at
+/// The first record upsert of a request fails (the gateway retries at
 /// the next keepalive, 45 s later), the actor sleeps and wakes meanwhile, and its restore does
 /// not list the request. Upstream's restore case 3 closes the socket locally and tells no one,
 /// so the gateway kept a request with no socket behind it, forever once a later upsert
@@ -510,10 +511,7 @@ fn weak_spot_1_pending_bytes_are_released_on_ack() {
     let mut gateway = GatewayConfig::default();
     gateway.max_pending_bytes = 4_096;
     gateway.max_gateway_pending_bytes = 4_096;
-    let runner = RunnerConfig {
-        persist_bytes: 1_000,
-        ..RunnerConfig::default()
-    };
+    let runner = RunnerConfig::default().with_persist_bytes(1_000);
     let mut net = Net::new(gateway, &runner, 1);
     let req = RequestId::from_u32(1);
     net.start_actor(0);
@@ -579,10 +577,7 @@ fn weak_spot_2_count_cap_matches_the_wrap_window() {
     );
 
     // 70 000 messages across the wrap, end to end.
-    let runner = RunnerConfig {
-        persist_bytes: 50,
-        ..RunnerConfig::default()
-    };
+    let runner = RunnerConfig::default().with_persist_bytes(50);
     let mut net = Net::new(GatewayConfig::default(), &runner, 1);
     let req = RequestId::from_u32(23);
     net.start_actor(0);
@@ -835,10 +830,7 @@ fn weak_spot_7_one_arithmetic_for_both_engines() {
 fn weak_spot_8_a_lost_message_heals_by_retransmit() {
     let mut gateway = GatewayConfig::default();
     gateway.retransmit_timeout = Some(Duration::from_secs(1));
-    let runner = RunnerConfig {
-        gap_policy: GapPolicy::Await,
-        ..RunnerConfig::default()
-    };
+    let runner = RunnerConfig::default().with_gap_policy(GapPolicy::Await);
     let mut net = Net::new(gateway.clone(), &runner, 1);
     let req = RequestId::from_u32(8);
     net.start_actor(0);

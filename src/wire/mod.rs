@@ -153,8 +153,12 @@ pub const DEFAULT_MAX_HEADERS: usize = 1024;
 /// Default [`DecodeLimits::max_list_len`].
 pub const DEFAULT_MAX_LIST_LEN: usize = 65_536;
 
-/// Limits applied while decoding untrusted frames.
+/// Limits applied while decoding untrusted frames. `#[non_exhaustive]`, like the engines'
+/// configurations: start from `default()` and use the `with_*` setters.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
+#[non_exhaustive]
 pub struct DecodeLimits {
     /// Frames longer than this are rejected before any byte is read
     /// ([`DecodeError::FrameTooLarge`]). Default 32 MiB.
@@ -177,6 +181,12 @@ impl Default for DecodeLimits {
         }
     }
 }
+
+crate::config::with_setters!(DecodeLimits {
+    with_max_frame_size => max_frame_size: usize,
+    with_max_headers => max_headers: usize,
+    with_max_list_len => max_list_len: usize,
+});
 
 mod sealed {
     #![allow(unreachable_pub)]
