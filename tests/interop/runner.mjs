@@ -113,8 +113,8 @@ class Socket {
 		this.noAck = false;
 		this.closed = false;
 		this.timer = undefined;
-		// Persists run one after the other.
-		this.chain = Promise.resolve();
+		this.metaDirty = false;
+		this.running = undefined;
 	}
 
 	meta(index) {
@@ -130,35 +130,56 @@ class Socket {
 		};
 	}
 
-	/** Writes the record (and the pending log chunk) then acks the index, in order. */
+	isDirty() {
+		return !this.forgotten && (this.chunk.length > 0 || this.lastProcessed !== this.persistedIndex || this.metaDirty);
+	}
+
+	/**
+	 * Persists what was processed (the record with the last processed index, and the log chunk),
+	 * then acks that index. One write at a time: what arrives meanwhile goes into the next one.
+	 * Resolves when the write in progress (or a new one) is done.
+	 */
 	flush() {
 		if (this.timer) {
 			clearTimeout(this.timer);
 			this.timer = undefined;
 		}
-		const chunk = this.chunk;
-		this.chunk = [];
-		const index = this.lastProcessed;
-		if (this.forgotten) return this.chain;
-		const dirty = chunk.length > 0 || index !== this.persistedIndex;
-		const entries = [];
-		if (chunk.length > 0) {
-			entries.push([key(`log/${this.req}/${String(this.seq).padStart(10, "0")}`), json(chunk)]);
-			this.seq += 1;
+		if (!this.running) {
+			this.running = this.drain()
+				.catch((err) => emit({ app: "persist_failed", req: this.req, error: String(err) }))
+				.finally(() => {
+					this.running = undefined;
+				});
 		}
-		const record = this.meta(index);
-		const ack = !this.noAck;
-		this.chain = this.chain.then(async () => {
-			if (!dirty) return;
-			entries.push([key(`hws/${this.req}`), json(record)]);
+		return this.running;
+	}
+
+	/** Flushes until nothing processed is left unpersisted. */
+	async flushAll() {
+		while (this.running || this.isDirty()) {
+			await this.flush();
+		}
+	}
+
+	async drain() {
+		while (this.isDirty()) {
+			const chunk = this.chunk;
+			const index = this.lastProcessed;
+			this.chunk = [];
+			this.metaDirty = false;
+			const entries = [];
+			if (chunk.length > 0) {
+				entries.push([key(`log/${this.req}/${String(this.seq).padStart(10, "0")}`), json(chunk)]);
+				this.seq += 1;
+			}
+			entries.push([key(`hws/${this.req}`), json(this.meta(index))]);
+			const ack = !this.noAck;
 			await this.runner.kvPut(this.actorId, entries);
 			this.persistedIndex = index;
 			if (ack) {
 				this.runner.sendHibernatableWebSocketMessageAck(this.gatewayId, this.requestId, index);
 			}
-		});
-		this.chain = this.chain.catch((err) => emit({ app: "persist_failed", req: this.req, error: String(err) }));
-		return this.chain;
+		}
 	}
 
 	schedule() {
@@ -191,15 +212,15 @@ function attach(runner, actorId, ws, socket) {
 			runner.sleepActor(actorId);
 		} else if (text === "!forget") {
 			socket.forgotten = true;
-			socket.chain = socket.chain
+			Promise.resolve(socket.running)
 				.then(() => runner.kvDelete(actorId, [key(`hws/${socket.req}`)]))
 				.catch((err) => emit({ app: "forget_failed", error: String(err) }));
-			return;
 		} else if (text === "!noack") {
 			socket.flush();
 			socket.noAck = true;
 		} else if (text === "!noreack") {
 			socket.noReack = true;
+			socket.metaDirty = true;
 			socket.flush();
 		} else {
 			socket.schedule();
@@ -210,8 +231,8 @@ function attach(runner, actorId, ws, socket) {
 		actor?.sockets.delete(socket.req);
 		emit({ app: "closed", actor: actorId, req: socket.req, code: ev.code, reason: ev.reason });
 		if (socket.forgotten) return;
-		socket.flush();
-		socket.chain = socket.chain
+		socket
+			.flushAll()
 			.then(async () => {
 				await runner.kvPut(actorId, [[key(`closed/${socket.req}`), json({ code: ev.code, reason: ev.reason })]]);
 				await runner.kvDelete(actorId, [key(`hws/${socket.req}`)]);
@@ -288,7 +309,7 @@ const runner = new Runner({
 		if (!actor) return;
 		actor.stopping = true;
 		// Flush and ack now: once onActorStop returns the SDK forgets the actor and drops acks.
-		await Promise.all([...actor.sockets.values()].map((s) => s.flush()));
+		await Promise.all([...actor.sockets.values()].map((s) => s.flushAll()));
 		actors.delete(actorId);
 		emit({ app: "stopped", actor: actorId, generation });
 	},
