@@ -11,7 +11,8 @@
 //!   the client;
 //! * `idle`: persisted-but-unacked messages replayed to a runner that already has them, then the
 //!   client idles past the ack timeout: the socket stays open (the actor re-acks on restore);
-//! * `noreack`: the same without the re-ack (negative control): the gateway collects it.
+//! * `noreack`: the same without the re-ack (negative control): the gateway collects it;
+//! * `emptypath`: an open with an empty path, which the SDK drops without a close.
 //!
 //! Checked: for every socket, what the actor committed (read from the engine's actor KV) and the
 //! echoes the client got are exactly what the client sent, in order; close codes and reasons;
@@ -48,6 +49,8 @@ use tokio::process::{Child, Command};
 
 /// The gateway's ack timeout in this test: the `idle` client waits longer than this.
 const ACK_TIMEOUT: Duration = Duration::from_secs(3);
+/// The gateway's open timeout in this test (the `emptypath` open ends with it).
+const OPEN_TIMEOUT: Duration = Duration::from_secs(4);
 /// Generous bound for one expected event (a hang guard, not a timing assertion).
 const EVENT: Duration = Duration::from_secs(20);
 /// Most client messages in flight (sent, not yet echoed).
@@ -460,6 +463,25 @@ async fn idle(engine: EngineHandle, actor: &'static str, reack: bool) -> Vec<Out
     }]
 }
 
+/// An open whose path does not start with `/`: the SDK fails it before it maps the request to
+/// the actor, so the close it sends never leaves the runner; the gateway's open timeout ends it.
+async fn empty_path(engine: EngineHandle) -> Vec<Outcome> {
+    static NEXT: AtomicU32 = AtomicU32::new(0x9000);
+    let request_id = RequestId::from_u32(NEXT.fetch_add(1, Ordering::Relaxed));
+    let mut e = engine.connect("emptypath", "", request_id).await;
+    match e.next(EVENT).await {
+        Some(ClientEvent::Close(frame)) => {
+            assert_eq!(frame, CloseFrame::new(1011, "guard.websocket_open_timeout"));
+        }
+        other => panic!("emptypath: expected the open timeout, got {other:?}"),
+    }
+    match e.next(EVENT).await {
+        Some(ClientEvent::Closed(CloseReason::OpenTimeout)) => {}
+        other => panic!("emptypath: expected OpenTimeout, got {other:?}"),
+    }
+    Vec::new()
+}
+
 /// Reads the actor's committed log of one socket from its KV.
 async fn committed(engine: &EngineHandle, o: &Outcome) -> Vec<String> {
     let (actor, prefix) = (o.actor, format!("log/{}/", req_hex(o.request_id)));
@@ -477,12 +499,13 @@ async fn official_typescript_runner_against_hibernating_ws() {
     }
     let mut config = GatewayConfig::default();
     config.ack_timeout = ACK_TIMEOUT;
+    config.open_timeout = OPEN_TIMEOUT;
     let engine = engine::start(config).await;
     let node = Node::spawn(&engine.endpoint);
     until(&engine, "the runner to connect", engine::State::runner_up).await;
 
     let e = || engine.clone();
-    let (c1, c2, c3, c4, c5, c6, c7) = tokio::join!(
+    let (c1, c2, c3, c4, c5, c6, c7, c8) = tokio::join!(
         cycles(e()),
         wrap(e()),
         racing(e()),
@@ -490,8 +513,12 @@ async fn official_typescript_runner_against_hibernating_ws() {
         forgetful(e()),
         idle(e(), "idle", true),
         idle(e(), "noreack", false),
+        empty_path(e()),
     );
-    let outcomes: Vec<Outcome> = [c1, c2, c3, c4, c5, c6, c7].into_iter().flatten().collect();
+    let outcomes: Vec<Outcome> = [c1, c2, c3, c4, c5, c6, c7, c8]
+        .into_iter()
+        .flatten()
+        .collect();
 
     // The client's close reached the woken actor with its code and reason, and the record is gone.
     let closing = &outcomes.iter().find(|o| o.actor == "closing").unwrap();
@@ -624,6 +651,15 @@ async fn official_typescript_runner_against_hibernating_ws() {
         "{report}"
     );
     assert!(node.count("app", "reacked") > 0);
+    // The empty-path open: the SDK failed it and dropped its own close.
+    assert!(
+        node.count("msg", "error handling websocket open") >= 1,
+        "{report}"
+    );
+    assert!(
+        node.count("msg", "cannot send tunnel message, actor not found") >= 1,
+        "{report}"
+    );
     let ignored = node.find("app", "ignored_after_stop").len();
     eprintln!(
         "interop: {} messages sent, {} wakes, {} replayed, {} ignored after onActorStop",
