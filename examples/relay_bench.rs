@@ -1,5 +1,6 @@
 //! End-to-end throughput: hws through the tokio adapter against a plain WebSocket relay, over
-//! loopback WebSockets, in the same process and the same run (DESIGN.md §8, last bullet).
+//! loopback WebSockets, in the same process and the same run (target:
+//! `docs/design.md#performance-targets`).
 //!
 //! ```sh
 //! cargo run --release --example relay_bench

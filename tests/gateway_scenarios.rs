@@ -1,4 +1,5 @@
-//! Gateway scenarios of PROTOCOL.md §6.2 (1–20), one test each, plus the limit, ack, wrap,
+//! Gateway scenarios 1–20 (`docs/protocol.md#gateway-request-states` describes the machine), one
+//! test each, plus the limit, ack, wrap,
 //! routing and timer tests of the gateway issue.
 //!
 //! Where hws deviates from upstream on purpose, the test asserts hws's behaviour and a comment
@@ -293,7 +294,7 @@ fn frame_len(payload: usize) -> u64 {
 }
 
 // =============================================================================================
-// PROTOCOL.md §6.2 scenarios 1–20
+// Scenarios 1–20
 // =============================================================================================
 
 #[test]
@@ -700,8 +701,9 @@ fn scenario_14_wake_of_a_collected_request_is_an_explicit_error() {
 
 #[test]
 fn scenario_15_client_close_while_hibernating_is_delivered_after_the_replay() {
-    // Upstream (F6) deletes the record first, so the woken actor treats the socket as stale and
-    // never sees the client's code; hws replays, publishes the client's close, then deletes.
+    // Upstream deletes the record first (`docs/upstream.md#client-close-while-hibernating`), so the
+    // woken actor treats the socket as stale and never sees the client's code; hws replays,
+    // publishes the client's close, then deletes.
     let mut h = Harness::new();
     let id = rid(15);
     h.active(id, true);
@@ -803,7 +805,7 @@ fn scenario_17_first_ping_after_a_long_hibernation_does_not_time_out() {
     assert_eq!(pings(&a), 1);
     assert_eq!(h.gw.request(id).map(|r| r.phase), Some(Phase::Active));
     // Exactly 30 s of silence after the wake: the tunnel is lost; a hibernatable request
-    // hibernates (DESIGN §3.12) instead of closing.
+    // hibernates (`docs/design.md#tunnel-loss-hibernates`) instead of closing.
     let a = h.run_to(t_wake + secs(30) - US);
     assert!(!a.iter().any(|a| matches!(a, Action::Hibernated { .. })));
     let a = h.run_to(t_wake + secs(30));
@@ -932,7 +934,8 @@ fn scenario_20_actor_stopped_signal() {
     // Stopping again while hibernating changes nothing.
     h.gw.actor_stopped(h.now, rid(1)).expect("live");
     assert!(h.drain().is_empty());
-    // Not hibernatable: [HEAD] behaviour, client 1000 actor.stopped, nothing to the runner.
+    // Not hibernatable: upstream's current behaviour, client 1000 actor.stopped, nothing to the
+    // runner.
     h.active(rid(2), false);
     h.gw.actor_stopped(h.now, rid(2)).expect("live");
     let a = h.drain();
@@ -1174,8 +1177,8 @@ fn a_message_too_large_for_any_buffer_closes_under_both_policies() {
 
 #[test]
 fn a_long_lived_socket_sending_100x_the_byte_limit_never_trips_it() {
-    // Upstream bug §5.2.1: the byte counter was never decremented, so any hibernatable socket
-    // died after sending the limit in total.
+    // Upstream weak spot 1 (`docs/upstream.md#weak-spots`): the byte counter was never decremented,
+    // so any hibernatable socket died after sending the limit in total.
     let mut c = GatewayConfig::default();
     c.max_pending_bytes = 64 * 1024;
     let mut h = Harness::with(c);

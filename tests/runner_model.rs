@@ -873,6 +873,9 @@ impl StateMachineTest for RunnerTest {
     }
 
     fn check_invariants(sut: &Sut, model: &Model) {
+        if let Err(e) = sut.runner.check_invariants() {
+            panic!("runner invariant: {e}");
+        }
         for s in 0..SOCKETS {
             let k = &model.socks[s as usize];
             let info = sut.runner.socket(socket_id(s));

@@ -1,4 +1,5 @@
-//! PROTOCOL.md §6.2 runner and ack-policy scenarios 21–31, plus the boundary tests the runner
+//! Runner and ack-policy scenarios 21–31 (`docs/protocol.md#runner-socket-states` describes the
+//! machine), plus the boundary tests the runner
 //! issue asks for. Where hws deliberately differs from upstream, the test asserts hws and names
 //! upstream's behaviour in a comment.
 
@@ -339,7 +340,8 @@ fn scenario_25_restore_mixed_lists_match_both_ids() {
             socket: both,
             server_index: 41,
         },
-        // DESIGN §3.9: ack the persisted index at once (upstream: nothing acks on restore).
+        // Ack the persisted index at once (`docs/design.md#re-ack-heals-lost-acks`) (upstream:
+        // nothing acks on restore).
         Out::Ack {
             socket: both,
             out: 9,
@@ -521,7 +523,7 @@ fn scenario_27_duplicate_open_replay() {
         }]
     );
     assert_eq!(h.last_delivered(s), 5);
-    // k ahead of p: advanced (upstream [HEAD]); 9 is next.
+    // k ahead of p: advanced (as upstream does); 9 is next.
     h.feed(s, 8, open_kind(ACTOR)).unwrap();
     assert_eq!(
         h.drain(),
@@ -1072,8 +1074,8 @@ fn actor_stop_persists_unconditionally_then_settles_silently() {
     h.open(ns, 0, false);
     h.feed(cs, 0, open_kind(ACTOR)).unwrap(); // still connecting
     let _ = h.drain();
-    // Nothing new since the metadata was persisted: the stop still persists (upstream bug
-    // §5.2 9b flushed only if the actor's own state was dirty).
+    // Nothing new since the metadata was persisted: the stop still persists (upstream weak
+    // spot 9b, `docs/upstream.md#weak-spots`: it flushed only if the actor's own state was dirty).
     h.runner.actor_stopping(h.now, ACTOR).unwrap();
     let out = h.drain();
     assert!(out.contains(&Out::Persist {
@@ -1283,7 +1285,8 @@ fn gateway_close_is_not_echoed() {
     h.feed(hs, 1, close_kind(Some(1001), Some("going away")))
         .unwrap();
     h.feed(ns, 1, close_kind(None, None)).unwrap();
-    // Upstream echoes a ToServerWebSocketClose back (bug §5.2 16); hws sends nothing.
+    // Upstream echoes a ToServerWebSocketClose back (weak spot 16,
+    // `docs/upstream.md#weak-spots`); hws sends nothing.
     assert_eq!(
         h.drain(),
         vec![
@@ -1554,7 +1557,9 @@ fn runner_socket_framing_uses_plain_to_client_and_to_server() {
     let Some(hibernating_ws::runner::Action::Publish { frame, .. }) = h.runner.poll_action() else {
         panic!("expected a publish")
     };
-    let ToServer::TunnelMessage(m) = wire::decode::<ToServer>(&frame).unwrap();
+    let ToServer::TunnelMessage(m) = wire::decode::<ToServer>(&frame).unwrap() else {
+        panic!("expected a tunnel message")
+    };
     assert_eq!(m.message_id.message_index.get(), 0);
     // A versioned frame is malformed on this framing.
     assert!(matches!(

@@ -1,6 +1,7 @@
-//! PROTOCOL.md §5.2 weak spots 1–8: one scenario each showing that hws's engines do not have
-//! them. Each test drives a real [`Gateway`] and real [`Runner`]s through a small in-memory
-//! network ([`Net`]) whose frames the test can drop, so every step is explicit.
+//! Upstream's weak spots (`docs/upstream.md#weak-spots`) 1–8, 12 and 17: one scenario each showing
+//! that hws's engines do not have them. Each test drives a real [`Gateway`] and real [`Runner`]s
+//! through a small in-memory network ([`Net`]) whose frames the test can drop, so every step is
+//! explicit.
 
 extern crate alloc;
 
@@ -399,7 +400,7 @@ fn weak_spot_12_restore_close_reaches_a_hibernating_request() {
     assert!(!net.records.contains_key(&req), "record deleted");
 }
 
-/// Found by the simulator: the first record upsert of a request fails (the gateway retries at
+/// The first record upsert of a request fails (the gateway retries at
 /// the next keepalive, 45 s later), the actor sleeps and wakes meanwhile, and its restore does
 /// not list the request. Upstream's restore case 3 closes the socket locally and tells no one,
 /// so the gateway kept a request with no socket behind it, forever once a later upsert

@@ -1,7 +1,7 @@
 //! Adapters that drive the engines with real I/O and a real clock.
 //!
 //! The engines ([`Gateway`], [`Runner`]) are sans-IO: they never read a clock and never touch a
-//! socket. An adapter owns both and runs the loop every embedding needs (STYLE.md §9.6):
+//! socket. An adapter owns both and runs the loop every embedding needs:
 //!
 //! 1. drain the engine's actions and perform them;
 //! 2. read [`poll_timeout`](Engine::poll_timeout) last;

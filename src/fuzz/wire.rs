@@ -35,6 +35,7 @@ pub fn wire_decode(data: &[u8]) {
             .len()
             .saturating_sub(usize::from(data.first() == Some(&0))),
         max_headers: usize::from(data.last().copied().unwrap_or(0) % 4),
+        ..DecodeLimits::default()
     };
 
     let client_tm = check::<ToClientTunnelMessage>(data, &limits, &tight);

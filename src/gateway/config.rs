@@ -20,8 +20,8 @@ pub enum OverflowPolicy {
     Backpressure,
 }
 
-/// Configuration of a [`Gateway`](super::Gateway). `Default` gives the Rivet-compatible values of
-/// DESIGN.md §5.
+/// Configuration of a [`Gateway`](super::Gateway). `Default` gives the Rivet-compatible values
+/// listed in `docs/design.md#defaults`.
 ///
 /// The struct is `#[non_exhaustive]`: start from `default()` and set fields.
 ///
@@ -71,10 +71,11 @@ pub struct GatewayConfig {
     /// collected. Default 60 s.
     pub wake_timeout: Duration,
     /// Re-publish all pending messages of an active request when the oldest has gone unacked this
-    /// long (pair with the runner's `Await` gap policy). Default `None` (off); DESIGN.md §5
-    /// suggests 5 s when used.
+    /// long (pair with the runner's `Await` gap policy). Default `None` (off); 5 s is a good
+    /// value when used (`docs/design.md#defaults`).
     pub retransmit_timeout: Option<Duration>,
-    /// On ping timeout, hibernate a hibernatable request instead of closing it (DESIGN.md §3.12).
+    /// On ping timeout, hibernate a hibernatable request instead of closing it
+    /// (`docs/design.md#tunnel-loss-hibernates`).
     /// Default `true`.
     pub hibernate_on_ping_timeout: bool,
     /// Protocol version written in the prefix of every published frame. Default

@@ -4,7 +4,7 @@
 use crate::index::MessageIndex;
 use crate::time::Timestamp;
 
-use super::{Phase, RouteId};
+use super::request::{Phase, RouteId};
 
 /// Counters (monotonic) and gauges (current values) of a [`Gateway`](super::Gateway).
 ///

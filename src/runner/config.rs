@@ -45,7 +45,7 @@ pub enum GapPolicy {
 }
 
 /// Configuration of a [`Runner`](super::Runner). Every field is public; [`Default`] gives the
-/// Rivet-compatible values of DESIGN.md §5.
+/// Rivet-compatible values listed in `docs/design.md#defaults`.
 ///
 /// ```
 /// use core::time::Duration;

@@ -1,5 +1,5 @@
-//! Persist, then ack (DESIGN §3.10): the debounce that decides when to ask the app to persist
-//! a socket's delivered index, and the handling of the app's answers.
+//! Persist, then ack (`docs/design.md#persist-then-ack`): the debounce that decides when to ask the
+//! app to persist a socket's delivered index, and the handling of the app's answers.
 //!
 //! * After a delivery, once the payload bytes delivered since the first unpersisted message
 //!   reach [`RunnerConfig::persist_bytes`](super::RunnerConfig::persist_bytes), a
@@ -15,9 +15,11 @@
 use crate::index::MessageIndex;
 use crate::time::Timestamp;
 
+use super::outbox::send_ack;
 use super::socket::{InFlight, Phase};
+use super::table::slot_mut;
 use super::timer::TimerKind;
-use super::{Action, Runner, SocketError, SocketId, send_ack, slot_mut};
+use super::{Action, Runner, SocketError, SocketId};
 
 impl Runner {
     /// The app finished persisting `server_index` for `socket` (an [`Action::Persist`]).

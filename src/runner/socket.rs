@@ -167,7 +167,7 @@ pub(super) struct InFlight {
     pub(super) index: MessageIndex,
 }
 
-/// Persist-then-ack bookkeeping of one hibernatable socket (DESIGN §3.10).
+/// Persist-then-ack bookkeeping of one hibernatable socket (`docs/design.md#persist-then-ack`).
 #[derive(Debug)]
 pub(super) struct PersistState {
     pub(super) in_flight: Option<InFlight>,

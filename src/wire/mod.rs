@@ -40,23 +40,44 @@ use alloc::vec::Vec;
 use core::ops::RangeInclusive;
 
 mod compat;
+mod control;
 mod decode;
 mod encode;
+mod envelope;
 mod error;
+mod kv;
+mod reframe;
 mod types;
 
 pub use compat::{
     MAX_PACKED_BYTES, message_id_from_uuid, message_uuid, pack_bytes, request_from_uuid,
     request_uuid, unpack_bytes,
 };
+pub use control::{
+    ActorCheckpoint, ActorConfig, ActorIntent, ActorName, ActorNames, ActorState,
+    ActorStateStopped, Command, CommandStartActor, CommandWrapper, Event, EventActorIntent,
+    EventActorSetAlarm, EventActorStateUpdate, EventWrapper, ProtocolMetadata, StopCode,
+    ToClientAckEvents, ToClientCommands, ToClientInit, ToClientPing, ToServerAckCommands,
+    ToServerEvents, ToServerInit, ToServerPong,
+};
+pub use envelope::{ToClient, ToGateway, ToRunner, ToServer};
 pub use error::DecodeError;
+pub use kv::{
+    KvDeleteRangeRequest, KvDeleteRequest, KvErrorResponse, KvGetRequest, KvGetResponse, KvKey,
+    KvListPrefixQuery, KvListQuery, KvListRangeQuery, KvListRequest, KvListResponse, KvMetadata,
+    KvPutRequest, KvRequestData, KvResponseData, KvValue, ToClientKvResponse, ToServerKvRequest,
+};
+pub use reframe::{
+    Reframed, gateway_of, to_client_as_to_runner, to_gateway_as_to_server, to_runner_as_to_client,
+    to_server_as_to_gateway,
+};
 pub use types::{
-    GatewayId, Headers, HibernatingRequest, MessageId, RequestId, ToClient, ToClientRequestChunk,
+    GatewayId, Headers, HibernatingRequest, MessageId, RequestId, ToClientRequestChunk,
     ToClientRequestStart, ToClientTunnelMessage, ToClientTunnelMessageKind, ToClientWebSocketClose,
-    ToClientWebSocketMessage, ToClientWebSocketOpen, ToGateway, ToGatewayPong, ToRunner,
-    ToRunnerPing, ToServer, ToServerResponseChunk, ToServerResponseStart, ToServerTunnelMessage,
-    ToServerTunnelMessageKind, ToServerWebSocketClose, ToServerWebSocketMessage,
-    ToServerWebSocketMessageAck, ToServerWebSocketOpen,
+    ToClientWebSocketMessage, ToClientWebSocketOpen, ToGatewayPong, ToRunnerPing,
+    ToServerResponseChunk, ToServerResponseStart, ToServerTunnelMessage, ToServerTunnelMessageKind,
+    ToServerWebSocketClose, ToServerWebSocketMessage, ToServerWebSocketMessageAck,
+    ToServerWebSocketOpen,
 };
 
 use encode::EncodedLen;
@@ -66,7 +87,8 @@ pub(crate) use encode::bytes_len;
 pub const PROTOCOL_VERSION: u16 = 7;
 
 /// Protocol versions whose tunnel messages have the v7 layout (v4 removed `DeprecatedTunnelAck`;
-/// v5–v7 changed nothing in the tunnel). [`decode_versioned`] accepts these.
+/// v5–v7 changed nothing in the tunnel). [`decode_versioned`] accepts these for the tunnel
+/// messages, pings, pongs and closes; the control messages are read in v7 only.
 pub const TUNNEL_COMPATIBLE_VERSIONS: RangeInclusive<u16> = 4..=7;
 
 /// Bytes of the version prefix on the pub/sub hop.
@@ -78,6 +100,9 @@ pub const DEFAULT_MAX_FRAME_SIZE: usize = 32 * 1024 * 1024;
 /// Default [`DecodeLimits::max_headers`].
 pub const DEFAULT_MAX_HEADERS: usize = 1024;
 
+/// Default [`DecodeLimits::max_list_len`].
+pub const DEFAULT_MAX_LIST_LEN: usize = 65_536;
+
 /// Limits applied while decoding untrusted frames.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodeLimits {
@@ -87,6 +112,10 @@ pub struct DecodeLimits {
     /// Header maps with more entries are rejected before any entry is read
     /// ([`DecodeError::TooManyHeaders`]). Default 1024.
     pub max_headers: usize,
+    /// Lists (commands, events, checkpoints, hibernating requests, KV keys, values and
+    /// metadata) and actor-name maps with more elements are rejected before any element is read
+    /// ([`DecodeError::TooManyItems`]). Default 65 536.
+    pub max_list_len: usize,
 }
 
 impl Default for DecodeLimits {
@@ -94,37 +123,72 @@ impl Default for DecodeLimits {
         Self {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             max_headers: DEFAULT_MAX_HEADERS,
+            max_list_len: DEFAULT_MAX_LIST_LEN,
         }
     }
 }
 
 mod sealed {
     #![allow(unreachable_pub)]
-    pub trait Sealed: serde::Serialize + super::EncodedLen + super::decode::Read {}
+
+    /// Which parts of a type have the v7 layout in the older tunnel-compatible versions.
+    pub enum Legacy {
+        /// The whole type.
+        Same,
+        /// None of it.
+        Differs,
+        /// A union whose variants with these tags (of `known` tags in all) have the v7 layout.
+        Tags {
+            union: &'static str,
+            known: u8,
+            same: &'static [u8],
+        },
+    }
+
+    pub trait Sealed: serde::Serialize + super::EncodedLen + super::decode::Read {
+        const LEGACY: Legacy;
+    }
 }
 
-/// A message that can be a whole frame: every type of the tunnel subset.
+use sealed::Legacy;
+
+/// A message that can be a whole frame: every top-level union of the protocol and the types a
+/// frame of the pub/sub hop or the runner socket carries inside them.
 ///
 /// Sealed: implemented by the types of this module only.
 pub trait Message: sealed::Sealed + Sized {}
 
 macro_rules! message {
-    ($($t:ty),* $(,)?) => {$(
-        impl sealed::Sealed for $t {}
+    ($legacy:expr => $($t:ty),* $(,)?) => {$(
+        impl sealed::Sealed for $t {
+            const LEGACY: Legacy = $legacy;
+        }
         impl Message for $t {}
     )*};
 }
-message!(
+message!(Legacy::Same =>
     ToClientTunnelMessage,
     ToServerTunnelMessage,
     ToRunnerPing,
     ToGatewayPong,
     HibernatingRequest,
-    ToRunner,
     ToGateway,
-    ToClient,
-    ToServer,
 );
+message!(Legacy::Differs =>
+    ToClientInit,
+    ToClientCommands,
+    ToClientAckEvents,
+    ToClientKvResponse,
+    ToClientPing,
+    ToServerInit,
+    ToServerEvents,
+    ToServerAckCommands,
+    ToServerPong,
+    ToServerKvRequest,
+);
+message!(Legacy::Tags { union: "ToRunner", known: 5, same: &[0, 1, 4] } => ToRunner);
+message!(Legacy::Tags { union: "ToClient", known: 6, same: &[4] } => ToClient);
+message!(Legacy::Tags { union: "ToServer", known: 7, same: &[6] } => ToServer);
 
 /// Exact number of bytes [`encode`] produces for `msg`.
 #[must_use]
@@ -231,9 +295,30 @@ pub fn decode_versioned<M: Message>(
     if !TUNNEL_COMPATIBLE_VERSIONS.contains(&version) {
         return Err(DecodeError::UnsupportedVersion { version });
     }
+    if version != PROTOCOL_VERSION {
+        check_legacy::<M>(version, bytes)?;
+    }
     let msg = M::read(&mut r)?;
     r.finish()?;
     Ok((version, msg))
+}
+
+/// Rejects what a frame of an older `version` may not be read as with the v7 layout.
+fn check_legacy<M: Message>(version: u16, bytes: &[u8]) -> Result<(), DecodeError> {
+    match M::LEGACY {
+        Legacy::Same => Ok(()),
+        Legacy::Differs => Err(DecodeError::UnsupportedVersion { version }),
+        Legacy::Tags { union, known, same } => match bytes.get(VERSION_PREFIX_LEN) {
+            Some(&tag) if tag < known && !same.contains(&tag) => {
+                Err(DecodeError::UnsupportedVariant {
+                    union,
+                    tag: u64::from(tag),
+                    offset: VERSION_PREFIX_LEN,
+                })
+            }
+            _ => Ok(()),
+        },
+    }
 }
 
 fn check_size(bytes: &[u8], limits: &DecodeLimits) -> Result<(), DecodeError> {
@@ -248,3 +333,5 @@ fn check_size(bytes: &[u8], limits: &DecodeLimits) -> Result<(), DecodeError> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_v7;

@@ -461,7 +461,7 @@ impl State {
                         self.stats.dropped.push(request_id);
                     }
                 }
-                Err(_) => self.stats.malformed_frames += 1,
+                Ok(_) | Err(_) => self.stats.malformed_frames += 1,
             },
         }
     }
