@@ -32,17 +32,18 @@
 )] // test code on std
 
 mod engine;
-mod proto;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use engine::{Client, ClientEvent, EngineHandle};
-use hibernating_ws::CloseFrame;
+use engine::{Client, Engine};
+use hibernating_ws::control::Control;
+use hibernating_ws::driver::control::ClientEvent;
 use hibernating_ws::gateway::{CloseReason, GatewayConfig, GcReason, Phase};
 use hibernating_ws::wire::RequestId;
+use hibernating_ws::{CloseFrame, Timestamp};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -152,9 +153,11 @@ struct Outcome {
     sent: Vec<String>,
     /// Whether the actor must have committed every one of them.
     all_committed: bool,
+    /// Kept open until the end (dropping a client's events closes it as gone).
+    _client: Client,
 }
 
-async fn open(engine: &EngineHandle, actor: &str, n: u32) -> Client {
+async fn open(engine: &Engine, actor: &str, n: u32) -> Client {
     static NEXT: AtomicU32 = AtomicU32::new(0x1000);
     let request_id = RequestId::from_u32(NEXT.fetch_add(1, Ordering::Relaxed));
     let mut client = engine
@@ -171,7 +174,7 @@ async fn open(engine: &EngineHandle, actor: &str, n: u32) -> Client {
 async fn next_echo(client: &mut Client, what: &str) -> String {
     loop {
         match client.next(EVENT).await {
-            Some(ClientEvent::Message(data)) => return String::from_utf8(data).unwrap(),
+            Some(ClientEvent::Message { data, .. }) => return String::from_utf8(data).unwrap(),
             Some(ClientEvent::Hibernated) => {}
             other => panic!("{what}: expected an echo, got {other:?}"),
         }
@@ -203,22 +206,18 @@ async fn expect_hibernated(client: &mut Client, what: &str) {
     }
 }
 
-async fn phase(engine: &EngineHandle, r: RequestId) -> Option<Phase> {
-    engine.inspect(move |s| s.phase(r)).await
+async fn phase(engine: &Engine, r: RequestId) -> Option<Phase> {
+    engine.phase(r).await
 }
 
-/// Polls `f` on the engine's state until it holds (hang guard: [`EVENT`]).
-async fn until(
-    engine: &EngineHandle,
-    what: &str,
-    f: impl Fn(&engine::State) -> bool + Clone + Send + 'static,
-) {
+/// Polls `f` until it holds (hang guard: [`EVENT`]).
+async fn until<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
     let deadline = tokio::time::Instant::now() + EVENT;
-    loop {
-        let g = f.clone();
-        if engine.inspect(move |s| g(s)).await {
-            return;
-        }
+    while !f().await {
         assert!(
             tokio::time::Instant::now() < deadline,
             "timed out waiting for {what}"
@@ -227,13 +226,21 @@ async fn until(
     }
 }
 
+/// Runs `f` on the control engine.
+async fn call<R: Send + 'static>(
+    engine: &Engine,
+    f: impl FnOnce(&mut Control, Timestamp) -> R + Send + 'static,
+) -> R {
+    engine.handle.call(f).await.expect("engine running")
+}
+
 fn batch(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i}")).collect()
 }
 
 /// 10 sleep/wake cycles of an actor with two sockets; each cycle the clients talk, the actor asks
 /// to sleep, both requests hibernate, and the clients send while it is asleep (which wakes it).
-async fn cycles(engine: EngineHandle) -> Vec<Outcome> {
+async fn cycles(engine: Engine) -> Vec<Outcome> {
     let mut a = open(&engine, "cycles", 1).await;
     let mut b = open(&engine, "cycles", 2).await;
     let (mut sent_a, mut sent_b) = (Vec::new(), Vec::new());
@@ -269,18 +276,20 @@ async fn cycles(engine: EngineHandle) -> Vec<Outcome> {
             request_id: a.request_id,
             sent: sent_a,
             all_committed: true,
+            _client: a,
         },
         Outcome {
             actor: "cycles",
             request_id: b.request_id,
             sent: sent_b,
             all_committed: true,
+            _client: b,
         },
     ]
 }
 
 /// 70 001 messages on one socket; the actor sleeps at 60 000 and the wrap happens after the wake.
-async fn wrap(engine: EngineHandle) -> Vec<Outcome> {
+async fn wrap(engine: Engine) -> Vec<Outcome> {
     let mut w = open(&engine, "wrap", 1).await;
     let mut sent = batch("w", 60_000);
     send_all(&mut w, &sent, "wrap").await;
@@ -293,9 +302,10 @@ async fn wrap(engine: EngineHandle) -> Vec<Outcome> {
     sent.extend(rest);
     assert!(sent.len() >= 70_000);
     let r = w.request_id;
-    let next = engine
-        .inspect(move |s| s.gateway.request(r).map(|i| i.next_index.get()))
-        .await;
+    let next = call(&engine, move |c, _| {
+        c.gateway().request(r).map(|i| i.next_index.get())
+    })
+    .await;
     // Open took index 0, so the last message has index 70 001 mod 65 536.
     assert_eq!(
         next,
@@ -307,12 +317,13 @@ async fn wrap(engine: EngineHandle) -> Vec<Outcome> {
         request_id: r,
         sent,
         all_committed: true,
+        _client: w,
     }]
 }
 
 /// Messages sent right behind the sleep request reach the SDK during or after `onActorStop`; the
 /// actor ignores them, the gateway replays them to the next instance.
-async fn racing(engine: EngineHandle) -> Vec<Outcome> {
+async fn racing(engine: Engine) -> Vec<Outcome> {
     let mut r = open(&engine, "racing", 1).await;
     let mut sent = Vec::new();
     for cycle in 0..5 {
@@ -327,12 +338,13 @@ async fn racing(engine: EngineHandle) -> Vec<Outcome> {
         request_id: r.request_id,
         sent,
         all_committed: true,
+        _client: r,
     }]
 }
 
 /// The client sends and then closes while its request hibernates: the actor is woken, gets every
 /// message, then the client's own close code and reason.
-async fn closing(engine: EngineHandle) -> Vec<Outcome> {
+async fn closing(engine: Engine) -> Vec<Outcome> {
     let mut c = open(&engine, "closing", 1).await;
     let mut sent = batch("c", 20);
     sent.push("!sleep".into());
@@ -342,16 +354,17 @@ async fn closing(engine: EngineHandle) -> Vec<Outcome> {
     let burst = batch("asleep-c", 5);
     sent.extend(burst.clone());
     // Atomic with respect to the runner: the request is hibernating for all six calls.
-    let phases = engine
-        .inspect(move |s| {
-            let before = s.phase(r);
-            for m in &burst {
-                s.client_message(r, m);
-            }
-            s.client_close(r, Some(CloseFrame::new(4001, "bye while hibernating")));
-            (before, s.phase(r))
-        })
-        .await;
+    let phases = call(&engine, move |c, now| {
+        let before = c.gateway().request(r).map(|i| i.phase);
+        for m in &burst {
+            c.client_message(now, r, m.as_bytes(), false)
+                .expect("buffered");
+        }
+        c.client_close(now, r, Some(CloseFrame::new(4001, "bye while hibernating")))
+            .expect("live");
+        (before, c.gateway().request(r).map(|i| i.phase))
+    })
+    .await;
     assert_eq!(phases, (Some(Phase::Hibernating), Some(Phase::Hibernating)));
     loop {
         match c.next(EVENT).await {
@@ -362,7 +375,7 @@ async fn closing(engine: EngineHandle) -> Vec<Outcome> {
                 );
                 break;
             }
-            Some(ClientEvent::Message(_)) => {} // echoes to a client that is gone
+            Some(ClientEvent::Message { .. }) => {} // echoes to a client that is gone
             other => panic!("closing: expected the request to close, got {other:?}"),
         }
     }
@@ -371,12 +384,13 @@ async fn closing(engine: EngineHandle) -> Vec<Outcome> {
         request_id: r,
         sent,
         all_committed: true,
+        _client: c,
     }]
 }
 
 /// The actor loses the socket's record; on the next start the SDK closes it with
 /// `ws.meta_not_found_during_restore`, which reaches the client.
-async fn forgetful(engine: EngineHandle) -> Vec<Outcome> {
+async fn forgetful(engine: Engine) -> Vec<Outcome> {
     let mut f = open(&engine, "forgetful", 1).await;
     let mut sent = batch("f", 10);
     sent.push("!forget".into());
@@ -402,13 +416,14 @@ async fn forgetful(engine: EngineHandle) -> Vec<Outcome> {
         request_id: f.request_id,
         sent,
         all_committed: false,
+        _client: f,
     }]
 }
 
 /// Messages persisted but never acked are replayed to a runner that already has them; the SDK
 /// drops them without an ack. With the actor's re-ack on restore the idle client stays open past
 /// the ack timeout; without it (`reack == false`) the gateway collects the request.
-async fn idle(engine: EngineHandle, actor: &'static str, reack: bool) -> Vec<Outcome> {
+async fn idle(engine: Engine, actor: &'static str, reack: bool) -> Vec<Outcome> {
     let mut i = open(&engine, actor, 1).await;
     let mut sent = batch(actor, 10);
     if !reack {
@@ -421,8 +436,8 @@ async fn idle(engine: EngineHandle, actor: &'static str, reack: bool) -> Vec<Out
     expect_hibernated(&mut i, actor).await;
     // Pending messages wake it at once: replay, duplicates dropped by the SDK.
     let r = i.request_id;
-    until(&engine, "the replay", move |s| {
-        s.phase(r) == Some(Phase::Active)
+    until("the replay", || async {
+        engine.phase(r).await == Some(Phase::Active)
     })
     .await;
     if reack {
@@ -431,12 +446,11 @@ async fn idle(engine: EngineHandle, actor: &'static str, reack: bool) -> Vec<Out
             i.next(ACK_TIMEOUT + Duration::from_millis(1500)).await,
             None
         );
-        until(&engine, "the re-ack", move |s| {
-            s.gateway
-                .request(r)
-                .is_some_and(|i| i.pending_messages == 0)
+        let pending = call(&engine, move |c, _| {
+            c.gateway().request(r).map(|i| i.pending_messages)
         })
         .await;
+        assert_eq!(pending, Some(0), "{actor}: the re-ack released the replay");
         let last = vec![format!("{actor}-after-idle")];
         send_all(&mut i, &last, actor).await;
         sent.extend(last);
@@ -460,12 +474,13 @@ async fn idle(engine: EngineHandle, actor: &'static str, reack: bool) -> Vec<Out
         request_id: r,
         sent,
         all_committed: true,
+        _client: i,
     }]
 }
 
 /// An open whose path does not start with `/`: the SDK fails it before it maps the request to
 /// the actor, so the close it sends never leaves the runner; the gateway's open timeout ends it.
-async fn empty_path(engine: EngineHandle) -> Vec<Outcome> {
+async fn empty_path(engine: Engine) -> Vec<Outcome> {
     static NEXT: AtomicU32 = AtomicU32::new(0x9000);
     let request_id = RequestId::from_u32(NEXT.fetch_add(1, Ordering::Relaxed));
     let mut e = engine.connect("emptypath", "", request_id).await;
@@ -483,9 +498,9 @@ async fn empty_path(engine: EngineHandle) -> Vec<Outcome> {
 }
 
 /// Reads the actor's committed log of one socket from its KV.
-async fn committed(engine: &EngineHandle, o: &Outcome) -> Vec<String> {
+fn committed(engine: &Engine, o: &Outcome) -> Vec<String> {
     let (actor, prefix) = (o.actor, format!("log/{}/", req_hex(o.request_id)));
-    let chunks = engine.inspect(move |s| s.kv_prefix(actor, &prefix)).await;
+    let chunks = engine.kv_prefix(actor, &prefix);
     chunks
         .into_iter()
         .flat_map(|(_, v)| serde_json::from_slice::<Vec<String>>(&v).unwrap())
@@ -500,9 +515,22 @@ async fn official_typescript_runner_against_hibernating_ws() {
     let mut config = GatewayConfig::default();
     config.ack_timeout = ACK_TIMEOUT;
     config.open_timeout = OPEN_TIMEOUT;
-    let engine = engine::start(config).await;
+    let actors = [
+        "cycles",
+        "wrap",
+        "racing",
+        "closing",
+        "forgetful",
+        "idle",
+        "noreack",
+        "emptypath",
+    ];
+    let engine = Engine::start(config, &actors).await;
     let node = Node::spawn(&engine.endpoint);
-    until(&engine, "the runner to connect", engine::State::runner_up).await;
+    until("the runner to connect", || async {
+        engine.events().runners_connected > 0
+    })
+    .await;
 
     let e = || engine.clone();
     let (c1, c2, c3, c4, c5, c6, c7, c8) = tokio::join!(
@@ -520,16 +548,14 @@ async fn official_typescript_runner_against_hibernating_ws() {
         .flatten()
         .collect();
 
-    // The client's close reached the woken actor with its code and reason, and the record is gone.
-    let closing = &outcomes.iter().find(|o| o.actor == "closing").unwrap();
+    // The client's close reached the woken actor with its code and reason.
+    let closing = outcomes.iter().find(|o| o.actor == "closing").unwrap();
     let key = format!("closed/{}", req_hex(closing.request_id));
-    until(&engine, "the actor to see the client's close", move |s| {
-        !s.kv_prefix("closing", &key).is_empty()
+    until("the actor to see the client's close", || async {
+        !engine.kv_prefix("closing", &key).is_empty()
     })
     .await;
-    let key = format!("closed/{}", req_hex(closing.request_id));
-    let closed = engine.inspect(move |s| s.kv_prefix("closing", &key)).await;
-    let closed: Value = serde_json::from_slice(&closed[0].1).unwrap();
+    let closed: Value = serde_json::from_slice(&engine.kv_prefix("closing", &key)[0].1).unwrap();
     assert_eq!(closed["code"], 4001);
     assert_eq!(closed["reason"], "bye while hibernating");
 
@@ -539,26 +565,30 @@ async fn official_typescript_runner_against_hibernating_ws() {
         .filter(|o| !matches!(o.actor, "closing" | "forgetful" | "noreack"))
         .map(|o| o.request_id)
         .collect();
-    for r in &open_ones {
-        let r = *r;
-        engine
-            .inspect(move |s| s.client_close(r, Some(CloseFrame::new(1000, "done"))))
-            .await;
+    for &r in &open_ones {
+        call(&engine, move |c, now| {
+            c.client_close(now, r, Some(CloseFrame::new(1000, "done")))
+        })
+        .await
+        .unwrap_or_else(|e| {
+            let phase = outcomes.iter().find(|o| o.request_id == r).map(|o| o.actor);
+            panic!("{phase:?} {r:?}: {e}")
+        });
     }
     for o in outcomes
         .iter()
         .filter(|o| open_ones.contains(&o.request_id))
     {
-        let (actor, key) = (o.actor, format!("closed/{}", req_hex(o.request_id)));
-        until(&engine, "the actor to see the close", move |s| {
-            !s.kv_prefix(actor, &key).is_empty()
+        let key = format!("closed/{}", req_hex(o.request_id));
+        until("the actor to see the close", || async {
+            !engine.kv_prefix(o.actor, &key).is_empty()
         })
         .await;
     }
 
     // Exactly once, in order, durable: what each actor committed is what its client sent.
     for o in &outcomes {
-        let log = committed(&engine, o).await;
+        let log = committed(&engine, o);
         if o.all_committed {
             assert_eq!(log.len(), o.sent.len(), "{}: committed count", o.actor);
             assert!(
@@ -573,8 +603,7 @@ async fn official_typescript_runner_against_hibernating_ws() {
                 o.actor
             );
         }
-        let (actor, key) = (o.actor, format!("hws/{}", req_hex(o.request_id)));
-        let record = engine.inspect(move |s| s.kv_prefix(actor, &key)).await;
+        let record = engine.kv_prefix(o.actor, &format!("hws/{}", req_hex(o.request_id)));
         assert!(
             record.is_empty(),
             "{}: the record is deleted on close",
@@ -582,75 +611,68 @@ async fn official_typescript_runner_against_hibernating_ws() {
         );
     }
 
-    // Every echoed client close comes back from the runner for a request the gateway already
-    // removed (the SDK echoes the close), and the one collected request is closed to the runner.
+    // Tunnel messages for requests the gateway already removed: the runner's echo of every
+    // close the gateway sent it (the client closes and the collected request); the `closing`
+    // actor's echoes of the 5 messages replayed to it after its client left; and acks on their
+    // way when a client closed (among them the `closing` actor's re-ack after its restore).
     let echoes = open_ones.len() as u64 + 2;
-    until(&engine, "the runner's close echoes", move |s| {
-        s.stats
-            .receive_errors
-            .get("UnknownRequest WebSocketClose")
-            .copied()
-            .unwrap_or(0)
-            >= echoes
+    let deterministic = echoes + 5 + 1;
+    until("the runner's close echoes", || async {
+        call(&engine, |c, _| c.gateway().stats().dropped_unknown_request).await >= deterministic
     })
     .await;
 
-    let (stats, gw) = engine
-        .inspect(|s| (s.stats.clone(), s.gateway.stats()))
-        .await;
-    let report = format!("engine: {stats:#?}\ngateway: {gw:#?}");
-    assert_eq!(stats.malformed_frames, 0, "{report}");
-    assert_eq!(stats.text_frames, 0, "{report}");
-    assert_eq!(stats.kv_errors, 0, "{report}");
-    assert_eq!(stats.send_errors, 0, "{report}");
-    assert_eq!(gw.dropped_malformed, 0, "{report}");
-    assert_eq!(gw.acks_invalid, 0, "{report}");
-    let noreack = outcomes
-        .iter()
-        .find(|o| o.actor == "noreack")
-        .unwrap()
-        .request_id;
-    assert_eq!(
-        stats.collected,
-        vec![noreack],
-        "only the negative control is collected\n{report}"
-    );
-    // Dropped tunnel messages: the close echoes; the `closing` actor's echoes of the messages
-    // replayed to it after its client left; acks that were on their way when a client closed
-    // (among them the `closing` actor's re-ack after its restore). All of closed requests.
-    let mut errors = stats.receive_errors.clone();
-    assert_eq!(
-        errors.remove("UnknownRequest WebSocketClose"),
-        Some(echoes),
-        "{report}"
-    );
-    assert_eq!(
-        errors.remove("UnknownRequest WebSocketMessage"),
-        Some(5),
-        "{report}"
-    );
-    let acks = errors
-        .remove("UnknownRequest WebSocketMessageAck")
-        .unwrap_or(0);
-    assert!((1..=outcomes.len() as u64).contains(&acks), "{report}");
-    assert!(errors.is_empty(), "{report}");
+    let (control, gw) = call(&engine, |c, _| (c.stats(), c.gateway().stats())).await;
+    let events = engine.events();
+    let report = format!("control: {control:#?}\ngateway: {gw:#?}\nevents: {events:#?}");
+    let unknown = gw.dropped_unknown_request;
     assert!(
-        stats.dropped.iter().all(|r| stats.closed.contains_key(r)),
+        (deterministic..deterministic + outcomes.len() as u64).contains(&unknown),
         "{report}"
     );
-    // The SDK reports every stop, sleeps included, as StopCode::Error.
-    assert_eq!(stats.stops_ok, 0, "{report}");
-    assert_eq!(stats.stops_error, stats.stop_commands, "{report}");
-    assert!(stats.sleep_intents >= 10 + 1 + 5 + 1 + 1 + 2, "{report}");
+    // Nothing else was dropped: no malformed frame, no other refusal.
+    assert_eq!(control.frames_dropped, unknown, "{report}");
+    assert_eq!(gw.dropped_malformed, 0, "{report}");
+    assert_eq!(
+        gw.dropped_wrong_gateway + gw.dropped_wrong_route,
+        0,
+        "{report}"
+    );
+    assert_eq!(
+        gw.dropped_invalid_for_phase + gw.dropped_unsupported,
+        0,
+        "{report}"
+    );
+    assert_eq!(gw.acks_invalid, 0, "{report}");
+    assert_eq!(events.kv_errors, 0, "{report}");
+    // Only the negative control is collected.
+    assert_eq!(gw.collected_ack_timeout, 1, "{report}");
+    assert_eq!(
+        gw.collected_hibernation_timeout + gw.collected_wake_timeout,
+        0,
+        "{report}"
+    );
+    assert_eq!(
+        gw.closed_pending_limit + gw.ping_timeouts + gw.open_timeouts,
+        1,
+        "the empty path\n{report}"
+    );
+    // The SDK reports every stop, sleeps included, as StopCode::Error; the engine took each one
+    // as the sleep it asked for.
+    assert_eq!(events.stopped_ok + events.stopped_other, 0, "{report}");
+    assert_eq!(events.stopped_error, control.stops, "{report}");
+    assert!(control.stops >= 10 + 1 + 5 + 1 + 1 + 2, "{report}");
     assert!(gw.wakes >= 10, "{report}");
     assert!(gw.messages_replayed > 0, "{report}");
-    assert!(stats.runner_pongs > 0, "{report}");
-    // The replay to the runner that had persisted them: duplicates dropped by the SDK.
-    assert!(
-        node.count("msg", "received duplicate hibernating websocket message") >= 2 * 10,
+    assert_eq!(
+        (control.events_duplicate, control.event_gaps),
+        (0, 0),
         "{report}"
     );
-    assert!(node.count("app", "reacked") > 0);
+    // The replay to the runner that had persisted them: duplicates dropped by the SDK, re-acked.
+    let duplicates = node.count("msg", "received duplicate hibernating websocket message");
+    assert!(duplicates >= 2 * 10, "{report}");
+    assert!(node.count("app", "reacked") > 0, "{report}");
     // The empty-path open: the SDK failed it and dropped its own close.
     assert!(
         node.count("msg", "error handling websocket open") >= 1,
@@ -660,15 +682,14 @@ async fn official_typescript_runner_against_hibernating_ws() {
         node.count("msg", "cannot send tunnel message, actor not found") >= 1,
         "{report}"
     );
-    let ignored = node.find("app", "ignored_after_stop").len();
     eprintln!(
         "interop: {} messages sent, {} wakes, {} replayed, {} ignored after onActorStop",
         outcomes.iter().map(|o| o.sent.len()).sum::<usize>(),
         gw.wakes,
         gw.messages_replayed,
-        ignored
+        node.find("app", "ignored_after_stop").len()
     );
 
-    engine.shutdown().await;
+    engine.handle.shutdown().await;
     drop(node);
 }
