@@ -162,6 +162,8 @@ pub mod runner;
 pub mod session;
 #[cfg(feature = "sim")]
 pub mod sim;
+#[cfg(feature = "std")]
+pub mod storage;
 pub mod time;
 pub mod wire;
 

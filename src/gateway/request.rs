@@ -23,6 +23,7 @@ use super::{CloseReason, RequestStats};
 /// [`Gateway::handle_runner_message`](super::Gateway::handle_runner_message)); the route changes
 /// only on [`Gateway::wake`](super::Gateway::wake).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RouteId(pub u64);
 
 /// What the runner needs to open a WebSocket on an actor ([`Gateway::open`](super::Gateway::open)).

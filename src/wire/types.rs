@@ -16,12 +16,14 @@ use crate::index::MessageIndex;
 
 /// Identifies a gateway process: 4 opaque bytes (upstream: a random `u32`, little-endian).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
 pub struct GatewayId(pub [u8; 4]);
 
 /// Identifies one client connection within a gateway: 4 opaque bytes.
 ///
 /// The same request id is kept across every hibernation cycle of the client's WebSocket.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
 pub struct RequestId(pub [u8; 4]);
 
 macro_rules! hex_id {
@@ -161,6 +163,37 @@ impl Serialize for Headers {
             m.serialize_entry(k, v)?;
         }
         m.end()
+    }
+}
+
+/// A map in entry order; a repeated key is an error (as on the wire).
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for Headers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Headers;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of header names to values")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Headers, A::Error> {
+                let mut entries: Vec<(String, String)> = Vec::new();
+                let mut keys = alloc::collections::BTreeSet::new();
+                while let Some((k, v)) = map.next_entry::<String, String>()? {
+                    if !keys.insert(k.clone()) {
+                        return Err(serde::de::Error::custom(alloc::format!(
+                            "duplicate header {k:?}"
+                        )));
+                    }
+                    entries.push((k, v));
+                }
+                Ok(Headers(entries))
+            }
+        }
+        d.deserialize_map(Visitor)
     }
 }
 

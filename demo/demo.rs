@@ -12,7 +12,7 @@
 
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)] // application code on std
 
-#[path = "demo/lib.rs"]
+#[path = "../examples/demo/lib.rs"]
 mod demo;
 
 use std::process::ExitCode;
@@ -118,6 +118,7 @@ async fn runner(args: &Args) -> std::io::Result<bool> {
         gateway,
         name: args.runner_name.clone(),
         data_dir: dir.path.clone(),
+        storage: args.storage,
         config: scenario::runner_config(args),
         report_interval: Duration::from_millis(20),
         delivered: std::sync::Arc::default(),
