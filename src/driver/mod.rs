@@ -30,6 +30,8 @@
 
 pub mod blocking;
 #[cfg(feature = "tokio")]
+pub mod control;
+#[cfg(feature = "tokio")]
 pub mod tokio;
 
 use crate::gateway::{self, Gateway};
