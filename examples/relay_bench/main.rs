@@ -275,6 +275,17 @@ async fn connect(
     Ok(ws)
 }
 
+/// Accepts the next connection; an accept error (out of file descriptors while the previous
+/// run's sockets close) is retried after a short pause instead of ending the listener.
+async fn accept_retrying(listener: &TcpListener) -> TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, _)) => return tcp,
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
 /// The configuration of every WebSocket the servers accept (`--ws-buffer`).
 static SERVER_WS: std::sync::OnceLock<Option<WebSocketConfig>> = std::sync::OnceLock::new();
 
@@ -678,9 +689,7 @@ async fn start_gateway(
     let g = handle.clone();
     tasks.spawn(async move {
         for i in 0..clients {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
+            let tcp = accept_retrying(&listener).await;
             let g = g.clone();
             tokio::spawn(async move {
                 let Ok(ws) = accept(tcp).await else {

@@ -18,8 +18,8 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 use super::{
-    Arrivals, Sample, accept, check, connect, cpu_time, lock, start_gateway, start_runner, url,
-    writer,
+    Arrivals, Sample, accept, accept_retrying, check, connect, cpu_time, lock, start_gateway,
+    start_runner, url, writer,
 };
 
 /// Resident set size of this process, in bytes (Linux; `None` elsewhere).
@@ -110,7 +110,8 @@ async fn read_line() -> io::Result<Option<String>> {
 }
 
 /// Starts the client child against `url`, waits for its warm-up (`warm`), measures the RSS the
-/// connections added, then times the messages until `done`.
+/// connections added (meaningful in a process's first run only: later runs reuse the memory the
+/// allocator kept from the previous one), then times the messages until `done`.
 async fn drive_children(
     url: &str,
     clients: u32,
@@ -213,9 +214,7 @@ pub(crate) async fn baseline(clients: u32, size: usize, per_client: u64) -> io::
     let relay_url = url(relay.local_addr()?);
     tasks.spawn(async move {
         for _ in 0..clients {
-            let Ok((tcp, _)) = relay.accept().await else {
-                return;
-            };
+            let tcp = accept_retrying(&relay).await;
             let to_backend = to_backend.clone();
             tokio::spawn(async move {
                 let Ok(mut ws) = accept(tcp).await else {
