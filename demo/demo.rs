@@ -118,6 +118,7 @@ async fn runner(args: &Args) -> std::io::Result<bool> {
         gateway,
         name: args.runner_name.clone(),
         data_dir: dir.path.clone(),
+        storage: args.storage,
         config: scenario::runner_config(args),
         report_interval: Duration::from_millis(20),
         delivered: std::sync::Arc::default(),

@@ -21,10 +21,11 @@ use demo::gateway::{GatewayOptions, GatewayServer, Schedule};
 use demo::payload;
 use demo::runner::{RunnerInstance, RunnerOptions};
 use demo::scenario::{DataDir, committed_result};
-use demo::storage::{Fence, Store};
+use demo::storage::{ActorState, StorageKind, StreamState};
 use futures_util::SinkExt;
 use hibernating_ws::gateway::{GatewayConfig, OverflowPolicy};
 use hibernating_ws::runner::RunnerConfig;
+use hibernating_ws::storage::{FileStore, Store};
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -55,6 +56,7 @@ async fn slow_storage_runner(
         gateway: server.url(),
         name: "runner-1".into(),
         data_dir: dir.path.clone(),
+        storage: StorageKind::File,
         config,
         report_interval: Duration::from_millis(20),
         delivered: Arc::default(),
@@ -65,10 +67,7 @@ async fn slow_storage_runner(
 }
 
 fn fast_runner() -> RunnerConfig {
-    RunnerConfig {
-        persist_interval: Duration::from_millis(10),
-        ..RunnerConfig::default()
-    }
+    RunnerConfig::default().with_persist_interval(Duration::from_millis(10))
 }
 
 /// Sends messages `from..to` of stream `seed`; returns the digest of `0..to` given that of
@@ -123,22 +122,25 @@ async fn client_close_while_the_actor_sleeps_reaches_the_actor_after_wake_and_de
 
     // The actor sleeps: every socket's index is persisted, the request hibernates.
     server.sleep_actor("sleepy").await;
-    let store = Store::new(&dir.path, Fence::default());
-    let file = store.load("sleepy").expect("actor file");
+    let store = FileStore::open(&dir.path).expect("store");
+    let file = store.load("sleepy").expect("actor record");
     assert_eq!(
         file.sockets.len(),
         1,
         "hibernated socket's metadata is stored"
     );
-    assert_eq!(file.sockets[0].state.count, 20);
-    assert!(file.finished.is_empty());
+    assert_eq!(
+        StreamState::decode(&file.sockets[0].state).unwrap().count,
+        20
+    );
+    assert!(ActorState::decode(&file.state).unwrap().finished.is_empty());
     let stats = server.stats().await;
     assert_eq!(stats.hibernating, 1);
 
     // The client closes while the actor sleeps: the gateway wakes the actor, which restores the
     // socket and gets the client's own close frame.
     let echoed = client.close(4001, "bye").await;
-    let state = committed_result(&dir.path, "sleepy", WAIT)
+    let state = committed_result(&dir.path, StorageKind::File, "sleepy", WAIT)
         .await
         .expect("the close reached the actor");
     assert_eq!((state.count, state.digest), (20, digest));
@@ -167,11 +169,9 @@ async fn client_close_while_the_actor_sleeps_reaches_the_actor_after_wake_and_de
 /// A runner that never persists on its own during the test (huge debounce), so nothing is acked
 /// and pending bytes only grow.
 fn slow_runner(persist_interval: Duration) -> RunnerConfig {
-    RunnerConfig {
-        persist_interval,
-        persist_bytes: u64::MAX / 2,
-        ..RunnerConfig::default()
-    }
+    RunnerConfig::default()
+        .with_persist_interval(persist_interval)
+        .with_persist_bytes(u64::MAX / 2)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,10 +337,8 @@ async fn a_wake_replays_more_buffered_messages_than_the_runner_queues_for_a_star
     .await
     .expect("gateway starts");
     // Slow storage: the replay reaches the runner long before the restore could happen.
-    let config = RunnerConfig {
-        persist_interval: Duration::from_millis(10),
-        ..demo::scenario::runner_config(&demo::args::Args::default())
-    };
+    let config = demo::scenario::runner_config(&demo::args::Args::default())
+        .with_persist_interval(Duration::from_millis(10));
     let _runner = slow_storage_runner(&server, &dir, config, Duration::from_millis(200)).await;
     let mut client = Client::connect(&server.url(), "bulk")
         .await

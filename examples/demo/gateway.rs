@@ -101,6 +101,9 @@ pub struct Snapshot {
     pub records: usize,
     /// Client messages read.
     pub client_messages: u64,
+    /// Actor starts stopped because the actor's storage did not load, with the last error.
+    pub start_failures: u32,
+    pub last_start_error: Option<String>,
 }
 
 impl Snapshot {
@@ -609,6 +612,8 @@ struct Placement {
     /// A hibernating request asked for a wake that no start has served yet (the gateway asks
     /// once per hibernation, so a start lost with its runner must be retried).
     wake_wanted: bool,
+    /// Starts in a row that failed on storage: the next start waits longer (doubling).
+    start_failures: u32,
 }
 
 struct Orchestrator {
@@ -655,6 +660,7 @@ impl Orchestrator {
                 deferred_sleeps: Vec::new(),
                 sleepers: Vec::new(),
                 wake_wanted: false,
+                start_failures: 0,
             })
     }
 
@@ -756,8 +762,23 @@ impl Orchestrator {
                 Control::Stopped { actor } => {
                     let p = self.placement(&actor);
                     if matches!(p.phase, Phase::Running(r) | Phase::Stopping(r) if r == route) {
+                        p.start_failures = 0;
                         self.stopped(&actor).await;
                         self.snapshot.sleeps += 1;
+                    }
+                }
+                Control::StartFailed { actor, error } => {
+                    // The actor never ran: its requests hibernate again (nothing is closed, the
+                    // gateway still holds every unacked message) and the start is retried later.
+                    let p = self.placement(&actor);
+                    if matches!(p.phase, Phase::Starting(r) | Phase::Running(r) | Phase::Stopping(r) if r == route)
+                    {
+                        p.start_failures = p.start_failures.saturating_add(1);
+                        p.wake_wanted = true;
+                        self.log(format!("actor {actor}: start failed: {error}"));
+                        self.snapshot.start_failures += 1;
+                        self.snapshot.last_start_error = Some(error);
+                        self.stopped(&actor).await;
                     }
                 }
                 Control::Stats(report) => {
@@ -818,12 +839,18 @@ impl Orchestrator {
         }
     }
 
-    /// Schedules a start of a stopped actor after `delay` (its cold start).
+    /// Schedules a start of a stopped actor after `delay` (its cold start), or later after
+    /// failed starts (10 ms doubling, at most 2 s).
     fn want_running(&mut self, actor: &str, delay: Duration) {
         let p = self.placement(actor);
         if p.phase != Phase::Stopped || p.start_pending {
             return;
         }
+        let backoff = match p.start_failures {
+            0 => Duration::ZERO,
+            n => Duration::from_millis(10 << n.min(8)).min(Duration::from_secs(2)),
+        };
+        let delay = delay.max(backoff);
         p.start_pending = true;
         let tx = self.tx.clone();
         let actor = actor.to_string();

@@ -23,7 +23,11 @@ use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 use super::control::{Control, RunnerReport};
-use super::storage::{ActorFile, Fence, SocketRecord, Store, StreamState};
+use hibernating_ws::runner::PersistedSocket;
+use hibernating_ws::storage::{Commit, StoreError, StoredSocket};
+use hibernating_ws::wire::Headers;
+
+use super::storage::{ActorState, Fence, Fenced, StorageKind, StreamState};
 
 /// How to start a runner.
 #[derive(Debug, Clone)]
@@ -32,8 +36,10 @@ pub struct RunnerOptions {
     pub gateway: String,
     /// The runner's name (for logs).
     pub name: String,
-    /// Where the actor files live.
+    /// Where the actor storage lives.
     pub data_dir: PathBuf,
+    /// Which store keeps it.
+    pub storage: StorageKind,
     /// The runner engine's configuration.
     pub config: RunnerConfig,
     /// How often counters are reported to the gateway.
@@ -64,7 +70,10 @@ impl RunnerInstance {
             .map_err(io::Error::other)?;
         let (mut ws_tx, mut ws_rx) = ws.split();
         let fence = Fence::default();
-        let store = Store::new(opts.data_dir.clone(), fence.clone());
+        let store = Fenced {
+            store: opts.storage.open(&opts.data_dir)?,
+            fence: fence.clone(),
+        };
         let mut tasks = JoinSet::new();
 
         // WebSocket writer.
@@ -144,6 +153,7 @@ impl RunnerInstance {
             writes: write_tx,
             actors: BTreeMap::new(),
             socket_actor: BTreeMap::new(),
+            failed_starts: BTreeMap::new(),
             closes: closes.clone(),
             delivered: opts.delivered.clone(),
             load_delay: opts.load_delay,
@@ -245,43 +255,53 @@ impl RunnerIo for RunnerSide {
     }
 }
 
-/// A write of an actor file; `done` is reported to the runner once it is durable.
+/// A commit to an actor's record; `done` is reported to the app once it is durable.
 struct WriteJob {
-    image: ActorFile,
+    actor_id: String,
+    commit: Commit,
     done: Option<(SocketId, MessageIndex)>,
 }
 
-/// Writes actor files in order, coalescing queued writes of one actor (each image is complete,
-/// so the latest one carries every earlier one).
+/// A persist's outcome: the socket, the index, whether it is durable.
+type Done = (SocketId, MessageIndex, bool);
+
+/// The queued commits of one actor merged into one, with the persists it completes.
+type Merged = (String, Commit, Vec<(SocketId, MessageIndex)>);
+
+/// Commits in order, merging queued commits of one actor into one (applying them one after the
+/// other is the same as applying their concatenation), so a burst costs one sync.
 async fn storage_writer(
-    store: Store,
+    store: Fenced,
     mut jobs: UnboundedReceiver<WriteJob>,
-    done: UnboundedSender<(SocketId, MessageIndex, bool)>,
+    done: UnboundedSender<Done>,
 ) {
     while let Some(first) = jobs.recv().await {
         let mut batch = vec![first];
         while let Ok(job) = jobs.try_recv() {
             batch.push(job);
         }
-        let mut latest: Vec<ActorFile> = Vec::new();
-        let mut completions = Vec::new();
+        let mut merged: Vec<Merged> = Vec::new();
         for job in batch {
-            completions.extend(job.done.map(|d| (job.image.actor_id.clone(), d)));
-            match latest.iter_mut().find(|f| f.actor_id == job.image.actor_id) {
-                Some(slot) => *slot = job.image,
-                None => latest.push(job.image),
+            let i = if let Some(i) = merged.iter().position(|(a, ..)| *a == job.actor_id) {
+                i
+            } else {
+                merged.push((job.actor_id, Commit::new(), Vec::new()));
+                merged.len() - 1
+            };
+            let entry = &mut merged[i];
+            entry.1.sockets.extend(job.commit.sockets);
+            if job.commit.state.is_some() {
+                entry.1.state = job.commit.state;
             }
+            entry.2.extend(job.done);
         }
-        for image in latest {
+        for (actor, commit, completions) in merged {
             let store = store.clone();
-            let actor = image.actor_id.clone();
-            let ok = tokio::task::spawn_blocking(move || store.write(&image))
+            let ok = tokio::task::spawn_blocking(move || store.commit(&actor, &commit))
                 .await
                 .is_ok_and(|r| r.is_ok());
-            for (a, (socket, index)) in &completions {
-                if *a == actor {
-                    let _ = done.send((*socket, *index, ok));
-                }
+            for (socket, index) in completions {
+                let _ = done.send((socket, index, ok));
             }
         }
     }
@@ -289,26 +309,30 @@ async fn storage_writer(
 
 /// One actor on this runner.
 struct ActorApp {
-    /// What is (or is being) written in its file.
-    image: ActorFile,
-    /// Live state per socket (ahead of the image until the next persist).
+    /// The actor's own state (its last finished streams), as committed.
+    state: ActorState,
+    /// Live state per socket (ahead of the store until the next persist).
     live: BTreeMap<SocketId, Live>,
 }
 
 struct Live {
     state: StreamState,
     path: String,
-    headers: Vec<(String, String)>,
+    headers: Headers,
+    /// The store holds a record of this socket (a commit of it succeeded).
+    stored: bool,
 }
 
 /// The actor app: accepts sockets, processes messages, persists state with the index.
 struct App {
     handle: RunnerHandle,
     ws: UnboundedSender<Message>,
-    store: Store,
+    store: Fenced,
     writes: UnboundedSender<WriteJob>,
     actors: BTreeMap<String, ActorApp>,
     socket_actor: BTreeMap<SocketId, String>,
+    /// Actors whose start was stopped because their storage did not load, with the error.
+    failed_starts: BTreeMap<String, String>,
     closes: Arc<Mutex<BTreeMap<String, u64>>>,
     delivered: Arc<AtomicU64>,
     load_delay: Duration,
@@ -319,7 +343,7 @@ impl App {
         mut self,
         mut actions: UnboundedReceiver<Action>,
         mut control: UnboundedReceiver<Control>,
-        mut done: UnboundedReceiver<(SocketId, MessageIndex, bool)>,
+        mut done: UnboundedReceiver<Done>,
     ) {
         loop {
             tokio::select! {
@@ -327,6 +351,9 @@ impl App {
                 Some(c) = control.recv() => self.control(c).await,
                 Some((socket, index, ok)) = done.recv() => {
                     let _ = if ok {
+                        if let Some(live) = self.live_mut(socket) {
+                            live.stored = true;
+                        }
                         self.handle.persisted(socket, index).await
                     } else {
                         self.handle.persist_failed(socket, index).await
@@ -343,65 +370,89 @@ impl App {
 
     async fn control(&mut self, c: Control) {
         match c {
-            Control::Start { actor, hibernating } => {
-                let list: Vec<HibernatingRequest> = hibernating
-                    .into_iter()
-                    .map(|(g, r)| HibernatingRequest {
-                        gateway_id: GatewayId(g),
-                        request_id: RequestId(r),
-                    })
-                    .collect();
-                if self
-                    .handle
-                    .actor_starting(actor.clone(), list)
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                // The gateway may wake the actor's requests now: their replay queues in the
-                // runner until the restore below, which overlaps the storage load with the
-                // replay. (Waking after the restore works too: a hibernating request accepts the
-                // restore's re-acks and closes from any route.) The queue must hold a whole
-                // replay: see `scenario::runner_config`.
-                self.send_control(&Control::Started {
-                    actor: actor.clone(),
-                });
-                if !self.load_delay.is_zero() {
-                    tokio::time::sleep(self.load_delay).await;
-                }
-                let store = self.store.clone();
-                let a = actor.clone();
-                let image = match tokio::task::spawn_blocking(move || store.load(&a)).await {
-                    Ok(Ok(image)) => image,
-                    _ => ActorFile {
-                        actor_id: actor.clone(),
-                        ..ActorFile::default()
-                    },
-                };
-                let persisted = image.sockets.iter().map(SocketRecord::persisted).collect();
-                let mut app = ActorApp {
-                    image,
-                    live: BTreeMap::new(),
-                };
-                for r in &app.image.sockets {
-                    app.live.insert(
-                        r.socket(),
-                        Live {
-                            state: r.state,
-                            path: r.path.clone(),
-                            headers: r.headers.clone(),
-                        },
-                    );
-                    self.socket_actor.insert(r.socket(), actor.clone());
-                }
-                self.actors.insert(actor.clone(), app);
-                let _ = self.handle.restore(actor, persisted).await;
-            }
+            Control::Start { actor, hibernating } => self.start(actor, hibernating).await,
             Control::Stop { actor } => {
                 let _ = self.handle.actor_stopping(actor).await;
             }
             _ => {}
+        }
+    }
+
+    async fn start(&mut self, actor: String, hibernating: Vec<([u8; 4], [u8; 4])>) {
+        let list: Vec<HibernatingRequest> = hibernating
+            .into_iter()
+            .map(|(g, r)| HibernatingRequest {
+                gateway_id: GatewayId(g),
+                request_id: RequestId(r),
+            })
+            .collect();
+        if self
+            .handle
+            .actor_starting(actor.clone(), list)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        // The gateway may wake the actor's requests now: their replay queues in the runner
+        // until the restore below, which overlaps the storage load with the replay. (Waking
+        // after the restore works too: a hibernating request accepts the restore's re-acks and
+        // closes from any route.) The queue must hold a whole replay: see
+        // `scenario::runner_config`.
+        self.send_control(&Control::Started {
+            actor: actor.clone(),
+        });
+        if !self.load_delay.is_zero() {
+            tokio::time::sleep(self.load_delay).await;
+        }
+        let store = self.store.clone();
+        let a = actor.clone();
+        let loaded = tokio::task::spawn_blocking(move || store.load(&a)).await;
+        let loaded = loaded.unwrap_or_else(|e| {
+            Err(StoreError::Io {
+                actor_id: actor.clone(),
+                source: io::Error::other(e),
+            })
+        });
+        let app = loaded.and_then(|record| {
+            let state =
+                ActorState::decode(&record.state).map_err(|detail| StoreError::Corrupt {
+                    actor_id: actor.clone(),
+                    detail,
+                })?;
+            let mut live = BTreeMap::new();
+            for s in &record.sockets {
+                let state =
+                    StreamState::decode(&s.state).map_err(|detail| StoreError::Corrupt {
+                        actor_id: actor.clone(),
+                        detail,
+                    })?;
+                let l = Live {
+                    state,
+                    path: s.meta.path.clone(),
+                    headers: s.meta.headers.clone(),
+                    stored: true,
+                };
+                live.insert(s.meta.socket, l);
+            }
+            Ok((ActorApp { state, live }, record.persisted()))
+        });
+        match app {
+            Ok((app, persisted)) => {
+                for socket in app.live.keys() {
+                    self.socket_actor.insert(*socket, actor.clone());
+                }
+                self.actors.insert(actor.clone(), app);
+                let _ = self.handle.restore(actor, persisted).await;
+            }
+            Err(e) => {
+                // Never run the actor on an empty state: its hibernated sockets would be
+                // closed normally while their acked messages sit in the unreadable record.
+                // The start stops; the gateway keeps the requests hibernating.
+                eprintln!("[runner] actor {actor}: storage did not load: {e}");
+                self.failed_starts.insert(actor.clone(), e.to_string());
+                let _ = self.handle.actor_stopping(actor).await;
+            }
         }
     }
 
@@ -424,14 +475,13 @@ impl App {
                         .await;
                     return;
                 };
-                app.live.insert(
-                    socket,
-                    Live {
-                        state: StreamState::default(),
-                        path,
-                        headers: headers.into_entries(),
-                    },
-                );
+                let live = Live {
+                    state: StreamState::default(),
+                    path,
+                    headers,
+                    stored: false,
+                };
+                app.live.insert(socket, live);
                 self.socket_actor.insert(socket, actor_id);
                 let _ = self.handle.accept(socket, true).await;
             }
@@ -451,27 +501,28 @@ impl App {
                 server_index,
                 client_index,
             } => {
-                let Some(app) = self.actors.get_mut(&actor_id) else {
+                let Some(live) = self.actors.get(&actor_id).and_then(|a| a.live.get(&socket))
+                else {
                     return;
                 };
-                let Some(live) = app.live.get(&socket) else {
-                    return;
+                // The socket's state and its index in one commit; the record's metadata is
+                // written once, on the first persist.
+                let state = live.state.encode();
+                let commit = if live.stored {
+                    Commit::new().advance(socket, server_index, client_index, Some(state))
+                } else {
+                    let meta = PersistedSocket {
+                        socket,
+                        server_index,
+                        client_index,
+                        path: live.path.clone(),
+                        headers: live.headers.clone(),
+                    };
+                    Commit::new().put(StoredSocket::new(meta, state))
                 };
-                let record = SocketRecord {
-                    gateway_id: socket.gateway_id.0,
-                    request_id: socket.request_id.0,
-                    server_index: server_index.get(),
-                    client_index: client_index.get(),
-                    path: live.path.clone(),
-                    headers: live.headers.clone(),
-                    state: live.state,
-                };
-                match app.image.socket_mut(socket) {
-                    Some(r) => *r = record,
-                    None => app.image.sockets.push(record),
-                }
                 let _ = self.writes.send(WriteJob {
-                    image: app.image.clone(),
+                    actor_id,
+                    commit,
                     done: Some((socket, server_index)),
                 });
             }
@@ -480,13 +531,16 @@ impl App {
                 let Some(app) = self.actors.get_mut(&actor_id) else {
                     return;
                 };
-                let state = app.live.remove(&socket).map(|l| l.state);
-                let state = state
-                    .or_else(|| app.image.socket_mut(socket).map(|r| r.state))
+                let state = app
+                    .live
+                    .remove(&socket)
+                    .map(|l| l.state)
                     .unwrap_or_default();
-                app.image.finish(socket, state);
+                app.state.finish(socket, state);
+                let commit = Commit::new().delete(socket).state(app.state.encode());
                 let _ = self.writes.send(WriteJob {
-                    image: app.image.clone(),
+                    actor_id,
+                    commit,
                     done: None,
                 });
             }
@@ -510,7 +564,13 @@ impl App {
                         self.socket_actor.remove(socket);
                     }
                 }
-                self.send_control(&Control::Stopped { actor: actor_id });
+                match self.failed_starts.remove(&actor_id) {
+                    Some(error) => self.send_control(&Control::StartFailed {
+                        actor: actor_id,
+                        error,
+                    }),
+                    None => self.send_control(&Control::Stopped { actor: actor_id }),
+                }
             }
             _ => {}
         }

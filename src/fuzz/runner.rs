@@ -278,6 +278,7 @@ fn config(input: &mut Input<'_>) -> RunnerConfig {
         c.decode_limits = DecodeLimits {
             max_frame_size: 1 + usize::from(input.u8()),
             max_headers: input.below(3),
+            ..DecodeLimits::default()
         };
     }
     c
@@ -1331,6 +1332,7 @@ impl Harness {
             }
             Framing::RunnerSocket => match wire::decode_with::<ToServer>(frame, &limits) {
                 Ok(ToServer::TunnelMessage(m)) => m,
+                Ok(other) => self.fail(&format!("published {other:?}")),
                 Err(e) => self.fail(&format!("published an undecodable frame: {e}")),
             },
         };
@@ -1404,6 +1406,7 @@ impl Harness {
     // -----------------------------------------------------------------------------------------
 
     fn check_all(&mut self) {
+        self.check_engine();
         let cfg = self.config.clone();
         let stats = self.runner.stats();
         self.fail_if(
@@ -1511,6 +1514,13 @@ impl Harness {
     fn fail_if(&self, bad: bool, what: &str) {
         if bad {
             self.fail(what);
+        }
+    }
+
+    /// The engine's own invariants.
+    fn check_engine(&self) {
+        if let Err(e) = self.runner.check_invariants() {
+            self.fail(&format!("check_invariants: {e}"));
         }
     }
 

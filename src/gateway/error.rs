@@ -2,7 +2,8 @@
 
 use crate::wire::DecodeError;
 
-use super::{Limit, Phase};
+use super::Limit;
+use super::request::Phase;
 
 /// Why [`Gateway::open`](super::Gateway::open) refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

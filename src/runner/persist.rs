@@ -15,9 +15,11 @@
 use crate::index::MessageIndex;
 use crate::time::Timestamp;
 
+use super::outbox::send_ack;
 use super::socket::{InFlight, Phase};
+use super::table::slot_mut;
 use super::timer::TimerKind;
-use super::{Action, Runner, SocketError, SocketId, send_ack, slot_mut};
+use super::{Action, Runner, SocketError, SocketId};
 
 impl Runner {
     /// The app finished persisting `server_index` for `socket` (an [`Action::Persist`]).

@@ -7,11 +7,10 @@ use alloc::vec::Vec;
 use crate::close::KnownClose;
 use crate::time::Timestamp;
 
+use super::outbox::{close_kind, send_ack};
 use super::socket::{Phase, Socket};
-use super::{
-    Action, ActorError, ActorState, CloseReason, PersistedSocket, Runner, SocketId, close_kind,
-    send_ack, slot_mut,
-};
+use super::table::slot_mut;
+use super::{Action, ActorError, ActorState, CloseReason, PersistedSocket, Runner, SocketId};
 
 /// What [`Runner::restore`] did, by verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

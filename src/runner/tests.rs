@@ -6,9 +6,12 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::time::Duration;
 
+use super::deadline::TIMER_SLACK;
 use super::*;
+use crate::close::KnownClose;
 use crate::wire::{
-    GatewayId, Headers, RequestId, ToClientWebSocketClose, ToClientWebSocketMessage,
+    self, GatewayId, Headers, MessageId, RequestId, ToClientTunnelMessageKind,
+    ToClientWebSocketClose, ToClientWebSocketMessage, ToClientWebSocketOpen, ToGateway,
 };
 
 const A: &str = "a";

@@ -2396,6 +2396,11 @@ impl World {
             let Some(engine) = slot.engine.as_ref() else {
                 continue;
             };
+            if (self.steps.is_multiple_of(8) || self.stage != Stage::Chaos)
+                && let Err(e) = engine.check_invariants()
+            {
+                bad = Some(format!("runner{r} invariant: {e}"));
+            }
             for id in slot.sessions.keys() {
                 if let Some(s) = engine.socket(*id)
                     && (s.held > rc.max_held_messages || s.held_bytes > rc.max_held_bytes)
@@ -2868,6 +2873,7 @@ fn describe_to_runner(frame: &[u8]) -> String {
                 other => format!("{other:?} #{i} [{req}]"),
             }
         }
+        Ok((_, other)) => format!("{other:?}"),
         Err(e) => format!("undecodable frame ({e})"),
     }
 }
