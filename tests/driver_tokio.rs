@@ -380,7 +380,8 @@ async fn commands_report_engine_errors_and_a_stopped_driver() {
         .expect_err("not starting");
     assert!(matches!(
         err,
-        hibernating_ws::driver::tokio::CommandError::Engine(runner::ActorError::NotStarting)
+        hibernating_ws::driver::tokio::CommandError::Engine(runner::ActorError::NotStarting { ref actor_id })
+            if actor_id == "nobody"
     ));
     rn.shutdown().await;
     let _ = task.await.expect("driver task");
@@ -393,7 +394,9 @@ async fn commands_report_engine_errors_and_a_stopped_driver() {
     let err = gw.wake(REQ, ROUTE).await.expect_err("unknown request");
     assert!(matches!(
         err,
-        hibernating_ws::driver::tokio::CommandError::Engine(gateway::WakeError::UnknownRequest)
+        hibernating_ws::driver::tokio::CommandError::Engine(gateway::WakeError::UnknownRequest {
+            request_id: REQ
+        })
     ));
     gw.shutdown().await;
     let _ = task.await.expect("driver task");

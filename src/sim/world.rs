@@ -886,7 +886,7 @@ impl World {
         match result {
             Some(Err(e)) => {
                 tr!(self, "runner{r} ← gw: {desc} (dropped: {e})");
-                if matches!(e, runner::ReceiveError::QueueFull) {
+                if matches!(e, runner::ReceiveError::QueueFull { .. }) {
                     self.disturb_req(request_of_down(frame), "runner queue full");
                 }
             }
@@ -1889,7 +1889,7 @@ impl World {
                     self.mark(c);
                     self.drain_gw();
                 }
-                Err(SendError::Backpressure { limit }) => {
+                Err(SendError::Backpressure { limit, .. }) => {
                     tr!(
                         self,
                         "client{c} → gw: {} refused: backpressure ({limit})",
@@ -1906,7 +1906,7 @@ impl World {
                         "client{c} → gw: {} refused: {e}",
                         PidFmt(Some(payload.pid))
                     );
-                    if matches!(e, SendError::NotOpen) {
+                    if matches!(e, SendError::NotOpen { .. }) {
                         self.violation(format!("conn{c}: NotOpen after Opened"));
                     }
                     self.drain_gw();
