@@ -1,6 +1,6 @@
 //! Control-plane fields and re-framing checks for `tests/vectors.rs`.
 //!
-//! Control-plane vectors describe a value as hws's `Serialize` impls do under serde_json (struct
+//! Control-plane vectors describe a value as hws's `Serialize` impls do under `serde_json` (struct
 //! fields in snake case, union variants under their official names, data as byte lists, maps as
 //! objects), with every number written as a decimal string (`generate.mjs`'s `gen`).
 
@@ -12,7 +12,7 @@ use hibernating_ws::wire::{
 use serde::Serialize;
 use serde_json::Value;
 
-/// `value` as serde_json describes it, every number turned into its decimal string.
+/// `value` as `serde_json` describes it, every number turned into its decimal string.
 pub(crate) fn control_json<T: Serialize>(value: &T) -> Value {
     numbers_as_strings(serde_json::to_value(value).expect("wire types serialize to JSON"))
 }
