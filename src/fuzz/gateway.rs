@@ -433,9 +433,10 @@ impl Harness {
                     }
                     Err(e) => {
                         let expected = if self.live.contains_key(&id) {
-                            OpenError::AlreadyExists
+                            OpenError::AlreadyExists { request_id: id }
                         } else {
                             OpenError::TooManyRequests {
+                                request_id: id,
                                 max: self.config.max_requests,
                             }
                         };
@@ -533,8 +534,8 @@ impl Harness {
                     }
                     Err(e) => {
                         let expected = match self.live.get(&id) {
-                            None => WakeError::UnknownRequest,
-                            Some(_) => WakeError::NotHibernating,
+                            None => WakeError::UnknownRequest { request_id: id },
+                            Some(_) => WakeError::NotHibernating { request_id: id },
                         };
                         if e != expected {
                             self.fail(&format!("wake failed with {e:?}"));
@@ -719,6 +720,9 @@ impl Harness {
         let size = u64::try_from(wire::ws_message_frame_len(len)).unwrap_or(u64::MAX);
         let result = self.gw.client_message(now, id, &data, binary);
         let policy = self.config.overflow_policy;
+        if let Err(e) = &result {
+            self.fail_if(e.request_id() != id, "a send error names another request");
+        }
         match result {
             Ok(index) => {
                 let Some(r) = self.live.get_mut(&id) else {
@@ -761,14 +765,14 @@ impl Harness {
                     ));
                 }
             }
-            Err(SendError::UnknownRequest) => {
+            Err(SendError::UnknownRequest { .. }) => {
                 self.fail_if(
                     self.live.contains_key(&id),
                     "send to a live request: unknown",
                 );
                 self.expect_quiet("a send to an unknown request");
             }
-            Err(SendError::NotOpen) => {
+            Err(SendError::NotOpen { .. }) => {
                 let phase = self.live.get(&id).map(|r| r.phase);
                 self.fail_if(
                     phase != Some(Phase::AwaitingOpen),
@@ -801,7 +805,7 @@ impl Harness {
                     "LimitExceeded did not close the request",
                 );
             }
-            Err(SendError::MessageTooLarge { size: s, max }) => {
+            Err(SendError::MessageTooLarge { size: s, max, .. }) => {
                 self.fail_if(
                     s != size || max != self.config.max_pending_bytes || s <= max,
                     "wrong MessageTooLarge",
