@@ -52,7 +52,8 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use hibernating_ws::driver::tokio::{
     ClientEvents, ClientOutput, ClientSender, GatewayDriver, GatewayHandle, GatewayIo,
-    RunnerDriver, RunnerHandle, RunnerIo, TokioClock,
+    GatewayOptions, Outbox, OutboxReceiver, QueueLimits, RunnerDriver, RunnerHandle, RunnerIo,
+    RunnerOptions, TokioClock, outbox,
 };
 use hibernating_ws::gateway::{
     Frame, Gateway, GatewayConfig, OpenRequest, OverflowPolicy, RouteId,
@@ -60,7 +61,7 @@ use hibernating_ws::gateway::{
 use hibernating_ws::runner::{Action, Runner, RunnerConfig};
 use hibernating_ws::wire::{GatewayId, RequestId};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
+use tokio::sync::mpsc::unbounded_channel;
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_tungstenite::tungstenite::{Bytes, Message};
@@ -87,6 +88,9 @@ OPTIONS:
 
 const ACTOR: &str = "bench";
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+/// Input channel capacity of the `tasks` mode (the shape the adapters had before they ran the
+/// engines in the socket tasks).
+const TASKS_CAPACITY: usize = 1024;
 
 // ---------------------------------------------------------------------------------------------
 // Arguments
@@ -384,36 +388,57 @@ fn check(arrivals: &Arrivals, size: usize, messages: u64) -> io::Result<()> {
 // hws: client -> gateway -> runner -> app
 // ---------------------------------------------------------------------------------------------
 
-/// Gateway sink: frames to the runner's WebSocket writer.
+/// Gateway sink: frames to the runner link's outbox.
 struct GatewaySide {
-    runner: UnboundedSender<Message>,
+    runner: Outbox<Frame>,
 }
 
 impl GatewayIo for GatewaySide {
     fn publish(&mut self, _route: RouteId, _request_id: RequestId, frame: Frame) {
-        let _ = self.runner.send(Message::Binary(Bytes::from_owner(frame)));
+        let _ = self.runner.push(frame);
     }
     fn request_wake(&mut self, _: RequestId, _: String) {}
     fn upsert_hibernating_record(&mut self, _: RequestId, _: String) {}
     fn delete_hibernating_record(&mut self, _: RequestId, _: String) {}
 }
 
-/// Runner sink: frames to the gateway's WebSocket writer, the rest to the app.
+/// Runner sink: frames to the gateway link's outbox.
 struct RunnerSide {
-    gateway: UnboundedSender<Message>,
-    app: UnboundedSender<Action>,
+    gateway: Outbox<Vec<u8>>,
 }
 
 impl RunnerIo for RunnerSide {
     fn publish(&mut self, _gateway_id: GatewayId, frame: Vec<u8>) {
-        let _ = self.gateway.send(Message::Binary(Bytes::from(frame)));
-    }
-    fn app(&mut self, action: Action) {
-        let _ = self.app.send(action);
+        let _ = self.gateway.push(frame);
     }
 }
 
-/// Writes queued messages to a WebSocket, flushing once per batch.
+/// Writes an outbox to a WebSocket: everything queued at once, one flush per batch.
+async fn link_writer<S, T>(mut ws: S, mut rx: OutboxReceiver<T>)
+where
+    S: futures_util::Sink<Message> + Unpin,
+    T: AsRef<[u8]> + Send + 'static,
+{
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch).await > 0 {
+        for frame in batch.drain(..) {
+            if ws
+                .feed(Message::Binary(Bytes::from_owner(frame)))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        if ws.flush().await.is_err() {
+            return;
+        }
+    }
+    // The outbox overflowed, or the driver is gone: drop the link.
+    let _ = ws.close().await;
+}
+
+/// Writes queued messages to a WebSocket, flushing once per batch (the `tasks` mode).
 async fn writer<S>(mut ws: S, mut rx: tokio::sync::mpsc::UnboundedReceiver<Message>)
 where
     S: futures_util::Sink<Message> + Unpin,
@@ -449,8 +474,8 @@ async fn hws_run(size: usize, messages: u64, window: u64) -> io::Result<Sample> 
 
     let sample = client(gateway.url, size, messages, warm, done).await;
     let outcome = runner.result.await;
-    gateway.handle.shutdown().await;
-    runner.handle.shutdown().await;
+    gateway.handle.shutdown();
+    runner.handle.shutdown();
     let _ = gateway.driver.await;
     let _ = runner.driver.await;
     tasks.abort_all();
@@ -480,24 +505,23 @@ async fn start_runner(
     let url = url(listener.local_addr()?);
     let clock = TokioClock::new();
     let runner = Runner::new(RunnerConfig::default(), clock.now()).map_err(io::Error::other)?;
-    let (to_gateway, to_gateway_rx) = unbounded_channel();
-    let (app_tx, mut app_rx) = unbounded_channel();
+    let (to_gateway, to_gateway_rx) = outbox(QueueLimits::LINK);
     let io_side = RunnerSide {
         gateway: to_gateway,
-        app: app_tx,
     };
-    let (runner_driver, handle) = RunnerDriver::new(runner, io_side, clock);
+    let (runner_driver, handle, mut app_rx) =
+        RunnerDriver::new(runner, io_side, clock, RunnerOptions::default());
     let driver = tokio::spawn(runner_driver.run());
     handle
-        .actor_starting(ACTOR, Vec::new())
-        .await
+        .call(|r, now| r.actor_starting(now, ACTOR, Vec::new()))
+        .map_err(io::Error::other)?
         .map_err(io::Error::other)?;
     handle
-        .restore(ACTOR, Vec::new())
-        .await
+        .call(|r, now| r.restore(now, ACTOR, Vec::new()))
+        .map_err(io::Error::other)?
         .map_err(io::Error::other)?;
 
-    // The gateway's WebSocket: frames in, frames out.
+    // The gateway's WebSocket: frames in (read in place), frames out.
     let h = handle.clone();
     tasks.spawn(async move {
         let Ok((tcp, _)) = listener.accept().await else {
@@ -507,14 +531,14 @@ async fn start_runner(
             return;
         };
         let (ws_tx, mut ws_rx) = ws.split();
-        tokio::spawn(writer(ws_tx, to_gateway_rx));
+        tokio::spawn(link_writer(ws_tx, to_gateway_rx));
         while let Some(Ok(msg)) = ws_rx.next().await {
             let bytes = match msg {
                 Message::Binary(b) => b,
                 Message::Close(_) => return,
                 _ => continue,
             };
-            if h.frame(Vec::from(bytes)).await.is_err() {
+            if h.frame(&bytes).await.is_err() {
                 return;
             }
         }
@@ -526,29 +550,32 @@ async fn start_runner(
     tasks.spawn(async move {
         let mut next_index = None;
         let mut in_order = true;
-        while let Some(action) = app_rx.recv().await {
-            match action {
-                Action::Open { socket, index, .. } => {
-                    next_index = Some(index.next());
-                    let _ = app.accept(socket, true).await;
-                }
-                Action::Message { index, data, .. } => {
-                    in_order &= next_index == Some(index);
-                    next_index = Some(index.next());
-                    arrivals.message(data.len());
-                    if arrivals.count == arrivals.expected {
-                        let _ = result_tx.send((arrivals, in_order));
-                        return;
+        let mut batch = Vec::new();
+        while app_rx.recv_many(&mut batch).await > 0 {
+            for action in batch.drain(..) {
+                match action {
+                    Action::Open { socket, index, .. } => {
+                        next_index = Some(index.next());
+                        let _ = app.call(|r, now| r.accept(now, socket, true));
                     }
+                    Action::Message { index, data, .. } => {
+                        in_order &= next_index == Some(index);
+                        next_index = Some(index.next());
+                        arrivals.message(data.len());
+                        if arrivals.count == arrivals.expected {
+                            let _ = result_tx.send((arrivals, in_order));
+                            return;
+                        }
+                    }
+                    Action::Persist {
+                        socket,
+                        server_index,
+                        ..
+                    } => {
+                        let _ = app.call(|r, now| r.persisted(now, socket, server_index));
+                    }
+                    _ => {}
                 }
-                Action::Persist {
-                    socket,
-                    server_index,
-                    ..
-                } => {
-                    let _ = app.persisted(socket, server_index).await;
-                }
-                _ => {}
             }
         }
     });
@@ -574,8 +601,8 @@ async fn start_gateway(
 ) -> io::Result<GatewaySideStarted> {
     let runner_ws = connect(runner_url).await?;
     let (runner_tx, mut runner_rx) = runner_ws.split();
-    let (to_runner, to_runner_rx) = unbounded_channel();
-    tasks.spawn(writer(runner_tx, to_runner_rx));
+    let (to_runner, to_runner_rx) = outbox(QueueLimits::LINK);
+    tasks.spawn(link_writer(runner_tx, to_runner_rx));
     let mut config = GatewayConfig::default();
     config.overflow_policy = OverflowPolicy::Backpressure;
     config.max_pending_bytes = window;
@@ -583,8 +610,12 @@ async fn start_gateway(
     let clock = TokioClock::new();
     let gateway =
         Gateway::new(config, GatewayId(*b"bnch"), clock.now()).map_err(io::Error::other)?;
-    let (gateway_driver, handle) =
-        GatewayDriver::new(gateway, GatewaySide { runner: to_runner }, clock);
+    let (gateway_driver, handle) = GatewayDriver::new(
+        gateway,
+        GatewaySide { runner: to_runner },
+        clock,
+        GatewayOptions::default(),
+    );
     let driver = tokio::spawn(gateway_driver.run());
     let route = RouteId(1);
     let g = handle.clone();
@@ -593,7 +624,7 @@ async fn start_gateway(
             let Message::Binary(bytes) = msg else {
                 continue;
             };
-            if g.runner_frame(route, Vec::from(bytes)).await.is_err() {
+            if g.runner_frame(route, &bytes).is_err() {
                 return;
             }
         }
@@ -613,7 +644,7 @@ async fn start_gateway(
             path: format!("/actors/{ACTOR}"),
             ..OpenRequest::default()
         };
-        let Ok((sender, events)) = g.open(RequestId([0, 0, 0, 1]), route, open).await else {
+        let Ok((sender, events)) = g.open(RequestId([0, 0, 0, 1]), route, open) else {
             return;
         };
         let (ws_tx, ws_rx) = ws.split();
@@ -634,7 +665,7 @@ async fn start_gateway(
 /// The hws task graph without the engines: frames are forwarded as-is (no encoding, no decoding,
 /// no acks), but every hop has the tasks, channels and copies of the adapters. Relay: the
 /// client's reader copies each frame into a `Vec` and hands it through a bounded channel
-/// ([`INPUT_CAPACITY`](hibernating_ws::driver::tokio::INPUT_CAPACITY)) to a "driver" task, which takes
+/// ([`TASKS_CAPACITY`]) to a "driver" task, which takes
 /// batches and publishes through an unbounded channel to the backend's writer task. Backend: the
 /// reader copies each frame into a `Vec` and hands it through a bounded channel to a "driver"
 /// task, which passes it through an unbounded channel to the app task that counts.
@@ -649,7 +680,7 @@ async fn tasks_run(size: usize, messages: u64) -> io::Result<Sample> {
         warm: Some(warm_tx),
         done: Some(done_tx),
     };
-    let capacity = hibernating_ws::driver::tokio::INPUT_CAPACITY;
+    let capacity = TASKS_CAPACITY;
 
     // Backend: reader -> "driver" -> app.
     let backend = TcpListener::bind("127.0.0.1:0").await?;
@@ -737,7 +768,7 @@ async fn tasks_run(size: usize, messages: u64) -> io::Result<Sample> {
     Ok(sample)
 }
 
-/// The gateway's read side of the client: never ahead of the gate, one frame at a time.
+/// The gateway's read side of the client: never ahead of the gate, each frame read in place.
 async fn client_reader<S>(mut ws: S, mut sender: ClientSender)
 where
     S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
@@ -746,36 +777,33 @@ where
         if sender.readable().await.is_err() {
             return;
         }
-        let (data, binary) = match ws.next().await {
-            Some(Ok(Message::Binary(b))) => (Vec::from(b), true),
-            Some(Ok(Message::Text(t))) => (Vec::from(Bytes::from(t)), false),
+        let handed = match ws.next().await {
+            Some(Ok(Message::Binary(b))) => sender.message(&b, true).await,
+            Some(Ok(Message::Text(t))) => sender.message(t.as_bytes(), false).await,
             Some(Ok(Message::Close(_)) | Err(_)) | None => {
-                let _ = sender.close(None).await;
+                let _ = sender.close(None);
                 return;
             }
             Some(Ok(_)) => continue,
         };
-        if sender.message(data, binary).await.is_err() {
+        if handed.is_err() {
             return;
         }
     }
 }
 
-/// The gateway's write side of the client.
-async fn client_writer<S>(mut ws: S, mut events: ClientEvents)
+/// The gateway's write side of the client: everything queued, then one flush.
+async fn client_writer<S>(ws: S, events: ClientEvents)
 where
     S: futures_util::Sink<Message> + Unpin,
 {
-    while let Some(out) = events.recv().await {
-        let msg = match out {
+    let messages = events.map(|out| {
+        Ok(match out {
             ClientOutput::Message { data, .. } => Message::Binary(Bytes::from(data)),
-            ClientOutput::Close(_) => Message::Close(None),
-            _ => continue,
-        };
-        if ws.send(msg).await.is_err() {
-            return;
-        }
-    }
+            _ => Message::Close(None),
+        })
+    });
+    let _ = messages.forward(ws).await;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -150,6 +150,7 @@ extern crate alloc;
 
 pub mod close;
 pub mod config;
+pub mod control;
 #[cfg(feature = "std")]
 pub mod driver;
 #[cfg(feature = "sim")]
@@ -158,8 +159,11 @@ pub mod fuzz;
 pub mod gateway;
 pub mod index;
 pub mod runner;
+pub mod session;
 #[cfg(feature = "sim")]
 pub mod sim;
+#[cfg(feature = "std")]
+pub mod storage;
 pub mod time;
 pub mod wire;
 

@@ -37,17 +37,15 @@ const REACK: u64 = 1_000_000;
 const MAX_HELD: usize = 4;
 
 fn config(gap_policy: GapPolicy) -> RunnerConfig {
-    RunnerConfig {
-        gap_policy,
-        persist_bytes: PERSIST_BYTES,
-        persist_interval: Duration::from_micros(PERSIST_INTERVAL),
-        persist_retry_initial: Duration::from_micros(RETRY_INITIAL),
-        persist_retry_max: Duration::from_micros(RETRY_MAX),
-        gap_timeout: Duration::from_micros(GAP_TIMEOUT),
-        reack_interval: Duration::from_micros(REACK),
-        max_held_messages: MAX_HELD,
-        ..RunnerConfig::default()
-    }
+    RunnerConfig::default()
+        .with_gap_policy(gap_policy)
+        .with_persist_bytes(PERSIST_BYTES)
+        .with_persist_interval(Duration::from_micros(PERSIST_INTERVAL))
+        .with_persist_retry_initial(Duration::from_micros(RETRY_INITIAL))
+        .with_persist_retry_max(Duration::from_micros(RETRY_MAX))
+        .with_gap_timeout(Duration::from_micros(GAP_TIMEOUT))
+        .with_reack_interval(Duration::from_micros(REACK))
+        .with_max_held_messages(MAX_HELD)
 }
 
 fn socket_id(s: u8) -> hibernating_ws::runner::SocketId {

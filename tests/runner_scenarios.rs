@@ -18,10 +18,7 @@ use hibernating_ws::{CloseFrame, KnownClose, MessageIndex, Timestamp};
 use runner_support::*;
 
 fn policy(gap_policy: GapPolicy) -> Harness {
-    Harness::new(RunnerConfig {
-        gap_policy,
-        ..RunnerConfig::default()
-    })
+    Harness::new(RunnerConfig::default().with_gap_policy(gap_policy))
 }
 
 /// What a message at distance `delta` past `p` does.
@@ -988,11 +985,11 @@ fn await_heals_a_lost_message_by_retransmit() {
 
 #[test]
 fn await_closes_on_held_count_overflow() {
-    let mut h = Harness::new(RunnerConfig {
-        gap_policy: GapPolicy::Await,
-        max_held_messages: 3,
-        ..RunnerConfig::default()
-    });
+    let mut h = Harness::new(
+        RunnerConfig::default()
+            .with_gap_policy(GapPolicy::Await)
+            .with_max_held_messages(3),
+    );
     h.start_actor();
     let s = sid(91, 1);
     h.open(s, 0, true);
@@ -1017,11 +1014,11 @@ fn await_closes_on_held_count_overflow() {
 
 #[test]
 fn await_closes_on_held_bytes_overflow() {
-    let mut h = Harness::new(RunnerConfig {
-        gap_policy: GapPolicy::Await,
-        max_held_bytes: 10,
-        ..RunnerConfig::default()
-    });
+    let mut h = Harness::new(
+        RunnerConfig::default()
+            .with_gap_policy(GapPolicy::Await)
+            .with_max_held_bytes(10),
+    );
     h.start_actor();
     let s = sid(92, 1);
     h.open(s, 0, true);
@@ -1253,20 +1250,14 @@ fn messages_queue_while_the_actor_starts_and_drain_in_order() {
 
 #[test]
 fn queue_is_bounded() {
-    let mut h = Harness::new(RunnerConfig {
-        max_queued_per_actor: 2,
-        ..RunnerConfig::default()
-    });
+    let mut h = Harness::new(RunnerConfig::default().with_max_queued_per_actor(2));
     let s = sid(104, 1);
     h.runner.actor_starting(h.now, ACTOR, vec![hib(s)]).unwrap();
     h.msg(s, 1, b"a");
     h.msg(s, 2, b"b");
     assert_eq!(h.feed(s, 3, msg_kind(b"c")), Err(ReceiveError::QueueFull));
     assert_eq!(h.runner.stats().dropped_queue_full, 1);
-    let mut h = Harness::new(RunnerConfig {
-        max_queued_bytes_per_actor: 40,
-        ..RunnerConfig::default()
-    });
+    let mut h = Harness::new(RunnerConfig::default().with_max_queued_bytes_per_actor(40));
     h.runner.actor_starting(h.now, ACTOR, vec![hib(s)]).unwrap();
     h.msg(s, 1, &[0; 20]); // 10 id + 1 tag + 21 data + 1 flag = 33 bytes
     assert_eq!(
@@ -1458,10 +1449,7 @@ fn every_receive_error_is_counted() {
         })
     );
     // Queue full.
-    let mut q = Harness::new(RunnerConfig {
-        max_queued_per_actor: 1,
-        ..RunnerConfig::default()
-    });
+    let mut q = Harness::new(RunnerConfig::default().with_max_queued_per_actor(1));
     q.runner.actor_starting(q.now, ACTOR, vec![]).unwrap();
     q.feed(s, 0, open_kind(ACTOR)).unwrap();
     assert_eq!(q.feed(s, 1, msg_kind(b"")), Err(ReceiveError::QueueFull));
@@ -1479,10 +1467,7 @@ fn every_receive_error_is_counted() {
 
 #[test]
 fn socket_limit_answers_server_error() {
-    let mut h = Harness::new(RunnerConfig {
-        max_sockets: 2,
-        ..RunnerConfig::default()
-    });
+    let mut h = Harness::new(RunnerConfig::default().with_max_sockets(2));
     h.start_actor();
     h.open(sid(160, 1), 0, false);
     h.open(sid(160, 2), 0, true);
@@ -1541,10 +1526,7 @@ fn ping_is_answered_with_a_pong() {
 
 #[test]
 fn runner_socket_framing_uses_plain_to_client_and_to_server() {
-    let mut h = Harness::new(RunnerConfig {
-        framing: Framing::RunnerSocket,
-        ..Default::default()
-    });
+    let mut h = Harness::new(RunnerConfig::default().with_framing(Framing::RunnerSocket));
     h.start_actor();
     let s = sid(140, 1);
     let open = wire::encode(&ToClient::TunnelMessage(tunnel(s, 0, open_kind(ACTOR))));
@@ -1557,7 +1539,9 @@ fn runner_socket_framing_uses_plain_to_client_and_to_server() {
     let Some(hibernating_ws::runner::Action::Publish { frame, .. }) = h.runner.poll_action() else {
         panic!("expected a publish")
     };
-    let ToServer::TunnelMessage(m) = wire::decode::<ToServer>(&frame).unwrap();
+    let ToServer::TunnelMessage(m) = wire::decode::<ToServer>(&frame).unwrap() else {
+        panic!("expected a tunnel message")
+    };
     assert_eq!(m.message_id.message_index.get(), 0);
     // A versioned frame is malformed on this framing.
     assert!(matches!(
@@ -1606,7 +1590,7 @@ proptest::proptest! {
     fn arbitrary_frames_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
                                     runner_socket in proptest::bool::ANY) {
         let framing = if runner_socket { Framing::RunnerSocket } else { Framing::default() };
-        let mut h = Harness::new(RunnerConfig { framing, ..RunnerConfig::default() });
+        let mut h = Harness::new(RunnerConfig::default().with_framing(framing));
         h.start_actor();
         let result = h.runner.handle_frame(h.now, &bytes);
         let st = h.runner.stats();
@@ -1770,7 +1754,7 @@ proptest::proptest! {
         await_gaps in proptest::bool::ANY,
     ) {
         let gap_policy = if await_gaps { GapPolicy::Await } else { GapPolicy::Close };
-        let mut h = Harness::new(RunnerConfig { gap_policy, max_held_messages: 3, ..RunnerConfig::default() });
+        let mut h = Harness::new(RunnerConfig::default().with_gap_policy(gap_policy).with_max_held_messages(3));
         for op in ops {
             apply_op(&mut h, op);
         }

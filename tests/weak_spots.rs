@@ -511,10 +511,7 @@ fn weak_spot_1_pending_bytes_are_released_on_ack() {
     let mut gateway = GatewayConfig::default();
     gateway.max_pending_bytes = 4_096;
     gateway.max_gateway_pending_bytes = 4_096;
-    let runner = RunnerConfig {
-        persist_bytes: 1_000,
-        ..RunnerConfig::default()
-    };
+    let runner = RunnerConfig::default().with_persist_bytes(1_000);
     let mut net = Net::new(gateway, &runner, 1);
     let req = RequestId::from_u32(1);
     net.start_actor(0);
@@ -580,10 +577,7 @@ fn weak_spot_2_count_cap_matches_the_wrap_window() {
     );
 
     // 70 000 messages across the wrap, end to end.
-    let runner = RunnerConfig {
-        persist_bytes: 50,
-        ..RunnerConfig::default()
-    };
+    let runner = RunnerConfig::default().with_persist_bytes(50);
     let mut net = Net::new(GatewayConfig::default(), &runner, 1);
     let req = RequestId::from_u32(23);
     net.start_actor(0);
@@ -836,10 +830,7 @@ fn weak_spot_7_one_arithmetic_for_both_engines() {
 fn weak_spot_8_a_lost_message_heals_by_retransmit() {
     let mut gateway = GatewayConfig::default();
     gateway.retransmit_timeout = Some(Duration::from_secs(1));
-    let runner = RunnerConfig {
-        gap_policy: GapPolicy::Await,
-        ..RunnerConfig::default()
-    };
+    let runner = RunnerConfig::default().with_gap_policy(GapPolicy::Await);
     let mut net = Net::new(gateway.clone(), &runner, 1);
     let req = RequestId::from_u32(8);
     net.start_actor(0);

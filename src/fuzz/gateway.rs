@@ -226,6 +226,7 @@ fn config(input: &mut Input<'_>) -> GatewayConfig {
         c.decode_limits = DecodeLimits {
             max_frame_size: 1 + usize::from(input.u8()),
             max_headers: input.below(3),
+            ..DecodeLimits::default()
         };
     }
     c
@@ -919,6 +920,7 @@ impl Harness {
                             }
                         }
                         Ok((_, ToRunner::Close)) => self.fail("published a runner close"),
+                        Ok((_, other)) => self.fail(&format!("published {other:?}")),
                         Err(e) => self.fail(&format!("published an undecodable frame: {e}")),
                     }
                 }

@@ -25,10 +25,12 @@
 //! zeros once the bytes run out, so every byte string is a valid (if short) test case and
 //! libFuzzer's mutations map to small changes of the sequence.
 
+mod control;
 mod gateway;
 mod runner;
 mod wire;
 
+pub use control::{Client, RunnerProc, WORLD_GATEWAY, World, control_ops};
 pub use gateway::gateway_ops;
 pub use runner::runner_ops;
 pub use wire::wire_decode;

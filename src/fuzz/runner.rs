@@ -278,6 +278,7 @@ fn config(input: &mut Input<'_>) -> RunnerConfig {
         c.decode_limits = DecodeLimits {
             max_frame_size: 1 + usize::from(input.u8()),
             max_headers: input.below(3),
+            ..DecodeLimits::default()
         };
     }
     c
@@ -1331,6 +1332,7 @@ impl Harness {
             }
             Framing::RunnerSocket => match wire::decode_with::<ToServer>(frame, &limits) {
                 Ok(ToServer::TunnelMessage(m)) => m,
+                Ok(other) => self.fail(&format!("published {other:?}")),
                 Err(e) => self.fail(&format!("published an undecodable frame: {e}")),
             },
         };

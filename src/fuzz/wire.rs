@@ -5,9 +5,11 @@ use alloc::vec::Vec;
 use core::fmt::Debug;
 
 use crate::wire::{
-    self, DEFAULT_MAX_HEADERS, DecodeError, DecodeLimits, HibernatingRequest, Message, ToClient,
+    self, DEFAULT_MAX_HEADERS, DecodeError, DecodeLimits, HibernatingRequest, Message, Reframed,
+    ToClient, ToClientAckEvents, ToClientCommands, ToClientInit, ToClientKvResponse, ToClientPing,
     ToClientTunnelMessage, ToClientTunnelMessageKind, ToGateway, ToGatewayPong, ToRunner,
-    ToRunnerPing, ToServer, ToServerTunnelMessage, ToServerTunnelMessageKind,
+    ToRunnerPing, ToServer, ToServerAckCommands, ToServerEvents, ToServerInit, ToServerKvRequest,
+    ToServerPong, ToServerTunnelMessage, ToServerTunnelMessageKind,
 };
 
 /// Decodes `data` as every message type, plain and versioned, and checks the round trip and the
@@ -20,8 +22,12 @@ use crate::wire::{
 ///   limit) either fails or gives the same value, and never accepts a frame longer than
 ///   `max_frame_size` or a map with more entries than `max_headers`;
 /// * decoded header maps hold no duplicate key;
-/// * the envelopes agree with what they wrap (`ToClient` = tag 4 + `ToClientTunnelMessage`,
-///   `ToServer` = tag 6 + `ToServerTunnelMessage`, `ToRunner`/`ToGateway` likewise);
+/// * the envelopes agree with what they wrap, tag by tag (`ToClient` tag 4 = tag byte +
+///   `ToClientTunnelMessage`, tag 1 = tag byte + `ToClientCommands`, and so on for every variant
+///   of `ToClient`, `ToServer`, `ToRunner` and `ToGateway`);
+/// * each re-framing function (`to_runner_as_to_client` and the three others) gives exactly
+///   what decoding, converting with the `TryFrom` impls and encoding gives: the same error, or
+///   the same bytes;
 /// * a decoded `ToRunner` WebSocket message frame equals `encode_ws_message_frame`'s bytes;
 /// * every error offset lies within the frame.
 ///
@@ -35,6 +41,7 @@ pub fn wire_decode(data: &[u8]) {
             .len()
             .saturating_sub(usize::from(data.first() == Some(&0))),
         max_headers: usize::from(data.last().copied().unwrap_or(0) % 4),
+        max_list_len: usize::from(data.last().copied().unwrap_or(0) / 4 % 4),
     };
 
     let client_tm = check::<ToClientTunnelMessage>(data, &limits, &tight);
@@ -49,6 +56,16 @@ pub fn wire_decode(data: &[u8]) {
             "v2 request uuid round trip"
         );
     }
+    check::<ToClientInit>(data, &limits, &tight);
+    check::<ToClientCommands>(data, &limits, &tight);
+    check::<ToClientAckEvents>(data, &limits, &tight);
+    check::<ToClientKvResponse>(data, &limits, &tight);
+    check::<ToClientPing>(data, &limits, &tight);
+    check::<ToServerInit>(data, &limits, &tight);
+    check::<ToServerEvents>(data, &limits, &tight);
+    check::<ToServerAckCommands>(data, &limits, &tight);
+    check::<ToServerPong>(data, &limits, &tight);
+    check::<ToServerKvRequest>(data, &limits, &tight);
     let to_runner = check::<ToRunner>(data, &limits, &tight);
     let to_gateway = check::<ToGateway>(data, &limits, &tight);
     let to_client = check::<ToClient>(data, &limits, &tight);
@@ -73,6 +90,14 @@ pub fn wire_decode(data: &[u8]) {
     if let Ok(m) = wire::decode_with::<ToServerTunnelMessage>(data, &tight) {
         check_server_kind(&m, tight.max_headers);
     }
+    check_control_envelopes(
+        data,
+        to_runner.as_ref(),
+        to_client.as_ref(),
+        to_server.as_ref(),
+    );
+    check_reframing(data, &limits);
+    check_reframing(data, &tight);
     check_fast_path(data, &limits);
     check_uuid_packing(data);
 }
@@ -141,6 +166,120 @@ fn check_envelopes(
             "ToRunner tag 1 is the bodiless close"
         );
     }
+}
+
+/// The control variants of the envelopes agree with the types they wrap.
+fn check_control_envelopes(
+    data: &[u8],
+    to_runner: Option<&ToRunner>,
+    to_client: Option<&ToClient>,
+    to_server: Option<&ToServer>,
+) {
+    fn inner<M: Message>(body: &[u8]) -> Option<M> {
+        wire::decode::<M>(body).ok()
+    }
+    let body = data.get(1..).unwrap_or_default();
+    let (client, server, runner) = match data.first() {
+        Some(0) => (
+            inner(body).map(ToClient::Init),
+            inner(body).map(ToServer::Init),
+            None,
+        ),
+        Some(1) => (
+            inner(body).map(ToClient::Commands),
+            inner(body).map(ToServer::Events),
+            None,
+        ),
+        Some(2) => (
+            inner(body).map(ToClient::AckEvents),
+            inner(body).map(ToServer::AckCommands),
+            inner(body).map(ToRunner::Commands),
+        ),
+        Some(3) => (
+            inner(body).map(ToClient::KvResponse),
+            body.is_empty().then_some(ToServer::Stopping),
+            inner(body).map(ToRunner::AckEvents),
+        ),
+        Some(4) => (None, inner(body).map(ToServer::Pong), None),
+        Some(5) => (
+            inner(body).map(ToClient::Ping),
+            inner(body).map(ToServer::KvRequest),
+            None,
+        ),
+        _ => return,
+    };
+    if data.first() != Some(&4) {
+        assert_eq!(
+            to_client,
+            client.as_ref(),
+            "ToClient disagrees with its variant"
+        );
+    }
+    assert_eq!(
+        to_server,
+        server.as_ref(),
+        "ToServer disagrees with its variant"
+    );
+    if matches!(data.first(), Some(2 | 3)) {
+        assert_eq!(
+            to_runner,
+            runner.as_ref(),
+            "ToRunner disagrees with its variant"
+        );
+    }
+}
+
+/// Each re-framing function gives what decode -> convert -> encode gives, error or bytes.
+fn check_reframing(data: &[u8], limits: &DecodeLimits) {
+    let v = wire::PROTOCOL_VERSION;
+    let fast = wire::to_runner_as_to_client(data, limits);
+    let slow = wire::decode_versioned::<ToRunner>(data, limits).map(|(ver, m)| {
+        let out = ToClient::try_from(m)
+            .map_or_else(Reframed::Local, |c| Reframed::Frame(wire::encode(&c)));
+        (ver, out)
+    });
+    assert_eq!(
+        fast, slow,
+        "to_runner_as_to_client differs from decode/encode"
+    );
+    let fast = wire::to_client_as_to_runner(data, v, limits);
+    let slow = wire::decode_with::<ToClient>(data, limits).map(|m| {
+        ToRunner::try_from(m).map_or_else(Reframed::Local, |r| {
+            Reframed::Frame(wire::encode_versioned(v, &r))
+        })
+    });
+    assert_eq!(
+        fast, slow,
+        "to_client_as_to_runner differs from decode/encode"
+    );
+    let fast = wire::to_server_as_to_gateway(data, v, limits);
+    let slow = wire::decode_with::<ToServer>(data, limits).map(|m| {
+        ToGateway::try_from(m).map_or_else(Reframed::Local, |g| {
+            Reframed::Frame(wire::encode_versioned(v, &g))
+        })
+    });
+    if let Ok(Reframed::Frame(frame)) = &fast {
+        let id = data.get(1..5).and_then(|b| <[u8; 4]>::try_from(b).ok());
+        assert_eq!(
+            wire::gateway_of(frame).map(|g| g.0),
+            id,
+            "gateway_of names another gateway than the message"
+        );
+    }
+    assert_eq!(
+        fast, slow,
+        "to_server_as_to_gateway differs from decode/encode"
+    );
+    let fast = wire::to_gateway_as_to_server(data, limits);
+    let slow = wire::decode_versioned::<ToGateway>(data, limits).map(|(ver, m)| {
+        let out = ToServer::try_from(m)
+            .map_or_else(Reframed::Local, |s| Reframed::Frame(wire::encode(&s)));
+        (ver, out)
+    });
+    assert_eq!(
+        fast, slow,
+        "to_gateway_as_to_server differs from decode/encode"
+    );
 }
 
 /// The gateway's borrowed fast path encodes WebSocket messages exactly like the owned path.
@@ -298,7 +437,8 @@ fn check_error(e: &DecodeError, data: &[u8], name: &str) {
         | DecodeError::InvalidUtf8 { offset }
         | DecodeError::InvalidVarint { offset }
         | DecodeError::DuplicateKey { offset }
-        | DecodeError::TooManyHeaders { offset, .. } => Some(*offset),
+        | DecodeError::TooManyHeaders { offset, .. }
+        | DecodeError::TooManyItems { offset, .. } => Some(*offset),
         _ => None,
     };
     if let Some(offset) = offset {

@@ -60,6 +60,7 @@ use crate::wire::{
 };
 
 mod action;
+mod actor_gone;
 mod backpressure;
 mod config;
 mod deadline;

@@ -85,6 +85,7 @@ fn check_invariants_accepts_pending_frames_larger_than_the_runner_decode_limit()
         decode_limits: crate::wire::DecodeLimits {
             max_frame_size: 25,
             max_headers: 0,
+            ..crate::wire::DecodeLimits::default()
         },
         ..GatewayConfig::default()
     };

@@ -100,7 +100,8 @@ pub enum ReceiveError {
     /// answered with close 1011 `Server Error`.
     #[error("socket limit reached")]
     SocketLimit,
-    /// A message kind outside the WebSocket tunnel (HTTP request kinds, `ToRunnerClose`).
+    /// A message kind outside the WebSocket tunnel (HTTP request kinds, `ToRunnerClose`, the
+    /// control messages: init, commands, event acks, KV responses, runner-socket pings).
     #[error("unsupported message kind {kind}")]
     Unsupported {
         /// Which kind.

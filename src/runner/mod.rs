@@ -361,7 +361,7 @@ impl Runner {
     ///
     /// # Errors
     /// [`ReceiveError::Malformed`] if the frame does not decode, [`ReceiveError::Unsupported`]
-    /// for `ToRunnerClose`, and everything
+    /// for `ToRunnerClose` and the control messages, and everything
     /// [`handle_tunnel_message`](Self::handle_tunnel_message) returns. Every error is counted;
     /// none needs handling beyond logging.
     pub fn handle_frame(&mut self, now: Timestamp, bytes: &[u8]) -> Result<(), ReceiveError> {

@@ -46,11 +46,17 @@ impl Runner {
                             kind: "runner_close",
                         }));
                     }
+                    Ok((_, ToRunner::Commands(_) | ToRunner::AckEvents(_))) => {
+                        return Err(self.dropped(ReceiveError::Unsupported { kind: "control" }));
+                    }
                     Err(e) => return Err(self.dropped(ReceiveError::Malformed(e))),
                 }
             }
             Framing::RunnerSocket => match wire::decode_with::<ToClient>(bytes, limits) {
                 Ok(ToClient::TunnelMessage(m)) => m,
+                Ok(_) => {
+                    return Err(self.dropped(ReceiveError::Unsupported { kind: "control" }));
+                }
                 Err(e) => return Err(self.dropped(ReceiveError::Malformed(e))),
             },
         };

@@ -12,6 +12,7 @@ use crate::wire::{GatewayId, HibernatingRequest, RequestId};
 /// Identifies one WebSocket: the gateway holding the client connection and the request id the
 /// gateway gave it. Two sockets are the same only if both halves are byte-for-byte equal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SocketId {
     /// The gateway holding the client connection.
     pub gateway_id: GatewayId,
@@ -48,6 +49,7 @@ impl From<SocketId> for HibernatingRequest {
 /// The app's durable metadata for one hibernatable socket, handed back to
 /// [`Runner::restore`](super::Runner::restore) when its actor starts again.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PersistedSocket {
     /// The socket.
     pub socket: SocketId,

@@ -117,6 +117,7 @@ pub(super) fn describe_to_runner(frame: &[u8]) -> String {
                 other => format!("{other:?} #{i} [{req}]"),
             }
         }
+        Ok((_, other)) => format!("{other:?}"),
         Err(e) => format!("undecodable frame ({e})"),
     }
 }

@@ -12,12 +12,12 @@ use alloc::vec::Vec;
 use super::DecodeLimits;
 use super::error::DecodeError;
 use super::types::{
-    GatewayId, Headers, HibernatingRequest, MessageId, RequestId, ToClient, ToClientRequestChunk,
+    GatewayId, Headers, HibernatingRequest, MessageId, RequestId, ToClientRequestChunk,
     ToClientRequestStart, ToClientTunnelMessage, ToClientTunnelMessageKind, ToClientWebSocketClose,
-    ToClientWebSocketMessage, ToClientWebSocketOpen, ToGateway, ToGatewayPong, ToRunner,
-    ToRunnerPing, ToServer, ToServerResponseChunk, ToServerResponseStart, ToServerTunnelMessage,
-    ToServerTunnelMessageKind, ToServerWebSocketClose, ToServerWebSocketMessage,
-    ToServerWebSocketMessageAck, ToServerWebSocketOpen,
+    ToClientWebSocketMessage, ToClientWebSocketOpen, ToGatewayPong, ToRunnerPing,
+    ToServerResponseChunk, ToServerResponseStart, ToServerTunnelMessage, ToServerTunnelMessageKind,
+    ToServerWebSocketClose, ToServerWebSocketMessage, ToServerWebSocketMessageAck,
+    ToServerWebSocketOpen,
 };
 use crate::index::MessageIndex;
 
@@ -27,6 +27,7 @@ pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
     max_headers: usize,
+    max_list_len: usize,
 }
 
 impl<'a> Reader<'a> {
@@ -35,7 +36,13 @@ impl<'a> Reader<'a> {
             buf,
             pos: 0,
             max_headers: limits.max_headers,
+            max_list_len: limits.max_list_len,
         }
+    }
+
+    /// Position of the next byte to read.
+    pub(crate) fn offset(&self) -> usize {
+        self.pos
     }
 
     pub(crate) fn remaining(&self) -> usize {
@@ -52,7 +59,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if n > self.remaining() {
             return Err(DecodeError::UnexpectedEof {
                 offset: self.buf.len(),
@@ -78,11 +85,19 @@ impl<'a> Reader<'a> {
         Ok(u16::from_le_bytes(self.array()?))
     }
 
-    fn i64(&mut self) -> Result<i64, DecodeError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    pub(crate) fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    pub(crate) fn i64(&mut self) -> Result<i64, DecodeError> {
         Ok(i64::from_le_bytes(self.array()?))
     }
 
-    fn bool(&mut self) -> Result<bool, DecodeError> {
+    pub(crate) fn bool(&mut self) -> Result<bool, DecodeError> {
         let offset = self.pos;
         match self.u8()? {
             0 => Ok(false),
@@ -92,7 +107,7 @@ impl<'a> Reader<'a> {
     }
 
     /// BARE `uint`: LEB128, at most 10 bytes, shortest form only.
-    fn uvarint(&mut self) -> Result<u64, DecodeError> {
+    pub(crate) fn uvarint(&mut self) -> Result<u64, DecodeError> {
         let start = self.pos;
         let mut value = 0u64;
         for i in 0..10u32 {
@@ -119,7 +134,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A length prefix, checked against the bytes that remain.
-    fn len(&mut self) -> Result<usize, DecodeError> {
+    pub(crate) fn len(&mut self) -> Result<usize, DecodeError> {
         let offset = self.pos;
         let claimed = self.uvarint()?;
         let remaining = self.remaining();
@@ -133,24 +148,30 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn data(&mut self) -> Result<Vec<u8>, DecodeError> {
+    pub(crate) fn data(&mut self) -> Result<Vec<u8>, DecodeError> {
         let n = self.len()?;
         Ok(self.take(n)?.to_vec())
     }
 
+    /// Checks a `data` value and steps over it without copying.
+    pub(crate) fn skip_data(&mut self) -> Result<(), DecodeError> {
+        let n = self.len()?;
+        self.take(n).map(drop)
+    }
+
     /// A BARE `str`, borrowed from the frame.
-    fn str_ref(&mut self) -> Result<&'a str, DecodeError> {
+    pub(crate) fn str_ref(&mut self) -> Result<&'a str, DecodeError> {
         let n = self.len()?;
         let offset = self.pos;
         let bytes = self.take(n)?;
         core::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8 { offset })
     }
 
-    fn string(&mut self) -> Result<String, DecodeError> {
+    pub(crate) fn string(&mut self) -> Result<String, DecodeError> {
         self.str_ref().map(String::from)
     }
 
-    fn opt<T>(
+    pub(crate) fn opt<T>(
         &mut self,
         f: impl FnOnce(&mut Self) -> Result<T, DecodeError>,
     ) -> Result<Option<T>, DecodeError> {
@@ -163,12 +184,12 @@ impl<'a> Reader<'a> {
 
     /// Union tag. The official codec writes tags as a `u8`; for the tags in use (< 128) that is
     /// the same byte as a uvarint, and a byte ≥ 128 is an unknown tag either way.
-    fn tag(&mut self) -> Result<(u64, usize), DecodeError> {
+    pub(crate) fn tag(&mut self) -> Result<(u64, usize), DecodeError> {
         let offset = self.pos;
         Ok((u64::from(self.u8()?), offset))
     }
 
-    fn headers(&mut self) -> Result<Headers, DecodeError> {
+    pub(crate) fn headers(&mut self) -> Result<Headers, DecodeError> {
         let offset = self.pos;
         let count = self.uvarint()?;
         // Each entry takes at least two bytes (two empty strings).
@@ -203,15 +224,54 @@ impl<'a> Reader<'a> {
         Ok(Headers::from_entries_unchecked(entries))
     }
 
-    fn gateway_id(&mut self) -> Result<GatewayId, DecodeError> {
+    /// An element count of a list or map whose elements take at least `min_item` bytes each:
+    /// checked against the bytes that remain, then against [`DecodeLimits::max_list_len`].
+    pub(crate) fn count(&mut self, min_item: usize) -> Result<usize, DecodeError> {
+        let offset = self.pos;
+        let count = self.uvarint()?;
+        let fits = usize::try_from(count)
+            .ok()
+            .filter(|c| c.saturating_mul(min_item) <= self.remaining());
+        let Some(count) = fits else {
+            return Err(DecodeError::LengthExceedsFrame {
+                offset,
+                claimed: count,
+                remaining: self.remaining(),
+            });
+        };
+        if count > self.max_list_len {
+            return Err(DecodeError::TooManyItems {
+                offset,
+                count: count as u64,
+                max: self.max_list_len,
+            });
+        }
+        Ok(count)
+    }
+
+    /// A `list<T>` whose elements take at least `min_item` bytes each.
+    pub(crate) fn list<T>(
+        &mut self,
+        min_item: usize,
+        mut f: impl FnMut(&mut Self) -> Result<T, DecodeError>,
+    ) -> Result<Vec<T>, DecodeError> {
+        let count = self.count(min_item)?;
+        let mut out = Vec::with_capacity(count);
+        for _ in 0..count {
+            out.push(f(self)?);
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn gateway_id(&mut self) -> Result<GatewayId, DecodeError> {
         self.array().map(GatewayId)
     }
 
-    fn request_id(&mut self) -> Result<RequestId, DecodeError> {
+    pub(crate) fn request_id(&mut self) -> Result<RequestId, DecodeError> {
         self.array().map(RequestId)
     }
 
-    fn message_id(&mut self) -> Result<MessageId, DecodeError> {
+    pub(crate) fn message_id(&mut self) -> Result<MessageId, DecodeError> {
         Ok(MessageId {
             gateway_id: self.gateway_id()?,
             request_id: self.request_id()?,
@@ -230,7 +290,7 @@ const OFFICIAL_TEXT_DECODER_THRESHOLD: usize = 256;
 /// keeps it, so for the official codec a key of 256 bytes or more that starts with a BOM *is* the
 /// same key without it, and a map holding both is rejected as "duplicated key". hws keeps the
 /// key's bytes as they are (decode then encode stays the identity) but rejects the same maps.
-fn official_key(key: &[u8]) -> &[u8] {
+pub(crate) fn official_key(key: &[u8]) -> &[u8] {
     const BOM: &[u8] = "\u{feff}".as_bytes();
     if key.len() >= OFFICIAL_TEXT_DECODER_THRESHOLD {
         key.strip_prefix(BOM).unwrap_or(key)
@@ -374,85 +434,5 @@ impl Read for HibernatingRequest {
             gateway_id: r.gateway_id()?,
             request_id: r.request_id()?,
         })
-    }
-}
-
-impl Read for ToRunner {
-    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let (tag, offset) = r.tag()?;
-        Ok(match tag {
-            0 => Self::Ping(ToRunnerPing::read(r)?),
-            1 => Self::Close,
-            2 | 3 => {
-                return Err(DecodeError::UnsupportedVariant {
-                    union: "ToRunner",
-                    tag,
-                    offset,
-                });
-            }
-            4 => Self::TunnelMessage(ToClientTunnelMessage::read(r)?),
-            tag => {
-                return Err(DecodeError::UnknownTag {
-                    union: "ToRunner",
-                    tag,
-                    offset,
-                });
-            }
-        })
-    }
-}
-
-impl Read for ToGateway {
-    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let (tag, offset) = r.tag()?;
-        Ok(match tag {
-            0 => Self::Pong(ToGatewayPong::read(r)?),
-            1 => Self::TunnelMessage(ToServerTunnelMessage::read(r)?),
-            tag => {
-                return Err(DecodeError::UnknownTag {
-                    union: "ToGateway",
-                    tag,
-                    offset,
-                });
-            }
-        })
-    }
-}
-
-impl Read for ToClient {
-    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let (tag, offset) = r.tag()?;
-        match tag {
-            4 => Ok(Self::TunnelMessage(ToClientTunnelMessage::read(r)?)),
-            0..=5 => Err(DecodeError::UnsupportedVariant {
-                union: "ToClient",
-                tag,
-                offset,
-            }),
-            tag => Err(DecodeError::UnknownTag {
-                union: "ToClient",
-                tag,
-                offset,
-            }),
-        }
-    }
-}
-
-impl Read for ToServer {
-    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let (tag, offset) = r.tag()?;
-        match tag {
-            6 => Ok(Self::TunnelMessage(ToServerTunnelMessage::read(r)?)),
-            0..=5 => Err(DecodeError::UnsupportedVariant {
-                union: "ToServer",
-                tag,
-                offset,
-            }),
-            tag => Err(DecodeError::UnknownTag {
-                union: "ToServer",
-                tag,
-                offset,
-            }),
-        }
     }
 }

@@ -1,9 +1,8 @@
 //! Exact encoded sizes, so buffers are sized once and limits are checked before encoding.
 
 use super::types::{
-    Headers, HibernatingRequest, MessageId, ToClient, ToClientTunnelMessage,
-    ToClientTunnelMessageKind, ToGateway, ToGatewayPong, ToRunner, ToRunnerPing, ToServer,
-    ToServerTunnelMessage, ToServerTunnelMessageKind,
+    Headers, HibernatingRequest, MessageId, ToClientTunnelMessage, ToClientTunnelMessageKind,
+    ToGatewayPong, ToRunnerPing, ToServerTunnelMessage, ToServerTunnelMessageKind,
 };
 
 /// Bytes of a BARE `uint` holding `n`.
@@ -22,14 +21,14 @@ pub(crate) const fn bytes_len(n: usize) -> usize {
     uvarint_len(n as u64) + n
 }
 
-fn opt_len<T>(v: Option<&T>, f: impl FnOnce(&T) -> usize) -> usize {
+pub(crate) fn opt_len<T>(v: Option<&T>, f: impl FnOnce(&T) -> usize) -> usize {
     1 + v.map_or(0, f)
 }
 
 /// Bytes of a `MessageId`.
 pub(crate) const MESSAGE_ID_LEN: usize = 10;
 /// Bytes of a union tag (every tag in use is < 128).
-const TAG_LEN: usize = 1;
+pub(crate) const TAG_LEN: usize = 1;
 
 /// Exact encoded size of a value.
 pub trait EncodedLen {
@@ -129,45 +128,6 @@ impl EncodedLen for ToGatewayPong {
 impl EncodedLen for HibernatingRequest {
     fn encoded_len(&self) -> usize {
         8
-    }
-}
-
-impl EncodedLen for ToRunner {
-    fn encoded_len(&self) -> usize {
-        TAG_LEN
-            + match self {
-                Self::Ping(p) => p.encoded_len(),
-                Self::Close => 0,
-                Self::TunnelMessage(m) => m.encoded_len(),
-            }
-    }
-}
-
-impl EncodedLen for ToGateway {
-    fn encoded_len(&self) -> usize {
-        TAG_LEN
-            + match self {
-                Self::Pong(p) => p.encoded_len(),
-                Self::TunnelMessage(m) => m.encoded_len(),
-            }
-    }
-}
-
-impl EncodedLen for ToClient {
-    fn encoded_len(&self) -> usize {
-        TAG_LEN
-            + match self {
-                Self::TunnelMessage(m) => m.encoded_len(),
-            }
-    }
-}
-
-impl EncodedLen for ToServer {
-    fn encoded_len(&self) -> usize {
-        TAG_LEN
-            + match self {
-                Self::TunnelMessage(m) => m.encoded_len(),
-            }
     }
 }
 

@@ -49,9 +49,9 @@ pub enum DecodeError {
         /// Position of the tag.
         offset: usize,
     },
-    /// A union variant the schema defines but that is outside the tunnel subset hws speaks
-    /// (for example `ToClientCommands`).
-    #[error("variant {tag} of union {union} at byte {offset} is outside the tunnel subset")]
+    /// A union variant whose layout in the frame's (older) protocol version is not the v7 one:
+    /// only the tunnel messages, pings, pongs and closes are read from versions before 7.
+    #[error("variant {tag} of union {union} at byte {offset} is not readable in this version")]
     UnsupportedVariant {
         /// Union type name.
         union: &'static str,
@@ -96,7 +96,19 @@ pub enum DecodeError {
         /// Configured maximum.
         max: usize,
     },
-    /// The 2-byte version prefix names a protocol version without this tunnel layout.
+    /// More list or map elements than [`DecodeLimits::max_list_len`](super::DecodeLimits)
+    /// allows.
+    #[error("list of {count} elements at byte {offset} exceeds the maximum of {max}")]
+    TooManyItems {
+        /// Position of the count.
+        offset: usize,
+        /// Claimed element count.
+        count: u64,
+        /// Configured maximum.
+        max: usize,
+    },
+    /// The 2-byte version prefix names a protocol version whose layout of this message is not
+    /// the v7 one.
     #[error("unsupported protocol version {version}")]
     UnsupportedVersion {
         /// The version read.

@@ -1,4 +1,4 @@
-//! The tunnel subset of Rivet runner protocol v7, as Rust types.
+//! The tunnel messages of Rivet runner protocol v7 and the ids they carry, as Rust types.
 //!
 //! Field order and union tag order follow the official schema; the `Serialize` impls are what
 //! [`encode`](super::encode) feeds to `serde_bare`. Decoding is done by the strict reader in
@@ -9,19 +9,21 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use serde::ser::{SerializeMap, SerializeStruct};
+use serde::ser::{SerializeMap, SerializeSeq, SerializeStruct};
 use serde::{Serialize, Serializer};
 
 use crate::index::MessageIndex;
 
 /// Identifies a gateway process: 4 opaque bytes (upstream: a random `u32`, little-endian).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
 pub struct GatewayId(pub [u8; 4]);
 
 /// Identifies one client connection within a gateway: 4 opaque bytes.
 ///
 /// The same request id is kept across every hibernation cycle of the client's WebSocket.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
 pub struct RequestId(pub [u8; 4]);
 
 macro_rules! hex_id {
@@ -164,6 +166,37 @@ impl Serialize for Headers {
     }
 }
 
+/// A map in entry order; a repeated key is an error (as on the wire).
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for Headers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Headers;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of header names to values")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Headers, A::Error> {
+                let mut entries: Vec<(String, String)> = Vec::new();
+                let mut keys = alloc::collections::BTreeSet::new();
+                while let Some((k, v)) = map.next_entry::<String, String>()? {
+                    if !keys.insert(k.clone()) {
+                        return Err(serde::de::Error::custom(alloc::format!(
+                            "duplicate header {k:?}"
+                        )));
+                    }
+                    entries.push((k, v));
+                }
+                Ok(Headers(entries))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
 /// `data` on the wire: a length-prefixed byte string.
 pub(crate) struct Bytes<'a>(pub(crate) &'a [u8]);
 
@@ -174,12 +207,21 @@ impl Serialize for Bytes<'_> {
 }
 
 #[allow(clippy::ptr_arg)] // signature fixed by serde's `serialize_with`
-fn ser_bytes<S: Serializer>(v: &Vec<u8>, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn ser_bytes<S: Serializer>(v: &Vec<u8>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_bytes(v)
 }
 
+/// A `list<data>` on the wire.
+pub(crate) fn ser_byte_list<S: Serializer>(v: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+    let mut seq = s.serialize_seq(Some(v.len()))?;
+    for b in v {
+        seq.serialize_element(&Bytes(b))?;
+    }
+    seq.end()
+}
+
 #[allow(clippy::ref_option)] // signature fixed by serde's `serialize_with`
-fn ser_opt_bytes<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn ser_opt_bytes<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
     match v {
         Some(b) => s.serialize_some(&Bytes(b)),
         None => s.serialize_none(),
@@ -196,6 +238,8 @@ pub struct ToClientTunnelMessage {
     /// Ids and the gateway-assigned (server) index.
     pub message_id: MessageId,
     /// What the message says.
+    #[doc(alias = "messageKind")]
+    #[serde(rename = "message_kind")]
     pub kind: ToClientTunnelMessageKind,
 }
 
@@ -203,16 +247,28 @@ pub struct ToClientTunnelMessage {
 #[derive(Clone, PartialEq, Eq, Debug, Serialize)]
 pub enum ToClientTunnelMessageKind {
     /// Tag 0: start of an HTTP request.
+    #[doc(alias = "ToClientRequestStart")]
+    #[serde(rename = "ToClientRequestStart")]
     RequestStart(ToClientRequestStart),
     /// Tag 1: a chunk of a streamed HTTP request body.
+    #[doc(alias = "ToClientRequestChunk")]
+    #[serde(rename = "ToClientRequestChunk")]
     RequestChunk(ToClientRequestChunk),
     /// Tag 2: the HTTP request was aborted.
+    #[doc(alias = "ToClientRequestAbort")]
+    #[serde(rename = "ToClientRequestAbort")]
     RequestAbort,
     /// Tag 3: open a WebSocket on the actor.
+    #[doc(alias = "ToClientWebSocketOpen")]
+    #[serde(rename = "ToClientWebSocketOpen")]
     WebSocketOpen(ToClientWebSocketOpen),
     /// Tag 4: a client WebSocket message.
+    #[doc(alias = "ToClientWebSocketMessage")]
+    #[serde(rename = "ToClientWebSocketMessage")]
     WebSocketMessage(ToClientWebSocketMessage),
     /// Tag 5: the client side closed.
+    #[doc(alias = "ToClientWebSocketClose")]
+    #[serde(rename = "ToClientWebSocketClose")]
     WebSocketClose(ToClientWebSocketClose),
 }
 
@@ -284,6 +340,8 @@ pub struct ToServerTunnelMessage {
     /// Ids and the runner-assigned (client) index.
     pub message_id: MessageId,
     /// What the message says.
+    #[doc(alias = "messageKind")]
+    #[serde(rename = "message_kind")]
     pub kind: ToServerTunnelMessageKind,
 }
 
@@ -291,18 +349,32 @@ pub struct ToServerTunnelMessage {
 #[derive(Clone, PartialEq, Eq, Debug, Serialize)]
 pub enum ToServerTunnelMessageKind {
     /// Tag 0: start of an HTTP response.
+    #[doc(alias = "ToServerResponseStart")]
+    #[serde(rename = "ToServerResponseStart")]
     ResponseStart(ToServerResponseStart),
     /// Tag 1: a chunk of a streamed HTTP response body.
+    #[doc(alias = "ToServerResponseChunk")]
+    #[serde(rename = "ToServerResponseChunk")]
     ResponseChunk(ToServerResponseChunk),
     /// Tag 2: the HTTP response was aborted.
+    #[doc(alias = "ToServerResponseAbort")]
+    #[serde(rename = "ToServerResponseAbort")]
     ResponseAbort,
     /// Tag 3: the actor accepted the WebSocket.
+    #[doc(alias = "ToServerWebSocketOpen")]
+    #[serde(rename = "ToServerWebSocketOpen")]
     WebSocketOpen(ToServerWebSocketOpen),
     /// Tag 4: a WebSocket message from the actor.
+    #[doc(alias = "ToServerWebSocketMessage")]
+    #[serde(rename = "ToServerWebSocketMessage")]
     WebSocketMessage(ToServerWebSocketMessage),
     /// Tag 5: cumulative acknowledgement of gateway (server) indices.
+    #[doc(alias = "ToServerWebSocketMessageAck")]
+    #[serde(rename = "ToServerWebSocketMessageAck")]
     WebSocketMessageAck(ToServerWebSocketMessageAck),
     /// Tag 6: the actor closed the WebSocket (or hands it back for hibernation).
+    #[doc(alias = "ToServerWebSocketClose")]
+    #[serde(rename = "ToServerWebSocketClose")]
     WebSocketClose(ToServerWebSocketClose),
 }
 
@@ -396,84 +468,6 @@ pub struct HibernatingRequest {
     pub gateway_id: GatewayId,
     /// The client connection.
     pub request_id: RequestId,
-}
-
-// ---------------------------------------------------------------------------------------------
-// Envelopes
-// ---------------------------------------------------------------------------------------------
-
-/// The tunnel subset of the `ToRunner` union carried on the pub/sub hop (gateway → runner).
-///
-/// Tags 2 (`ToClientCommands`) and 3 (`ToClientAckEvents`) are not part of the tunnel; decoding them
-/// yields [`DecodeError::UnsupportedVariant`](super::DecodeError::UnsupportedVariant).
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub enum ToRunner {
-    /// Tag 0.
-    Ping(ToRunnerPing),
-    /// Tag 1: the gateway asks the runner to close (no body).
-    Close,
-    /// Tag 4.
-    TunnelMessage(ToClientTunnelMessage),
-}
-
-impl Serialize for ToRunner {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Self::Ping(p) => s.serialize_newtype_variant("ToRunner", 0, "ToRunnerPing", p),
-            Self::Close => s.serialize_unit_variant("ToRunner", 1, "ToRunnerClose"),
-            Self::TunnelMessage(m) => {
-                s.serialize_newtype_variant("ToRunner", 4, "ToClientTunnelMessage", m)
-            }
-        }
-    }
-}
-
-/// The `ToGateway` union carried on the pub/sub hop (runner → gateway).
-#[derive(Clone, PartialEq, Eq, Debug, Serialize)]
-pub enum ToGateway {
-    /// Tag 0.
-    Pong(ToGatewayPong),
-    /// Tag 1.
-    TunnelMessage(ToServerTunnelMessage),
-}
-
-/// The tunnel subset of the `ToClient` union on the runner's own WebSocket (engine → runner).
-///
-/// Only tag 4 (`ToClientTunnelMessage`) is supported; the other tags (init, commands, KV, ping)
-/// decode to [`DecodeError::UnsupportedVariant`](super::DecodeError::UnsupportedVariant).
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub enum ToClient {
-    /// Tag 4.
-    TunnelMessage(ToClientTunnelMessage),
-}
-
-impl Serialize for ToClient {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Self::TunnelMessage(m) => {
-                s.serialize_newtype_variant("ToClient", 4, "ToClientTunnelMessage", m)
-            }
-        }
-    }
-}
-
-/// The tunnel subset of the `ToServer` union on the runner's own WebSocket (runner → engine).
-///
-/// Only tag 6 (`ToServerTunnelMessage`) is supported.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub enum ToServer {
-    /// Tag 6.
-    TunnelMessage(ToServerTunnelMessage),
-}
-
-impl Serialize for ToServer {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Self::TunnelMessage(m) => {
-                s.serialize_newtype_variant("ToServer", 6, "ToServerTunnelMessage", m)
-            }
-        }
-    }
 }
 
 /// A borrowed gateway → runner WebSocket message inside a `ToRunner` envelope: lets the gateway

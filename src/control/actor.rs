@@ -1,0 +1,489 @@
+//! Actors: their states, placement, generations and start/stop commands.
+
+use alloc::collections::{BTreeSet, VecDeque};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::gateway::OpenRequest;
+use crate::time::Timestamp;
+use crate::wire::{
+    ActorCheckpoint, ActorConfig, Command, CommandStartActor, CommandWrapper, HibernatingRequest,
+    RequestId, ToClient, ToClientCommands,
+};
+
+use super::{Action, ActorError, Control, OpenFailure, StopReason, TimerKey};
+
+/// What an actor is and where it may run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActorSpec {
+    /// The runner name (pool) whose runners may host it (`ToServerInit::name`).
+    pub runner_name: String,
+    /// Sent in every `CommandStartActor`.
+    pub config: ActorConfig,
+}
+
+/// The state of an actor (see the [module docs](super) for the diagram).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ActorPhase {
+    /// Not running anywhere.
+    Sleeping,
+    /// Wants to run; no runner with a free slot yet.
+    Pending,
+    /// `CommandStartActor` sent; waiting for `Running`.
+    Starting,
+    /// Running.
+    Running,
+    /// `CommandStopActor` sent; waiting for `Stopped`.
+    Stopping,
+}
+
+impl fmt::Display for ActorPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Sleeping => "sleeping",
+            Self::Pending => "pending",
+            Self::Starting => "starting",
+            Self::Running => "running",
+            Self::Stopping => "stopping",
+        })
+    }
+}
+
+/// A snapshot of one actor ([`Control::actor`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ActorInfo {
+    /// Its state.
+    pub phase: ActorPhase,
+    /// Its latest generation (`None` before its first start).
+    pub generation: Option<u32>,
+    /// The runner it is placed on.
+    pub runner_id: Option<String>,
+    /// Its gateway requests.
+    pub requests: usize,
+    /// Its hibernatable requests (the list the next `CommandStartActor` carries).
+    pub hibernating_requests: Vec<RequestId>,
+    /// Opens waiting for it to run.
+    pub waiting_opens: usize,
+    /// Commands not yet acknowledged.
+    pub unacked_commands: usize,
+}
+
+#[derive(Debug)]
+pub(super) struct Actor {
+    pub(super) id: String,
+    pub(super) spec: ActorSpec,
+    pub(super) phase: ActorPhase,
+    pub(super) generation: Option<u32>,
+    /// Runner sequence number while Starting, Running or Stopping.
+    pub(super) runner: Option<u64>,
+    pub(super) next_command_index: i64,
+    /// Commands of the current generation the runner has not acknowledged, oldest first (at
+    /// most a start and a stop).
+    pub(super) commands: VecDeque<CommandWrapper>,
+    /// Last event index applied for the current generation (-1: none).
+    pub(super) last_event: i64,
+    /// Start or stop deadline (`MAX`: none).
+    pub(super) deadline: Timestamp,
+    pub(super) destroy_after_stop: bool,
+    pub(super) start_after_stop: bool,
+    /// Gateway requests of this actor.
+    pub(super) requests: BTreeSet<RequestId>,
+    /// Its hibernatable requests (their records).
+    pub(super) records: BTreeSet<RequestId>,
+    /// Opens waiting for `Running`.
+    pub(super) waiting: VecDeque<(RequestId, OpenRequest)>,
+}
+
+impl Control {
+    /// Defines an actor (it starts [`ActorPhase::Sleeping`]).
+    ///
+    /// # Errors
+    /// [`ActorError::AlreadyExists`], [`ActorError::TooManyActors`].
+    pub fn create_actor(
+        &mut self,
+        now: Timestamp,
+        actor_id: &str,
+        spec: ActorSpec,
+    ) -> Result<(), ActorError> {
+        self.advance(now);
+        if self.actor_index.contains_key(actor_id) {
+            return Err(ActorError::AlreadyExists {
+                actor_id: actor_id.into(),
+            });
+        }
+        if self.actor_index.len() >= self.config.max_actors {
+            return Err(ActorError::TooManyActors {
+                actor_id: actor_id.into(),
+            });
+        }
+        let actor = Actor {
+            id: actor_id.into(),
+            spec,
+            phase: ActorPhase::Sleeping,
+            generation: None,
+            runner: None,
+            next_command_index: 0,
+            commands: VecDeque::new(),
+            last_event: -1,
+            deadline: Timestamp::MAX,
+            destroy_after_stop: false,
+            start_after_stop: false,
+            requests: BTreeSet::new(),
+            records: BTreeSet::new(),
+            waiting: VecDeque::new(),
+        };
+        let slot = if let Some(slot) = self.free_actors.pop() {
+            if let Some(entry) = self.actors.get_mut(slot as usize) {
+                *entry = Some(actor);
+            }
+            slot
+        } else {
+            let Ok(slot) = u32::try_from(self.actors.len()) else {
+                return Err(ActorError::TooManyActors {
+                    actor_id: actor_id.into(),
+                });
+            };
+            self.actors.push(Some(actor));
+            slot
+        };
+        self.actor_index.insert(actor_id.into(), slot);
+        Ok(())
+    }
+
+    /// Makes the actor run: a sleeping actor is placed on a runner (or waits for one); a
+    /// stopping actor starts again once it stopped; otherwise nothing changes.
+    ///
+    /// # Errors
+    /// [`ActorError::UnknownActor`].
+    pub fn start_actor(&mut self, now: Timestamp, actor_id: &str) -> Result<(), ActorError> {
+        let now = self.advance(now);
+        let slot = self.known(actor_id)?;
+        self.ensure_running(now, slot);
+        self.pump(now);
+        Ok(())
+    }
+
+    /// Puts the actor to sleep: `CommandStopActor` if it is starting or running; a pending actor
+    /// goes back to sleep at once.
+    ///
+    /// # Errors
+    /// [`ActorError::UnknownActor`].
+    pub fn stop_actor(&mut self, now: Timestamp, actor_id: &str) -> Result<(), ActorError> {
+        let now = self.advance(now);
+        let slot = self.known(actor_id)?;
+        if let Some(actor) = self.actor_mut(slot) {
+            actor.start_after_stop = false;
+        }
+        self.stop(now, slot);
+        self.pump(now);
+        Ok(())
+    }
+
+    /// Destroys the actor: it stops if it runs, then it is removed and all its requests (and
+    /// waiting opens) close.
+    ///
+    /// # Errors
+    /// [`ActorError::UnknownActor`].
+    pub fn destroy_actor(&mut self, now: Timestamp, actor_id: &str) -> Result<(), ActorError> {
+        let now = self.advance(now);
+        let slot = self.known(actor_id)?;
+        if let Some(actor) = self.actor_mut(slot) {
+            actor.destroy_after_stop = true;
+            actor.start_after_stop = false;
+        }
+        match self.actor_ref(slot).map(|a| a.phase) {
+            Some(ActorPhase::Sleeping | ActorPhase::Pending) => self.remove_actor(now, slot),
+            _ => self.stop(now, slot),
+        }
+        self.pump(now);
+        Ok(())
+    }
+
+    /// A snapshot of an actor.
+    pub fn actor(&self, actor_id: &str) -> Option<ActorInfo> {
+        let actor = self.actor_ref(self.slot_of(actor_id)?)?;
+        Some(ActorInfo {
+            phase: actor.phase,
+            generation: actor.generation,
+            runner_id: actor
+                .runner
+                .and_then(|seq| self.runners.get(&seq))
+                .map(|r| r.id.clone()),
+            requests: actor.requests.len(),
+            hibernating_requests: actor.records.iter().copied().collect(),
+            waiting_opens: actor.waiting.len(),
+            unacked_commands: actor.commands.len(),
+        })
+    }
+
+    /// Number of actors.
+    pub fn actor_count(&self) -> usize {
+        self.actor_index.len()
+    }
+
+    fn known(&self, actor_id: &str) -> Result<u32, ActorError> {
+        self.slot_of(actor_id)
+            .ok_or_else(|| ActorError::UnknownActor {
+                actor_id: actor_id.into(),
+            })
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Transitions
+    // ---------------------------------------------------------------------------------------
+
+    /// Sleeping → placed (or pending); Stopping → start again after the stop.
+    pub(super) fn ensure_running(&mut self, now: Timestamp, slot: u32) {
+        let Some(actor) = self.actor_mut(slot) else {
+            return;
+        };
+        match actor.phase {
+            ActorPhase::Sleeping => {
+                actor.phase = ActorPhase::Pending;
+                self.pending.push_back(slot);
+                self.place_pending(now);
+            }
+            ActorPhase::Stopping => actor.start_after_stop = true,
+            ActorPhase::Pending | ActorPhase::Starting | ActorPhase::Running => {}
+        }
+    }
+
+    /// Places every pending actor that has a runner with a free slot, oldest first.
+    pub(super) fn place_pending(&mut self, now: Timestamp) {
+        let mut waiting = VecDeque::new();
+        while let Some(slot) = self.pending.pop_front() {
+            let Some(actor) = self.actor_ref(slot) else {
+                continue;
+            };
+            if actor.phase != ActorPhase::Pending {
+                continue;
+            }
+            match self.pick_runner(&actor.spec.runner_name) {
+                Some(seq) => self.start_on(now, slot, seq),
+                None => waiting.push_back(slot),
+            }
+        }
+        self.pending = waiting;
+    }
+
+    /// The connected, non-draining runner of that name with the most free slots (lowest
+    /// sequence number on ties).
+    fn pick_runner(&self, name: &str) -> Option<u64> {
+        let mut best: Option<(u64, usize)> = None;
+        for (&seq, runner) in &self.runners {
+            if runner.conn.is_none() || runner.draining || runner.name != name {
+                continue;
+            }
+            let free = (runner.total_slots as usize).saturating_sub(runner.actors.len());
+            if free > 0 && best.is_none_or(|(_, f)| free > f) {
+                best = Some((seq, free));
+            }
+        }
+        best.map(|(seq, _)| seq)
+    }
+
+    /// Pending → Starting on runner `seq`: a new generation and its `CommandStartActor`.
+    fn start_on(&mut self, now: Timestamp, slot: u32, seq: u64) {
+        let gateway_id = self.gateway.gateway_id();
+        let timeout = self.config.actor_start_timeout;
+        let Some(actor) = self.actor_mut(slot) else {
+            return;
+        };
+        let generation = actor.generation.map_or(0, |g| g.wrapping_add(1));
+        actor.generation = Some(generation);
+        actor.phase = ActorPhase::Starting;
+        actor.runner = Some(seq);
+        actor.last_event = -1;
+        actor.commands.clear();
+        let old = actor.deadline;
+        actor.deadline = now + timeout;
+        let new = actor.deadline;
+        let hibernating_requests = actor
+            .records
+            .iter()
+            .map(|&request_id| HibernatingRequest {
+                gateway_id,
+                request_id,
+            })
+            .collect();
+        let command = Command::StartActor(CommandStartActor {
+            config: actor.spec.config.clone(),
+            hibernating_requests,
+        });
+        let wrapper = actor.push_command(command);
+        self.rearm(TimerKey::Actor(slot), old, new);
+        if let Some(runner) = self.runners.get_mut(&seq) {
+            runner.actors.insert(slot);
+        }
+        self.stats.starts += 1;
+        self.send_commands(seq, alloc::vec![wrapper]);
+    }
+
+    /// Starting or Running → Stopping (`CommandStopActor`); Pending → Sleeping (or removed).
+    pub(super) fn stop(&mut self, now: Timestamp, slot: u32) {
+        let threshold = self.config.actor_stop_threshold;
+        let Some(actor) = self.actor_mut(slot) else {
+            return;
+        };
+        match actor.phase {
+            ActorPhase::Starting | ActorPhase::Running => {
+                actor.phase = ActorPhase::Stopping;
+                let old = actor.deadline;
+                actor.deadline = now + threshold;
+                let new = actor.deadline;
+                let wrapper = actor.push_command(Command::StopActor);
+                let seq = actor.runner;
+                self.rearm(TimerKey::Actor(slot), old, new);
+                if let Some(seq) = seq {
+                    self.send_commands(seq, alloc::vec![wrapper]);
+                }
+            }
+            ActorPhase::Pending => {
+                actor.phase = ActorPhase::Sleeping;
+                if actor.destroy_after_stop {
+                    self.remove_actor(now, slot);
+                } else {
+                    self.fail_waiting(slot, &OpenFailure::ActorStartFailed);
+                }
+            }
+            ActorPhase::Sleeping | ActorPhase::Stopping => {}
+        }
+    }
+
+    /// The actor stopped (`Stopped` event, a timeout, or its runner was lost): its requests
+    /// hibernate or close, and it sleeps, is removed, or starts again.
+    pub(super) fn stopped(&mut self, now: Timestamp, slot: u32, reason: StopReason) {
+        let Some(actor) = self.actor_mut(slot) else {
+            return;
+        };
+        let generation = actor.generation.unwrap_or(0);
+        let seq = actor.runner.take();
+        actor.phase = ActorPhase::Sleeping;
+        actor.commands.clear();
+        let old = core::mem::replace(&mut actor.deadline, Timestamp::MAX);
+        let destroy = actor.destroy_after_stop;
+        let restart = actor.start_after_stop || !actor.waiting.is_empty();
+        actor.start_after_stop = false;
+        let actor_id = actor.id.clone();
+        let requests: Vec<RequestId> = actor.requests.iter().copied().collect();
+        self.rearm(TimerKey::Actor(slot), old, Timestamp::MAX);
+        if let Some(runner) = seq.and_then(|seq| self.runners.get_mut(&seq)) {
+            runner.actors.remove(&slot);
+        }
+        self.stats.stops += 1;
+        let start_failed = matches!(reason, StopReason::StartTimeout);
+        self.actions.push_back(Action::ActorStopped {
+            actor_id,
+            generation,
+            reason,
+        });
+        if destroy {
+            self.remove_actor(now, slot);
+        } else {
+            for request_id in requests {
+                // Hibernatable requests hibernate (and may ask for a wake at once), the others
+                // close. The only error is a request already gone.
+                let _ = self.gateway.actor_stopped(now, request_id);
+            }
+            if start_failed {
+                self.fail_waiting(slot, &OpenFailure::ActorStartFailed);
+            } else if restart {
+                self.ensure_running(now, slot);
+            }
+        }
+        // The runner has a free slot now.
+        self.place_pending(now);
+    }
+
+    /// Removes the actor: its requests close, its waiting opens fail.
+    pub(super) fn remove_actor(&mut self, now: Timestamp, slot: u32) {
+        self.fail_waiting(slot, &OpenFailure::ActorDestroyed);
+        let Some(actor) = self.actors.get_mut(slot as usize).and_then(Option::take) else {
+            return;
+        };
+        self.rearm(TimerKey::Actor(slot), actor.deadline, Timestamp::MAX);
+        if let Some(runner) = actor.runner.and_then(|seq| self.runners.get_mut(&seq)) {
+            runner.actors.remove(&slot);
+        }
+        self.actor_index.remove(&actor.id);
+        for request_id in &actor.requests {
+            self.requests.remove(request_id);
+            let _ = self.gateway.actor_destroyed(now, *request_id);
+        }
+        self.free_actors.push(slot);
+        self.actions
+            .push_back(Action::ActorDestroyed { actor_id: actor.id });
+    }
+
+    /// Fails every open waiting for the actor.
+    pub(super) fn fail_waiting(&mut self, slot: u32, reason: &OpenFailure) {
+        let Some(actor) = self.actor_mut(slot) else {
+            return;
+        };
+        let waiting = core::mem::take(&mut actor.waiting);
+        let actor_id = actor.id.clone();
+        for (request_id, _) in waiting {
+            self.requests.remove(&request_id);
+            self.actions.push_back(Action::OpenFailed {
+                request_id,
+                actor_id: actor_id.clone(),
+                reason: reason.clone(),
+            });
+        }
+    }
+
+    /// An actor's start or stop deadline.
+    pub(super) fn fire_actor(&mut self, now: Timestamp, slot: u32) {
+        let Some(actor) = self.actor_mut(slot) else {
+            return;
+        };
+        if actor.deadline > now {
+            return;
+        }
+        actor.deadline = Timestamp::MAX;
+        match actor.phase {
+            ActorPhase::Starting => {
+                // Tell the runner to drop it; the generation is abandoned either way.
+                let wrapper = actor.push_command(Command::StopActor);
+                if let Some(seq) = actor.runner {
+                    self.send_commands(seq, alloc::vec![wrapper]);
+                }
+                self.stopped(now, slot, StopReason::StartTimeout);
+            }
+            ActorPhase::Stopping => self.stopped(now, slot, StopReason::StopTimeout),
+            _ => {}
+        }
+    }
+
+    /// Sends commands to a runner if it has a connection (otherwise they wait for its return).
+    pub(super) fn send_commands(&mut self, seq: u64, commands: Vec<CommandWrapper>) {
+        if commands.is_empty() {
+            return;
+        }
+        let Some(conn) = self.runners.get(&seq).and_then(|r| r.conn) else {
+            return;
+        };
+        self.stats.commands_sent += commands.len() as u64;
+        self.send(conn, &ToClient::Commands(ToClientCommands(commands)));
+    }
+}
+
+impl Actor {
+    /// Records a command of the current generation and returns it for sending.
+    fn push_command(&mut self, inner: Command) -> CommandWrapper {
+        let wrapper = CommandWrapper {
+            checkpoint: ActorCheckpoint {
+                actor_id: self.id.clone(),
+                generation: self.generation.unwrap_or(0),
+                index: self.next_command_index,
+            },
+            inner,
+        };
+        self.next_command_index = self.next_command_index.saturating_add(1);
+        self.commands.push_back(wrapper.clone());
+        wrapper
+    }
+}

@@ -1,0 +1,226 @@
+//! Runner events and command acknowledgements, applied at most once per checkpoint.
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::time::Timestamp;
+use crate::wire::{
+    ActorCheckpoint, ActorIntent, ActorState, Command, Event, EventWrapper, ToClient,
+    ToClientAckEvents,
+};
+
+use super::{Action, ActorPhase, ConnId, Control, ReceiveError, StopReason};
+
+/// Where an event stands against the actor's current generation.
+enum Verdict {
+    Apply(u32),
+    Skip,
+    Reject(ReceiveError),
+}
+
+impl Control {
+    /// `ToServerEvents`: applies each new event of the current generation in order, then
+    /// acknowledges the highest checkpoint seen per actor (duplicates and stale generations
+    /// included, so the runner can prune them).
+    pub(super) fn on_events(
+        &mut self,
+        now: Timestamp,
+        conn: ConnId,
+        seq: u64,
+        events: Vec<EventWrapper>,
+    ) -> Result<(), ReceiveError> {
+        let mut acks: BTreeMap<String, (u32, i64)> = BTreeMap::new();
+        let mut first_error = None;
+        for EventWrapper { checkpoint, inner } in events {
+            match self.classify(conn, seq, &checkpoint) {
+                Verdict::Apply(slot) => {
+                    self.stats.events_applied += 1;
+                    self.apply(now, slot, inner);
+                }
+                Verdict::Skip => {}
+                Verdict::Reject(error) => {
+                    first_error.get_or_insert(error);
+                    continue;
+                }
+            }
+            let entry = acks
+                .entry(checkpoint.actor_id)
+                .or_insert((checkpoint.generation, checkpoint.index));
+            if (checkpoint.generation, checkpoint.index) > *entry {
+                *entry = (checkpoint.generation, checkpoint.index);
+            }
+        }
+        if !acks.is_empty() {
+            let last_event_checkpoints = acks
+                .into_iter()
+                .map(|(actor_id, (generation, index))| ActorCheckpoint {
+                    actor_id,
+                    generation,
+                    index,
+                })
+                .collect();
+            self.send(
+                conn,
+                &ToClient::AckEvents(ToClientAckEvents {
+                    last_event_checkpoints,
+                }),
+            );
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn classify(&mut self, conn: ConnId, seq: u64, cp: &ActorCheckpoint) -> Verdict {
+        let foreign = || {
+            Verdict::Reject(ReceiveError::ForeignActor {
+                conn,
+                actor_id: cp.actor_id.clone(),
+            })
+        };
+        let Some(slot) = self.slot_of(&cp.actor_id) else {
+            return foreign();
+        };
+        let Some(actor) = self.actors.get_mut(slot as usize).and_then(Option::as_mut) else {
+            return foreign();
+        };
+        let Some(current) = actor.generation else {
+            return foreign();
+        };
+        if cp.generation > current {
+            return Verdict::Reject(ReceiveError::FutureGeneration {
+                conn,
+                actor_id: cp.actor_id.clone(),
+                generation: cp.generation,
+            });
+        }
+        if cp.generation < current {
+            self.stats.events_stale += 1;
+            return Verdict::Skip;
+        }
+        if actor.runner != Some(seq) {
+            // The current generation lives elsewhere (or nowhere): this runner's copy is stale.
+            self.stats.events_stale += 1;
+            return Verdict::Skip;
+        }
+        if cp.index <= actor.last_event {
+            self.stats.events_duplicate += 1;
+            return Verdict::Skip;
+        }
+        if cp.index > actor.last_event.saturating_add(1) {
+            self.stats.event_gaps += 1;
+        }
+        actor.last_event = cp.index;
+        Verdict::Apply(slot)
+    }
+
+    /// Applies one event of the current generation.
+    fn apply(&mut self, now: Timestamp, slot: u32, event: Event) {
+        let Some(actor) = self.actor_mut(slot) else {
+            return;
+        };
+        match event {
+            Event::ActorIntent(intent) => {
+                if intent.intent == ActorIntent::Stop {
+                    actor.destroy_after_stop = true;
+                }
+                self.stop(now, slot);
+            }
+            Event::ActorStateUpdate(update) => match update.state {
+                ActorState::Running => self.running(now, slot),
+                ActorState::Stopped(stopped) => {
+                    if matches!(
+                        actor.phase,
+                        ActorPhase::Starting | ActorPhase::Running | ActorPhase::Stopping
+                    ) {
+                        let reason = StopReason::Stopped {
+                            code: stopped.code,
+                            message: stopped.message,
+                        };
+                        self.stopped(now, slot, reason);
+                    }
+                }
+            },
+            Event::ActorSetAlarm(alarm) => {
+                let actor_id = actor.id.clone();
+                self.actions.push_back(Action::AlarmSet {
+                    actor_id,
+                    alarm_ts: alarm.alarm_ts,
+                });
+            }
+        }
+    }
+
+    /// `Running`: the start command is done; hibernating requests are woken at the runner's
+    /// route, and the opens that waited go to the gateway.
+    fn running(&mut self, now: Timestamp, slot: u32) {
+        let Some(actor) = self.actor_mut(slot) else {
+            return;
+        };
+        if actor.phase != ActorPhase::Starting {
+            return;
+        }
+        actor.phase = ActorPhase::Running;
+        actor
+            .commands
+            .retain(|c| !matches!(c.inner, Command::StartActor(_)));
+        let old = core::mem::replace(&mut actor.deadline, Timestamp::MAX);
+        let generation = actor.generation.unwrap_or(0);
+        let actor_id = actor.id.clone();
+        let records: Vec<_> = actor.records.iter().copied().collect();
+        let waiting = core::mem::take(&mut actor.waiting);
+        let seq = actor.runner;
+        self.rearm(super::TimerKey::Actor(slot), old, Timestamp::MAX);
+        let runner_id = seq
+            .and_then(|s| self.runners.get(&s))
+            .map(|r| r.id.clone())
+            .unwrap_or_default();
+        self.actions.push_back(Action::ActorRunning {
+            actor_id,
+            generation,
+            runner_id,
+        });
+        if let Some(seq) = seq {
+            self.wake_requests(now, seq, &records);
+            self.open_waiting(now, slot, seq, waiting);
+        }
+    }
+
+    /// `ToServerAckCommands`: drops every command of the named generation up to the index.
+    pub(super) fn on_ack_commands(
+        &mut self,
+        conn: ConnId,
+        seq: u64,
+        checkpoints: Vec<ActorCheckpoint>,
+    ) -> Result<(), ReceiveError> {
+        let mut first_error = None;
+        for cp in checkpoints {
+            let actor = self
+                .slot_of(&cp.actor_id)
+                .and_then(|slot| self.actors.get_mut(slot as usize))
+                .and_then(Option::as_mut);
+            match actor {
+                Some(actor) if actor.generation.is_some_and(|g| cp.generation > g) => {
+                    first_error.get_or_insert(ReceiveError::FutureGeneration {
+                        conn,
+                        actor_id: cp.actor_id,
+                        generation: cp.generation,
+                    });
+                }
+                Some(actor) if actor.runner == Some(seq) => {
+                    actor.commands.retain(|c| {
+                        (c.checkpoint.generation, c.checkpoint.index) > (cp.generation, cp.index)
+                    });
+                }
+                // An older placement's ack: nothing of it is kept.
+                Some(actor) if actor.generation.is_some() => {}
+                _ => {
+                    first_error.get_or_insert(ReceiveError::ForeignActor {
+                        conn,
+                        actor_id: cp.actor_id,
+                    });
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}

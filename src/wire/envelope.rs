@@ -1,0 +1,261 @@
+//! The four top-level unions of runner protocol v7 and their codec.
+//!
+//! | union | hop | direction | framing |
+//! |-------|-----|-----------|---------|
+//! | [`ToClient`] | runner WebSocket | engine → runner | plain |
+//! | [`ToServer`] | runner WebSocket | runner → engine | plain |
+//! | [`ToRunner`] | pub/sub | gateway or engine → runner's connection | 2-byte version prefix |
+//! | [`ToGateway`] | pub/sub | runner's connection → gateway | 2-byte version prefix |
+
+use serde::{Serialize, Serializer};
+
+use super::control::{
+    ToClientAckEvents, ToClientCommands, ToClientInit, ToClientPing, ToServerAckCommands,
+    ToServerEvents, ToServerInit, ToServerPong,
+};
+use super::decode::{Read, Reader};
+use super::encode::{EncodedLen, TAG_LEN};
+use super::error::DecodeError;
+use super::kv::{ToClientKvResponse, ToServerKvRequest};
+use super::types::{ToClientTunnelMessage, ToGatewayPong, ToRunnerPing, ToServerTunnelMessage};
+
+/// Engine → runner, on the runner's own WebSocket (`ToClient`, plain framing).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum ToClient {
+    /// Tag 0: answer to the runner's [`ToServerInit`].
+    #[doc(alias = "ToClientInit")]
+    Init(ToClientInit),
+    /// Tag 1.
+    #[doc(alias = "ToClientCommands")]
+    Commands(ToClientCommands),
+    /// Tag 2.
+    #[doc(alias = "ToClientAckEvents")]
+    AckEvents(ToClientAckEvents),
+    /// Tag 3.
+    #[doc(alias = "ToClientKvResponse")]
+    KvResponse(ToClientKvResponse),
+    /// Tag 4.
+    #[doc(alias = "ToClientTunnelMessage")]
+    TunnelMessage(ToClientTunnelMessage),
+    /// Tag 5.
+    #[doc(alias = "ToClientPing")]
+    Ping(ToClientPing),
+}
+
+/// Runner → engine, on the runner's own WebSocket (`ToServer`, plain framing).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum ToServer {
+    /// Tag 0: the runner's first message.
+    #[doc(alias = "ToServerInit")]
+    Init(ToServerInit),
+    /// Tag 1.
+    #[doc(alias = "ToServerEvents")]
+    Events(ToServerEvents),
+    /// Tag 2.
+    #[doc(alias = "ToServerAckCommands")]
+    AckCommands(ToServerAckCommands),
+    /// Tag 3: the runner is shutting down and takes no new actors (no body).
+    #[doc(alias = "ToServerStopping")]
+    Stopping,
+    /// Tag 4: answer to [`ToClientPing`].
+    #[doc(alias = "ToServerPong")]
+    Pong(ToServerPong),
+    /// Tag 5.
+    #[doc(alias = "ToServerKvRequest")]
+    KvRequest(ToServerKvRequest),
+    /// Tag 6.
+    #[doc(alias = "ToServerTunnelMessage")]
+    TunnelMessage(ToServerTunnelMessage),
+}
+
+/// To a runner's connection, on the pub/sub hop (`ToRunner`, versioned framing).
+///
+/// Tags 2–4 are forwarded to the runner as [`ToClient`] tags 1, 2 and 4 (see
+/// [`to_runner_as_to_client`](super::to_runner_as_to_client)); a ping and a close are handled by
+/// the connection itself.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum ToRunner {
+    /// Tag 0: a gateway probes the runner connection; answered with [`ToGatewayPong`], never
+    /// forwarded to the runner.
+    #[doc(alias = "ToRunnerPing")]
+    Ping(ToRunnerPing),
+    /// Tag 1: close the runner's connection (no body).
+    #[doc(alias = "ToRunnerClose")]
+    Close,
+    /// Tag 2.
+    #[doc(alias = "ToClientCommands")]
+    Commands(ToClientCommands),
+    /// Tag 3.
+    #[doc(alias = "ToClientAckEvents")]
+    AckEvents(ToClientAckEvents),
+    /// Tag 4.
+    #[doc(alias = "ToClientTunnelMessage")]
+    TunnelMessage(ToClientTunnelMessage),
+}
+
+/// To a gateway, on the pub/sub hop (`ToGateway`, versioned framing).
+#[derive(Clone, PartialEq, Eq, Debug, Serialize)]
+pub enum ToGateway {
+    /// Tag 0.
+    #[doc(alias = "ToGatewayPong")]
+    #[serde(rename = "ToGatewayPong")]
+    Pong(ToGatewayPong),
+    /// Tag 1: forwarded from the runner's [`ToServer`] tag 6.
+    #[doc(alias = "ToServerTunnelMessage")]
+    #[serde(rename = "ToServerTunnelMessage")]
+    TunnelMessage(ToServerTunnelMessage),
+}
+
+impl Serialize for ToClient {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        const N: &str = "ToClient";
+        match self {
+            Self::Init(m) => s.serialize_newtype_variant(N, 0, "ToClientInit", m),
+            Self::Commands(m) => s.serialize_newtype_variant(N, 1, "ToClientCommands", m),
+            Self::AckEvents(m) => s.serialize_newtype_variant(N, 2, "ToClientAckEvents", m),
+            Self::KvResponse(m) => s.serialize_newtype_variant(N, 3, "ToClientKvResponse", m),
+            Self::TunnelMessage(m) => s.serialize_newtype_variant(N, 4, "ToClientTunnelMessage", m),
+            Self::Ping(m) => s.serialize_newtype_variant(N, 5, "ToClientPing", m),
+        }
+    }
+}
+
+impl Serialize for ToServer {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        const N: &str = "ToServer";
+        match self {
+            Self::Init(m) => s.serialize_newtype_variant(N, 0, "ToServerInit", m),
+            Self::Events(m) => s.serialize_newtype_variant(N, 1, "ToServerEvents", m),
+            Self::AckCommands(m) => s.serialize_newtype_variant(N, 2, "ToServerAckCommands", m),
+            Self::Stopping => s.serialize_unit_variant(N, 3, "ToServerStopping"),
+            Self::Pong(m) => s.serialize_newtype_variant(N, 4, "ToServerPong", m),
+            Self::KvRequest(m) => s.serialize_newtype_variant(N, 5, "ToServerKvRequest", m),
+            Self::TunnelMessage(m) => s.serialize_newtype_variant(N, 6, "ToServerTunnelMessage", m),
+        }
+    }
+}
+
+impl Serialize for ToRunner {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        const N: &str = "ToRunner";
+        match self {
+            Self::Ping(p) => s.serialize_newtype_variant(N, 0, "ToRunnerPing", p),
+            Self::Close => s.serialize_unit_variant(N, 1, "ToRunnerClose"),
+            Self::Commands(m) => s.serialize_newtype_variant(N, 2, "ToClientCommands", m),
+            Self::AckEvents(m) => s.serialize_newtype_variant(N, 3, "ToClientAckEvents", m),
+            Self::TunnelMessage(m) => s.serialize_newtype_variant(N, 4, "ToClientTunnelMessage", m),
+        }
+    }
+}
+
+fn unknown(union: &'static str, tag: u64, offset: usize) -> DecodeError {
+    DecodeError::UnknownTag { union, tag, offset }
+}
+
+impl Read for ToClient {
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let (tag, offset) = r.tag()?;
+        Ok(match tag {
+            0 => Self::Init(ToClientInit::read(r)?),
+            1 => Self::Commands(ToClientCommands::read(r)?),
+            2 => Self::AckEvents(ToClientAckEvents::read(r)?),
+            3 => Self::KvResponse(ToClientKvResponse::read(r)?),
+            4 => Self::TunnelMessage(ToClientTunnelMessage::read(r)?),
+            5 => Self::Ping(ToClientPing::read(r)?),
+            tag => return Err(unknown("ToClient", tag, offset)),
+        })
+    }
+}
+
+impl Read for ToServer {
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let (tag, offset) = r.tag()?;
+        Ok(match tag {
+            0 => Self::Init(ToServerInit::read(r)?),
+            1 => Self::Events(ToServerEvents::read(r)?),
+            2 => Self::AckCommands(ToServerAckCommands::read(r)?),
+            3 => Self::Stopping,
+            4 => Self::Pong(ToServerPong::read(r)?),
+            5 => Self::KvRequest(ToServerKvRequest::read(r)?),
+            6 => Self::TunnelMessage(ToServerTunnelMessage::read(r)?),
+            tag => return Err(unknown("ToServer", tag, offset)),
+        })
+    }
+}
+
+impl Read for ToRunner {
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let (tag, offset) = r.tag()?;
+        Ok(match tag {
+            0 => Self::Ping(ToRunnerPing::read(r)?),
+            1 => Self::Close,
+            2 => Self::Commands(ToClientCommands::read(r)?),
+            3 => Self::AckEvents(ToClientAckEvents::read(r)?),
+            4 => Self::TunnelMessage(ToClientTunnelMessage::read(r)?),
+            tag => return Err(unknown("ToRunner", tag, offset)),
+        })
+    }
+}
+
+impl Read for ToGateway {
+    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let (tag, offset) = r.tag()?;
+        Ok(match tag {
+            0 => Self::Pong(ToGatewayPong::read(r)?),
+            1 => Self::TunnelMessage(ToServerTunnelMessage::read(r)?),
+            tag => return Err(unknown("ToGateway", tag, offset)),
+        })
+    }
+}
+
+impl EncodedLen for ToClient {
+    fn encoded_len(&self) -> usize {
+        TAG_LEN
+            + match self {
+                Self::Init(m) => m.encoded_len(),
+                Self::Commands(m) => m.encoded_len(),
+                Self::AckEvents(m) => m.encoded_len(),
+                Self::KvResponse(m) => m.encoded_len(),
+                Self::TunnelMessage(m) => m.encoded_len(),
+                Self::Ping(m) => m.encoded_len(),
+            }
+    }
+}
+
+impl EncodedLen for ToServer {
+    fn encoded_len(&self) -> usize {
+        TAG_LEN
+            + match self {
+                Self::Init(m) => m.encoded_len(),
+                Self::Events(m) => m.encoded_len(),
+                Self::AckCommands(m) => m.encoded_len(),
+                Self::Stopping => 0,
+                Self::Pong(m) => m.encoded_len(),
+                Self::KvRequest(m) => m.encoded_len(),
+                Self::TunnelMessage(m) => m.encoded_len(),
+            }
+    }
+}
+
+impl EncodedLen for ToRunner {
+    fn encoded_len(&self) -> usize {
+        TAG_LEN
+            + match self {
+                Self::Ping(p) => p.encoded_len(),
+                Self::Close => 0,
+                Self::Commands(m) => m.encoded_len(),
+                Self::AckEvents(m) => m.encoded_len(),
+                Self::TunnelMessage(m) => m.encoded_len(),
+            }
+    }
+}
+
+impl EncodedLen for ToGateway {
+    fn encoded_len(&self) -> usize {
+        TAG_LEN
+            + match self {
+                Self::Pong(p) => p.encoded_len(),
+                Self::TunnelMessage(m) => m.encoded_len(),
+            }
+    }
+}

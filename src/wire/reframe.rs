@@ -1,0 +1,360 @@
+//! Moving frames between the two hops without re-encoding their payloads.
+//!
+//! A runner's connection sits between both hops: it receives versioned [`ToRunner`] frames from
+//! pub/sub and writes plain [`ToClient`] frames to the runner's WebSocket, and it reads plain
+//! [`ToServer`] frames from the runner and publishes versioned [`ToGateway`] frames. The message
+//! bodies have the same layout on both hops; only the framing (the 2-byte version prefix) and the
+//! union tag differ:
+//!
+//! The tag mapping is tabled in the [`wire`](super) module docs.
+//!
+//! Tags must be mapped, never copied: forwarded as is, a gateway's ping (tag 0) would reach the
+//! runner as `ToClient` tag 0, a `ToClientInit`.
+//!
+//! Each function checks the whole frame as strictly as [`decode`](super::decode) does (a frame
+//! is re-framed if and only if it decodes), then builds the output from the input's own bytes:
+//! prefix and tag replaced, body copied. Tunnel messages are validated without allocating; for
+//! every frame the output equals decoding, converting with the `TryFrom` impls here and encoding.
+
+use alloc::vec::Vec;
+
+use super::decode::{Read, Reader};
+use super::envelope::{ToClient, ToGateway, ToRunner, ToServer};
+use super::error::DecodeError;
+use super::types::{GatewayId, ToClientTunnelMessage, ToServerTunnelMessage};
+use super::{
+    DecodeLimits, PROTOCOL_VERSION, TUNNEL_COMPATIBLE_VERSIONS, VERSION_PREFIX_LEN, check_legacy,
+    check_size,
+};
+
+/// The result of re-framing one frame.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Reframed<M> {
+    /// The same message in the other hop's framing: a whole frame to send as is.
+    Frame(Vec<u8>),
+    /// A message that has no form on the other hop, decoded for the caller to act on.
+    Local(M),
+}
+
+/// A versioned `ToRunner` frame (pub/sub) as a plain `ToClient` frame (runner WebSocket).
+///
+/// Returns the frame's protocol version with the result; pings and closes come back as
+/// [`Reframed::Local`].
+///
+/// # Errors
+/// Everything [`decode_versioned`](super::decode_versioned) returns for this frame.
+pub fn to_runner_as_to_client(
+    frame: &[u8],
+    limits: &DecodeLimits,
+) -> Result<(u16, Reframed<ToRunner>), DecodeError> {
+    let (version, mut r) = versioned_reader::<ToRunner>(frame, limits)?;
+    let (tag, offset) = r.tag()?;
+    let new_tag = match tag {
+        0 | 1 => {
+            let mut r = Reader::new(frame, limits);
+            r.u16()?;
+            let msg = ToRunner::read(&mut r)?;
+            r.finish()?;
+            return Ok((version, Reframed::Local(msg)));
+        }
+        2 => skip_read::<super::ToClientCommands>(&mut r).map(|()| 1)?,
+        3 => skip_read::<super::ToClientAckEvents>(&mut r).map(|()| 2)?,
+        4 => validate_to_client_tunnel(&mut r).map(|()| 4)?,
+        tag => {
+            return Err(DecodeError::UnknownTag {
+                union: "ToRunner",
+                tag,
+                offset,
+            });
+        }
+    };
+    r.finish()?;
+    Ok((
+        version,
+        Reframed::Frame(splice(None, new_tag, &frame[offset + 1..])),
+    ))
+}
+
+/// A plain `ToClient` frame (runner WebSocket) as a versioned `ToRunner` frame with `version`
+/// (pub/sub). Init, KV responses and runner-socket pings come back as [`Reframed::Local`].
+///
+/// # Errors
+/// Everything [`decode`](super::decode) returns for this frame.
+pub fn to_client_as_to_runner(
+    frame: &[u8],
+    version: u16,
+    limits: &DecodeLimits,
+) -> Result<Reframed<ToClient>, DecodeError> {
+    check_size(frame, limits)?;
+    let mut r = Reader::new(frame, limits);
+    let (tag, offset) = r.tag()?;
+    let new_tag = match tag {
+        1 => skip_read::<super::ToClientCommands>(&mut r).map(|()| 2)?,
+        2 => skip_read::<super::ToClientAckEvents>(&mut r).map(|()| 3)?,
+        4 => validate_to_client_tunnel(&mut r).map(|()| 4)?,
+        0 | 3 | 5 => {
+            let mut r = Reader::new(frame, limits);
+            let msg = ToClient::read(&mut r)?;
+            r.finish()?;
+            return Ok(Reframed::Local(msg));
+        }
+        tag => {
+            return Err(DecodeError::UnknownTag {
+                union: "ToClient",
+                tag,
+                offset,
+            });
+        }
+    };
+    r.finish()?;
+    Ok(Reframed::Frame(splice(Some(version), new_tag, &frame[1..])))
+}
+
+/// A plain `ToServer` frame (runner WebSocket) as a versioned `ToGateway` frame with `version`
+/// (pub/sub). Everything but tunnel messages is for the engine and comes back as
+/// [`Reframed::Local`]; [`gateway_of`] names the gateway to publish a frame to.
+///
+/// # Errors
+/// Everything [`decode`](super::decode) returns for this frame.
+pub fn to_server_as_to_gateway(
+    frame: &[u8],
+    version: u16,
+    limits: &DecodeLimits,
+) -> Result<Reframed<ToServer>, DecodeError> {
+    check_size(frame, limits)?;
+    let mut r = Reader::new(frame, limits);
+    let (tag, _) = r.tag()?;
+    if tag != 6 {
+        let mut r = Reader::new(frame, limits);
+        let msg = ToServer::read(&mut r)?;
+        r.finish()?;
+        return Ok(Reframed::Local(msg));
+    }
+    validate_to_server_tunnel(&mut r)?;
+    r.finish()?;
+    Ok(Reframed::Frame(splice(Some(version), 1, &frame[1..])))
+}
+
+/// A versioned `ToGateway` frame (pub/sub) as a plain `ToServer` frame (runner WebSocket).
+/// Pongs come back as [`Reframed::Local`].
+///
+/// # Errors
+/// Everything [`decode_versioned`](super::decode_versioned) returns for this frame.
+pub fn to_gateway_as_to_server(
+    frame: &[u8],
+    limits: &DecodeLimits,
+) -> Result<(u16, Reframed<ToGateway>), DecodeError> {
+    let (version, mut r) = versioned_reader::<ToGateway>(frame, limits)?;
+    let (tag, offset) = r.tag()?;
+    match tag {
+        0 => {
+            let msg = ToGateway::Pong(Read::read(&mut r)?);
+            r.finish()?;
+            Ok((version, Reframed::Local(msg)))
+        }
+        1 => {
+            validate_to_server_tunnel(&mut r)?;
+            r.finish()?;
+            Ok((
+                version,
+                Reframed::Frame(splice(None, 6, &frame[offset + 1..])),
+            ))
+        }
+        tag => Err(DecodeError::UnknownTag {
+            union: "ToGateway",
+            tag,
+            offset,
+        }),
+    }
+}
+
+/// The gateway a versioned `ToGateway` tunnel frame is for (the pub/sub subject to publish it
+/// on), read without decoding the rest; `None` for any other frame.
+#[must_use]
+pub fn gateway_of(frame: &[u8]) -> Option<GatewayId> {
+    match frame.get(VERSION_PREFIX_LEN..VERSION_PREFIX_LEN + 5)? {
+        [1, a, b, c, d] => Some(GatewayId([*a, *b, *c, *d])),
+        _ => None,
+    }
+}
+
+fn versioned_reader<'a, M: super::Message>(
+    frame: &'a [u8],
+    limits: &DecodeLimits,
+) -> Result<(u16, Reader<'a>), DecodeError> {
+    check_size(frame, limits)?;
+    let mut r = Reader::new(frame, limits);
+    let version = r.u16()?;
+    if !TUNNEL_COMPATIBLE_VERSIONS.contains(&version) {
+        return Err(DecodeError::UnsupportedVersion { version });
+    }
+    if version != PROTOCOL_VERSION {
+        check_legacy::<M>(version, frame)?;
+    }
+    Ok((version, r))
+}
+
+/// Output frame: an optional version prefix, the new tag, then the body bytes unchanged.
+fn splice(version: Option<u16>, tag: u8, body: &[u8]) -> Vec<u8> {
+    let prefix = if version.is_some() {
+        VERSION_PREFIX_LEN
+    } else {
+        0
+    };
+    let mut out = Vec::with_capacity(prefix + 1 + body.len());
+    if let Some(v) = version {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.push(tag);
+    out.extend_from_slice(body);
+    out
+}
+
+/// Checks a control body by decoding it (control messages are small and rare).
+fn skip_read<T: Read>(r: &mut Reader<'_>) -> Result<(), DecodeError> {
+    T::read(r).map(drop)
+}
+
+/// Checks a `ToClientTunnelMessage` body as [`Read`] does, without copying payloads.
+fn validate_to_client_tunnel(r: &mut Reader<'_>) -> Result<(), DecodeError> {
+    r.message_id()?;
+    let (tag, offset) = r.tag()?;
+    match tag {
+        0 => {
+            r.str_ref()?;
+            r.str_ref()?;
+            r.str_ref()?;
+            r.headers()?;
+            r.opt(Reader::skip_data)?;
+            r.bool()?;
+        }
+        1 | 4 => {
+            r.skip_data()?;
+            r.bool()?;
+        }
+        2 => {}
+        3 => {
+            r.str_ref()?;
+            r.str_ref()?;
+            r.headers()?;
+        }
+        5 => {
+            r.opt(Reader::u16)?;
+            r.opt(Reader::str_ref)?;
+        }
+        tag => {
+            return Err(DecodeError::UnknownTag {
+                union: "ToClientTunnelMessageKind",
+                tag,
+                offset,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks a `ToServerTunnelMessage` body as [`Read`] does, without copying payloads.
+fn validate_to_server_tunnel(r: &mut Reader<'_>) -> Result<(), DecodeError> {
+    r.message_id()?;
+    let (tag, offset) = r.tag()?;
+    match tag {
+        0 => {
+            r.u16()?;
+            r.headers()?;
+            r.opt(Reader::skip_data)?;
+            r.bool()?;
+        }
+        1 | 4 => {
+            r.skip_data()?;
+            r.bool()?;
+        }
+        2 => {}
+        3 => {
+            r.bool()?;
+        }
+        5 => {
+            r.u16()?;
+        }
+        6 => {
+            r.opt(Reader::u16)?;
+            r.opt(Reader::str_ref)?;
+            r.bool()?;
+        }
+        tag => {
+            return Err(DecodeError::UnknownTag {
+                union: "ToServerTunnelMessageKind",
+                tag,
+                offset,
+            });
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The same mappings on decoded messages
+// ---------------------------------------------------------------------------------------------
+
+impl TryFrom<ToRunner> for ToClient {
+    type Error = ToRunner;
+
+    /// Commands, event acks and tunnel messages; a ping or a close is handed back.
+    fn try_from(m: ToRunner) -> Result<Self, ToRunner> {
+        match m {
+            ToRunner::Commands(c) => Ok(Self::Commands(c)),
+            ToRunner::AckEvents(a) => Ok(Self::AckEvents(a)),
+            ToRunner::TunnelMessage(t) => Ok(Self::TunnelMessage(t)),
+            other @ (ToRunner::Ping(_) | ToRunner::Close) => Err(other),
+        }
+    }
+}
+
+impl TryFrom<ToClient> for ToRunner {
+    type Error = ToClient;
+
+    /// Commands, event acks and tunnel messages; the rest is handed back.
+    fn try_from(m: ToClient) -> Result<Self, ToClient> {
+        match m {
+            ToClient::Commands(c) => Ok(Self::Commands(c)),
+            ToClient::AckEvents(a) => Ok(Self::AckEvents(a)),
+            ToClient::TunnelMessage(t) => Ok(Self::TunnelMessage(t)),
+            other => Err(other),
+        }
+    }
+}
+
+impl TryFrom<ToServer> for ToGateway {
+    type Error = ToServer;
+
+    /// Tunnel messages; the rest is handed back.
+    fn try_from(m: ToServer) -> Result<Self, ToServer> {
+        match m {
+            ToServer::TunnelMessage(t) => Ok(Self::TunnelMessage(t)),
+            other => Err(other),
+        }
+    }
+}
+
+impl TryFrom<ToGateway> for ToServer {
+    type Error = ToGateway;
+
+    /// Tunnel messages; a pong is handed back.
+    fn try_from(m: ToGateway) -> Result<Self, ToGateway> {
+        match m {
+            ToGateway::TunnelMessage(t) => Ok(Self::TunnelMessage(t)),
+            other @ ToGateway::Pong(_) => Err(other),
+        }
+    }
+}
+
+impl From<ToClientTunnelMessage> for ToRunner {
+    fn from(m: ToClientTunnelMessage) -> Self {
+        Self::TunnelMessage(m)
+    }
+}
+
+impl From<ToServerTunnelMessage> for ToGateway {
+    fn from(m: ToServerTunnelMessage) -> Self {
+        Self::TunnelMessage(m)
+    }
+}
