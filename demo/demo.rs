@@ -77,6 +77,7 @@ async fn gateway(args: &Args) -> std::io::Result<bool> {
         cold_start: args.cold_start,
         verbose: args.verbose,
         runner_token: args.runner_token.clone(),
+        websocket: demo::gateway::websocket_config(args.ws_read_buffer, args.ws_write_buffer),
         ..GatewayOptions::new(
             args.listen.clone(),
             scenario::gateway_config(args),
@@ -98,7 +99,7 @@ async fn gateway(args: &Args) -> std::io::Result<bool> {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let s = server.snapshot().await;
         if s.requests == 0 && !s.closes.is_empty() {
-            let g = server.stats().await;
+            let g = server.stats();
             println!(
                 "gateway done: published {}, replayed {}, acked {}, hibernations {}, wakes {}, sleeps {}",
                 g.messages_sent,
@@ -129,6 +130,7 @@ async fn runner(args: &Args) -> std::io::Result<bool> {
         report_interval: Duration::from_millis(20),
         delivered: std::sync::Arc::default(),
         load_delay: Duration::ZERO,
+        websocket: demo::gateway::websocket_config(args.ws_read_buffer, args.ws_write_buffer),
         token: args.runner_token.clone(),
     })
     .await?;

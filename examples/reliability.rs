@@ -35,13 +35,13 @@ use std::time::{Duration, Instant};
 use demo::args::Args;
 use demo::client::Client;
 use demo::gateway::{GatewayOptions, GatewayServer, Schedule};
-use demo::net::WsLimits;
 use demo::payload;
 use demo::runner::{RunnerInstance, RunnerOptions};
 use demo::scenario::{self, DataDir};
 use demo::storage::StorageKind;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 const USAGE: &str = "\
 usage: reliability idle  [--conns N] [--actors A] [--cycles C] [--tungstenite-defaults 1]
@@ -200,10 +200,13 @@ async fn start_gateway(o: &Opts) -> Result<GatewayServer, String> {
     let args = Args::default();
     GatewayServer::start(GatewayOptions {
         cold_start: Duration::from_millis(5),
-        client_ws: if o.defaults {
-            WsLimits::TUNGSTENITE_DEFAULTS
+        websocket: if o.defaults {
+            WebSocketConfig::default()
         } else {
-            WsLimits::CLIENT
+            demo::gateway::websocket_config(
+                demo::gateway::WS_READ_BUFFER,
+                demo::gateway::WS_WRITE_BUFFER,
+            )
         },
         ..GatewayOptions::new(
             "127.0.0.1:0".into(),
@@ -230,7 +233,7 @@ async fn idle(o: &Opts) -> Result<(), String> {
     load.ask(&format!("open {} {}", o.conns, o.actors)).await?;
     let opened = t.elapsed();
     let open_rss = settle().await;
-    let stats = server.stats().await;
+    let stats = server.stats();
     let per = |rss: u64| (rss.saturating_sub(base) as f64) * 1024.0 / o.conns.max(1) as f64;
     println!(
         "idle ({} buffers): {} connections on {} actors opened in {:.1}s; gateway RSS {} KiB before, {} KiB with them: {:.0} B per connection ({} live requests)",
@@ -251,13 +254,13 @@ async fn idle(o: &Opts) -> Result<(), String> {
         for a in 0..o.actors {
             server.sleep_actor(&format!("a{a}")).await;
         }
-        let stats = server.stats().await;
+        let stats = server.stats();
         let slept = settle().await;
         let t = Instant::now();
         load.ask("send").await?;
         let woke = t.elapsed();
         let awake = settle().await;
-        let after = server.stats().await;
+        let after = server.stats();
         println!(
             "cycle {c}: {} hibernating after the sleep ({} KiB, {:.0} B/conn); every client sent one message and got its echo in {:.1}s ({} KiB, {:.0} B/conn); {} live, {} closed",
             stats.hibernating,
@@ -292,7 +295,7 @@ async fn churn(o: &Opts) -> Result<(), String> {
         load.ask(&format!("churn {n} {}", o.concurrency)).await?;
         done += n;
         let rss = settle().await;
-        let s = server.stats().await;
+        let s = server.stats();
         let snap = server.snapshot().await;
         println!(
             "{done:>8} cycles ({:.0}/s): gateway RSS {rss} KiB, {} live requests, {} pending, {} opened, {} closed, {} records",
@@ -385,6 +388,10 @@ async fn child(url: String, token: String) {
                     load_delay: Duration::ZERO,
                     storage: StorageKind::File,
                     token: token.clone(),
+                    websocket: demo::gateway::websocket_config(
+                        demo::gateway::WS_READ_BUFFER,
+                        demo::gateway::WS_WRITE_BUFFER,
+                    ),
                 })
                 .await
                 {

@@ -116,6 +116,10 @@ async fn the_gateway_keeps_listening_after_running_out_of_file_descriptors() {
         delivered: Arc::default(),
         load_delay: Duration::ZERO,
         token: server.runner_token().into(),
+        websocket: demo::gateway::websocket_config(
+            demo::gateway::WS_READ_BUFFER,
+            demo::gateway::WS_WRITE_BUFFER,
+        ),
     })
     .await
     .expect("a runner connects after the errors");

@@ -66,6 +66,10 @@ async fn runner(server: &GatewayServer, dir: &DataDir) -> RunnerInstance {
         delivered: Arc::default(),
         load_delay: Duration::ZERO,
         token: server.runner_token().into(),
+        websocket: demo::gateway::websocket_config(
+            demo::gateway::WS_READ_BUFFER,
+            demo::gateway::WS_WRITE_BUFFER,
+        ),
     })
     .await
     .expect("runner connects")
@@ -144,7 +148,7 @@ async fn rogue_runners_are_refused_with_a_typed_reason_and_the_hibernating_clien
     assert_eq!(client.wait_echo(10, WAIT).await, Some((10, digest)));
     // The victim's socket hibernates: the window the rogue used.
     server.sleep_actor("victim").await;
-    assert_eq!(server.stats().await.hibernating, 1);
+    assert_eq!(server.stats().hibernating, 1);
 
     // 1. No token at all, 2. a wrong token: the upgrade itself is refused.
     let missing = refused(&server, None).await;
@@ -160,9 +164,16 @@ async fn rogue_runners_are_refused_with_a_typed_reason_and_the_hibernating_clien
 
     // 3. The right token but no hello: its first tunnel frame closes it (1008), and the frames
     // (a close 4000 and a message for every guessable id) never reach the engine.
-    let ws = connect_runner(&format!("{}/runner", server.url()), server.runner_token())
-        .await
-        .expect("the upgrade succeeds with the token");
+    let ws = connect_runner(
+        &format!("{}/runner", server.url()),
+        server.runner_token(),
+        demo::gateway::websocket_config(
+            demo::gateway::WS_READ_BUFFER,
+            demo::gateway::WS_WRITE_BUFFER,
+        ),
+    )
+    .await
+    .expect("the upgrade succeeds with the token");
     let (mut tx, mut rx) = ws.split();
     for guess in 1..=4u32 {
         for close in [false, true] {
@@ -212,7 +223,7 @@ async fn rogue_runners_are_refused_with_a_typed_reason_and_the_hibernating_clien
 
     // The victim is still there, hibernating; it wakes on its next message and every message
     // arrives once, with nothing injected in between (the echo digest covers the whole stream).
-    let stats = server.stats().await;
+    let stats = server.stats();
     assert_eq!((stats.hibernating, stats.closed), (1, 0), "{stats:?}");
     let digest = stream(&mut client, 10, 20, digest).await;
     assert_eq!(client.wait_echo(20, WAIT).await, Some((20, digest)));

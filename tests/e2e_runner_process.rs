@@ -112,6 +112,7 @@ async fn child(gateway: String, dir: String, storage: StorageKind, token: String
         delivered: Arc::default(),
         load_delay: Duration::ZERO,
         token,
+        websocket: demo::gateway::GatewayOptions::default().websocket,
     })
     .await
     .expect("the child runner connects");
@@ -214,11 +215,11 @@ async fn parent(storage: StorageKind) -> Result<(), String> {
         return Err(format!(
             "the stream was never committed; child exit {status:?}; {:?}; {:?}",
             server.snapshot().await,
-            server.stats().await
+            server.stats()
         ));
     };
     let snapshot = server.snapshot().await;
-    let stats = server.stats().await;
+    let stats = server.stats();
     let summary = format!(
         "child {first_pid:?} exit {status:?}; committed {committed:?}; expected digest {:016x}; \
          gateway {stats:?}; snapshot {snapshot:?}",

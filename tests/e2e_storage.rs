@@ -58,6 +58,7 @@ async fn setup(dir: &DataDir, storage: StorageKind) -> (GatewayServer, RunnerIns
         delivered: Arc::default(),
         load_delay: Duration::ZERO,
         token: server.runner_token().into(),
+        websocket: GatewayOptions::default().websocket,
     })
     .await
     .expect("runner connects");

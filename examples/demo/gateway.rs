@@ -17,7 +17,8 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use hibernating_ws::CloseFrame;
 use hibernating_ws::driver::tokio::{
-    ClientEvents, ClientOutput, ClientSender, GatewayDriver, GatewayHandle, GatewayIo, TokioClock,
+    ClientEvents, ClientOutput, ClientSender, GatewayDriver, GatewayHandle, GatewayIo,
+    GatewayOptions as DriverOptions, Outbox, QueueLimits, QueueStats, TokioClock, outbox,
 };
 use hibernating_ws::gateway::{
     CloseReason, Frame, Gateway, GatewayConfig, GatewayStats, GcReason, OpenRequest, RouteId,
@@ -30,13 +31,14 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame as WsCloseFrame;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_tungstenite::{WebSocketStream, accept_hdr_async_with_config};
 
 use super::auth::{self, RunnerRejection};
 use super::control::{Control, RunnerReport};
-use super::net::{self, WsLimits};
+use super::net;
 
 /// When the orchestrator puts the actor to sleep and when the runner is killed, counted in
 /// client messages read by the gateway.
@@ -83,29 +85,59 @@ pub struct GatewayOptions {
     pub cold_start: Duration,
     /// Progress lines on stderr.
     pub verbose: bool,
-    /// The token runners must present (`rivet_token.<token>` subprotocol).
+    /// Limits of each client's outbound queue: a client that does not read is paused, then
+    /// closed.
+    pub client_queue: QueueLimits,
+    /// Buffer sizes of every WebSocket ([`websocket_config`]).
+    pub websocket: WebSocketConfig,
+    /// The token runners must present (`rivet_token.<token>` subprotocol); default a fresh
+    /// random one.
     pub runner_token: String,
-    /// WebSocket buffers and limits of client connections.
-    pub client_ws: WsLimits,
-    /// WebSocket buffers and limits of runner connections.
-    pub runner_ws: WsLimits,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:0".into(),
+            config: GatewayConfig::default(),
+            schedule: Schedule::default(),
+            cold_start: Duration::ZERO,
+            verbose: false,
+            client_queue: QueueLimits::CLIENT,
+            websocket: websocket_config(WS_READ_BUFFER, WS_WRITE_BUFFER),
+            runner_token: auth::random_token(),
+        }
+    }
 }
 
 impl GatewayOptions {
-    /// Options with the demo's defaults: a fresh random runner token, the hops' default
-    /// WebSocket limits, a 20 ms cold start.
+    /// The defaults with `listen`, `config` and `schedule`.
     pub fn new(listen: String, config: GatewayConfig, schedule: Schedule) -> Self {
         Self {
             listen,
             config,
             schedule,
-            cold_start: Duration::from_millis(20),
-            verbose: false,
-            runner_token: auth::random_token(),
-            client_ws: WsLimits::CLIENT,
-            runner_ws: WsLimits::RUNNER,
+            ..Self::default()
         }
     }
+}
+/// Default read buffer of a WebSocket. tungstenite's own default (128 KiB per connection,
+/// allocated up front) is what an idle connection mostly costs; 8 KiB reads a frame of the
+/// demo's sizes in a few calls.
+pub const WS_READ_BUFFER: usize = 8 * 1024;
+/// Default write buffer of a WebSocket (writes are flushed once it is past this size).
+pub const WS_WRITE_BUFFER: usize = 8 * 1024;
+/// Most bytes a WebSocket buffers for writing before its writes fail (the connection is then
+/// dropped): bounds a peer that does not read.
+pub const WS_MAX_WRITE_BUFFER: usize = 4 * 1024 * 1024;
+
+/// The WebSocket configuration of the demo's connections: `read` and `write` buffer sizes, the
+/// write buffer capped at [`WS_MAX_WRITE_BUFFER`].
+pub fn websocket_config(read: usize, write: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(read)
+        .write_buffer_size(write)
+        .max_write_buffer_size(WS_MAX_WRITE_BUFFER.max(write + 1))
 }
 
 /// What the orchestrator saw (for the report and the tests).
@@ -230,7 +262,20 @@ pub struct GatewayServer {
 }
 
 /// Runner connections: where to publish for each route.
-type Routes = Arc<Mutex<BTreeMap<RouteId, UnboundedSender<Message>>>>;
+type Routes = Arc<Mutex<BTreeMap<RouteId, Outbox<LinkOut>>>>;
+
+/// A message for a runner connection, in its bounded outbox.
+pub(crate) struct LinkOut(pub(crate) Message);
+
+impl AsRef<[u8]> for LinkOut {
+    fn as_ref(&self) -> &[u8] {
+        match &self.0 {
+            Message::Binary(b) => b,
+            Message::Text(t) => t.as_bytes(),
+            _ => &[],
+        }
+    }
+}
 
 impl GatewayServer {
     /// Binds, then starts the driver, the orchestrator and the accept loop.
@@ -246,7 +291,13 @@ impl GatewayServer {
             routes: routes.clone(),
             orch: orch_tx.clone(),
         };
-        let (handle, driver) = GatewayDriver::spawn(gateway, io_side, clock);
+        let (driver, handle) = GatewayDriver::new(
+            gateway,
+            io_side,
+            clock,
+            DriverOptions::default().with_client_queue(opts.client_queue),
+        );
+        let driver = tokio::spawn(driver.run());
         let client_messages = Arc::new(AtomicU64::new(0));
         let accept_errors = Arc::new(AtomicU64::new(0));
         let running = Arc::new(AtomicBool::new(false));
@@ -278,13 +329,12 @@ impl GatewayServer {
             routes,
             next_route: AtomicU32::new(1),
             runner_token: opts.runner_token.clone(),
-            client_ws: opts.client_ws,
-            runner_ws: opts.runner_ws,
             schedule: opts.schedule.clone(),
             client_messages,
             kill: kill_tx,
             running,
             killed,
+            websocket: opts.websocket,
         });
         tasks.push(tokio::spawn(net::accept_loop(
             listener,
@@ -337,14 +387,19 @@ impl GatewayServer {
         rx.await.unwrap_or_default()
     }
 
+    /// Fill levels of the clients' outbound queues.
+    pub fn queue_stats(&self) -> QueueStats {
+        self.handle.queue_stats()
+    }
+
     /// The engine's counters.
-    pub async fn stats(&self) -> GatewayStats {
-        self.handle.stats().await.unwrap_or_default()
+    pub fn stats(&self) -> GatewayStats {
+        self.handle.call(|g, _| g.stats()).unwrap_or_default()
     }
 
     /// Stops everything; returns the engine.
     pub async fn shutdown(self) -> Option<Gateway> {
-        self.handle.shutdown().await;
+        self.handle.shutdown();
         let gateway = self.driver.await.ok();
         for t in self.tasks {
             t.abort();
@@ -360,14 +415,13 @@ struct Shared {
     routes: Routes,
     next_route: AtomicU32,
     runner_token: String,
-    client_ws: WsLimits,
-    runner_ws: WsLimits,
     schedule: Schedule,
     client_messages: Arc<AtomicU64>,
     kill: UnboundedSender<()>,
     /// Whether the scheduled actor runs (maintained by the orchestrator).
     running: Arc<AtomicBool>,
     killed: Arc<AtomicBool>,
+    websocket: WebSocketConfig,
 }
 
 /// How long a connection may take to complete its WebSocket handshake.
@@ -375,16 +429,6 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One TCP connection: a runner (`/runner`, authenticated) or a client (`/actors/<actor>`).
 async fn connection(tcp: TcpStream, shared: Arc<Shared>) {
-    // The hop decides the buffer sizes, so the path is read before the handshake.
-    let Ok(Some(peeked)) = tokio::time::timeout(HANDSHAKE_TIMEOUT, net::peek_path(&tcp)).await
-    else {
-        return;
-    };
-    let limits = if peeked == "/runner" {
-        shared.runner_ws
-    } else {
-        shared.client_ws
-    };
     let mut path = String::new();
     let mut rejected = None;
     let token = shared.runner_token.as_str();
@@ -417,7 +461,7 @@ async fn connection(tcp: TcpStream, shared: Arc<Shared>) {
     };
     let ws = tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
-        accept_hdr_async_with_config(tcp, callback, Some(limits.config())),
+        accept_hdr_async_with_config(tcp, callback, Some(shared.websocket)),
     )
     .await;
     if let Some(why) = rejected {
@@ -437,13 +481,12 @@ async fn connection(tcp: TcpStream, shared: Arc<Shared>) {
 async fn runner_connection(ws: WebSocketStream<TcpStream>, shared: Arc<Shared>) {
     let route = RouteId(u64::from(shared.next_route.fetch_add(1, Ordering::Relaxed)));
     let (mut ws_tx, mut ws_rx) = ws.split();
-    let (out_tx, mut out_rx) = unbounded_channel::<Message>();
+    let (out_tx, mut out_rx) = outbox::<LinkOut>(QueueLimits::LINK);
     let writer = tokio::spawn(async move {
-        while let Some(msg) = out_rx.recv().await {
-            if ws_tx.feed(msg).await.is_err() {
-                return;
-            }
-            while let Ok(msg) = out_rx.try_recv() {
+        // Everything queued at once, one flush per batch.
+        let mut batch = Vec::new();
+        while out_rx.recv_many(&mut batch).await > 0 {
+            for LinkOut(msg) in batch.drain(..) {
                 if ws_tx.feed(msg).await.is_err() {
                     return;
                 }
@@ -452,6 +495,8 @@ async fn runner_connection(ws: WebSocketStream<TcpStream>, shared: Arc<Shared>) 
                 return;
             }
         }
+        // The runner did not drain its link (the outbox overflowed), or the link ends.
+        let _ = ws_tx.close().await;
     });
     let mut up = false;
     while let Some(Ok(msg)) = ws_rx.next().await {
@@ -460,14 +505,14 @@ async fn runner_connection(ws: WebSocketStream<TcpStream>, shared: Arc<Shared>) 
                 // No tunnel frame counts before the runner said who it is.
                 let why = RunnerRejection::HelloRequired;
                 let _ = shared.orch.send(Orch::RunnerRejected { why });
-                let _ = out_tx.send(Message::Close(Some(WsCloseFrame {
+                let _ = out_tx.push(LinkOut(Message::Close(Some(WsCloseFrame {
                     code: CloseCode::from(why.close_code()),
                     reason: why.reason().into(),
-                })));
+                }))));
                 break;
             }
             Message::Binary(b) => {
-                let handed = shared.handle.runner_frame(route, Vec::from(b)).await;
+                let handed = shared.handle.runner_frame(route, &b);
                 if handed.is_err() {
                     break;
                 }
@@ -487,7 +532,7 @@ async fn runner_connection(ws: WebSocketStream<TcpStream>, shared: Arc<Shared>) 
                 _ => {}
             },
             Message::Close(_) => {
-                let _ = out_tx.send(Message::Close(None));
+                let _ = out_tx.push(LinkOut(Message::Close(None)));
                 break;
             }
             _ => {}
@@ -538,7 +583,7 @@ async fn client_connection(
         path,
         headers: Headers::new(),
     };
-    let Ok((sender, events)) = shared.handle.open(request_id, route, open).await else {
+    let Ok((sender, events)) = shared.handle.open(request_id, route, open) else {
         let _ = shared.orch.send(Orch::Closed {
             request_id,
             reason: "open refused".into(),
@@ -565,26 +610,24 @@ async fn client_reader(
         if sender.readable().await.is_err() {
             return;
         }
-        let (data, binary) = match ws_rx.next().await {
-            Some(Ok(Message::Text(t))) => (Vec::from(Bytes::from(t)), false),
-            Some(Ok(Message::Binary(b))) => (Vec::from(b), true),
+        let handed = match ws_rx.next().await {
+            Some(Ok(Message::Text(t))) => sender.message(t.as_bytes(), false).await,
+            Some(Ok(Message::Binary(b))) => sender.message(&b, true).await,
             Some(Ok(Message::Close(frame))) => {
                 let frame = frame.map(|f| CloseFrame {
                     code: Some(u16::from(f.code)),
                     reason: (!f.reason.is_empty()).then(|| f.reason.as_str().to_string()),
                 });
-                let _ = sender
-                    .close(Some(frame.unwrap_or_else(|| CloseFrame::code(1005))))
-                    .await;
+                let _ = sender.close(Some(frame.unwrap_or_else(|| CloseFrame::code(1005))));
                 return;
             }
             Some(Ok(_)) => continue,
             Some(Err(_)) | None => {
-                let _ = sender.close(None).await;
+                let _ = sender.close(None);
                 return;
             }
         };
-        if sender.message(data, binary).await.is_err() {
+        if handed.is_err() {
             return;
         }
         let n = shared.client_messages.fetch_add(1, Ordering::Relaxed) + 1;
@@ -652,7 +695,7 @@ impl GatewayIo for GatewaySide {
         // No subscriber (the runner is gone): dropped, as on a pub/sub subject; the pending
         // buffer replays it after the next wake.
         if let Some(tx) = lock(&self.routes).get(&route) {
-            let _ = tx.send(Message::Binary(Bytes::from_owner(frame)));
+            let _ = tx.push(LinkOut(Message::Binary(Bytes::from_owner(frame))));
         }
     }
 
@@ -764,7 +807,7 @@ struct Orchestrator {
 impl Orchestrator {
     async fn run(mut self, mut rx: UnboundedReceiver<Orch>) {
         while let Some(ev) = rx.recv().await {
-            self.event(ev).await;
+            self.event(ev);
         }
     }
 
@@ -789,7 +832,7 @@ impl Orchestrator {
     }
 
     #[allow(clippy::too_many_lines)]
-    async fn event(&mut self, ev: Orch) {
+    fn event(&mut self, ev: Orch) {
         match ev {
             Orch::RunnerUp { route, name } => {
                 self.log(format!("runner {name} connected (route {})", route.0));
@@ -829,7 +872,7 @@ impl Orchestrator {
                     if matches!(p.phase, Phase::Stopping(_)) {
                         p.deferred_sleeps.push(None);
                     }
-                    self.stopped(&actor).await;
+                    self.stopped(&actor);
                 }
             }
             Orch::RunnerControl { route, control } => match control {
@@ -877,7 +920,7 @@ impl Orchestrator {
                         .map(|(r, _)| *r)
                         .collect();
                     for request_id in requests {
-                        let _ = self.gw.wake(request_id, route).await;
+                        let _ = self.gw.call(|g, now| g.wake(now, request_id, route));
                     }
                     if let Some(reply) = deferred {
                         self.sleep(&actor, reply);
@@ -887,7 +930,7 @@ impl Orchestrator {
                     let p = self.placement(&actor);
                     if matches!(p.phase, Phase::Running(r) | Phase::Stopping(r) if r == route) {
                         p.start_failures = 0;
-                        self.stopped(&actor).await;
+                        self.stopped(&actor);
                         self.snapshot.sleeps += 1;
                     }
                 }
@@ -902,7 +945,7 @@ impl Orchestrator {
                         self.log(format!("actor {actor}: start failed: {error}"));
                         self.snapshot.start_failures += 1;
                         self.snapshot.last_start_error = Some(error);
-                        self.stopped(&actor).await;
+                        self.stopped(&actor);
                     }
                 }
                 Control::Stats(report) => {
@@ -942,7 +985,7 @@ impl Orchestrator {
                 }
                 match phase {
                     Phase::Running(route) => {
-                        let _ = self.gw.wake(request_id, route).await;
+                        let _ = self.gw.call(|g, now| g.wake(now, request_id, route));
                     }
                     Phase::Stopped => self.want_running(&actor, self.cold_start),
                     // Woken when the actor runs (Started).
@@ -955,7 +998,9 @@ impl Orchestrator {
             }
             Orch::Upsert { request_id, actor } => {
                 self.records.insert(request_id, actor);
-                let _ = self.gw.record_upserted(request_id).await;
+                let _ = self
+                    .gw
+                    .call(|g, now| g.hibernating_record_upserted(now, request_id));
             }
             Orch::Delete { request_id } => {
                 self.records.remove(&request_id);
@@ -1020,6 +1065,19 @@ impl Orchestrator {
         p.phase = Phase::Starting(route);
         self.log(format!("actor {actor}: starting on route {}", route.0));
         self.snapshot.starts += 1;
+        // The actor's hibernating requests accept the restore's answers from this runner (and
+        // no other connection) until they are woken here.
+        let requests: Vec<RequestId> = self
+            .requests
+            .iter()
+            .filter(|(_, a)| a.as_str() == actor)
+            .map(|(r, _)| *r)
+            .collect();
+        for request_id in requests {
+            let _ = self
+                .gw
+                .call(|g, now| g.actor_starting(now, request_id, route));
+        }
         self.send(
             route,
             &Control::Start {
@@ -1059,7 +1117,7 @@ impl Orchestrator {
     }
 
     /// The actor stopped (it slept, or its runner is gone): its requests hibernate.
-    async fn stopped(&mut self, actor: &str) {
+    fn stopped(&mut self, actor: &str) {
         self.log(format!("actor {actor} stopped"));
         self.set_running(actor, false);
         let p = self.placement(actor);
@@ -1072,7 +1130,7 @@ impl Orchestrator {
             .map(|(r, _)| *r)
             .collect();
         for request_id in requests {
-            let _ = self.gw.actor_stopped(request_id).await;
+            let _ = self.gw.call(|g, now| g.actor_stopped(now, request_id));
         }
         for s in sleepers {
             let _ = s.send(());
@@ -1087,7 +1145,7 @@ impl Orchestrator {
 
     fn send(&self, route: RouteId, c: &Control) {
         if let Some(tx) = lock(&self.routes).get(&route) {
-            let _ = tx.send(Message::text(c.to_text()));
+            let _ = tx.push(LinkOut(Message::text(c.to_text())));
         }
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! * [`payload`]: the seeded message stream and its digest.
 //! * [`auth`]: the runner hop's token and the random request ids.
-//! * [`net`]: the accept loop that survives errors, WebSocket buffer sizes per hop.
+//! * [`net`]: the accept loop that survives accept errors.
 //! * [`storage`]: one file per actor, written atomically.
 //! * [`control`]: the small control protocol between the gateway's orchestrator and runners.
 //! * [`gateway`]: the gateway process: client WebSockets, runner WebSockets, the orchestrator.

@@ -31,8 +31,13 @@ impl Gateway {
         route: RouteId,
     ) -> Result<(), UnknownRequest> {
         self.advance(now);
-        let slot = self.slot_of(request_id).ok_or(UnknownRequest)?;
-        let req = self.requests.get_mut(slot).ok_or(UnknownRequest)?;
+        let slot = self
+            .slot_of(request_id)
+            .ok_or(UnknownRequest { request_id })?;
+        let req = self
+            .requests
+            .get_mut(slot)
+            .ok_or(UnknownRequest { request_id })?;
         if req.phase != Phase::Hibernating {
             return Ok(());
         }

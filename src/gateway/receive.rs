@@ -75,7 +75,10 @@ impl Gateway {
         let ToServerTunnelMessage { message_id, kind } = msg;
         if message_id.gateway_id != self.id {
             self.stats.dropped_wrong_gateway += 1;
-            return Err(ReceiveError::WrongGateway);
+            return Err(ReceiveError::WrongGateway {
+                request_id: message_id.request_id,
+                gateway_id: message_id.gateway_id,
+            });
         }
         // While a request hibernates it has no live runner: the actor's declared next runner
         // answers its restore (ack of the persisted index, or a close) and may already talk to
@@ -86,21 +89,21 @@ impl Gateway {
             | ToServerTunnelMessageKind::WebSocketMessage(_) => true,
             _ => false,
         };
-        let slot = match self.checked_slot(message_id.request_id, route, restore_answer) {
+        let request_id = message_id.request_id;
+        let slot = match self.checked_slot(request_id, route, restore_answer) {
             Ok(slot) => slot,
-            Err(ReceiveError::UnknownRequest) => {
+            Err(e @ ReceiveError::UnknownRequest { .. }) => {
                 if !matches!(kind, ToServerTunnelMessageKind::WebSocketClose(_)) {
-                    self.answer_unknown_request(route, message_id.request_id);
+                    self.answer_unknown_request(route, request_id);
                 }
-                return Err(ReceiveError::UnknownRequest);
+                return Err(e);
             }
             Err(e) => return Err(e),
         };
         let Some(req) = self.requests.get_mut(slot) else {
-            return Err(ReceiveError::UnknownRequest);
+            return Err(ReceiveError::UnknownRequest { request_id });
         };
         let (phase, hibernatable) = (req.phase, req.hibernatable);
-        let request_id = message_id.request_id;
         if req.route == route
             && let Some(active) = req.active_mut()
         {
@@ -178,6 +181,7 @@ impl Gateway {
             (phase, kind) => {
                 self.stats.dropped_invalid_for_phase += 1;
                 Err(ReceiveError::InvalidForPhase {
+                    request_id,
                     phase,
                     kind: kind_name(&kind),
                 })
@@ -233,7 +237,7 @@ impl Gateway {
     ) -> Result<u32, ReceiveError> {
         let Some(slot) = self.slot_of(request_id) else {
             self.stats.dropped_unknown_request += 1;
-            return Err(ReceiveError::UnknownRequest);
+            return Err(ReceiveError::UnknownRequest { request_id });
         };
         match self.requests.get(slot) {
             Some(req) if req.route == route => Ok(slot),
@@ -246,11 +250,11 @@ impl Gateway {
             }
             Some(_) => {
                 self.stats.dropped_wrong_route += 1;
-                Err(ReceiveError::WrongRoute)
+                Err(ReceiveError::WrongRoute { request_id, route })
             }
             None => {
                 self.stats.dropped_unknown_request += 1;
-                Err(ReceiveError::UnknownRequest)
+                Err(ReceiveError::UnknownRequest { request_id })
             }
         }
     }
