@@ -334,8 +334,9 @@ impl Runner {
         let ids: Vec<SocketId> = actor.sockets.iter().copied().collect();
         // Every socket of the actor is handed back (the gateway hibernates or closes the request
         // once it learns of the stop); frames meanwhile are dropped, not answered.
+        let actor_id: String = actor_id.into();
         for id in routes.iter().chain(&ids) {
-            self.remember_handed_back(*id);
+            self.remember_handed_back(*id, &actor_id);
         }
         self.clear_routes(aslot, routes);
         for id in ids {
@@ -644,7 +645,8 @@ impl Runner {
             socket,
             reason: CloseReason::Hibernated,
         });
-        self.remember_handed_back(socket);
+        let actor_id = self.actor_id_of(slot);
+        self.remember_handed_back(socket, &actor_id);
         self.remove_socket(slot);
         self.finish();
         Ok(())

@@ -3,7 +3,8 @@
 
 use crate::fuzz::{TRACE_LEN, payload};
 use crate::gateway::{
-    CloseReason, OpenError, OpenRequest, OverflowPolicy, Phase, RouteId, SendError, WakeError,
+    CloseReason, OpenError, OpenRequest, OverflowPolicy, Phase, ReceiveError, RouteId, SendError,
+    WakeError,
 };
 use crate::index::MessageIndex;
 use crate::time::Timestamp;
@@ -215,6 +216,7 @@ impl Harness {
                     ToServerTunnelMessageKind::WebSocketMessageAck(a) => Some(a.index),
                     _ => None,
                 };
+                let is_close = matches!(msg.kind, ToServerTunnelMessageKind::WebSocketClose(_));
                 let result = match version {
                     None => self
                         .gw
@@ -226,6 +228,9 @@ impl Harness {
                     }
                 };
                 if result.is_err() {
+                    if matches!(result, Err(ReceiveError::UnknownRequest { .. })) && !is_close {
+                        self.expect_request_not_found(RouteId(route.into()), id);
+                    }
                     self.expect_quiet("dropped runner input");
                     self.fail_if(
                         self.gw.request(id) != before,
