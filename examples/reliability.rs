@@ -21,7 +21,8 @@
     clippy::std_instead_of_core,
     clippy::std_instead_of_alloc,
     clippy::too_many_lines,
-    clippy::cast_precision_loss
+    clippy::cast_precision_loss,
+    clippy::disallowed_methods // a benchmark measures its own wall-clock time
 )] // application code on std
 
 #[path = "demo/lib.rs"]
@@ -157,7 +158,7 @@ struct Load {
 }
 
 impl Load {
-    async fn spawn(server: &GatewayServer) -> Result<Self, String> {
+    fn spawn(server: &GatewayServer) -> Result<Self, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut child = tokio::process::Command::new(exe)
             .env(CHILD_URL, server.url())
@@ -226,7 +227,7 @@ async fn settle() -> u64 {
 
 async fn idle(o: &Opts) -> Result<(), String> {
     let server = start_gateway(o).await?;
-    let mut load = Load::spawn(&server).await?;
+    let mut load = Load::spawn(&server)?;
     load.ask("runner").await?;
     let base = settle().await;
     let t = Instant::now();
@@ -280,7 +281,7 @@ async fn idle(o: &Opts) -> Result<(), String> {
 
 async fn churn(o: &Opts) -> Result<(), String> {
     let server = start_gateway(o).await?;
-    let mut load = Load::spawn(&server).await?;
+    let mut load = Load::spawn(&server)?;
     load.ask("runner").await?;
     let cycles = if o.cycles == 0 { 10_000 } else { o.cycles };
     let step = (cycles / 10).max(1);
@@ -448,10 +449,10 @@ async fn open_all(url: &str, n: usize, actors: usize) -> Result<Vec<Held>, Strin
     let mut set = JoinSet::new();
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
-        if set.len() >= 256 {
-            if let Some(r) = set.join_next().await {
-                out.push(r.map_err(|e| e.to_string())??);
-            }
+        if set.len() >= 256
+            && let Some(r) = set.join_next().await
+        {
+            out.push(r.map_err(|e| e.to_string())??);
         }
         let url = url.to_string();
         set.spawn(async move {
@@ -493,10 +494,10 @@ async fn send_all(held: &mut [Held]) -> Result<(), String> {
 async fn churn_some(url: &str, n: u64, k: usize) -> Result<(), String> {
     let mut set = JoinSet::new();
     for i in 0..n {
-        if set.len() >= k {
-            if let Some(r) = set.join_next().await {
-                r.map_err(|e| e.to_string())??;
-            }
+        if set.len() >= k
+            && let Some(r) = set.join_next().await
+        {
+            r.map_err(|e| e.to_string())??;
         }
         let url = url.to_string();
         set.spawn(async move {

@@ -776,6 +776,7 @@ impl StateMachineTest for RunnerTest {
         }
     }
 
+    #[allow(clippy::too_many_lines)] // one transition after another
     fn apply(mut sut: Sut, model: &Model, t: Transition) -> Sut {
         let now = sut.now;
         // Late results of closed sockets: harmless, and never taken for a newer socket's.

@@ -56,9 +56,7 @@ impl RunnerRejection {
     }
 
     /// The WebSocket close code for a rejection after the upgrade: 1008 (policy violation).
-    pub const fn close_code(self) -> u16 {
-        1008
-    }
+    pub const CLOSE_CODE: u16 = 1008;
 }
 
 impl fmt::Display for RunnerRejection {
@@ -69,10 +67,16 @@ impl fmt::Display for RunnerRejection {
 
 /// A fresh random token: 32 bytes from the OS generator, hex encoded.
 pub fn random_token() -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut bytes = [0u8; 32];
     // A platform without an OS generator cannot run the demo safely.
     getrandom::fill(&mut bytes).expect("the OS random number generator is available");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    s
 }
 
 /// A fresh random request id (4 bytes from the OS generator).

@@ -506,7 +506,7 @@ async fn runner_connection(ws: WebSocketStream<TcpStream>, shared: Arc<Shared>) 
                 let why = RunnerRejection::HelloRequired;
                 let _ = shared.orch.send(Orch::RunnerRejected { why });
                 let _ = out_tx.push(LinkOut(Message::Close(Some(WsCloseFrame {
-                    code: CloseCode::from(why.close_code()),
+                    code: CloseCode::from(RunnerRejection::CLOSE_CODE),
                     reason: why.reason().into(),
                 }))));
                 break;

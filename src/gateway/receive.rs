@@ -90,28 +90,13 @@ impl Gateway {
             _ => false,
         };
         let request_id = message_id.request_id;
-        let slot = match self.checked_slot(request_id, route, restore_answer) {
-            Ok(slot) => slot,
-            Err(e @ ReceiveError::UnknownRequest { .. }) => {
-                if !matches!(kind, ToServerTunnelMessageKind::WebSocketClose(_)) {
-                    self.answer_unknown_request(route, request_id);
-                }
-                return Err(e);
-            }
-            Err(e) => return Err(e),
-        };
+        let is_close = matches!(kind, ToServerTunnelMessageKind::WebSocketClose(_));
+        let slot = self.slot_or_answer(request_id, route, restore_answer, is_close)?;
         let Some(req) = self.requests.get_mut(slot) else {
             return Err(ReceiveError::UnknownRequest { request_id });
         };
         let (phase, hibernatable) = (req.phase, req.hibernatable);
-        if req.route == route
-            && let Some(active) = req.active_mut()
-        {
-            // Traffic from the runner proves it holds the socket: no probe needed for a while.
-            // Both only move later: the queued timer entry stays early enough.
-            active.last_pong = now;
-            active.next_ping = active.next_ping.max(now + self.config.ping_interval);
-        }
+        self.heard_from(slot, route, now);
         match (phase, kind) {
             (
                 _,
@@ -208,6 +193,36 @@ impl Gateway {
             active.last_pong = now;
         }
         Ok(())
+    }
+
+    /// [`checked_slot`](Self::checked_slot); a message (not a close) for an unknown request is
+    /// answered with close 1011 `ws.request_not_found`.
+    fn slot_or_answer(
+        &mut self,
+        request_id: RequestId,
+        route: RouteId,
+        restore_answer: bool,
+        is_close: bool,
+    ) -> Result<u32, ReceiveError> {
+        let result = self.checked_slot(request_id, route, restore_answer);
+        if matches!(result, Err(ReceiveError::UnknownRequest { .. })) && !is_close {
+            self.answer_unknown_request(route, request_id);
+        }
+        result
+    }
+
+    /// Traffic from the current route of an active request proves its runner holds the socket:
+    /// it counts as a pong, and no probe is needed for a ping interval. Both deadlines only move
+    /// later, so the queued timer entry stays early enough.
+    fn heard_from(&mut self, slot: u32, route: RouteId, now: Timestamp) {
+        let interval = self.config.ping_interval;
+        if let Some(req) = self.requests.get_mut(slot)
+            && req.route == route
+            && let Some(active) = req.active_mut()
+        {
+            active.last_pong = now;
+            active.next_ping = active.next_ping.max(now + interval);
+        }
     }
 
     /// Answers a runner message for a request this gateway does not have with close 1011

@@ -362,6 +362,7 @@ impl Harness {
         }
     }
 
+    #[allow(clippy::too_many_lines)] // one outcome check after another
     pub(super) fn send(&mut self, now: Timestamp, req: u8, len: usize, binary: bool) {
         let id = request_id(req);
         let data = payload(len, req);
