@@ -844,31 +844,18 @@ impl StateMachineTest for RunnerTest {
                 if existed {
                     assert_eq!(result, Ok(()));
                 } else {
-                    assert_eq!(
-                        result,
-                        Err(ReceiveError::UnknownSocket {
-                            socket: socket_id(s)
-                        })
-                    );
+                    let socket = socket_id(s);
+                    assert_eq!(result, Err(ReceiveError::UnknownSocket { socket }));
                 }
                 sut.stopping.remove(&s);
             }
             Transition::Send { s } => {
-                let result = sut.runner.send(now, socket_id(s), b"out", true);
-                match sut.runner.socket(socket_id(s)).map(|i| i.state) {
+                let socket = socket_id(s);
+                let result = sut.runner.send(now, socket, b"out", true);
+                match sut.runner.socket(socket).map(|i| i.state) {
                     Some(SocketState::Open) => assert!(result.is_ok()),
-                    Some(_) => assert_eq!(
-                        result,
-                        Err(SendError::NotOpen {
-                            socket: socket_id(s)
-                        })
-                    ),
-                    None => assert_eq!(
-                        result,
-                        Err(SendError::UnknownSocket {
-                            socket: socket_id(s)
-                        })
-                    ),
+                    Some(_) => assert_eq!(result, Err(SendError::NotOpen { socket })),
+                    None => assert_eq!(result, Err(SendError::UnknownSocket { socket })),
                 }
             }
             Transition::Stop => {
