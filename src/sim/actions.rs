@@ -56,7 +56,7 @@ impl World {
                 let pid = parse_pid(&data, binary);
                 tr!(self, "client{c} ← gw: msg {}", PidFmt(pid));
                 match pid {
-                    Some(pid) if self.conns[c].app_sent.contains(&pid) => {
+                    Some(pid) if self.conns[c].facts.app_sent.contains(&pid) => {
                         self.count("client_received");
                     }
                     _ => self.violation(format!(
@@ -68,10 +68,10 @@ impl World {
             A::CloseClient { request_id, frame } => {
                 if let Some(&c) = self.by_req.get(&request_id) {
                     tr!(self, "client{c} ← gw: close {frame:?}");
-                    if self.conns[c].client_got.is_some() {
+                    if self.conns[c].facts.client_got.is_some() {
                         self.violation(format!("client{c} got two close frames"));
                     }
-                    self.conns[c].client_got = Some(frame);
+                    self.conns[c].facts.client_got = Some(frame);
                 }
             }
             A::Opened {
@@ -141,11 +141,13 @@ impl World {
         };
         tr!(self, "gw: closed conn{c}: {reason:?}");
         *self
+            .oracle
             .closes
             .entry(format!("gateway {}", gw_reason_name(&reason)))
             .or_insert(0) += 1;
         if self.stage != Stage::Chaos {
             *self
+                .oracle
                 .closes
                 .entry(format!("heal: gateway {}", gw_reason_name(&reason)))
                 .or_insert(0) += 1;
@@ -156,14 +158,15 @@ impl World {
             ));
         }
         let conn = &mut self.conns[c];
-        if conn.gw_close.is_some() {
+        if conn.facts.gw_close.is_some() {
             self.violation(format!("conn{c}: two gateway Closed"));
             return;
         }
         conn.state = ClientState::Closed;
         conn.blocked = None;
         if conn.gw_hibernating {
-            conn.orphan_cause
+            conn.facts
+                .orphan_cause
                 .get_or_insert("closed while hibernating (no close sent)");
         }
         // The runner's close this one echoes must exist (mapped through the close frame).
@@ -184,27 +187,28 @@ impl World {
         let ack_unexplained = match &reason {
             gateway::CloseReason::Collected(GcReason::AckTimeout { first, .. }) => {
                 let sent = conn
+                    .facts
                     .accepted
                     .iter()
                     .rposition(|(i, _)| i == first)
-                    .and_then(|pos| conn.accepted_at.get(pos).copied())
+                    .and_then(|pos| conn.facts.accepted_at.get(pos).copied())
                     .unwrap_or(Timestamp::ZERO)
-                    .max(conn.last_wake_at);
-                conn.lasting.is_none()
-                    && conn.orphan_cause.is_none()
-                    && conn.last_transient_at.is_none_or(|t| t < sent)
+                    .max(conn.facts.last_wake_at);
+                conn.facts.lasting.is_none()
+                    && conn.facts.orphan_cause.is_none()
+                    && conn.facts.last_transient_at.is_none_or(|t| t < sent)
             }
             // A wake or the record refresh does not travel the tunnel: only a lasting fault
             // (crash, clock jump, failed upsert) explains missing it.
             gateway::CloseReason::Collected(
                 GcReason::WakeTimeout | GcReason::HibernationTimeout,
-            ) => conn.lasting.is_none(),
+            ) => conn.facts.lasting.is_none(),
             _ => false,
         };
-        conn.gw_close = Some(reason);
-        let undisturbed = conn.disturbed.is_none() || ack_unexplained;
+        conn.facts.gw_close = Some(reason);
+        let undisturbed = conn.facts.disturbed.is_none() || ack_unexplained;
         if let Some(f) = echoed
-            && !conn.runner_published.contains(&f)
+            && !conn.facts.runner_published.contains(&f)
         {
             self.violation(format!(
                 "conn{c}: gateway reports a runner close {f:?} no runner published"
@@ -262,7 +266,6 @@ impl World {
         c
     }
 
-    #[allow(clippy::too_many_lines)]
     pub(super) fn on_runner_action(&mut self, r: usize, action: runner::Action) {
         use runner::Action as A;
         let inc = self.runners[r].inc;
@@ -281,7 +284,7 @@ impl World {
                     && !close.hibernate
                     && let Some(&c) = self.by_req.get(&m.message_id.request_id)
                 {
-                    self.conns[c].runner_published.push(CloseFrame {
+                    self.conns[c].facts.runner_published.push(CloseFrame {
                         code: close.code,
                         reason: close.reason.clone(),
                     });
@@ -290,86 +293,12 @@ impl World {
                 tr!(self, "runner{r} → gw: {}", describe_to_gateway(&frame));
                 self.send_to_gateway(r, inc, &frame, close_of);
             }
-            A::Open { socket, index, .. } => {
-                let Some(c) = self.conn_of(socket) else {
-                    return;
-                };
-                // A second open of the connection is a copy of its first (the network duplicated
-                // it). If the gateway already closed the request, the socket it creates is a
-                // zombie nobody will talk to (its commits are kept apart). If the request is live
-                // (the runner's close of the first socket was lost), it is the gateway's peer
-                // now and continues the connection.
-                let reopen = self.conns[c].ever_opened;
-                let zombie = reopen && self.conns[c].gw_close.is_some();
-                tr!(
-                    self,
-                    "runner{r}: open conn{c} index {}{}",
-                    index.get(),
-                    if zombie {
-                        " (zombie: stale open)"
-                    } else if reopen {
-                        " (reopened by a stale open)"
-                    } else {
-                        ""
-                    }
-                );
-                if reopen {
-                    self.count(if zombie {
-                        "zombie_sockets"
-                    } else {
-                        "reopened_sockets"
-                    });
-                    self.conns[c].orphan_cause = Some("socket recreated by a stale open");
-                } else if index != MessageIndex::ZERO {
-                    self.violation(format!(
-                        "conn{c}: open announced with index {}",
-                        index.get()
-                    ));
-                }
-                self.conns[c].ever_opened = true;
-                self.new_session(r, c, socket, zombie, false);
-                let d = self.rng.range(0, self.p.app_delay_max_us);
-                self.sched(d, Ev::AppDecide { r, inc, socket });
-            }
+            A::Open { socket, index, .. } => self.runner_opened(r, inc, socket, index),
             A::Restored {
                 socket,
                 actor_id,
                 server_index,
-            } => {
-                let Some(c) = self.conn_of(socket) else {
-                    return;
-                };
-                tr!(
-                    self,
-                    "runner{r}: restored conn{c} at {}",
-                    server_index.get()
-                );
-                let a = self.conns[c].actor;
-                if self.actors[a].id != actor_id {
-                    self.violation(format!("conn{c} restored under {actor_id}"));
-                }
-                let stored = self.actors[a].meta.get(&socket).map(|m| m.server_index);
-                if stored != Some(server_index) {
-                    self.violation(format!(
-                        "conn{c}: restored at {} but storage holds {stored:?}",
-                        server_index.get()
-                    ));
-                }
-                let log_end = self.conns[c]
-                    .committed
-                    .last()
-                    .map_or(MessageIndex::ZERO, |e| e.0);
-                if log_end != server_index {
-                    self.violation(format!(
-                        "conn{c}: restored at {} but the committed log ends at {}",
-                        server_index.get(),
-                        log_end.get()
-                    ));
-                }
-                self.conns[c].ever_opened = true;
-                self.conns[c].handed_back_on = None;
-                self.new_session(r, c, socket, false, true);
-            }
+            } => self.runner_restored(r, socket, &actor_id, server_index),
             A::Message {
                 socket,
                 index,
@@ -391,33 +320,122 @@ impl World {
                 self.sched_at(at, Ev::MetaDelete { a, socket });
             }
             A::Closed { socket, reason } => self.runner_closed(r, socket, reason),
-            A::ActorStopped { actor_id } => {
-                let Some(a) = self.actor_index(&actor_id) else {
-                    return;
-                };
-                tr!(self, "runner{r}: actor {actor_id} stopped");
-                if self.actors[a].phase != ActorPhase::Stopping(r, inc) {
-                    let phase = self.actors[a].phase;
-                    self.violation(format!(
-                        "{actor_id} stopped on runner{r} in phase {phase:?}"
-                    ));
-                }
-                // The app's memory for the actor is gone.
-                let slot = &mut self.runners[r];
-                slot.dead_apps.remove(&a);
-                let ended: Vec<SocketId> = slot
-                    .sessions
-                    .iter()
-                    .filter(|(_, s)| self.conns[s.c].actor == a)
-                    .map(|(id, _)| *id)
-                    .collect();
-                for id in ended {
-                    self.end_session(r, id);
-                }
-                let d = self.rng.range(0, self.p.signal_max_us);
-                self.sched(d, Ev::StoppedSignal { a, r, inc });
-            }
+            A::ActorStopped { actor_id } => self.runner_actor_stopped(r, inc, &actor_id),
         }
+    }
+
+    /// The runner announced a socket: a new one, or one recreated by a stale duplicated open.
+    fn runner_opened(&mut self, r: usize, inc: u32, socket: SocketId, index: MessageIndex) {
+        let Some(c) = self.conn_of(socket) else {
+            return;
+        };
+        // A second open of the connection is a copy of its first (the network duplicated
+        // it). If the gateway already closed the request, the socket it creates is a
+        // zombie nobody will talk to (its commits are kept apart). If the request is live
+        // (the runner's close of the first socket was lost), it is the gateway's peer
+        // now and continues the connection.
+        let reopen = self.conns[c].ever_opened;
+        let zombie = reopen && self.conns[c].facts.gw_close.is_some();
+        tr!(
+            self,
+            "runner{r}: open conn{c} index {}{}",
+            index.get(),
+            if zombie {
+                " (zombie: stale open)"
+            } else if reopen {
+                " (reopened by a stale open)"
+            } else {
+                ""
+            }
+        );
+        if reopen {
+            self.count(if zombie {
+                "zombie_sockets"
+            } else {
+                "reopened_sockets"
+            });
+            self.conns[c].facts.orphan_cause = Some("socket recreated by a stale open");
+        } else if index != MessageIndex::ZERO {
+            self.violation(format!(
+                "conn{c}: open announced with index {}",
+                index.get()
+            ));
+        }
+        self.conns[c].ever_opened = true;
+        self.new_session(r, c, socket, zombie, false);
+        let d = self.rng.range(0, self.p.app_delay_max_us);
+        self.sched(d, Ev::AppDecide { r, inc, socket });
+    }
+
+    /// The runner restored a hibernated socket: storage and the committed log must agree.
+    fn runner_restored(
+        &mut self,
+        r: usize,
+        socket: SocketId,
+        actor_id: &str,
+        server_index: MessageIndex,
+    ) {
+        let Some(c) = self.conn_of(socket) else {
+            return;
+        };
+        tr!(
+            self,
+            "runner{r}: restored conn{c} at {}",
+            server_index.get()
+        );
+        let a = self.conns[c].actor;
+        if self.actors[a].id != actor_id {
+            self.violation(format!("conn{c} restored under {actor_id}"));
+        }
+        let stored = self.actors[a].meta.get(&socket).map(|m| m.server_index);
+        if stored != Some(server_index) {
+            self.violation(format!(
+                "conn{c}: restored at {} but storage holds {stored:?}",
+                server_index.get()
+            ));
+        }
+        let log_end = self.conns[c]
+            .committed
+            .last()
+            .map_or(MessageIndex::ZERO, |e| e.0);
+        if log_end != server_index {
+            self.violation(format!(
+                "conn{c}: restored at {} but the committed log ends at {}",
+                server_index.get(),
+                log_end.get()
+            ));
+        }
+        self.conns[c].ever_opened = true;
+        self.conns[c].handed_back_on = None;
+        self.new_session(r, c, socket, false, true);
+    }
+
+    /// The runner finished an actor's stop: the app's memory for it is gone.
+    fn runner_actor_stopped(&mut self, r: usize, inc: u32, actor_id: &str) {
+        let Some(a) = self.actor_index(actor_id) else {
+            return;
+        };
+        tr!(self, "runner{r}: actor {actor_id} stopped");
+        if self.actors[a].phase != ActorPhase::Stopping(r, inc) {
+            let phase = self.actors[a].phase;
+            self.violation(format!(
+                "{actor_id} stopped on runner{r} in phase {phase:?}"
+            ));
+        }
+        // The app's memory for the actor is gone.
+        let slot = &mut self.runners[r];
+        slot.dead_apps.remove(&a);
+        let ended: Vec<SocketId> = slot
+            .sessions
+            .iter()
+            .filter(|(_, s)| self.conns[s.c].actor == a)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ended {
+            self.end_session(r, id);
+        }
+        let d = self.rng.range(0, self.p.signal_max_us);
+        self.sched(d, Ev::StoppedSignal { a, r, inc });
     }
 
     pub(super) fn runner_closed(
@@ -431,6 +449,7 @@ impl World {
         };
         tr!(self, "runner{r}: closed conn{c}: {reason:?}");
         *self
+            .oracle
             .closes
             .entry(format!("runner {}", runner_reason_name(&reason)))
             .or_insert(0) += 1;
@@ -443,17 +462,20 @@ impl World {
             // The runner echoes the gateway's close: the gateway must have closed the request
             // with a reason whose runner frame is exactly this one.
             let expected = self.conns[c]
+                .facts
                 .gw_close
                 .as_ref()
                 .and_then(gateway::CloseReason::runner_frame);
             if expected.as_ref() != Some(f) {
-                let gw = self.conns[c].gw_close.clone();
+                let gw = self.conns[c].facts.gw_close.clone();
                 self.violation(format!(
                     "conn{c}: runner reports gateway close {f:?}, gateway closed with {gw:?}"
                 ));
             }
         }
-        if reason == runner::CloseReason::MessageIndexSkip && self.conns[c].disturbed.is_none() {
+        if reason == runner::CloseReason::MessageIndexSkip
+            && self.conns[c].facts.disturbed.is_none()
+        {
             self.violation(format!(
                 "conn{c}: a gap in the gateway's indices although no frame of it was lost, reordered or duplicated"
             ));
@@ -462,7 +484,7 @@ impl World {
             if reason == runner::CloseReason::Hibernated {
                 self.conns[c].handed_back_on = Some((r, self.runners[r].inc));
             }
-            self.conns[c].runner_closes.push(reason);
+            self.conns[c].facts.runner_closes.push(reason);
         }
     }
 }

@@ -153,7 +153,7 @@ impl World {
             index.get(),
             PidFmt(pid)
         );
-        self.totals.delivered += 1;
+        self.oracle.totals.delivered += 1;
         let binding = pid.and_then(|p| self.payloads.get(&p).copied());
         if binding != Some((c, index)) {
             self.violation(format!(
@@ -303,7 +303,7 @@ impl World {
             },
         );
         if let Some(c) = w.c {
-            self.conns[c].meta_written = true;
+            self.conns[c].facts.meta_written = true;
             // Log := log[..base] ++ entries; never shrinks (an older write landing after a newer
             // one leaves the log alone; its index would show at the next restore).
             let log = &mut self.conns[c].committed;
@@ -324,7 +324,7 @@ impl World {
             }
             self.mark(c);
         } else {
-            *self.counts.entry("zombie_commits").or_insert(0) += w.entries.len() as u64;
+            *self.oracle.counts.entry("zombie_commits").or_insert(0) += w.entries.len() as u64;
         }
     }
 
@@ -376,7 +376,7 @@ impl World {
             .as_mut()
             .map(|e| e.send(now, socket, &data, binary));
         if let Some(Ok(_)) = result {
-            self.conns[c].app_sent.insert(pid);
+            self.conns[c].facts.app_sent.insert(pid);
         }
         tr!(
             self,

@@ -1,18 +1,17 @@
 //! Clients: connecting, sending scripted messages (past the limits, sometimes oversize) and
 //! closing.
 
-use alloc::collections::BTreeSet;
 use alloc::format;
 use alloc::vec::Vec;
 
 use crate::close::CloseFrame;
-use crate::gateway::{self, OpenRequest, SendError};
-use crate::runner::{self, SocketId};
-use crate::time::Timestamp;
+use crate::gateway::{OpenRequest, SendError};
+use crate::runner::SocketId;
 use crate::wire::{Headers, RequestId};
 
 use super::event::Ev;
 use super::format::{PidFmt, make_payload, route_id};
+use super::oracle::Facts;
 use super::orchestrator::ActorPhase;
 use super::world::{Entry, World};
 
@@ -44,8 +43,6 @@ pub(super) struct Conn {
     pub(super) actor: usize,
     pub(super) state: ClientState,
     pub(super) hibernatable: Option<bool>,
-    /// What `client_message` accepted, in order.
-    pub(super) accepted: Vec<Entry>,
     pub(super) to_send: u32,
     pub(super) blocked: Option<Payload>,
     /// The app's committed delivery log (durable; survives every crash).
@@ -54,42 +51,15 @@ pub(super) struct Conn {
     pub(super) session: Option<(usize, u32)>,
     /// An app session was ever opened (a later `Open` for the same id is a zombie).
     pub(super) ever_opened: bool,
-    pub(super) gw_close: Option<gateway::CloseReason>,
-    pub(super) runner_closes: Vec<runner::CloseReason>,
-    /// Close frames (not hand-backs) runners published for this socket.
-    pub(super) runner_published: Vec<CloseFrame>,
-    pub(super) client_got: Option<CloseFrame>,
-    pub(super) app_sent: BTreeSet<u64>,
     /// The gateway asked for a wake (once per hibernation) that has not happened yet.
     pub(super) wake_requested: bool,
     /// The gateway request is hibernating (as far as its actions tell).
     pub(super) gw_hibernating: bool,
-    /// A close for this connection was lost in transit (either way), or the gateway closed it
-    /// while hibernating (it publishes nothing then), or a duplicated open recreated its
-    /// socket after the close: the two sides may legitimately disagree on whether it lives.
-    pub(super) orphan_cause: Option<&'static str>,
-    /// The first fault that touched this connection's path (a frame of it lost, its runner or
-    /// app crashed, a clock jump, a failed record upsert, a full runner queue): a timeout
-    /// close is explained only by one.
-    pub(super) disturbed: Option<&'static str>,
-    /// The first lasting fault on its path (crash, clock jump, failed record upsert, full runner
-    /// queue): explains a timeout whenever it happened.
-    pub(super) lasting: Option<&'static str>,
-    /// The last transient fault on its path (a frame lost, reordered or duplicated): explains
-    /// an ack timeout only if it came after the oldest unacked message was last sent.
-    pub(super) last_transient_at: Option<Timestamp>,
-    /// A record upsert of this request failed at least once.
-    pub(super) record_failed: bool,
-    /// A metadata write of its socket landed at least once.
-    pub(super) meta_written: bool,
-    /// When each accepted message was accepted (parallel to `accepted`).
-    pub(super) accepted_at: Vec<Timestamp>,
-    /// The last wake (which replays, and restarts the ack clock of, every pending message).
-    pub(super) last_wake_at: Timestamp,
     /// The app handed the socket back on this runner incarnation: only the actor's next start
     /// restores it (`Runner::hibernate`'s drain contract).
     pub(super) handed_back_on: Option<(usize, u32)>,
-    pub(super) dirty: bool,
+    /// What the oracle knows about the connection.
+    pub(super) facts: Facts,
 }
 
 impl World {
@@ -189,8 +159,8 @@ impl World {
                         PidFmt(Some(payload.pid)),
                         payload.data.len()
                     );
-                    self.conns[c].accepted.push((index, payload.pid));
-                    self.conns[c].accepted_at.push(self.now);
+                    self.conns[c].facts.accepted.push((index, payload.pid));
+                    self.conns[c].facts.accepted_at.push(self.now);
                     self.payloads.insert(payload.pid, (c, index));
                     self.mark(c);
                     self.drain_gw();

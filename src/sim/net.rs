@@ -1,6 +1,7 @@
 //! The simulated network: per-runner links with FIFO clocks, and the seed's faults (drop,
 //! stall, reorder, duplicate, partition) applied to every frame between gateway and runners.
 
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::time::Duration;
 
@@ -13,82 +14,169 @@ use super::format::{
     close_to_runner, describe_to_gateway, describe_to_runner, request_of_down, request_of_up,
     route_id,
 };
+use super::rng::Entropy;
 #[cfg(test)]
 use super::world::Sabotage;
 use super::world::World;
 
+/// One runner's link to the gateway: a FIFO clock per direction and a partition deadline.
 #[derive(Debug, Default, Clone, Copy)]
-pub(super) struct Link {
-    pub(super) down_until: Timestamp,
-    pub(super) to_runner_at: Timestamp,
-    pub(super) to_gateway_at: Timestamp,
+struct Link {
+    down_until: Timestamp,
+    to_runner_at: Timestamp,
+    to_gateway_at: Timestamp,
 }
 
-impl World {
-    /// Delivery time of a message on a link under the seed's faults; `None` if it is lost.
-    pub(super) fn transit(&mut self, r: usize, to_runner: bool) -> (Vec<Timestamp>, bool) {
-        let (lo, hi) = self.p.latency_us;
-        let lat = self.rng.range(lo, hi);
-        let now = self.now;
-        let mut base = now + Duration::from_micros(lat);
-        if !self.chaos() {
-            let link = &mut self.runners[r].link;
-            let clock = if to_runner {
-                &mut link.to_runner_at
-            } else {
-                &mut link.to_gateway_at
+/// Which way a frame travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Dir {
+    ToRunner,
+    ToGateway,
+}
+
+/// What the network does with one submitted frame.
+#[derive(Debug)]
+pub(super) struct Transit {
+    /// When each copy arrives: none if lost, two if duplicated.
+    pub(super) arrivals: Vec<Timestamp>,
+    /// Reordered or duplicated.
+    pub(super) shuffled: bool,
+}
+
+/// The faults the network may apply (drawn from the seed); `None` once the chaos phase is over.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Weather {
+    pub(super) drop_ppm: u32,
+    pub(super) delay_ppm: u32,
+    pub(super) delay_max_us: u64,
+    pub(super) reorder_ppm: u32,
+    pub(super) dup_ppm: u32,
+    pub(super) reorder_max_us: u64,
+}
+
+/// A netem-style network between the gateway and the runners: per-link FIFO delivery with a
+/// seeded latency, and in the chaos phase drop, stall, reorder, duplicate and partitions. It
+/// owns the links and counts its own faults; the world schedules the arrivals it returns.
+#[derive(Debug)]
+pub(super) struct Net {
+    links: Vec<Link>,
+    latency_us: (u64, u64),
+    faults: BTreeMap<&'static str, u64>,
+}
+
+impl Net {
+    pub(super) fn new(runners: usize, latency_us: (u64, u64)) -> Self {
+        Self {
+            links: alloc::vec![Link::default(); runners],
+            latency_us,
+            faults: BTreeMap::new(),
+        }
+    }
+
+    /// Submits one frame on runner `r`'s link at `now`: when (and whether) it arrives, under
+    /// `weather` (`None`: no faults, FIFO).
+    pub(super) fn submit(
+        &mut self,
+        rng: &mut Entropy,
+        now: Timestamp,
+        r: usize,
+        dir: Dir,
+        weather: Option<&Weather>,
+    ) -> Transit {
+        let (lo, hi) = self.latency_us;
+        let lat = rng.range(lo, hi);
+        let base = now + Duration::from_micros(lat);
+        let Some(w) = weather else {
+            let clock = self.clock(r, dir);
+            let at = base.max(*clock);
+            *clock = at;
+            return Transit {
+                arrivals: alloc::vec![at],
+                shuffled: false,
             };
-            base = base.max(*clock);
-            *clock = base;
-            return (alloc::vec![base], false);
-        }
-        if self.runners[r].link.down_until > now {
+        };
+        let lost = Transit {
+            arrivals: Vec::new(),
+            shuffled: false,
+        };
+        if self.links[r].down_until > now {
             self.fault("partition_drop");
-            return (Vec::new(), false);
+            return lost;
         }
-        if self.rng.chance(self.p.drop_ppm) {
+        if rng.chance(w.drop_ppm) {
             self.fault("drop");
-            return (Vec::new(), false);
+            return lost;
         }
-        let stall = if self.rng.chance(self.p.delay_ppm) {
+        let stall = if rng.chance(w.delay_ppm) {
             self.fault("stall");
-            self.rng.range(1, self.p.delay_max_us)
+            rng.range(1, w.delay_max_us)
         } else {
             0
         };
-        let reorder = self.rng.chance(self.p.reorder_ppm);
-        let dup = self.rng.chance(self.p.dup_ppm);
+        let reorder = rng.chance(w.reorder_ppm);
+        let dup = rng.chance(w.dup_ppm);
         let dup_extra = if dup {
-            self.rng.range(0, self.p.reorder_max_us)
+            rng.range(0, w.reorder_max_us)
         } else {
             0
         };
         let extra = if reorder {
-            self.rng.range(1, self.p.reorder_max_us)
+            rng.range(1, w.reorder_max_us)
         } else {
             0
         };
-        let link = &mut self.runners[r].link;
-        let clock = if to_runner {
-            &mut link.to_runner_at
-        } else {
-            &mut link.to_gateway_at
-        };
+        let clock = self.clock(r, dir);
         // FIFO unless reordered: a stall holds everything behind it.
         let mut at = (base + Duration::from_micros(stall)).max(*clock);
         *clock = at;
         if reorder {
             at += Duration::from_micros(extra);
-        }
-        let mut out = alloc::vec![at];
-        if reorder {
             self.fault("reorder");
         }
+        let mut arrivals = alloc::vec![at];
         if dup {
             self.fault("duplicate");
-            out.push(at + Duration::from_micros(dup_extra));
+            arrivals.push(at + Duration::from_micros(dup_extra));
         }
-        (out, reorder || dup)
+        Transit {
+            arrivals,
+            shuffled: reorder || dup,
+        }
+    }
+
+    /// Cuts runner `r`'s link until `until`: every frame submitted meanwhile is lost.
+    pub(super) fn partition(&mut self, r: usize, until: Timestamp) {
+        self.links[r].down_until = until;
+    }
+
+    /// A restarted runner gets a fresh link.
+    pub(super) fn reset(&mut self, r: usize) {
+        self.links[r] = Link::default();
+    }
+
+    /// The faults the network applied, by kind.
+    pub(super) fn faults(&self) -> &BTreeMap<&'static str, u64> {
+        &self.faults
+    }
+
+    fn clock(&mut self, r: usize, dir: Dir) -> &mut Timestamp {
+        let link = &mut self.links[r];
+        match dir {
+            Dir::ToRunner => &mut link.to_runner_at,
+            Dir::ToGateway => &mut link.to_gateway_at,
+        }
+    }
+
+    fn fault(&mut self, kind: &'static str) {
+        *self.faults.entry(kind).or_insert(0) += 1;
+    }
+}
+
+impl World {
+    /// Puts a frame on runner `r`'s link under the phase's weather.
+    fn transit(&mut self, r: usize, dir: Dir) -> Transit {
+        let weather = self.chaos().then_some(&self.weather);
+        self.net.submit(&mut self.rng, self.now, r, dir, weather)
     }
 
     pub(super) fn send_to_runner(
@@ -99,18 +187,21 @@ impl World {
         close_of: Option<usize>,
     ) {
         #[cfg(test)]
-        if self.sabotage == Some(Sabotage::HiddenLoss) && self.seq.is_multiple_of(50) {
-            self.seq += 1;
+        if self.sabotage == Some(Sabotage::HiddenLoss) && self.queue.seq().is_multiple_of(50) {
+            self.queue.skip();
             return;
         }
-        let (times, shuffled) = self.transit(r, true);
+        let Transit {
+            arrivals: times,
+            shuffled,
+        } = self.transit(r, Dir::ToRunner);
         if shuffled {
             self.disturb_req(request_of_down(frame), "frame reordered or duplicated");
         }
         if times.is_empty() {
             self.disturb_req(request_of_down(frame), "frame lost");
             if let Some(c) = close_of {
-                self.conns[c].orphan_cause = Some("gateway close lost");
+                self.conns[c].facts.orphan_cause = Some("gateway close lost");
             }
         }
         for at in times {
@@ -132,14 +223,17 @@ impl World {
         frame: &[u8],
         close_of: Option<usize>,
     ) {
-        let (times, shuffled) = self.transit(r, false);
+        let Transit {
+            arrivals: times,
+            shuffled,
+        } = self.transit(r, Dir::ToGateway);
         if shuffled {
             self.disturb_req(request_of_up(frame), "frame reordered or duplicated");
         }
         if times.is_empty() {
             self.disturb_req(request_of_up(frame), "frame lost");
             if let Some(c) = close_of {
-                self.conns[c].orphan_cause = Some("runner close lost");
+                self.conns[c].facts.orphan_cause = Some("runner close lost");
             }
         }
         for at in times {
@@ -161,7 +255,7 @@ impl World {
             self.count("lost_to_dead_runner");
             self.disturb_req(request_of_down(frame), "frame to a dead runner");
             if let Some(c) = close_to_runner(frame).and_then(|req| self.by_req.get(&req).copied()) {
-                self.conns[c].orphan_cause = Some("gateway close lost");
+                self.conns[c].facts.orphan_cause = Some("gateway close lost");
             }
             return;
         }

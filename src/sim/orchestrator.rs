@@ -1,10 +1,24 @@
 //! The orchestrator: the record store, placing actors on runners, starting, restoring, waking,
 //! putting them to sleep, crashes and restarts, the chaos processes, and the heal phase's stages.
+//!
+//! # Interface
+//!
+//! The rest of the world reaches the orchestrator only through these entry points, so another
+//! placement policy (a control engine) can replace this file without touching the others:
+//!
+//! * needs: [`World::ensure_started`] (a client connects), [`World::want_wake`] (the gateway
+//!   asked for a wake), [`World::sleep_actor`] (the app drains its actor);
+//! * the record store: [`World::record_op`] (the gateway's upsert or delete) and the completion
+//!   event it schedules ([`World::record_done`]);
+//! * its own events, dispatched by the world: [`World::restore`], [`World::gw_wake`],
+//!   [`World::stopped_signal`], [`World::crash_noticed`], [`World::restart`], and the chaos
+//!   processes ([`World::chaos_event`], [`World::crash_runner`], [`World::app_crash`]);
+//! * the heal phase: [`World::heal_progress`] after every step, and
+//!   [`World::not_quiescent_reason`] when the world stops early.
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::cmp::Reverse;
 use core::time::Duration;
 
 use crate::gateway::Phase as GwPhase;
@@ -15,7 +29,6 @@ use super::app::Write;
 use super::client::ClientState;
 use super::event::{Chaos, Ev};
 use super::format::route_id;
-use super::net::Link;
 use super::world::{GATEWAY_ID, Stage, World};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,14 +77,14 @@ impl World {
             let _ = self.gw.hibernating_record_upserted(now, req);
         } else {
             self.disturb(c, "record upsert failed");
-            self.conns[c].record_failed = true;
+            self.conns[c].facts.record_failed = true;
             let _ = self.gw.hibernating_record_failed(now, req);
         }
         tr!(self, "records: upsert [{req}] ok={ok}");
         self.drain_gw();
     }
 
-    pub(super) fn live_runners(&self) -> Vec<usize> {
+    fn live_runners(&self) -> Vec<usize> {
         (0..self.runners.len())
             .filter(|&r| self.runners[r].engine.is_some())
             .collect()
@@ -96,7 +109,7 @@ impl World {
         self.start_on(a, r);
     }
 
-    pub(super) fn start_on(&mut self, a: usize, r: usize) {
+    fn start_on(&mut self, a: usize, r: usize) {
         let inc = self.runners[r].inc;
         let eligible = self.p.gateway.hibernation_timeout;
         let now = self.now;
@@ -163,7 +176,7 @@ impl World {
     }
 
     /// Whether a live request of actor `a` asked for a wake that has not happened.
-    pub(super) fn wakes_outstanding(&self, a: usize) -> bool {
+    fn wakes_outstanding(&self, a: usize) -> bool {
         self.actors[a]
             .conns
             .iter()
@@ -205,7 +218,7 @@ impl World {
                 let result = self.gw.wake(self.now, req, route_id(r, inc));
                 self.conns[c].wake_requested = false;
                 self.conns[c].gw_hibernating = false;
-                self.conns[c].last_wake_at = self.now;
+                self.conns[c].facts.last_wake_at = self.now;
                 tr!(
                     self,
                     "orchestrator: wake conn{c} via runner{r}.{inc}: {result:?}"
@@ -272,7 +285,7 @@ impl World {
 
     /// Writes of `(r, inc)` (optionally of one actor) in flight when their app died: each lands or
     /// is lost, decided now.
-    pub(super) fn resolve_writes(&mut self, r: usize, inc: u32, actor: Option<usize>) {
+    fn resolve_writes(&mut self, r: usize, inc: u32, actor: Option<usize>) {
         let ids: Vec<u64> = self
             .writes
             .iter()
@@ -352,8 +365,8 @@ impl World {
             return;
         }
         slot.inc += 1;
-        slot.link = Link::default();
         slot.restart_pending = false;
+        self.net.reset(r);
         slot.engine = Some(
             Runner::new(self.p.runner.clone(), self.now)
                 .expect("drawn runner configs are valid: every value is within bounds"),
@@ -437,7 +450,7 @@ impl World {
                 let d = self.rng.range(1, self.p.partition_max_us);
                 tr!(self, "PARTITION gw ⇹ runner{r} for {}ms", d / 1000);
                 self.fault("partition");
-                self.runners[r].link.down_until = self.now + Duration::from_micros(d);
+                self.net.partition(r, self.now + Duration::from_micros(d));
             }
             Chaos::ClockJump => {
                 let d = self.rng.range(1, self.p.jump_max_us);
@@ -452,9 +465,9 @@ impl World {
     }
 
     /// `None` when nothing is in flight and every buffer is drained; otherwise why not.
-    pub(super) fn busy(&self) -> Option<String> {
-        if let Some(Reverse(s)) = self.queue.iter().find(|Reverse(s)| !s.ev.inert_in_heal()) {
-            return Some(format!("event in flight: {:?}", s.ev));
+    fn busy(&self) -> Option<String> {
+        if let Some(ev) = self.queue.busy() {
+            return Some(format!("event in flight: {ev:?}"));
         }
         if !self.writes.is_empty() {
             return Some("writes in flight".into());
@@ -541,7 +554,7 @@ impl World {
         }
     }
 
-    pub(super) fn sleep_all(&mut self) {
+    fn sleep_all(&mut self) {
         for a in 0..self.actors.len() {
             self.sleep_actor(a);
         }

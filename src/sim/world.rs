@@ -1,11 +1,12 @@
-//! The simulated world: clock, event queue, gateway, runners, actors with storage, clients,
-//! network, orchestrator, and the invariant checks after every step.
+//! The simulated world: the clock, the event queue, `step` and the dispatch of events, and the
+//! state every part shares (the gateway, the runners, the actors, the connections). The network
+//! ([`Net`]), the oracle ([`Oracle`], [`Facts`]), the app, the clients, the orchestrator and the
+//! formatters live in their own files.
 
-use alloc::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use core::cmp::Reverse;
 use core::time::Duration;
 
 use crate::gateway::Gateway;
@@ -18,9 +19,9 @@ use super::SimReport;
 use super::app::{Session, Write};
 use super::client::{ClientState, Conn};
 use super::config::{Params, SimConfig};
-use super::event::{Chaos, Ev, Scheduled};
-use super::net::Link;
-use super::oracle::Totals;
+use super::event::{Chaos, Ev, EventQueue};
+use super::net::{Net, Weather};
+use super::oracle::{Facts, Oracle};
 use super::orchestrator::ActorPhase;
 use super::rng::Entropy;
 use super::trace::{Time, Trace};
@@ -44,7 +45,6 @@ pub(super) type Entry = (MessageIndex, u64);
 pub(super) struct RunnerSlot {
     pub(super) engine: Option<Runner>,
     pub(super) inc: u32,
-    pub(super) link: Link,
     pub(super) sessions: BTreeMap<SocketId, Session>,
     pub(super) dead_apps: BTreeSet<usize>,
     pub(super) restart_pending: bool,
@@ -80,9 +80,11 @@ pub(crate) struct World {
     pub(super) rng: Entropy,
     pub(super) now: Timestamp,
     pub(super) jump_until: Timestamp,
-    pub(super) seq: u64,
     pub(super) steps: u64,
-    pub(super) queue: BinaryHeap<Reverse<Scheduled>>,
+    pub(super) queue: EventQueue,
+    pub(super) net: Net,
+    /// The network's faults in the chaos phase.
+    pub(super) weather: Weather,
     pub(super) gw: Gateway,
     pub(super) runners: Vec<RunnerSlot>,
     pub(super) actors: Vec<ActorSim>,
@@ -96,12 +98,7 @@ pub(crate) struct World {
     pub(super) record_at: Timestamp,
     pub(super) stage: Stage,
     pub(super) heal_deadline: Timestamp,
-    pub(super) dirty: Vec<usize>,
-    pub(super) faults: BTreeMap<&'static str, u64>,
-    pub(super) closes: BTreeMap<String, u64>,
-    pub(super) totals: Totals,
-    pub(super) counts: BTreeMap<&'static str, u64>,
-    pub(super) violations: Vec<String>,
+    pub(super) oracle: Oracle,
     pub(super) trace: Trace,
     /// A deliberate defect in the simulated app or orchestrator, to prove the checks fire.
     #[cfg(test)]
@@ -135,7 +132,6 @@ impl World {
                         .expect("drawn runner configs are valid: every value is within bounds"),
                 ),
                 inc: 0,
-                link: Link::default(),
                 sessions: BTreeMap::new(),
                 dead_apps: BTreeSet::new(),
                 restart_pending: false,
@@ -153,15 +149,25 @@ impl World {
             })
             .collect();
         let heal_deadline = start + Duration::from_micros(p.chaos_us) + cfg.heal_budget;
+        let net = Net::new(p.runners, p.latency_us);
+        let weather = Weather {
+            drop_ppm: p.drop_ppm,
+            delay_ppm: p.delay_ppm,
+            delay_max_us: p.delay_max_us,
+            reorder_ppm: p.reorder_ppm,
+            dup_ppm: p.dup_ppm,
+            reorder_max_us: p.reorder_max_us,
+        };
         Self {
             seed,
             p,
             rng,
             now: start,
             jump_until: Timestamp::ZERO,
-            seq: 0,
             steps: 0,
-            queue: BinaryHeap::new(),
+            queue: EventQueue::default(),
+            net,
+            weather,
             gw,
             runners,
             actors,
@@ -175,12 +181,7 @@ impl World {
             record_at: Timestamp::ZERO,
             stage: Stage::Chaos,
             heal_deadline,
-            dirty: Vec::new(),
-            faults: BTreeMap::new(),
-            closes: BTreeMap::new(),
-            totals: Totals::default(),
-            counts: BTreeMap::new(),
-            violations: Vec::new(),
+            oracle: Oracle::default(),
             trace: Trace::new(cfg.trace_capacity),
             #[cfg(test)]
             sabotage: None,
@@ -193,7 +194,7 @@ impl World {
             tr!(self, "{line}");
         }
         self.setup();
-        while self.stage != Stage::Done && self.violations.is_empty() {
+        while self.stage != Stage::Done && self.oracle.violations.is_empty() {
             if !self.step() {
                 break;
             }
@@ -216,29 +217,15 @@ impl World {
                 actor: a,
                 state: ClientState::Idle,
                 hibernatable: None,
-                accepted: Vec::new(),
                 to_send,
                 blocked: None,
                 committed: Vec::new(),
                 session: None,
                 ever_opened: false,
-                gw_close: None,
-                runner_closes: Vec::new(),
-                runner_published: Vec::new(),
-                client_got: None,
-                app_sent: BTreeSet::new(),
                 wake_requested: false,
                 gw_hibernating: false,
-                orphan_cause: None,
-                disturbed: None,
-                lasting: None,
-                last_transient_at: None,
-                record_failed: false,
-                meta_written: false,
-                accepted_at: Vec::new(),
-                last_wake_at: Timestamp::ZERO,
                 handed_back_on: None,
-                dirty: false,
+                facts: Facts::default(),
             });
             self.by_req.insert(req, c);
             self.actors[a].conns.push(c);
@@ -269,12 +256,7 @@ impl World {
     }
 
     pub(super) fn sched_at(&mut self, at: Timestamp, ev: Ev) {
-        self.seq += 1;
-        self.queue.push(Reverse(Scheduled {
-            at,
-            seq: self.seq,
-            ev,
-        }));
+        self.queue.push(at, ev);
     }
 
     pub(super) fn chaos(&self) -> bool {
@@ -289,7 +271,7 @@ impl World {
             self.violation(format!("more than {MAX_STEPS} steps: livelock"));
             return false;
         }
-        let next_ev = self.queue.peek().map(|Reverse(s)| s.at);
+        let next_ev = self.queue.next_at();
         let next_gw = self.gw.poll_timeout();
         let mut next_rn: Option<(Timestamp, usize)> = None;
         for (r, slot) in self.runners.iter().enumerate() {
@@ -357,11 +339,11 @@ impl World {
                     Time(t)
                 ));
             }
-        } else if let Some(Reverse(s)) = self.queue.pop() {
-            self.handle(s.ev);
+        } else if let Some(ev) = self.queue.pop() {
+            self.handle(ev);
         }
         self.check_step();
-        if self.stage != Stage::Chaos && self.violations.is_empty() {
+        if self.stage != Stage::Chaos && self.oracle.violations.is_empty() {
             self.heal_progress();
         }
         true
@@ -431,13 +413,14 @@ impl World {
         }
         let g = self.gw.stats();
         let mut counts: BTreeMap<String, u64> = self
+            .oracle
             .counts
             .iter()
             .map(|(k, v)| ((*k).to_string(), *v))
             .collect();
-        counts.insert("gap_closes".into(), self.totals.gap_closes);
-        counts.insert("reacks".into(), self.totals.reacks);
-        counts.insert("restored".into(), self.totals.restored);
+        counts.insert("gap_closes".into(), self.oracle.totals.gap_closes);
+        counts.insert("reacks".into(), self.oracle.totals.reacks);
+        counts.insert("restored".into(), self.oracle.totals.restored);
         counts.insert("gateway_acks_invalid".into(), g.acks_invalid);
         counts.insert("gateway_acks_stale".into(), g.acks_stale);
         counts.insert("gateway_dropped_wrong_route".into(), g.dropped_wrong_route);
@@ -453,22 +436,28 @@ impl World {
         counts.insert("trace_lines".into(), self.trace.lines());
         let report = SimReport {
             seed: self.seed,
-            messages_accepted: self.conns.iter().map(|c| c.accepted.len() as u64).sum(),
-            delivered: self.totals.delivered,
+            messages_accepted: self
+                .conns
+                .iter()
+                .map(|c| c.facts.accepted.len() as u64)
+                .sum(),
+            delivered: self.oracle.totals.delivered,
             replayed: g.messages_replayed,
-            duplicates_dropped: self.totals.duplicates,
-            gaps_healed: self.totals.gaps_healed,
+            duplicates_dropped: self.oracle.totals.duplicates,
+            gaps_healed: self.oracle.totals.gaps_healed,
             retransmits: g.messages_retransmitted,
-            closes_by_reason: self.closes,
-            crashes: self.faults.get("runner_crash").copied().unwrap_or(0)
-                + self.faults.get("actor_crash").copied().unwrap_or(0),
-            sleeps: self.counts.get("sleeps").copied().unwrap_or(0),
+            closes_by_reason: self.oracle.closes,
+            crashes: self.oracle.faults.get("runner_crash").copied().unwrap_or(0)
+                + self.oracle.faults.get("actor_crash").copied().unwrap_or(0),
+            sleeps: self.oracle.counts.get("sleeps").copied().unwrap_or(0),
             wakes: g.wakes,
-            violations: self.violations,
+            violations: self.oracle.violations,
             trace_hash: self.trace.hash(),
             faults: self
+                .oracle
                 .faults
                 .iter()
+                .chain(self.net.faults())
                 .map(|(k, v)| ((*k).to_string(), *v))
                 .collect(),
             counts,
