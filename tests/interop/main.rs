@@ -49,7 +49,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// The gateway's ack timeout in this test: the `idle` client waits longer than this.
-const ACK_TIMEOUT: Duration = Duration::from_secs(3);
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 /// The gateway's open timeout in this test (the `emptypath` open ends with it).
 const OPEN_TIMEOUT: Duration = Duration::from_secs(4);
 /// Generous bound for one expected event (a hang guard, not a timing assertion).
