@@ -728,8 +728,8 @@ impl Sut {
         let result = self.runner.handle_frame(now, &frame);
         match self.runner.socket(id).map(|i| i.state) {
             _ if result.is_ok() => {}
-            None => assert_eq!(result, Err(ReceiveError::UnknownSocket)),
-            Some(_) => assert_eq!(result, Err(ReceiveError::NotOpen)),
+            None => assert_eq!(result, Err(ReceiveError::UnknownSocket { socket: id })),
+            Some(_) => assert_eq!(result, Err(ReceiveError::NotOpen { socket: id })),
         }
     }
 
@@ -776,7 +776,9 @@ impl StateMachineTest for RunnerTest {
             assert_eq!(
                 sut.runner
                     .persisted(now, socket_id(s), MessageIndex::new(server)),
-                Err(hibernating_ws::runner::SocketError::UnknownSocket),
+                Err(hibernating_ws::runner::SocketError::UnknownSocket {
+                    socket: socket_id(s)
+                }),
                 "late result of socket {s}"
             );
         }
@@ -816,7 +818,9 @@ impl StateMachineTest for RunnerTest {
                     assert_eq!(
                         sut.runner
                             .persisted(now, socket_id(s), MessageIndex::new(server)),
-                        Err(SocketError::UnexpectedPersist)
+                        Err(SocketError::UnexpectedPersist {
+                            socket: socket_id(s)
+                        })
                     );
                 }
             }
@@ -840,7 +844,12 @@ impl StateMachineTest for RunnerTest {
                 if existed {
                     assert_eq!(result, Ok(()));
                 } else {
-                    assert_eq!(result, Err(ReceiveError::UnknownSocket));
+                    assert_eq!(
+                        result,
+                        Err(ReceiveError::UnknownSocket {
+                            socket: socket_id(s)
+                        })
+                    );
                 }
                 sut.stopping.remove(&s);
             }
@@ -848,8 +857,18 @@ impl StateMachineTest for RunnerTest {
                 let result = sut.runner.send(now, socket_id(s), b"out", true);
                 match sut.runner.socket(socket_id(s)).map(|i| i.state) {
                     Some(SocketState::Open) => assert!(result.is_ok()),
-                    Some(_) => assert_eq!(result, Err(SendError::NotOpen)),
-                    None => assert_eq!(result, Err(SendError::UnknownSocket)),
+                    Some(_) => assert_eq!(
+                        result,
+                        Err(SendError::NotOpen {
+                            socket: socket_id(s)
+                        })
+                    ),
+                    None => assert_eq!(
+                        result,
+                        Err(SendError::UnknownSocket {
+                            socket: socket_id(s)
+                        })
+                    ),
                 }
             }
             Transition::Stop => {

@@ -70,7 +70,22 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
 
+/// Records a trace line at the world's current time.
+macro_rules! tr {
+    ($w:expr, $($arg:tt)*) => {
+        $w.trace.record($w.now, format_args!($($arg)*))
+    };
+}
+
+mod actions;
+mod app;
+mod client;
 mod config;
+mod event;
+mod format;
+mod net;
+mod oracle;
+mod orchestrator;
 mod rng;
 mod trace;
 mod world;

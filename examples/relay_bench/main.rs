@@ -42,6 +42,8 @@
     clippy::disallowed_methods
 )] // application code on std that times itself with the wall clock; figures are printed as floats
 
+mod many;
+
 use std::fmt::Write as _;
 use std::io;
 use std::net::SocketAddr;
@@ -52,7 +54,8 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use hibernating_ws::driver::tokio::{
     ClientEvents, ClientOutput, ClientSender, GatewayDriver, GatewayHandle, GatewayIo,
-    RunnerDriver, RunnerHandle, RunnerIo, TokioClock,
+    GatewayOptions, Outbox, OutboxReceiver, QueueLimits, RunnerDriver, RunnerHandle, RunnerIo,
+    RunnerOptions, TokioClock, outbox,
 };
 use hibernating_ws::gateway::{
     Frame, Gateway, GatewayConfig, OpenRequest, OverflowPolicy, RouteId,
@@ -60,11 +63,12 @@ use hibernating_ws::gateway::{
 use hibernating_ws::runner::{Action, Runner, RunnerConfig};
 use hibernating_ws::wire::{GatewayId, RequestId};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
+use tokio::sync::mpsc::unbounded_channel;
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
-use tokio_tungstenite::{WebSocketStream, accept_async, connect_async_with_config};
+use tokio_tungstenite::{WebSocketStream, accept_async_with_config, connect_async_with_config};
 
 const USAGE: &str = "\
 relay_bench: messages/s and MiB/s of hws (client -> gateway -> runner -> app) against a plain
@@ -78,6 +82,12 @@ OPTIONS:
                       [default: 256 MiB / size, within 40000..=1000000]
   --runs N            runs per size and mode                    [default: 5]
   --threads N         tokio worker threads; 1 = current-thread runtime [default: 2]
+  --clients N         clients at once (N > 1: many-clients mode; the clients run in a child
+                      process, CPU is the servers' alone, RSS per client is reported;
+                      modes baseline and hws)                   [default: 1]
+  --per-client N      messages per client in many-clients mode  [default: 20]
+  --ws-buffer BYTES   read and write buffer size of every WebSocket the servers accept
+                      (both modes); 0 = tungstenite's default (128 KiB) [default: 0]
   --modes LIST        of baseline, hws, tasks (a plain relay shaped like the hws
                       adapters, for diagnosis), run in turn, the order reversed
                       every other run                           [default: baseline,hws]
@@ -87,6 +97,9 @@ OPTIONS:
 
 const ACTOR: &str = "bench";
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+/// Input channel capacity of the `tasks` mode (the shape the adapters had before they ran the
+/// engines in the socket tasks).
+const TASKS_CAPACITY: usize = 1024;
 
 // ---------------------------------------------------------------------------------------------
 // Arguments
@@ -121,6 +134,9 @@ struct Args {
     messages: Vec<u64>,
     runs: u32,
     threads: usize,
+    clients: u32,
+    per_client: u64,
+    ws_buffer: usize,
     modes: Vec<Mode>,
     window: u64,
 }
@@ -132,6 +148,9 @@ impl Args {
             messages: Vec::new(),
             runs: 5,
             threads: 2,
+            clients: 1,
+            per_client: 20,
+            ws_buffer: 0,
             modes: vec![Mode::Baseline, Mode::Hws],
             window: GatewayConfig::default().max_pending_bytes,
         };
@@ -146,6 +165,9 @@ impl Args {
                 "--messages" => args.messages = list(&value).map_err(|e| bad(&e))?,
                 "--runs" => args.runs = value.parse().map_err(|e| bad(&e))?,
                 "--threads" => args.threads = value.parse().map_err(|e| bad(&e))?,
+                "--clients" => args.clients = value.parse().map_err(|e| bad(&e))?,
+                "--ws-buffer" => args.ws_buffer = value.parse().map_err(|e| bad(&e))?,
+                "--per-client" => args.per_client = value.parse().map_err(|e| bad(&e))?,
                 "--window" => args.window = value.parse().map_err(|e| bad(&e))?,
                 "--modes" => {
                     args.modes = value
@@ -155,6 +177,12 @@ impl Args {
                 }
                 _ => return Err(format!("unknown option {flag}")),
             }
+        }
+        if args.clients > 1 {
+            if args.modes.contains(&Mode::Tasks) || args.per_client == 0 {
+                return Err("many-clients mode: modes baseline and hws, --per-client > 0".into());
+            }
+            args.messages = vec![u64::from(args.clients) * args.per_client; args.sizes.len()];
         }
         if args.messages.is_empty() {
             args.messages = args.sizes.iter().map(|&s| default_messages(s)).collect();
@@ -193,8 +221,10 @@ fn list<T: std::str::FromStr>(s: &str) -> Result<Vec<T>, T::Err> {
 
 /// Counts arrivals; signals the warm-up message and the last one.
 struct Arrivals {
-    /// Warm-up message included.
+    /// Warm-up messages included.
     expected: u64,
+    /// Arrivals that complete the warm-up (one per client).
+    warm_at: u64,
     count: u64,
     bytes: u64,
     warm: Option<oneshot::Sender<()>>,
@@ -205,7 +235,7 @@ impl Arrivals {
     fn message(&mut self, len: usize) {
         self.count += 1;
         self.bytes += len as u64;
-        if self.count == 1
+        if self.count == self.warm_at
             && let Some(warm) = self.warm.take()
         {
             let _ = warm.send(());
@@ -228,6 +258,8 @@ struct Sample {
     elapsed: Duration,
     /// CPU time of the whole process during the timed window.
     cpu: Option<Duration>,
+    /// Resident memory the open, warmed-up connections added, per client (many-clients mode).
+    rss_per_client: Option<f64>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -243,9 +275,26 @@ async fn connect(
     Ok(ws)
 }
 
+/// Accepts the next connection; an accept error (out of file descriptors while the previous
+/// run's sockets close) is retried after a short pause instead of ending the listener.
+async fn accept_retrying(listener: &TcpListener) -> TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, _)) => return tcp,
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+/// The configuration of every WebSocket the servers accept (`--ws-buffer`).
+static SERVER_WS: std::sync::OnceLock<Option<WebSocketConfig>> = std::sync::OnceLock::new();
+
 async fn accept(tcp: TcpStream) -> io::Result<WebSocketStream<TcpStream>> {
     tcp.set_nodelay(true)?;
-    accept_async(tcp).await.map_err(io::Error::other)
+    let config = SERVER_WS.get().copied().flatten();
+    accept_async_with_config(tcp, config)
+        .await
+        .map_err(io::Error::other)
 }
 
 /// Connects, warms up with one message, then times `messages` messages of `size` bytes until
@@ -281,6 +330,7 @@ async fn client(
     Ok(Sample {
         elapsed: end.saturating_duration_since(start),
         cpu: cpu0.zip(cpu1).map(|(a, b)| b.saturating_sub(a)),
+        rss_per_client: None,
     })
 }
 
@@ -308,6 +358,7 @@ async fn baseline(size: usize, messages: u64) -> io::Result<Sample> {
     let (done_tx, done) = oneshot::channel();
     let arrivals = Arrivals {
         expected: messages + 1,
+        warm_at: 1,
         count: 0,
         bytes: 0,
         warm: Some(warm_tx),
@@ -384,36 +435,57 @@ fn check(arrivals: &Arrivals, size: usize, messages: u64) -> io::Result<()> {
 // hws: client -> gateway -> runner -> app
 // ---------------------------------------------------------------------------------------------
 
-/// Gateway sink: frames to the runner's WebSocket writer.
+/// Gateway sink: frames to the runner link's outbox.
 struct GatewaySide {
-    runner: UnboundedSender<Message>,
+    runner: Outbox<Frame>,
 }
 
 impl GatewayIo for GatewaySide {
     fn publish(&mut self, _route: RouteId, _request_id: RequestId, frame: Frame) {
-        let _ = self.runner.send(Message::Binary(Bytes::from_owner(frame)));
+        let _ = self.runner.push(frame);
     }
     fn request_wake(&mut self, _: RequestId, _: String) {}
     fn upsert_hibernating_record(&mut self, _: RequestId, _: String) {}
     fn delete_hibernating_record(&mut self, _: RequestId, _: String) {}
 }
 
-/// Runner sink: frames to the gateway's WebSocket writer, the rest to the app.
+/// Runner sink: frames to the gateway link's outbox.
 struct RunnerSide {
-    gateway: UnboundedSender<Message>,
-    app: UnboundedSender<Action>,
+    gateway: Outbox<Vec<u8>>,
 }
 
 impl RunnerIo for RunnerSide {
     fn publish(&mut self, _gateway_id: GatewayId, frame: Vec<u8>) {
-        let _ = self.gateway.send(Message::Binary(Bytes::from(frame)));
-    }
-    fn app(&mut self, action: Action) {
-        let _ = self.app.send(action);
+        let _ = self.gateway.push(frame);
     }
 }
 
-/// Writes queued messages to a WebSocket, flushing once per batch.
+/// Writes an outbox to a WebSocket: everything queued at once, one flush per batch.
+async fn link_writer<S, T>(mut ws: S, mut rx: OutboxReceiver<T>)
+where
+    S: futures_util::Sink<Message> + Unpin,
+    T: AsRef<[u8]> + Send + 'static,
+{
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch).await > 0 {
+        for frame in batch.drain(..) {
+            if ws
+                .feed(Message::Binary(Bytes::from_owner(frame)))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        if ws.flush().await.is_err() {
+            return;
+        }
+    }
+    // The outbox overflowed, or the driver is gone: drop the link.
+    let _ = ws.close().await;
+}
+
+/// Writes queued messages to a WebSocket, flushing once per batch (the `tasks` mode).
 async fn writer<S>(mut ws: S, mut rx: tokio::sync::mpsc::UnboundedReceiver<Message>)
 where
     S: futures_util::Sink<Message> + Unpin,
@@ -439,18 +511,19 @@ async fn hws_run(size: usize, messages: u64, window: u64) -> io::Result<Sample> 
     let (done_tx, done) = oneshot::channel();
     let arrivals = Arrivals {
         expected: messages + 1,
+        warm_at: 1,
         count: 0,
         bytes: 0,
         warm: Some(warm_tx),
         done: Some(done_tx),
     };
     let runner = start_runner(&mut tasks, arrivals).await?;
-    let gateway = start_gateway(&mut tasks, &runner.url, window).await?;
+    let gateway = start_gateway(&mut tasks, &runner.url, window, 1).await?;
 
     let sample = client(gateway.url, size, messages, warm, done).await;
     let outcome = runner.result.await;
-    gateway.handle.shutdown().await;
-    runner.handle.shutdown().await;
+    gateway.handle.shutdown();
+    runner.handle.shutdown();
     let _ = gateway.driver.await;
     let _ = runner.driver.await;
     tasks.abort_all();
@@ -480,24 +553,23 @@ async fn start_runner(
     let url = url(listener.local_addr()?);
     let clock = TokioClock::new();
     let runner = Runner::new(RunnerConfig::default(), clock.now()).map_err(io::Error::other)?;
-    let (to_gateway, to_gateway_rx) = unbounded_channel();
-    let (app_tx, mut app_rx) = unbounded_channel();
+    let (to_gateway, to_gateway_rx) = outbox(QueueLimits::LINK);
     let io_side = RunnerSide {
         gateway: to_gateway,
-        app: app_tx,
     };
-    let (runner_driver, handle) = RunnerDriver::new(runner, io_side, clock);
+    let (runner_driver, handle, mut app_rx) =
+        RunnerDriver::new(runner, io_side, clock, RunnerOptions::default());
     let driver = tokio::spawn(runner_driver.run());
     handle
-        .actor_starting(ACTOR, Vec::new())
-        .await
+        .call(|r, now| r.actor_starting(now, ACTOR, Vec::new()))
+        .map_err(io::Error::other)?
         .map_err(io::Error::other)?;
     handle
-        .restore(ACTOR, Vec::new())
-        .await
+        .call(|r, now| r.restore(now, ACTOR, Vec::new()))
+        .map_err(io::Error::other)?
         .map_err(io::Error::other)?;
 
-    // The gateway's WebSocket: frames in, frames out.
+    // The gateway's WebSocket: frames in (read in place), frames out.
     let h = handle.clone();
     tasks.spawn(async move {
         let Ok((tcp, _)) = listener.accept().await else {
@@ -507,14 +579,14 @@ async fn start_runner(
             return;
         };
         let (ws_tx, mut ws_rx) = ws.split();
-        tokio::spawn(writer(ws_tx, to_gateway_rx));
+        tokio::spawn(link_writer(ws_tx, to_gateway_rx));
         while let Some(Ok(msg)) = ws_rx.next().await {
             let bytes = match msg {
                 Message::Binary(b) => b,
                 Message::Close(_) => return,
                 _ => continue,
             };
-            if h.frame(Vec::from(bytes)).await.is_err() {
+            if h.frame(&bytes).await.is_err() {
                 return;
             }
         }
@@ -524,31 +596,40 @@ async fn start_runner(
     let app = handle.clone();
     let (result_tx, result) = oneshot::channel();
     tasks.spawn(async move {
-        let mut next_index = None;
+        // Per socket: the index the next message must have.
+        let mut next_index = std::collections::HashMap::new();
         let mut in_order = true;
-        while let Some(action) = app_rx.recv().await {
-            match action {
-                Action::Open { socket, index, .. } => {
-                    next_index = Some(index.next());
-                    let _ = app.accept(socket, true).await;
-                }
-                Action::Message { index, data, .. } => {
-                    in_order &= next_index == Some(index);
-                    next_index = Some(index.next());
-                    arrivals.message(data.len());
-                    if arrivals.count == arrivals.expected {
-                        let _ = result_tx.send((arrivals, in_order));
-                        return;
+        let mut batch = Vec::new();
+        while app_rx.recv_many(&mut batch).await > 0 {
+            for action in batch.drain(..) {
+                match action {
+                    Action::Open { socket, index, .. } => {
+                        next_index.insert(socket, index.next());
+                        let _ = app.call(|r, now| r.accept(now, socket, true));
                     }
+                    Action::Message {
+                        socket,
+                        index,
+                        data,
+                        ..
+                    } => {
+                        in_order &= next_index.get(&socket) == Some(&index);
+                        next_index.insert(socket, index.next());
+                        arrivals.message(data.len());
+                        if arrivals.count == arrivals.expected {
+                            let _ = result_tx.send((arrivals, in_order));
+                            return;
+                        }
+                    }
+                    Action::Persist {
+                        socket,
+                        server_index,
+                        ..
+                    } => {
+                        let _ = app.call(|r, now| r.persisted(now, socket, server_index));
+                    }
+                    _ => {}
                 }
-                Action::Persist {
-                    socket,
-                    server_index,
-                    ..
-                } => {
-                    let _ = app.persisted(socket, server_index).await;
-                }
-                _ => {}
             }
         }
     });
@@ -566,16 +647,17 @@ struct GatewaySideStarted {
     driver: JoinHandle<Gateway>,
 }
 
-/// The gateway: dials the runner, listens for one client.
+/// The gateway: dials the runner, listens for `clients` clients.
 async fn start_gateway(
     tasks: &mut JoinSet<()>,
     runner_url: &str,
     window: u64,
+    clients: u32,
 ) -> io::Result<GatewaySideStarted> {
     let runner_ws = connect(runner_url).await?;
     let (runner_tx, mut runner_rx) = runner_ws.split();
-    let (to_runner, to_runner_rx) = unbounded_channel();
-    tasks.spawn(writer(runner_tx, to_runner_rx));
+    let (to_runner, to_runner_rx) = outbox(QueueLimits::LINK);
+    tasks.spawn(link_writer(runner_tx, to_runner_rx));
     let mut config = GatewayConfig::default();
     config.overflow_policy = OverflowPolicy::Backpressure;
     config.max_pending_bytes = window;
@@ -583,8 +665,12 @@ async fn start_gateway(
     let clock = TokioClock::new();
     let gateway =
         Gateway::new(config, GatewayId(*b"bnch"), clock.now()).map_err(io::Error::other)?;
-    let (gateway_driver, handle) =
-        GatewayDriver::new(gateway, GatewaySide { runner: to_runner }, clock);
+    let (gateway_driver, handle) = GatewayDriver::new(
+        gateway,
+        GatewaySide { runner: to_runner },
+        clock,
+        GatewayOptions::default(),
+    );
     let driver = tokio::spawn(gateway_driver.run());
     let route = RouteId(1);
     let g = handle.clone();
@@ -593,7 +679,7 @@ async fn start_gateway(
             let Message::Binary(bytes) = msg else {
                 continue;
             };
-            if g.runner_frame(route, Vec::from(bytes)).await.is_err() {
+            if g.runner_frame(route, &bytes).is_err() {
                 return;
             }
         }
@@ -602,23 +688,26 @@ async fn start_gateway(
     let url = url(listener.local_addr()?);
     let g = handle.clone();
     tasks.spawn(async move {
-        let Ok((tcp, _)) = listener.accept().await else {
-            return;
-        };
-        let Ok(ws) = accept(tcp).await else {
-            return;
-        };
-        let open = OpenRequest {
-            actor_id: ACTOR.into(),
-            path: format!("/actors/{ACTOR}"),
-            ..OpenRequest::default()
-        };
-        let Ok((sender, events)) = g.open(RequestId([0, 0, 0, 1]), route, open).await else {
-            return;
-        };
-        let (ws_tx, ws_rx) = ws.split();
-        tokio::spawn(client_writer(ws_tx, events));
-        client_reader(ws_rx, sender).await;
+        for i in 0..clients {
+            let tcp = accept_retrying(&listener).await;
+            let g = g.clone();
+            tokio::spawn(async move {
+                let Ok(ws) = accept(tcp).await else {
+                    return;
+                };
+                let open = OpenRequest {
+                    actor_id: ACTOR.into(),
+                    path: format!("/actors/{ACTOR}"),
+                    ..OpenRequest::default()
+                };
+                let Ok((sender, events)) = g.open(RequestId::from_u32(i + 1), route, open) else {
+                    return;
+                };
+                let (ws_tx, ws_rx) = ws.split();
+                tokio::spawn(client_writer(ws_tx, events));
+                client_reader(ws_rx, sender).await;
+            });
+        }
     });
     Ok(GatewaySideStarted {
         url,
@@ -634,7 +723,7 @@ async fn start_gateway(
 /// The hws task graph without the engines: frames are forwarded as-is (no encoding, no decoding,
 /// no acks), but every hop has the tasks, channels and copies of the adapters. Relay: the
 /// client's reader copies each frame into a `Vec` and hands it through a bounded channel
-/// ([`INPUT_CAPACITY`](hibernating_ws::driver::tokio::INPUT_CAPACITY)) to a "driver" task, which takes
+/// ([`TASKS_CAPACITY`]) to a "driver" task, which takes
 /// batches and publishes through an unbounded channel to the backend's writer task. Backend: the
 /// reader copies each frame into a `Vec` and hands it through a bounded channel to a "driver"
 /// task, which passes it through an unbounded channel to the app task that counts.
@@ -644,12 +733,13 @@ async fn tasks_run(size: usize, messages: u64) -> io::Result<Sample> {
     let (done_tx, done) = oneshot::channel();
     let mut arrivals = Arrivals {
         expected: messages + 1,
+        warm_at: 1,
         count: 0,
         bytes: 0,
         warm: Some(warm_tx),
         done: Some(done_tx),
     };
-    let capacity = hibernating_ws::driver::tokio::INPUT_CAPACITY;
+    let capacity = TASKS_CAPACITY;
 
     // Backend: reader -> "driver" -> app.
     let backend = TcpListener::bind("127.0.0.1:0").await?;
@@ -737,7 +827,7 @@ async fn tasks_run(size: usize, messages: u64) -> io::Result<Sample> {
     Ok(sample)
 }
 
-/// The gateway's read side of the client: never ahead of the gate, one frame at a time.
+/// The gateway's read side of the client: never ahead of the gate, each frame read in place.
 async fn client_reader<S>(mut ws: S, mut sender: ClientSender)
 where
     S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
@@ -746,36 +836,33 @@ where
         if sender.readable().await.is_err() {
             return;
         }
-        let (data, binary) = match ws.next().await {
-            Some(Ok(Message::Binary(b))) => (Vec::from(b), true),
-            Some(Ok(Message::Text(t))) => (Vec::from(Bytes::from(t)), false),
+        let handed = match ws.next().await {
+            Some(Ok(Message::Binary(b))) => sender.message(&b, true).await,
+            Some(Ok(Message::Text(t))) => sender.message(t.as_bytes(), false).await,
             Some(Ok(Message::Close(_)) | Err(_)) | None => {
-                let _ = sender.close(None).await;
+                let _ = sender.close(None);
                 return;
             }
             Some(Ok(_)) => continue,
         };
-        if sender.message(data, binary).await.is_err() {
+        if handed.is_err() {
             return;
         }
     }
 }
 
-/// The gateway's write side of the client.
-async fn client_writer<S>(mut ws: S, mut events: ClientEvents)
+/// The gateway's write side of the client: everything queued, then one flush.
+async fn client_writer<S>(ws: S, events: ClientEvents)
 where
     S: futures_util::Sink<Message> + Unpin,
 {
-    while let Some(out) = events.recv().await {
-        let msg = match out {
+    let messages = events.map(|out| {
+        Ok(match out {
             ClientOutput::Message { data, .. } => Message::Binary(Bytes::from(data)),
-            ClientOutput::Close(_) => Message::Close(None),
-            _ => continue,
-        };
-        if ws.send(msg).await.is_err() {
-            return;
-        }
-    }
+            _ => Message::Close(None),
+        })
+    });
+    let _ = messages.forward(ws).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -840,8 +927,40 @@ fn spread(sorted: &[f64], f: impl Fn(f64) -> String) -> String {
     }
 }
 
+/// `--client-child URL CLIENTS SIZE PER_CLIENT`: the client side of many-clients mode.
+fn client_child(args: &[String]) -> ExitCode {
+    let parsed = (|| {
+        Some((
+            args.first()?.clone(),
+            args.get(1)?.parse().ok()?,
+            args.get(2)?.parse().ok()?,
+            args.get(3)?.parse().ok()?,
+        ))
+    })();
+    let Some((url, clients, size, per_client)) = parsed else {
+        eprintln!("error: --client-child URL CLIENTS SIZE PER_CLIENT");
+        return ExitCode::from(2);
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let result =
+        runtime.and_then(|rt| rt.block_on(many::client_child(url, clients, size, per_client)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("client child: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let args = match Args::parse(std::env::args().skip(1)) {
+    let command_line: Vec<String> = std::env::args().skip(1).collect();
+    if command_line.first().map(String::as_str) == Some("--client-child") {
+        return client_child(&command_line[1..]);
+    }
+    let args = match Args::parse(command_line.into_iter()) {
         Ok(a) => a,
         Err(e) if e.is_empty() => {
             print!("{USAGE}");
@@ -852,6 +971,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let _ = SERVER_WS.set((args.ws_buffer > 0).then(|| {
+        WebSocketConfig::default()
+            .read_buffer_size(args.ws_buffer)
+            .write_buffer_size(args.ws_buffer)
+    }));
     let runtime = if args.threads == 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -891,8 +1015,18 @@ async fn run_all(args: &Args) -> io::Result<String> {
         .map(|_| args.modes.iter().map(|_| Series::default()).collect())
         .collect();
     println!(
-        "relay_bench: sizes {:?}, messages {:?}, {} runs, {} worker thread(s), gateway window {} B",
-        args.sizes, args.messages, args.runs, args.threads, args.window
+        "relay_bench: sizes {:?}, messages {:?}, {} runs, {} worker thread(s), gateway window {} B, {} client(s), server WebSocket buffers {}",
+        args.sizes,
+        args.messages,
+        args.runs,
+        args.threads,
+        args.window,
+        args.clients,
+        if args.ws_buffer == 0 {
+            "default".to_string()
+        } else {
+            format!("{} B", args.ws_buffer)
+        }
     );
     for run in 0..args.runs {
         for (i, (&size, &messages)) in args.sizes.iter().zip(&args.messages).enumerate() {
@@ -904,6 +1038,12 @@ async fn run_all(args: &Args) -> io::Result<String> {
                 let mode = args.modes[m];
                 let sample = tokio::time::timeout(RUN_TIMEOUT, async {
                     match mode {
+                        Mode::Baseline if args.clients > 1 => {
+                            many::baseline(args.clients, size, args.per_client).await
+                        }
+                        Mode::Hws if args.clients > 1 => {
+                            many::hws(args.clients, size, args.per_client, args.window).await
+                        }
                         Mode::Baseline => baseline(size, messages).await,
                         Mode::Hws => hws_run(size, messages, args.window).await,
                         Mode::Tasks => tasks_run(size, messages).await,
@@ -917,8 +1057,12 @@ async fn run_all(args: &Args) -> io::Result<String> {
                     || "-".into(),
                     |c| format!("{:.2}", c.as_secs_f64() * 1e6 / messages as f64),
                 );
+                let cpu = match sample.rss_per_client {
+                    Some(r) => format!("{cpu} us/msg  rss {r:.0} B/client"),
+                    None => format!("{cpu} us/msg"),
+                };
                 println!(
-                    "run {} {:>8} {:>6} B x {:>7}: {:>8.3} s  {:>10.0} msg/s  {:>8.1} MiB/s  cpu {cpu} us/msg",
+                    "run {} {:>8} {:>6} B x {:>7}: {:>8.3} s  {:>10.0} msg/s  {:>8.1} MiB/s  cpu {cpu}",
                     run + 1,
                     mode.name(),
                     size,
@@ -938,9 +1082,9 @@ fn render(args: &Args, series: &[Vec<Series>]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\n| payload | messages | mode | msg/s | MiB/s | / baseline | CPU µs/msg |"
+        "\n| payload | messages | mode | msg/s | MiB/s | / baseline | CPU µs/msg | RSS B/client |"
     );
-    let _ = writeln!(out, "|---:|---:|---|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---:|---:|---|---:|---:|---:|---:|---:|");
     let base = args.modes.iter().position(|&m| m == Mode::Baseline);
     for ((&size, &messages), row) in args.sizes.iter().zip(&args.messages).zip(series) {
         for (&mode, s) in args.modes.iter().zip(row) {
@@ -964,20 +1108,23 @@ fn render(args: &Args, series: &[Vec<Series>]) -> String {
                 }
                 _ => "-".into(),
             };
+            let mut rss: Vec<f64> = s.samples.iter().filter_map(|x| x.rss_per_client).collect();
+            rss.sort_by(f64::total_cmp);
             let _ = writeln!(
                 out,
-                "| {size} B | {messages} | {} | {} | {} | {ratio} | {} |",
+                "| {size} B | {messages} | {} | {} | {} | {ratio} | {} | {} |",
                 mode.name(),
                 spread(&rates, fmt_rate),
                 spread(&rates, bytes),
                 spread(&s.cpu_per_message(messages), |c| format!("{c:.2}")),
+                spread(&rss, |r| format!("{r:.0}")),
             );
         }
     }
     let _ = writeln!(
         out,
         "\nmedian (min–max) over {} runs; / baseline: ratio of the median throughputs (paired: \
-         per run, against the baseline run next to it); CPU: the whole process, per message",
+         per run, against the baseline run next to it); CPU: the whole process, per message (many-clients mode: the servers' process, the clients run in a child); RSS: what the open, warmed-up client connections added to the servers' process, per client",
         args.runs
     );
     out
