@@ -1,4 +1,4 @@
-//! Gateway benchmarks (criterion), DESIGN.md §8 targets:
+//! Gateway benchmarks (criterion); targets in `docs/design.md#performance-targets`:
 //!
 //! * `gateway/message_path_64B`: client message → encode → buffer → publish → ack → release,
 //!   end to end through the public API (one ack per 32 messages), with

@@ -1,4 +1,5 @@
-//! Memory of idle hibernating requests (DESIGN.md §8: ≤ 192 bytes each, all included), measured
+//! Memory of idle hibernating requests (target ≤ 192 bytes each, all included;
+//! `docs/design.md#performance-targets`), measured
 //! with a counting global allocator: the live heap bytes of a gateway holding N = 1 000 000
 //! hibernating requests with 32-character actor ids, divided by N. Everything the gateway owns
 //! is counted: slab chunks, the id index, the timer heap, actor ids, and any per-request boxes.

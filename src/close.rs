@@ -1,4 +1,4 @@
-//! Close codes and reasons shared by both engines (PROTOCOL.md §4.3).
+//! Close codes and reasons shared by both engines (`docs/protocol.md#close-codes`).
 //!
 //! Upstream closes carry bare `(code, reason)` pairs. hws reports every close as a typed enum
 //! ([`gateway::CloseReason`](crate::gateway::CloseReason),
@@ -68,7 +68,7 @@ impl fmt::Debug for CloseFrame {
     }
 }
 
-/// Every `(code, reason)` pair upstream gives a fixed meaning to (PROTOCOL.md §4.3).
+/// Every `(code, reason)` pair upstream gives a fixed meaning to (`docs/protocol.md#close-codes`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum KnownClose {

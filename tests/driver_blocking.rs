@@ -37,10 +37,7 @@ enum Input {
 #[test]
 fn blocking_runner_delivers_persists_on_its_timer_and_acks() {
     let clock = Clock::start();
-    let config = RunnerConfig {
-        persist_interval: Duration::from_millis(20),
-        ..RunnerConfig::default()
-    };
+    let config = RunnerConfig::default().with_persist_interval(Duration::from_millis(20));
     let mut runner = Runner::new(config, clock.now()).expect("valid config");
     runner
         .actor_starting(clock.now(), "a", Vec::new())

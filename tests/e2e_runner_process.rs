@@ -25,9 +25,11 @@ use demo::client::{ClientOptions, run_client};
 use demo::gateway::{GatewayOptions, GatewayServer, Schedule};
 use demo::runner::{RunnerInstance, RunnerOptions};
 use demo::scenario::{DataDir, committed_result, gateway_config, runner_config};
+use demo::storage::StorageKind;
 
 const CHILD_GATEWAY: &str = "HWS_E2E_RUNNER_GATEWAY";
 const CHILD_DIR: &str = "HWS_E2E_RUNNER_DIR";
+const CHILD_STORAGE: &str = "HWS_E2E_RUNNER_STORAGE";
 const MESSAGES: u64 = 800;
 
 fn main() -> ExitCode {
@@ -37,7 +39,9 @@ fn main() -> ExitCode {
         .build()
         .expect("runtime");
     if let (Ok(gateway), Ok(dir)) = (std::env::var(CHILD_GATEWAY), std::env::var(CHILD_DIR)) {
-        rt.block_on(child(gateway, dir));
+        let storage = std::env::var(CHILD_STORAGE).unwrap_or_default();
+        let storage = StorageKind::parse(&storage).unwrap_or_default();
+        rt.block_on(child(gateway, dir, storage));
         return ExitCode::SUCCESS;
     }
     // `cargo test -- --list` and filters: one test, named like a harness test.
@@ -58,8 +62,21 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     println!("\nrunning 1 test");
-    let result =
-        rt.block_on(async { tokio::time::timeout(Duration::from_secs(60), parent()).await });
+    // Every store the build has: a SIGKILL lands at any point of a file write or a transaction.
+    let mut kinds = vec![StorageKind::File];
+    if cfg!(feature = "sqlite") {
+        kinds.push(StorageKind::Sqlite);
+    }
+    let result = rt.block_on(async {
+        for storage in kinds {
+            match tokio::time::timeout(Duration::from_secs(60), parent(storage)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Ok(Err(format!("{storage:?} storage: {e}"))),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Ok(()))
+    });
     rt.shutdown_timeout(Duration::from_secs(1));
     match result {
         Ok(Ok(())) => {
@@ -81,16 +98,18 @@ fn fail(why: &str) -> ExitCode {
 }
 
 /// Runner mode: serve until the gateway goes away (or SIGKILL).
-async fn child(gateway: String, dir: String) {
+async fn child(gateway: String, dir: String, storage: StorageKind) {
     let args = demo::args::Args::default();
     let mut instance = RunnerInstance::start(RunnerOptions {
         gateway,
         name: format!("child-{}", std::process::id()),
         data_dir: dir.into(),
+        storage,
         config: runner_config(&args),
         report_interval: Duration::from_millis(20),
         delivered: Arc::default(),
         load_delay: Duration::ZERO,
+        websocket: demo::gateway::GatewayOptions::default().websocket,
     })
     .await
     .expect("the child runner connects");
@@ -98,11 +117,16 @@ async fn child(gateway: String, dir: String) {
     let _ = instance.shutdown().await;
 }
 
-fn spawn_child(gateway: &str, dir: &Path) -> Result<tokio::process::Child, String> {
+fn spawn_child(
+    gateway: &str,
+    dir: &Path,
+    storage: StorageKind,
+) -> Result<tokio::process::Child, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     tokio::process::Command::new(exe)
         .env(CHILD_GATEWAY, gateway)
         .env(CHILD_DIR, dir)
+        .env(CHILD_STORAGE, storage.name())
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
@@ -110,7 +134,7 @@ fn spawn_child(gateway: &str, dir: &Path) -> Result<tokio::process::Child, Strin
 }
 
 #[allow(clippy::too_many_lines)]
-async fn parent() -> Result<(), String> {
+async fn parent(storage: StorageKind) -> Result<(), String> {
     let args = demo::args::Args {
         max_size: 16 * 1024,
         ..demo::args::Args::default()
@@ -126,11 +150,12 @@ async fn parent() -> Result<(), String> {
         },
         cold_start: Duration::ZERO,
         verbose: false,
+        ..GatewayOptions::default()
     })
     .await
     .map_err(|e| e.to_string())?;
     let url = server.url();
-    let first = spawn_child(&url, &dir.path)?;
+    let first = spawn_child(&url, &dir.path, storage)?;
     let first_pid = first.id();
 
     // Supervisor: SIGKILL the child when the schedule says so (the actor runs and holds
@@ -144,7 +169,7 @@ async fn parent() -> Result<(), String> {
         demo::scenario::wait_for_first_ack(&gw).await;
         first.start_kill().map_err(|e| e.to_string())?;
         let status = first.wait().await.map_err(|e| e.to_string())?;
-        let second = spawn_child(&url2, &path2)?;
+        let second = spawn_child(&url2, &path2, storage)?;
         Ok::<_, String>((status, second))
     });
 
@@ -178,16 +203,17 @@ async fn parent() -> Result<(), String> {
     let _ = conn.wait_echo(MESSAGES, Duration::from_secs(10)).await;
     let _ = conn.close(1000, "done").await;
 
-    let Some(committed) = committed_result(&dir.path, "proc-actor", Duration::from_secs(20)).await
+    let Some(committed) =
+        committed_result(&dir.path, storage, "proc-actor", Duration::from_secs(20)).await
     else {
         return Err(format!(
             "the stream was never committed; child exit {status:?}; {:?}; {:?}",
             server.snapshot().await,
-            server.stats().await
+            server.stats()
         ));
     };
     let snapshot = server.snapshot().await;
-    let stats = server.stats().await;
+    let stats = server.stats();
     let summary = format!(
         "child {first_pid:?} exit {status:?}; committed {committed:?}; expected digest {:016x}; \
          gateway {stats:?}; snapshot {snapshot:?}",

@@ -37,17 +37,15 @@ const REACK: u64 = 1_000_000;
 const MAX_HELD: usize = 4;
 
 fn config(gap_policy: GapPolicy) -> RunnerConfig {
-    RunnerConfig {
-        gap_policy,
-        persist_bytes: PERSIST_BYTES,
-        persist_interval: Duration::from_micros(PERSIST_INTERVAL),
-        persist_retry_initial: Duration::from_micros(RETRY_INITIAL),
-        persist_retry_max: Duration::from_micros(RETRY_MAX),
-        gap_timeout: Duration::from_micros(GAP_TIMEOUT),
-        reack_interval: Duration::from_micros(REACK),
-        max_held_messages: MAX_HELD,
-        ..RunnerConfig::default()
-    }
+    RunnerConfig::default()
+        .with_gap_policy(gap_policy)
+        .with_persist_bytes(PERSIST_BYTES)
+        .with_persist_interval(Duration::from_micros(PERSIST_INTERVAL))
+        .with_persist_retry_initial(Duration::from_micros(RETRY_INITIAL))
+        .with_persist_retry_max(Duration::from_micros(RETRY_MAX))
+        .with_gap_timeout(Duration::from_micros(GAP_TIMEOUT))
+        .with_reack_interval(Duration::from_micros(REACK))
+        .with_max_held_messages(MAX_HELD)
 }
 
 fn socket_id(s: u8) -> hibernating_ws::runner::SocketId {
@@ -730,8 +728,8 @@ impl Sut {
         let result = self.runner.handle_frame(now, &frame);
         match self.runner.socket(id).map(|i| i.state) {
             _ if result.is_ok() => {}
-            None => assert_eq!(result, Err(ReceiveError::UnknownSocket)),
-            Some(_) => assert_eq!(result, Err(ReceiveError::NotOpen)),
+            None => assert_eq!(result, Err(ReceiveError::UnknownSocket { socket: id })),
+            Some(_) => assert_eq!(result, Err(ReceiveError::NotOpen { socket: id })),
         }
     }
 
@@ -775,12 +773,10 @@ impl StateMachineTest for RunnerTest {
         let now = sut.now;
         // Late results of closed sockets: harmless, and never taken for a newer socket's.
         for (s, server) in core::mem::take(&mut sut.stale) {
-            assert_eq!(
-                sut.runner
-                    .persisted(now, socket_id(s), MessageIndex::new(server)),
-                Err(hibernating_ws::runner::SocketError::UnknownSocket),
-                "late result of socket {s}"
-            );
+            let socket = socket_id(s);
+            let late = sut.runner.persisted(now, socket, MessageIndex::new(server));
+            let unknown = hibernating_ws::runner::SocketError::UnknownSocket { socket };
+            assert_eq!(late, Err(unknown), "late result of socket {s}");
         }
         match t {
             Transition::Open { s, hib } => {
@@ -815,11 +811,9 @@ impl StateMachineTest for RunnerTest {
                     .expect("persist_failed");
                 if model.socks[s as usize].phase == Phase::Open {
                     // The failed persist is no longer in flight: its result cannot be reported.
-                    assert_eq!(
-                        sut.runner
-                            .persisted(now, socket_id(s), MessageIndex::new(server)),
-                        Err(SocketError::UnexpectedPersist)
-                    );
+                    let socket = socket_id(s);
+                    let result = sut.runner.persisted(now, socket, MessageIndex::new(server));
+                    assert_eq!(result, Err(SocketError::UnexpectedPersist { socket }));
                 }
             }
             Transition::Advance { micros } => {
@@ -842,16 +836,18 @@ impl StateMachineTest for RunnerTest {
                 if existed {
                     assert_eq!(result, Ok(()));
                 } else {
-                    assert_eq!(result, Err(ReceiveError::UnknownSocket));
+                    let socket = socket_id(s);
+                    assert_eq!(result, Err(ReceiveError::UnknownSocket { socket }));
                 }
                 sut.stopping.remove(&s);
             }
             Transition::Send { s } => {
-                let result = sut.runner.send(now, socket_id(s), b"out", true);
-                match sut.runner.socket(socket_id(s)).map(|i| i.state) {
+                let socket = socket_id(s);
+                let result = sut.runner.send(now, socket, b"out", true);
+                match sut.runner.socket(socket).map(|i| i.state) {
                     Some(SocketState::Open) => assert!(result.is_ok()),
-                    Some(_) => assert_eq!(result, Err(SendError::NotOpen)),
-                    None => assert_eq!(result, Err(SendError::UnknownSocket)),
+                    Some(_) => assert_eq!(result, Err(SendError::NotOpen { socket })),
+                    None => assert_eq!(result, Err(SendError::UnknownSocket { socket })),
                 }
             }
             Transition::Stop => {
@@ -873,6 +869,9 @@ impl StateMachineTest for RunnerTest {
     }
 
     fn check_invariants(sut: &Sut, model: &Model) {
+        if let Err(e) = sut.runner.check_invariants() {
+            panic!("runner invariant: {e}");
+        }
         for s in 0..SOCKETS {
             let k = &model.socks[s as usize];
             let info = sut.runner.socket(socket_id(s));

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::storage::StorageKind;
+
 /// Which part of the system this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -31,8 +33,10 @@ pub struct Args {
     pub gateway: Option<String>,
     /// Address the gateway listens on (roles all and gateway).
     pub listen: String,
-    /// Where the runner keeps its actor files (default: a new temporary directory).
+    /// Where the runner keeps its actor storage (default: a new temporary directory).
     pub data_dir: Option<PathBuf>,
+    /// Which store the runner uses.
+    pub storage: StorageKind,
     /// The actor the client talks to.
     pub actor: String,
     /// How long a sleeping actor takes to start again.
@@ -45,6 +49,10 @@ pub struct Args {
     pub runner_name: String,
     /// Print progress lines.
     pub verbose: bool,
+    /// Read buffer of each WebSocket (bytes).
+    pub ws_read_buffer: usize,
+    /// Write buffer of each WebSocket (bytes; writes are flushed past it).
+    pub ws_write_buffer: usize,
 }
 
 impl Default for Args {
@@ -61,12 +69,15 @@ impl Default for Args {
             gateway: None,
             listen: "127.0.0.1:0".into(),
             data_dir: None,
+            storage: StorageKind::File,
             actor: "demo-actor".into(),
             cold_start: Duration::from_millis(20),
             persist_interval: Duration::from_millis(50),
             max_pending_bytes: 8 * 1024 * 1024,
             runner_name: "runner".into(),
             verbose: false,
+            ws_read_buffer: super::gateway::WS_READ_BUFFER,
+            ws_write_buffer: super::gateway::WS_WRITE_BUFFER,
         }
     }
 }
@@ -85,12 +96,16 @@ usage: demo [flags]
                             which part to run (default all)
   --gateway ws://HOST:PORT  the gateway to connect to (roles runner and client)
   --listen HOST:PORT        where the gateway listens (default 127.0.0.1:0)
-  --data-dir DIR            the runner's actor files (default: a new temporary directory)
+  --data-dir DIR            the runner's actor storage (default: a new temporary directory)
+  --storage file|sqlite     the runner's store: one file per actor (default), or SQLite
+                            (actors.db; needs a build with --features sqlite)
   --actor NAME              the actor the client talks to (default demo-actor)
   --cold-start-ms MS        how long a sleeping actor takes to wake (default 20)
   --persist-interval-ms MS  the runner's persist debounce (default 50)
   --max-pending-bytes B     the gateway's per-request pending limit (default 8388608)
   --runner-name NAME        the runner's name (role runner)
+  --ws-read-buffer B        read buffer of each WebSocket (default 8192)
+  --ws-write-buffer B       write buffer of each WebSocket (default 8192)
   --verbose                 progress lines
 ";
 
@@ -113,7 +128,10 @@ impl Args {
                 "--gateway" => a.gateway = Some(value(&flag)?),
                 "--listen" => a.listen = value(&flag)?,
                 "--data-dir" => a.data_dir = Some(PathBuf::from(value(&flag)?)),
+                "--storage" => a.storage = StorageKind::parse(&value(&flag)?)?,
                 "--actor" => a.actor = value(&flag)?,
+                "--ws-read-buffer" => a.ws_read_buffer = num(&value(&flag)?)?,
+                "--ws-write-buffer" => a.ws_write_buffer = num(&value(&flag)?)?,
                 "--cold-start-ms" => a.cold_start = Duration::from_millis(num(&value(&flag)?)?),
                 "--persist-interval-ms" => {
                     a.persist_interval = Duration::from_millis(num(&value(&flag)?)?);

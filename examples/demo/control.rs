@@ -45,6 +45,9 @@ pub enum Control {
     Started { actor: String },
     /// Runner → gateway: the actor stopped (every socket settled).
     Stopped { actor: String },
+    /// Runner → gateway: the actor's start was stopped because its storage did not load; its
+    /// requests stay hibernating and a later start retries.
+    StartFailed { actor: String, error: String },
     /// Runner → gateway: counters.
     Stats(RunnerReport),
 }

@@ -1,4 +1,4 @@
-//! The demo's building blocks, shared by `examples/demo.rs` and the end-to-end tests
+//! The demo's building blocks, shared by the demo (`demo/demo.rs`) and the end-to-end tests
 //! (`tests/e2e_*.rs` include this file with `#[path]`).
 //!
 //! * [`payload`]: the seeded message stream and its digest.

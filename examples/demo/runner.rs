@@ -14,16 +14,25 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use hibernating_ws::MessageIndex;
-use hibernating_ws::driver::tokio::{RunnerDriver, RunnerHandle, RunnerIo, TokioClock};
+use hibernating_ws::driver::tokio::{
+    AppEvents, Outbox, QueueLimits, RunnerDriver, RunnerHandle, RunnerIo,
+    RunnerOptions as DriverOptions, TokioClock, outbox,
+};
 use hibernating_ws::runner::{Action, CloseReason, Runner, RunnerConfig, SocketId};
 use hibernating_ws::wire::{GatewayId, HibernatingRequest, RequestId};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::task::JoinSet;
-use tokio_tungstenite::connect_async;
+use tokio_tungstenite::connect_async_with_config;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 use super::control::{Control, RunnerReport};
-use super::storage::{ActorFile, Fence, SocketRecord, Store, StreamState};
+use hibernating_ws::runner::PersistedSocket;
+use hibernating_ws::storage::{Commit, StoreError, StoredSocket};
+use hibernating_ws::wire::Headers;
+
+use super::gateway::LinkOut;
+use super::storage::{ActorState, Fence, Fenced, StorageKind, StreamState};
 
 /// How to start a runner.
 #[derive(Debug, Clone)]
@@ -32,8 +41,10 @@ pub struct RunnerOptions {
     pub gateway: String,
     /// The runner's name (for logs).
     pub name: String,
-    /// Where the actor files live.
+    /// Where the actor storage lives.
     pub data_dir: PathBuf,
+    /// Which store keeps it.
+    pub storage: StorageKind,
     /// The runner engine's configuration.
     pub config: RunnerConfig,
     /// How often counters are reported to the gateway.
@@ -43,6 +54,8 @@ pub struct RunnerOptions {
     pub delivered: Arc<AtomicU64>,
     /// Extra time the actor's storage takes to load on start (slow storage, for tests).
     pub load_delay: Duration,
+    /// Buffer sizes of the WebSocket to the gateway.
+    pub websocket: WebSocketConfig,
 }
 
 /// A running runner.
@@ -50,7 +63,7 @@ pub struct RunnerInstance {
     tasks: JoinSet<()>,
     fence: Fence,
     handle: RunnerHandle,
-    ws: UnboundedSender<Message>,
+    ws: Outbox<LinkOut>,
     closed: tokio::sync::watch::Receiver<bool>,
     closes: Arc<Mutex<BTreeMap<String, u64>>>,
 }
@@ -59,22 +72,24 @@ impl RunnerInstance {
     /// Connects to the gateway and starts every task.
     pub async fn start(opts: RunnerOptions) -> io::Result<Self> {
         let url = format!("{}/runner", opts.gateway.trim_end_matches('/'));
-        let (ws, _) = connect_async(url.as_str())
+        let (ws, _) = connect_async_with_config(url.as_str(), Some(opts.websocket), true)
             .await
             .map_err(io::Error::other)?;
         let (mut ws_tx, mut ws_rx) = ws.split();
         let fence = Fence::default();
-        let store = Store::new(opts.data_dir.clone(), fence.clone());
+        let store = Fenced {
+            store: opts.storage.open(&opts.data_dir)?,
+            fence: fence.clone(),
+        };
         let mut tasks = JoinSet::new();
 
         // WebSocket writer.
-        let (out_tx, mut out_rx) = unbounded_channel::<Message>();
+        let (out_tx, mut out_rx) = outbox::<LinkOut>(QueueLimits::LINK);
         tasks.spawn(async move {
-            while let Some(msg) = out_rx.recv().await {
-                if ws_tx.feed(msg).await.is_err() {
-                    return;
-                }
-                while let Ok(msg) = out_rx.try_recv() {
+            // Everything queued at once, one flush per batch.
+            let mut batch = Vec::new();
+            while out_rx.recv_many(&mut batch).await > 0 {
+                for LinkOut(msg) in batch.drain(..) {
                     if ws_tx.feed(msg).await.is_err() {
                         return;
                     }
@@ -83,23 +98,22 @@ impl RunnerInstance {
                     return;
                 }
             }
+            // The gateway did not drain the link (the outbox overflowed): drop it.
+            let _ = ws_tx.close().await;
         });
-        let _ = out_tx.send(Message::text(
+        let _ = out_tx.push(LinkOut(Message::text(
             Control::Hello {
                 runner: opts.name.clone(),
             }
             .to_text(),
-        ));
+        )));
 
         // The driver.
         let clock = TokioClock::new();
         let runner = Runner::new(opts.config.clone(), clock.now()).map_err(io::Error::other)?;
-        let (app_tx, app_rx) = unbounded_channel();
-        let io_side = RunnerSide {
-            ws: out_tx.clone(),
-            app: app_tx,
-        };
-        let (driver, handle) = RunnerDriver::new(runner, io_side, clock);
+        let io_side = RunnerSide { ws: out_tx.clone() };
+        let (driver, handle, app_rx) =
+            RunnerDriver::new(runner, io_side, clock, DriverOptions::default());
         tasks.spawn(async move {
             let _ = driver.run().await;
         });
@@ -112,7 +126,7 @@ impl RunnerInstance {
             while let Some(Ok(msg)) = ws_rx.next().await {
                 match msg {
                     Message::Binary(b) => {
-                        let delivered = h.frame(Vec::from(b)).await;
+                        let delivered = h.frame(&b).await;
                         if delivered.is_err() {
                             break;
                         }
@@ -144,6 +158,7 @@ impl RunnerInstance {
             writes: write_tx,
             actors: BTreeMap::new(),
             socket_actor: BTreeMap::new(),
+            failed_starts: BTreeMap::new(),
             closes: closes.clone(),
             delivered: opts.delivered.clone(),
             load_delay: opts.load_delay,
@@ -156,11 +171,11 @@ impl RunnerInstance {
         tasks.spawn(async move {
             loop {
                 tokio::time::sleep(interval).await;
-                let Some(report) = report(&h, &closes).await else {
+                let Some(report) = report(&h, &closes) else {
                     return;
                 };
                 if ws
-                    .send(Message::text(Control::Stats(report).to_text()))
+                    .push(LinkOut(Message::text(Control::Stats(report).to_text())))
                     .is_err()
                 {
                     return;
@@ -197,23 +212,23 @@ impl RunnerInstance {
 
     /// Sends a last stats report, closes the connection and stops every task.
     pub async fn shutdown(mut self) -> Option<RunnerReport> {
-        let r = report(&self.handle, &self.closes).await;
+        let r = report(&self.handle, &self.closes);
         if let Some(r) = &r {
             let _ = self
                 .ws
-                .send(Message::text(Control::Stats(r.clone()).to_text()));
+                .push(LinkOut(Message::text(Control::Stats(r.clone()).to_text())));
         }
-        let _ = self.ws.send(Message::Close(None));
+        let _ = self.ws.push(LinkOut(Message::Close(None)));
         let _ = tokio::time::timeout(Duration::from_secs(2), self.wait_closed()).await;
-        self.handle.shutdown().await;
+        self.handle.shutdown();
         self.tasks.abort_all();
         r
     }
 }
 
 /// The counters of this runner as a report.
-async fn report(h: &RunnerHandle, closes: &Mutex<BTreeMap<String, u64>>) -> Option<RunnerReport> {
-    let s = h.stats().await.ok()?;
+fn report(h: &RunnerHandle, closes: &Mutex<BTreeMap<String, u64>>) -> Option<RunnerReport> {
+    let s = h.call(|r, _| r.stats()).ok()?;
     Some(RunnerReport {
         delivered: s.delivered,
         duplicates_dropped: s.duplicates,
@@ -229,59 +244,65 @@ async fn report(h: &RunnerHandle, closes: &Mutex<BTreeMap<String, u64>>) -> Opti
     })
 }
 
-/// The [`RunnerIo`] sink: tunnel frames to the WebSocket writer, the rest to the app.
+/// The [`RunnerIo`] sink: tunnel frames to the WebSocket writer (the app gets the rest through
+/// its [`AppEvents`]).
 struct RunnerSide {
-    ws: UnboundedSender<Message>,
-    app: UnboundedSender<Action>,
+    ws: Outbox<LinkOut>,
 }
 
 impl RunnerIo for RunnerSide {
     fn publish(&mut self, _gateway_id: GatewayId, frame: Vec<u8>) {
-        let _ = self.ws.send(Message::Binary(Bytes::from(frame)));
-    }
-
-    fn app(&mut self, action: Action) {
-        let _ = self.app.send(action);
+        let _ = self.ws.push(LinkOut(Message::Binary(Bytes::from(frame))));
     }
 }
 
-/// A write of an actor file; `done` is reported to the runner once it is durable.
+/// A commit to an actor's record; `done` is reported to the app once it is durable.
 struct WriteJob {
-    image: ActorFile,
+    actor_id: String,
+    commit: Commit,
     done: Option<(SocketId, MessageIndex)>,
 }
 
-/// Writes actor files in order, coalescing queued writes of one actor (each image is complete,
-/// so the latest one carries every earlier one).
+/// A persist's outcome: the socket, the index, whether it is durable.
+type Done = (SocketId, MessageIndex, bool);
+
+/// The queued commits of one actor merged into one, with the persists it completes.
+type Merged = (String, Commit, Vec<(SocketId, MessageIndex)>);
+
+/// Commits in order, merging queued commits of one actor into one (applying them one after the
+/// other is the same as applying their concatenation), so a burst costs one sync.
 async fn storage_writer(
-    store: Store,
+    store: Fenced,
     mut jobs: UnboundedReceiver<WriteJob>,
-    done: UnboundedSender<(SocketId, MessageIndex, bool)>,
+    done: UnboundedSender<Done>,
 ) {
     while let Some(first) = jobs.recv().await {
         let mut batch = vec![first];
         while let Ok(job) = jobs.try_recv() {
             batch.push(job);
         }
-        let mut latest: Vec<ActorFile> = Vec::new();
-        let mut completions = Vec::new();
+        let mut merged: Vec<Merged> = Vec::new();
         for job in batch {
-            completions.extend(job.done.map(|d| (job.image.actor_id.clone(), d)));
-            match latest.iter_mut().find(|f| f.actor_id == job.image.actor_id) {
-                Some(slot) => *slot = job.image,
-                None => latest.push(job.image),
+            let i = if let Some(i) = merged.iter().position(|(a, ..)| *a == job.actor_id) {
+                i
+            } else {
+                merged.push((job.actor_id, Commit::new(), Vec::new()));
+                merged.len() - 1
+            };
+            let entry = &mut merged[i];
+            entry.1.sockets.extend(job.commit.sockets);
+            if job.commit.state.is_some() {
+                entry.1.state = job.commit.state;
             }
+            entry.2.extend(job.done);
         }
-        for image in latest {
+        for (actor, commit, completions) in merged {
             let store = store.clone();
-            let actor = image.actor_id.clone();
-            let ok = tokio::task::spawn_blocking(move || store.write(&image))
+            let ok = tokio::task::spawn_blocking(move || store.commit(&actor, &commit))
                 .await
                 .is_ok_and(|r| r.is_ok());
-            for (a, (socket, index)) in &completions {
-                if *a == actor {
-                    let _ = done.send((*socket, *index, ok));
-                }
+            for (socket, index) in completions {
+                let _ = done.send((socket, index, ok));
             }
         }
     }
@@ -289,26 +310,30 @@ async fn storage_writer(
 
 /// One actor on this runner.
 struct ActorApp {
-    /// What is (or is being) written in its file.
-    image: ActorFile,
-    /// Live state per socket (ahead of the image until the next persist).
+    /// The actor's own state (its last finished streams), as committed.
+    state: ActorState,
+    /// Live state per socket (ahead of the store until the next persist).
     live: BTreeMap<SocketId, Live>,
 }
 
 struct Live {
     state: StreamState,
     path: String,
-    headers: Vec<(String, String)>,
+    headers: Headers,
+    /// The store holds a record of this socket (a commit of it succeeded).
+    stored: bool,
 }
 
 /// The actor app: accepts sockets, processes messages, persists state with the index.
 struct App {
     handle: RunnerHandle,
-    ws: UnboundedSender<Message>,
-    store: Store,
+    ws: Outbox<LinkOut>,
+    store: Fenced,
     writes: UnboundedSender<WriteJob>,
     actors: BTreeMap<String, ActorApp>,
     socket_actor: BTreeMap<SocketId, String>,
+    /// Actors whose start was stopped because their storage did not load, with the error.
+    failed_starts: BTreeMap<String, String>,
     closes: Arc<Mutex<BTreeMap<String, u64>>>,
     delivered: Arc<AtomicU64>,
     load_delay: Duration,
@@ -317,19 +342,22 @@ struct App {
 impl App {
     async fn run(
         mut self,
-        mut actions: UnboundedReceiver<Action>,
+        mut actions: AppEvents,
         mut control: UnboundedReceiver<Control>,
-        mut done: UnboundedReceiver<(SocketId, MessageIndex, bool)>,
+        mut done: UnboundedReceiver<Done>,
     ) {
         loop {
             tokio::select! {
-                Some(a) = actions.recv() => self.action(a).await,
+                Some(a) = actions.recv() => self.action(a),
                 Some(c) = control.recv() => self.control(c).await,
                 Some((socket, index, ok)) = done.recv() => {
                     let _ = if ok {
-                        self.handle.persisted(socket, index).await
+                        if let Some(live) = self.live_mut(socket) {
+                            live.stored = true;
+                        }
+                        self.handle.call(|r, now| r.persisted(now, socket, index))
                     } else {
-                        self.handle.persist_failed(socket, index).await
+                        self.handle.call(|r, now| r.persist_failed(now, socket, index))
                     };
                 }
                 else => return,
@@ -338,74 +366,97 @@ impl App {
     }
 
     fn send_control(&self, c: &Control) {
-        let _ = self.ws.send(Message::text(c.to_text()));
+        let _ = self.ws.push(LinkOut(Message::text(c.to_text())));
     }
 
     async fn control(&mut self, c: Control) {
         match c {
-            Control::Start { actor, hibernating } => {
-                let list: Vec<HibernatingRequest> = hibernating
-                    .into_iter()
-                    .map(|(g, r)| HibernatingRequest {
-                        gateway_id: GatewayId(g),
-                        request_id: RequestId(r),
-                    })
-                    .collect();
-                if self
-                    .handle
-                    .actor_starting(actor.clone(), list)
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                // The gateway may wake the actor's requests now: their replay queues in the
-                // runner until the restore below, which overlaps the storage load with the
-                // replay. (Waking after the restore works too: a hibernating request accepts the
-                // restore's re-acks and closes from any route.) The queue must hold a whole
-                // replay: see `scenario::runner_config`.
-                self.send_control(&Control::Started {
-                    actor: actor.clone(),
-                });
-                if !self.load_delay.is_zero() {
-                    tokio::time::sleep(self.load_delay).await;
-                }
-                let store = self.store.clone();
-                let a = actor.clone();
-                let image = match tokio::task::spawn_blocking(move || store.load(&a)).await {
-                    Ok(Ok(image)) => image,
-                    _ => ActorFile {
-                        actor_id: actor.clone(),
-                        ..ActorFile::default()
-                    },
-                };
-                let persisted = image.sockets.iter().map(SocketRecord::persisted).collect();
-                let mut app = ActorApp {
-                    image,
-                    live: BTreeMap::new(),
-                };
-                for r in &app.image.sockets {
-                    app.live.insert(
-                        r.socket(),
-                        Live {
-                            state: r.state,
-                            path: r.path.clone(),
-                            headers: r.headers.clone(),
-                        },
-                    );
-                    self.socket_actor.insert(r.socket(), actor.clone());
-                }
-                self.actors.insert(actor.clone(), app);
-                let _ = self.handle.restore(actor, persisted).await;
-            }
+            Control::Start { actor, hibernating } => self.start(actor, hibernating).await,
             Control::Stop { actor } => {
-                let _ = self.handle.actor_stopping(actor).await;
+                let _ = self.handle.call(|r, now| r.actor_stopping(now, &actor));
             }
             _ => {}
         }
     }
 
-    async fn action(&mut self, action: Action) {
+    async fn start(&mut self, actor: String, hibernating: Vec<([u8; 4], [u8; 4])>) {
+        let list: Vec<HibernatingRequest> = hibernating
+            .into_iter()
+            .map(|(g, r)| HibernatingRequest {
+                gateway_id: GatewayId(g),
+                request_id: RequestId(r),
+            })
+            .collect();
+        if self
+            .handle
+            .call(|r, now| r.actor_starting(now, &actor, list))
+            .is_err()
+        {
+            return;
+        }
+        // The gateway may wake the actor's requests now: their replay queues in the runner
+        // until the restore below, which overlaps the storage load with the replay. (Waking
+        // after the restore works too: a hibernating request accepts the restore's re-acks and
+        // closes from any route.) The queue must hold a whole replay: see
+        // `scenario::runner_config`.
+        self.send_control(&Control::Started {
+            actor: actor.clone(),
+        });
+        if !self.load_delay.is_zero() {
+            tokio::time::sleep(self.load_delay).await;
+        }
+        let store = self.store.clone();
+        let a = actor.clone();
+        let loaded = tokio::task::spawn_blocking(move || store.load(&a)).await;
+        let loaded = loaded.unwrap_or_else(|e| {
+            Err(StoreError::Io {
+                actor_id: actor.clone(),
+                source: io::Error::other(e),
+            })
+        });
+        let app = loaded.and_then(|record| {
+            let state =
+                ActorState::decode(&record.state).map_err(|detail| StoreError::Corrupt {
+                    actor_id: actor.clone(),
+                    detail,
+                })?;
+            let mut live = BTreeMap::new();
+            for s in &record.sockets {
+                let state =
+                    StreamState::decode(&s.state).map_err(|detail| StoreError::Corrupt {
+                        actor_id: actor.clone(),
+                        detail,
+                    })?;
+                let l = Live {
+                    state,
+                    path: s.meta.path.clone(),
+                    headers: s.meta.headers.clone(),
+                    stored: true,
+                };
+                live.insert(s.meta.socket, l);
+            }
+            Ok((ActorApp { state, live }, record.persisted()))
+        });
+        match app {
+            Ok((app, persisted)) => {
+                for socket in app.live.keys() {
+                    self.socket_actor.insert(*socket, actor.clone());
+                }
+                self.actors.insert(actor.clone(), app);
+                let _ = self.handle.call(|r, now| r.restore(now, &actor, persisted));
+            }
+            Err(e) => {
+                // Never run the actor on an empty state: its hibernated sockets would be
+                // closed normally while their acked messages sit in the unreadable record.
+                // The start stops; the gateway keeps the requests hibernating.
+                eprintln!("[runner] actor {actor}: storage did not load: {e}");
+                self.failed_starts.insert(actor.clone(), e.to_string());
+                let _ = self.handle.call(|r, now| r.actor_stopping(now, &actor));
+            }
+        }
+    }
+
+    fn action(&mut self, action: Action) {
         match action {
             Action::Open {
                 socket,
@@ -415,25 +466,19 @@ impl App {
                 ..
             } => {
                 let Some(app) = self.actors.get_mut(&actor_id) else {
-                    let _ = self
-                        .handle
-                        .reject(
-                            socket,
-                            hibernating_ws::CloseFrame::new(1011, "no such actor"),
-                        )
-                        .await;
+                    let frame = hibernating_ws::CloseFrame::new(1011, "no such actor");
+                    let _ = self.handle.call(|r, now| r.reject(now, socket, frame));
                     return;
                 };
-                app.live.insert(
-                    socket,
-                    Live {
-                        state: StreamState::default(),
-                        path,
-                        headers: headers.into_entries(),
-                    },
-                );
+                let live = Live {
+                    state: StreamState::default(),
+                    path,
+                    headers,
+                    stored: false,
+                };
+                app.live.insert(socket, live);
                 self.socket_actor.insert(socket, actor_id);
-                let _ = self.handle.accept(socket, true).await;
+                let _ = self.handle.call(|r, now| r.accept(now, socket, true));
             }
             Action::Message { socket, data, .. } => {
                 self.delivered.fetch_add(1, Ordering::Relaxed);
@@ -443,7 +488,9 @@ impl App {
                 live.state.process(&data);
                 let seq = super::payload::seq_of(&data).unwrap_or(u64::MAX);
                 let echo = format!("{seq} {} {:016x}", live.state.count, live.state.digest);
-                let _ = self.handle.send(socket, echo.into_bytes(), false).await;
+                let _ = self
+                    .handle
+                    .call(|r, now| r.send(now, socket, echo.as_bytes(), false));
             }
             Action::Persist {
                 socket,
@@ -451,27 +498,28 @@ impl App {
                 server_index,
                 client_index,
             } => {
-                let Some(app) = self.actors.get_mut(&actor_id) else {
+                let Some(live) = self.actors.get(&actor_id).and_then(|a| a.live.get(&socket))
+                else {
                     return;
                 };
-                let Some(live) = app.live.get(&socket) else {
-                    return;
+                // The socket's state and its index in one commit; the record's metadata is
+                // written once, on the first persist.
+                let state = live.state.encode();
+                let commit = if live.stored {
+                    Commit::new().advance(socket, server_index, client_index, Some(state))
+                } else {
+                    let meta = PersistedSocket {
+                        socket,
+                        server_index,
+                        client_index,
+                        path: live.path.clone(),
+                        headers: live.headers.clone(),
+                    };
+                    Commit::new().put(StoredSocket::new(meta, state))
                 };
-                let record = SocketRecord {
-                    gateway_id: socket.gateway_id.0,
-                    request_id: socket.request_id.0,
-                    server_index: server_index.get(),
-                    client_index: client_index.get(),
-                    path: live.path.clone(),
-                    headers: live.headers.clone(),
-                    state: live.state,
-                };
-                match app.image.socket_mut(socket) {
-                    Some(r) => *r = record,
-                    None => app.image.sockets.push(record),
-                }
                 let _ = self.writes.send(WriteJob {
-                    image: app.image.clone(),
+                    actor_id,
+                    commit,
                     done: Some((socket, server_index)),
                 });
             }
@@ -480,13 +528,16 @@ impl App {
                 let Some(app) = self.actors.get_mut(&actor_id) else {
                     return;
                 };
-                let state = app.live.remove(&socket).map(|l| l.state);
-                let state = state
-                    .or_else(|| app.image.socket_mut(socket).map(|r| r.state))
+                let state = app
+                    .live
+                    .remove(&socket)
+                    .map(|l| l.state)
                     .unwrap_or_default();
-                app.image.finish(socket, state);
+                app.state.finish(socket, state);
+                let commit = Commit::new().delete(socket).state(app.state.encode());
                 let _ = self.writes.send(WriteJob {
-                    image: app.image.clone(),
+                    actor_id,
+                    commit,
                     done: None,
                 });
             }
@@ -510,7 +561,13 @@ impl App {
                         self.socket_actor.remove(socket);
                     }
                 }
-                self.send_control(&Control::Stopped { actor: actor_id });
+                match self.failed_starts.remove(&actor_id) {
+                    Some(error) => self.send_control(&Control::StartFailed {
+                        actor: actor_id,
+                        error,
+                    }),
+                    None => self.send_control(&Control::Stopped { actor: actor_id }),
+                }
             }
             _ => {}
         }

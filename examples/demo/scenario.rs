@@ -17,7 +17,7 @@ use super::client::{ClientOptions, run_client};
 use super::gateway::{GatewayOptions, GatewayServer, Schedule};
 use super::report::Report;
 use super::runner::{RunnerInstance, RunnerOptions};
-use super::storage::{Fence, Store, StreamState};
+use super::storage::{StorageKind, StreamState, finished_stream};
 
 /// The gateway engine's configuration in the demo: Rivet's defaults, except the overflow policy
 /// (backpressure instead of closing) and the per-request pending limit (a flag).
@@ -38,12 +38,10 @@ pub fn gateway_config(args: &Args) -> GatewayConfig {
 /// gap (1008 `ws.message_index_skip`). The runner's defaults hold two full windows of 1 MiB; the
 /// demo's window is larger, so it sizes the byte limit to match.
 pub fn runner_config(args: &Args) -> RunnerConfig {
-    RunnerConfig {
-        persist_interval: args.persist_interval,
-        max_queued_per_actor: 2 * usize::from(hibernating_ws::index::MAX_WINDOW) + 2,
-        max_queued_bytes_per_actor: 2 * args.max_pending_bytes.max(1 << 20) + (1 << 20),
-        ..RunnerConfig::default()
-    }
+    RunnerConfig::default()
+        .with_persist_interval(args.persist_interval)
+        .with_max_queued_per_actor(2 * usize::from(hibernating_ws::index::MAX_WINDOW) + 2)
+        .with_max_queued_bytes_per_actor(2 * args.max_pending_bytes.max(1 << 20) + (1 << 20))
 }
 
 /// A runner in this process or in a child process.
@@ -66,6 +64,7 @@ impl RunnerProc {
             let mut cmd = tokio::process::Command::new(exe);
             cmd.args(["--role", "runner", "--gateway", gateway, "--data-dir"])
                 .arg(dir)
+                .args(["--storage", args.storage.name()])
                 .args([
                     "--persist-interval-ms",
                     &args.persist_interval.as_millis().to_string(),
@@ -82,10 +81,15 @@ impl RunnerProc {
                 gateway: gateway.into(),
                 name: format!("runner-{n}"),
                 data_dir: dir.into(),
+                storage: args.storage,
                 config: runner_config(args),
                 report_interval: Duration::from_millis(20),
                 delivered: delivered.clone(),
                 load_delay: Duration::ZERO,
+                websocket: super::gateway::websocket_config(
+                    args.ws_read_buffer,
+                    args.ws_write_buffer,
+                ),
             };
             Ok(Self::InProcess(RunnerInstance::start(opts).await?))
         }
@@ -144,16 +148,19 @@ impl Drop for DataDir {
     }
 }
 
-/// Waits until the actor's file holds a finished stream (the client's close reached the actor
+/// Waits until the actor's record holds a finished stream (the client's close reached the actor
 /// and its metadata was deleted), or the timeout.
-pub async fn committed_result(dir: &Path, actor: &str, timeout: Duration) -> Option<StreamState> {
-    let store = Store::new(dir, Fence::default());
+pub async fn committed_result(
+    dir: &Path,
+    storage: StorageKind,
+    actor: &str,
+    timeout: Duration,
+) -> Option<StreamState> {
+    let store = storage.open(dir).ok()?;
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        if let Ok(file) = store.load(actor)
-            && let Some(f) = file.finished.last()
-        {
-            return Some(f.state);
+        if let Some(state) = finished_stream(store.as_ref(), actor) {
+            return Some(state);
         }
         if tokio::time::Instant::now() >= deadline {
             return None;
@@ -167,7 +174,9 @@ pub async fn committed_result(dir: &Path, actor: &str, timeout: Duration) -> Opt
 /// restore correctly ends in 1000 `ws.meta_not_found_during_restore`).
 pub async fn wait_for_first_ack(gw: &hibernating_ws::driver::tokio::GatewayHandle) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while gw.stats().await.is_ok_and(|s| s.messages_acked == 0)
+    while gw
+        .call(|g, _| g.stats())
+        .is_ok_and(|s| s.messages_acked == 0)
         && tokio::time::Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -184,6 +193,8 @@ pub async fn run_all(args: &Args) -> io::Result<Report> {
         schedule,
         cold_start: args.cold_start,
         verbose: args.verbose,
+        websocket: super::gateway::websocket_config(args.ws_read_buffer, args.ws_write_buffer),
+        ..GatewayOptions::default()
     })
     .await?;
     let url = server.url();
@@ -260,7 +271,13 @@ pub async fn run_all(args: &Args) -> io::Result<Report> {
         client.echoes = conn.echoes();
         client.closed_by_gateway = conn.close(1000, "done").await;
     }
-    let committed = committed_result(&dir.path, &args.actor, Duration::from_secs(60)).await;
+    let committed = committed_result(
+        &dir.path,
+        args.storage,
+        &args.actor,
+        Duration::from_secs(60),
+    )
+    .await;
     let elapsed = start.elapsed();
 
     supervisor.abort();

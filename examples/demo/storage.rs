@@ -1,17 +1,22 @@
-//! Actor storage: one JSON file per actor, written atomically (temp file, fsync, rename, fsync
-//! the directory). It holds each hibernatable socket's metadata and last persisted index
-//! together with the actor's state for that socket (count and digest of the messages it
-//! processed), so the state and the index are committed in one step: exactly once.
+//! Actor storage: the crate's stores ([`FileStore`] by default, [`SqliteStore`] with
+//! `--storage sqlite` when built with the `sqlite` feature) behind a kill fence.
+//!
+//! Per socket the store holds its metadata, its last persisted index and the actor's state for
+//! that socket ([`StreamState`]), committed together: exactly once. The actor's own state is
+//! the results of its last [`FINISHED_KEPT`] finished streams (bounded).
 
-use std::fs::{self, File};
-use std::io::{self, Write as _};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::io;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use hibernating_ws::MessageIndex;
-use hibernating_ws::runner::{PersistedSocket, SocketId};
-use hibernating_ws::wire::{GatewayId, Headers, RequestId};
+use hibernating_ws::runner::SocketId;
+use hibernating_ws::storage::{ActorRecord, Commit, FileStore, Store, StoreError};
+use hibernating_ws::wire::RequestId;
 use serde::{Deserialize, Serialize};
+
+/// How many finished streams an actor remembers.
+pub const FINISHED_KEPT: usize = 16;
 
 /// What the actor computed from one socket's messages.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,65 +50,50 @@ impl StreamState {
             }
         }
     }
-}
 
-/// One open hibernatable socket: its metadata, indices and state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SocketRecord {
-    pub gateway_id: [u8; 4],
-    pub request_id: [u8; 4],
-    pub server_index: u16,
-    pub client_index: u16,
-    pub path: String,
-    pub headers: Vec<(String, String)>,
-    pub state: StreamState,
-}
-
-impl SocketRecord {
-    pub fn socket(&self) -> SocketId {
-        SocketId::new(GatewayId(self.gateway_id), RequestId(self.request_id))
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
     }
 
-    pub fn persisted(&self) -> PersistedSocket {
-        PersistedSocket {
-            socket: self.socket(),
-            server_index: MessageIndex::new(self.server_index),
-            client_index: MessageIndex::new(self.client_index),
-            path: self.path.clone(),
-            headers: Headers::from_entries_unchecked(self.headers.clone()),
-        }
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())
     }
 }
 
 /// A socket whose metadata was deleted (it closed): the committed result of its stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FinishedStream {
-    pub gateway_id: [u8; 4],
     pub request_id: [u8; 4],
     pub state: StreamState,
 }
 
-/// The whole file of one actor.
+/// The actor's own state: its last finished streams, oldest first.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ActorFile {
-    pub actor_id: String,
-    pub sockets: Vec<SocketRecord>,
-    pub finished: Vec<FinishedStream>,
+pub struct ActorState {
+    pub finished: VecDeque<FinishedStream>,
 }
 
-impl ActorFile {
-    pub fn socket_mut(&mut self, socket: SocketId) -> Option<&mut SocketRecord> {
-        self.sockets.iter_mut().find(|r| r.socket() == socket)
+impl ActorState {
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        if bytes.is_empty() {
+            return Ok(Self::default());
+        }
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())
     }
 
-    /// Moves a socket's record to `finished` (keeping `state` as its final result).
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Records a finished stream, forgetting the oldest beyond [`FINISHED_KEPT`].
     pub fn finish(&mut self, socket: SocketId, state: StreamState) {
-        self.sockets.retain(|r| r.socket() != socket);
-        self.finished.push(FinishedStream {
-            gateway_id: socket.gateway_id.0,
+        self.finished.push_back(FinishedStream {
             request_id: socket.request_id.0,
             state,
         });
+        while self.finished.len() > FINISHED_KEPT {
+            self.finished.pop_front();
+        }
     }
 
     pub fn finished(&self, request_id: RequestId) -> Option<&FinishedStream> {
@@ -114,9 +104,53 @@ impl ActorFile {
     }
 }
 
-/// Stops a "crashed" process's writes from landing: a write renames its file into place only
-/// while the fence is up, and [`Fence::kill`] waits for a rename in progress. In-process kills
-/// use it to behave like a real process death (after which nothing more is written).
+/// Which store the runner uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StorageKind {
+    /// One file per actor in the data directory.
+    #[default]
+    File,
+    /// `actors.db` in the data directory (needs the `sqlite` feature).
+    Sqlite,
+}
+
+impl StorageKind {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "file" => Ok(Self::File),
+            "sqlite" if cfg!(feature = "sqlite") => Ok(Self::Sqlite),
+            "sqlite" => Err("--storage sqlite needs a build with --features sqlite".into()),
+            other => Err(format!("unknown storage {other:?} (file or sqlite)")),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::File => "file",
+            Self::Sqlite => "sqlite",
+        }
+    }
+
+    /// Opens the store in `dir`.
+    pub fn open(self, dir: &Path) -> io::Result<Arc<dyn Store>> {
+        match self {
+            Self::File => Ok(Arc::new(FileStore::open(dir)?)),
+            #[cfg(feature = "sqlite")]
+            Self::Sqlite => {
+                std::fs::create_dir_all(dir)?;
+                let store = hibernating_ws::storage::SqliteStore::open(dir.join("actors.db"))
+                    .map_err(io::Error::other)?;
+                Ok(Arc::new(store))
+            }
+            #[cfg(not(feature = "sqlite"))]
+            Self::Sqlite => Err(io::Error::other("built without the sqlite feature")),
+        }
+    }
+}
+
+/// Stops a "crashed" process's writes from landing: a commit runs only while the fence is up,
+/// and [`Fence::kill`] waits for a commit in progress. In-process kills use it to behave like a
+/// real process death (after which nothing more is written).
 #[derive(Debug, Clone)]
 pub struct Fence(Arc<Mutex<bool>>);
 
@@ -128,78 +162,38 @@ impl Default for Fence {
 
 impl Fence {
     pub fn kill(&self) {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = false;
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = false;
     }
 }
 
-/// The files of one runner's actors.
-#[derive(Debug, Clone)]
-pub struct Store {
-    dir: PathBuf,
-    fence: Fence,
+/// A store behind a [`Fence`].
+#[derive(Clone)]
+pub struct Fenced {
+    pub store: Arc<dyn Store>,
+    pub fence: Fence,
 }
 
-impl Store {
-    pub fn new(dir: impl Into<PathBuf>, fence: Fence) -> Self {
-        Self {
-            dir: dir.into(),
-            fence,
-        }
+impl Fenced {
+    pub fn load(&self, actor_id: &str) -> Result<ActorRecord, StoreError> {
+        self.store.load(actor_id)
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    pub fn path(&self, actor_id: &str) -> PathBuf {
-        let name: String = actor_id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        self.dir.join(format!("actor-{name}.json"))
-    }
-
-    /// The actor's file, or an empty one if it has none.
-    pub fn load(&self, actor_id: &str) -> io::Result<ActorFile> {
-        match fs::read(self.path(actor_id)) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(io::Error::other),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(ActorFile {
-                actor_id: actor_id.into(),
-                ..ActorFile::default()
-            }),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Replaces the actor's file atomically and durably.
-    pub fn write(&self, file: &ActorFile) -> io::Result<()> {
-        let path = self.path(&file.actor_id);
-        let tmp = path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec(file).map_err(io::Error::other)?;
-        let mut f = File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        drop(f);
-        let alive = self
-            .fence
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    pub fn commit(&self, actor_id: &str, commit: &Commit) -> Result<(), StoreError> {
+        let alive = self.fence.0.lock().unwrap_or_else(PoisonError::into_inner);
         if !*alive {
-            return Err(io::Error::other("the process was killed"));
+            return Err(StoreError::Io {
+                actor_id: actor_id.into(),
+                source: io::Error::other("the process was killed"),
+            });
         }
-        fs::rename(&tmp, &path)?;
-        File::open(&self.dir)?.sync_all()?;
-        drop(alive);
-        Ok(())
+        self.store.commit(actor_id, commit)
     }
+}
+
+/// The committed result of the actor's last finished stream, if any (`None` also when the
+/// record does not load).
+pub fn finished_stream(store: &dyn Store, actor: &str) -> Option<StreamState> {
+    let record = store.load(actor).ok()?;
+    let state = ActorState::decode(&record.state).ok()?;
+    state.finished.back().map(|f| f.state)
 }

@@ -100,7 +100,10 @@ impl Control {
     ) -> Result<(), UnknownRequest> {
         let now = self.advance(now);
         if self.gateway.request(request_id).is_none() {
-            let slot = self.requests.remove(&request_id).ok_or(UnknownRequest)?;
+            let slot = self
+                .requests
+                .remove(&request_id)
+                .ok_or(UnknownRequest { request_id })?;
             if let Some(actor) = self.actor_mut(slot) {
                 actor.waiting.retain(|(id, _)| *id != request_id);
             }

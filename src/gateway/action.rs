@@ -11,7 +11,7 @@ use crate::close::{CODE_NORMAL, CloseFrame, KnownClose};
 use crate::index::MessageIndex;
 use crate::wire::RequestId;
 
-use super::RouteId;
+use super::request::RouteId;
 
 /// Encoded bytes of one versioned `ToRunner` message, shared between the outgoing action and the
 /// gateway's pending buffer.

@@ -8,6 +8,7 @@ use crate::wire::{DecodeLimits, PROTOCOL_VERSION, TUNNEL_COMPATIBLE_VERSIONS};
 
 /// What happens when a client message would exceed a pending limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[non_exhaustive]
 pub enum OverflowPolicy {
     /// Close the request (Rivet-compatible): the client gets 1011
@@ -20,22 +21,29 @@ pub enum OverflowPolicy {
     Backpressure,
 }
 
-/// Configuration of a [`Gateway`](super::Gateway). `Default` gives the Rivet-compatible values of
-/// DESIGN.md §5.
+/// Configuration of a [`Gateway`](super::Gateway). `Default` gives the Rivet-compatible values
+/// listed in `docs/design.md#defaults`.
 ///
-/// The struct is `#[non_exhaustive]`: start from `default()` and set fields.
+/// The struct is `#[non_exhaustive]` (as [`RunnerConfig`](crate::runner::RunnerConfig)): start
+/// from `default()` and change fields with the `with_*` setters (or assign the public fields).
+/// [`Gateway::new`](super::Gateway::new) checks the result with [`validate`](Self::validate).
 ///
 /// ```
 /// use core::time::Duration;
 /// use hibernating_ws::gateway::{GatewayConfig, OverflowPolicy};
 ///
-/// let mut config = GatewayConfig::default();
-/// config.max_pending_bytes = 4 * 1024 * 1024;
-/// config.overflow_policy = OverflowPolicy::Backpressure;
-/// config.retransmit_timeout = Some(Duration::from_secs(5));
+/// let config = GatewayConfig::default()
+///     .with_max_pending_bytes(4 * 1024 * 1024)
+///     .with_overflow_policy(OverflowPolicy::Backpressure)
+///     .with_retransmit_timeout(Some(Duration::from_secs(5)));
 /// assert!(config.validate().is_ok());
+///
+/// let err = GatewayConfig::default().with_ping_interval(Duration::ZERO).validate().unwrap_err();
+/// assert_eq!(err.field(), "ping_interval");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 #[non_exhaustive]
 pub struct GatewayConfig {
     /// Most unacknowledged messages buffered per hibernatable request. Default and ceiling:
@@ -71,10 +79,11 @@ pub struct GatewayConfig {
     /// collected. Default 60 s.
     pub wake_timeout: Duration,
     /// Re-publish all pending messages of an active request when the oldest has gone unacked this
-    /// long (pair with the runner's `Await` gap policy). Default `None` (off); DESIGN.md §5
-    /// suggests 5 s when used.
+    /// long (pair with the runner's `Await` gap policy). Default `None` (off); 5 s is a good
+    /// value when used (`docs/design.md#defaults`).
     pub retransmit_timeout: Option<Duration>,
-    /// On ping timeout, hibernate a hibernatable request instead of closing it (DESIGN.md §3.12).
+    /// On ping timeout, hibernate a hibernatable request instead of closing it
+    /// (`docs/design.md#tunnel-loss-hibernates`).
     /// Default `true`.
     pub hibernate_on_ping_timeout: bool,
     /// Protocol version written in the prefix of every published frame. Default
@@ -107,6 +116,25 @@ impl Default for GatewayConfig {
         }
     }
 }
+
+crate::config::with_setters!(GatewayConfig {
+    with_max_pending_messages => max_pending_messages: u16,
+    with_max_pending_bytes => max_pending_bytes: u64,
+    with_max_gateway_pending_bytes => max_gateway_pending_bytes: u64,
+    with_overflow_policy => overflow_policy: OverflowPolicy,
+    with_max_requests => max_requests: usize,
+    with_ack_timeout => ack_timeout: Duration,
+    with_open_timeout => open_timeout: Duration,
+    with_ping_interval => ping_interval: Duration,
+    with_ping_timeout => ping_timeout: Duration,
+    with_keepalive_interval => keepalive_interval: Duration,
+    with_hibernation_timeout => hibernation_timeout: Duration,
+    with_wake_timeout => wake_timeout: Duration,
+    with_retransmit_timeout => retransmit_timeout: Option<Duration>,
+    with_hibernate_on_ping_timeout => hibernate_on_ping_timeout: bool,
+    with_protocol_version => protocol_version: u16,
+    with_decode_limits => decode_limits: DecodeLimits,
+});
 
 impl GatewayConfig {
     /// Checks every field against its documented bounds.

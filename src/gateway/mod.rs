@@ -49,25 +49,27 @@
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
-use alloc::string::{String, ToString};
-use core::fmt;
-use core::time::Duration;
 
 use crate::close::CloseFrame;
 use crate::config::ConfigError;
 use crate::index::MessageIndex;
 use crate::time::Timestamp;
 use crate::wire::{
-    self, GatewayId, Headers, MessageId, RequestId, ToClientTunnelMessage,
-    ToClientTunnelMessageKind, ToClientWebSocketClose, ToClientWebSocketOpen, ToGateway,
-    ToGatewayPong, ToRunner, ToRunnerPing, ToServerTunnelMessage, ToServerTunnelMessageKind,
+    self, GatewayId, MessageId, RequestId, ToClientTunnelMessage, ToClientTunnelMessageKind,
+    ToClientWebSocketOpen, ToRunner,
 };
 
 mod action;
 mod actor_gone;
+mod backpressure;
 mod config;
+mod deadline;
 mod error;
+#[cfg(any(test, feature = "sim"))]
+mod invariants;
+mod lifecycle;
 mod pending;
+mod receive;
 mod request;
 mod stats;
 mod timer;
@@ -78,51 +80,11 @@ mod tests;
 pub use action::{Action, CloseReason, Frame, GcReason, Limit};
 pub use config::{GatewayConfig, OverflowPolicy};
 pub use error::{OpenError, ReceiveError, SendError, UnknownRequest, WakeError};
+pub use request::{OpenRequest, Phase, RouteId};
 pub use stats::{GatewayStats, RequestInfo, RequestStats};
 
-use pending::{AckVerdict, classify_ack};
 use request::{Active, PhaseState, Request, Slab};
-use timer::{TimerEntry, TimerQueue};
-
-/// An opaque runner route chosen by the caller (for example the pub/sub subject of the runner
-/// that hosts the actor). The gateway publishes a request's messages to its route and accepts
-/// runner input for the request only from it (except a close, an ack or a message while the request hibernates, see
-/// [`Gateway::handle_runner_message`]); the route changes only on [`Gateway::wake`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct RouteId(pub u64);
-
-/// What the runner needs to open a WebSocket on an actor ([`Gateway::open`]).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct OpenRequest {
-    /// The actor.
-    pub actor_id: String,
-    /// Path of the client's upgrade request.
-    pub path: String,
-    /// Headers of the client's upgrade request, in order.
-    pub headers: Headers,
-}
-
-/// The phase of a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Phase {
-    /// The open was published; the runner has not accepted it yet.
-    AwaitingOpen,
-    /// The runner accepted the WebSocket; messages flow.
-    Active,
-    /// The actor is gone; the client socket stays open and its messages are buffered.
-    Hibernating,
-}
-
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::AwaitingOpen => "awaiting open",
-            Self::Active => "active",
-            Self::Hibernating => "hibernating",
-        })
-    }
-}
+use timer::TimerQueue;
 
 /// The gateway engine: every request of one gateway process. See the [module docs](self) for the
 /// driving contract.
@@ -261,11 +223,11 @@ impl Gateway {
     ) -> Result<(), OpenError> {
         let now = self.advance(now);
         if self.index.contains_key(&request_id) {
-            return Err(OpenError::AlreadyExists);
+            return Err(OpenError::AlreadyExists { request_id });
         }
         let max = self.config.max_requests;
         if self.requests.len() >= max {
-            return Err(OpenError::TooManyRequests { max });
+            return Err(OpenError::TooManyRequests { request_id, max });
         }
         let OpenRequest {
             actor_id,
@@ -289,7 +251,7 @@ impl Gateway {
             stats: RequestStats::default(),
         };
         let Some((slot, _)) = self.requests.insert(request) else {
-            return Err(OpenError::TooManyRequests { max });
+            return Err(OpenError::TooManyRequests { request_id, max });
         };
         self.index.insert(request_id, slot);
         self.stats.opened += 1;
@@ -331,19 +293,28 @@ impl Gateway {
         binary: bool,
     ) -> Result<MessageIndex, SendError> {
         let now = self.advance(now);
-        let slot = self.slot_of(request_id).ok_or(SendError::UnknownRequest)?;
-        let req = self.requests.get(slot).ok_or(SendError::UnknownRequest)?;
+        let slot = self
+            .slot_of(request_id)
+            .ok_or(SendError::UnknownRequest { request_id })?;
+        let req = self
+            .requests
+            .get(slot)
+            .ok_or(SendError::UnknownRequest { request_id })?;
         let (phase, hibernatable) = (req.phase, req.hibernatable);
         let (count, request_bytes) = (req.pending_len(), req.pending_bytes());
         if phase == Phase::AwaitingOpen {
-            return Err(SendError::NotOpen);
+            return Err(SendError::NotOpen { request_id });
         }
         if hibernatable {
             let size = u64::try_from(wire::ws_message_frame_len(data.len())).unwrap_or(u64::MAX);
             let max = self.config.max_pending_bytes;
             if size > max {
                 self.terminate(slot, CloseReason::PendingLimit(Limit::RequestBytes));
-                return Err(SendError::MessageTooLarge { size, max });
+                return Err(SendError::MessageTooLarge {
+                    request_id,
+                    size,
+                    max,
+                });
             }
             let limit = if count >= usize::from(self.config.max_pending_messages) {
                 Some(Limit::Count)
@@ -362,7 +333,7 @@ impl Gateway {
         }
 
         let Some(req) = self.requests.get_mut(slot) else {
-            return Err(SendError::UnknownRequest);
+            return Err(SendError::UnknownRequest { request_id });
         };
         let index = req.next_index;
         req.next_index = index.next();
@@ -373,7 +344,7 @@ impl Gateway {
         let payload_len = u64::try_from(data.len()).unwrap_or(u64::MAX);
         self.stats.payload_bytes_sent = self.stats.payload_bytes_sent.saturating_add(payload_len);
         let Some(req) = self.requests.get_mut(slot) else {
-            return Err(SendError::UnknownRequest);
+            return Err(SendError::UnknownRequest { request_id });
         };
         if hibernatable {
             let buffer = req.buffer_mut();
@@ -386,7 +357,7 @@ impl Gateway {
             }
         }
         if phase == Phase::Active {
-            // Non-hibernatable requests are published and forgotten (PROTOCOL.md §6.2 scenario 2).
+            // Non-hibernatable requests are published and forgotten: nothing is buffered or acked.
             self.actions.push_back(Action::Publish {
                 route,
                 request_id,
@@ -413,10 +384,9 @@ impl Gateway {
     /// [`GatewayConfig::wake_timeout`] the request is collected without a close frame to the
     /// client, which is already gone.
     ///
-    /// Upstream (PROTOCOL.md F6) deletes the hibernating record *before* waking, so the woken actor
-    /// treats the socket as stale and never sees the client's close code. hws deletes it after the
-    /// close is published: the actor restores the socket, receives every pending message and the
-    /// client's real close.
+    /// The hibernating record is deleted only after the close is published, so the woken actor
+    /// restores the socket, receives every pending message and then the client's real close
+    /// (`docs/upstream.md#client-close-while-hibernating`).
     ///
     /// # Errors
     /// [`UnknownRequest`].
@@ -427,8 +397,13 @@ impl Gateway {
         frame: Option<CloseFrame>,
     ) -> Result<(), UnknownRequest> {
         let now = self.advance(now);
-        let slot = self.slot_of(request_id).ok_or(UnknownRequest)?;
-        let req = self.requests.get_mut(slot).ok_or(UnknownRequest)?;
+        let slot = self
+            .slot_of(request_id)
+            .ok_or(UnknownRequest { request_id })?;
+        let req = self
+            .requests
+            .get_mut(slot)
+            .ok_or(UnknownRequest { request_id })?;
         let reason = frame.map_or(CloseReason::ClientGone, CloseReason::ClientClosed);
         if req.phase != Phase::Hibernating {
             self.terminate(slot, reason);
@@ -458,8 +433,13 @@ impl Gateway {
         request_id: RequestId,
     ) -> Result<(), UnknownRequest> {
         let now = self.advance(now);
-        let slot = self.slot_of(request_id).ok_or(UnknownRequest)?;
-        let req = self.requests.get(slot).ok_or(UnknownRequest)?;
+        let slot = self
+            .slot_of(request_id)
+            .ok_or(UnknownRequest { request_id })?;
+        let req = self
+            .requests
+            .get(slot)
+            .ok_or(UnknownRequest { request_id })?;
         match (req.phase, req.hibernatable) {
             (Phase::Active, true) => self.hibernate(slot, now),
             (Phase::Active, false) => self.terminate(slot, CloseReason::ActorStopped),
@@ -486,7 +466,9 @@ impl Gateway {
         route: RouteId,
     ) -> Result<(), WakeError> {
         let now = self.advance(now);
-        let slot = self.slot_of(request_id).ok_or(WakeError::UnknownRequest)?;
+        let slot = self
+            .slot_of(request_id)
+            .ok_or(WakeError::UnknownRequest { request_id })?;
         let Self {
             requests,
             actions,
@@ -494,9 +476,11 @@ impl Gateway {
             config,
             ..
         } = self;
-        let req = requests.get_mut(slot).ok_or(WakeError::UnknownRequest)?;
+        let req = requests
+            .get_mut(slot)
+            .ok_or(WakeError::UnknownRequest { request_id })?;
         if req.phase != Phase::Hibernating {
-            return Err(WakeError::NotHibernating);
+            return Err(WakeError::NotHibernating { request_id });
         }
         let client_close = match req.phase_state.take().map(|b| *b) {
             Some(PhaseState::WakeRequested { client_close, .. }) => client_close,
@@ -545,8 +529,13 @@ impl Gateway {
         request_id: RequestId,
     ) -> Result<(), UnknownRequest> {
         let now = self.advance(now);
-        let slot = self.slot_of(request_id).ok_or(UnknownRequest)?;
-        let req = self.requests.get_mut(slot).ok_or(UnknownRequest)?;
+        let slot = self
+            .slot_of(request_id)
+            .ok_or(UnknownRequest { request_id })?;
+        let req = self
+            .requests
+            .get_mut(slot)
+            .ok_or(UnknownRequest { request_id })?;
         if req.hibernatable {
             // Only ever moves later: the timer entry already in the queue is early enough.
             req.record_expiry = now + self.config.hibernation_timeout;
@@ -566,179 +555,9 @@ impl Gateway {
         request_id: RequestId,
     ) -> Result<(), UnknownRequest> {
         self.advance(now);
-        self.slot_of(request_id).ok_or(UnknownRequest)?;
+        self.slot_of(request_id)
+            .ok_or(UnknownRequest { request_id })?;
         self.stats.record_upserts_failed += 1;
-        Ok(())
-    }
-
-    // ---------------------------------------------------------------------------------------
-    // Runner input
-    // ---------------------------------------------------------------------------------------
-
-    /// A frame from the runner side: a versioned `ToGateway` message (pong or tunnel message)
-    /// received from `route`.
-    ///
-    /// # Errors
-    /// [`ReceiveError::Malformed`] if it does not decode, and everything
-    /// [`handle_runner_message`](Self::handle_runner_message) and
-    /// [`handle_pong`](Self::handle_pong) return. Every error means the input was dropped.
-    pub fn handle_runner_frame(
-        &mut self,
-        now: Timestamp,
-        route: RouteId,
-        bytes: &[u8],
-    ) -> Result<(), ReceiveError> {
-        match wire::decode_versioned::<ToGateway>(bytes, &self.config.decode_limits) {
-            Ok((_, ToGateway::Pong(pong))) => self.handle_pong(now, route, pong),
-            Ok((_, ToGateway::TunnelMessage(msg))) => self.handle_runner_message(now, route, msg),
-            Err(e) => {
-                self.advance(now);
-                self.stats.dropped_malformed += 1;
-                Err(ReceiveError::Malformed(e))
-            }
-        }
-    }
-
-    /// A tunnel message from the runner behind `route`.
-    ///
-    /// It is accepted only if it names this gateway, a live request, and comes from the
-    /// request's current route; then it is handled by phase (see the module docs). Acks apply in
-    /// every phase, hibernating included; stale or invalid acks are ignored and counted.
-    ///
-    /// One exception to the route: while the request hibernates it has no live runner, and a
-    /// runner close (not a hand-back), an ack or a WebSocket message is accepted from any route.
-    /// The actor's next runner answers the restore before the request is woken and routed to it:
-    /// with an ack of the persisted index (which releases what is already durable, so the wake
-    /// replays less) or with a close such as 1000 `ws.meta_not_found_during_restore` (dropping it
-    /// would keep a request whose socket no runner holds: upstream weak spot 12); a restored actor
-    /// may also write to the client at once. Acks stay validated: one for a message that was
-    /// never published is still refused.
-    ///
-    /// # Errors
-    /// [`ReceiveError::WrongGateway`], [`ReceiveError::UnknownRequest`],
-    /// [`ReceiveError::WrongRoute`], [`ReceiveError::InvalidForPhase`],
-    /// [`ReceiveError::Unsupported`] (HTTP kinds). Every error means the message was dropped.
-    pub fn handle_runner_message(
-        &mut self,
-        now: Timestamp,
-        route: RouteId,
-        msg: ToServerTunnelMessage,
-    ) -> Result<(), ReceiveError> {
-        let now = self.advance(now);
-        let ToServerTunnelMessage { message_id, kind } = msg;
-        if message_id.gateway_id != self.id {
-            self.stats.dropped_wrong_gateway += 1;
-            return Err(ReceiveError::WrongGateway);
-        }
-        // While a request hibernates it has no live runner: the actor's next runner answers its
-        // restore (ack of the persisted index, or a close) and may already talk to the client
-        // before the request is woken and routed to it.
-        let any_route = match &kind {
-            ToServerTunnelMessageKind::WebSocketClose(c) => !c.hibernate,
-            ToServerTunnelMessageKind::WebSocketMessageAck(_)
-            | ToServerTunnelMessageKind::WebSocketMessage(_) => true,
-            _ => false,
-        };
-        let slot = self.checked_slot(message_id.request_id, route, any_route)?;
-        let Some(req) = self.requests.get(slot) else {
-            return Err(ReceiveError::UnknownRequest);
-        };
-        let (phase, hibernatable) = (req.phase, req.hibernatable);
-        let request_id = message_id.request_id;
-        match (phase, kind) {
-            (
-                _,
-                kind @ (ToServerTunnelMessageKind::ResponseStart(_)
-                | ToServerTunnelMessageKind::ResponseChunk(_)
-                | ToServerTunnelMessageKind::ResponseAbort),
-            ) => {
-                self.stats.dropped_unsupported += 1;
-                Err(ReceiveError::Unsupported {
-                    kind: kind_name(&kind),
-                })
-            }
-            (Phase::AwaitingOpen, ToServerTunnelMessageKind::WebSocketOpen(open)) => {
-                self.accept(slot, now, open.can_hibernate);
-                Ok(())
-            }
-            (Phase::AwaitingOpen, ToServerTunnelMessageKind::WebSocketClose(close)) => {
-                let frame = CloseFrame {
-                    code: close.code,
-                    reason: close.reason,
-                };
-                self.terminate(slot, CloseReason::ClosedBeforeOpen(frame));
-                Ok(())
-            }
-            (
-                Phase::Active | Phase::Hibernating,
-                ToServerTunnelMessageKind::WebSocketMessage(m),
-            ) => {
-                self.stats.messages_to_client += 1;
-                self.actions.push_back(Action::SendToClient {
-                    request_id,
-                    data: m.data,
-                    binary: m.binary,
-                });
-                Ok(())
-            }
-            (
-                Phase::Active | Phase::Hibernating,
-                ToServerTunnelMessageKind::WebSocketMessageAck(ack),
-            ) => {
-                self.ack(slot, ack.index);
-                Ok(())
-            }
-            (Phase::Active, ToServerTunnelMessageKind::WebSocketClose(close))
-                if close.hibernate && hibernatable =>
-            {
-                self.hibernate(slot, now);
-                Ok(())
-            }
-            (Phase::Hibernating, ToServerTunnelMessageKind::WebSocketClose(close))
-                if close.hibernate =>
-            {
-                // Already handed back: stay hibernating.
-                Ok(())
-            }
-            (
-                Phase::Active | Phase::Hibernating,
-                ToServerTunnelMessageKind::WebSocketClose(close),
-            ) => {
-                let frame = CloseFrame {
-                    code: close.code,
-                    reason: close.reason,
-                };
-                self.terminate(slot, CloseReason::RunnerClosed(frame));
-                Ok(())
-            }
-            (phase, kind) => {
-                self.stats.dropped_invalid_for_phase += 1;
-                Err(ReceiveError::InvalidForPhase {
-                    phase,
-                    kind: kind_name(&kind),
-                })
-            }
-        }
-    }
-
-    /// A pong from the runner side behind `route`: the tunnel of the request is alive.
-    ///
-    /// # Errors
-    /// [`ReceiveError::UnknownRequest`], [`ReceiveError::WrongRoute`]. Every error means the pong
-    /// was dropped.
-    pub fn handle_pong(
-        &mut self,
-        now: Timestamp,
-        route: RouteId,
-        pong: ToGatewayPong,
-    ) -> Result<(), ReceiveError> {
-        let now = self.advance(now);
-        let slot = self.checked_slot(pong.request_id, route, false)?;
-        self.stats.pongs_received += 1;
-        if let Some(active) = self.requests.get_mut(slot).and_then(Request::active_mut) {
-            // Only ever moves later: the queued timer entry stays early enough.
-            active.last_pong = now;
-        }
         Ok(())
     }
 
@@ -821,143 +640,6 @@ impl Gateway {
         self.requests.len() == 0
     }
 
-    /// Checks the engine's internal invariants; for tests and the simulator.
-    ///
-    /// Index ↔ slab consistency; pending counts and bytes per request within the limits, equal to
-    /// the frames held and summing to the gateway totals; pending frames decode to this request's
-    /// `WebSocketMessage`s with contiguous indices ending at the last assigned index; every
-    /// request with an armed deadline has a live timer entry no later than that deadline.
-    ///
-    /// # Errors
-    /// A description of the first violated invariant.
-    #[cfg(any(test, feature = "sim"))]
-    #[doc(hidden)]
-    pub fn check_invariants(&self) -> Result<(), String> {
-        use alloc::collections::BTreeSet;
-        use alloc::format;
-
-        let cfg = &self.config;
-        if self.index.len() != self.requests.len() {
-            return Err(format!(
-                "index has {} ids, slab {} requests",
-                self.index.len(),
-                self.requests.len()
-            ));
-        }
-        for (id, &slot) in &self.index {
-            if self.requests.get(slot).map(|r| r.id) != Some(*id) {
-                return Err(format!(
-                    "index maps {id} to slot {slot} holding another request"
-                ));
-            }
-        }
-        let entries: BTreeSet<TimerEntry> = self.timers.iter().collect();
-        let (mut bytes, mut messages, mut hibernating) = (0u64, 0u64, 0u64);
-        for (slot, req) in self.requests.iter() {
-            let id = req.id;
-            if req.phase == Phase::Hibernating {
-                hibernating += 1;
-            }
-            if !req.hibernatable && req.buffer.is_some() {
-                return Err(format!("{id}: buffer on a non-hibernatable request"));
-            }
-            let (len, req_bytes) = (req.pending_len(), req.pending_bytes());
-            if len > usize::from(cfg.max_pending_messages) || req_bytes > cfg.max_pending_bytes {
-                return Err(format!(
-                    "{id}: {len} pending / {req_bytes} bytes over the limits"
-                ));
-            }
-            bytes += req_bytes;
-            messages += len as u64;
-            self.check_pending(req)?;
-            if req.phase == Phase::Active && req.sent_through() != req.next_index.prev() {
-                return Err(format!("{id}: active but not everything was sent"));
-            }
-            let deadline = next_deadline(req, cfg);
-            if req.timer_at > deadline {
-                return Err(format!(
-                    "{id}: timer at {:?} is later than deadline {deadline:?}",
-                    req.timer_at
-                ));
-            }
-            if req.timer_at != Timestamp::MAX {
-                let entry = TimerEntry {
-                    deadline: req.timer_at,
-                    slot,
-                };
-                if !entries.contains(&entry) {
-                    return Err(format!("{id}: no timer entry for {:?}", req.timer_at));
-                }
-            } else if deadline != Timestamp::MAX {
-                return Err(format!("{id}: deadline {deadline:?} armed without a timer"));
-            }
-        }
-        if bytes != self.pending_bytes || messages != self.pending_messages {
-            return Err(format!(
-                "totals {}/{} but requests sum to {bytes}/{messages}",
-                self.pending_bytes, self.pending_messages
-            ));
-        }
-        if self.pending_bytes > cfg.max_gateway_pending_bytes {
-            return Err(format!(
-                "gateway pending bytes {} over the limit",
-                self.pending_bytes
-            ));
-        }
-        if hibernating != self.hibernating {
-            return Err(format!(
-                "{hibernating} hibernating, gauge says {}",
-                self.hibernating
-            ));
-        }
-        Ok(())
-    }
-
-    /// The pending-buffer part of [`check_invariants`](Self::check_invariants).
-    #[cfg(any(test, feature = "sim"))]
-    fn check_pending(&self, req: &Request) -> Result<(), String> {
-        use alloc::format;
-
-        let (id, cfg, req_bytes) = (req.id, &self.config, req.pending_bytes());
-        let Some(pending) = req.pending() else {
-            return Ok(());
-        };
-        // The frames are this gateway's own output: `cfg.decode_limits` bounds runner input and
-        // may well be smaller than a message the gateway legitimately buffers.
-        let limits = wire::DecodeLimits {
-            max_frame_size: usize::MAX,
-            ..cfg.decode_limits.clone()
-        };
-        let mut sum = 0u64;
-        let mut expected = pending.first().unwrap_or(req.next_index);
-        for entry in pending.iter() {
-            sum += entry.frame.byte_len();
-            let decoded = wire::decode_versioned::<ToRunner>(&entry.frame, &limits);
-            let ok = matches!(
-                decoded,
-                Ok((_, ToRunner::TunnelMessage(ToClientTunnelMessage {
-                    message_id,
-                    kind: ToClientTunnelMessageKind::WebSocketMessage(_),
-                }))) if message_id == self.message_id(id, expected)
-            );
-            if !ok {
-                return Err(format!("{id}: pending frame is not message {expected}"));
-            }
-            expected = expected.next();
-        }
-        if sum != req_bytes {
-            return Err(format!(
-                "{id}: pending bytes {req_bytes} but frames sum to {sum}"
-            ));
-        }
-        if !pending.is_empty() && expected != req.next_index {
-            return Err(format!(
-                "{id}: newest pending is not the last assigned index"
-            ));
-        }
-        Ok(())
-    }
-
     // ---------------------------------------------------------------------------------------
     // Internals
     // ---------------------------------------------------------------------------------------
@@ -971,32 +653,6 @@ impl Gateway {
 
     fn slot_of(&self, request_id: RequestId) -> Option<u32> {
         self.index.get(&request_id).copied()
-    }
-
-    /// The slot of a live request whose current route is `route` (any route while it
-    /// hibernates, if `any_while_hibernating`); counts the drop otherwise.
-    fn checked_slot(
-        &mut self,
-        request_id: RequestId,
-        route: RouteId,
-        any_while_hibernating: bool,
-    ) -> Result<u32, ReceiveError> {
-        let Some(slot) = self.slot_of(request_id) else {
-            self.stats.dropped_unknown_request += 1;
-            return Err(ReceiveError::UnknownRequest);
-        };
-        match self.requests.get(slot) {
-            Some(req) if req.route == route => Ok(slot),
-            Some(req) if any_while_hibernating && req.phase == Phase::Hibernating => Ok(slot),
-            Some(_) => {
-                self.stats.dropped_wrong_route += 1;
-                Err(ReceiveError::WrongRoute)
-            }
-            None => {
-                self.stats.dropped_unknown_request += 1;
-                Err(ReceiveError::UnknownRequest)
-            }
-        }
     }
 
     fn message_id(&self, request_id: RequestId, index: MessageIndex) -> MessageId {
@@ -1033,472 +689,5 @@ impl Gateway {
             data,
             binary,
         ))
-    }
-
-    /// Pushes a timer entry if the request's earliest deadline is earlier than its live entry.
-    fn schedule(&mut self, slot: u32) {
-        let Some(req) = self.requests.get_mut(slot) else {
-            return;
-        };
-        let deadline = next_deadline(req, &self.config);
-        if deadline < req.timer_at {
-            req.timer_at = deadline;
-            self.timers.push(TimerEntry { deadline, slot });
-            let requests = &self.requests;
-            self.timers.compact(requests.len(), |e| {
-                requests
-                    .get(e.slot)
-                    .is_some_and(|r| r.timer_at == e.deadline)
-            });
-        }
-    }
-
-    /// Handles every deadline of the request in `slot` that is due at `now`.
-    fn fire(&mut self, slot: u32, now: Timestamp) {
-        if let Some(reason) = self.fire_terminal(slot, now) {
-            self.terminate(slot, reason);
-        } else {
-            self.fire_periodic(slot, now);
-        }
-    }
-
-    /// The deadline that ends the request, if one is due, checked in a fixed order. A ping
-    /// timeout of a hibernatable request hibernates it instead (and returns `None`).
-    fn fire_terminal(&mut self, slot: u32, now: Timestamp) -> Option<CloseReason> {
-        let req = self.requests.get(slot)?;
-        let cfg = &self.config;
-        // Terminal deadlines first, in a fixed order.
-        let oldest = req.pending().and_then(pending::PendingBuffer::first);
-        let oldest_sent_at = req
-            .pending()
-            .and_then(pending::PendingBuffer::oldest_sent_at);
-        match req.phase_state.as_deref() {
-            Some(PhaseState::AwaitingOpen { deadline }) if *deadline <= now => {
-                Some(CloseReason::OpenTimeout)
-            }
-            _ if req.hibernatable && req.record_expiry <= now => {
-                Some(CloseReason::Collected(GcReason::HibernationTimeout))
-            }
-            Some(PhaseState::Active(_))
-                if oldest_sent_at.is_some_and(|t| t + cfg.ack_timeout <= now) =>
-            {
-                Some(CloseReason::Collected(GcReason::AckTimeout {
-                    first: oldest.unwrap_or_else(|| req.sent_through()),
-                    last: req.sent_through(),
-                }))
-            }
-            Some(PhaseState::WakeRequested { deadline, .. }) if *deadline <= now => {
-                Some(CloseReason::Collected(GcReason::WakeTimeout))
-            }
-            Some(PhaseState::Active(a)) if a.last_pong + cfg.ping_timeout <= now => {
-                if req.hibernatable && cfg.hibernate_on_ping_timeout {
-                    // DESIGN.md §3.12: tunnel loss hibernates a hibernatable socket.
-                    self.stats.ping_timeout_hibernations += 1;
-                    self.hibernate(slot, now);
-                    None
-                } else {
-                    Some(CloseReason::PingTimeout)
-                }
-            }
-            _ => None,
-        }
-    }
-
-    /// Keepalive, ping and retransmit ticks that are due.
-    fn fire_periodic(&mut self, slot: u32, now: Timestamp) {
-        let Self {
-            requests,
-            actions,
-            stats,
-            config,
-            id: gateway_id,
-            ..
-        } = self;
-        let Some(req) = requests.get_mut(slot) else {
-            return;
-        };
-        if req.hibernatable && req.keepalive_at <= now {
-            req.keepalive_at = next_tick(req.keepalive_at, config.keepalive_interval, now);
-            stats.record_upserts += 1;
-            actions.push_back(Action::UpsertHibernatingRecord {
-                request_id: req.id,
-                actor_id: req.actor_id.to_string(),
-            });
-        }
-        let (request_id, route) = (req.id, req.route);
-        let oldest_sent_at = req
-            .pending()
-            .and_then(pending::PendingBuffer::oldest_sent_at);
-        let Some(PhaseState::Active(active)) = req.phase_state.as_deref_mut() else {
-            return;
-        };
-        if active.next_ping <= now {
-            active.next_ping = next_tick(active.next_ping, config.ping_interval, now);
-            stats.pings_sent += 1;
-            let ping = ToRunner::Ping(ToRunnerPing {
-                gateway_id: *gateway_id,
-                request_id,
-                ts: i64::try_from(now.as_millis()).unwrap_or(i64::MAX),
-            });
-            actions.push_back(Action::Publish {
-                route,
-                request_id,
-                frame: Frame::new(wire::encode_versioned(config.protocol_version, &ping)),
-            });
-        }
-        if let (Some(rt), Some(sent_at)) = (config.retransmit_timeout, oldest_sent_at)
-            && sent_at.max(active.last_retransmit) + rt <= now
-        {
-            active.last_retransmit = now;
-            let mut resent = 0u64;
-            for entry in req
-                .pending()
-                .into_iter()
-                .flat_map(pending::PendingBuffer::iter)
-            {
-                actions.push_back(Action::Publish {
-                    route,
-                    request_id,
-                    frame: entry.frame.clone(),
-                });
-                resent += 1;
-            }
-            req.stats.messages_resent += resent;
-            stats.messages_retransmitted += resent;
-        }
-    }
-
-    /// The runner accepted the WebSocket.
-    fn accept(&mut self, slot: u32, now: Timestamp, hibernatable: bool) {
-        let cfg = &self.config;
-        let Some(req) = self.requests.get_mut(slot) else {
-            return;
-        };
-        req.phase = Phase::Active;
-        req.hibernatable = hibernatable;
-        set_phase_state(
-            req,
-            PhaseState::Active(Active {
-                next_ping: now + cfg.ping_interval,
-                last_pong: now,
-                last_retransmit: Timestamp::ZERO,
-            }),
-        );
-        self.stats.accepted += 1;
-        self.actions.push_back(Action::Opened {
-            request_id: req.id,
-            hibernatable,
-        });
-        if hibernatable {
-            req.keepalive_at = now + cfg.keepalive_interval;
-            req.record_expiry = now + cfg.hibernation_timeout;
-            self.stats.record_upserts += 1;
-            self.actions.push_back(Action::UpsertHibernatingRecord {
-                request_id: req.id,
-                actor_id: req.actor_id.to_string(),
-            });
-        }
-        self.schedule(slot);
-    }
-
-    /// Enters hibernation (the request is active and hibernatable).
-    fn hibernate(&mut self, slot: u32, now: Timestamp) {
-        let Some(req) = self.requests.get_mut(slot) else {
-            return;
-        };
-        req.phase = Phase::Hibernating;
-        req.phase_state = None;
-        let has_pending = req.pending_len() > 0;
-        // An idle hibernating request keeps no buffer.
-        if req
-            .buffer
-            .as_ref()
-            .is_some_and(|b| b.blocked.is_none() && !b.in_blocked_queue && b.pending.is_empty())
-        {
-            req.buffer = None;
-        }
-        self.hibernating += 1;
-        self.stats.hibernations += 1;
-        self.actions
-            .push_back(Action::Hibernated { request_id: req.id });
-        if has_pending {
-            // PROTOCOL.md §2.9 step 1: pending data needs the actor now.
-            self.request_wake(slot, now, None);
-        }
-    }
-
-    /// Emits [`Action::RequestWake`] and arms the wake timeout (the request is hibernating).
-    fn request_wake(&mut self, slot: u32, now: Timestamp, client_close: Option<CloseReason>) {
-        let Some(req) = self.requests.get_mut(slot) else {
-            return;
-        };
-        set_phase_state(
-            req,
-            PhaseState::WakeRequested {
-                deadline: now + self.config.wake_timeout,
-                client_close,
-            },
-        );
-        self.stats.wake_requests += 1;
-        self.actions.push_back(Action::RequestWake {
-            request_id: req.id,
-            actor_id: req.actor_id.to_string(),
-        });
-        self.schedule(slot);
-    }
-
-    /// A message would exceed `limit`: apply the overflow policy. Returns the error for the caller.
-    fn overflow(&mut self, slot: u32, limit: Limit, size: u64) -> SendError {
-        match self.config.overflow_policy {
-            OverflowPolicy::Close => {
-                self.terminate(slot, CloseReason::PendingLimit(limit));
-                SendError::LimitExceeded { limit }
-            }
-            OverflowPolicy::Backpressure => {
-                self.stats.backpressured += 1;
-                if let Some((req, generation)) = self.requests.get_mut_with_generation(slot) {
-                    let buffer = req.buffer_mut();
-                    buffer.blocked = Some(size);
-                    if limit == Limit::GatewayBytes && !buffer.in_blocked_queue {
-                        buffer.in_blocked_queue = true;
-                        self.blocked.push_back((slot, generation));
-                    }
-                }
-                SendError::Backpressure { limit }
-            }
-        }
-    }
-
-    /// Applies a cumulative ack (DESIGN.md §3.6).
-    fn ack(&mut self, slot: u32, index: MessageIndex) {
-        let Some(req) = self.requests.get_mut(slot) else {
-            return;
-        };
-        if !req.hibernatable {
-            self.stats.acks_not_hibernatable += 1;
-            return;
-        }
-        let oldest = req.pending().and_then(pending::PendingBuffer::first);
-        match classify_ack(oldest, req.sent_through(), index) {
-            AckVerdict::Release(n) => {
-                let released = req.buffer_mut().pending.release(n);
-                req.stats.messages_acked += u64::from(n);
-                self.stats.acks_applied += 1;
-                self.stats.messages_acked += u64::from(n);
-                self.pending_messages = self.pending_messages.saturating_sub(u64::from(n));
-                self.pending_bytes = self.pending_bytes.saturating_sub(released);
-                self.unblock(slot);
-                self.drain_blocked();
-            }
-            AckVerdict::Stale => {
-                req.stats.acks_ignored += 1;
-                self.stats.acks_stale += 1;
-            }
-            AckVerdict::Invalid => {
-                req.stats.acks_ignored += 1;
-                self.stats.acks_invalid += 1;
-            }
-        }
-    }
-
-    /// After the request in `slot` released messages: if it was refused with backpressure and its
-    /// own limits now have room, it becomes writable (or waits for gateway room).
-    fn unblock(&mut self, slot: u32) {
-        let Some((req, generation)) = self.requests.get_mut_with_generation(slot) else {
-            return;
-        };
-        let Some(size) = req.buffer.as_ref().and_then(|b| b.blocked) else {
-            return;
-        };
-        if !fits_request(req, size, &self.config) {
-            return;
-        }
-        let request_id = req.id;
-        let buffer = req.buffer_mut();
-        if self.pending_bytes.saturating_add(size) <= self.config.max_gateway_pending_bytes {
-            buffer.blocked = None;
-            self.stats.client_writable += 1;
-            self.actions
-                .push_back(Action::ClientWritable { request_id });
-        } else if !buffer.in_blocked_queue {
-            buffer.in_blocked_queue = true;
-            self.blocked.push_back((slot, generation));
-        }
-    }
-
-    /// Gateway-wide room was freed: wake the requests waiting for it, first come first served,
-    /// stopping at the first that still does not fit. Each queued entry is popped once, so the
-    /// work is amortised O(1) per refusal.
-    fn drain_blocked(&mut self) {
-        while let Some(&(slot, generation)) = self.blocked.front() {
-            let Some(req) = self.requests.get_live_mut(slot, generation) else {
-                self.blocked.pop_front();
-                continue;
-            };
-            let blocked = req.buffer.as_ref().and_then(|b| b.blocked);
-            let fits = blocked.filter(|&s| fits_request(req, s, &self.config));
-            let Some(buffer) = req.buffer.as_deref_mut() else {
-                self.blocked.pop_front();
-                continue;
-            };
-            let Some(size) = fits else {
-                // Off the queue: a request blocked by its own limits waits for its own acks
-                // (see `unblock`), one no longer blocked has nothing to wait for.
-                buffer.in_blocked_queue = false;
-                self.blocked.pop_front();
-                continue;
-            };
-            if self.pending_bytes.saturating_add(size) > self.config.max_gateway_pending_bytes {
-                break;
-            }
-            buffer.in_blocked_queue = false;
-            buffer.blocked = None;
-            self.blocked.pop_front();
-            self.stats.client_writable += 1;
-            self.actions
-                .push_back(Action::ClientWritable { request_id: req.id });
-        }
-    }
-
-    /// Closes and removes the request in `slot`: publishes the runner close (unless
-    /// hibernating), closes the client (unless it closed first), releases its pending bytes,
-    /// deletes its record, and emits [`Action::Closed`].
-    fn terminate(&mut self, slot: u32, reason: CloseReason) {
-        let Some(req) = self.requests.remove(slot) else {
-            return;
-        };
-        self.index.remove(&req.id);
-        let request_id = req.id;
-        if req.phase != Phase::Hibernating
-            && let Some(frame) = reason.runner_frame()
-        {
-            let kind = ToClientTunnelMessageKind::WebSocketClose(ToClientWebSocketClose {
-                code: frame.code,
-                reason: frame.reason,
-            });
-            let frame = self.encode_tunnel(request_id, req.next_index, kind);
-            self.actions.push_back(Action::Publish {
-                route: req.route,
-                request_id,
-                frame,
-            });
-        }
-        let client_gone = matches!(
-            req.phase_state.as_deref(),
-            Some(PhaseState::WakeRequested {
-                client_close: Some(_),
-                ..
-            })
-        );
-        if !client_gone && let Some(frame) = reason.client_frame() {
-            self.actions
-                .push_back(Action::CloseClient { request_id, frame });
-        }
-        if req.phase == Phase::Hibernating {
-            self.hibernating -= 1;
-        }
-        let released = req.pending_bytes();
-        self.pending_bytes = self.pending_bytes.saturating_sub(released);
-        self.pending_messages = self
-            .pending_messages
-            .saturating_sub(req.pending_len() as u64);
-        if req.hibernatable {
-            self.stats.record_deletes += 1;
-            self.actions.push_back(Action::DeleteHibernatingRecord {
-                request_id,
-                actor_id: req.actor_id.into_string(),
-            });
-        }
-        let counter = match &reason {
-            CloseReason::ClientClosed(_) | CloseReason::ClientGone => {
-                &mut self.stats.closed_by_client
-            }
-            CloseReason::RunnerClosed(_) | CloseReason::ClosedBeforeOpen(_) => {
-                &mut self.stats.closed_by_runner
-            }
-            CloseReason::OpenTimeout => &mut self.stats.open_timeouts,
-            CloseReason::ActorStopped | CloseReason::ActorStoppedBeforeOpen => {
-                &mut self.stats.closed_actor_stopped
-            }
-            CloseReason::PendingLimit(_) => &mut self.stats.closed_pending_limit,
-            CloseReason::PingTimeout => &mut self.stats.ping_timeouts,
-            CloseReason::Collected(GcReason::AckTimeout { .. }) => {
-                &mut self.stats.collected_ack_timeout
-            }
-            CloseReason::Collected(GcReason::HibernationTimeout) => {
-                &mut self.stats.collected_hibernation_timeout
-            }
-            CloseReason::Collected(GcReason::WakeTimeout) => &mut self.stats.collected_wake_timeout,
-        };
-        *counter += 1;
-        self.stats.closed += 1;
-        self.actions
-            .push_back(Action::Closed { request_id, reason });
-        if released > 0 {
-            self.drain_blocked();
-        }
-    }
-}
-
-/// Replaces the request's phase state, reusing its allocation when there is one.
-fn set_phase_state(req: &mut Request, state: PhaseState) {
-    match req.phase_state.as_deref_mut() {
-        Some(slot) => *slot = state,
-        None => req.phase_state = Some(Box::new(state)),
-    }
-}
-
-/// Whether a frame of `size` bytes fits the request's own limits.
-fn fits_request(req: &Request, size: u64, cfg: &GatewayConfig) -> bool {
-    req.pending_len() < usize::from(cfg.max_pending_messages)
-        && req.pending_bytes().saturating_add(size) <= cfg.max_pending_bytes
-}
-
-/// The next tick of a periodic timer that was due at `due`: one interval later, or one interval
-/// after `now` if ticks were missed (missed ticks are skipped, not bunched).
-fn next_tick(due: Timestamp, interval: Duration, now: Timestamp) -> Timestamp {
-    let next = due + interval;
-    if next <= now { now + interval } else { next }
-}
-
-/// The earliest deadline of a request; `Timestamp::MAX` when none is armed.
-fn next_deadline(req: &Request, cfg: &GatewayConfig) -> Timestamp {
-    let mut d = Timestamp::MAX;
-    if req.hibernatable {
-        d = d.min(req.keepalive_at).min(req.record_expiry);
-    }
-    match req.phase_state.as_deref() {
-        Some(
-            PhaseState::AwaitingOpen { deadline } | PhaseState::WakeRequested { deadline, .. },
-        ) => {
-            d = d.min(*deadline);
-        }
-        Some(PhaseState::Active(a)) => {
-            d = d.min(a.next_ping).min(a.last_pong + cfg.ping_timeout);
-            if let Some(sent_at) = req
-                .pending()
-                .and_then(pending::PendingBuffer::oldest_sent_at)
-            {
-                d = d.min(sent_at + cfg.ack_timeout);
-                if let Some(rt) = cfg.retransmit_timeout {
-                    d = d.min(sent_at.max(a.last_retransmit) + rt);
-                }
-            }
-        }
-        None => {}
-    }
-    d
-}
-
-/// The kind's name, for errors.
-fn kind_name(kind: &ToServerTunnelMessageKind) -> &'static str {
-    match kind {
-        ToServerTunnelMessageKind::ResponseStart(_) => "ResponseStart",
-        ToServerTunnelMessageKind::ResponseChunk(_) => "ResponseChunk",
-        ToServerTunnelMessageKind::ResponseAbort => "ResponseAbort",
-        ToServerTunnelMessageKind::WebSocketOpen(_) => "WebSocketOpen",
-        ToServerTunnelMessageKind::WebSocketMessage(_) => "WebSocketMessage",
-        ToServerTunnelMessageKind::WebSocketMessageAck(_) => "WebSocketMessageAck",
-        ToServerTunnelMessageKind::WebSocketClose(_) => "WebSocketClose",
     }
 }

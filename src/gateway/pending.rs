@@ -1,5 +1,6 @@
-//! The pending buffer of a hibernatable request: encoded WebSocket messages sent to the runner
-//! and not yet acknowledged, with contiguous indices, plus the ack rule (DESIGN.md §3.6).
+//! The pending buffer of a hibernatable request: encoded WebSocket messages sent to the runner and
+//! not yet acknowledged, with contiguous indices, plus the ack rule
+//! (`docs/design.md#validated-cumulative-acks`).
 
 use alloc::collections::VecDeque;
 

@@ -6,14 +6,73 @@
 //! hibernation.
 
 use alloc::boxed::Box;
+use alloc::string::String;
 use alloc::vec::Vec;
+use core::fmt;
 
 use crate::index::MessageIndex;
 use crate::time::Timestamp;
-use crate::wire::RequestId;
+use crate::wire::{Headers, RequestId};
 
 use super::pending::PendingBuffer;
-use super::{CloseReason, Phase, RequestStats, RouteId};
+use super::{CloseReason, RequestStats};
+
+/// An opaque runner route chosen by the caller (for example the pub/sub subject of the runner
+/// that hosts the actor). The gateway publishes a request's messages to its route and accepts
+/// runner input for the request only from it (except a close, an ack or a message while the request hibernates, see
+/// [`Gateway::handle_runner_message`](super::Gateway::handle_runner_message)); the route changes
+/// only on [`Gateway::wake`](super::Gateway::wake).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct RouteId(pub u64);
+
+/// What the runner needs to open a WebSocket on an actor ([`Gateway::open`](super::Gateway::open)).
+///
+/// The default opens path `/` of actor `""` with no headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenRequest {
+    /// The actor.
+    pub actor_id: String,
+    /// Path of the client's upgrade request. It must start with `/`: the official TypeScript
+    /// runner fails an open whose path does not before it registers the request, so the close it
+    /// then sends is dropped inside the runner and the open ends only with
+    /// [`GatewayConfig::open_timeout`](super::GatewayConfig::open_timeout).
+    pub path: String,
+    /// Headers of the client's upgrade request, in order.
+    pub headers: Headers,
+}
+
+impl Default for OpenRequest {
+    fn default() -> Self {
+        Self {
+            actor_id: String::new(),
+            path: "/".into(),
+            headers: Headers::new(),
+        }
+    }
+}
+
+/// The phase of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Phase {
+    /// The open was published; the runner has not accepted it yet.
+    AwaitingOpen,
+    /// The runner accepted the WebSocket; messages flow.
+    Active,
+    /// The actor is gone; the client socket stays open and its messages are buffered.
+    Hibernating,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::AwaitingOpen => "awaiting open",
+            Self::Active => "active",
+            Self::Hibernating => "hibernating",
+        })
+    }
+}
 
 /// One client WebSocket.
 #[derive(Debug)]

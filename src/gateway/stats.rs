@@ -4,13 +4,15 @@
 use crate::index::MessageIndex;
 use crate::time::Timestamp;
 
-use super::{Phase, RouteId};
+use super::request::{Phase, RouteId};
 
 /// Counters (monotonic) and gauges (current values) of a [`Gateway`](super::Gateway).
 ///
 /// Every dropped runner input increments exactly one `dropped_*` counter; every ignored ack
 /// exactly one `acks_*` counter.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 #[non_exhaustive]
 pub struct GatewayStats {
     // ---- gauges ----
@@ -119,6 +121,8 @@ pub struct GatewayStats {
 
 /// Counters of one request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 #[non_exhaustive]
 pub struct RequestStats {
     /// Client messages published (first sends only).

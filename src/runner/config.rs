@@ -7,6 +7,7 @@ use crate::wire::{self, DecodeLimits};
 
 /// How frames reach the runner and how its tunnel messages are framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum Framing {
     /// The pub/sub hop: input is a version-prefixed `ToRunner`, output a version-prefixed
     /// `ToGateway` carrying `version`. The runner answers `ToRunnerPing` with `ToGatewayPong`
@@ -33,6 +34,7 @@ impl Default for Framing {
 /// What the runner does when a hibernatable socket receives a message past a gap in the
 /// gateway's indices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum GapPolicy {
     /// Rivet-compatible: close the socket with 1008 `ws.message_index_skip`.
     #[default]
@@ -44,21 +46,30 @@ pub enum GapPolicy {
     Await,
 }
 
-/// Configuration of a [`Runner`](super::Runner). Every field is public; [`Default`] gives the
-/// Rivet-compatible values of DESIGN.md §5.
+/// Configuration of a [`Runner`](super::Runner). [`Default`] gives the Rivet-compatible values
+/// listed in `docs/design.md#defaults`.
+///
+/// The struct is `#[non_exhaustive]` (as [`GatewayConfig`](crate::gateway::GatewayConfig)):
+/// start from `default()` and change fields with the `with_*` setters (or assign the public
+/// fields). [`Runner::new`](super::Runner::new) checks the result with
+/// [`validate`](Self::validate).
 ///
 /// ```
 /// use core::time::Duration;
 /// use hibernating_ws::runner::{GapPolicy, RunnerConfig};
 ///
-/// let config = RunnerConfig {
-///     gap_policy: GapPolicy::Await,
-///     persist_interval: Duration::from_secs(1),
-///     ..RunnerConfig::default()
-/// };
+/// let config = RunnerConfig::default()
+///     .with_gap_policy(GapPolicy::Await)
+///     .with_persist_interval(Duration::from_secs(1));
 /// assert!(config.validate().is_ok());
+///
+/// let err = RunnerConfig::default().with_persist_bytes(0).validate().unwrap_err();
+/// assert_eq!(err.field(), "persist_bytes");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
+#[non_exhaustive]
 pub struct RunnerConfig {
     /// Frame format on the wire. Default: [`Framing::PubSub`] version 7.
     pub framing: Framing,
@@ -136,6 +147,24 @@ impl Default for RunnerConfig {
         }
     }
 }
+
+crate::config::with_setters!(RunnerConfig {
+    with_framing => framing: Framing,
+    with_gap_policy => gap_policy: GapPolicy,
+    with_persist_bytes => persist_bytes: u64,
+    with_persist_interval => persist_interval: Duration,
+    with_persist_retry_initial => persist_retry_initial: Duration,
+    with_persist_retry_max => persist_retry_max: Duration,
+    with_max_held_messages => max_held_messages: usize,
+    with_max_held_bytes => max_held_bytes: u64,
+    with_gap_timeout => gap_timeout: Duration,
+    with_max_queued_per_actor => max_queued_per_actor: usize,
+    with_max_queued_bytes_per_actor => max_queued_bytes_per_actor: u64,
+    with_max_sockets => max_sockets: usize,
+    with_max_message_size => max_message_size: usize,
+    with_reack_interval => reack_interval: Duration,
+    with_decode_limits => decode_limits: DecodeLimits,
+});
 
 impl RunnerConfig {
     /// Checks every field against its documented bounds.

@@ -48,11 +48,17 @@
 mod action;
 mod actor;
 mod config;
+mod deadline;
 mod error;
+#[cfg(any(test, feature = "sim"))]
+mod invariants;
+mod outbox;
 mod persist;
+mod receive;
 mod restore;
 mod socket;
 mod stats;
+mod table;
 mod timer;
 
 #[cfg(test)]
@@ -73,31 +79,21 @@ pub use restore::RestoreSummary;
 pub use socket::{PersistedSocket, SocketId, SocketInfo, SocketState};
 pub use stats::RunnerStats;
 
-use crate::close::{CloseFrame, KnownClose};
+use crate::close::CloseFrame;
 use crate::config::ConfigError;
 use crate::index::MessageIndex;
 use crate::time::Timestamp;
 use crate::wire::{
-    self, HibernatingRequest, MessageId, ToClient, ToClientTunnelMessage,
-    ToClientTunnelMessageKind, ToClientWebSocketOpen, ToGateway, ToGatewayPong, ToRunner, ToServer,
-    ToServerTunnelMessage, ToServerTunnelMessageKind, ToServerWebSocketClose,
-    ToServerWebSocketMessage, ToServerWebSocketMessageAck, ToServerWebSocketOpen,
+    HibernatingRequest, ToClientTunnelMessage, ToServerTunnelMessageKind, ToServerWebSocketClose,
+    ToServerWebSocketMessage, ToServerWebSocketOpen,
 };
 
 use actor::Actor;
-use socket::{Phase, Socket, len_u64};
-use timer::{TimerEntry, TimerKind, TimerQueue};
-
-/// Heap entries allowed beyond three per socket before stale ones are compacted away.
-const TIMER_SLACK: usize = 64;
-
-/// A socket slot: the socket and a generation that changes whenever the slot is freed, so timer
-/// entries of a removed socket never fire for its successor.
-#[derive(Debug, Default)]
-struct Slot {
-    generation: u64,
-    socket: Option<Socket>,
-}
+use deadline::timer_is_live;
+use outbox::{close_kind, publish_on};
+use socket::{Phase, len_u64};
+use table::{Slot, slot_mut};
+use timer::TimerQueue;
 
 /// Every actor and socket of one runner process, as a sans-IO state machine.
 ///
@@ -265,8 +261,12 @@ impl Runner {
         self.advance(now);
         if let Some(actor) = self.actor_by_id(actor_id) {
             return Err(match actor.state {
-                ActorState::Stopping => ActorError::Stopping,
-                ActorState::Starting | ActorState::Running => ActorError::AlreadyStarting,
+                ActorState::Stopping => ActorError::Stopping {
+                    actor_id: actor_id.into(),
+                },
+                ActorState::Starting | ActorState::Running => ActorError::AlreadyStarting {
+                    actor_id: actor_id.into(),
+                },
             });
         }
         let mut seen = alloc::collections::BTreeSet::new();
@@ -308,13 +308,19 @@ impl Runner {
     pub fn actor_stopping(&mut self, now: Timestamp, actor_id: &str) -> Result<(), ActorError> {
         self.advance(now);
         let Some(&aslot) = self.actor_index.get(actor_id) else {
-            return Err(ActorError::UnknownActor);
+            return Err(ActorError::UnknownActor {
+                actor_id: actor_id.into(),
+            });
         };
         let Some(actor) = self.actors.get_mut(aslot).and_then(Option::as_mut) else {
-            return Err(ActorError::UnknownActor);
+            return Err(ActorError::UnknownActor {
+                actor_id: actor_id.into(),
+            });
         };
         if actor.state == ActorState::Stopping {
-            return Err(ActorError::Stopping);
+            return Err(ActorError::Stopping {
+                actor_id: actor_id.into(),
+            });
         }
         actor.state = ActorState::Stopping;
         actor.queue.clear();
@@ -413,11 +419,13 @@ impl Runner {
         can_hibernate: bool,
     ) -> Result<(), SocketError> {
         let now = self.advance(now);
-        let slot = self.slot_of(socket).ok_or(SocketError::UnknownSocket)?;
+        let slot = self
+            .slot_of(socket)
+            .ok_or(SocketError::UnknownSocket { socket })?;
         let framing = self.config.framing;
-        let s = slot_mut(&mut self.slots, slot).ok_or(SocketError::UnknownSocket)?;
+        let s = slot_mut(&mut self.slots, slot).ok_or(SocketError::UnknownSocket { socket })?;
         if s.phase != Phase::Connecting {
-            return Err(SocketError::WrongState);
+            return Err(SocketError::WrongState { socket });
         }
         s.phase = Phase::Open;
         s.hibernatable = can_hibernate;
@@ -449,11 +457,13 @@ impl Runner {
         frame: CloseFrame,
     ) -> Result<(), SocketError> {
         self.advance(now);
-        let slot = self.slot_of(socket).ok_or(SocketError::UnknownSocket)?;
+        let slot = self
+            .slot_of(socket)
+            .ok_or(SocketError::UnknownSocket { socket })?;
         let framing = self.config.framing;
-        let s = slot_mut(&mut self.slots, slot).ok_or(SocketError::UnknownSocket)?;
+        let s = slot_mut(&mut self.slots, slot).ok_or(SocketError::UnknownSocket { socket })?;
         if s.phase != Phase::Connecting {
-            return Err(SocketError::WrongState);
+            return Err(SocketError::WrongState { socket });
         }
         publish_on(&mut self.actions, framing, s, close_kind(&frame, false));
         self.stats.closed_rejected += 1;
@@ -479,15 +489,18 @@ impl Runner {
         binary: bool,
     ) -> Result<MessageIndex, SendError> {
         self.advance(now);
-        let slot = self.slot_of(socket).ok_or(SendError::UnknownSocket)?;
+        let slot = self
+            .slot_of(socket)
+            .ok_or(SendError::UnknownSocket { socket })?;
         let framing = self.config.framing;
         let max = self.config.max_message_size;
-        let s = slot_mut(&mut self.slots, slot).ok_or(SendError::UnknownSocket)?;
+        let s = slot_mut(&mut self.slots, slot).ok_or(SendError::UnknownSocket { socket })?;
         if s.phase != Phase::Open {
-            return Err(SendError::NotOpen);
+            return Err(SendError::NotOpen { socket });
         }
         if data.len() > max {
             return Err(SendError::MessageTooLarge {
+                socket,
                 size: data.len(),
                 max,
             });
@@ -520,11 +533,13 @@ impl Runner {
         frame: CloseFrame,
     ) -> Result<(), SocketError> {
         self.advance(now);
-        let slot = self.slot_of(socket).ok_or(SocketError::UnknownSocket)?;
+        let slot = self
+            .slot_of(socket)
+            .ok_or(SocketError::UnknownSocket { socket })?;
         let framing = self.config.framing;
-        let s = slot_mut(&mut self.slots, slot).ok_or(SocketError::UnknownSocket)?;
+        let s = slot_mut(&mut self.slots, slot).ok_or(SocketError::UnknownSocket { socket })?;
         if s.phase != Phase::Open {
-            return Err(SocketError::NotOpen);
+            return Err(SocketError::NotOpen { socket });
         }
         publish_on(&mut self.actions, framing, s, close_kind(&frame, false));
         let hibernatable = s.hibernatable;
@@ -553,23 +568,27 @@ impl Runner {
     /// Only the actor's next start restores the socket, while the gateway asks for a wake as soon
     /// as it hibernates a request with messages pending (always, since nothing is acked here). A
     /// wake routed to this runner while the actor still runs finds no socket: the replay is
-    /// dropped and the gateway collects the request by its ack timeout (found by the simulator).
+    /// dropped and the gateway collects the request by its ack timeout.
     ///
     /// # Errors
     /// [`SocketError::UnknownSocket`]; [`SocketError::NotOpen`];
     /// [`SocketError::NotHibernatable`].
     pub fn hibernate(&mut self, now: Timestamp, socket: SocketId) -> Result<(), SocketError> {
         self.advance(now);
-        let slot = self.slot_of(socket).ok_or(SocketError::UnknownSocket)?;
-        let s = self.socket_ref(slot).ok_or(SocketError::UnknownSocket)?;
+        let slot = self
+            .slot_of(socket)
+            .ok_or(SocketError::UnknownSocket { socket })?;
+        let s = self
+            .socket_ref(slot)
+            .ok_or(SocketError::UnknownSocket { socket })?;
         if s.phase != Phase::Open {
-            return Err(SocketError::NotOpen);
+            return Err(SocketError::NotOpen { socket });
         }
         if !s.hibernatable {
-            return Err(SocketError::NotHibernatable);
+            return Err(SocketError::NotHibernatable { socket });
         }
-        // Its actor's stop waits for this persist (found by the simulator: an actor restarted
-        // on ActorStopped read the metadata before the write landed and resumed behind it).
+        // Its actor's stop waits for this persist: an actor restarted on ActorStopped must not
+        // read the metadata before the write lands, or it resumes behind it.
         let aslot = s.actor;
         let earlier = s.persist.in_flight.map(|f| f.index);
         self.emit_persist(slot);
@@ -690,539 +709,6 @@ impl Runner {
         self.live_sockets == 0
     }
 
-    // -----------------------------------------------------------------------------------------
-    // Internals: receive path
-    // -----------------------------------------------------------------------------------------
-
-    fn receive_frame(&mut self, now: Timestamp, bytes: &[u8]) -> Result<(), ReceiveError> {
-        let limits = &self.config.decode_limits;
-        let msg = match self.config.framing {
-            Framing::PubSub { version } => {
-                match wire::decode_versioned::<ToRunner>(bytes, limits) {
-                    Ok((_, ToRunner::TunnelMessage(m))) => m,
-                    Ok((_, ToRunner::Ping(probe))) => {
-                        let answer = ToGateway::Pong(ToGatewayPong {
-                            request_id: probe.request_id,
-                            ts: probe.ts,
-                        });
-                        self.actions.push_back(Action::Publish {
-                            gateway_id: probe.gateway_id,
-                            frame: wire::encode_versioned(version, &answer),
-                        });
-                        self.stats.pongs += 1;
-                        return Ok(());
-                    }
-                    Ok((_, ToRunner::Close)) => {
-                        return Err(self.dropped(ReceiveError::Unsupported {
-                            kind: "runner_close",
-                        }));
-                    }
-                    Ok((_, ToRunner::Commands(_) | ToRunner::AckEvents(_))) => {
-                        return Err(self.dropped(ReceiveError::Unsupported { kind: "control" }));
-                    }
-                    Err(e) => return Err(self.dropped(ReceiveError::Malformed(e))),
-                }
-            }
-            Framing::RunnerSocket => match wire::decode_with::<ToClient>(bytes, limits) {
-                Ok(ToClient::TunnelMessage(m)) => m,
-                Ok(_) => {
-                    return Err(self.dropped(ReceiveError::Unsupported { kind: "control" }));
-                }
-                Err(e) => return Err(self.dropped(ReceiveError::Malformed(e))),
-            },
-        };
-        self.dispatch(now, msg)
-    }
-
-    /// Counts a dropped input and hands the error back.
-    fn dropped(&mut self, e: ReceiveError) -> ReceiveError {
-        let counter = match &e {
-            ReceiveError::Malformed(_) => &mut self.stats.dropped_malformed,
-            ReceiveError::UnknownActor => &mut self.stats.dropped_unknown_actor,
-            ReceiveError::UnknownSocket => &mut self.stats.dropped_unknown_socket,
-            ReceiveError::NotOpen => &mut self.stats.dropped_not_open,
-            ReceiveError::QueueFull => &mut self.stats.dropped_queue_full,
-            ReceiveError::SocketLimit => &mut self.stats.dropped_socket_limit,
-            ReceiveError::Unsupported { .. } => &mut self.stats.dropped_unsupported,
-        };
-        *counter += 1;
-        e
-    }
-
-    /// Routes one tunnel message: to a live socket, to a starting actor's queue, or away.
-    fn dispatch(&mut self, now: Timestamp, msg: ToClientTunnelMessage) -> Result<(), ReceiveError> {
-        let id = SocketId::new(msg.message_id.gateway_id, msg.message_id.request_id);
-        let index = msg.message_id.message_index;
-        match msg.kind {
-            ToClientTunnelMessageKind::WebSocketMessage(m) => {
-                if let Some(&slot) = self.socket_index.get(&id) {
-                    return self.on_message(now, slot, index, m.data, m.binary);
-                }
-                if let Some(&aslot) = self.routes.get(&id) {
-                    let msg = ToClientTunnelMessage {
-                        message_id: msg.message_id,
-                        kind: ToClientTunnelMessageKind::WebSocketMessage(m),
-                    };
-                    return self.enqueue(aslot, id, msg, false);
-                }
-                Err(self.dropped(ReceiveError::UnknownSocket))
-            }
-            ToClientTunnelMessageKind::WebSocketOpen(open) => {
-                self.on_open(now, id, msg.message_id, open)
-            }
-            ToClientTunnelMessageKind::WebSocketClose(c) => {
-                if let Some(&slot) = self.socket_index.get(&id) {
-                    self.on_gateway_close(
-                        slot,
-                        CloseFrame {
-                            code: c.code,
-                            reason: c.reason,
-                        },
-                    );
-                    return Ok(());
-                }
-                if let Some(&aslot) = self.routes.get(&id) {
-                    let msg = ToClientTunnelMessage {
-                        message_id: msg.message_id,
-                        kind: ToClientTunnelMessageKind::WebSocketClose(c),
-                    };
-                    return self.enqueue(aslot, id, msg, false);
-                }
-                Err(self.dropped(ReceiveError::UnknownSocket))
-            }
-            ToClientTunnelMessageKind::RequestStart(_) => {
-                Err(self.dropped(ReceiveError::Unsupported {
-                    kind: "request_start",
-                }))
-            }
-            ToClientTunnelMessageKind::RequestChunk(_) => {
-                Err(self.dropped(ReceiveError::Unsupported {
-                    kind: "request_chunk",
-                }))
-            }
-            ToClientTunnelMessageKind::RequestAbort => {
-                Err(self.dropped(ReceiveError::Unsupported {
-                    kind: "request_abort",
-                }))
-            }
-        }
-    }
-
-    /// Queues a message for a starting actor.
-    fn enqueue(
-        &mut self,
-        aslot: usize,
-        id: SocketId,
-        msg: ToClientTunnelMessage,
-        route: bool,
-    ) -> Result<(), ReceiveError> {
-        let size = len_u64(wire::encoded_len(&msg));
-        let max_count = self.config.max_queued_per_actor;
-        let max_bytes = self.config.max_queued_bytes_per_actor;
-        let Some(actor) = self.actors.get_mut(aslot).and_then(Option::as_mut) else {
-            return Err(self.dropped(ReceiveError::UnknownActor));
-        };
-        if actor.queue.len() >= max_count || actor.queued_bytes.saturating_add(size) > max_bytes {
-            return Err(self.dropped(ReceiveError::QueueFull));
-        }
-        actor.queue.push_back(msg);
-        actor.queued_bytes = actor.queued_bytes.saturating_add(size);
-        if route && !self.routes.contains_key(&id) {
-            self.routes.insert(id, aslot);
-            actor.routes.push(id);
-        }
-        self.stats.queued += 1;
-        Ok(())
-    }
-
-    fn on_open(
-        &mut self,
-        now: Timestamp,
-        id: SocketId,
-        message_id: MessageId,
-        open: ToClientWebSocketOpen,
-    ) -> Result<(), ReceiveError> {
-        let k = message_id.message_index;
-        let Some(&aslot) = self.actor_index.get(open.actor_id.as_str()) else {
-            return Err(self.actor_not_found(id));
-        };
-        let state = match self.actors.get(aslot).and_then(Option::as_ref) {
-            Some(actor) => actor.state,
-            None => return Err(self.actor_not_found(id)),
-        };
-        match state {
-            ActorState::Stopping => Err(self.actor_not_found(id)),
-            ActorState::Starting => {
-                let msg = ToClientTunnelMessage {
-                    message_id,
-                    kind: ToClientTunnelMessageKind::WebSocketOpen(open),
-                };
-                self.enqueue(aslot, id, msg, true)
-            }
-            ActorState::Running => {
-                if let Some(&slot) = self.socket_index.get(&id) {
-                    self.on_duplicate_open(now, slot, k);
-                    return Ok(());
-                }
-                if self.live_sockets >= self.config.max_sockets {
-                    let kind = close_kind(&KnownClose::ServerError.frame(), false);
-                    self.publish_stateless(id, kind);
-                    return Err(self.dropped(ReceiveError::SocketLimit));
-                }
-                let socket = Socket::new(id, aslot, k, self.config.persist_retry_initial);
-                self.insert_socket(socket);
-                self.stats.opens += 1;
-                self.actions.push_back(Action::Open {
-                    socket: id,
-                    actor_id: open.actor_id,
-                    index: k,
-                    path: open.path,
-                    headers: open.headers,
-                });
-                Ok(())
-            }
-        }
-    }
-
-    /// Answers an open for an actor this runner does not run with close 1011 `Actor not found`
-    /// (outgoing index 0: the runner has no state for the socket).
-    fn actor_not_found(&mut self, id: SocketId) -> ReceiveError {
-        self.stats.actor_not_found += 1;
-        let kind = close_kind(&KnownClose::ActorNotFound.frame(), false);
-        self.publish_stateless(id, kind);
-        self.dropped(ReceiveError::UnknownActor)
-    }
-
-    /// Upstream "open replay" ([HEAD], PROTOCOL §3.3 step 2) without its reset: an open at or
-    /// behind the socket (index 0 included) is ignored, an open ahead of it advances it; the
-    /// open is re-sent either way.
-    fn on_duplicate_open(&mut self, now: Timestamp, slot: usize, k: MessageIndex) {
-        self.stats.duplicate_opens += 1;
-        let framing = self.config.framing;
-        let Some(s) = slot_mut(&mut self.slots, slot) else {
-            return;
-        };
-        if s.phase != Phase::Open {
-            // Not answered yet (connecting) or being flushed (stopping): nothing to re-send.
-            return;
-        }
-        let mut persist = false;
-        if s.hibernatable {
-            let p = s.last_delivered;
-            // Index 0 is the request's first open: a second one is a stale copy (a duplicated or
-            // delayed frame), never a renumbering, since the gateway numbers a request once.
-            // Upstream [HEAD] rewinds the socket to 0 here; that rewinds the durable index
-            // under the app and redelivers what the gateway still retransmits (found by the
-            // simulator). Only an open ahead of the socket (an upstream guard retry) advances.
-            if k != MessageIndex::ZERO && k.is_after(p) {
-                s.delivered_seq = s.delivered_seq.saturating_add(u64::from(k.distance(p)));
-                s.last_delivered = k;
-                s.held.drop_through(s.delivered_seq);
-                s.persist.dirty = true;
-                s.persist.first_unpersisted_at.get_or_insert(now);
-                persist = true;
-            }
-        }
-        let can_hibernate = s.hibernatable;
-        publish_on(
-            &mut self.actions,
-            framing,
-            s,
-            ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen { can_hibernate }),
-        );
-        if persist {
-            self.deliver_held(now, slot);
-            self.schedule_persist(now, slot);
-        }
-    }
-
-    fn on_message(
-        &mut self,
-        now: Timestamp,
-        slot: usize,
-        r: MessageIndex,
-        data: Vec<u8>,
-        binary: bool,
-    ) -> Result<(), ReceiveError> {
-        let Some(s) = slot_mut(&mut self.slots, slot) else {
-            return Err(self.dropped(ReceiveError::UnknownSocket));
-        };
-        if s.phase != Phase::Open {
-            return Err(self.dropped(ReceiveError::NotOpen));
-        }
-        if !s.hibernatable {
-            self.deliver(now, slot, r, data, binary);
-            return Ok(());
-        }
-        let p = s.last_delivered;
-        let delta = r.distance(p);
-        if delta == 0 || r.is_before(p) {
-            self.stats.duplicates += 1;
-            self.maybe_reack(now, slot, r);
-            return Ok(());
-        }
-        if delta == 1 {
-            s.awaiting_replay = false;
-            self.deliver(now, slot, r, data, binary);
-            self.deliver_held(now, slot);
-            self.schedule_persist(now, slot);
-            return Ok(());
-        }
-        if s.awaiting_replay {
-            // A restored socket has not seen the gateway's replay yet: a message past a gap is
-            // one the gateway published before it hibernated the request (still in flight when
-            // the actor restarted on this runner). The replay, which follows the wake, resends
-            // it after the missing ones: drop it; neither close (`Close`) nor hold it (`Await`,
-            // whose held buffer it could overflow). Found by the simulator.
-            self.stats.dropped_before_replay += 1;
-            return Ok(());
-        }
-        match self.config.gap_policy {
-            GapPolicy::Close => {
-                self.stats.gaps += 1;
-                self.close_index_skip(slot);
-            }
-            GapPolicy::Await => self.hold(now, slot, r, delta, data, binary),
-        }
-        Ok(())
-    }
-
-    /// Delivers one message in order (no validation: the caller did it).
-    fn deliver(
-        &mut self,
-        now: Timestamp,
-        slot: usize,
-        r: MessageIndex,
-        data: Vec<u8>,
-        binary: bool,
-    ) {
-        let Some(s) = slot_mut(&mut self.slots, slot) else {
-            return;
-        };
-        let len = len_u64(data.len());
-        s.last_delivered = r;
-        s.delivered_seq = s.delivered_seq.saturating_add(1);
-        if s.hibernatable {
-            let p = &mut s.persist;
-            p.dirty = true;
-            p.unpersisted_bytes = p.unpersisted_bytes.saturating_add(len);
-            p.first_unpersisted_at.get_or_insert(now);
-        }
-        let socket = s.id;
-        self.stats.delivered += 1;
-        self.stats.delivered_bytes = self.stats.delivered_bytes.saturating_add(len);
-        self.actions.push_back(Action::Message {
-            socket,
-            index: r,
-            data,
-            binary,
-        });
-    }
-
-    /// Holds an out-of-order message ([`GapPolicy::Await`]); closes on overflow.
-    fn hold(
-        &mut self,
-        now: Timestamp,
-        slot: usize,
-        r: MessageIndex,
-        delta: u16,
-        data: Vec<u8>,
-        binary: bool,
-    ) {
-        let max_messages = self.config.max_held_messages;
-        let max_bytes = self.config.max_held_bytes;
-        let gap_timeout = self.config.gap_timeout;
-        let Some(s) = slot_mut(&mut self.slots, slot) else {
-            return;
-        };
-        let seq = s.delivered_seq.saturating_add(u64::from(delta));
-        if s.held.messages.contains_key(&seq) {
-            self.stats.duplicates += 1;
-            return;
-        }
-        self.stats.gaps += 1;
-        let len = len_u64(data.len());
-        if s.held.len() >= max_messages || s.held.bytes.saturating_add(len) > max_bytes {
-            self.stats.held_overflows += 1;
-            self.close_index_skip(slot);
-            return;
-        }
-        s.held.bytes = s.held.bytes.saturating_add(len);
-        s.held.messages.insert(
-            seq,
-            socket::HeldMessage {
-                index: r,
-                data,
-                binary,
-                arrived: now,
-            },
-        );
-        self.stats.held += 1;
-        if s.gap_deadline.is_none()
-            && let Some(at) = now.checked_add(gap_timeout)
-        {
-            s.gap_deadline = Some(at);
-            self.arm(slot, at, TimerKind::Gap);
-        }
-    }
-
-    /// Delivers held messages that are now in order and re-arms the gap deadline.
-    fn deliver_held(&mut self, now: Timestamp, slot: usize) {
-        loop {
-            let Some(s) = slot_mut(&mut self.slots, slot) else {
-                return;
-            };
-            if s.held.is_empty() {
-                break;
-            }
-            let Some(m) = s.held.take(s.delivered_seq.saturating_add(1)) else {
-                break;
-            };
-            self.stats.held_delivered += 1;
-            self.deliver(now, slot, m.index, m.data, m.binary);
-        }
-        let gap_timeout = self.config.gap_timeout;
-        let Some(s) = slot_mut(&mut self.slots, slot) else {
-            return;
-        };
-        let want = s
-            .held
-            .oldest_arrival()
-            .and_then(|t| t.checked_add(gap_timeout));
-        if want != s.gap_deadline {
-            s.gap_deadline = want;
-            if let Some(at) = want {
-                self.arm(slot, at, TimerKind::Gap);
-            }
-        }
-    }
-
-    /// A duplicate of a persisted message: re-ack the persisted index (rate-limited), so a lost
-    /// ack heals (DESIGN §3.9).
-    fn maybe_reack(&mut self, now: Timestamp, slot: usize, r: MessageIndex) {
-        let interval = self.config.reack_interval;
-        let framing = self.config.framing;
-        let Some(s) = slot_mut(&mut self.slots, slot) else {
-            return;
-        };
-        let Some(lp) = s.last_persisted else {
-            return;
-        };
-        if !r.is_at_or_before(lp) {
-            return;
-        }
-        if s.last_ack_at
-            .is_some_and(|t| now < t.saturating_add(interval))
-        {
-            return;
-        }
-        send_ack(&mut self.actions, framing, s, lp, now);
-        self.stats.acks_sent += 1;
-        self.stats.reacks += 1;
-    }
-
-    fn on_gateway_close(&mut self, slot: usize, frame: CloseFrame) {
-        let Some(s) = self.socket_ref(slot) else {
-            return;
-        };
-        let socket = s.id;
-        let hibernatable = s.hibernatable;
-        self.stats.closed_gateway += 1;
-        self.actions.push_back(Action::Closed {
-            socket,
-            reason: CloseReason::GatewayClosed(frame),
-        });
-        if hibernatable {
-            self.push_delete_metadata(slot);
-        }
-        self.remove_socket(slot);
-    }
-
-    /// Gap (or held overflow/timeout): one close 1008 `ws.message_index_skip` to the gateway,
-    /// a local close, and the metadata deleted.
-    fn close_index_skip(&mut self, slot: usize) {
-        let framing = self.config.framing;
-        let Some(s) = slot_mut(&mut self.slots, slot) else {
-            return;
-        };
-        publish_on(
-            &mut self.actions,
-            framing,
-            s,
-            close_kind(&KnownClose::MessageIndexSkip.frame(), false),
-        );
-        let socket = s.id;
-        let hibernatable = s.hibernatable;
-        self.stats.gap_closes += 1;
-        self.actions.push_back(Action::Closed {
-            socket,
-            reason: CloseReason::MessageIndexSkip,
-        });
-        if hibernatable {
-            self.push_delete_metadata(slot);
-        }
-        self.remove_socket(slot);
-    }
-
-    // -----------------------------------------------------------------------------------------
-    // Internals: timers
-    // -----------------------------------------------------------------------------------------
-
-    fn fire(&mut self, now: Timestamp, entry: TimerEntry) {
-        let slot = entry.slot;
-        let Some(s) = slot_mut(&mut self.slots, slot) else {
-            return;
-        };
-        match entry.kind {
-            TimerKind::Persist => {
-                s.persist.deadline = None;
-                self.schedule_persist(now, slot);
-            }
-            TimerKind::Retry => {
-                s.persist.retry_at = None;
-                if s.phase == Phase::Open {
-                    self.emit_persist(slot);
-                }
-            }
-            TimerKind::Gap => {
-                s.gap_deadline = None;
-                self.stats.gap_timeouts += 1;
-                self.close_index_skip(slot);
-            }
-        }
-    }
-
-    fn arm(&mut self, slot: usize, at: Timestamp, kind: TimerKind) {
-        if let Some(entry) = self.slots.get(slot) {
-            self.timers.push(TimerEntry {
-                at,
-                slot,
-                generation: entry.generation,
-                kind,
-            });
-        }
-    }
-
-    /// Ends every public mutating call: drops stale timer entries from the top of the heap so
-    /// [`poll_timeout`](Self::poll_timeout) is exact, and compacts the heap when stale entries
-    /// pile up.
-    fn finish(&mut self) {
-        while let Some(top) = self.timers.peek() {
-            if timer_is_live(&self.slots, &top) {
-                break;
-            }
-            let _ = self.timers.pop();
-        }
-        let limit = self
-            .live_sockets
-            .saturating_mul(6)
-            .saturating_add(TIMER_SLACK);
-        if self.timers.len() > limit {
-            let slots = &self.slots;
-            self.timers.retain(|e| timer_is_live(slots, e));
-        }
-    }
-
     /// Clamps `now` so it never goes backwards.
     fn advance(&mut self, now: Timestamp) -> Timestamp {
         if now > self.now {
@@ -1230,217 +716,4 @@ impl Runner {
         }
         self.now
     }
-
-    // -----------------------------------------------------------------------------------------
-    // Internals: tables
-    // -----------------------------------------------------------------------------------------
-
-    fn actor_by_id(&self, actor_id: &str) -> Option<&Actor> {
-        let slot = *self.actor_index.get(actor_id)?;
-        self.actors.get(slot)?.as_ref()
-    }
-
-    fn slot_of(&self, id: SocketId) -> Option<usize> {
-        self.socket_index.get(&id).copied()
-    }
-
-    fn socket_ref(&self, slot: usize) -> Option<&Socket> {
-        self.slots.get(slot)?.socket.as_ref()
-    }
-
-    fn actor_id_of(&self, slot: usize) -> String {
-        self.socket_ref(slot)
-            .and_then(|s| self.actors.get(s.actor))
-            .and_then(Option::as_ref)
-            .map(|a| a.id.clone())
-            .unwrap_or_default()
-    }
-
-    fn insert_socket(&mut self, socket: Socket) -> usize {
-        let id = socket.id;
-        let aslot = socket.actor;
-        let slot = self.free_slots.pop().unwrap_or_else(|| {
-            self.slots.push(Slot::default());
-            self.slots.len() - 1
-        });
-        if let Some(entry) = self.slots.get_mut(slot) {
-            entry.socket = Some(socket);
-        }
-        self.socket_index.insert(id, slot);
-        if let Some(actor) = self.actors.get_mut(aslot).and_then(Option::as_mut) {
-            actor.sockets.insert(id);
-        }
-        self.live_sockets += 1;
-        self.stats.sockets = len_u64(self.live_sockets);
-        slot
-    }
-
-    /// Forgets a socket; finishes its actor's stop if it was the last one.
-    fn remove_socket(&mut self, slot: usize) {
-        let Some(entry) = self.slots.get_mut(slot) else {
-            return;
-        };
-        let Some(socket) = entry.socket.take() else {
-            return;
-        };
-        entry.generation = entry.generation.wrapping_add(1);
-        self.free_slots.push(slot);
-        self.socket_index.remove(&socket.id);
-        if let Some(f) = socket.persist.in_flight {
-            // Its result may still come: keep it from settling a newer socket's persist.
-            self.push_orphan(
-                socket.id,
-                persist::Orphan {
-                    index: f.index,
-                    hand_back: None,
-                },
-            );
-        }
-        self.live_sockets = self.live_sockets.saturating_sub(1);
-        self.stats.sockets = len_u64(self.live_sockets);
-        if let Some(actor) = self.actors.get_mut(socket.actor).and_then(Option::as_mut) {
-            actor.sockets.remove(&socket.id);
-        }
-        self.maybe_finish_actor(socket.actor);
-    }
-
-    /// A stopping actor with no socket and no hand-back persist left is removed and reported.
-    fn maybe_finish_actor(&mut self, aslot: usize) {
-        let Some(entry) = self.actors.get_mut(aslot) else {
-            return;
-        };
-        let done = entry.as_ref().is_some_and(|a| {
-            a.state == ActorState::Stopping && a.sockets.is_empty() && a.hand_backs == 0
-        });
-        if !done {
-            return;
-        }
-        let Some(actor) = entry.take() else {
-            return;
-        };
-        self.free_actors.push(aslot);
-        self.actor_index.remove(&actor.id);
-        self.stats.actors = len_u64(self.actor_index.len());
-        self.actions
-            .push_back(Action::ActorStopped { actor_id: actor.id });
-    }
-
-    /// Removes the routes a starting actor registered.
-    fn clear_routes(&mut self, aslot: usize, routes: Vec<SocketId>) {
-        for id in routes {
-            if self.routes.get(&id) == Some(&aslot) {
-                self.routes.remove(&id);
-            }
-        }
-    }
-
-    fn push_delete_metadata(&mut self, slot: usize) {
-        let actor_id = self.actor_id_of(slot);
-        if let Some(s) = self.socket_ref(slot) {
-            self.actions.push_back(Action::DeleteMetadata {
-                socket: s.id,
-                actor_id,
-            });
-        }
-    }
-
-    /// Publishes a tunnel message for a socket the runner keeps no state for (index 0).
-    fn publish_stateless(&mut self, id: SocketId, kind: ToServerTunnelMessageKind) {
-        let msg = ToServerTunnelMessage {
-            message_id: MessageId {
-                gateway_id: id.gateway_id,
-                request_id: id.request_id,
-                message_index: MessageIndex::ZERO,
-            },
-            kind,
-        };
-        self.actions.push_back(Action::Publish {
-            gateway_id: id.gateway_id,
-            frame: encode_tunnel(self.config.framing, msg),
-        });
-    }
-}
-
-/// The socket in `slot`, borrowing only the slot table.
-fn slot_mut(slots: &mut [Slot], slot: usize) -> Option<&mut Socket> {
-    slots.get_mut(slot)?.socket.as_mut()
-}
-
-/// Whether a heap entry still names a live deadline.
-fn timer_is_live(slots: &[Slot], e: &TimerEntry) -> bool {
-    let Some(slot) = slots.get(e.slot) else {
-        return false;
-    };
-    if slot.generation != e.generation {
-        return false;
-    }
-    let Some(s) = slot.socket.as_ref() else {
-        return false;
-    };
-    let armed = match e.kind {
-        TimerKind::Persist => s.persist.deadline,
-        TimerKind::Retry => s.persist.retry_at,
-        TimerKind::Gap => s.gap_deadline,
-    };
-    armed == Some(e.at)
-}
-
-/// Encodes a runner → gateway tunnel message per the framing.
-fn encode_tunnel(framing: Framing, msg: ToServerTunnelMessage) -> Vec<u8> {
-    match framing {
-        Framing::PubSub { version } => {
-            wire::encode_versioned(version, &ToGateway::TunnelMessage(msg))
-        }
-        Framing::RunnerSocket => wire::encode(&ToServer::TunnelMessage(msg)),
-    }
-}
-
-/// Publishes a tunnel message for `s` with its next outgoing index; returns that index.
-fn publish_on(
-    actions: &mut VecDeque<Action>,
-    framing: Framing,
-    s: &mut Socket,
-    kind: ToServerTunnelMessageKind,
-) -> MessageIndex {
-    let index = s.take_client_index();
-    let msg = ToServerTunnelMessage {
-        message_id: MessageId {
-            gateway_id: s.id.gateway_id,
-            request_id: s.id.request_id,
-            message_index: index,
-        },
-        kind,
-    };
-    actions.push_back(Action::Publish {
-        gateway_id: s.id.gateway_id,
-        frame: encode_tunnel(framing, msg),
-    });
-    index
-}
-
-/// Publishes `ToServerWebSocketMessageAck { index }` and records it.
-fn send_ack(
-    actions: &mut VecDeque<Action>,
-    framing: Framing,
-    s: &mut Socket,
-    index: MessageIndex,
-    now: Timestamp,
-) {
-    publish_on(
-        actions,
-        framing,
-        s,
-        ToServerTunnelMessageKind::WebSocketMessageAck(ToServerWebSocketMessageAck { index }),
-    );
-    s.last_acked = index;
-    s.last_ack_at = Some(now);
-}
-
-/// `ToServerWebSocketClose` carrying `frame`.
-fn close_kind(frame: &CloseFrame, hibernate: bool) -> ToServerTunnelMessageKind {
-    ToServerTunnelMessageKind::WebSocketClose(ToServerWebSocketClose {
-        code: frame.code,
-        reason: frame.reason.clone(),
-        hibernate,
-    })
 }

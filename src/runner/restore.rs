@@ -1,4 +1,5 @@
-//! Restoring hibernated sockets when an actor starts again (PROTOCOL §3.7, DESIGN §3.9).
+//! Restoring hibernated sockets when an actor starts again (`docs/protocol.md#restore`,
+//! `docs/design.md#re-ack-heals-lost-acks`).
 
 use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
@@ -6,11 +7,10 @@ use alloc::vec::Vec;
 use crate::close::KnownClose;
 use crate::time::Timestamp;
 
+use super::outbox::{close_kind, send_ack};
 use super::socket::{Phase, Socket};
-use super::{
-    Action, ActorError, ActorState, CloseReason, PersistedSocket, Runner, SocketId, close_kind,
-    send_ack, slot_mut,
-};
+use super::table::slot_mut;
+use super::{Action, ActorError, ActorState, CloseReason, PersistedSocket, Runner, SocketId};
 
 /// What [`Runner::restore`] did, by verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -74,13 +74,19 @@ impl Runner {
     ) -> Result<RestoreSummary, ActorError> {
         let now = self.advance(now);
         let Some(&aslot) = self.actor_index.get(actor_id) else {
-            return Err(ActorError::NotStarting);
+            return Err(ActorError::NotStarting {
+                actor_id: actor_id.into(),
+            });
         };
         let Some(actor) = self.actors.get_mut(aslot).and_then(Option::as_mut) else {
-            return Err(ActorError::NotStarting);
+            return Err(ActorError::NotStarting {
+                actor_id: actor_id.into(),
+            });
         };
         if actor.state != ActorState::Starting {
-            return Err(ActorError::AlreadyRestored);
+            return Err(ActorError::AlreadyRestored {
+                actor_id: actor_id.into(),
+            });
         }
         let hibernating = core::mem::take(&mut actor.hibernating);
         let routes = core::mem::take(&mut actor.routes);
@@ -185,8 +191,8 @@ impl Runner {
             // The restore ack does not hold back the re-ack of the first replayed duplicate: it
             // goes out before the gateway wakes the request, and a gateway still routing the
             // request to the actor's previous runner drops it (as does a lossy network). The
-            // duplicates of the replay are then the only chance to heal a lost ack (found by
-            // the simulator). When the restore ack does arrive, nothing acked is replayed.
+            // duplicates of the replay are then the only chance to heal a lost ack. When the
+            // restore ack does arrive, nothing acked is replayed.
             s.last_ack_at = None;
         }
     }

@@ -12,6 +12,7 @@ use crate::wire::{GatewayId, HibernatingRequest, RequestId};
 /// Identifies one WebSocket: the gateway holding the client connection and the request id the
 /// gateway gave it. Two sockets are the same only if both halves are byte-for-byte equal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct SocketId {
     /// The gateway holding the client connection.
     pub gateway_id: GatewayId,
@@ -27,6 +28,13 @@ impl SocketId {
             gateway_id,
             request_id,
         }
+    }
+}
+
+/// `gateway_id/request_id` in hex, as the ids display.
+impl core::fmt::Display for SocketId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}/{}", self.gateway_id, self.request_id)
     }
 }
 
@@ -48,6 +56,7 @@ impl From<SocketId> for HibernatingRequest {
 /// The app's durable metadata for one hibernatable socket, handed back to
 /// [`Runner::restore`](super::Runner::restore) when its actor starts again.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct PersistedSocket {
     /// The socket.
     pub socket: SocketId,
@@ -167,7 +176,7 @@ pub(super) struct InFlight {
     pub(super) index: MessageIndex,
 }
 
-/// Persist-then-ack bookkeeping of one hibernatable socket (DESIGN §3.10).
+/// Persist-then-ack bookkeeping of one hibernatable socket (`docs/design.md#persist-then-ack`).
 #[derive(Debug)]
 pub(super) struct PersistState {
     pub(super) in_flight: Option<InFlight>,

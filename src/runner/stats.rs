@@ -2,6 +2,8 @@
 
 /// Counters since the runner was created. All fields only grow, except the gauges marked so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
 #[non_exhaustive]
 pub struct RunnerStats {
     /// Frames given to [`handle_frame`](super::Runner::handle_frame).

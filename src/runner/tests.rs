@@ -6,9 +6,12 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::time::Duration;
 
+use super::deadline::TIMER_SLACK;
 use super::*;
+use crate::close::KnownClose;
 use crate::wire::{
-    GatewayId, Headers, RequestId, ToClientWebSocketClose, ToClientWebSocketMessage,
+    self, GatewayId, Headers, MessageId, RequestId, ToClientTunnelMessageKind,
+    ToClientWebSocketClose, ToClientWebSocketMessage, ToClientWebSocketOpen, ToGateway,
 };
 
 const A: &str = "a";
@@ -130,11 +133,10 @@ fn open_replay_advance_drops_held_messages_it_skips() {
     assert_eq!(r.poll_timeout(), Some(now + Duration::from_secs(5)));
 }
 
-/// Regression (found by the simulator, seed 1444 of the first sweep): a duplicated copy of a
-/// socket's first open (index 0), arriving after messages were delivered, used to rewind the
-/// socket to index 0 ("upstream reset"), persist index 0 under the app's log and then deliver
-/// the retransmitted message 1 a second time. An open at index 0 for a live socket can only be
-/// a stale copy (the gateway numbers a request once, from 0): it changes nothing.
+/// A duplicated copy of a socket's first open (index 0), arriving after messages were
+/// delivered, changes nothing: it can only be a stale copy (the gateway numbers a request once,
+/// from 0). It neither rewinds the socket nor persists index 0, and the retransmitted message 1
+/// is a duplicate, not a second delivery.
 #[test]
 fn stale_copy_of_the_first_open_does_not_rewind_the_socket() {
     for gap_policy in [GapPolicy::Close, GapPolicy::Await] {
@@ -173,13 +175,11 @@ fn stale_copy_of_the_first_open_does_not_rewind_the_socket() {
     }
 }
 
-/// Regression (found by the simulator, seeds 4257 and 8965 of a 20 000-seed sweep): the client
-/// sends 7 and 8 while the actor stops; 7 reaches the runner after the socket was forgotten
-/// (dropped), the actor restarts on the same runner, and 8 is queued for the listed socket. The
-/// restore resumes at 6, so 8 was a gap and the healthy socket was closed with 1008 (`Close`)
-/// or held until the held buffer overflowed and closed it (`Await`, big-world seed 12256),
-/// although the gateway's replay (after the wake) resends 7 and 8. A restored socket now drops
-/// a message past a gap until the replay's first in-order message.
+/// A restored socket drops a message past a gap until the replay's first in-order message. The
+/// client sends 7 and 8 while the actor stops; 7 reaches the runner after the socket was
+/// forgotten (dropped), the actor restarts on the same runner, and 8 is queued for the listed
+/// socket. The restore resumes at 6, so 8 is past a gap; the gateway's replay (after the wake)
+/// resends 7 and 8, so 8 is dropped, neither closed on (`Close`) nor held (`Await`).
 #[test]
 fn restored_socket_drops_a_stale_message_past_a_gap_until_the_replay() {
     for gap_policy in [GapPolicy::Close, GapPolicy::Await] {
@@ -366,8 +366,8 @@ fn restore_skips_repeats_and_ids_live_under_another_actor() {
     );
 }
 
-/// Found by the `runner_ops` fuzz target: `restore` inserted every persisted socket without
-/// checking `max_sockets`, so a runner already at its limit held more sockets than configured.
+/// `restore` respects `max_sockets`: a runner already at its limit refuses a socket to restore
+/// like an open beyond the limit.
 #[test]
 fn restore_respects_max_sockets() {
     let now = Timestamp::from_secs(1);
@@ -454,17 +454,23 @@ fn zero_reack_interval_reacks_every_duplicate() {
 fn actor_errors() {
     let now = Timestamp::ZERO;
     let mut r = Runner::new(RunnerConfig::default(), now).unwrap();
-    assert_eq!(r.actor_stopping(now, A), Err(ActorError::UnknownActor));
-    assert_eq!(r.restore(now, A, vec![]), Err(ActorError::NotStarting));
+    assert_eq!(
+        r.actor_stopping(now, A),
+        Err(ActorError::UnknownActor { actor_id: A.into() })
+    );
+    assert_eq!(
+        r.restore(now, A, vec![]),
+        Err(ActorError::NotStarting { actor_id: A.into() })
+    );
     r.actor_starting(now, A, vec![]).unwrap();
     assert_eq!(
         r.actor_starting(now, A, vec![]),
-        Err(ActorError::AlreadyStarting)
+        Err(ActorError::AlreadyStarting { actor_id: A.into() })
     );
     r.restore(now, A, vec![]).unwrap();
     assert_eq!(
         r.actor_starting(now, A, vec![]),
-        Err(ActorError::AlreadyStarting)
+        Err(ActorError::AlreadyStarting { actor_id: A.into() })
     );
     // An actor without sockets stops at once, and its slot is reused.
     r.actor_stopping(now, A).unwrap();
@@ -498,7 +504,10 @@ fn a_late_result_of_a_closed_socket_never_settles_a_newer_socket_with_its_id() {
     let five = MessageIndex::new(5);
     assert_eq!(r.socket(s).unwrap().persist_in_flight, Some(five));
     // The late result of the closed socket: harmless, and the new socket still waits.
-    assert_eq!(r.persisted(now, s, five), Err(SocketError::UnknownSocket));
+    assert_eq!(
+        r.persisted(now, s, five),
+        Err(SocketError::UnknownSocket { socket: s })
+    );
     assert_eq!(r.socket(s).unwrap().persist_in_flight, Some(five));
     assert_eq!(r.socket(s).unwrap().last_persisted, None);
     // Its own result settles it.

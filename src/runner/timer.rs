@@ -54,6 +54,12 @@ impl TimerQueue {
         self.heap.len()
     }
 
+    /// Every entry, in no particular order.
+    #[cfg(any(test, feature = "sim"))]
+    pub(super) fn iter(&self) -> impl Iterator<Item = TimerEntry> + '_ {
+        self.heap.iter().map(|Reverse(e)| *e)
+    }
+
     /// Keeps only the entries `live` accepts.
     pub(super) fn retain(&mut self, mut live: impl FnMut(&TimerEntry) -> bool) {
         let entries: Vec<_> = core::mem::take(&mut self.heap).into_vec();

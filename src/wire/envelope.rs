@@ -71,7 +71,8 @@ pub enum ToServer {
 /// To a runner's connection, on the pub/sub hop (`ToRunner`, versioned framing).
 ///
 /// Tags 2–4 are forwarded to the runner as [`ToClient`] tags 1, 2 and 4 (see
-/// [`reframe`](super::reframe)); a ping and a close are handled by the connection itself.
+/// [`to_runner_as_to_client`](super::to_runner_as_to_client)); a ping and a close are handled by
+/// the connection itself.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum ToRunner {
     /// Tag 0: a gateway probes the runner connection; answered with [`ToGatewayPong`], never
@@ -97,9 +98,11 @@ pub enum ToRunner {
 pub enum ToGateway {
     /// Tag 0.
     #[doc(alias = "ToGatewayPong")]
+    #[serde(rename = "ToGatewayPong")]
     Pong(ToGatewayPong),
     /// Tag 1: forwarded from the runner's [`ToServer`] tag 6.
     #[doc(alias = "ToServerTunnelMessage")]
+    #[serde(rename = "ToServerTunnelMessage")]
     TunnelMessage(ToServerTunnelMessage),
 }
 

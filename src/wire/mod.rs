@@ -1,17 +1,62 @@
-//! The wire codec: the tunnel subset of Rivet's runner protocol v7 ("mk2"), byte for byte.
+//! The wire codec: all of Rivet's runner protocol v7 ("mk2"), byte for byte.
 //!
 //! Encoding goes through `serde_bare`. Decoding uses a strict hand-written reader that rejects
-//! everything the official TypeScript codec (`@rivetkit/engine-runner-protocol@2.3.10`) rejects,
-//! and never trusts a length before checking it against the bytes that remain. Header maps keep
-//! their wire order, so for every frame that decodes, encoding the result gives the same bytes.
+//! everything the official TypeScript codec (`@rivetkit/engine-runner-protocol@2.3.10`, whose
+//! generated codec is identical to the 2.2.1 that `@rivetkit/engine-runner@2.2.1` uses) rejects,
+//! and never trusts a length or a count before checking it against the bytes that remain and
+//! against [`DecodeLimits`]. Maps keep their wire order, so for every frame that decodes,
+//! encoding the result gives the same bytes.
 //!
-//! Two framings exist upstream:
+//! # Messages
 //!
-//! * the **pub/sub hop** between a gateway and pegboard-runner: a 2-byte little-endian protocol
-//!   version followed by a [`ToRunner`] or [`ToGateway`] body ([`encode_versioned`],
-//!   [`decode_versioned`]);
-//! * the **runner WebSocket** between pegboard-runner and a runner: plain [`ToClient`] /
-//!   [`ToServer`] bodies, the version being negotiated at connect time.
+//! Four unions carry everything (see the framing table below); under them:
+//!
+//! * the **tunnel** ([`ToClientTunnelMessage`], [`ToServerTunnelMessage`]): HTTP requests and
+//!   client WebSockets between a gateway and an actor;
+//! * the **control plane** ([`ToServerInit`] / [`ToClientInit`] with [`ProtocolMetadata`],
+//!   [`ToClientCommands`] of [`CommandWrapper`]s, [`ToServerEvents`] of [`EventWrapper`]s, their
+//!   [`ActorCheckpoint`] acknowledgements [`ToServerAckCommands`] and [`ToClientAckEvents`],
+//!   [`ToServer::Stopping`], and the runner-socket [`ToClientPing`] / [`ToServerPong`]);
+//! * actor **KV storage** ([`ToServerKvRequest`], [`ToClientKvResponse`]);
+//! * the gateway's liveness probe ([`ToRunnerPing`] / [`ToGatewayPong`]).
+//!
+//! Rust names are the official type names; union variants drop the union's prefix
+//! (`ToClient::Init(ToClientInit)`, `Command::StopActor` for `CommandStopActor`) and carry the
+//! official name as a doc alias. The `Serialize` impls name variants as the official schema does,
+//! so a self-describing format (JSON) shows the official tags. JSON documents inside the protocol
+//! (`ActorName::metadata`, `ToServerInit::metadata`) stay strings: hws never parses them.
+//!
+//! # Framing: which bytes go where
+//!
+//! | union | hop | framing | functions |
+//! |---|---|---|---|
+//! | [`ToClient`] (engine → runner) | the runner's WebSocket | plain BARE | [`encode`], [`decode`] |
+//! | [`ToServer`] (runner → engine) | the runner's WebSocket | plain BARE | [`encode`], [`decode`] |
+//! | [`ToRunner`] (→ a runner's connection) | pub/sub | 2-byte LE version + BARE | [`encode_versioned`], [`decode_versioned`] |
+//! | [`ToGateway`] (→ a gateway) | pub/sub | 2-byte LE version + BARE | [`encode_versioned`], [`decode_versioned`] |
+//!
+//! The runner's WebSocket negotiates its version when it connects (`protocol_version=7` in the
+//! URL) and then carries plain bodies: the official runner writes `encodeToServer` and reads
+//! `decodeToClient`, and the official `encodeToRunner` / `encodeToGateway` write no prefix
+//! either: the 2-byte prefix on the pub/sub hop is added around them.
+//!
+//! A runner's connection, between both hops, moves frames across without re-encoding them:
+//! [`to_runner_as_to_client`], [`to_client_as_to_runner`], [`to_server_as_to_gateway`] and
+//! [`to_gateway_as_to_server`] validate the frame as strictly as [`decode`] and splice its body
+//! behind the other framing and the other union's tag. Tags differ between the unions (a
+//! gateway's ping, tag 0 of `ToRunner`, is `ToClientInit` as tag 0 of `ToClient`), so they are
+//! always mapped, never copied; messages with no counterpart come back decoded
+//! ([`Reframed::Local`]).
+//!
+//! | pub/sub (versioned) | runner WebSocket (plain) |
+//! |---|---|
+//! | `ToRunner` 0 `ToRunnerPing` | — (answered by the connection with a [`ToGatewayPong`]) |
+//! | `ToRunner` 1 `ToRunnerClose` | — (the connection closes the runner's WebSocket) |
+//! | `ToRunner` 2 `ToClientCommands` | `ToClient` 1 |
+//! | `ToRunner` 3 `ToClientAckEvents` | `ToClient` 2 |
+//! | `ToRunner` 4 `ToClientTunnelMessage` | `ToClient` 4 |
+//! | `ToGateway` 0 `ToGatewayPong` | — |
+//! | `ToGateway` 1 `ToServerTunnelMessage` | `ToServer` 6 |
 //!
 //! ```
 //! use hibernating_ws::wire::{self, MessageId, GatewayId, RequestId, ToClientTunnelMessage,
@@ -32,7 +77,12 @@
 //! let frame = wire::encode_versioned(wire::PROTOCOL_VERSION, &msg);
 //! assert_eq!(&frame[..2], &[7, 0]); // version 7, little-endian
 //! let (version, back) = wire::decode_versioned::<ToRunner>(&frame, &Default::default())?;
-//! assert_eq!((version, back), (7, msg));
+//! assert_eq!((version, &back), (7, &msg));
+//!
+//! // The same message on the runner's WebSocket: ToClient tag 4, no prefix, payload copied as is.
+//! let (_, plain) = wire::to_runner_as_to_client(&frame, &Default::default())?;
+//! let ToRunner::TunnelMessage(inner) = msg else { unreachable!() };
+//! assert_eq!(plain, wire::Reframed::Frame(wire::encode(&wire::ToClient::TunnelMessage(inner))));
 //! # Ok::<(), hibernating_ws::wire::DecodeError>(())
 //! ```
 
@@ -103,8 +153,12 @@ pub const DEFAULT_MAX_HEADERS: usize = 1024;
 /// Default [`DecodeLimits::max_list_len`].
 pub const DEFAULT_MAX_LIST_LEN: usize = 65_536;
 
-/// Limits applied while decoding untrusted frames.
+/// Limits applied while decoding untrusted frames. `#[non_exhaustive]`, like the engines'
+/// configurations: start from `default()` and use the `with_*` setters.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
+#[non_exhaustive]
 pub struct DecodeLimits {
     /// Frames longer than this are rejected before any byte is read
     /// ([`DecodeError::FrameTooLarge`]). Default 32 MiB.
@@ -127,6 +181,12 @@ impl Default for DecodeLimits {
         }
     }
 }
+
+crate::config::with_setters!(DecodeLimits {
+    with_max_frame_size => max_frame_size: usize,
+    with_max_headers => max_headers: usize,
+    with_max_list_len => max_list_len: usize,
+});
 
 mod sealed {
     #![allow(unreachable_pub)]
@@ -152,8 +212,8 @@ mod sealed {
 
 use sealed::Legacy;
 
-/// A message that can be a whole frame: every top-level union of the protocol and the types a
-/// frame of the pub/sub hop or the runner socket carries inside them.
+/// A message that can be a whole frame: the four unions, and the message types they carry
+/// (decoded on their own, without the union's tag).
 ///
 /// Sealed: implemented by the types of this module only.
 pub trait Message: sealed::Sealed + Sized {}

@@ -6,15 +6,7 @@
 //! bodies have the same layout on both hops; only the framing (the 2-byte version prefix) and the
 //! union tag differ:
 //!
-//! | pub/sub (versioned) | runner WebSocket (plain) |
-//! |---|---|
-//! | `ToRunner` 0 `ToRunnerPing` | — (answered by the connection with a [`ToGatewayPong`](super::ToGatewayPong)) |
-//! | `ToRunner` 1 `ToRunnerClose` | — (the connection closes the runner's WebSocket) |
-//! | `ToRunner` 2 `ToClientCommands` | `ToClient` 1 |
-//! | `ToRunner` 3 `ToClientAckEvents` | `ToClient` 2 |
-//! | `ToRunner` 4 `ToClientTunnelMessage` | `ToClient` 4 |
-//! | `ToGateway` 0 `ToGatewayPong` | — |
-//! | `ToGateway` 1 `ToServerTunnelMessage` | `ToServer` 6 |
+//! The tag mapping is tabled in the [`wire`](super) module docs.
 //!
 //! Tags must be mapped, never copied: forwarded as is, a gateway's ping (tag 0) would reach the
 //! runner as `ToClient` tag 0, a `ToClientInit`.

@@ -380,9 +380,9 @@ fn header_maps_duplicates_and_limit() {
     ));
 }
 
-/// Found by the official-codec vectors (`tests/vectors/rejections.json`,
-/// `duplicate_key/bom_stripped_long_key*`): the official decoder reads strings of 256+ bytes with
-/// `TextDecoder`, which drops a leading BOM, so it sees a duplicate key where the bytes differ.
+/// Header keys of 256+ bytes that differ only by a leading BOM are duplicates, as for the
+/// official decoder (its `TextDecoder` drops that BOM; vectors
+/// `tests/vectors/rejections.json`, `duplicate_key/bom_stripped_long_key*`).
 #[test]
 fn header_keys_that_differ_only_by_a_bom_the_official_decoder_drops_are_duplicates() {
     const BOM: &str = "\u{feff}";

@@ -16,12 +16,14 @@ use crate::index::MessageIndex;
 
 /// Identifies a gateway process: 4 opaque bytes (upstream: a random `u32`, little-endian).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
 pub struct GatewayId(pub [u8; 4]);
 
 /// Identifies one client connection within a gateway: 4 opaque bytes.
 ///
 /// The same request id is kept across every hibernation cycle of the client's WebSocket.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize))]
 pub struct RequestId(pub [u8; 4]);
 
 macro_rules! hex_id {
@@ -164,6 +166,37 @@ impl Serialize for Headers {
     }
 }
 
+/// A map in entry order; a repeated key is an error (as on the wire).
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for Headers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Headers;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of header names to values")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Headers, A::Error> {
+                let mut entries: Vec<(String, String)> = Vec::new();
+                let mut keys = alloc::collections::BTreeSet::new();
+                while let Some((k, v)) = map.next_entry::<String, String>()? {
+                    if !keys.insert(k.clone()) {
+                        return Err(serde::de::Error::custom(alloc::format!(
+                            "duplicate header {k:?}"
+                        )));
+                    }
+                    entries.push((k, v));
+                }
+                Ok(Headers(entries))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
 /// `data` on the wire: a length-prefixed byte string.
 pub(crate) struct Bytes<'a>(pub(crate) &'a [u8]);
 
@@ -205,6 +238,8 @@ pub struct ToClientTunnelMessage {
     /// Ids and the gateway-assigned (server) index.
     pub message_id: MessageId,
     /// What the message says.
+    #[doc(alias = "messageKind")]
+    #[serde(rename = "message_kind")]
     pub kind: ToClientTunnelMessageKind,
 }
 
@@ -212,16 +247,28 @@ pub struct ToClientTunnelMessage {
 #[derive(Clone, PartialEq, Eq, Debug, Serialize)]
 pub enum ToClientTunnelMessageKind {
     /// Tag 0: start of an HTTP request.
+    #[doc(alias = "ToClientRequestStart")]
+    #[serde(rename = "ToClientRequestStart")]
     RequestStart(ToClientRequestStart),
     /// Tag 1: a chunk of a streamed HTTP request body.
+    #[doc(alias = "ToClientRequestChunk")]
+    #[serde(rename = "ToClientRequestChunk")]
     RequestChunk(ToClientRequestChunk),
     /// Tag 2: the HTTP request was aborted.
+    #[doc(alias = "ToClientRequestAbort")]
+    #[serde(rename = "ToClientRequestAbort")]
     RequestAbort,
     /// Tag 3: open a WebSocket on the actor.
+    #[doc(alias = "ToClientWebSocketOpen")]
+    #[serde(rename = "ToClientWebSocketOpen")]
     WebSocketOpen(ToClientWebSocketOpen),
     /// Tag 4: a client WebSocket message.
+    #[doc(alias = "ToClientWebSocketMessage")]
+    #[serde(rename = "ToClientWebSocketMessage")]
     WebSocketMessage(ToClientWebSocketMessage),
     /// Tag 5: the client side closed.
+    #[doc(alias = "ToClientWebSocketClose")]
+    #[serde(rename = "ToClientWebSocketClose")]
     WebSocketClose(ToClientWebSocketClose),
 }
 
@@ -293,6 +340,8 @@ pub struct ToServerTunnelMessage {
     /// Ids and the runner-assigned (client) index.
     pub message_id: MessageId,
     /// What the message says.
+    #[doc(alias = "messageKind")]
+    #[serde(rename = "message_kind")]
     pub kind: ToServerTunnelMessageKind,
 }
 
@@ -300,18 +349,32 @@ pub struct ToServerTunnelMessage {
 #[derive(Clone, PartialEq, Eq, Debug, Serialize)]
 pub enum ToServerTunnelMessageKind {
     /// Tag 0: start of an HTTP response.
+    #[doc(alias = "ToServerResponseStart")]
+    #[serde(rename = "ToServerResponseStart")]
     ResponseStart(ToServerResponseStart),
     /// Tag 1: a chunk of a streamed HTTP response body.
+    #[doc(alias = "ToServerResponseChunk")]
+    #[serde(rename = "ToServerResponseChunk")]
     ResponseChunk(ToServerResponseChunk),
     /// Tag 2: the HTTP response was aborted.
+    #[doc(alias = "ToServerResponseAbort")]
+    #[serde(rename = "ToServerResponseAbort")]
     ResponseAbort,
     /// Tag 3: the actor accepted the WebSocket.
+    #[doc(alias = "ToServerWebSocketOpen")]
+    #[serde(rename = "ToServerWebSocketOpen")]
     WebSocketOpen(ToServerWebSocketOpen),
     /// Tag 4: a WebSocket message from the actor.
+    #[doc(alias = "ToServerWebSocketMessage")]
+    #[serde(rename = "ToServerWebSocketMessage")]
     WebSocketMessage(ToServerWebSocketMessage),
     /// Tag 5: cumulative acknowledgement of gateway (server) indices.
+    #[doc(alias = "ToServerWebSocketMessageAck")]
+    #[serde(rename = "ToServerWebSocketMessageAck")]
     WebSocketMessageAck(ToServerWebSocketMessageAck),
     /// Tag 6: the actor closed the WebSocket (or hands it back for hibernation).
+    #[doc(alias = "ToServerWebSocketClose")]
+    #[serde(rename = "ToServerWebSocketClose")]
     WebSocketClose(ToServerWebSocketClose),
 }
 

@@ -199,9 +199,11 @@ pub struct CommandStartActor {
 pub enum Command {
     /// Tag 0.
     #[doc(alias = "CommandStartActor")]
+    #[serde(rename = "CommandStartActor")]
     StartActor(CommandStartActor),
     /// Tag 1: stop the actor (no body).
     #[doc(alias = "CommandStopActor")]
+    #[serde(rename = "CommandStopActor")]
     StopActor,
 }
 
@@ -244,9 +246,11 @@ pub enum StopCode {
 pub enum ActorIntent {
     /// Tag 0: the actor wants to sleep.
     #[doc(alias = "ActorIntentSleep")]
+    #[serde(rename = "ActorIntentSleep")]
     Sleep,
     /// Tag 1: the actor wants to be destroyed.
     #[doc(alias = "ActorIntentStop")]
+    #[serde(rename = "ActorIntentStop")]
     Stop,
 }
 
@@ -264,9 +268,11 @@ pub struct ActorStateStopped {
 pub enum ActorState {
     /// Tag 0: the actor runs and accepts traffic.
     #[doc(alias = "ActorStateRunning")]
+    #[serde(rename = "ActorStateRunning")]
     Running,
     /// Tag 1.
     #[doc(alias = "ActorStateStopped")]
+    #[serde(rename = "ActorStateStopped")]
     Stopped(ActorStateStopped),
 }
 
@@ -296,12 +302,15 @@ pub struct EventActorSetAlarm {
 pub enum Event {
     /// Tag 0.
     #[doc(alias = "EventActorIntent")]
+    #[serde(rename = "EventActorIntent")]
     ActorIntent(EventActorIntent),
     /// Tag 1.
     #[doc(alias = "EventActorStateUpdate")]
+    #[serde(rename = "EventActorStateUpdate")]
     ActorStateUpdate(EventActorStateUpdate),
     /// Tag 2.
     #[doc(alias = "EventActorSetAlarm")]
+    #[serde(rename = "EventActorSetAlarm")]
     ActorSetAlarm(EventActorSetAlarm),
 }
 

@@ -56,12 +56,15 @@ pub struct KvListPrefixQuery {
 pub enum KvListQuery {
     /// Tag 0: every key.
     #[doc(alias = "KvListAllQuery")]
+    #[serde(rename = "KvListAllQuery")]
     All,
     /// Tag 1.
     #[doc(alias = "KvListRangeQuery")]
+    #[serde(rename = "KvListRangeQuery")]
     Range(KvListRangeQuery),
     /// Tag 2.
     #[doc(alias = "KvListPrefixQuery")]
+    #[serde(rename = "KvListPrefixQuery")]
     Prefix(KvListPrefixQuery),
 }
 
@@ -119,21 +122,27 @@ pub struct KvDeleteRangeRequest {
 pub enum KvRequestData {
     /// Tag 0.
     #[doc(alias = "KvGetRequest")]
+    #[serde(rename = "KvGetRequest")]
     Get(KvGetRequest),
     /// Tag 1.
     #[doc(alias = "KvListRequest")]
+    #[serde(rename = "KvListRequest")]
     List(KvListRequest),
     /// Tag 2.
     #[doc(alias = "KvPutRequest")]
+    #[serde(rename = "KvPutRequest")]
     Put(KvPutRequest),
     /// Tag 3.
     #[doc(alias = "KvDeleteRequest")]
+    #[serde(rename = "KvDeleteRequest")]
     Delete(KvDeleteRequest),
     /// Tag 4.
     #[doc(alias = "KvDeleteRangeRequest")]
+    #[serde(rename = "KvDeleteRangeRequest")]
     DeleteRange(KvDeleteRangeRequest),
     /// Tag 5: delete the actor's whole store (no body).
     #[doc(alias = "KvDropRequest")]
+    #[serde(rename = "KvDropRequest")]
     Drop,
 }
 
@@ -175,21 +184,27 @@ pub struct KvListResponse {
 pub enum KvResponseData {
     /// Tag 0.
     #[doc(alias = "KvErrorResponse")]
+    #[serde(rename = "KvErrorResponse")]
     Error(KvErrorResponse),
     /// Tag 1.
     #[doc(alias = "KvGetResponse")]
+    #[serde(rename = "KvGetResponse")]
     Get(KvGetResponse),
     /// Tag 2.
     #[doc(alias = "KvListResponse")]
+    #[serde(rename = "KvListResponse")]
     List(KvListResponse),
     /// Tag 3: the put succeeded (no body).
     #[doc(alias = "KvPutResponse")]
+    #[serde(rename = "KvPutResponse")]
     Put,
     /// Tag 4: the delete succeeded (no body).
     #[doc(alias = "KvDeleteResponse")]
+    #[serde(rename = "KvDeleteResponse")]
     Delete,
     /// Tag 5: the drop succeeded (no body).
     #[doc(alias = "KvDropResponse")]
+    #[serde(rename = "KvDropResponse")]
     Drop,
 }
 
