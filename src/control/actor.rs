@@ -381,7 +381,6 @@ impl Control {
         let restart = actor.start_after_stop || !actor.waiting.is_empty();
         actor.start_after_stop = false;
         let actor_id = actor.id.clone();
-        let requests: Vec<RequestId> = actor.requests.iter().copied().collect();
         self.rearm(TimerKey::Actor(slot), old, Timestamp::MAX);
         if let Some(runner) = seq.and_then(|seq| self.runners.get_mut(&seq)) {
             runner.actors.remove(&slot);
@@ -396,10 +395,18 @@ impl Control {
         if destroy {
             self.remove_actor(now, slot);
         } else {
-            for request_id in requests {
-                // Hibernatable requests hibernate (and may ask for a wake at once), the others
-                // close. The only error is a request already gone.
+            // Hibernatable requests hibernate (and may ask for a wake at once), the others close;
+            // the gateway's actions wait in its queue until `pump`, so the set is not touched
+            // meanwhile. The only error is a request already gone.
+            let requests = self
+                .actor_mut(slot)
+                .map(|a| core::mem::take(&mut a.requests))
+                .unwrap_or_default();
+            for &request_id in &requests {
                 let _ = self.gateway.actor_stopped(now, request_id);
+            }
+            if let Some(actor) = self.actor_mut(slot) {
+                actor.requests = requests;
             }
             if start_failed {
                 self.fail_waiting(slot, &OpenFailure::ActorStartFailed);

@@ -4,6 +4,7 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use crate::gateway::RouteId;
 use crate::time::Timestamp;
 use crate::wire::{
     ActorCheckpoint, ActorIntent, ActorState, Event, EventWrapper, ToClient, ToClientAckEvents,
@@ -154,7 +155,8 @@ impl Control {
         let old = core::mem::replace(&mut actor.deadline, Timestamp::MAX);
         let generation = actor.generation.unwrap_or(0);
         let actor_id = actor.id.clone();
-        let records: Vec<_> = actor.records.iter().copied().collect();
+        // Taken for the loop (the gateway's actions wait until `pump`), put back after.
+        let records = core::mem::take(&mut actor.records);
         let waiting = core::mem::take(&mut actor.waiting);
         let seq = actor.runner;
         self.rearm(super::TimerKey::Actor(slot), old, Timestamp::MAX);
@@ -168,7 +170,16 @@ impl Control {
             runner_id,
         });
         if let Some(seq) = seq {
-            self.wake_requests(now, seq, &records);
+            for &request_id in &records {
+                if self.gateway.wake(now, request_id, RouteId(seq)).is_ok() {
+                    self.stats.requests_woken += 1;
+                }
+            }
+        }
+        if let Some(actor) = self.actor_mut(slot) {
+            actor.records = records;
+        }
+        if let Some(seq) = seq {
             self.open_waiting(now, slot, seq, waiting);
         }
     }
