@@ -482,6 +482,9 @@ where
         }
     }
     // The outbox overflowed, or the driver is gone: drop the link.
+    if let Some(full) = rx.overflowed() {
+        eprintln!("link outbox overflowed: {full}");
+    }
     let _ = ws.close().await;
 }
 
