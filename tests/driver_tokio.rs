@@ -384,7 +384,9 @@ async fn commands_report_engine_errors_and_a_stopped_driver() {
         .call(|r, now| r.restore(now, "nobody", Vec::new()))
         .expect("driver runs")
         .expect_err("not starting");
-    assert!(matches!(err, runner::ActorError::NotStarting));
+    assert!(
+        matches!(err, runner::ActorError::NotStarting { ref actor_id } if actor_id == "nobody")
+    );
     rn.shutdown();
     let _ = task.await.expect("driver task");
     assert!(matches!(
@@ -397,7 +399,10 @@ async fn commands_report_engine_errors_and_a_stopped_driver() {
         .call(|g, now| g.wake(now, REQ, ROUTE))
         .expect("driver runs")
         .expect_err("unknown request");
-    assert!(matches!(err, gateway::WakeError::UnknownRequest));
+    assert!(matches!(
+        err,
+        gateway::WakeError::UnknownRequest { request_id: REQ }
+    ));
     gw.shutdown();
     let _ = task.await.expect("driver task");
     assert!(gw.call(|g, _| g.stats()).is_err());

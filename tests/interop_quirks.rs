@@ -193,7 +193,10 @@ fn the_runners_echo_of_a_client_close_is_dropped_and_counted() {
         reason: Some("bye".into()),
         hibernate: false,
     });
-    assert_eq!(h.runner(ROUTE, 1, echo), Err(ReceiveError::UnknownRequest));
+    assert_eq!(
+        h.runner(ROUTE, 1, echo),
+        Err(ReceiveError::UnknownRequest { request_id: REQ })
+    );
     assert!(h.drain().is_empty());
     assert_eq!(h.gw.stats().dropped_unknown_request, 1);
 }

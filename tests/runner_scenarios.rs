@@ -159,7 +159,7 @@ fn scenario_22_gap_closes_with_1008_exactly_once() {
     for r in [2u16, 4, 5] {
         assert_eq!(
             h.feed(s, r, msg_kind(b"z")),
-            Err(ReceiveError::UnknownSocket)
+            Err(ReceiveError::UnknownSocket { socket: s })
         );
     }
     assert_eq!(h.drain(), vec![]);
@@ -211,7 +211,10 @@ fn scenario_24_messages_while_connecting_or_closed_are_dropped() {
         }]
     );
     // Connecting: dropped, index unchanged.
-    assert_eq!(h.feed(s, 1, msg_kind(b"early")), Err(ReceiveError::NotOpen));
+    assert_eq!(
+        h.feed(s, 1, msg_kind(b"early")),
+        Err(ReceiveError::NotOpen { socket: s })
+    );
     assert_eq!(h.drain(), vec![]);
     let info = h.runner.socket(s).unwrap();
     assert_eq!(
@@ -229,7 +232,7 @@ fn scenario_24_messages_while_connecting_or_closed_are_dropped() {
     let _ = h.drain();
     assert_eq!(
         h.feed(s, 2, msg_kind(b"late")),
-        Err(ReceiveError::UnknownSocket)
+        Err(ReceiveError::UnknownSocket { socket: s })
     );
     assert_eq!(h.drain(), vec![]);
     let st = h.runner.stats();
@@ -348,11 +351,15 @@ fn scenario_25_double_restore_and_restore_error() {
     // A second restore is refused; so is a restore for an actor that never started.
     assert_eq!(
         h.runner.restore(h.now, ACTOR, vec![]),
-        Err(ActorError::AlreadyRestored)
+        Err(ActorError::AlreadyRestored {
+            actor_id: ACTOR.into()
+        })
     );
     assert_eq!(
         h.runner.restore(h.now, "other", vec![]),
-        Err(ActorError::NotStarting)
+        Err(ActorError::NotStarting {
+            actor_id: "other".into()
+        })
     );
 
     // Upstream case-1 handler failure (`ws.restore_error`) has no engine counterpart: the app
@@ -572,13 +579,13 @@ fn scenario_29_ack_only_after_durable_write() {
     // The result must match the persist in flight.
     assert_eq!(
         h.runner.persisted(h.now, s, MessageIndex::new(3)),
-        Err(SocketError::UnexpectedPersist)
+        Err(SocketError::UnexpectedPersist { socket: s })
     );
     // One ack per persist, covering the highest index, only after the durable write.
     h.persist_and_expect_ack(s, 4, 1);
     assert_eq!(
         h.runner.persisted(h.now, s, MessageIndex::new(4)),
-        Err(SocketError::UnexpectedPersist),
+        Err(SocketError::UnexpectedPersist { socket: s }),
         "a result is consumed once"
     );
     let info = h.runner.socket(s).unwrap();
@@ -876,11 +883,16 @@ fn actor_stop_persists_unconditionally_then_settles_silently() {
     assert_eq!(out.len(), 3, "no tunnel message on stop: {out:?}");
     assert_eq!(h.runner.actor(ACTOR).unwrap().state, ActorState::Stopping);
     // Messages meanwhile are dropped (replayed after wake); opens get "Actor not found".
-    assert_eq!(h.feed(hs, 1, msg_kind(b"late")), Err(ReceiveError::NotOpen));
+    assert_eq!(
+        h.feed(hs, 1, msg_kind(b"late")),
+        Err(ReceiveError::NotOpen { socket: hs })
+    );
     let fresh = sid(100, 4);
     assert_eq!(
         h.feed(fresh, 0, open_kind(ACTOR)),
-        Err(ReceiveError::UnknownActor)
+        Err(ReceiveError::UnknownActor {
+            actor_id: ACTOR.into()
+        })
     );
     assert_eq!(
         h.drain(),
@@ -894,11 +906,13 @@ fn actor_stop_persists_unconditionally_then_settles_silently() {
     );
     assert_eq!(
         h.runner.send(h.now, hs, b"x", true),
-        Err(SendError::NotOpen)
+        Err(SendError::NotOpen { socket: hs })
     );
     assert_eq!(
         h.runner.actor_starting(h.now, ACTOR, vec![]),
-        Err(ActorError::Stopping)
+        Err(ActorError::Stopping {
+            actor_id: ACTOR.into()
+        })
     );
     // The flush completes: no ack (0 was already the acked open index), socket forgotten.
     h.persisted(hs, 0);
@@ -956,11 +970,13 @@ fn stopping_a_starting_actor_drops_its_queue() {
     );
     assert_eq!(
         h.feed(s, 6, msg_kind(b"q")),
-        Err(ReceiveError::UnknownSocket)
+        Err(ReceiveError::UnknownSocket { socket: s })
     );
     assert_eq!(
         h.runner.actor_stopping(h.now, ACTOR),
-        Err(ActorError::UnknownActor)
+        Err(ActorError::UnknownActor {
+            actor_id: ACTOR.into()
+        })
     );
 }
 
@@ -973,7 +989,9 @@ fn messages_queue_while_the_actor_starts_and_drain_in_order() {
         .unwrap();
     assert_eq!(
         h.runner.actor_starting(h.now, ACTOR, vec![]),
-        Err(ActorError::AlreadyStarting)
+        Err(ActorError::AlreadyStarting {
+            actor_id: ACTOR.into()
+        })
     );
     h.msg(restored, 4, b"dup");
     h.msg(restored, 5, b"five");
@@ -1014,14 +1032,21 @@ fn queue_is_bounded() {
     h.runner.actor_starting(h.now, ACTOR, vec![hib(s)]).unwrap();
     h.msg(s, 1, b"a");
     h.msg(s, 2, b"b");
-    assert_eq!(h.feed(s, 3, msg_kind(b"c")), Err(ReceiveError::QueueFull));
+    assert_eq!(
+        h.feed(s, 3, msg_kind(b"c")),
+        Err(ReceiveError::QueueFull {
+            actor_id: ACTOR.into()
+        })
+    );
     assert_eq!(h.runner.stats().dropped_queue_full, 1);
     let mut h = Harness::new(RunnerConfig::default().with_max_queued_bytes_per_actor(40));
     h.runner.actor_starting(h.now, ACTOR, vec![hib(s)]).unwrap();
     h.msg(s, 1, &[0; 20]); // 10 id + 1 tag + 21 data + 1 flag = 33 bytes
     assert_eq!(
         h.feed(s, 2, msg_kind(&[0; 1])),
-        Err(ReceiveError::QueueFull)
+        Err(ReceiveError::QueueFull {
+            actor_id: ACTOR.into()
+        })
     );
 }
 
@@ -1053,7 +1078,7 @@ fn gateway_close_is_not_echoed() {
     );
     assert_eq!(
         h.feed(hs, 2, close_kind(None, None)),
-        Err(ReceiveError::UnknownSocket)
+        Err(ReceiveError::UnknownSocket { socket: hs })
     );
     assert_eq!(h.runner.stats().closed_gateway, 2);
 }
@@ -1067,9 +1092,12 @@ fn app_commands_reject_close_hibernate() {
     let _ = h.drain();
     assert_eq!(
         h.runner.close(h.now, s, CloseFrame::code(1000)),
-        Err(SocketError::NotOpen)
+        Err(SocketError::NotOpen { socket: s })
     );
-    assert_eq!(h.runner.hibernate(h.now, s), Err(SocketError::NotOpen));
+    assert_eq!(
+        h.runner.hibernate(h.now, s),
+        Err(SocketError::NotOpen { socket: s })
+    );
     h.runner.reject(h.now, s, frame_of(1011, "nope")).unwrap();
     assert_eq!(
         h.drain(),
@@ -1089,31 +1117,35 @@ fn app_commands_reject_close_hibernate() {
     );
     assert_eq!(
         h.runner.accept(h.now, s, true),
-        Err(SocketError::UnknownSocket)
+        Err(SocketError::UnknownSocket { socket: s })
     );
 
     let n = sid(120, 2);
     h.open(n, 0, false);
     assert_eq!(
         h.runner.accept(h.now, n, true),
-        Err(SocketError::WrongState)
+        Err(SocketError::WrongState { socket: n })
     );
     assert_eq!(
         h.runner.reject(h.now, n, CloseFrame::default()),
-        Err(SocketError::WrongState)
+        Err(SocketError::WrongState { socket: n })
     );
     assert_eq!(
         h.runner.hibernate(h.now, n),
-        Err(SocketError::NotHibernatable)
+        Err(SocketError::NotHibernatable { socket: n })
     );
     let max = h.runner.config().max_message_size;
     assert_eq!(
         h.runner.send(h.now, n, &vec![0; max + 1], true),
-        Err(SendError::MessageTooLarge { size: max + 1, max })
+        Err(SendError::MessageTooLarge {
+            socket: n,
+            size: max + 1,
+            max
+        })
     );
     assert_eq!(
         h.runner.send(h.now, sid(9, 9), b"", true),
-        Err(SendError::UnknownSocket)
+        Err(SendError::UnknownSocket { socket: sid(9, 9) })
     );
 
     let hs = sid(120, 3);
@@ -1142,7 +1174,7 @@ fn app_commands_reject_close_hibernate() {
     assert_eq!(h.runner.persisted(h.now, hs, MessageIndex::new(1)), Ok(()));
     assert_eq!(
         h.runner.persisted(h.now, hs, MessageIndex::new(1)),
-        Err(SocketError::UnknownSocket)
+        Err(SocketError::UnknownSocket { socket: hs })
     );
     assert_eq!(
         h.runner.poll_timeout(),
@@ -1172,16 +1204,21 @@ fn every_receive_error_is_counted() {
     // Unknown actor (answered).
     assert_eq!(
         h.feed(s, 0, open_kind("nobody")),
-        Err(ReceiveError::UnknownActor)
+        Err(ReceiveError::UnknownActor {
+            actor_id: "nobody".into()
+        })
     );
     // Unknown socket.
     assert_eq!(
         h.feed(s, 1, msg_kind(b"?")),
-        Err(ReceiveError::UnknownSocket)
+        Err(ReceiveError::UnknownSocket { socket: s })
     );
     // Not open.
     h.feed(s, 0, open_kind(ACTOR)).unwrap();
-    assert_eq!(h.feed(s, 1, msg_kind(b"?")), Err(ReceiveError::NotOpen));
+    assert_eq!(
+        h.feed(s, 1, msg_kind(b"?")),
+        Err(ReceiveError::NotOpen { socket: s })
+    );
     // Unsupported: ToRunnerClose and HTTP kinds.
     let close = wire::encode_versioned(7, &ToRunner::Close);
     assert_eq!(
@@ -1207,7 +1244,12 @@ fn every_receive_error_is_counted() {
     let mut q = Harness::new(RunnerConfig::default().with_max_queued_per_actor(1));
     q.runner.actor_starting(q.now, ACTOR, vec![]).unwrap();
     q.feed(s, 0, open_kind(ACTOR)).unwrap();
-    assert_eq!(q.feed(s, 1, msg_kind(b"")), Err(ReceiveError::QueueFull));
+    assert_eq!(
+        q.feed(s, 1, msg_kind(b"")),
+        Err(ReceiveError::QueueFull {
+            actor_id: ACTOR.into()
+        })
+    );
     assert_eq!(q.runner.stats().dropped_queue_full, 1);
 
     let st = h.runner.stats();
@@ -1229,7 +1271,7 @@ fn socket_limit_answers_server_error() {
     let third = sid(160, 3);
     assert_eq!(
         h.feed(third, 0, open_kind(ACTOR)),
-        Err(ReceiveError::SocketLimit)
+        Err(ReceiveError::SocketLimit { socket: third })
     );
     assert_eq!(
         h.drain(),

@@ -240,6 +240,7 @@ fn weak_spot_2_count_cap_matches_the_wrap_window() {
     assert_eq!(
         net.send(req, b"m"),
         Err(SendError::LimitExceeded {
+            request_id: req,
             limit: gateway::Limit::Count
         })
     );

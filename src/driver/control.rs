@@ -22,7 +22,8 @@
 //! are never waited on, so the engine task never blocks on a slow peer: a runner connection
 //! whose output queue ([`RUNNER_QUEUE`] frames) is full is dropped as disconnected (its runner
 //! keeps its actors for the lost threshold and may reconnect), and a client whose queue
-//! ([`CLIENT_QUEUE`] events) is full is closed as gone.
+//! ([`CLIENT_QUEUE`] events) is full, or whose [`ClientEvents`] was dropped, is closed as gone
+//! (as if its stream had ended).
 //!
 //! # Backpressure
 //!

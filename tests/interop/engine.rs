@@ -384,7 +384,8 @@ async fn runner_connection(tcp: TcpStream, handle: ControlHandle) {
     while let Some(Ok(msg)) = stream.next().await {
         match msg {
             Message::Binary(b) => {
-                if sender.frame(b.to_vec()).await.is_err() {
+                let handed = sender.frame(b.to_vec()).await;
+                if handed.is_err() {
                     break;
                 }
             }

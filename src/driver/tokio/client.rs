@@ -305,3 +305,25 @@ impl Drop for ClientEvents {
         self.port.events_dropped(self.request_id, self.serial);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What an open idle client costs the adapter beyond the engine: its record in the
+    /// driver's map (key, value, one control byte of the hash table) and its two halves.
+    #[test]
+    fn an_idle_client_costs_the_adapter_at_most_256_bytes() {
+        let record = core::mem::size_of::<(RequestId, Client)>() + 1;
+        let halves = core::mem::size_of::<ClientSender>() + core::mem::size_of::<ClientEvents>();
+        println!("record {record} B + halves {halves} B");
+        assert!(
+            record + halves <= 256,
+            "record {record} B + halves {halves} B"
+        );
+        // An idle client allocates nothing: its queue and its stalled inputs are empty.
+        let client = Client::new(0);
+        assert_eq!(client.out.capacity(), 0);
+        assert!(client.stalled.is_none());
+    }
+}

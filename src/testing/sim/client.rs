@@ -165,7 +165,7 @@ impl World {
                     self.mark(c);
                     self.drain_gw();
                 }
-                Err(SendError::Backpressure { limit }) => {
+                Err(SendError::Backpressure { limit, .. }) => {
                     tr!(
                         self,
                         "client{c} → gw: {} refused: backpressure ({limit})",
@@ -182,7 +182,7 @@ impl World {
                         "client{c} → gw: {} refused: {e}",
                         PidFmt(Some(payload.pid))
                     );
-                    if matches!(e, SendError::NotOpen) {
+                    if matches!(e, SendError::NotOpen { .. }) {
                         self.violation(format!("conn{c}: NotOpen after Opened"));
                     }
                     self.drain_gw();

@@ -267,7 +267,7 @@ impl World {
         match result {
             Some(Err(e)) => {
                 tr!(self, "runner{r} ← gw: {desc} (dropped: {e})");
-                if matches!(e, runner::ReceiveError::QueueFull) {
+                if matches!(e, runner::ReceiveError::QueueFull { .. }) {
                     self.disturb_req(request_of_down(frame), "runner queue full");
                 }
             }

@@ -76,9 +76,10 @@ impl Harness {
                     }
                     Err(e) => {
                         let expected = if self.live.contains_key(&id) {
-                            OpenError::AlreadyExists
+                            OpenError::AlreadyExists { request_id: id }
                         } else {
                             OpenError::TooManyRequests {
+                                request_id: id,
                                 max: self.config.max_requests,
                             }
                         };
@@ -176,8 +177,8 @@ impl Harness {
                     }
                     Err(e) => {
                         let expected = match self.live.get(&id) {
-                            None => WakeError::UnknownRequest,
-                            Some(_) => WakeError::NotHibernating,
+                            None => WakeError::UnknownRequest { request_id: id },
+                            Some(_) => WakeError::NotHibernating { request_id: id },
                         };
                         if e != expected {
                             self.fail(&format!("wake failed with {e:?}"));
@@ -328,12 +329,28 @@ impl Harness {
         }
     }
 
+    /// `Gateway::client_message`, checking that an error names the request.
+    fn client_message(
+        &mut self,
+        now: Timestamp,
+        id: RequestId,
+        data: &[u8],
+        binary: bool,
+    ) -> Result<MessageIndex, SendError> {
+        let result = self.gw.client_message(now, id, data, binary);
+        self.fail_if(
+            result.is_err_and(|e| e.request_id() != id),
+            "a send error names another request",
+        );
+        result
+    }
+
     pub(super) fn send(&mut self, now: Timestamp, req: u8, len: usize, binary: bool) {
         let id = request_id(req);
         let data = payload(len, req);
         let before = self.before(req);
         let size = u64::try_from(wire::ws_message_frame_len(len)).unwrap_or(u64::MAX);
-        let result = self.gw.client_message(now, id, &data, binary);
+        let result = self.client_message(now, id, &data, binary);
         let policy = self.config.overflow_policy;
         match result {
             Ok(index) => {
@@ -377,14 +394,14 @@ impl Harness {
                     ));
                 }
             }
-            Err(SendError::UnknownRequest) => {
+            Err(SendError::UnknownRequest { .. }) => {
                 self.fail_if(
                     self.live.contains_key(&id),
                     "send to a live request: unknown",
                 );
                 self.expect_quiet("a send to an unknown request");
             }
-            Err(SendError::NotOpen) => {
+            Err(SendError::NotOpen { .. }) => {
                 let phase = self.live.get(&id).map(|r| r.phase);
                 self.fail_if(
                     phase != Some(Phase::AwaitingOpen),
@@ -417,7 +434,7 @@ impl Harness {
                     "LimitExceeded did not close the request",
                 );
             }
-            Err(SendError::MessageTooLarge { size: s, max }) => {
+            Err(SendError::MessageTooLarge { size: s, max, .. }) => {
                 self.fail_if(
                     s != size || max != self.config.max_pending_bytes || s <= max,
                     "wrong MessageTooLarge",

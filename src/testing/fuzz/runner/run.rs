@@ -131,8 +131,12 @@ impl Harness {
                 let result = self.runner.actor_starting(now, &name, list);
                 let expected = match self.actors.get(&name) {
                     None => Ok(()),
-                    Some(ActorState::Stopping) => Err(ActorError::Stopping),
-                    Some(_) => Err(ActorError::AlreadyStarting),
+                    Some(ActorState::Stopping) => Err(ActorError::Stopping {
+                        actor_id: name.clone(),
+                    }),
+                    Some(_) => Err(ActorError::AlreadyStarting {
+                        actor_id: name.clone(),
+                    }),
                 };
                 if result != expected {
                     self.fail(&format!("actor_starting: {result:?}"));
@@ -169,11 +173,11 @@ impl Harness {
                         }
                         self.actors.insert(name, ActorState::Running);
                     }
-                    (None, Err(ActorError::NotStarting))
+                    (None, Err(ActorError::NotStarting { actor_id }))
                     | (
                         Some(ActorState::Running | ActorState::Stopping),
-                        Err(ActorError::AlreadyRestored),
-                    ) => {
+                        Err(ActorError::AlreadyRestored { actor_id }),
+                    ) if *actor_id == name => {
                         self.expect_quiet("a refused restore");
                     }
                     (state, result) => self.fail(&format!("restore of {state:?}: {result:?}")),
@@ -185,8 +189,12 @@ impl Harness {
                 let name = actor_name(actor);
                 let result = self.runner.actor_stopping(now, &name);
                 let expected = match self.actors.get(&name) {
-                    None => Err(ActorError::UnknownActor),
-                    Some(ActorState::Stopping) => Err(ActorError::Stopping),
+                    None => Err(ActorError::UnknownActor {
+                        actor_id: name.clone(),
+                    }),
+                    Some(ActorState::Stopping) => Err(ActorError::Stopping {
+                        actor_id: name.clone(),
+                    }),
                     Some(_) => Ok(()),
                 };
                 if result != expected {
@@ -271,7 +279,7 @@ impl Harness {
                     result,
                     state,
                     Some(SocketState::Connecting),
-                    SocketError::WrongState,
+                    SocketError::WrongState { socket: id },
                     "accept",
                 );
                 if result.is_ok()
@@ -291,7 +299,7 @@ impl Harness {
                     result,
                     state,
                     Some(SocketState::Connecting),
-                    SocketError::WrongState,
+                    SocketError::WrongState { socket: id },
                     "reject",
                 );
                 self.drain();
@@ -300,15 +308,16 @@ impl Harness {
                 let id = socket_id(sock);
                 let result = self.runner.send(now, id, &payload(len, 3), true);
                 let expected = match self.sockets.get(&id).map(|s| s.state) {
-                    None => Err(SendError::UnknownSocket),
+                    None => Err(SendError::UnknownSocket { socket: id }),
                     Some(SocketState::Open) if len > self.config.max_message_size => {
                         Err(SendError::MessageTooLarge {
+                            socket: id,
                             size: len,
                             max: self.config.max_message_size,
                         })
                     }
                     Some(SocketState::Open) => Ok(()),
-                    Some(_) => Err(SendError::NotOpen),
+                    Some(_) => Err(SendError::NotOpen { socket: id }),
                 };
                 match (&result, &expected) {
                     (Ok(index), Ok(())) => {
@@ -328,7 +337,7 @@ impl Harness {
                     result,
                     state,
                     Some(SocketState::Open),
-                    SocketError::NotOpen,
+                    SocketError::NotOpen { socket: id },
                     "close",
                 );
                 self.drain();
@@ -337,9 +346,11 @@ impl Harness {
                 let id = socket_id(sock);
                 let result = self.runner.hibernate(now, id);
                 let expected = match self.sockets.get(&id) {
-                    None => Err(SocketError::UnknownSocket),
-                    Some(s) if s.state != SocketState::Open => Err(SocketError::NotOpen),
-                    Some(s) if !s.hibernatable => Err(SocketError::NotHibernatable),
+                    None => Err(SocketError::UnknownSocket { socket: id }),
+                    Some(s) if s.state != SocketState::Open => {
+                        Err(SocketError::NotOpen { socket: id })
+                    }
+                    Some(s) if !s.hibernatable => Err(SocketError::NotHibernatable { socket: id }),
                     Some(_) => Ok(()),
                 };
                 if result != expected {
@@ -388,9 +399,9 @@ impl Harness {
                     self.runner.persist_failed(now, id, index)
                 };
                 let expected = if self.sockets.contains_key(&id) {
-                    SocketError::UnexpectedPersist
+                    SocketError::UnexpectedPersist { socket: id }
                 } else {
-                    SocketError::UnknownSocket
+                    SocketError::UnknownSocket { socket: id }
                 };
                 if result != Err(expected) {
                     self.fail(&format!("a bogus persist result gave {result:?}"));
@@ -455,7 +466,7 @@ impl Harness {
             let expected = if hand_back {
                 Ok(())
             } else {
-                Err(SocketError::UnknownSocket)
+                Err(SocketError::UnknownSocket { socket: o.socket })
             };
             if result != expected {
                 self.fail(&format!("result of a gone socket's persist: {result:?}"));
@@ -491,7 +502,8 @@ impl Harness {
                             s.durable.insert(o.server_index.get());
                         }
                     }
-                    (false, Err(SocketError::UnexpectedPersist)) => {}
+                    (false, Err(SocketError::UnexpectedPersist { socket }))
+                        if *socket == o.socket => {}
                     _ => self.fail(&format!(
                         "persist result {result:?} (in flight: {in_flight})"
                     )),
@@ -499,7 +511,7 @@ impl Harness {
             }
             None => {
                 // (Results of persists of gone sockets were answered above.)
-                if result != Err(SocketError::UnknownSocket) {
+                if result != Err(SocketError::UnknownSocket { socket: o.socket }) {
                     self.fail(&format!("persist result of a gone socket: {result:?}"));
                 }
             }
@@ -612,7 +624,9 @@ impl Harness {
         what: &str,
     ) {
         let expected = match state {
-            None => Err(SocketError::UnknownSocket),
+            None => Err(SocketError::UnknownSocket {
+                socket: wrong.socket(),
+            }),
             s if s == want => Ok(()),
             Some(_) => Err(wrong),
         };

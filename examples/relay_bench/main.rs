@@ -42,6 +42,8 @@
     clippy::disallowed_methods
 )] // application code on std that times itself with the wall clock; figures are printed as floats
 
+mod many;
+
 use std::fmt::Write as _;
 use std::io;
 use std::net::SocketAddr;
@@ -64,8 +66,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::unbounded_channel;
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
-use tokio_tungstenite::{WebSocketStream, accept_async, connect_async_with_config};
+use tokio_tungstenite::{WebSocketStream, accept_async_with_config, connect_async_with_config};
 
 const USAGE: &str = "\
 relay_bench: messages/s and MiB/s of hws (client -> gateway -> runner -> app) against a plain
@@ -79,6 +82,12 @@ OPTIONS:
                       [default: 256 MiB / size, within 40000..=1000000]
   --runs N            runs per size and mode                    [default: 5]
   --threads N         tokio worker threads; 1 = current-thread runtime [default: 2]
+  --clients N         clients at once (N > 1: many-clients mode; the clients run in a child
+                      process, CPU is the servers' alone, RSS per client is reported;
+                      modes baseline and hws)                   [default: 1]
+  --per-client N      messages per client in many-clients mode  [default: 20]
+  --ws-buffer BYTES   read and write buffer size of every WebSocket the servers accept
+                      (both modes); 0 = tungstenite's default (128 KiB) [default: 0]
   --modes LIST        of baseline, hws, tasks (a plain relay shaped like the hws
                       adapters, for diagnosis), run in turn, the order reversed
                       every other run                           [default: baseline,hws]
@@ -125,6 +134,9 @@ struct Args {
     messages: Vec<u64>,
     runs: u32,
     threads: usize,
+    clients: u32,
+    per_client: u64,
+    ws_buffer: usize,
     modes: Vec<Mode>,
     window: u64,
 }
@@ -136,6 +148,9 @@ impl Args {
             messages: Vec::new(),
             runs: 5,
             threads: 2,
+            clients: 1,
+            per_client: 20,
+            ws_buffer: 0,
             modes: vec![Mode::Baseline, Mode::Hws],
             window: GatewayConfig::default().max_pending_bytes,
         };
@@ -150,6 +165,9 @@ impl Args {
                 "--messages" => args.messages = list(&value).map_err(|e| bad(&e))?,
                 "--runs" => args.runs = value.parse().map_err(|e| bad(&e))?,
                 "--threads" => args.threads = value.parse().map_err(|e| bad(&e))?,
+                "--clients" => args.clients = value.parse().map_err(|e| bad(&e))?,
+                "--ws-buffer" => args.ws_buffer = value.parse().map_err(|e| bad(&e))?,
+                "--per-client" => args.per_client = value.parse().map_err(|e| bad(&e))?,
                 "--window" => args.window = value.parse().map_err(|e| bad(&e))?,
                 "--modes" => {
                     args.modes = value
@@ -159,6 +177,12 @@ impl Args {
                 }
                 _ => return Err(format!("unknown option {flag}")),
             }
+        }
+        if args.clients > 1 {
+            if args.modes.contains(&Mode::Tasks) || args.per_client == 0 {
+                return Err("many-clients mode: modes baseline and hws, --per-client > 0".into());
+            }
+            args.messages = vec![u64::from(args.clients) * args.per_client; args.sizes.len()];
         }
         if args.messages.is_empty() {
             args.messages = args.sizes.iter().map(|&s| default_messages(s)).collect();
@@ -197,8 +221,10 @@ fn list<T: std::str::FromStr>(s: &str) -> Result<Vec<T>, T::Err> {
 
 /// Counts arrivals; signals the warm-up message and the last one.
 struct Arrivals {
-    /// Warm-up message included.
+    /// Warm-up messages included.
     expected: u64,
+    /// Arrivals that complete the warm-up (one per client).
+    warm_at: u64,
     count: u64,
     bytes: u64,
     warm: Option<oneshot::Sender<()>>,
@@ -209,7 +235,7 @@ impl Arrivals {
     fn message(&mut self, len: usize) {
         self.count += 1;
         self.bytes += len as u64;
-        if self.count == 1
+        if self.count == self.warm_at
             && let Some(warm) = self.warm.take()
         {
             let _ = warm.send(());
@@ -232,6 +258,8 @@ struct Sample {
     elapsed: Duration,
     /// CPU time of the whole process during the timed window.
     cpu: Option<Duration>,
+    /// Resident memory the open, warmed-up connections added, per client (many-clients mode).
+    rss_per_client: Option<f64>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -247,9 +275,26 @@ async fn connect(
     Ok(ws)
 }
 
+/// Accepts the next connection; an accept error (out of file descriptors while the previous
+/// run's sockets close) is retried after a short pause instead of ending the listener.
+async fn accept_retrying(listener: &TcpListener) -> TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, _)) => return tcp,
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+/// The configuration of every WebSocket the servers accept (`--ws-buffer`).
+static SERVER_WS: std::sync::OnceLock<Option<WebSocketConfig>> = std::sync::OnceLock::new();
+
 async fn accept(tcp: TcpStream) -> io::Result<WebSocketStream<TcpStream>> {
     tcp.set_nodelay(true)?;
-    accept_async(tcp).await.map_err(io::Error::other)
+    let config = SERVER_WS.get().copied().flatten();
+    accept_async_with_config(tcp, config)
+        .await
+        .map_err(io::Error::other)
 }
 
 /// Connects, warms up with one message, then times `messages` messages of `size` bytes until
@@ -285,6 +330,7 @@ async fn client(
     Ok(Sample {
         elapsed: end.saturating_duration_since(start),
         cpu: cpu0.zip(cpu1).map(|(a, b)| b.saturating_sub(a)),
+        rss_per_client: None,
     })
 }
 
@@ -312,6 +358,7 @@ async fn baseline(size: usize, messages: u64) -> io::Result<Sample> {
     let (done_tx, done) = oneshot::channel();
     let arrivals = Arrivals {
         expected: messages + 1,
+        warm_at: 1,
         count: 0,
         bytes: 0,
         warm: Some(warm_tx),
@@ -435,6 +482,9 @@ where
         }
     }
     // The outbox overflowed, or the driver is gone: drop the link.
+    if let Some(full) = rx.overflowed() {
+        eprintln!("link outbox overflowed: {full}");
+    }
     let _ = ws.close().await;
 }
 
@@ -464,13 +514,14 @@ async fn hws_run(size: usize, messages: u64, window: u64) -> io::Result<Sample> 
     let (done_tx, done) = oneshot::channel();
     let arrivals = Arrivals {
         expected: messages + 1,
+        warm_at: 1,
         count: 0,
         bytes: 0,
         warm: Some(warm_tx),
         done: Some(done_tx),
     };
     let runner = start_runner(&mut tasks, arrivals).await?;
-    let gateway = start_gateway(&mut tasks, &runner.url, window).await?;
+    let gateway = start_gateway(&mut tasks, &runner.url, window, 1).await?;
 
     let sample = client(gateway.url, size, messages, warm, done).await;
     let outcome = runner.result.await;
@@ -548,19 +599,25 @@ async fn start_runner(
     let app = handle.clone();
     let (result_tx, result) = oneshot::channel();
     tasks.spawn(async move {
-        let mut next_index = None;
+        // Per socket: the index the next message must have.
+        let mut next_index = std::collections::HashMap::new();
         let mut in_order = true;
         let mut batch = Vec::new();
         while app_rx.recv_many(&mut batch).await > 0 {
             for action in batch.drain(..) {
                 match action {
                     Action::Open { socket, index, .. } => {
-                        next_index = Some(index.next());
+                        next_index.insert(socket, index.next());
                         let _ = app.call(|r, now| r.accept(now, socket, true));
                     }
-                    Action::Message { index, data, .. } => {
-                        in_order &= next_index == Some(index);
-                        next_index = Some(index.next());
+                    Action::Message {
+                        socket,
+                        index,
+                        data,
+                        ..
+                    } => {
+                        in_order &= next_index.get(&socket) == Some(&index);
+                        next_index.insert(socket, index.next());
                         arrivals.message(data.len());
                         if arrivals.count == arrivals.expected {
                             let _ = result_tx.send((arrivals, in_order));
@@ -593,11 +650,12 @@ struct GatewaySideStarted {
     driver: JoinHandle<Gateway>,
 }
 
-/// The gateway: dials the runner, listens for one client.
+/// The gateway: dials the runner, listens for `clients` clients.
 async fn start_gateway(
     tasks: &mut JoinSet<()>,
     runner_url: &str,
     window: u64,
+    clients: u32,
 ) -> io::Result<GatewaySideStarted> {
     let runner_ws = connect(runner_url).await?;
     let (runner_tx, mut runner_rx) = runner_ws.split();
@@ -633,23 +691,26 @@ async fn start_gateway(
     let url = url(listener.local_addr()?);
     let g = handle.clone();
     tasks.spawn(async move {
-        let Ok((tcp, _)) = listener.accept().await else {
-            return;
-        };
-        let Ok(ws) = accept(tcp).await else {
-            return;
-        };
-        let open = OpenRequest {
-            actor_id: ACTOR.into(),
-            path: format!("/actors/{ACTOR}"),
-            ..OpenRequest::default()
-        };
-        let Ok((sender, events)) = g.open(RequestId([0, 0, 0, 1]), route, open) else {
-            return;
-        };
-        let (ws_tx, ws_rx) = ws.split();
-        tokio::spawn(client_writer(ws_tx, events));
-        client_reader(ws_rx, sender).await;
+        for i in 0..clients {
+            let tcp = accept_retrying(&listener).await;
+            let g = g.clone();
+            tokio::spawn(async move {
+                let Ok(ws) = accept(tcp).await else {
+                    return;
+                };
+                let open = OpenRequest {
+                    actor_id: ACTOR.into(),
+                    path: format!("/actors/{ACTOR}"),
+                    ..OpenRequest::default()
+                };
+                let Ok((sender, events)) = g.open(RequestId::from_u32(i + 1), route, open) else {
+                    return;
+                };
+                let (ws_tx, ws_rx) = ws.split();
+                tokio::spawn(client_writer(ws_tx, events));
+                client_reader(ws_rx, sender).await;
+            });
+        }
     });
     Ok(GatewaySideStarted {
         url,
@@ -675,6 +736,7 @@ async fn tasks_run(size: usize, messages: u64) -> io::Result<Sample> {
     let (done_tx, done) = oneshot::channel();
     let mut arrivals = Arrivals {
         expected: messages + 1,
+        warm_at: 1,
         count: 0,
         bytes: 0,
         warm: Some(warm_tx),
@@ -868,8 +930,40 @@ fn spread(sorted: &[f64], f: impl Fn(f64) -> String) -> String {
     }
 }
 
+/// `--client-child URL CLIENTS SIZE PER_CLIENT`: the client side of many-clients mode.
+fn client_child(args: &[String]) -> ExitCode {
+    let parsed = (|| {
+        Some((
+            args.first()?.clone(),
+            args.get(1)?.parse().ok()?,
+            args.get(2)?.parse().ok()?,
+            args.get(3)?.parse().ok()?,
+        ))
+    })();
+    let Some((url, clients, size, per_client)) = parsed else {
+        eprintln!("error: --client-child URL CLIENTS SIZE PER_CLIENT");
+        return ExitCode::from(2);
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let result =
+        runtime.and_then(|rt| rt.block_on(many::client_child(url, clients, size, per_client)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("client child: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let args = match Args::parse(std::env::args().skip(1)) {
+    let command_line: Vec<String> = std::env::args().skip(1).collect();
+    if command_line.first().map(String::as_str) == Some("--client-child") {
+        return client_child(&command_line[1..]);
+    }
+    let args = match Args::parse(command_line.into_iter()) {
         Ok(a) => a,
         Err(e) if e.is_empty() => {
             print!("{USAGE}");
@@ -880,6 +974,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let _ = SERVER_WS.set((args.ws_buffer > 0).then(|| {
+        WebSocketConfig::default()
+            .read_buffer_size(args.ws_buffer)
+            .write_buffer_size(args.ws_buffer)
+    }));
     let runtime = if args.threads == 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -919,8 +1018,18 @@ async fn run_all(args: &Args) -> io::Result<String> {
         .map(|_| args.modes.iter().map(|_| Series::default()).collect())
         .collect();
     println!(
-        "relay_bench: sizes {:?}, messages {:?}, {} runs, {} worker thread(s), gateway window {} B",
-        args.sizes, args.messages, args.runs, args.threads, args.window
+        "relay_bench: sizes {:?}, messages {:?}, {} runs, {} worker thread(s), gateway window {} B, {} client(s), server WebSocket buffers {}",
+        args.sizes,
+        args.messages,
+        args.runs,
+        args.threads,
+        args.window,
+        args.clients,
+        if args.ws_buffer == 0 {
+            "default".to_string()
+        } else {
+            format!("{} B", args.ws_buffer)
+        }
     );
     for run in 0..args.runs {
         for (i, (&size, &messages)) in args.sizes.iter().zip(&args.messages).enumerate() {
@@ -932,6 +1041,12 @@ async fn run_all(args: &Args) -> io::Result<String> {
                 let mode = args.modes[m];
                 let sample = tokio::time::timeout(RUN_TIMEOUT, async {
                     match mode {
+                        Mode::Baseline if args.clients > 1 => {
+                            many::baseline(args.clients, size, args.per_client).await
+                        }
+                        Mode::Hws if args.clients > 1 => {
+                            many::hws(args.clients, size, args.per_client, args.window).await
+                        }
                         Mode::Baseline => baseline(size, messages).await,
                         Mode::Hws => hws_run(size, messages, args.window).await,
                         Mode::Tasks => tasks_run(size, messages).await,
@@ -945,8 +1060,12 @@ async fn run_all(args: &Args) -> io::Result<String> {
                     || "-".into(),
                     |c| format!("{:.2}", c.as_secs_f64() * 1e6 / messages as f64),
                 );
+                let cpu = match sample.rss_per_client {
+                    Some(r) => format!("{cpu} us/msg  rss {r:.0} B/client"),
+                    None => format!("{cpu} us/msg"),
+                };
                 println!(
-                    "run {} {:>8} {:>6} B x {:>7}: {:>8.3} s  {:>10.0} msg/s  {:>8.1} MiB/s  cpu {cpu} us/msg",
+                    "run {} {:>8} {:>6} B x {:>7}: {:>8.3} s  {:>10.0} msg/s  {:>8.1} MiB/s  cpu {cpu}",
                     run + 1,
                     mode.name(),
                     size,
@@ -966,9 +1085,9 @@ fn render(args: &Args, series: &[Vec<Series>]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "\n| payload | messages | mode | msg/s | MiB/s | / baseline | CPU µs/msg |"
+        "\n| payload | messages | mode | msg/s | MiB/s | / baseline | CPU µs/msg | RSS B/client |"
     );
-    let _ = writeln!(out, "|---:|---:|---|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---:|---:|---|---:|---:|---:|---:|---:|");
     let base = args.modes.iter().position(|&m| m == Mode::Baseline);
     for ((&size, &messages), row) in args.sizes.iter().zip(&args.messages).zip(series) {
         for (&mode, s) in args.modes.iter().zip(row) {
@@ -992,20 +1111,23 @@ fn render(args: &Args, series: &[Vec<Series>]) -> String {
                 }
                 _ => "-".into(),
             };
+            let mut rss: Vec<f64> = s.samples.iter().filter_map(|x| x.rss_per_client).collect();
+            rss.sort_by(f64::total_cmp);
             let _ = writeln!(
                 out,
-                "| {size} B | {messages} | {} | {} | {} | {ratio} | {} |",
+                "| {size} B | {messages} | {} | {} | {} | {ratio} | {} | {} |",
                 mode.name(),
                 spread(&rates, fmt_rate),
                 spread(&rates, bytes),
                 spread(&s.cpu_per_message(messages), |c| format!("{c:.2}")),
+                spread(&rss, |r| format!("{r:.0}")),
             );
         }
     }
     let _ = writeln!(
         out,
         "\nmedian (min–max) over {} runs; / baseline: ratio of the median throughputs (paired: \
-         per run, against the baseline run next to it); CPU: the whole process, per message",
+         per run, against the baseline run next to it); CPU: the whole process, per message (many-clients mode: the servers' process, the clients run in a child); RSS: what the open, warmed-up client connections added to the servers' process, per client",
         args.runs
     );
     out
