@@ -12,7 +12,9 @@ use alloc::format;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use super::{Before, Harness, MAX_STEPS, Op, Req, actor_of, request_id};
+use crate::fuzz::{Clocked, Tick};
+
+use super::{Before, Harness, Op, Req, actor_of, request_id};
 
 impl Harness {
     /// A `now` for a command: usually the current time, sometimes an older one (the engine must
@@ -35,10 +37,7 @@ impl Harness {
     pub(super) fn run(&mut self, op: Op) {
         let stale = self.step % 5 == 4;
         let now = self.stamp(stale);
-        if !matches!(
-            op,
-            Op::Advance(_) | Op::Jump(_) | Op::HandleTimeout | Op::StaleTimeout(_) | Op::FireNext
-        ) {
+        if !matches!(op, Op::Clock(_)) {
             // Every other operation gives `now` to the engine.
             self.seen = self.seen.max(now);
         }
@@ -278,35 +277,7 @@ impl Harness {
                     self.drain();
                 }
             }
-            Op::Advance(d) => {
-                let target = self.now + d;
-                let mut steps = 0;
-                while let Some(t) = self.gw.poll_timeout() {
-                    if t > target || steps == MAX_STEPS {
-                        break;
-                    }
-                    steps += 1;
-                    let at = t.max(self.now);
-                    self.now = at;
-                    self.timeout(at);
-                }
-                self.now = target;
-                self.timeout(target);
-            }
-            Op::Jump(d) => {
-                self.now += d;
-                if d > Duration::ZERO {
-                    self.punctual = false;
-                }
-            }
-            Op::HandleTimeout => self.timeout(self.now),
-            Op::StaleTimeout(d) => self.timeout(self.now.saturating_sub(d)),
-            Op::FireNext => {
-                if let Some(t) = self.gw.poll_timeout() {
-                    self.now = self.now.max(t);
-                }
-                self.timeout(self.now);
-            }
+            Op::Clock(tick) => tick.run(self),
         }
     }
 
@@ -342,7 +313,8 @@ impl Harness {
                 return;
             }
             self.step += 1;
-            self.ops.push_back((self.step, Op::Advance(step)));
+            self.ops
+                .push_back((self.step, Op::Clock(Tick::Advance(step))));
             if self.ops.len() > TRACE_LEN {
                 self.ops.pop_front();
             }
@@ -502,5 +474,23 @@ impl Harness {
                 "{what}: UnknownRequest is {failed}, request live is {live}"
             ));
         }
+    }
+}
+
+impl Clocked for Harness {
+    fn now_mut(&mut self) -> &mut Timestamp {
+        &mut self.now
+    }
+
+    fn deadline(&self) -> Option<Timestamp> {
+        self.gw.poll_timeout()
+    }
+
+    fn timeout(&mut self, at: Timestamp) {
+        Harness::timeout(self, at);
+    }
+
+    fn late(&mut self) {
+        self.punctual = false;
     }
 }
