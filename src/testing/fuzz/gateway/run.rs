@@ -357,16 +357,29 @@ impl Harness {
         }
     }
 
+    /// `Gateway::client_message`, checking that an error names the request.
+    fn client_message(
+        &mut self,
+        now: Timestamp,
+        id: RequestId,
+        data: &[u8],
+        binary: bool,
+    ) -> Result<MessageIndex, SendError> {
+        let result = self.gw.client_message(now, id, data, binary);
+        self.fail_if(
+            result.is_err_and(|e| e.request_id() != id),
+            "a send error names another request",
+        );
+        result
+    }
+
     pub(super) fn send(&mut self, now: Timestamp, req: u8, len: usize, binary: bool) {
         let id = request_id(req);
         let data = payload(len, req);
         let before = self.before(req);
         let size = u64::try_from(wire::ws_message_frame_len(len)).unwrap_or(u64::MAX);
-        let result = self.gw.client_message(now, id, &data, binary);
+        let result = self.client_message(now, id, &data, binary);
         let policy = self.config.overflow_policy;
-        if let Err(e) = &result {
-            self.fail_if(e.request_id() != id, "a send error names another request");
-        }
         match result {
             Ok(index) => {
                 let Some(r) = self.live.get_mut(&id) else {
