@@ -98,9 +98,11 @@ pub enum ToRunner {
 pub enum ToGateway {
     /// Tag 0.
     #[doc(alias = "ToGatewayPong")]
+    #[serde(rename = "ToGatewayPong")]
     Pong(ToGatewayPong),
     /// Tag 1: forwarded from the runner's [`ToServer`] tag 6.
     #[doc(alias = "ToServerTunnelMessage")]
+    #[serde(rename = "ToServerTunnelMessage")]
     TunnelMessage(ToServerTunnelMessage),
 }
 

@@ -566,3 +566,23 @@ fn actor_name_maps_reject_duplicates_and_keep_order() {
         Err(DecodeError::DuplicateKey { .. })
     ));
 }
+
+#[test]
+fn serde_names_are_the_official_names() {
+    let abort = ToRunner::TunnelMessage(ToClientTunnelMessage {
+        message_id: MessageId::default(),
+        kind: ToClientTunnelMessageKind::RequestAbort,
+    });
+    let v = serde_json::to_value(&abort).unwrap();
+    assert_eq!(
+        v["ToClientTunnelMessage"]["message_kind"],
+        "ToClientRequestAbort"
+    );
+    let pong = ToGateway::Pong(ToGatewayPong {
+        request_id: RequestId([0; 4]),
+        ts: 1,
+    });
+    assert!(serde_json::to_value(&pong).unwrap()["ToGatewayPong"].is_object());
+    let stop = Command::StopActor;
+    assert_eq!(serde_json::to_value(&stop).unwrap(), "CommandStopActor");
+}

@@ -238,6 +238,8 @@ pub struct ToClientTunnelMessage {
     /// Ids and the gateway-assigned (server) index.
     pub message_id: MessageId,
     /// What the message says.
+    #[doc(alias = "messageKind")]
+    #[serde(rename = "message_kind")]
     pub kind: ToClientTunnelMessageKind,
 }
 
@@ -245,16 +247,28 @@ pub struct ToClientTunnelMessage {
 #[derive(Clone, PartialEq, Eq, Debug, Serialize)]
 pub enum ToClientTunnelMessageKind {
     /// Tag 0: start of an HTTP request.
+    #[doc(alias = "ToClientRequestStart")]
+    #[serde(rename = "ToClientRequestStart")]
     RequestStart(ToClientRequestStart),
     /// Tag 1: a chunk of a streamed HTTP request body.
+    #[doc(alias = "ToClientRequestChunk")]
+    #[serde(rename = "ToClientRequestChunk")]
     RequestChunk(ToClientRequestChunk),
     /// Tag 2: the HTTP request was aborted.
+    #[doc(alias = "ToClientRequestAbort")]
+    #[serde(rename = "ToClientRequestAbort")]
     RequestAbort,
     /// Tag 3: open a WebSocket on the actor.
+    #[doc(alias = "ToClientWebSocketOpen")]
+    #[serde(rename = "ToClientWebSocketOpen")]
     WebSocketOpen(ToClientWebSocketOpen),
     /// Tag 4: a client WebSocket message.
+    #[doc(alias = "ToClientWebSocketMessage")]
+    #[serde(rename = "ToClientWebSocketMessage")]
     WebSocketMessage(ToClientWebSocketMessage),
     /// Tag 5: the client side closed.
+    #[doc(alias = "ToClientWebSocketClose")]
+    #[serde(rename = "ToClientWebSocketClose")]
     WebSocketClose(ToClientWebSocketClose),
 }
 
@@ -326,6 +340,8 @@ pub struct ToServerTunnelMessage {
     /// Ids and the runner-assigned (client) index.
     pub message_id: MessageId,
     /// What the message says.
+    #[doc(alias = "messageKind")]
+    #[serde(rename = "message_kind")]
     pub kind: ToServerTunnelMessageKind,
 }
 
@@ -333,18 +349,32 @@ pub struct ToServerTunnelMessage {
 #[derive(Clone, PartialEq, Eq, Debug, Serialize)]
 pub enum ToServerTunnelMessageKind {
     /// Tag 0: start of an HTTP response.
+    #[doc(alias = "ToServerResponseStart")]
+    #[serde(rename = "ToServerResponseStart")]
     ResponseStart(ToServerResponseStart),
     /// Tag 1: a chunk of a streamed HTTP response body.
+    #[doc(alias = "ToServerResponseChunk")]
+    #[serde(rename = "ToServerResponseChunk")]
     ResponseChunk(ToServerResponseChunk),
     /// Tag 2: the HTTP response was aborted.
+    #[doc(alias = "ToServerResponseAbort")]
+    #[serde(rename = "ToServerResponseAbort")]
     ResponseAbort,
     /// Tag 3: the actor accepted the WebSocket.
+    #[doc(alias = "ToServerWebSocketOpen")]
+    #[serde(rename = "ToServerWebSocketOpen")]
     WebSocketOpen(ToServerWebSocketOpen),
     /// Tag 4: a WebSocket message from the actor.
+    #[doc(alias = "ToServerWebSocketMessage")]
+    #[serde(rename = "ToServerWebSocketMessage")]
     WebSocketMessage(ToServerWebSocketMessage),
     /// Tag 5: cumulative acknowledgement of gateway (server) indices.
+    #[doc(alias = "ToServerWebSocketMessageAck")]
+    #[serde(rename = "ToServerWebSocketMessageAck")]
     WebSocketMessageAck(ToServerWebSocketMessageAck),
     /// Tag 6: the actor closed the WebSocket (or hands it back for hibernation).
+    #[doc(alias = "ToServerWebSocketClose")]
+    #[serde(rename = "ToServerWebSocketClose")]
     WebSocketClose(ToServerWebSocketClose),
 }
 
