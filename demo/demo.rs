@@ -79,6 +79,8 @@ async fn gateway(args: &Args) -> std::io::Result<bool> {
         schedule: Schedule::spread(&args.actor, args.messages, args.sleeps, false),
         cold_start: args.cold_start,
         verbose: args.verbose,
+        websocket: demo::gateway::websocket_config(args.ws_read_buffer, args.ws_write_buffer),
+        ..GatewayOptions::default()
     })
     .await?;
     println!("gateway listening on {}", server.url());
@@ -92,7 +94,7 @@ async fn gateway(args: &Args) -> std::io::Result<bool> {
         tokio::time::sleep(Duration::from_millis(200)).await;
         let s = server.snapshot().await;
         if s.requests == 0 && !s.closes.is_empty() {
-            let g = server.stats().await;
+            let g = server.stats();
             println!(
                 "gateway done: published {}, replayed {}, acked {}, hibernations {}, wakes {}, sleeps {}",
                 g.messages_sent,
@@ -123,6 +125,7 @@ async fn runner(args: &Args) -> std::io::Result<bool> {
         report_interval: Duration::from_millis(20),
         delivered: std::sync::Arc::default(),
         load_delay: Duration::ZERO,
+        websocket: demo::gateway::websocket_config(args.ws_read_buffer, args.ws_write_buffer),
     })
     .await?;
     if args.verbose {

@@ -3,53 +3,51 @@
 //! over real WebSockets with storage.
 
 use hibernating_ws::driver::tokio::{
-    ClientOutput, GatewayDriver, GatewayIo, RunnerDriver, RunnerHandle, RunnerIo, TokioClock,
+    AppEvents, ClientOutput, GatewayDriver, GatewayIo, Outbox, QueueLimits, RunnerDriver,
+    RunnerHandle, RunnerIo, TokioClock, outbox,
 };
 use hibernating_ws::gateway::{Frame, Gateway, GatewayConfig, OpenRequest, RouteId};
 use hibernating_ws::runner::{Action, Runner, RunnerConfig};
 use hibernating_ws::wire::{GatewayId, RequestId};
-use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
 // Gateway side: where runner-bound frames and storage requests go. Client-bound actions go to
 // each client's `ClientEvents`; the driver handles them.
 struct GatewaySide {
-    to_runner: UnboundedSender<Vec<u8>>,
+    to_runner: Outbox<Frame>, // drained by your runner connection's writer (WebSocket, pub/sub…)
 }
 
 impl GatewayIo for GatewaySide {
     fn publish(&mut self, _route: RouteId, _request: RequestId, frame: Frame) {
-        let _ = self.to_runner.send(frame.into_vec()); // your runner connection (pub/sub, WebSocket…)
+        // A link that does not drain overflows its outbox: drop the link then.
+        let _ = self.to_runner.push(frame);
     }
     fn request_wake(&mut self, _request: RequestId, _actor: String) {
-        // Start the actor on a runner, then call `GatewayHandle::wake(request, route)`.
+        // Start the actor on a runner, then `gw.call(|g, now| g.wake(now, request, route))`.
     }
     fn upsert_hibernating_record(&mut self, _request: RequestId, _actor: String) {
-        // Write the record, then call `GatewayHandle::record_upserted(request)`.
+        // Write the record, then `gw.call(|g, now| g.hibernating_record_upserted(now, request))`.
     }
     fn delete_hibernating_record(&mut self, _request: RequestId, _actor: String) {}
 }
 
-// Runner side: gateway-bound frames, and everything else for the app.
+// Runner side: gateway-bound frames. Everything else goes to the app through `AppEvents`.
 struct RunnerSide {
-    to_gateway: UnboundedSender<Vec<u8>>,
-    app: UnboundedSender<Action>,
+    to_gateway: Outbox<Vec<u8>>,
 }
 
 impl RunnerIo for RunnerSide {
     fn publish(&mut self, _gateway: GatewayId, frame: Vec<u8>) {
-        let _ = self.to_gateway.send(frame);
-    }
-    fn app(&mut self, action: Action) {
-        let _ = self.app.send(action);
+        let _ = self.to_gateway.push(frame);
     }
 }
 
 /// The actor: accepts sockets, echoes messages, persists (here: instantly) and reports it.
-async fn app(runner: RunnerHandle, mut actions: tokio::sync::mpsc::UnboundedReceiver<Action>) {
+async fn app(runner: RunnerHandle, mut actions: AppEvents) {
+    // The app, for each action of its `AppEvents`:
     while let Some(action) = actions.recv().await {
-        match action {
+        let _ = runner.call(|r, now| match action {
             Action::Open { socket, .. } => {
-                let _ = runner.accept(socket, true).await;
+                let _ = r.accept(now, socket, true);
             }
             Action::Message {
                 socket,
@@ -57,7 +55,7 @@ async fn app(runner: RunnerHandle, mut actions: tokio::sync::mpsc::UnboundedRece
                 binary,
                 ..
             } => {
-                let _ = runner.send(socket, data, binary).await;
+                let _ = r.send(now, socket, &data, binary);
             }
             Action::Persist {
                 socket,
@@ -65,48 +63,50 @@ async fn app(runner: RunnerHandle, mut actions: tokio::sync::mpsc::UnboundedRece
                 ..
             } => {
                 // Write the socket's metadata and index durably, then:
-                let _ = runner.persisted(socket, server_index).await;
+                let _ = r.persisted(now, socket, server_index);
             }
             _ => {}
-        }
+        });
     }
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn core::error::Error>> {
     let clock = TokioClock::new();
-    let (to_runner, mut runner_inbox) = unbounded_channel();
-    let (to_gateway, mut gateway_inbox) = unbounded_channel();
-    let (app_tx, app_rx) = unbounded_channel();
+    let (to_runner, mut runner_inbox) = outbox(QueueLimits::LINK);
+    let (to_gateway, mut gateway_inbox) = outbox(QueueLimits::LINK);
 
-    // One task per engine.
+    // Each engine runs in the task that hands it an input; one task per engine for its timer.
     let gateway = Gateway::new(GatewayConfig::default(), GatewayId(*b"gw01"), clock.now())?;
     let (gw, gw_task) = GatewayDriver::spawn(gateway, GatewaySide { to_runner }, clock);
     let runner = Runner::new(RunnerConfig::default(), clock.now())?;
-    let io = RunnerSide {
-        to_gateway,
-        app: app_tx,
-    };
-    let (rn, rn_task) = RunnerDriver::spawn(runner, io, clock);
+    let (rn, app_events, rn_task) = RunnerDriver::spawn(runner, RunnerSide { to_gateway }, clock);
 
-    // The transport: frames both ways (here channels; WebSockets in the demo).
+    // The transport: frames both ways, a batch at a time (here in memory; WebSockets in the
+    // demo, where the reader hands each frame in place and the writer flushes once per batch).
     let rn2 = rn.clone();
     tokio::spawn(async move {
-        while let Some(frame) = runner_inbox.recv().await {
-            let _ = rn2.frame(frame).await;
+        let mut batch = Vec::new();
+        while runner_inbox.recv_many(&mut batch).await > 0 {
+            for frame in batch.drain(..) {
+                let _ = rn2.frame(frame.as_ref()).await;
+            }
         }
     });
     let gw2 = gw.clone();
     tokio::spawn(async move {
-        while let Some(frame) = gateway_inbox.recv().await {
-            let _ = gw2.runner_frame(RouteId(1), frame).await;
+        let mut batch = Vec::new();
+        while gateway_inbox.recv_many(&mut batch).await > 0 {
+            for frame in batch.drain(..) {
+                let _ = gw2.runner_frame(RouteId(1), &frame);
+            }
         }
     });
 
     // The actor starts on the runner (nothing to restore), then the app runs.
-    rn.actor_starting("actor-1", Vec::new()).await?;
-    rn.restore("actor-1", Vec::new()).await?;
-    tokio::spawn(app(rn.clone(), app_rx));
+    rn.call(|r, now| r.actor_starting(now, "actor-1", Vec::new()))??;
+    rn.call(|r, now| r.restore(now, "actor-1", Vec::new()))??;
+    tokio::spawn(app(rn.clone(), app_events));
 
     // A client connects. Feed what it sends to `sender` (it waits while the client must not be
     // read), write what `events` yields to it.
@@ -115,15 +115,15 @@ async fn main() -> Result<(), Box<dyn core::error::Error>> {
         path: "/ws".into(),
         ..OpenRequest::default()
     };
-    let (mut sender, mut events) = gw.open(RequestId(*b"req1"), RouteId(1), open).await?;
-    sender.message(b"hello".to_vec(), false).await?;
+    let (mut sender, mut events) = gw.open(RequestId(*b"req1"), RouteId(1), open)?;
+    sender.message(b"hello", false).await?;
     if let Some(ClientOutput::Message { data, .. }) = events.recv().await {
         println!("echo: {}", String::from_utf8_lossy(&data));
     }
-    sender.close(None).await?;
+    sender.close(None)?;
 
-    gw.shutdown().await;
-    rn.shutdown().await;
+    gw.shutdown();
+    rn.shutdown();
     let gateway = gw_task.await?;
     let runner = rn_task.await?;
     println!(

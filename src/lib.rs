@@ -153,19 +153,21 @@ pub mod config;
 pub mod control;
 #[cfg(feature = "std")]
 pub mod driver;
-#[cfg(feature = "sim")]
-#[doc(hidden)]
-pub mod fuzz;
 pub mod gateway;
 pub mod index;
 pub mod runner;
 pub mod session;
-#[cfg(feature = "sim")]
-pub mod sim;
 #[cfg(feature = "std")]
 pub mod storage;
+#[cfg(feature = "sim")]
+#[doc(hidden)]
+pub mod testing;
 pub mod time;
 pub mod wire;
+
+#[cfg(feature = "sim")]
+#[doc(hidden)]
+pub use testing::{fuzz, sim};
 
 pub use close::{CloseFrame, KnownClose};
 pub use config::ConfigError;

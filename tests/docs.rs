@@ -5,7 +5,9 @@
 //! Files this test reads may be absent from a packaged crate; checks that need them are skipped
 //! with a message.
 
-use std::collections::BTreeSet;
+extern crate alloc;
+
+use alloc::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -233,7 +235,7 @@ fn normalized(code: &str) -> String {
     out.replace(",}", "}").replace(",)", ")").replace(",]", "]")
 }
 
-/// The first ```rust block after the `## Embedding` heading.
+/// The first fenced `rust` block after the `## Embedding` heading.
 fn embedding_excerpt(readme: &str) -> Option<&str> {
     let section = &readme[readme.find("## Embedding")?..];
     let start = section.find("```rust")?;

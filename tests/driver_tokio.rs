@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use hibernating_ws::driver::tokio::{
-    ClientOutput, GatewayDriver, GatewayHandle, GatewayIo, RunnerDriver, RunnerIo, TokioClock,
+    AppEvents, ClientOutput, GatewayDriver, GatewayHandle, GatewayIo, RunnerDriver, RunnerIo,
+    TokioClock,
 };
 use hibernating_ws::gateway::{self, Frame, Gateway, GatewayConfig, OverflowPolicy, RouteId};
 use hibernating_ws::runner::{self, Runner, RunnerConfig, SocketId};
@@ -102,7 +103,7 @@ async fn the_client_is_not_read_before_opened_and_pings_follow_the_clock() {
         actor_id: "a".into(),
         ..Default::default()
     };
-    let (mut sender, mut events) = gw.open(REQ, ROUTE, open).await.expect("open");
+    let (mut sender, mut events) = gw.open(REQ, ROUTE, open).expect("open");
     assert!(matches!(
         next_publish(&mut seen),
         Some(Seen::Publish(ToRunner::TunnelMessage(
@@ -114,10 +115,7 @@ async fn the_client_is_not_read_before_opened_and_pings_follow_the_clock() {
     ));
 
     // Before the runner accepts, the client is not read: `message` waits.
-    let early = tokio::time::timeout(
-        Duration::from_secs(1),
-        sender.message(b"early".to_vec(), true),
-    );
+    let early = tokio::time::timeout(Duration::from_secs(1), sender.message(b"early", true));
     assert!(early.await.is_err(), "the gate is closed before Opened");
     assert!(next_publish(&mut seen).is_none());
 
@@ -125,16 +123,14 @@ async fn the_client_is_not_read_before_opened_and_pings_follow_the_clock() {
     let accept = ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {
         can_hibernate: true,
     });
-    gw.runner_frame(ROUTE, runner_frame(0, accept))
-        .await
+    gw.runner_frame(ROUTE, &runner_frame(0, accept))
         .expect("driver runs");
     sender
-        .message(b"hello".to_vec(), false)
+        .message(b"hello", false)
         .await
         .expect("readable after Opened");
     let accepted_at = tokio::time::Instant::now();
-    gw.stats()
-        .await
+    gw.call(|g, _| g.stats())
         .expect("a command round trip drains the input");
     assert_eq!(
         published_message(next_publish(&mut seen)),
@@ -155,7 +151,7 @@ async fn the_client_is_not_read_before_opened_and_pings_follow_the_clock() {
         Some(Seen::Publish(ToRunner::Ping(_)))
     ));
     assert!(next_publish(&mut seen).is_none());
-    assert_eq!(gw.stats().await.expect("stats").pings_sent, 2);
+    assert_eq!(gw.call(|g, _| g.stats()).expect("stats").pings_sent, 2);
 
     // Runner → client.
     let echo = ToServerTunnelMessageKind::WebSocketMessage(
@@ -164,8 +160,7 @@ async fn the_client_is_not_read_before_opened_and_pings_follow_the_clock() {
             binary: true,
         },
     );
-    gw.runner_frame(ROUTE, runner_frame(1, echo))
-        .await
+    gw.runner_frame(ROUTE, &runner_frame(1, echo))
         .expect("driver runs");
     assert_eq!(
         events.recv().await,
@@ -182,8 +177,7 @@ async fn the_client_is_not_read_before_opened_and_pings_follow_the_clock() {
             reason: Some("bye".into()),
             hibernate: false,
         });
-    gw.runner_frame(ROUTE, runner_frame(2, close))
-        .await
+    gw.runner_frame(ROUTE, &runner_frame(2, close))
         .expect("driver runs");
     assert_eq!(
         events.recv().await,
@@ -193,11 +187,11 @@ async fn the_client_is_not_read_before_opened_and_pings_follow_the_clock() {
     );
     assert_eq!(events.recv().await, None);
     assert!(
-        sender.message(b"late".to_vec(), true).await.is_err(),
+        sender.message(b"late", true).await.is_err(),
         "the request is gone"
     );
 
-    gw.shutdown().await;
+    gw.shutdown();
     let gateway = task.await.expect("driver task");
     assert_eq!(gateway.stats().closed_by_runner, 1);
     assert!(gateway.is_empty());
@@ -210,25 +204,25 @@ async fn backpressure_closes_the_gate_until_an_ack_frees_room_and_keeps_order() 
     config.max_pending_bytes = 3 * wire::ws_message_frame_len(100) as u64;
     let (gw, _task, mut seen) = gateway(config);
     let open = gateway::OpenRequest::default();
-    let (mut sender, _events) = gw.open(REQ, ROUTE, open).await.expect("open");
+    let (mut sender, _events) = gw.open(REQ, ROUTE, open).expect("open");
     let accept = ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {
         can_hibernate: true,
     });
-    gw.runner_frame(ROUTE, runner_frame(0, accept))
-        .await
+    gw.runner_frame(ROUTE, &runner_frame(0, accept))
         .expect("driver runs");
     let _ = next_publish(&mut seen); // the open
 
     let msg = |i: u8| vec![i; 100];
     for i in 1..=4 {
         // The 4th is handed over while the gate is still open, then refused by the engine.
-        sender.message(msg(i), true).await.expect("gate open");
+        sender.message(&msg(i), true).await.expect("gate open");
     }
-    gw.stats().await.expect("round trip");
-    assert_eq!(gw.stats().await.expect("stats").backpressured, 1);
+    gw.call(|g, _| g.stats()).expect("round trip");
+    assert_eq!(gw.call(|g, _| g.stats()).expect("stats").backpressured, 1);
     // The gate is closed now: the client is not read.
     // (1 s: before the first ping at 3 s, so only client messages are published meanwhile.)
-    let blocked = tokio::time::timeout(Duration::from_secs(1), sender.message(msg(5), true));
+    let fifth = msg(5);
+    let blocked = tokio::time::timeout(Duration::from_secs(1), sender.message(&fifth, true));
     assert!(blocked.await.is_err(), "no read while backpressured");
     for i in 1..=3u16 {
         assert_eq!(
@@ -245,41 +239,36 @@ async fn backpressure_closes_the_gate_until_an_ack_frees_room_and_keeps_order() 
     let ack = ToServerTunnelMessageKind::WebSocketMessageAck(ToServerWebSocketMessageAck {
         index: MessageIndex::new(2),
     });
-    gw.runner_frame(ROUTE, runner_frame(1, ack))
-        .await
+    gw.runner_frame(ROUTE, &runner_frame(1, ack))
         .expect("driver runs");
-    sender.message(msg(5), true).await.expect("readable again");
-    gw.stats().await.expect("round trip");
+    sender.message(&msg(5), true).await.expect("readable again");
+    gw.call(|g, _| g.stats()).expect("round trip");
     assert_eq!(published_message(next_publish(&mut seen)), (4, msg(4)));
     assert_eq!(published_message(next_publish(&mut seen)), (5, msg(5)));
-    let stats = gw.stats().await.expect("stats");
+    let stats = gw.call(|g, _| g.stats()).expect("stats");
     assert_eq!(
         (stats.client_writable, stats.messages_sent, stats.closed),
         (1, 5, 0)
     );
 }
 
-/// Runner sink: publishes and app actions into one channel, in order.
-#[derive(Debug)]
-enum RunnerSeen {
-    Publish(ToServerTunnelMessageKind),
-    App(runner::Action),
-}
-
-struct RunnerRecorder(UnboundedSender<RunnerSeen>);
+/// Runner sink: the tunnel messages it publishes.
+struct RunnerRecorder(UnboundedSender<ToServerTunnelMessageKind>);
 
 impl RunnerIo for RunnerRecorder {
     fn publish(&mut self, _: GatewayId, frame: Vec<u8>) {
         match wire::decode_versioned::<ToGateway>(&frame, &wire::DecodeLimits::default()) {
             Ok((_, ToGateway::TunnelMessage(m))) => {
-                let _ = self.0.send(RunnerSeen::Publish(m.kind));
+                let _ = self.0.send(m.kind);
             }
             other => panic!("unexpected frame {other:?}"),
         }
     }
-    fn app(&mut self, action: runner::Action) {
-        let _ = self.0.send(RunnerSeen::App(action));
-    }
+}
+
+/// The next queued app action, without waiting.
+fn next_app(app: &mut AppEvents) -> Option<runner::Action> {
+    futures_util::FutureExt::now_or_never(app.recv()).flatten()
 }
 
 fn gateway_frame(index: u16, kind: ToClientTunnelMessageKind) -> Vec<u8> {
@@ -301,51 +290,61 @@ async fn runner_driver_persists_after_the_debounce_and_acks_only_what_was_persis
     let clock = TokioClock::new();
     let (tx, mut seen) = unbounded_channel();
     let runner = Runner::new(RunnerConfig::default(), clock.now()).expect("valid config");
-    let (rn, task) = RunnerDriver::spawn(runner, RunnerRecorder(tx), clock);
+    let (rn, mut app, task) = RunnerDriver::spawn(runner, RunnerRecorder(tx), clock);
     let socket = SocketId::new(GW, REQ);
-    rn.actor_starting("a", Vec::new()).await.expect("start");
-    rn.restore("a", Vec::new()).await.expect("restore");
+    rn.call(|r, now| r.actor_starting(now, "a", Vec::new()))
+        .expect("driver runs")
+        .expect("start");
+    rn.call(|r, now| r.restore(now, "a", Vec::new()))
+        .expect("driver runs")
+        .expect("restore");
+    let _ = next_app(&mut app); // Restored
     let open = ToClientTunnelMessageKind::WebSocketOpen(ToClientWebSocketOpen {
         actor_id: "a".into(),
         path: "/".into(),
         headers: Headers::new(),
     });
-    rn.frame(gateway_frame(0, open)).await.expect("driver runs");
-    rn.stats().await.expect("round trip");
+    rn.frame(&gateway_frame(0, open))
+        .await
+        .expect("driver runs");
+    assert!(matches!(
+        next_app(&mut app),
+        Some(runner::Action::Open { .. })
+    ));
+    rn.call(|r, now| r.accept(now, socket, true))
+        .expect("driver runs")
+        .expect("accept");
     assert!(matches!(
         seen.try_recv(),
-        Ok(RunnerSeen::App(runner::Action::Open { .. }))
+        Ok(ToServerTunnelMessageKind::WebSocketOpen(_))
     ));
-    rn.accept(socket, true).await.expect("accept");
-    assert!(matches!(
-        seen.try_recv(),
-        Ok(RunnerSeen::Publish(
-            ToServerTunnelMessageKind::WebSocketOpen(_)
-        ))
-    ));
-    let Ok(RunnerSeen::App(runner::Action::Persist { server_index, .. })) = seen.try_recv() else {
+    let Some(runner::Action::Persist { server_index, .. }) = next_app(&mut app) else {
         panic!("the open is persisted at once");
     };
-    rn.persisted(socket, server_index).await.expect("persisted");
+    rn.call(|r, now| r.persisted(now, socket, server_index))
+        .expect("driver runs")
+        .expect("persisted");
     assert!(seen.try_recv().is_err(), "the open index is not acked");
 
     let message = ToClientTunnelMessageKind::WebSocketMessage(ToClientWebSocketMessage {
         data: b"m".to_vec(),
         binary: true,
     });
-    rn.frame(gateway_frame(1, message))
+    rn.frame(&gateway_frame(1, message))
         .await
         .expect("driver runs");
     let delivered_at = tokio::time::Instant::now();
-    rn.stats().await.expect("round trip");
     assert!(matches!(
-        seen.try_recv(),
-        Ok(RunnerSeen::App(runner::Action::Message { .. }))
+        next_app(&mut app),
+        Some(runner::Action::Message { .. })
     ));
     tokio::time::sleep_until(delivered_at + Duration::from_millis(4_900)).await;
-    assert!(seen.try_recv().is_err(), "debounced: no persist before 5 s");
+    assert!(
+        next_app(&mut app).is_none(),
+        "debounced: no persist before 5 s"
+    );
     tokio::time::sleep_until(delivered_at + Duration::from_millis(5_100)).await;
-    let Ok(RunnerSeen::App(runner::Action::Persist { server_index, .. })) = seen.try_recv() else {
+    let Some(runner::Action::Persist { server_index, .. }) = next_app(&mut app) else {
         panic!("the persist comes after 5 s");
     };
     assert_eq!(server_index.get(), 1);
@@ -353,9 +352,11 @@ async fn runner_driver_persists_after_the_debounce_and_acks_only_what_was_persis
         seen.try_recv().is_err(),
         "no ack before the write is durable"
     );
-    rn.persisted(socket, server_index).await.expect("persisted");
+    rn.call(|r, now| r.persisted(now, socket, server_index))
+        .expect("driver runs")
+        .expect("persisted");
     match seen.try_recv() {
-        Ok(RunnerSeen::Publish(ToServerTunnelMessageKind::WebSocketMessageAck(a))) => {
+        Ok(ToServerTunnelMessageKind::WebSocketMessageAck(a)) => {
             assert_eq!(a.index.get(), 1);
         }
         other => panic!("expected the ack, got {other:?}"),
@@ -366,6 +367,11 @@ async fn runner_driver_persists_after_the_debounce_and_acks_only_what_was_persis
     let runner = task.await.expect("driver task");
     assert_eq!(runner.stats().acks_sent, 1);
     assert_eq!(runner.len(), 1);
+    assert_eq!(
+        app.recv().await,
+        None,
+        "the app's events end with the driver"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -373,49 +379,50 @@ async fn commands_report_engine_errors_and_a_stopped_driver() {
     let clock = TokioClock::new();
     let (tx, _seen) = unbounded_channel();
     let runner = Runner::new(RunnerConfig::default(), clock.now()).expect("valid config");
-    let (rn, task) = RunnerDriver::spawn(runner, RunnerRecorder(tx), clock);
+    let (rn, _app, task) = RunnerDriver::spawn(runner, RunnerRecorder(tx), clock);
     let err = rn
-        .restore("nobody", Vec::new())
-        .await
+        .call(|r, now| r.restore(now, "nobody", Vec::new()))
+        .expect("driver runs")
         .expect_err("not starting");
-    assert!(matches!(
-        err,
-        hibernating_ws::driver::tokio::CommandError::Engine(runner::ActorError::NotStarting)
-    ));
-    rn.shutdown().await;
+    assert!(
+        matches!(err, runner::ActorError::NotStarting { ref actor_id } if actor_id == "nobody")
+    );
+    rn.shutdown();
     let _ = task.await.expect("driver task");
     assert!(matches!(
-        rn.stats().await,
+        rn.call(|r, _| r.stats()),
         Err(hibernating_ws::driver::tokio::Stopped)
     ));
 
     let (gw, task, _) = gateway(GatewayConfig::default());
-    let err = gw.wake(REQ, ROUTE).await.expect_err("unknown request");
+    let err = gw
+        .call(|g, now| g.wake(now, REQ, ROUTE))
+        .expect("driver runs")
+        .expect_err("unknown request");
     assert!(matches!(
         err,
-        hibernating_ws::driver::tokio::CommandError::Engine(gateway::WakeError::UnknownRequest)
+        gateway::WakeError::UnknownRequest { request_id: REQ }
     ));
-    gw.shutdown().await;
+    gw.shutdown();
     let _ = task.await.expect("driver task");
-    assert!(gw.stats().await.is_err());
+    assert!(gw.call(|g, _| g.stats()).is_err());
 }
 
-/// The driver takes queued inputs in batches: a burst larger than a batch is handed to the engine
-/// in order, and a shutdown queued in the middle of a burst stops the driver right after the
-/// inputs queued before it (the ones behind it are never handled), whatever the batch boundaries.
+/// Inputs run the engine in the task that hands them over: a burst is handled in order, and a
+/// shutdown in the middle of a burst stops the driver right after the inputs before it (the ones
+/// after it are refused, never handled).
 #[tokio::test(start_paused = true)]
-async fn a_burst_of_inputs_is_handled_in_order_up_to_a_queued_shutdown() {
+async fn a_burst_of_inputs_is_handled_in_order_up_to_a_shutdown() {
     let (gw, task, mut seen) = gateway(GatewayConfig::default());
     let open = gateway::OpenRequest {
         actor_id: "a".into(),
         ..Default::default()
     };
-    let (mut sender, _events) = gw.open(REQ, ROUTE, open).await.expect("open");
+    let (mut sender, _events) = gw.open(REQ, ROUTE, open).expect("open");
     let accept = ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {
         can_hibernate: false,
     });
-    gw.runner_frame(ROUTE, runner_frame(0, accept))
-        .await
+    gw.runner_frame(ROUTE, &runner_frame(0, accept))
         .expect("driver runs");
     sender.readable().await.expect("opened");
     let _ = next_publish(&mut seen); // the open
@@ -423,12 +430,18 @@ async fn a_burst_of_inputs_is_handled_in_order_up_to_a_queued_shutdown() {
     // 150 messages (more than two batches), the shutdown, then 10 more.
     let payload = |i: u32| i.to_be_bytes().to_vec();
     for i in 0..150 {
-        sender.message(payload(i), true).await.expect("driver runs");
+        sender
+            .message(&payload(i), true)
+            .await
+            .expect("driver runs");
     }
-    gw.shutdown().await;
+    gw.shutdown();
     for i in 150..160 {
-        // Queued behind the shutdown, or refused once the driver is gone: never handled.
-        let _ = sender.message(payload(i), true).await;
+        assert_eq!(
+            sender.message(&payload(i), true).await,
+            Err(hibernating_ws::driver::tokio::Stopped),
+            "refused after the shutdown"
+        );
     }
     let gateway = tokio::time::timeout(Duration::from_secs(60), task)
         .await
@@ -454,12 +467,11 @@ async fn an_open_gate_never_waits_and_reports_a_driver_that_is_gone() {
         actor_id: "a".into(),
         ..Default::default()
     };
-    let (mut sender, _events) = gw.open(REQ, ROUTE, open).await.expect("open");
+    let (mut sender, _events) = gw.open(REQ, ROUTE, open).expect("open");
     let accept = ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {
         can_hibernate: false,
     });
-    gw.runner_frame(ROUTE, runner_frame(0, accept))
-        .await
+    gw.runner_frame(ROUTE, &runner_frame(0, accept))
         .expect("driver runs");
     sender.readable().await.expect("opened");
     // An open gate never makes the reader wait, nor spends the task's cooperative budget (128
@@ -479,7 +491,7 @@ async fn an_open_gate_never_waits_and_reports_a_driver_that_is_gone() {
         Err(hibernating_ws::driver::tokio::Stopped)
     );
     assert_eq!(
-        sender.message(b"lost".to_vec(), true).await,
+        sender.message(b"lost", true).await,
         Err(hibernating_ws::driver::tokio::Stopped)
     );
 }

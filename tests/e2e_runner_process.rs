@@ -109,6 +109,7 @@ async fn child(gateway: String, dir: String, storage: StorageKind) {
         report_interval: Duration::from_millis(20),
         delivered: Arc::default(),
         load_delay: Duration::ZERO,
+        websocket: demo::gateway::GatewayOptions::default().websocket,
     })
     .await
     .expect("the child runner connects");
@@ -149,6 +150,7 @@ async fn parent(storage: StorageKind) -> Result<(), String> {
         },
         cold_start: Duration::ZERO,
         verbose: false,
+        ..GatewayOptions::default()
     })
     .await
     .map_err(|e| e.to_string())?;
@@ -207,11 +209,11 @@ async fn parent(storage: StorageKind) -> Result<(), String> {
         return Err(format!(
             "the stream was never committed; child exit {status:?}; {:?}; {:?}",
             server.snapshot().await,
-            server.stats().await
+            server.stats()
         ));
     };
     let snapshot = server.snapshot().await;
-    let stats = server.stats().await;
+    let stats = server.stats();
     let summary = format!(
         "child {first_pid:?} exit {status:?}; committed {committed:?}; expected digest {:016x}; \
          gateway {stats:?}; snapshot {snapshot:?}",

@@ -37,6 +37,7 @@ async fn gateway(config: GatewayConfig) -> GatewayServer {
         schedule: Schedule::default(),
         cold_start: Duration::ZERO,
         verbose: false,
+        ..GatewayOptions::default()
     })
     .await
     .expect("gateway starts")
@@ -61,6 +62,7 @@ async fn slow_storage_runner(
         report_interval: Duration::from_millis(20),
         delivered: Arc::default(),
         load_delay,
+        websocket: demo::gateway::GatewayOptions::default().websocket,
     })
     .await
     .expect("runner connects")
@@ -134,7 +136,7 @@ async fn client_close_while_the_actor_sleeps_reaches_the_actor_after_wake_and_de
         20
     );
     assert!(ActorState::decode(&file.state).unwrap().finished.is_empty());
-    let stats = server.stats().await;
+    let stats = server.stats();
     assert_eq!(stats.hibernating, 1);
 
     // The client closes while the actor sleeps: the gateway wakes the actor, which restores the
@@ -160,7 +162,7 @@ async fn client_close_while_the_actor_sleeps_reaches_the_actor_after_wake_and_de
         "the actor saw the client's code and reason: {runner_closes:?}"
     );
     assert_eq!(snapshot.starts, 2, "started, slept, woken by the close");
-    let stats = server.stats().await;
+    let stats = server.stats();
     assert_eq!((stats.closed_by_client, stats.wakes), (1, 1));
     assert_eq!(stats.pending_messages, 0);
     let _ = echoed;
@@ -214,7 +216,7 @@ async fn close_policy_closes_only_the_connection_over_its_limit() {
         );
     }
     assert_eq!(small.wait_echo(50, WAIT).await, Some((50, digest)));
-    let stats = server.stats().await;
+    let stats = server.stats();
     assert_eq!(stats.closed_pending_limit, 1);
     assert_eq!(stats.requests, 1, "only B is left");
 }
@@ -235,7 +237,7 @@ async fn backpressure_policy_stops_reading_only_the_full_connection() {
     let digest_a = stream(&mut big, 5, 0, 60, 4096, 0).await;
     // A is refused with backpressure at least once: the gateway stopped reading it.
     eventually("A to be backpressured", || async {
-        (server.stats().await.backpressured > 0).then_some(())
+        (server.stats().backpressured > 0).then_some(())
     })
     .await;
 
@@ -255,7 +257,7 @@ async fn backpressure_policy_stops_reading_only_the_full_connection() {
     // A was never closed, never over its limit, and completes exactly once as acks free room.
     assert_eq!(big.wait_echo(60, WAIT).await, Some((60, digest_a)));
     assert_eq!(small.wait_echo(20, WAIT).await, Some((20, digest_b)));
-    let stats = server.stats().await;
+    let stats = server.stats();
     assert_eq!(stats.closed, 0, "nobody was closed: {stats:?}");
     assert!(stats.client_writable > 0, "{stats:?}");
     assert_eq!(stats.messages_sent, 80);
@@ -309,13 +311,13 @@ async fn malformed_runner_frames_are_typed_errors_and_the_gateway_keeps_serving(
         "typed errors: {:?}",
         snapshot.receive_errors
     );
-    let stats = server.stats().await;
+    let stats = server.stats();
     assert_eq!(stats.dropped_malformed, 4);
 
     // The gateway keeps serving the real client.
     let d = stream(&mut client, 4, 10, 30, 512, d).await;
     assert_eq!(client.wait_echo(30, WAIT).await, Some((30, d)));
-    let stats = server.stats().await;
+    let stats = server.stats();
     assert_eq!(stats.closed, 0);
 }
 
@@ -333,6 +335,7 @@ async fn a_wake_replays_more_buffered_messages_than_the_runner_queues_for_a_star
         schedule: Schedule::default(),
         cold_start: Duration::from_millis(300),
         verbose: false,
+        ..GatewayOptions::default()
     })
     .await
     .expect("gateway starts");
@@ -348,9 +351,75 @@ async fn a_wake_replays_more_buffered_messages_than_the_runner_queues_for_a_star
     server.sleep_actor("bulk").await;
     let d = stream(&mut client, 8, 10, 3_010, 20, d).await;
     assert_eq!(client.wait_echo(3_010, WAIT).await, Some((3_010, d)));
-    let stats = server.stats().await;
+    let stats = server.stats();
     assert_eq!(stats.closed, 0, "no gap close: {stats:?}");
     assert!(stats.messages_replayed >= 1_025, "{stats:?}");
     let runner = server.snapshot().await.runner_total();
     assert_eq!(runner.gaps, 0, "{runner:?}");
+}
+
+/// A hostile client over a real socket: it sends small messages as fast as TCP lets it and never
+/// reads the actor's echoes. Its outbound queue at the gateway reaches the push-back point and
+/// the gateway stops reading it (or closes it with `hws.client_queue_full` past the limits): the
+/// queued bytes stay under the configured bound while another client on the same gateway keeps
+/// getting every echo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_never_reading_flooder_stays_bounded_and_another_client_keeps_working() {
+    use hibernating_ws::driver::tokio::QueueLimits;
+    let limits = QueueLimits {
+        max_bytes: 256 * 1024,
+        max_messages: 4096,
+    };
+    let dir = DataDir::new(None).expect("temp dir");
+    let server = GatewayServer::start(GatewayOptions {
+        client_queue: limits,
+        ..GatewayOptions::default()
+    })
+    .await
+    .expect("gateway starts");
+    let _runner = runner(&server, &dir, fast_runner()).await;
+
+    let url = format!("{}/actors/flood", server.url());
+    let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("connect");
+    let (mut sink, never_read) = futures_util::StreamExt::split(ws);
+    let flood = tokio::spawn(async move {
+        let payload = Bytes::from_static(&[0xA5; 10]);
+        loop {
+            for _ in 0..64 {
+                if sink.feed(Message::Binary(payload.clone())).await.is_err() {
+                    return;
+                }
+            }
+            if sink.flush().await.is_err() {
+                return;
+            }
+        }
+    });
+
+    let mut client = Client::connect(&server.url(), "other")
+        .await
+        .expect("connect");
+    let filled = eventually(
+        "the flooder's queue to reach its push-back point",
+        || async {
+            let q = server.queue_stats();
+            (q.peak_bytes >= limits.max_bytes / 2 || q.messages >= limits.max_messages / 2)
+                .then_some(q)
+        },
+    )
+    .await;
+    let item = 64 + std::mem::size_of::<hibernating_ws::driver::tokio::ClientOutput>();
+    assert!(filled.peak_bytes <= limits.max_bytes + item, "{filled:?}");
+
+    // The other client streams and gets every echo while the flooder sits at its bound.
+    let digest = stream(&mut client, 5, 0, 200, 2_000, 0).await;
+    assert_eq!(client.wait_echo(200, WAIT).await, Some((200, digest)));
+    let q = server.queue_stats();
+    assert!(q.peak_bytes <= limits.max_bytes + item, "{q:?}");
+    assert!(q.bytes <= limits.max_bytes, "{q:?}");
+    assert!(q.messages <= limits.max_messages, "{q:?}");
+    flood.abort();
+    drop(never_read);
 }

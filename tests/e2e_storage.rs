@@ -44,6 +44,7 @@ async fn setup(dir: &DataDir, storage: StorageKind) -> (GatewayServer, RunnerIns
         schedule: Schedule::default(),
         cold_start: Duration::ZERO,
         verbose: false,
+        ..GatewayOptions::default()
     })
     .await
     .expect("gateway starts");
@@ -56,6 +57,7 @@ async fn setup(dir: &DataDir, storage: StorageKind) -> (GatewayServer, RunnerIns
         report_interval: Duration::from_millis(20),
         delivered: Arc::default(),
         load_delay: Duration::ZERO,
+        websocket: GatewayOptions::default().websocket,
     })
     .await
     .expect("runner connects");

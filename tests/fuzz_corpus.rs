@@ -74,3 +74,8 @@ fn runner_ops_corpus() {
 fn sim_schedule_corpus() {
     replay("sim_schedule", hibernating_ws::sim::fuzz_schedule);
 }
+
+#[test]
+fn control_ops_corpus() {
+    replay("control_ops", hibernating_ws::fuzz::control_ops);
+}

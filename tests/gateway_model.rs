@@ -163,8 +163,8 @@ enum Outcome {
 fn receive_kind(r: &Result<(), ReceiveError>) -> Result<(), &'static str> {
     match r {
         Ok(()) => Ok(()),
-        Err(ReceiveError::UnknownRequest) => Err("unknown"),
-        Err(ReceiveError::WrongRoute) => Err("route"),
+        Err(ReceiveError::UnknownRequest { .. }) => Err("unknown"),
+        Err(ReceiveError::WrongRoute { .. }) => Err("route"),
         Err(ReceiveError::InvalidForPhase { .. }) => Err("phase"),
         Err(e) => panic!("unexpected receive error {e}"),
     }
@@ -202,7 +202,9 @@ fn step(m: &mut Model, t: &Transition) -> (Outcome, BTreeSet<u32>) {
     let outcome = match *t {
         Transition::Open(id) => match m.reqs.entry(id) {
             alloc::collections::btree_map::Entry::Occupied(_) => {
-                Outcome::Open(Err(OpenError::AlreadyExists))
+                Outcome::Open(Err(OpenError::AlreadyExists {
+                    request_id: rid(id),
+                }))
             }
             alloc::collections::btree_map::Entry::Vacant(slot) => {
                 slot.insert(MReq {
@@ -233,10 +235,20 @@ fn step(m: &mut Model, t: &Transition) -> (Outcome, BTreeSet<u32>) {
             let total = m.total_bytes();
             let policy = m.policy;
             let Some(r) = m.reqs.get_mut(&id) else {
-                return (Outcome::Send(Err(SendError::UnknownRequest)), closed);
+                return (
+                    Outcome::Send(Err(SendError::UnknownRequest {
+                        request_id: rid(id),
+                    })),
+                    closed,
+                );
             };
             if r.phase == MPhase::AwaitingOpen {
-                return (Outcome::Send(Err(SendError::NotOpen)), closed);
+                return (
+                    Outcome::Send(Err(SendError::NotOpen {
+                        request_id: rid(id),
+                    })),
+                    closed,
+                );
             }
             let size = frame_len(len);
             let index = r.next_index;
@@ -249,6 +261,7 @@ fn step(m: &mut Model, t: &Transition) -> (Outcome, BTreeSet<u32>) {
                 closed.insert(id);
                 return (
                     Outcome::Send(Err(SendError::MessageTooLarge {
+                        request_id: rid(id),
                         size,
                         max: max_request_bytes(),
                     })),
@@ -267,9 +280,15 @@ fn step(m: &mut Model, t: &Transition) -> (Outcome, BTreeSet<u32>) {
                 (Some(limit), OverflowPolicy::Close) => {
                     m.reqs.remove(&id);
                     closed.insert(id);
-                    Outcome::Send(Err(SendError::LimitExceeded { limit }))
+                    Outcome::Send(Err(SendError::LimitExceeded {
+                        request_id: rid(id),
+                        limit,
+                    }))
                 }
-                (Some(limit), _) => Outcome::Send(Err(SendError::Backpressure { limit })),
+                (Some(limit), _) => Outcome::Send(Err(SendError::Backpressure {
+                    request_id: rid(id),
+                    limit,
+                })),
                 (None, _) => {
                     r.next_index = index.wrapping_add(1);
                     r.pending.push_back(MEntry {
@@ -338,8 +357,12 @@ fn step(m: &mut Model, t: &Transition) -> (Outcome, BTreeSet<u32>) {
             }
         }),
         Transition::Wake(id, route) => Outcome::Wake(match m.reqs.get_mut(&id) {
-            None => Err(WakeError::UnknownRequest),
-            Some(r) if r.phase != MPhase::Hibernating => Err(WakeError::NotHibernating),
+            None => Err(WakeError::UnknownRequest {
+                request_id: rid(id),
+            }),
+            Some(r) if r.phase != MPhase::Hibernating => Err(WakeError::NotHibernating {
+                request_id: rid(id),
+            }),
             Some(r) => {
                 r.phase = MPhase::Active;
                 r.route = route;

@@ -482,6 +482,7 @@ fn scenario_06_byte_limit_exact_and_decremented_on_ack() {
     assert_eq!(
         h.send(id, &[0; 1]),
         Err(SendError::LimitExceeded {
+            request_id: id,
             limit: Limit::RequestBytes
         })
     );
@@ -504,6 +505,7 @@ fn scenario_07_count_limit_is_32767_not_65535() {
     assert_eq!(
         h.send(id, b""),
         Err(SendError::LimitExceeded {
+            request_id: id,
             limit: Limit::Count
         })
     );
@@ -696,7 +698,10 @@ fn scenario_14_wake_of_a_collected_request_is_an_explicit_error() {
     let a = h.run_to(t + secs(60));
     assert_eq!(closed(&a), [CloseReason::Collected(GcReason::WakeTimeout)]);
     assert_eq!(client_closes(&a), [KnownClose::GarbageCollected.frame()]);
-    assert_eq!(h.gw.wake(h.now, id, ROUTE2), Err(WakeError::UnknownRequest));
+    assert_eq!(
+        h.gw.wake(h.now, id, ROUTE2),
+        Err(WakeError::UnknownRequest { request_id: id })
+    );
 }
 
 #[test]
@@ -833,7 +838,7 @@ fn scenario_18_no_retry_path_second_open_fails_and_indices_continue_across_wake(
     let open = OpenRequest::default();
     assert_eq!(
         h.gw.open(h.now, id, ROUTE, open),
-        Err(hibernating_ws::gateway::OpenError::AlreadyExists)
+        Err(hibernating_ws::gateway::OpenError::AlreadyExists { request_id: id })
     );
     assert!(h.drain().is_empty());
     h.send(id, b"a").expect("room");
@@ -859,6 +864,7 @@ fn scenario_19_state_filter() {
     assert_eq!(
         h.runner(id, msg.clone()),
         Err(ReceiveError::InvalidForPhase {
+            request_id: id,
             phase: Phase::AwaitingOpen,
             kind: "WebSocketMessage"
         })
@@ -866,6 +872,7 @@ fn scenario_19_state_filter() {
     assert_eq!(
         h.runner(id, ack_kind(0)),
         Err(ReceiveError::InvalidForPhase {
+            request_id: id,
             phase: Phase::AwaitingOpen,
             kind: "WebSocketMessageAck"
         })
@@ -874,6 +881,7 @@ fn scenario_19_state_filter() {
     assert_eq!(
         h.runner(id, open_kind(true)),
         Err(ReceiveError::InvalidForPhase {
+            request_id: id,
             phase: Phase::Active,
             kind: "WebSocketOpen"
         })
@@ -989,6 +997,7 @@ fn count_limit_boundaries_under_both_policies() {
             assert_eq!(
                 over,
                 Err(SendError::LimitExceeded {
+                    request_id: id,
                     limit: Limit::Count
                 })
             );
@@ -1000,6 +1009,7 @@ fn count_limit_boundaries_under_both_policies() {
             assert_eq!(
                 over,
                 Err(SendError::Backpressure {
+                    request_id: id,
                     limit: Limit::Count
                 })
             );
@@ -1029,10 +1039,22 @@ fn request_byte_limit_boundaries_under_both_policies() {
         let over = h.send(id, b"");
         let limit = Limit::RequestBytes;
         if policy == OverflowPolicy::Close {
-            assert_eq!(over, Err(SendError::LimitExceeded { limit }));
+            assert_eq!(
+                over,
+                Err(SendError::LimitExceeded {
+                    request_id: id,
+                    limit
+                })
+            );
             assert!(h.gw.request(id).is_none());
         } else {
-            assert_eq!(over, Err(SendError::Backpressure { limit }));
+            assert_eq!(
+                over,
+                Err(SendError::Backpressure {
+                    request_id: id,
+                    limit
+                })
+            );
             assert_eq!(h.gw.stats().backpressured, 1);
             assert_eq!(h.ack(id, 1), [Action::ClientWritable { request_id: id }]);
             assert_eq!(h.send(id, b""), Ok(idx(3)));
@@ -1059,6 +1081,7 @@ fn request_byte_limit_boundaries_under_both_policies() {
                     assert_eq!(
                         r,
                         Err(SendError::LimitExceeded {
+                            request_id: id,
                             limit: Limit::RequestBytes
                         })
                     );
@@ -1068,6 +1091,7 @@ fn request_byte_limit_boundaries_under_both_policies() {
                     assert_eq!(
                         r,
                         Err(SendError::Backpressure {
+                            request_id: id,
                             limit: Limit::RequestBytes
                         })
                     );
@@ -1096,14 +1120,26 @@ fn gateway_byte_limit_boundaries_under_both_policies() {
         let over = h.send(second, &[0; 50]); // N + 1
         let limit = Limit::GatewayBytes;
         if policy == OverflowPolicy::Close {
-            assert_eq!(over, Err(SendError::LimitExceeded { limit }));
+            assert_eq!(
+                over,
+                Err(SendError::LimitExceeded {
+                    request_id: second,
+                    limit
+                })
+            );
             let actions = h.drain();
             assert_eq!(closed(&actions), [CloseReason::PendingLimit(limit)]);
             // The closed request's bytes went back to the gateway pool: the first fits again.
             assert_eq!(h.gw.stats().pending_bytes, 2 * f);
             assert!(h.send(first, &[0; 50]).is_ok());
         } else {
-            assert_eq!(over, Err(SendError::Backpressure { limit }));
+            assert_eq!(
+                over,
+                Err(SendError::Backpressure {
+                    request_id: second,
+                    limit
+                })
+            );
             assert_eq!(h.drain(), []);
             // Another request's ack frees gateway room: the second becomes writable.
             let actions = h.ack(first, 1);
@@ -1142,6 +1178,7 @@ fn backpressure_waiters_on_the_gateway_limit_are_served_in_order() {
     assert_eq!(
         h.send(ids[2], &[0; 10]),
         Err(SendError::Backpressure {
+            request_id: ids[2],
             limit: Limit::GatewayBytes
         })
     );
@@ -1166,6 +1203,7 @@ fn a_message_too_large_for_any_buffer_closes_under_both_policies() {
         assert_eq!(
             r,
             Err(SendError::MessageTooLarge {
+                request_id: rid(1),
                 size: frame_len(1_000),
                 max: 1_000
             })
@@ -1348,17 +1386,25 @@ fn route_and_gateway_checks_drop_and_count() {
     };
     assert_eq!(
         h.gw.handle_runner_message(h.now, ROUTE, foreign),
-        Err(ReceiveError::WrongGateway)
+        Err(ReceiveError::WrongGateway {
+            request_id: id,
+            gateway_id: GatewayId([0; 4])
+        })
     );
     // Another route.
     assert_eq!(
         h.runner_on(ROUTE2, id, ack_kind(1)),
-        Err(ReceiveError::WrongRoute)
+        Err(ReceiveError::WrongRoute {
+            request_id: id,
+            route: ROUTE2
+        })
     );
     // Unknown request.
     assert_eq!(
         h.runner(rid(99), ack_kind(1)),
-        Err(ReceiveError::UnknownRequest)
+        Err(ReceiveError::UnknownRequest {
+            request_id: rid(99)
+        })
     );
     assert_eq!(h.pending(id), 1, "no dropped message had an effect");
     // After a wake to ROUTE2 the old route is refused, the new one accepted.
@@ -1367,7 +1413,10 @@ fn route_and_gateway_checks_drop_and_count() {
     h.drain();
     assert_eq!(
         h.runner_on(ROUTE, id, ack_kind(1)),
-        Err(ReceiveError::WrongRoute)
+        Err(ReceiveError::WrongRoute {
+            request_id: id,
+            route: ROUTE
+        })
     );
     let pong = ToGatewayPong {
         request_id: id,
@@ -1375,7 +1424,10 @@ fn route_and_gateway_checks_drop_and_count() {
     };
     assert_eq!(
         h.gw.handle_pong(h.now, ROUTE, pong),
-        Err(ReceiveError::WrongRoute)
+        Err(ReceiveError::WrongRoute {
+            request_id: id,
+            route: ROUTE
+        })
     );
     assert_eq!(
         h.gw.handle_pong(
@@ -1386,7 +1438,9 @@ fn route_and_gateway_checks_drop_and_count() {
                 ts: 0
             }
         ),
-        Err(ReceiveError::UnknownRequest)
+        Err(ReceiveError::UnknownRequest {
+            request_id: rid(98)
+        })
     );
     assert!(h.runner_on(ROUTE2, id, ack_kind(1)).is_ok());
     assert_eq!(h.pending(id), 0);
@@ -1597,7 +1651,10 @@ fn hibernating_request_accepts_the_restore_ack_and_actor_messages_from_its_next_
     h.active(other, true);
     assert_eq!(
         h.runner_on(ROUTE2, other, ack_kind(0)),
-        Err(ReceiveError::WrongRoute)
+        Err(ReceiveError::WrongRoute {
+            request_id: other,
+            route: ROUTE2
+        })
     );
     // Hibernating: the restore ack from ROUTE2 releases indices 1 and 2.
     h.runner_on(ROUTE2, id, ack_kind(2))
@@ -1630,6 +1687,9 @@ fn hibernating_request_accepts_the_restore_ack_and_actor_messages_from_its_next_
     h.drain();
     assert_eq!(
         h.runner_on(ROUTE, id, close_kind(None, None, true)),
-        Err(ReceiveError::WrongRoute)
+        Err(ReceiveError::WrongRoute {
+            request_id: id,
+            route: ROUTE
+        })
     );
 }

@@ -728,8 +728,8 @@ impl Sut {
         let result = self.runner.handle_frame(now, &frame);
         match self.runner.socket(id).map(|i| i.state) {
             _ if result.is_ok() => {}
-            None => assert_eq!(result, Err(ReceiveError::UnknownSocket)),
-            Some(_) => assert_eq!(result, Err(ReceiveError::NotOpen)),
+            None => assert_eq!(result, Err(ReceiveError::UnknownSocket { socket: id })),
+            Some(_) => assert_eq!(result, Err(ReceiveError::NotOpen { socket: id })),
         }
     }
 
@@ -773,12 +773,10 @@ impl StateMachineTest for RunnerTest {
         let now = sut.now;
         // Late results of closed sockets: harmless, and never taken for a newer socket's.
         for (s, server) in core::mem::take(&mut sut.stale) {
-            assert_eq!(
-                sut.runner
-                    .persisted(now, socket_id(s), MessageIndex::new(server)),
-                Err(hibernating_ws::runner::SocketError::UnknownSocket),
-                "late result of socket {s}"
-            );
+            let socket = socket_id(s);
+            let late = sut.runner.persisted(now, socket, MessageIndex::new(server));
+            let unknown = hibernating_ws::runner::SocketError::UnknownSocket { socket };
+            assert_eq!(late, Err(unknown), "late result of socket {s}");
         }
         match t {
             Transition::Open { s, hib } => {
@@ -813,11 +811,9 @@ impl StateMachineTest for RunnerTest {
                     .expect("persist_failed");
                 if model.socks[s as usize].phase == Phase::Open {
                     // The failed persist is no longer in flight: its result cannot be reported.
-                    assert_eq!(
-                        sut.runner
-                            .persisted(now, socket_id(s), MessageIndex::new(server)),
-                        Err(SocketError::UnexpectedPersist)
-                    );
+                    let socket = socket_id(s);
+                    let result = sut.runner.persisted(now, socket, MessageIndex::new(server));
+                    assert_eq!(result, Err(SocketError::UnexpectedPersist { socket }));
                 }
             }
             Transition::Advance { micros } => {
@@ -840,16 +836,18 @@ impl StateMachineTest for RunnerTest {
                 if existed {
                     assert_eq!(result, Ok(()));
                 } else {
-                    assert_eq!(result, Err(ReceiveError::UnknownSocket));
+                    let socket = socket_id(s);
+                    assert_eq!(result, Err(ReceiveError::UnknownSocket { socket }));
                 }
                 sut.stopping.remove(&s);
             }
             Transition::Send { s } => {
-                let result = sut.runner.send(now, socket_id(s), b"out", true);
-                match sut.runner.socket(socket_id(s)).map(|i| i.state) {
+                let socket = socket_id(s);
+                let result = sut.runner.send(now, socket, b"out", true);
+                match sut.runner.socket(socket).map(|i| i.state) {
                     Some(SocketState::Open) => assert!(result.is_ok()),
-                    Some(_) => assert_eq!(result, Err(SendError::NotOpen)),
-                    None => assert_eq!(result, Err(SendError::UnknownSocket)),
+                    Some(_) => assert_eq!(result, Err(SendError::NotOpen { socket })),
+                    None => assert_eq!(result, Err(SendError::UnknownSocket { socket })),
                 }
             }
             Transition::Stop => {

@@ -43,28 +43,13 @@ fn verdict_for(gap_policy: GapPolicy, base: u16, delta: u16) -> Verdict {
         .iter()
         .any(|o| matches!(o, Out::Msg { index, .. } if *index == r))
     {
-        assert_eq!(
-            out,
-            vec![Out::Msg {
-                socket: s,
-                index: r,
-                data: b"x".to_vec()
-            }]
-        );
+        assert_eq!(out, vec![Out::msg(s, r, b"x")]);
         assert_eq!(h.last_delivered(s), r);
         return Verdict::Deliver;
     }
     if stats.duplicates == 1 {
         // A duplicate of a persisted index re-acks it (rate-limited; this is the first).
-        assert_eq!(
-            out,
-            vec![Out::Ack {
-                socket: s,
-                out: 1,
-                index: base
-            }],
-            "base={base} δ={delta}"
-        );
+        assert_eq!(out, vec![Out::ack(s, 1, base)], "base={base} δ={delta}");
         assert_eq!(h.last_delivered(s), base);
         return Verdict::Duplicate;
     }
@@ -157,11 +142,7 @@ fn scenario_22_gap_closes_with_1008_exactly_once() {
     assert_eq!(
         h.drain(),
         vec![
-            Out::Msg {
-                socket: s,
-                index: 1,
-                data: b"a".to_vec()
-            },
+            Out::msg(s, 1, b"a"),
             skip_close(s, 1),
             Out::Closed {
                 socket: s,
@@ -178,7 +159,7 @@ fn scenario_22_gap_closes_with_1008_exactly_once() {
     for r in [2u16, 4, 5] {
         assert_eq!(
             h.feed(s, r, msg_kind(b"z")),
-            Err(ReceiveError::UnknownSocket)
+            Err(ReceiveError::UnknownSocket { socket: s })
         );
     }
     assert_eq!(h.drain(), vec![]);
@@ -230,7 +211,10 @@ fn scenario_24_messages_while_connecting_or_closed_are_dropped() {
         }]
     );
     // Connecting: dropped, index unchanged.
-    assert_eq!(h.feed(s, 1, msg_kind(b"early")), Err(ReceiveError::NotOpen));
+    assert_eq!(
+        h.feed(s, 1, msg_kind(b"early")),
+        Err(ReceiveError::NotOpen { socket: s })
+    );
     assert_eq!(h.drain(), vec![]);
     let info = h.runner.socket(s).unwrap();
     assert_eq!(
@@ -242,20 +226,13 @@ fn scenario_24_messages_while_connecting_or_closed_are_dropped() {
     let _ = h.drain();
     h.persisted(s, 0);
     h.msg(s, 1, b"one");
-    assert_eq!(
-        h.drain(),
-        vec![Out::Msg {
-            socket: s,
-            index: 1,
-            data: b"one".to_vec()
-        }]
-    );
+    assert_eq!(h.drain(), vec![Out::msg(s, 1, b"one")]);
     // Closed: dropped as unknown.
     h.runner.close(h.now, s, CloseFrame::code(1000)).unwrap();
     let _ = h.drain();
     assert_eq!(
         h.feed(s, 2, msg_kind(b"late")),
-        Err(ReceiveError::UnknownSocket)
+        Err(ReceiveError::UnknownSocket { socket: s })
     );
     assert_eq!(h.drain(), vec![]);
     let st = h.runner.stats();
@@ -339,11 +316,7 @@ fn scenario_25_restore_mixed_lists_match_both_ids() {
         },
         // Ack the persisted index at once (`docs/design.md#re-ack-heals-lost-acks`) (upstream:
         // nothing acks on restore).
-        Out::Ack {
-            socket: both,
-            out: 9,
-            index: 41,
-        },
+        Out::ack(both, 9, 41),
     ];
     expected.extend(stale(meta_only));
     expected.extend(stale(same_gateway_meta));
@@ -378,11 +351,15 @@ fn scenario_25_double_restore_and_restore_error() {
     // A second restore is refused; so is a restore for an actor that never started.
     assert_eq!(
         h.runner.restore(h.now, ACTOR, vec![]),
-        Err(ActorError::AlreadyRestored)
+        Err(ActorError::AlreadyRestored {
+            actor_id: ACTOR.into()
+        })
     );
     assert_eq!(
         h.runner.restore(h.now, "other", vec![]),
-        Err(ActorError::NotStarting)
+        Err(ActorError::NotStarting {
+            actor_id: "other".into()
+        })
     );
 
     // Upstream case-1 handler failure (`ws.restore_error`) has no engine counterpart: the app
@@ -426,11 +403,7 @@ fn scenario_26_restored_socket_dedupes_replay_and_reacks() {
                 socket: s,
                 server_index: 10
             },
-            Out::Ack {
-                socket: s,
-                out: 3,
-                index: 10
-            }
+            Out::ack(s, 3, 10)
         ]
     );
     // The gateway replays 5..=10: all duplicates (so the restore ack did not reach it: a
@@ -440,14 +413,7 @@ fn scenario_26_restored_socket_dedupes_replay_and_reacks() {
     for r in 5..=10u16 {
         h.msg(s, r, b"old");
     }
-    assert_eq!(
-        h.drain(),
-        vec![Out::Ack {
-            socket: s,
-            out: 4,
-            index: 10
-        }]
-    );
+    assert_eq!(h.drain(), vec![Out::ack(s, 4, 10)]);
     assert_eq!(h.runner.stats().duplicates, 6);
     assert_eq!(h.runner.stats().reacks, 1);
     // After reack_interval a duplicate re-acks once more.
@@ -455,25 +421,11 @@ fn scenario_26_restored_socket_dedupes_replay_and_reacks() {
     for r in 8..=10u16 {
         h.msg(s, r, b"old");
     }
-    assert_eq!(
-        h.drain(),
-        vec![Out::Ack {
-            socket: s,
-            out: 5,
-            index: 10
-        }]
-    );
+    assert_eq!(h.drain(), vec![Out::ack(s, 5, 10)]);
     assert_eq!(h.runner.stats().reacks, 2);
     // The first new index is accepted.
     h.msg(s, 11, b"new");
-    assert_eq!(
-        h.drain(),
-        vec![Out::Msg {
-            socket: s,
-            index: 11,
-            data: b"new".to_vec()
-        }]
-    );
+    assert_eq!(h.drain(), vec![Out::msg(s, 11, b"new")]);
 }
 
 #[test]
@@ -489,14 +441,7 @@ fn scenario_26_ten_thousand_duplicates_yield_one_reack() {
     for r in 1..=10_000u16 {
         h.msg(s, r, b"");
     }
-    assert_eq!(
-        h.drain(),
-        vec![Out::Ack {
-            socket: s,
-            out: 1,
-            index: 10_000
-        }]
-    );
+    assert_eq!(h.drain(), vec![Out::ack(s, 1, 10_000)]);
 }
 
 #[test]
@@ -532,27 +477,13 @@ fn scenario_27_duplicate_open_replay() {
     );
     assert_eq!(h.last_delivered(s), 8);
     h.msg(s, 9, b"nine");
-    assert_eq!(
-        h.drain(),
-        vec![Out::Msg {
-            socket: s,
-            index: 9,
-            data: b"nine".to_vec()
-        }]
-    );
+    assert_eq!(h.drain(), vec![Out::msg(s, 9, b"nine")]);
     // k == 0 with p != 0: a stale copy of the first open (hws deviates from upstream's reset,
     // which rewound the durable index and redelivered retransmitted messages): ignored, the
     // Open is re-sent, nothing is rewound or persisted.
     h.advance(Duration::from_secs(5)); // the debounced persist of 9
     let out = h.drain();
-    assert_eq!(
-        out,
-        vec![Out::Persist {
-            socket: s,
-            server_index: 9,
-            client_index: 3
-        }]
-    );
+    assert_eq!(out, vec![Out::persist(s, 9, 3)]);
     h.feed(s, 0, open_kind(ACTOR)).unwrap();
     assert_eq!(
         h.drain(),
@@ -563,25 +494,10 @@ fn scenario_27_duplicate_open_replay() {
         }]
     );
     assert_eq!(h.last_delivered(s), 9);
-    h.persisted(s, 9);
-    assert_eq!(
-        h.drain(),
-        vec![Out::Ack {
-            socket: s,
-            out: 4,
-            index: 9
-        }]
-    );
+    h.persist_and_expect_ack(s, 9, 4);
     h.msg(s, 1, b"stale");
     h.msg(s, 10, b"ten");
-    assert_eq!(
-        h.drain(),
-        vec![Out::Msg {
-            socket: s,
-            index: 10,
-            data: b"ten".to_vec()
-        }]
-    );
+    assert_eq!(h.drain(), vec![Out::msg(s, 10, b"ten")]);
 
     // Non-hibernatable: ignored, Open re-sent with can_hibernate = false.
     let n = sid(30, 2);
@@ -610,14 +526,7 @@ fn scenario_28_outgoing_index_wraps_and_restored_sockets_continue() {
         .restore(h.now, ACTOR, vec![meta(s, 0, 65_533)])
         .unwrap();
     // The restore ack takes 65 533.
-    assert_eq!(
-        h.drain()[1],
-        Out::Ack {
-            socket: s,
-            out: 65_533,
-            index: 0
-        }
-    );
+    assert_eq!(h.drain()[1], Out::ack(s, 65_533, 0));
     let mut taken = Vec::new();
     for _ in 0..4 {
         taken.push(h.runner.send(h.now, s, b"hi", false).unwrap().get());
@@ -653,14 +562,7 @@ fn scenario_29_ack_only_after_durable_write() {
     }
     let _ = h.drain();
     h.advance(Duration::from_secs(5));
-    assert_eq!(
-        h.drain(),
-        vec![Out::Persist {
-            socket: s,
-            server_index: 3,
-            client_index: 1
-        }]
-    );
+    h.expect_persist(s, 3, 1);
     h.msg(s, 4, b"d");
     let _ = h.drain();
     // The write fails: nothing is acked; a retry of the latest index comes after 100 ms.
@@ -673,32 +575,17 @@ fn scenario_29_ack_only_after_durable_write() {
         Some(h.now + Duration::from_millis(100))
     );
     h.advance(Duration::from_millis(100));
-    assert_eq!(
-        h.drain(),
-        vec![Out::Persist {
-            socket: s,
-            server_index: 4,
-            client_index: 1
-        }]
-    );
+    h.expect_persist(s, 4, 1);
     // The result must match the persist in flight.
     assert_eq!(
         h.runner.persisted(h.now, s, MessageIndex::new(3)),
-        Err(SocketError::UnexpectedPersist)
+        Err(SocketError::UnexpectedPersist { socket: s })
     );
     // One ack per persist, covering the highest index, only after the durable write.
-    h.persisted(s, 4);
-    assert_eq!(
-        h.drain(),
-        vec![Out::Ack {
-            socket: s,
-            out: 1,
-            index: 4
-        }]
-    );
+    h.persist_and_expect_ack(s, 4, 1);
     assert_eq!(
         h.runner.persisted(h.now, s, MessageIndex::new(4)),
-        Err(SocketError::UnexpectedPersist),
+        Err(SocketError::UnexpectedPersist { socket: s }),
         "a result is consumed once"
     );
     let info = h.runner.socket(s).unwrap();
@@ -721,23 +608,8 @@ fn scenario_30_wrapping_increase_acks_across_65535_to_0() {
     }
     let _ = h.drain();
     h.advance(Duration::from_secs(5));
-    assert_eq!(
-        h.drain(),
-        vec![Out::Persist {
-            socket: s,
-            server_index: 1,
-            client_index: 1
-        }]
-    );
-    h.persisted(s, 1);
-    assert_eq!(
-        h.drain(),
-        vec![Out::Ack {
-            socket: s,
-            out: 1,
-            index: 1
-        }]
-    );
+    h.expect_persist(s, 1, 1);
+    h.persist_and_expect_ack(s, 1, 1);
 }
 
 #[test]
@@ -754,28 +626,9 @@ fn scenario_31_bytes_threshold_forces_a_write() {
     h.msg(s, 3, b"y"); // 500 000 bytes: persist now, no time passed
     assert_eq!(
         h.drain(),
-        vec![
-            Out::Msg {
-                socket: s,
-                index: 3,
-                data: b"y".to_vec()
-            },
-            Out::Persist {
-                socket: s,
-                server_index: 3,
-                client_index: 1
-            },
-        ]
+        vec![Out::msg(s, 3, b"y"), Out::persist(s, 3, 1),]
     );
-    h.persisted(s, 3);
-    assert_eq!(
-        h.drain(),
-        vec![Out::Ack {
-            socket: s,
-            out: 1,
-            index: 3
-        }]
-    );
+    h.persist_and_expect_ack(s, 3, 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -804,14 +657,7 @@ fn persist_interval_boundary_5s_minus_1us_and_5s() {
     assert_eq!(h.drain(), vec![], "5 s − 1 µs: no persist yet");
     h.now = first + Duration::from_secs(5);
     h.runner.handle_timeout(h.now);
-    assert_eq!(
-        h.drain(),
-        vec![Out::Persist {
-            socket: s,
-            server_index: 2,
-            client_index: 1
-        }]
-    );
+    h.expect_persist(s, 2, 1);
     // A second call at the same instant is a no-op; no deadline is left.
     h.runner.handle_timeout(h.now);
     assert_eq!(h.drain(), vec![]);
@@ -828,14 +674,7 @@ fn persist_bytes_boundary_499_999_and_500_000() {
         h.msg(s, 1, &vec![7u8; bytes]);
         let out = h.drain();
         assert_eq!(out.len(), if persists { 2 } else { 1 }, "{bytes} bytes");
-        assert_eq!(
-            out.contains(&Out::Persist {
-                socket: s,
-                server_index: 1,
-                client_index: 1
-            }),
-            persists
-        );
+        assert_eq!(out.contains(&Out::persist(s, 1, 1)), persists);
     }
 }
 
@@ -851,30 +690,9 @@ fn deliveries_during_a_persist_in_flight_are_persisted_next() {
     // While 1 is in flight, 2 arrives; its deadline passes before the result comes.
     h.msg(s, 2, b"b");
     h.advance(Duration::from_secs(6));
-    assert_eq!(
-        h.drain(),
-        vec![Out::Msg {
-            socket: s,
-            index: 2,
-            data: b"b".to_vec()
-        }]
-    );
+    assert_eq!(h.drain(), vec![Out::msg(s, 2, b"b")]);
     h.persisted(s, 1);
-    assert_eq!(
-        h.drain(),
-        vec![
-            Out::Ack {
-                socket: s,
-                out: 1,
-                index: 1
-            },
-            Out::Persist {
-                socket: s,
-                server_index: 2,
-                client_index: 2
-            },
-        ]
-    );
+    assert_eq!(h.drain(), vec![Out::ack(s, 1, 1), Out::persist(s, 2, 2),]);
 }
 
 #[test]
@@ -896,26 +714,11 @@ fn failed_persists_back_off_and_are_never_acked() {
         delays.push((at - h.now).as_millis());
         h.now = at;
         h.runner.handle_timeout(h.now);
-        assert_eq!(
-            h.drain(),
-            vec![Out::Persist {
-                socket: s,
-                server_index: 1,
-                client_index: 1
-            }]
-        );
+        h.expect_persist(s, 1, 1);
     }
     assert_eq!(delays, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
     // Success resets the backoff.
-    h.persisted(s, 1);
-    assert_eq!(
-        h.drain(),
-        vec![Out::Ack {
-            socket: s,
-            out: 1,
-            index: 1
-        }]
-    );
+    h.persist_and_expect_ack(s, 1, 1);
     h.msg(s, 2, b"b");
     h.advance(Duration::from_secs(5));
     let _ = h.drain();
@@ -944,14 +747,7 @@ fn await_heals_a_lost_message_by_retransmit() {
     h.msg(s, 3, b"3");
     h.msg(s, 4, b"4");
     h.msg(s, 3, b"3");
-    assert_eq!(
-        h.drain(),
-        vec![Out::Msg {
-            socket: s,
-            index: 1,
-            data: b"1".to_vec()
-        }]
-    );
+    assert_eq!(h.drain(), vec![Out::msg(s, 1, b"1")]);
     assert_eq!(h.runner.socket(s).unwrap().held, 2);
     // The gateway retransmits 2, 3, 4.
     h.msg(s, 2, b"2");
@@ -1075,11 +871,7 @@ fn actor_stop_persists_unconditionally_then_settles_silently() {
     // spot 9b, `docs/upstream.md#weak-spots`: it flushed only if the actor's own state was dirty).
     h.runner.actor_stopping(h.now, ACTOR).unwrap();
     let out = h.drain();
-    assert!(out.contains(&Out::Persist {
-        socket: hs,
-        server_index: 0,
-        client_index: 1
-    }));
+    assert!(out.contains(&Out::persist(hs, 0, 1)));
     assert!(out.contains(&Out::Closed {
         socket: ns,
         reason: CloseReason::ActorStopped
@@ -1091,11 +883,16 @@ fn actor_stop_persists_unconditionally_then_settles_silently() {
     assert_eq!(out.len(), 3, "no tunnel message on stop: {out:?}");
     assert_eq!(h.runner.actor(ACTOR).unwrap().state, ActorState::Stopping);
     // Messages meanwhile are dropped (replayed after wake); opens get "Actor not found".
-    assert_eq!(h.feed(hs, 1, msg_kind(b"late")), Err(ReceiveError::NotOpen));
+    assert_eq!(
+        h.feed(hs, 1, msg_kind(b"late")),
+        Err(ReceiveError::NotOpen { socket: hs })
+    );
     let fresh = sid(100, 4);
     assert_eq!(
         h.feed(fresh, 0, open_kind(ACTOR)),
-        Err(ReceiveError::UnknownActor)
+        Err(ReceiveError::UnknownActor {
+            actor_id: ACTOR.into()
+        })
     );
     assert_eq!(
         h.drain(),
@@ -1109,11 +906,13 @@ fn actor_stop_persists_unconditionally_then_settles_silently() {
     );
     assert_eq!(
         h.runner.send(h.now, hs, b"x", true),
-        Err(SendError::NotOpen)
+        Err(SendError::NotOpen { socket: hs })
     );
     assert_eq!(
         h.runner.actor_starting(h.now, ACTOR, vec![]),
-        Err(ActorError::Stopping)
+        Err(ActorError::Stopping {
+            actor_id: ACTOR.into()
+        })
     );
     // The flush completes: no ack (0 was already the acked open index), socket forgotten.
     h.persisted(hs, 0);
@@ -1142,21 +941,7 @@ fn actor_stop_waits_for_the_persist_in_flight_then_flushes_again() {
     h.runner.actor_stopping(h.now, ACTOR).unwrap();
     assert_eq!(h.drain(), vec![]);
     h.persisted(s, 1);
-    assert_eq!(
-        h.drain(),
-        vec![
-            Out::Ack {
-                socket: s,
-                out: 1,
-                index: 1
-            },
-            Out::Persist {
-                socket: s,
-                server_index: 2,
-                client_index: 2
-            }
-        ]
-    );
+    assert_eq!(h.drain(), vec![Out::ack(s, 1, 1), Out::persist(s, 2, 2)]);
     // A failed final flush settles without an ack: the gateway replays 2 after wake.
     h.runner
         .persist_failed(h.now, s, MessageIndex::new(2))
@@ -1185,11 +970,13 @@ fn stopping_a_starting_actor_drops_its_queue() {
     );
     assert_eq!(
         h.feed(s, 6, msg_kind(b"q")),
-        Err(ReceiveError::UnknownSocket)
+        Err(ReceiveError::UnknownSocket { socket: s })
     );
     assert_eq!(
         h.runner.actor_stopping(h.now, ACTOR),
-        Err(ActorError::UnknownActor)
+        Err(ActorError::UnknownActor {
+            actor_id: ACTOR.into()
+        })
     );
 }
 
@@ -1202,7 +989,9 @@ fn messages_queue_while_the_actor_starts_and_drain_in_order() {
         .unwrap();
     assert_eq!(
         h.runner.actor_starting(h.now, ACTOR, vec![]),
-        Err(ActorError::AlreadyStarting)
+        Err(ActorError::AlreadyStarting {
+            actor_id: ACTOR.into()
+        })
     );
     h.msg(restored, 4, b"dup");
     h.msg(restored, 5, b"five");
@@ -1222,22 +1011,10 @@ fn messages_queue_while_the_actor_starts_and_drain_in_order() {
                 socket: restored,
                 server_index: 4
             },
-            Out::Ack {
-                socket: restored,
-                out: 0,
-                index: 4
-            },
+            Out::ack(restored, 0, 4),
             // The queued duplicate re-acks (the restore ack does not arm the rate limit).
-            Out::Ack {
-                socket: restored,
-                out: 1,
-                index: 4
-            },
-            Out::Msg {
-                socket: restored,
-                index: 5,
-                data: b"five".to_vec()
-            },
+            Out::ack(restored, 1, 4),
+            Out::msg(restored, 5, b"five"),
             Out::Open {
                 socket: fresh,
                 index: 0
@@ -1255,14 +1032,21 @@ fn queue_is_bounded() {
     h.runner.actor_starting(h.now, ACTOR, vec![hib(s)]).unwrap();
     h.msg(s, 1, b"a");
     h.msg(s, 2, b"b");
-    assert_eq!(h.feed(s, 3, msg_kind(b"c")), Err(ReceiveError::QueueFull));
+    assert_eq!(
+        h.feed(s, 3, msg_kind(b"c")),
+        Err(ReceiveError::QueueFull {
+            actor_id: ACTOR.into()
+        })
+    );
     assert_eq!(h.runner.stats().dropped_queue_full, 1);
     let mut h = Harness::new(RunnerConfig::default().with_max_queued_bytes_per_actor(40));
     h.runner.actor_starting(h.now, ACTOR, vec![hib(s)]).unwrap();
     h.msg(s, 1, &[0; 20]); // 10 id + 1 tag + 21 data + 1 flag = 33 bytes
     assert_eq!(
         h.feed(s, 2, msg_kind(&[0; 1])),
-        Err(ReceiveError::QueueFull)
+        Err(ReceiveError::QueueFull {
+            actor_id: ACTOR.into()
+        })
     );
 }
 
@@ -1294,7 +1078,7 @@ fn gateway_close_is_not_echoed() {
     );
     assert_eq!(
         h.feed(hs, 2, close_kind(None, None)),
-        Err(ReceiveError::UnknownSocket)
+        Err(ReceiveError::UnknownSocket { socket: hs })
     );
     assert_eq!(h.runner.stats().closed_gateway, 2);
 }
@@ -1308,9 +1092,12 @@ fn app_commands_reject_close_hibernate() {
     let _ = h.drain();
     assert_eq!(
         h.runner.close(h.now, s, CloseFrame::code(1000)),
-        Err(SocketError::NotOpen)
+        Err(SocketError::NotOpen { socket: s })
     );
-    assert_eq!(h.runner.hibernate(h.now, s), Err(SocketError::NotOpen));
+    assert_eq!(
+        h.runner.hibernate(h.now, s),
+        Err(SocketError::NotOpen { socket: s })
+    );
     h.runner.reject(h.now, s, frame_of(1011, "nope")).unwrap();
     assert_eq!(
         h.drain(),
@@ -1330,31 +1117,35 @@ fn app_commands_reject_close_hibernate() {
     );
     assert_eq!(
         h.runner.accept(h.now, s, true),
-        Err(SocketError::UnknownSocket)
+        Err(SocketError::UnknownSocket { socket: s })
     );
 
     let n = sid(120, 2);
     h.open(n, 0, false);
     assert_eq!(
         h.runner.accept(h.now, n, true),
-        Err(SocketError::WrongState)
+        Err(SocketError::WrongState { socket: n })
     );
     assert_eq!(
         h.runner.reject(h.now, n, CloseFrame::default()),
-        Err(SocketError::WrongState)
+        Err(SocketError::WrongState { socket: n })
     );
     assert_eq!(
         h.runner.hibernate(h.now, n),
-        Err(SocketError::NotHibernatable)
+        Err(SocketError::NotHibernatable { socket: n })
     );
     let max = h.runner.config().max_message_size;
     assert_eq!(
         h.runner.send(h.now, n, &vec![0; max + 1], true),
-        Err(SendError::MessageTooLarge { size: max + 1, max })
+        Err(SendError::MessageTooLarge {
+            socket: n,
+            size: max + 1,
+            max
+        })
     );
     assert_eq!(
         h.runner.send(h.now, sid(9, 9), b"", true),
-        Err(SendError::UnknownSocket)
+        Err(SendError::UnknownSocket { socket: sid(9, 9) })
     );
 
     let hs = sid(120, 3);
@@ -1365,11 +1156,7 @@ fn app_commands_reject_close_hibernate() {
     assert_eq!(
         h.drain(),
         vec![
-            Out::Persist {
-                socket: hs,
-                server_index: 1,
-                client_index: 1
-            },
+            Out::persist(hs, 1, 1),
             Out::SendClose {
                 socket: hs,
                 out: 1,
@@ -1387,7 +1174,7 @@ fn app_commands_reject_close_hibernate() {
     assert_eq!(h.runner.persisted(h.now, hs, MessageIndex::new(1)), Ok(()));
     assert_eq!(
         h.runner.persisted(h.now, hs, MessageIndex::new(1)),
-        Err(SocketError::UnknownSocket)
+        Err(SocketError::UnknownSocket { socket: hs })
     );
     assert_eq!(
         h.runner.poll_timeout(),
@@ -1417,16 +1204,21 @@ fn every_receive_error_is_counted() {
     // Unknown actor (answered).
     assert_eq!(
         h.feed(s, 0, open_kind("nobody")),
-        Err(ReceiveError::UnknownActor)
+        Err(ReceiveError::UnknownActor {
+            actor_id: "nobody".into()
+        })
     );
     // Unknown socket.
     assert_eq!(
         h.feed(s, 1, msg_kind(b"?")),
-        Err(ReceiveError::UnknownSocket)
+        Err(ReceiveError::UnknownSocket { socket: s })
     );
     // Not open.
     h.feed(s, 0, open_kind(ACTOR)).unwrap();
-    assert_eq!(h.feed(s, 1, msg_kind(b"?")), Err(ReceiveError::NotOpen));
+    assert_eq!(
+        h.feed(s, 1, msg_kind(b"?")),
+        Err(ReceiveError::NotOpen { socket: s })
+    );
     // Unsupported: ToRunnerClose and HTTP kinds.
     let close = wire::encode_versioned(7, &ToRunner::Close);
     assert_eq!(
@@ -1452,7 +1244,12 @@ fn every_receive_error_is_counted() {
     let mut q = Harness::new(RunnerConfig::default().with_max_queued_per_actor(1));
     q.runner.actor_starting(q.now, ACTOR, vec![]).unwrap();
     q.feed(s, 0, open_kind(ACTOR)).unwrap();
-    assert_eq!(q.feed(s, 1, msg_kind(b"")), Err(ReceiveError::QueueFull));
+    assert_eq!(
+        q.feed(s, 1, msg_kind(b"")),
+        Err(ReceiveError::QueueFull {
+            actor_id: ACTOR.into()
+        })
+    );
     assert_eq!(q.runner.stats().dropped_queue_full, 1);
 
     let st = h.runner.stats();
@@ -1474,7 +1271,7 @@ fn socket_limit_answers_server_error() {
     let third = sid(160, 3);
     assert_eq!(
         h.feed(third, 0, open_kind(ACTOR)),
-        Err(ReceiveError::SocketLimit)
+        Err(ReceiveError::SocketLimit { socket: third })
     );
     assert_eq!(
         h.drain(),

@@ -49,6 +49,10 @@ pub struct Args {
     pub runner_name: String,
     /// Print progress lines.
     pub verbose: bool,
+    /// Read buffer of each WebSocket (bytes).
+    pub ws_read_buffer: usize,
+    /// Write buffer of each WebSocket (bytes; writes are flushed past it).
+    pub ws_write_buffer: usize,
 }
 
 impl Default for Args {
@@ -72,6 +76,8 @@ impl Default for Args {
             max_pending_bytes: 8 * 1024 * 1024,
             runner_name: "runner".into(),
             verbose: false,
+            ws_read_buffer: super::gateway::WS_READ_BUFFER,
+            ws_write_buffer: super::gateway::WS_WRITE_BUFFER,
         }
     }
 }
@@ -98,6 +104,8 @@ usage: demo [flags]
   --persist-interval-ms MS  the runner's persist debounce (default 50)
   --max-pending-bytes B     the gateway's per-request pending limit (default 8388608)
   --runner-name NAME        the runner's name (role runner)
+  --ws-read-buffer B        read buffer of each WebSocket (default 8192)
+  --ws-write-buffer B       write buffer of each WebSocket (default 8192)
   --verbose                 progress lines
 ";
 
@@ -122,6 +130,8 @@ impl Args {
                 "--data-dir" => a.data_dir = Some(PathBuf::from(value(&flag)?)),
                 "--storage" => a.storage = StorageKind::parse(&value(&flag)?)?,
                 "--actor" => a.actor = value(&flag)?,
+                "--ws-read-buffer" => a.ws_read_buffer = num(&value(&flag)?)?,
+                "--ws-write-buffer" => a.ws_write_buffer = num(&value(&flag)?)?,
                 "--cold-start-ms" => a.cold_start = Duration::from_millis(num(&value(&flag)?)?),
                 "--persist-interval-ms" => {
                     a.persist_interval = Duration::from_millis(num(&value(&flag)?)?);

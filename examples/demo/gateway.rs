@@ -13,7 +13,8 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use hibernating_ws::CloseFrame;
 use hibernating_ws::driver::tokio::{
-    ClientEvents, ClientOutput, ClientSender, GatewayDriver, GatewayHandle, GatewayIo, TokioClock,
+    ClientEvents, ClientOutput, ClientSender, GatewayDriver, GatewayHandle, GatewayIo,
+    GatewayOptions as DriverOptions, Outbox, QueueLimits, QueueStats, TokioClock, outbox,
 };
 use hibernating_ws::gateway::{
     CloseReason, Frame, Gateway, GatewayConfig, GatewayStats, GcReason, OpenRequest, RouteId,
@@ -25,9 +26,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame as WsCloseFrame;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
-use tokio_tungstenite::{WebSocketStream, accept_hdr_async};
+use tokio_tungstenite::{WebSocketStream, accept_hdr_async_with_config};
 
 use super::control::{Control, RunnerReport};
 
@@ -76,6 +78,44 @@ pub struct GatewayOptions {
     pub cold_start: Duration,
     /// Progress lines on stderr.
     pub verbose: bool,
+    /// Limits of each client's outbound queue: a client that does not read is paused, then
+    /// closed.
+    pub client_queue: QueueLimits,
+    /// Buffer sizes of every WebSocket ([`websocket_config`]).
+    pub websocket: WebSocketConfig,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:0".into(),
+            config: GatewayConfig::default(),
+            schedule: Schedule::default(),
+            cold_start: Duration::ZERO,
+            verbose: false,
+            client_queue: QueueLimits::CLIENT,
+            websocket: websocket_config(WS_READ_BUFFER, WS_WRITE_BUFFER),
+        }
+    }
+}
+
+/// Default read buffer of a WebSocket. tungstenite's own default (128 KiB per connection,
+/// allocated up front) is what an idle connection mostly costs; 8 KiB reads a frame of the
+/// demo's sizes in a few calls.
+pub const WS_READ_BUFFER: usize = 8 * 1024;
+/// Default write buffer of a WebSocket (writes are flushed once it is past this size).
+pub const WS_WRITE_BUFFER: usize = 8 * 1024;
+/// Most bytes a WebSocket buffers for writing before its writes fail (the connection is then
+/// dropped): bounds a peer that does not read.
+pub const WS_MAX_WRITE_BUFFER: usize = 4 * 1024 * 1024;
+
+/// The WebSocket configuration of the demo's connections: `read` and `write` buffer sizes, the
+/// write buffer capped at [`WS_MAX_WRITE_BUFFER`].
+pub fn websocket_config(read: usize, write: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(read)
+        .write_buffer_size(write)
+        .max_write_buffer_size(WS_MAX_WRITE_BUFFER.max(write + 1))
 }
 
 /// What the orchestrator saw (for the report and the tests).
@@ -190,7 +230,20 @@ pub struct GatewayServer {
 }
 
 /// Runner connections: where to publish for each route.
-type Routes = Arc<Mutex<BTreeMap<RouteId, UnboundedSender<Message>>>>;
+type Routes = Arc<Mutex<BTreeMap<RouteId, Outbox<LinkOut>>>>;
+
+/// A message for a runner connection, in its bounded outbox.
+pub(crate) struct LinkOut(pub(crate) Message);
+
+impl AsRef<[u8]> for LinkOut {
+    fn as_ref(&self) -> &[u8] {
+        match &self.0 {
+            Message::Binary(b) => b,
+            Message::Text(t) => t.as_bytes(),
+            _ => &[],
+        }
+    }
+}
 
 impl GatewayServer {
     /// Binds, then starts the driver, the orchestrator and the accept loop.
@@ -206,7 +259,13 @@ impl GatewayServer {
             routes: routes.clone(),
             orch: orch_tx.clone(),
         };
-        let (handle, driver) = GatewayDriver::spawn(gateway, io_side, clock);
+        let (driver, handle) = GatewayDriver::new(
+            gateway,
+            io_side,
+            clock,
+            DriverOptions::default().with_client_queue(opts.client_queue),
+        );
+        let driver = tokio::spawn(driver.run());
         let client_messages = Arc::new(AtomicU64::new(0));
         let running = Arc::new(AtomicBool::new(false));
         let killed = Arc::new(AtomicBool::new(false));
@@ -241,6 +300,7 @@ impl GatewayServer {
             kill: kill_tx,
             running,
             killed,
+            websocket: opts.websocket,
         });
         tasks.push(tokio::spawn(accept_loop(listener, shared)));
         Ok(Self {
@@ -280,14 +340,19 @@ impl GatewayServer {
         rx.await.unwrap_or_default()
     }
 
+    /// Fill levels of the clients' outbound queues.
+    pub fn queue_stats(&self) -> QueueStats {
+        self.handle.queue_stats()
+    }
+
     /// The engine's counters.
-    pub async fn stats(&self) -> GatewayStats {
-        self.handle.stats().await.unwrap_or_default()
+    pub fn stats(&self) -> GatewayStats {
+        self.handle.call(|g, _| g.stats()).unwrap_or_default()
     }
 
     /// Stops everything; returns the engine.
     pub async fn shutdown(self) -> Option<Gateway> {
-        self.handle.shutdown().await;
+        self.handle.shutdown();
         let gateway = self.driver.await.ok();
         for t in self.tasks {
             t.abort();
@@ -309,6 +374,7 @@ struct Shared {
     /// Whether the scheduled actor runs (maintained by the orchestrator).
     running: Arc<AtomicBool>,
     killed: Arc<AtomicBool>,
+    websocket: WebSocketConfig,
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
@@ -322,10 +388,14 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 async fn connection(tcp: TcpStream, shared: Arc<Shared>) {
     let mut path = String::new();
     #[allow(clippy::result_large_err)] // tungstenite's callback signature
-    let ws = accept_hdr_async(tcp, |req: &Request, resp: Response| {
-        path = req.uri().path().to_string();
-        Ok(resp)
-    })
+    let ws = accept_hdr_async_with_config(
+        tcp,
+        |req: &Request, resp: Response| {
+            path = req.uri().path().to_string();
+            Ok(resp)
+        },
+        Some(shared.websocket),
+    )
     .await;
     let Ok(ws) = ws else {
         return;
@@ -341,13 +411,12 @@ async fn connection(tcp: TcpStream, shared: Arc<Shared>) {
 async fn runner_connection(ws: WebSocketStream<TcpStream>, shared: Arc<Shared>) {
     let route = RouteId(u64::from(shared.next_route.fetch_add(1, Ordering::Relaxed)));
     let (mut ws_tx, mut ws_rx) = ws.split();
-    let (out_tx, mut out_rx) = unbounded_channel::<Message>();
+    let (out_tx, mut out_rx) = outbox::<LinkOut>(QueueLimits::LINK);
     let writer = tokio::spawn(async move {
-        while let Some(msg) = out_rx.recv().await {
-            if ws_tx.feed(msg).await.is_err() {
-                return;
-            }
-            while let Ok(msg) = out_rx.try_recv() {
+        // Everything queued at once, one flush per batch.
+        let mut batch = Vec::new();
+        while out_rx.recv_many(&mut batch).await > 0 {
+            for LinkOut(msg) in batch.drain(..) {
                 if ws_tx.feed(msg).await.is_err() {
                     return;
                 }
@@ -356,12 +425,14 @@ async fn runner_connection(ws: WebSocketStream<TcpStream>, shared: Arc<Shared>) 
                 return;
             }
         }
+        // The runner did not drain its link (the outbox overflowed), or the link ends.
+        let _ = ws_tx.close().await;
     });
     let mut up = false;
     while let Some(Ok(msg)) = ws_rx.next().await {
         match msg {
             Message::Binary(b) => {
-                let handed = shared.handle.runner_frame(route, Vec::from(b)).await;
+                let handed = shared.handle.runner_frame(route, &b);
                 if handed.is_err() {
                     break;
                 }
@@ -381,7 +452,7 @@ async fn runner_connection(ws: WebSocketStream<TcpStream>, shared: Arc<Shared>) 
                 _ => {}
             },
             Message::Close(_) => {
-                let _ = out_tx.send(Message::Close(None));
+                let _ = out_tx.push(LinkOut(Message::Close(None)));
                 break;
             }
             _ => {}
@@ -419,7 +490,7 @@ async fn client_connection(
         path,
         headers: Headers::new(),
     };
-    let Ok((sender, events)) = shared.handle.open(request_id, route, open).await else {
+    let Ok((sender, events)) = shared.handle.open(request_id, route, open) else {
         return;
     };
     let (ws_tx, ws_rx) = ws.split();
@@ -442,26 +513,24 @@ async fn client_reader(
         if sender.readable().await.is_err() {
             return;
         }
-        let (data, binary) = match ws_rx.next().await {
-            Some(Ok(Message::Text(t))) => (Vec::from(Bytes::from(t)), false),
-            Some(Ok(Message::Binary(b))) => (Vec::from(b), true),
+        let handed = match ws_rx.next().await {
+            Some(Ok(Message::Text(t))) => sender.message(t.as_bytes(), false).await,
+            Some(Ok(Message::Binary(b))) => sender.message(&b, true).await,
             Some(Ok(Message::Close(frame))) => {
                 let frame = frame.map(|f| CloseFrame {
                     code: Some(u16::from(f.code)),
                     reason: (!f.reason.is_empty()).then(|| f.reason.as_str().to_string()),
                 });
-                let _ = sender
-                    .close(Some(frame.unwrap_or_else(|| CloseFrame::code(1005))))
-                    .await;
+                let _ = sender.close(Some(frame.unwrap_or_else(|| CloseFrame::code(1005))));
                 return;
             }
             Some(Ok(_)) => continue,
             Some(Err(_)) | None => {
-                let _ = sender.close(None).await;
+                let _ = sender.close(None);
                 return;
             }
         };
-        if sender.message(data, binary).await.is_err() {
+        if handed.is_err() {
             return;
         }
         let n = shared.client_messages.fetch_add(1, Ordering::Relaxed) + 1;
@@ -529,7 +598,7 @@ impl GatewayIo for GatewaySide {
         // No subscriber (the runner is gone): dropped, as on a pub/sub subject; the pending
         // buffer replays it after the next wake.
         if let Some(tx) = lock(&self.routes).get(&route) {
-            let _ = tx.send(Message::Binary(Bytes::from_owner(frame)));
+            let _ = tx.push(LinkOut(Message::Binary(Bytes::from_owner(frame))));
         }
     }
 
@@ -640,7 +709,7 @@ struct Orchestrator {
 impl Orchestrator {
     async fn run(mut self, mut rx: UnboundedReceiver<Orch>) {
         while let Some(ev) = rx.recv().await {
-            self.event(ev).await;
+            self.event(ev);
         }
     }
 
@@ -665,7 +734,7 @@ impl Orchestrator {
     }
 
     #[allow(clippy::too_many_lines)]
-    async fn event(&mut self, ev: Orch) {
+    fn event(&mut self, ev: Orch) {
         match ev {
             Orch::RunnerUp { route, name } => {
                 self.log(format!("runner {name} connected (route {})", route.0));
@@ -705,7 +774,7 @@ impl Orchestrator {
                     if matches!(p.phase, Phase::Stopping(_)) {
                         p.deferred_sleeps.push(None);
                     }
-                    self.stopped(&actor).await;
+                    self.stopped(&actor);
                 }
             }
             Orch::RunnerControl { route, control } => match control {
@@ -753,7 +822,7 @@ impl Orchestrator {
                         .map(|(r, _)| *r)
                         .collect();
                     for request_id in requests {
-                        let _ = self.gw.wake(request_id, route).await;
+                        let _ = self.gw.call(|g, now| g.wake(now, request_id, route));
                     }
                     if let Some(reply) = deferred {
                         self.sleep(&actor, reply);
@@ -763,7 +832,7 @@ impl Orchestrator {
                     let p = self.placement(&actor);
                     if matches!(p.phase, Phase::Running(r) | Phase::Stopping(r) if r == route) {
                         p.start_failures = 0;
-                        self.stopped(&actor).await;
+                        self.stopped(&actor);
                         self.snapshot.sleeps += 1;
                     }
                 }
@@ -778,7 +847,7 @@ impl Orchestrator {
                         self.log(format!("actor {actor}: start failed: {error}"));
                         self.snapshot.start_failures += 1;
                         self.snapshot.last_start_error = Some(error);
-                        self.stopped(&actor).await;
+                        self.stopped(&actor);
                     }
                 }
                 Control::Stats(report) => {
@@ -806,7 +875,7 @@ impl Orchestrator {
                 }
                 match phase {
                     Phase::Running(route) => {
-                        let _ = self.gw.wake(request_id, route).await;
+                        let _ = self.gw.call(|g, now| g.wake(now, request_id, route));
                     }
                     Phase::Stopped => self.want_running(&actor, self.cold_start),
                     // Woken when the actor runs (Started).
@@ -819,7 +888,9 @@ impl Orchestrator {
             }
             Orch::Upsert { request_id, actor } => {
                 self.records.insert(request_id, actor);
-                let _ = self.gw.record_upserted(request_id).await;
+                let _ = self
+                    .gw
+                    .call(|g, now| g.hibernating_record_upserted(now, request_id));
             }
             Orch::Delete { request_id } => {
                 self.records.remove(&request_id);
@@ -922,7 +993,7 @@ impl Orchestrator {
     }
 
     /// The actor stopped (it slept, or its runner is gone): its requests hibernate.
-    async fn stopped(&mut self, actor: &str) {
+    fn stopped(&mut self, actor: &str) {
         self.log(format!("actor {actor} stopped"));
         self.set_running(actor, false);
         let p = self.placement(actor);
@@ -935,7 +1006,7 @@ impl Orchestrator {
             .map(|(r, _)| *r)
             .collect();
         for request_id in requests {
-            let _ = self.gw.actor_stopped(request_id).await;
+            let _ = self.gw.call(|g, now| g.actor_stopped(now, request_id));
         }
         for s in sleepers {
             let _ = s.send(());
@@ -950,7 +1021,7 @@ impl Orchestrator {
 
     fn send(&self, route: RouteId, c: &Control) {
         if let Some(tx) = lock(&self.routes).get(&route) {
-            let _ = tx.send(Message::text(c.to_text()));
+            let _ = tx.push(LinkOut(Message::text(c.to_text())));
         }
     }
 }

@@ -14,12 +14,16 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use hibernating_ws::MessageIndex;
-use hibernating_ws::driver::tokio::{RunnerDriver, RunnerHandle, RunnerIo, TokioClock};
+use hibernating_ws::driver::tokio::{
+    AppEvents, Outbox, QueueLimits, RunnerDriver, RunnerHandle, RunnerIo,
+    RunnerOptions as DriverOptions, TokioClock, outbox,
+};
 use hibernating_ws::runner::{Action, CloseReason, Runner, RunnerConfig, SocketId};
 use hibernating_ws::wire::{GatewayId, HibernatingRequest, RequestId};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::task::JoinSet;
-use tokio_tungstenite::connect_async;
+use tokio_tungstenite::connect_async_with_config;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 use super::control::{Control, RunnerReport};
@@ -27,6 +31,7 @@ use hibernating_ws::runner::PersistedSocket;
 use hibernating_ws::storage::{Commit, StoreError, StoredSocket};
 use hibernating_ws::wire::Headers;
 
+use super::gateway::LinkOut;
 use super::storage::{ActorState, Fence, Fenced, StorageKind, StreamState};
 
 /// How to start a runner.
@@ -49,6 +54,8 @@ pub struct RunnerOptions {
     pub delivered: Arc<AtomicU64>,
     /// Extra time the actor's storage takes to load on start (slow storage, for tests).
     pub load_delay: Duration,
+    /// Buffer sizes of the WebSocket to the gateway.
+    pub websocket: WebSocketConfig,
 }
 
 /// A running runner.
@@ -56,7 +63,7 @@ pub struct RunnerInstance {
     tasks: JoinSet<()>,
     fence: Fence,
     handle: RunnerHandle,
-    ws: UnboundedSender<Message>,
+    ws: Outbox<LinkOut>,
     closed: tokio::sync::watch::Receiver<bool>,
     closes: Arc<Mutex<BTreeMap<String, u64>>>,
 }
@@ -65,7 +72,7 @@ impl RunnerInstance {
     /// Connects to the gateway and starts every task.
     pub async fn start(opts: RunnerOptions) -> io::Result<Self> {
         let url = format!("{}/runner", opts.gateway.trim_end_matches('/'));
-        let (ws, _) = connect_async(url.as_str())
+        let (ws, _) = connect_async_with_config(url.as_str(), Some(opts.websocket), true)
             .await
             .map_err(io::Error::other)?;
         let (mut ws_tx, mut ws_rx) = ws.split();
@@ -77,13 +84,12 @@ impl RunnerInstance {
         let mut tasks = JoinSet::new();
 
         // WebSocket writer.
-        let (out_tx, mut out_rx) = unbounded_channel::<Message>();
+        let (out_tx, mut out_rx) = outbox::<LinkOut>(QueueLimits::LINK);
         tasks.spawn(async move {
-            while let Some(msg) = out_rx.recv().await {
-                if ws_tx.feed(msg).await.is_err() {
-                    return;
-                }
-                while let Ok(msg) = out_rx.try_recv() {
+            // Everything queued at once, one flush per batch.
+            let mut batch = Vec::new();
+            while out_rx.recv_many(&mut batch).await > 0 {
+                for LinkOut(msg) in batch.drain(..) {
                     if ws_tx.feed(msg).await.is_err() {
                         return;
                     }
@@ -92,23 +98,22 @@ impl RunnerInstance {
                     return;
                 }
             }
+            // The gateway did not drain the link (the outbox overflowed): drop it.
+            let _ = ws_tx.close().await;
         });
-        let _ = out_tx.send(Message::text(
+        let _ = out_tx.push(LinkOut(Message::text(
             Control::Hello {
                 runner: opts.name.clone(),
             }
             .to_text(),
-        ));
+        )));
 
         // The driver.
         let clock = TokioClock::new();
         let runner = Runner::new(opts.config.clone(), clock.now()).map_err(io::Error::other)?;
-        let (app_tx, app_rx) = unbounded_channel();
-        let io_side = RunnerSide {
-            ws: out_tx.clone(),
-            app: app_tx,
-        };
-        let (driver, handle) = RunnerDriver::new(runner, io_side, clock);
+        let io_side = RunnerSide { ws: out_tx.clone() };
+        let (driver, handle, app_rx) =
+            RunnerDriver::new(runner, io_side, clock, DriverOptions::default());
         tasks.spawn(async move {
             let _ = driver.run().await;
         });
@@ -121,7 +126,7 @@ impl RunnerInstance {
             while let Some(Ok(msg)) = ws_rx.next().await {
                 match msg {
                     Message::Binary(b) => {
-                        let delivered = h.frame(Vec::from(b)).await;
+                        let delivered = h.frame(&b).await;
                         if delivered.is_err() {
                             break;
                         }
@@ -166,11 +171,11 @@ impl RunnerInstance {
         tasks.spawn(async move {
             loop {
                 tokio::time::sleep(interval).await;
-                let Some(report) = report(&h, &closes).await else {
+                let Some(report) = report(&h, &closes) else {
                     return;
                 };
                 if ws
-                    .send(Message::text(Control::Stats(report).to_text()))
+                    .push(LinkOut(Message::text(Control::Stats(report).to_text())))
                     .is_err()
                 {
                     return;
@@ -207,23 +212,23 @@ impl RunnerInstance {
 
     /// Sends a last stats report, closes the connection and stops every task.
     pub async fn shutdown(mut self) -> Option<RunnerReport> {
-        let r = report(&self.handle, &self.closes).await;
+        let r = report(&self.handle, &self.closes);
         if let Some(r) = &r {
             let _ = self
                 .ws
-                .send(Message::text(Control::Stats(r.clone()).to_text()));
+                .push(LinkOut(Message::text(Control::Stats(r.clone()).to_text())));
         }
-        let _ = self.ws.send(Message::Close(None));
+        let _ = self.ws.push(LinkOut(Message::Close(None)));
         let _ = tokio::time::timeout(Duration::from_secs(2), self.wait_closed()).await;
-        self.handle.shutdown().await;
+        self.handle.shutdown();
         self.tasks.abort_all();
         r
     }
 }
 
 /// The counters of this runner as a report.
-async fn report(h: &RunnerHandle, closes: &Mutex<BTreeMap<String, u64>>) -> Option<RunnerReport> {
-    let s = h.stats().await.ok()?;
+fn report(h: &RunnerHandle, closes: &Mutex<BTreeMap<String, u64>>) -> Option<RunnerReport> {
+    let s = h.call(|r, _| r.stats()).ok()?;
     Some(RunnerReport {
         delivered: s.delivered,
         duplicates_dropped: s.duplicates,
@@ -239,19 +244,15 @@ async fn report(h: &RunnerHandle, closes: &Mutex<BTreeMap<String, u64>>) -> Opti
     })
 }
 
-/// The [`RunnerIo`] sink: tunnel frames to the WebSocket writer, the rest to the app.
+/// The [`RunnerIo`] sink: tunnel frames to the WebSocket writer (the app gets the rest through
+/// its [`AppEvents`]).
 struct RunnerSide {
-    ws: UnboundedSender<Message>,
-    app: UnboundedSender<Action>,
+    ws: Outbox<LinkOut>,
 }
 
 impl RunnerIo for RunnerSide {
     fn publish(&mut self, _gateway_id: GatewayId, frame: Vec<u8>) {
-        let _ = self.ws.send(Message::Binary(Bytes::from(frame)));
-    }
-
-    fn app(&mut self, action: Action) {
-        let _ = self.app.send(action);
+        let _ = self.ws.push(LinkOut(Message::Binary(Bytes::from(frame))));
     }
 }
 
@@ -326,7 +327,7 @@ struct Live {
 /// The actor app: accepts sockets, processes messages, persists state with the index.
 struct App {
     handle: RunnerHandle,
-    ws: UnboundedSender<Message>,
+    ws: Outbox<LinkOut>,
     store: Fenced,
     writes: UnboundedSender<WriteJob>,
     actors: BTreeMap<String, ActorApp>,
@@ -341,22 +342,22 @@ struct App {
 impl App {
     async fn run(
         mut self,
-        mut actions: UnboundedReceiver<Action>,
+        mut actions: AppEvents,
         mut control: UnboundedReceiver<Control>,
         mut done: UnboundedReceiver<Done>,
     ) {
         loop {
             tokio::select! {
-                Some(a) = actions.recv() => self.action(a).await,
+                Some(a) = actions.recv() => self.action(a),
                 Some(c) = control.recv() => self.control(c).await,
                 Some((socket, index, ok)) = done.recv() => {
                     let _ = if ok {
                         if let Some(live) = self.live_mut(socket) {
                             live.stored = true;
                         }
-                        self.handle.persisted(socket, index).await
+                        self.handle.call(|r, now| r.persisted(now, socket, index))
                     } else {
-                        self.handle.persist_failed(socket, index).await
+                        self.handle.call(|r, now| r.persist_failed(now, socket, index))
                     };
                 }
                 else => return,
@@ -365,14 +366,14 @@ impl App {
     }
 
     fn send_control(&self, c: &Control) {
-        let _ = self.ws.send(Message::text(c.to_text()));
+        let _ = self.ws.push(LinkOut(Message::text(c.to_text())));
     }
 
     async fn control(&mut self, c: Control) {
         match c {
             Control::Start { actor, hibernating } => self.start(actor, hibernating).await,
             Control::Stop { actor } => {
-                let _ = self.handle.actor_stopping(actor).await;
+                let _ = self.handle.call(|r, now| r.actor_stopping(now, &actor));
             }
             _ => {}
         }
@@ -388,8 +389,7 @@ impl App {
             .collect();
         if self
             .handle
-            .actor_starting(actor.clone(), list)
-            .await
+            .call(|r, now| r.actor_starting(now, &actor, list))
             .is_err()
         {
             return;
@@ -443,7 +443,7 @@ impl App {
                     self.socket_actor.insert(*socket, actor.clone());
                 }
                 self.actors.insert(actor.clone(), app);
-                let _ = self.handle.restore(actor, persisted).await;
+                let _ = self.handle.call(|r, now| r.restore(now, &actor, persisted));
             }
             Err(e) => {
                 // Never run the actor on an empty state: its hibernated sockets would be
@@ -451,12 +451,12 @@ impl App {
                 // The start stops; the gateway keeps the requests hibernating.
                 eprintln!("[runner] actor {actor}: storage did not load: {e}");
                 self.failed_starts.insert(actor.clone(), e.to_string());
-                let _ = self.handle.actor_stopping(actor).await;
+                let _ = self.handle.call(|r, now| r.actor_stopping(now, &actor));
             }
         }
     }
 
-    async fn action(&mut self, action: Action) {
+    fn action(&mut self, action: Action) {
         match action {
             Action::Open {
                 socket,
@@ -466,13 +466,8 @@ impl App {
                 ..
             } => {
                 let Some(app) = self.actors.get_mut(&actor_id) else {
-                    let _ = self
-                        .handle
-                        .reject(
-                            socket,
-                            hibernating_ws::CloseFrame::new(1011, "no such actor"),
-                        )
-                        .await;
+                    let frame = hibernating_ws::CloseFrame::new(1011, "no such actor");
+                    let _ = self.handle.call(|r, now| r.reject(now, socket, frame));
                     return;
                 };
                 let live = Live {
@@ -483,7 +478,7 @@ impl App {
                 };
                 app.live.insert(socket, live);
                 self.socket_actor.insert(socket, actor_id);
-                let _ = self.handle.accept(socket, true).await;
+                let _ = self.handle.call(|r, now| r.accept(now, socket, true));
             }
             Action::Message { socket, data, .. } => {
                 self.delivered.fetch_add(1, Ordering::Relaxed);
@@ -493,7 +488,9 @@ impl App {
                 live.state.process(&data);
                 let seq = super::payload::seq_of(&data).unwrap_or(u64::MAX);
                 let echo = format!("{seq} {} {:016x}", live.state.count, live.state.digest);
-                let _ = self.handle.send(socket, echo.into_bytes(), false).await;
+                let _ = self
+                    .handle
+                    .call(|r, now| r.send(now, socket, echo.as_bytes(), false));
             }
             Action::Persist {
                 socket,

@@ -86,6 +86,10 @@ impl RunnerProc {
                 report_interval: Duration::from_millis(20),
                 delivered: delivered.clone(),
                 load_delay: Duration::ZERO,
+                websocket: super::gateway::websocket_config(
+                    args.ws_read_buffer,
+                    args.ws_write_buffer,
+                ),
             };
             Ok(Self::InProcess(RunnerInstance::start(opts).await?))
         }
@@ -170,7 +174,9 @@ pub async fn committed_result(
 /// restore correctly ends in 1000 `ws.meta_not_found_during_restore`).
 pub async fn wait_for_first_ack(gw: &hibernating_ws::driver::tokio::GatewayHandle) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while gw.stats().await.is_ok_and(|s| s.messages_acked == 0)
+    while gw
+        .call(|g, _| g.stats())
+        .is_ok_and(|s| s.messages_acked == 0)
         && tokio::time::Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -187,6 +193,8 @@ pub async fn run_all(args: &Args) -> io::Result<Report> {
         schedule,
         cold_start: args.cold_start,
         verbose: args.verbose,
+        websocket: super::gateway::websocket_config(args.ws_read_buffer, args.ws_write_buffer),
+        ..GatewayOptions::default()
     })
     .await?;
     let url = server.url();

@@ -100,7 +100,10 @@ impl Control {
     ) -> Result<(), UnknownRequest> {
         let now = self.advance(now);
         if self.gateway.request(request_id).is_none() {
-            let slot = self.requests.remove(&request_id).ok_or(UnknownRequest)?;
+            let slot = self
+                .requests
+                .remove(&request_id)
+                .ok_or(UnknownRequest { request_id })?;
             if let Some(actor) = self.actor_mut(slot) {
                 actor.waiting.retain(|(id, _)| *id != request_id);
             }
@@ -111,15 +114,11 @@ impl Control {
         result
     }
 
-    /// Wakes the actor's hibernating requests at the runner's route.
+    /// Wakes the actor's hibernating requests at the runner's route (a request that is not
+    /// hibernating is left alone: the gateway refuses the wake without changing anything).
     pub(super) fn wake_requests(&mut self, now: Timestamp, seq: u64, records: &[RequestId]) {
         for &request_id in records {
-            if self
-                .gateway
-                .request(request_id)
-                .is_some_and(|r| r.phase == gateway::Phase::Hibernating)
-                && self.gateway.wake(now, request_id, RouteId(seq)).is_ok()
-            {
+            if self.gateway.wake(now, request_id, RouteId(seq)).is_ok() {
                 self.stats.requests_woken += 1;
             }
         }

@@ -12,23 +12,29 @@
 //!    sleep completed);
 //! 6. hand the input to the engine with that `now`, and repeat.
 //!
-//! The tokio adapter takes the inputs already queued along with the first one (at most 64), reads
-//! the clock once for them, and hands them over one by one in order, draining the actions after
-//! each: the same sequence of engine calls as one input per turn of the loop, with the clock read
-//! once per batch instead of once per input.
+//! The tokio adapter splits that loop: an input (steps 4 and 6, then 1) runs in the task that
+//! read it, inside a short critical section around the engine; steps 2, 3 and 5 run in one timer
+//! task per engine, woken early when an input moved the deadline earlier.
 //!
 //! Two adapters share that loop:
 //!
-//! * [`tokio`] (feature `tokio`): one task per engine; inputs arrive on a channel behind a
-//!   cloneable handle, outputs go to a user-provided sink trait; the gateway adapter also owns
-//!   the read side of every client connection and enforces the backpressure rule (a client is not
-//!   read before the runner accepted it nor while the engine says it is full).
+//! * [`tokio`] (feature `tokio`): each engine runs in the task that has its input (no driver
+//!   task or channel between a socket and its engine); link frames go to a user-provided sink
+//!   trait, client and app outputs to bounded queues; the gateway adapter also owns the read side
+//!   of every client connection and enforces the backpressure rule (a client is not read before
+//!   the runner accepted it, nor while the engine says it is full, nor while it does not read).
 //! * [`blocking`] (std only): a thread loop around `std::sync::mpsc::Receiver::recv_timeout` that
 //!   feeds one engine and hands its actions to a callback.
 //!
-//! Neither contains protocol logic: every decision is the engine's.
+//! [`control`] (feature `tokio`) runs that loop, unsplit, on one task around the control engine
+//! ([`crate::control::Control`], which owns a gateway): runner connections and clients are
+//! bounded channel halves.
+//!
+//! None contains protocol logic: every decision is the engine's.
 
 pub mod blocking;
+#[cfg(feature = "tokio")]
+pub mod control;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 

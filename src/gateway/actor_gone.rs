@@ -19,8 +19,14 @@ impl Gateway {
         request_id: RequestId,
     ) -> Result<(), UnknownRequest> {
         self.advance(now);
-        let slot = self.slot_of(request_id).ok_or(UnknownRequest)?;
-        let phase = self.requests.get(slot).ok_or(UnknownRequest)?.phase;
+        let slot = self
+            .slot_of(request_id)
+            .ok_or(UnknownRequest { request_id })?;
+        let phase = self
+            .requests
+            .get(slot)
+            .ok_or(UnknownRequest { request_id })?
+            .phase;
         let reason = match phase {
             Phase::AwaitingOpen => CloseReason::ActorStoppedBeforeOpen,
             Phase::Active | Phase::Hibernating => CloseReason::ActorStopped,

@@ -7,10 +7,11 @@ use super::{Action, CloseReason, Gateway, GatewayConfig, Limit, OverflowPolicy, 
 impl Gateway {
     /// A message would exceed `limit`: apply the overflow policy. Returns the error for the caller.
     pub(super) fn overflow(&mut self, slot: u32, limit: Limit, size: u64) -> SendError {
+        let request_id = self.requests.get(slot).map(|r| r.id).unwrap_or_default();
         match self.config.overflow_policy {
             OverflowPolicy::Close => {
                 self.terminate(slot, CloseReason::PendingLimit(limit));
-                SendError::LimitExceeded { limit }
+                SendError::LimitExceeded { request_id, limit }
             }
             OverflowPolicy::Backpressure => {
                 self.stats.backpressured += 1;
@@ -22,7 +23,7 @@ impl Gateway {
                         self.blocked.push_back((slot, generation));
                     }
                 }
-                SendError::Backpressure { limit }
+                SendError::Backpressure { request_id, limit }
             }
         }
     }

@@ -1,20 +1,25 @@
 //! The errors of the gateway's operations: one enum per operation.
 
-use crate::wire::DecodeError;
+use crate::wire::{DecodeError, GatewayId, RequestId};
 
 use super::Limit;
-use super::request::Phase;
+use super::request::{Phase, RouteId};
 
 /// Why [`Gateway::open`](super::Gateway::open) refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenError {
     /// A live request already has this id. Nothing changed; the live request is untouched.
-    #[error("a request with this id is already open")]
-    AlreadyExists,
+    #[error("request {request_id} is already open")]
+    AlreadyExists {
+        /// The request.
+        request_id: RequestId,
+    },
     /// The gateway already holds [`GatewayConfig::max_requests`](super::GatewayConfig) requests.
-    #[error("too many requests: the gateway already holds {max}")]
+    #[error("request {request_id} refused: the gateway already holds {max} requests")]
     TooManyRequests {
+        /// The request.
+        request_id: RequestId,
         /// The configured maximum.
         max: usize,
     },
@@ -27,37 +32,65 @@ pub enum OpenError {
 #[non_exhaustive]
 pub enum SendError {
     /// No live request has this id (it was never opened, or it closed).
-    #[error("unknown request")]
-    UnknownRequest,
+    #[error("unknown request {request_id}")]
+    UnknownRequest {
+        /// The request.
+        request_id: RequestId,
+    },
     /// The runner has not accepted the WebSocket yet: wait for
     /// [`Action::Opened`](super::Action::Opened) before reading the client.
-    #[error("the request is not open yet")]
-    NotOpen,
+    #[error("request {request_id} is not open yet")]
+    NotOpen {
+        /// The request.
+        request_id: RequestId,
+    },
     /// [`OverflowPolicy::Backpressure`](super::OverflowPolicy::Backpressure): the message would
     /// exceed `limit`. Nothing changed. Stop reading the client and send the message again after
     /// [`Action::ClientWritable`](super::Action::ClientWritable).
-    #[error("backpressure: the {limit} limit is reached")]
+    #[error("request {request_id}: backpressure, the {limit} limit is reached")]
     Backpressure {
+        /// The request.
+        request_id: RequestId,
         /// The limit that is full.
         limit: Limit,
     },
     /// [`OverflowPolicy::Close`](super::OverflowPolicy::Close): the message would exceed `limit`,
     /// so the request was closed (the close actions are queued). The message was not sent.
-    #[error("the {limit} limit was exceeded; the request was closed")]
+    #[error("request {request_id}: the {limit} limit was exceeded; the request was closed")]
     LimitExceeded {
+        /// The request.
+        request_id: RequestId,
         /// The limit that overflowed.
         limit: Limit,
     },
     /// The encoded message alone is larger than
     /// [`GatewayConfig::max_pending_bytes`](super::GatewayConfig::max_pending_bytes), so it could
     /// never be buffered. The request was closed under either policy.
-    #[error("message of {size} encoded bytes exceeds the per-request maximum of {max}")]
+    #[error(
+        "request {request_id}: message of {size} encoded bytes exceeds the per-request maximum of {max}"
+    )]
     MessageTooLarge {
+        /// The request.
+        request_id: RequestId,
         /// Encoded frame size, version prefix included.
         size: u64,
         /// The per-request maximum.
         max: u64,
     },
+}
+
+impl SendError {
+    /// The request the error concerns.
+    #[must_use]
+    pub fn request_id(&self) -> RequestId {
+        match *self {
+            Self::UnknownRequest { request_id }
+            | Self::NotOpen { request_id }
+            | Self::Backpressure { request_id, .. }
+            | Self::LimitExceeded { request_id, .. }
+            | Self::MessageTooLarge { request_id, .. } => request_id,
+        }
+    }
 }
 
 /// Why [`Gateway::wake`](super::Gateway::wake) failed.
@@ -66,17 +99,26 @@ pub enum SendError {
 pub enum WakeError {
     /// No live request has this id. A request that was collected (for example by the wake
     /// timeout) is gone: the caller learns it here, explicitly.
-    #[error("unknown request")]
-    UnknownRequest,
+    #[error("unknown request {request_id}")]
+    UnknownRequest {
+        /// The request.
+        request_id: RequestId,
+    },
     /// The request is not hibernating; nothing changed.
-    #[error("the request is not hibernating")]
-    NotHibernating,
+    #[error("request {request_id} is not hibernating")]
+    NotHibernating {
+        /// The request.
+        request_id: RequestId,
+    },
 }
 
 /// No live request has this id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, thiserror::Error)]
-#[error("unknown request")]
-pub struct UnknownRequest;
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("unknown request {request_id}")]
+pub struct UnknownRequest {
+    /// The request.
+    pub request_id: RequestId,
+}
 
 /// Why a runner input was dropped.
 ///
@@ -89,19 +131,34 @@ pub enum ReceiveError {
     #[error("malformed frame: {0}")]
     Malformed(#[from] DecodeError),
     /// No live request has the message's request id.
-    #[error("unknown request")]
-    UnknownRequest,
+    #[error("unknown request {request_id}")]
+    UnknownRequest {
+        /// The request.
+        request_id: RequestId,
+    },
     /// The message names another gateway.
-    #[error("message addressed to another gateway")]
-    WrongGateway,
+    #[error("message for request {request_id} addressed to gateway {gateway_id}")]
+    WrongGateway {
+        /// The request.
+        request_id: RequestId,
+        /// The gateway the message names.
+        gateway_id: GatewayId,
+    },
     /// The message came from a route the request is not currently routed to (for example the
     /// runner that hosted the actor before it moved).
-    #[error("message from a route the request is not routed to")]
-    WrongRoute,
+    #[error("message for request {request_id} from route {route:?}, which it is not routed to")]
+    WrongRoute {
+        /// The request.
+        request_id: RequestId,
+        /// The route the message came from.
+        route: RouteId,
+    },
     /// The message kind is not valid in the request's phase (for example a message before the
     /// runner accepted the WebSocket, or a second open).
-    #[error("{kind} is not valid while the request is {phase}")]
+    #[error("{kind} is not valid while request {request_id} is {phase}")]
     InvalidForPhase {
+        /// The request.
+        request_id: RequestId,
         /// The request's phase.
         phase: Phase,
         /// The message kind.

@@ -223,11 +223,11 @@ impl Gateway {
     ) -> Result<(), OpenError> {
         let now = self.advance(now);
         if self.index.contains_key(&request_id) {
-            return Err(OpenError::AlreadyExists);
+            return Err(OpenError::AlreadyExists { request_id });
         }
         let max = self.config.max_requests;
         if self.requests.len() >= max {
-            return Err(OpenError::TooManyRequests { max });
+            return Err(OpenError::TooManyRequests { request_id, max });
         }
         let OpenRequest {
             actor_id,
@@ -251,7 +251,7 @@ impl Gateway {
             stats: RequestStats::default(),
         };
         let Some((slot, _)) = self.requests.insert(request) else {
-            return Err(OpenError::TooManyRequests { max });
+            return Err(OpenError::TooManyRequests { request_id, max });
         };
         self.index.insert(request_id, slot);
         self.stats.opened += 1;
@@ -293,19 +293,28 @@ impl Gateway {
         binary: bool,
     ) -> Result<MessageIndex, SendError> {
         let now = self.advance(now);
-        let slot = self.slot_of(request_id).ok_or(SendError::UnknownRequest)?;
-        let req = self.requests.get(slot).ok_or(SendError::UnknownRequest)?;
+        let slot = self
+            .slot_of(request_id)
+            .ok_or(SendError::UnknownRequest { request_id })?;
+        let req = self
+            .requests
+            .get(slot)
+            .ok_or(SendError::UnknownRequest { request_id })?;
         let (phase, hibernatable) = (req.phase, req.hibernatable);
         let (count, request_bytes) = (req.pending_len(), req.pending_bytes());
         if phase == Phase::AwaitingOpen {
-            return Err(SendError::NotOpen);
+            return Err(SendError::NotOpen { request_id });
         }
         if hibernatable {
             let size = u64::try_from(wire::ws_message_frame_len(data.len())).unwrap_or(u64::MAX);
             let max = self.config.max_pending_bytes;
             if size > max {
                 self.terminate(slot, CloseReason::PendingLimit(Limit::RequestBytes));
-                return Err(SendError::MessageTooLarge { size, max });
+                return Err(SendError::MessageTooLarge {
+                    request_id,
+                    size,
+                    max,
+                });
             }
             let limit = if count >= usize::from(self.config.max_pending_messages) {
                 Some(Limit::Count)
@@ -324,7 +333,7 @@ impl Gateway {
         }
 
         let Some(req) = self.requests.get_mut(slot) else {
-            return Err(SendError::UnknownRequest);
+            return Err(SendError::UnknownRequest { request_id });
         };
         let index = req.next_index;
         req.next_index = index.next();
@@ -335,7 +344,7 @@ impl Gateway {
         let payload_len = u64::try_from(data.len()).unwrap_or(u64::MAX);
         self.stats.payload_bytes_sent = self.stats.payload_bytes_sent.saturating_add(payload_len);
         let Some(req) = self.requests.get_mut(slot) else {
-            return Err(SendError::UnknownRequest);
+            return Err(SendError::UnknownRequest { request_id });
         };
         if hibernatable {
             let buffer = req.buffer_mut();
@@ -388,8 +397,13 @@ impl Gateway {
         frame: Option<CloseFrame>,
     ) -> Result<(), UnknownRequest> {
         let now = self.advance(now);
-        let slot = self.slot_of(request_id).ok_or(UnknownRequest)?;
-        let req = self.requests.get_mut(slot).ok_or(UnknownRequest)?;
+        let slot = self
+            .slot_of(request_id)
+            .ok_or(UnknownRequest { request_id })?;
+        let req = self
+            .requests
+            .get_mut(slot)
+            .ok_or(UnknownRequest { request_id })?;
         let reason = frame.map_or(CloseReason::ClientGone, CloseReason::ClientClosed);
         if req.phase != Phase::Hibernating {
             self.terminate(slot, reason);
@@ -419,8 +433,13 @@ impl Gateway {
         request_id: RequestId,
     ) -> Result<(), UnknownRequest> {
         let now = self.advance(now);
-        let slot = self.slot_of(request_id).ok_or(UnknownRequest)?;
-        let req = self.requests.get(slot).ok_or(UnknownRequest)?;
+        let slot = self
+            .slot_of(request_id)
+            .ok_or(UnknownRequest { request_id })?;
+        let req = self
+            .requests
+            .get(slot)
+            .ok_or(UnknownRequest { request_id })?;
         match (req.phase, req.hibernatable) {
             (Phase::Active, true) => self.hibernate(slot, now),
             (Phase::Active, false) => self.terminate(slot, CloseReason::ActorStopped),
@@ -447,7 +466,9 @@ impl Gateway {
         route: RouteId,
     ) -> Result<(), WakeError> {
         let now = self.advance(now);
-        let slot = self.slot_of(request_id).ok_or(WakeError::UnknownRequest)?;
+        let slot = self
+            .slot_of(request_id)
+            .ok_or(WakeError::UnknownRequest { request_id })?;
         let Self {
             requests,
             actions,
@@ -455,9 +476,11 @@ impl Gateway {
             config,
             ..
         } = self;
-        let req = requests.get_mut(slot).ok_or(WakeError::UnknownRequest)?;
+        let req = requests
+            .get_mut(slot)
+            .ok_or(WakeError::UnknownRequest { request_id })?;
         if req.phase != Phase::Hibernating {
-            return Err(WakeError::NotHibernating);
+            return Err(WakeError::NotHibernating { request_id });
         }
         let client_close = match req.phase_state.take().map(|b| *b) {
             Some(PhaseState::WakeRequested { client_close, .. }) => client_close,
@@ -506,8 +529,13 @@ impl Gateway {
         request_id: RequestId,
     ) -> Result<(), UnknownRequest> {
         let now = self.advance(now);
-        let slot = self.slot_of(request_id).ok_or(UnknownRequest)?;
-        let req = self.requests.get_mut(slot).ok_or(UnknownRequest)?;
+        let slot = self
+            .slot_of(request_id)
+            .ok_or(UnknownRequest { request_id })?;
+        let req = self
+            .requests
+            .get_mut(slot)
+            .ok_or(UnknownRequest { request_id })?;
         if req.hibernatable {
             // Only ever moves later: the timer entry already in the queue is early enough.
             req.record_expiry = now + self.config.hibernation_timeout;
@@ -527,7 +555,8 @@ impl Gateway {
         request_id: RequestId,
     ) -> Result<(), UnknownRequest> {
         self.advance(now);
-        self.slot_of(request_id).ok_or(UnknownRequest)?;
+        self.slot_of(request_id)
+            .ok_or(UnknownRequest { request_id })?;
         self.stats.record_upserts_failed += 1;
         Ok(())
     }

@@ -66,7 +66,10 @@ impl Gateway {
         let ToServerTunnelMessage { message_id, kind } = msg;
         if message_id.gateway_id != self.id {
             self.stats.dropped_wrong_gateway += 1;
-            return Err(ReceiveError::WrongGateway);
+            return Err(ReceiveError::WrongGateway {
+                request_id: message_id.request_id,
+                gateway_id: message_id.gateway_id,
+            });
         }
         // While a request hibernates it has no live runner: the actor's next runner answers its
         // restore (ack of the persisted index, or a close) and may already talk to the client
@@ -78,11 +81,11 @@ impl Gateway {
             _ => false,
         };
         let slot = self.checked_slot(message_id.request_id, route, any_route)?;
+        let request_id = message_id.request_id;
         let Some(req) = self.requests.get(slot) else {
-            return Err(ReceiveError::UnknownRequest);
+            return Err(ReceiveError::UnknownRequest { request_id });
         };
         let (phase, hibernatable) = (req.phase, req.hibernatable);
-        let request_id = message_id.request_id;
         match (phase, kind) {
             (
                 _,
@@ -152,6 +155,7 @@ impl Gateway {
             (phase, kind) => {
                 self.stats.dropped_invalid_for_phase += 1;
                 Err(ReceiveError::InvalidForPhase {
+                    request_id,
                     phase,
                     kind: kind_name(&kind),
                 })
@@ -190,18 +194,18 @@ impl Gateway {
     ) -> Result<u32, ReceiveError> {
         let Some(slot) = self.slot_of(request_id) else {
             self.stats.dropped_unknown_request += 1;
-            return Err(ReceiveError::UnknownRequest);
+            return Err(ReceiveError::UnknownRequest { request_id });
         };
         match self.requests.get(slot) {
             Some(req) if req.route == route => Ok(slot),
             Some(req) if any_while_hibernating && req.phase == Phase::Hibernating => Ok(slot),
             Some(_) => {
                 self.stats.dropped_wrong_route += 1;
-                Err(ReceiveError::WrongRoute)
+                Err(ReceiveError::WrongRoute { request_id, route })
             }
             None => {
                 self.stats.dropped_unknown_request += 1;
-                Err(ReceiveError::UnknownRequest)
+                Err(ReceiveError::UnknownRequest { request_id })
             }
         }
     }

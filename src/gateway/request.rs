@@ -27,14 +27,29 @@ use super::{CloseReason, RequestStats};
 pub struct RouteId(pub u64);
 
 /// What the runner needs to open a WebSocket on an actor ([`Gateway::open`](super::Gateway::open)).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+///
+/// The default opens path `/` of actor `""` with no headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenRequest {
     /// The actor.
     pub actor_id: String,
-    /// Path of the client's upgrade request.
+    /// Path of the client's upgrade request. It must start with `/`: the official TypeScript
+    /// runner fails an open whose path does not before it registers the request, so the close it
+    /// then sends is dropped inside the runner and the open ends only with
+    /// [`GatewayConfig::open_timeout`](super::GatewayConfig::open_timeout).
     pub path: String,
     /// Headers of the client's upgrade request, in order.
     pub headers: Headers,
+}
+
+impl Default for OpenRequest {
+    fn default() -> Self {
+        Self {
+            actor_id: String::new(),
+            path: "/".into(),
+            headers: Headers::new(),
+        }
+    }
 }
 
 /// The phase of a request.

@@ -261,8 +261,12 @@ impl Runner {
         self.advance(now);
         if let Some(actor) = self.actor_by_id(actor_id) {
             return Err(match actor.state {
-                ActorState::Stopping => ActorError::Stopping,
-                ActorState::Starting | ActorState::Running => ActorError::AlreadyStarting,
+                ActorState::Stopping => ActorError::Stopping {
+                    actor_id: actor_id.into(),
+                },
+                ActorState::Starting | ActorState::Running => ActorError::AlreadyStarting {
+                    actor_id: actor_id.into(),
+                },
             });
         }
         let mut seen = alloc::collections::BTreeSet::new();
@@ -304,13 +308,19 @@ impl Runner {
     pub fn actor_stopping(&mut self, now: Timestamp, actor_id: &str) -> Result<(), ActorError> {
         self.advance(now);
         let Some(&aslot) = self.actor_index.get(actor_id) else {
-            return Err(ActorError::UnknownActor);
+            return Err(ActorError::UnknownActor {
+                actor_id: actor_id.into(),
+            });
         };
         let Some(actor) = self.actors.get_mut(aslot).and_then(Option::as_mut) else {
-            return Err(ActorError::UnknownActor);
+            return Err(ActorError::UnknownActor {
+                actor_id: actor_id.into(),
+            });
         };
         if actor.state == ActorState::Stopping {
-            return Err(ActorError::Stopping);
+            return Err(ActorError::Stopping {
+                actor_id: actor_id.into(),
+            });
         }
         actor.state = ActorState::Stopping;
         actor.queue.clear();
@@ -409,11 +419,13 @@ impl Runner {
         can_hibernate: bool,
     ) -> Result<(), SocketError> {
         let now = self.advance(now);
-        let slot = self.slot_of(socket).ok_or(SocketError::UnknownSocket)?;
+        let slot = self
+            .slot_of(socket)
+            .ok_or(SocketError::UnknownSocket { socket })?;
         let framing = self.config.framing;
-        let s = slot_mut(&mut self.slots, slot).ok_or(SocketError::UnknownSocket)?;
+        let s = slot_mut(&mut self.slots, slot).ok_or(SocketError::UnknownSocket { socket })?;
         if s.phase != Phase::Connecting {
-            return Err(SocketError::WrongState);
+            return Err(SocketError::WrongState { socket });
         }
         s.phase = Phase::Open;
         s.hibernatable = can_hibernate;
@@ -445,11 +457,13 @@ impl Runner {
         frame: CloseFrame,
     ) -> Result<(), SocketError> {
         self.advance(now);
-        let slot = self.slot_of(socket).ok_or(SocketError::UnknownSocket)?;
+        let slot = self
+            .slot_of(socket)
+            .ok_or(SocketError::UnknownSocket { socket })?;
         let framing = self.config.framing;
-        let s = slot_mut(&mut self.slots, slot).ok_or(SocketError::UnknownSocket)?;
+        let s = slot_mut(&mut self.slots, slot).ok_or(SocketError::UnknownSocket { socket })?;
         if s.phase != Phase::Connecting {
-            return Err(SocketError::WrongState);
+            return Err(SocketError::WrongState { socket });
         }
         publish_on(&mut self.actions, framing, s, close_kind(&frame, false));
         self.stats.closed_rejected += 1;
@@ -475,15 +489,18 @@ impl Runner {
         binary: bool,
     ) -> Result<MessageIndex, SendError> {
         self.advance(now);
-        let slot = self.slot_of(socket).ok_or(SendError::UnknownSocket)?;
+        let slot = self
+            .slot_of(socket)
+            .ok_or(SendError::UnknownSocket { socket })?;
         let framing = self.config.framing;
         let max = self.config.max_message_size;
-        let s = slot_mut(&mut self.slots, slot).ok_or(SendError::UnknownSocket)?;
+        let s = slot_mut(&mut self.slots, slot).ok_or(SendError::UnknownSocket { socket })?;
         if s.phase != Phase::Open {
-            return Err(SendError::NotOpen);
+            return Err(SendError::NotOpen { socket });
         }
         if data.len() > max {
             return Err(SendError::MessageTooLarge {
+                socket,
                 size: data.len(),
                 max,
             });
@@ -516,11 +533,13 @@ impl Runner {
         frame: CloseFrame,
     ) -> Result<(), SocketError> {
         self.advance(now);
-        let slot = self.slot_of(socket).ok_or(SocketError::UnknownSocket)?;
+        let slot = self
+            .slot_of(socket)
+            .ok_or(SocketError::UnknownSocket { socket })?;
         let framing = self.config.framing;
-        let s = slot_mut(&mut self.slots, slot).ok_or(SocketError::UnknownSocket)?;
+        let s = slot_mut(&mut self.slots, slot).ok_or(SocketError::UnknownSocket { socket })?;
         if s.phase != Phase::Open {
-            return Err(SocketError::NotOpen);
+            return Err(SocketError::NotOpen { socket });
         }
         publish_on(&mut self.actions, framing, s, close_kind(&frame, false));
         let hibernatable = s.hibernatable;
@@ -556,13 +575,17 @@ impl Runner {
     /// [`SocketError::NotHibernatable`].
     pub fn hibernate(&mut self, now: Timestamp, socket: SocketId) -> Result<(), SocketError> {
         self.advance(now);
-        let slot = self.slot_of(socket).ok_or(SocketError::UnknownSocket)?;
-        let s = self.socket_ref(slot).ok_or(SocketError::UnknownSocket)?;
+        let slot = self
+            .slot_of(socket)
+            .ok_or(SocketError::UnknownSocket { socket })?;
+        let s = self
+            .socket_ref(slot)
+            .ok_or(SocketError::UnknownSocket { socket })?;
         if s.phase != Phase::Open {
-            return Err(SocketError::NotOpen);
+            return Err(SocketError::NotOpen { socket });
         }
         if !s.hibernatable {
-            return Err(SocketError::NotHibernatable);
+            return Err(SocketError::NotHibernatable { socket });
         }
         // Its actor's stop waits for this persist: an actor restarted on ActorStopped must not
         // read the metadata before the write lands, or it resumes behind it.

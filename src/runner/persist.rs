@@ -40,13 +40,15 @@ impl Runner {
         let now = self.advance(now);
         if let Some(orphan) = self.take_orphan(socket, server_index) {
             self.stats.persists_completed += 1;
-            return self.settle_orphan(orphan);
+            return self.settle_orphan(socket, orphan);
         }
-        let slot = self.slot_of(socket).ok_or(SocketError::UnknownSocket)?;
+        let slot = self
+            .slot_of(socket)
+            .ok_or(SocketError::UnknownSocket { socket })?;
         let framing = self.config.framing;
         let initial = self.config.persist_retry_initial;
-        let s = slot_mut(&mut self.slots, slot).ok_or(SocketError::UnknownSocket)?;
-        take_in_flight(&mut s.persist.in_flight, server_index)?;
+        let s = slot_mut(&mut self.slots, slot).ok_or(SocketError::UnknownSocket { socket })?;
+        take_in_flight(&mut s.persist.in_flight, socket, server_index)?;
         self.stats.persists_completed += 1;
         s.persist.backoff = initial;
         s.last_persisted = Some(server_index);
@@ -82,12 +84,14 @@ impl Runner {
         if let Some(orphan) = self.take_orphan(socket, server_index) {
             // Nothing to retry: the socket is gone and nothing was acked.
             self.stats.persists_failed += 1;
-            return self.settle_orphan(orphan);
+            return self.settle_orphan(socket, orphan);
         }
-        let slot = self.slot_of(socket).ok_or(SocketError::UnknownSocket)?;
+        let slot = self
+            .slot_of(socket)
+            .ok_or(SocketError::UnknownSocket { socket })?;
         let max = self.config.persist_retry_max;
-        let s = slot_mut(&mut self.slots, slot).ok_or(SocketError::UnknownSocket)?;
-        take_in_flight(&mut s.persist.in_flight, server_index)?;
+        let s = slot_mut(&mut self.slots, slot).ok_or(SocketError::UnknownSocket { socket })?;
+        take_in_flight(&mut s.persist.in_flight, socket, server_index)?;
         self.stats.persists_failed += 1;
         if s.phase == Phase::Stopping {
             self.after_stop_persist(slot);
@@ -120,7 +124,7 @@ impl Runner {
 
     /// The result of a persist whose socket is gone: a hand-back's lets its actor finish
     /// stopping (`Ok`); any other is harmless ([`SocketError::UnknownSocket`]).
-    fn settle_orphan(&mut self, orphan: Orphan) -> Result<(), SocketError> {
+    fn settle_orphan(&mut self, socket: SocketId, orphan: Orphan) -> Result<(), SocketError> {
         let result = match orphan.hand_back {
             Some(aslot) => {
                 if let Some(actor) = self.actors.get_mut(aslot).and_then(Option::as_mut) {
@@ -129,7 +133,7 @@ impl Runner {
                 self.maybe_finish_actor(aslot);
                 Ok(())
             }
-            None => Err(SocketError::UnknownSocket),
+            None => Err(SocketError::UnknownSocket { socket }),
         };
         self.finish();
         result
@@ -242,6 +246,7 @@ pub(super) struct Orphan {
 /// Takes the in-flight persist if it is the one for `index`.
 fn take_in_flight(
     slot: &mut Option<InFlight>,
+    socket: SocketId,
     index: MessageIndex,
 ) -> Result<InFlight, SocketError> {
     match *slot {
@@ -249,6 +254,6 @@ fn take_in_flight(
             *slot = None;
             Ok(f)
         }
-        _ => Err(SocketError::UnexpectedPersist),
+        _ => Err(SocketError::UnexpectedPersist { socket }),
     }
 }

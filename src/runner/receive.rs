@@ -67,11 +67,11 @@ impl Runner {
     pub(super) fn dropped(&mut self, e: ReceiveError) -> ReceiveError {
         let counter = match &e {
             ReceiveError::Malformed(_) => &mut self.stats.dropped_malformed,
-            ReceiveError::UnknownActor => &mut self.stats.dropped_unknown_actor,
-            ReceiveError::UnknownSocket => &mut self.stats.dropped_unknown_socket,
-            ReceiveError::NotOpen => &mut self.stats.dropped_not_open,
-            ReceiveError::QueueFull => &mut self.stats.dropped_queue_full,
-            ReceiveError::SocketLimit => &mut self.stats.dropped_socket_limit,
+            ReceiveError::UnknownActor { .. } => &mut self.stats.dropped_unknown_actor,
+            ReceiveError::UnknownSocket { .. } => &mut self.stats.dropped_unknown_socket,
+            ReceiveError::NotOpen { .. } => &mut self.stats.dropped_not_open,
+            ReceiveError::QueueFull { .. } => &mut self.stats.dropped_queue_full,
+            ReceiveError::SocketLimit { .. } => &mut self.stats.dropped_socket_limit,
             ReceiveError::Unsupported { .. } => &mut self.stats.dropped_unsupported,
         };
         *counter += 1;
@@ -89,7 +89,7 @@ impl Runner {
         match msg.kind {
             ToClientTunnelMessageKind::WebSocketMessage(m) => {
                 if let Some(&slot) = self.socket_index.get(&id) {
-                    return self.on_message(now, slot, index, m.data, m.binary);
+                    return self.on_message(now, (id, slot), index, m.data, m.binary);
                 }
                 if let Some(&aslot) = self.routes.get(&id) {
                     let msg = ToClientTunnelMessage {
@@ -98,7 +98,7 @@ impl Runner {
                     };
                     return self.enqueue(aslot, id, msg, false);
                 }
-                Err(self.dropped(ReceiveError::UnknownSocket))
+                Err(self.dropped(ReceiveError::UnknownSocket { socket: id }))
             }
             ToClientTunnelMessageKind::WebSocketOpen(open) => {
                 self.on_open(now, id, msg.message_id, open)
@@ -121,7 +121,7 @@ impl Runner {
                     };
                     return self.enqueue(aslot, id, msg, false);
                 }
-                Err(self.dropped(ReceiveError::UnknownSocket))
+                Err(self.dropped(ReceiveError::UnknownSocket { socket: id }))
             }
             ToClientTunnelMessageKind::RequestStart(_) => {
                 Err(self.dropped(ReceiveError::Unsupported {
@@ -153,10 +153,11 @@ impl Runner {
         let max_count = self.config.max_queued_per_actor;
         let max_bytes = self.config.max_queued_bytes_per_actor;
         let Some(actor) = self.actors.get_mut(aslot).and_then(Option::as_mut) else {
-            return Err(self.dropped(ReceiveError::UnknownActor));
+            return Err(self.dropped(ReceiveError::UnknownSocket { socket: id }));
         };
         if actor.queue.len() >= max_count || actor.queued_bytes.saturating_add(size) > max_bytes {
-            return Err(self.dropped(ReceiveError::QueueFull));
+            let actor_id = actor.id.clone();
+            return Err(self.dropped(ReceiveError::QueueFull { actor_id }));
         }
         actor.queue.push_back(msg);
         actor.queued_bytes = actor.queued_bytes.saturating_add(size);
@@ -177,14 +178,14 @@ impl Runner {
     ) -> Result<(), ReceiveError> {
         let k = message_id.message_index;
         let Some(&aslot) = self.actor_index.get(open.actor_id.as_str()) else {
-            return Err(self.actor_not_found(id));
+            return Err(self.actor_not_found(id, &open.actor_id));
         };
         let state = match self.actors.get(aslot).and_then(Option::as_ref) {
             Some(actor) => actor.state,
-            None => return Err(self.actor_not_found(id)),
+            None => return Err(self.actor_not_found(id, &open.actor_id)),
         };
         match state {
-            ActorState::Stopping => Err(self.actor_not_found(id)),
+            ActorState::Stopping => Err(self.actor_not_found(id, &open.actor_id)),
             ActorState::Starting => {
                 let msg = ToClientTunnelMessage {
                     message_id,
@@ -200,7 +201,7 @@ impl Runner {
                 if self.live_sockets >= self.config.max_sockets {
                     let kind = close_kind(&KnownClose::ServerError.frame(), false);
                     self.publish_stateless(id, kind);
-                    return Err(self.dropped(ReceiveError::SocketLimit));
+                    return Err(self.dropped(ReceiveError::SocketLimit { socket: id }));
                 }
                 let socket = Socket::new(id, aslot, k, self.config.persist_retry_initial);
                 self.insert_socket(socket);
@@ -219,11 +220,13 @@ impl Runner {
 
     /// Answers an open for an actor this runner does not run with close 1011 `Actor not found`
     /// (outgoing index 0: the runner has no state for the socket).
-    pub(super) fn actor_not_found(&mut self, id: SocketId) -> ReceiveError {
+    pub(super) fn actor_not_found(&mut self, id: SocketId, actor_id: &str) -> ReceiveError {
         self.stats.actor_not_found += 1;
         let kind = close_kind(&KnownClose::ActorNotFound.frame(), false);
         self.publish_stateless(id, kind);
-        self.dropped(ReceiveError::UnknownActor)
+        self.dropped(ReceiveError::UnknownActor {
+            actor_id: actor_id.into(),
+        })
     }
 
     /// A second open for a known socket (`docs/protocol.md#duplicate-open`), without upstream's
@@ -273,16 +276,16 @@ impl Runner {
     pub(super) fn on_message(
         &mut self,
         now: Timestamp,
-        slot: usize,
+        (id, slot): (SocketId, usize),
         r: MessageIndex,
         data: Vec<u8>,
         binary: bool,
     ) -> Result<(), ReceiveError> {
         let Some(s) = slot_mut(&mut self.slots, slot) else {
-            return Err(self.dropped(ReceiveError::UnknownSocket));
+            return Err(self.dropped(ReceiveError::UnknownSocket { socket: id }));
         };
         if s.phase != Phase::Open {
-            return Err(self.dropped(ReceiveError::NotOpen));
+            return Err(self.dropped(ReceiveError::NotOpen { socket: id }));
         }
         if !s.hibernatable {
             self.deliver(now, slot, r, data, binary);

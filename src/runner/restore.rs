@@ -74,13 +74,19 @@ impl Runner {
     ) -> Result<RestoreSummary, ActorError> {
         let now = self.advance(now);
         let Some(&aslot) = self.actor_index.get(actor_id) else {
-            return Err(ActorError::NotStarting);
+            return Err(ActorError::NotStarting {
+                actor_id: actor_id.into(),
+            });
         };
         let Some(actor) = self.actors.get_mut(aslot).and_then(Option::as_mut) else {
-            return Err(ActorError::NotStarting);
+            return Err(ActorError::NotStarting {
+                actor_id: actor_id.into(),
+            });
         };
         if actor.state != ActorState::Starting {
-            return Err(ActorError::AlreadyRestored);
+            return Err(ActorError::AlreadyRestored {
+                actor_id: actor_id.into(),
+            });
         }
         let hibernating = core::mem::take(&mut actor.hibernating);
         let routes = core::mem::take(&mut actor.routes);

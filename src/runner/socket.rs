@@ -31,6 +31,13 @@ impl SocketId {
     }
 }
 
+/// `gateway_id/request_id` in hex, as the ids display.
+impl core::fmt::Display for SocketId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}/{}", self.gateway_id, self.request_id)
+    }
+}
+
 impl From<HibernatingRequest> for SocketId {
     fn from(r: HibernatingRequest) -> Self {
         Self::new(r.gateway_id, r.request_id)

@@ -454,17 +454,23 @@ fn zero_reack_interval_reacks_every_duplicate() {
 fn actor_errors() {
     let now = Timestamp::ZERO;
     let mut r = Runner::new(RunnerConfig::default(), now).unwrap();
-    assert_eq!(r.actor_stopping(now, A), Err(ActorError::UnknownActor));
-    assert_eq!(r.restore(now, A, vec![]), Err(ActorError::NotStarting));
+    assert_eq!(
+        r.actor_stopping(now, A),
+        Err(ActorError::UnknownActor { actor_id: A.into() })
+    );
+    assert_eq!(
+        r.restore(now, A, vec![]),
+        Err(ActorError::NotStarting { actor_id: A.into() })
+    );
     r.actor_starting(now, A, vec![]).unwrap();
     assert_eq!(
         r.actor_starting(now, A, vec![]),
-        Err(ActorError::AlreadyStarting)
+        Err(ActorError::AlreadyStarting { actor_id: A.into() })
     );
     r.restore(now, A, vec![]).unwrap();
     assert_eq!(
         r.actor_starting(now, A, vec![]),
-        Err(ActorError::AlreadyStarting)
+        Err(ActorError::AlreadyStarting { actor_id: A.into() })
     );
     // An actor without sockets stops at once, and its slot is reused.
     r.actor_stopping(now, A).unwrap();
@@ -498,7 +504,10 @@ fn a_late_result_of_a_closed_socket_never_settles_a_newer_socket_with_its_id() {
     let five = MessageIndex::new(5);
     assert_eq!(r.socket(s).unwrap().persist_in_flight, Some(five));
     // The late result of the closed socket: harmless, and the new socket still waits.
-    assert_eq!(r.persisted(now, s, five), Err(SocketError::UnknownSocket));
+    assert_eq!(
+        r.persisted(now, s, five),
+        Err(SocketError::UnknownSocket { socket: s })
+    );
     assert_eq!(r.socket(s).unwrap().persist_in_flight, Some(five));
     assert_eq!(r.socket(s).unwrap().last_persisted, None);
     // Its own result settles it.

@@ -41,6 +41,70 @@
 //! every hibernatable socket persists → `Stopped` event and [`Action::ActorStopped`]. A stop
 //! the engine asked for, or the actor asked for, reports [`StopCode::Ok`]; a stop after
 //! [`Session::actor_failed`] reports [`StopCode::Error`].
+//!
+//! # Example
+//!
+//! A runner session and an engine ([`crate::control::Control`]) in memory: the runner connects,
+//! an actor starts on it, and the runner's sleep intent makes the engine stop it.
+//!
+//! ```
+//! use hibernating_ws::control::{self, ActorPhase, ActorSpec, ConnId, Control, ControlConfig};
+//! use hibernating_ws::gateway::{Gateway, GatewayConfig};
+//! use hibernating_ws::session::{self, Session, SessionConfig};
+//! use hibernating_ws::wire::{ActorConfig, GatewayId};
+//! use hibernating_ws::Timestamp;
+//!
+//! /// Moves frames both ways and restores every starting actor with no sockets.
+//! fn pump(now: Timestamp, engine: &mut Control, runner: &mut Session) {
+//!     loop {
+//!         let mut idle = true;
+//!         while let Some(action) = engine.poll_action() {
+//!             idle = false;
+//!             if let control::Action::Send { frame, .. } = action {
+//!                 runner.handle_frame(now, &frame).expect("engine frames are valid");
+//!             }
+//!         }
+//!         while let Some(action) = runner.poll_action() {
+//!             idle = false;
+//!             match action {
+//!                 session::Action::Send { frame } => {
+//!                     engine.handle_runner_frame(now, ConnId(1), &frame).expect("valid");
+//!                 }
+//!                 session::Action::StartActor { actor_id, .. } => {
+//!                     runner.restore(now, &actor_id, vec![]).expect("starting");
+//!                 }
+//!                 _ => {}
+//!             }
+//!         }
+//!         if idle {
+//!             return;
+//!         }
+//!     }
+//! }
+//!
+//! let now = Timestamp::from_secs(1);
+//! let gateway = Gateway::new(GatewayConfig::default(), GatewayId(*b"gw01"), now)?;
+//! let mut engine = Control::new(ControlConfig::default(), gateway, 1, now)?;
+//! let mut runner = Session::new(SessionConfig::new("default", 8), now)?;
+//!
+//! engine.runner_connected(now, ConnId(1), "my-runner")?;
+//! runner.connected(now);
+//! pump(now, &mut engine, &mut runner);
+//! assert_eq!(runner.link(), session::Link::Ready);
+//!
+//! let config = ActorConfig { name: "counter".into(), key: None, create_ts: 0, input: None };
+//! engine.create_actor(now, "actor-1", ActorSpec { runner_name: "default".into(), config })?;
+//! engine.start_actor(now, "actor-1")?;
+//! pump(now, &mut engine, &mut runner);
+//! assert_eq!(engine.actor("actor-1").unwrap().phase, ActorPhase::Running);
+//!
+//! runner.sleep_actor(now, "actor-1")?;
+//! pump(now, &mut engine, &mut runner);
+//! assert_eq!(engine.actor("actor-1").unwrap().phase, ActorPhase::Sleeping);
+//! assert!(runner.runner().actor("actor-1").is_none());
+//! assert_eq!(runner.unacked_events(), 0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;

@@ -226,6 +226,31 @@ pub struct Harness {
     pub now: Timestamp,
 }
 
+impl Out {
+    /// `Out::Persist` of `server_index` with the next outgoing index `client_index`.
+    pub fn persist(socket: SocketId, server_index: u16, client_index: u16) -> Self {
+        Self::Persist {
+            socket,
+            server_index,
+            client_index,
+        }
+    }
+
+    /// `Out::Ack` of `index`, published with outgoing index `out`.
+    pub fn ack(socket: SocketId, out: u16, index: u16) -> Self {
+        Self::Ack { socket, out, index }
+    }
+
+    /// `Out::Msg`: message `index` delivered to the app.
+    pub fn msg(socket: SocketId, index: u16, data: &[u8]) -> Self {
+        Self::Msg {
+            socket,
+            index,
+            data: data.to_vec(),
+        }
+    }
+}
+
 impl Harness {
     pub fn new(config: RunnerConfig) -> Self {
         let now = Timestamp::from_secs(100);
@@ -324,6 +349,17 @@ impl Harness {
         self.runner
             .persisted(self.now, s, MessageIndex::new(i))
             .expect("persisted");
+    }
+
+    /// The runner asks for exactly one write: `server` delivered, `client` the next outgoing index.
+    pub fn expect_persist(&mut self, s: SocketId, server: u16, client: u16) {
+        assert_eq!(self.drain(), vec![Out::persist(s, server, client)]);
+    }
+
+    /// The app reports `index` durable; the runner acks exactly that, with outgoing index `out`.
+    pub fn persist_and_expect_ack(&mut self, s: SocketId, index: u16, out: u16) {
+        self.persisted(s, index);
+        assert_eq!(self.drain(), vec![Out::ack(s, out, index)]);
     }
 
     pub fn last_delivered(&self, s: SocketId) -> u16 {

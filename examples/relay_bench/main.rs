@@ -1,0 +1,1134 @@
+//! End-to-end throughput: hws through the tokio adapter against a plain WebSocket relay, over
+//! loopback WebSockets, in the same process and the same run (target:
+//! `docs/design.md#performance-targets`).
+//!
+//! ```sh
+//! cargo run --release --example relay_bench
+//! cargo run --release --example relay_bench -- --help
+//! ```
+//!
+//! Both topologies have the same two WebSocket hops and the same client:
+//!
+//! * **baseline**: client → relay → backend. The relay accepts the client's WebSocket, dials one
+//!   backend WebSocket for it and forwards every frame as-is in both directions (one
+//!   `StreamExt::forward` task per direction); the backend counts what arrives.
+//! * **hws**: client → gateway → runner → app. The gateway (a [`GatewayDriver`]) reads the client
+//!   through its [`ClientSender`] and publishes versioned `ToRunner` frames over one WebSocket
+//!   to the runner; the runner (a [`RunnerDriver`]) validates and delivers them to the app task,
+//!   which accepts the socket as hibernatable, counts messages and answers every
+//!   [`Action::Persist`] at once (from memory, so storage is not what is measured) with the
+//!   default persist debounce; the runner's acks travel back over the same WebSocket and release
+//!   the gateway's pending buffer. The gateway uses the default limits with
+//!   [`OverflowPolicy::Backpressure`], so a client that outruns the acks is paused instead of
+//!   closed (the Rivet-compatible `Close` policy would close a pipelining client).
+//! * **tasks** (diagnosis, `--modes baseline,tasks,hws`): the hws task graph without the engines.
+//!   Frames are forwarded as-is, but every hop has the adapters' tasks, channels and copies
+//!   (reader → bounded channel → "driver" task → unbounded channel → writer or app). Its gap to
+//!   the baseline is the cost of the adapters' shape; the gap from it to hws is the engines and
+//!   the protocol (encoding, decoding, validation, pending buffer, acks).
+//!
+//! The client connects, sends one warm-up message and waits until the receiving end has it (so
+//! the handshakes and the open are not timed), then sends `N` messages of the given size
+//! back-to-back (pipelined: `feed` each, one `flush` at the end) and stops the clock when the
+//! receiving end (backend or app) has counted all `N`. Every (size, run) starts fresh servers;
+//! the modes alternate within a run (the order flips every run) so all see the same machine
+//! load. The CPU time of the whole process over the timed window is read from
+//! `/proc/self/task/*/schedstat` (Linux; `-` elsewhere).
+
+#![allow(
+    clippy::std_instead_of_core,
+    clippy::std_instead_of_alloc,
+    clippy::cast_precision_loss,
+    clippy::disallowed_methods
+)] // application code on std that times itself with the wall clock; figures are printed as floats
+
+mod many;
+
+use std::fmt::Write as _;
+use std::io;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use hibernating_ws::driver::tokio::{
+    ClientEvents, ClientOutput, ClientSender, GatewayDriver, GatewayHandle, GatewayIo,
+    GatewayOptions, Outbox, OutboxReceiver, QueueLimits, RunnerDriver, RunnerHandle, RunnerIo,
+    RunnerOptions, TokioClock, outbox,
+};
+use hibernating_ws::gateway::{
+    Frame, Gateway, GatewayConfig, OpenRequest, OverflowPolicy, RouteId,
+};
+use hibernating_ws::runner::{Action, Runner, RunnerConfig};
+use hibernating_ws::wire::{GatewayId, RequestId};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc::unbounded_channel;
+use tokio::sync::oneshot;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Bytes, Message};
+use tokio_tungstenite::{WebSocketStream, accept_async_with_config, connect_async_with_config};
+
+const USAGE: &str = "\
+relay_bench: messages/s and MiB/s of hws (client -> gateway -> runner -> app) against a plain
+WebSocket relay (client -> relay -> backend) over loopback, in the same run.
+
+USAGE: cargo run --release --example relay_bench -- [OPTIONS]
+
+OPTIONS:
+  --sizes LIST        payload sizes in bytes, comma-separated   [default: 64,1024,16384]
+  --messages LIST     messages per run, one per size or one for all
+                      [default: 256 MiB / size, within 40000..=1000000]
+  --runs N            runs per size and mode                    [default: 5]
+  --threads N         tokio worker threads; 1 = current-thread runtime [default: 2]
+  --clients N         clients at once (N > 1: many-clients mode; the clients run in a child
+                      process, CPU is the servers' alone, RSS per client is reported;
+                      modes baseline and hws)                   [default: 1]
+  --per-client N      messages per client in many-clients mode  [default: 20]
+  --ws-buffer BYTES   read and write buffer size of every WebSocket the servers accept
+                      (both modes); 0 = tungstenite's default (128 KiB) [default: 0]
+  --modes LIST        of baseline, hws, tasks (a plain relay shaped like the hws
+                      adapters, for diagnosis), run in turn, the order reversed
+                      every other run                           [default: baseline,hws]
+  --window BYTES      gateway max_pending_bytes per request     [default: 1048576]
+  -h, --help          this text
+";
+
+const ACTOR: &str = "bench";
+const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+/// Input channel capacity of the `tasks` mode (the shape the adapters had before they ran the
+/// engines in the socket tasks).
+const TASKS_CAPACITY: usize = 1024;
+
+// ---------------------------------------------------------------------------------------------
+// Arguments
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Baseline,
+    Hws,
+    Tasks,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Baseline => "baseline",
+            Mode::Hws => "hws",
+            Mode::Tasks => "tasks",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [Mode::Baseline, Mode::Hws, Mode::Tasks]
+            .into_iter()
+            .find(|m| m.name() == s.trim())
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Args {
+    sizes: Vec<usize>,
+    messages: Vec<u64>,
+    runs: u32,
+    threads: usize,
+    clients: u32,
+    per_client: u64,
+    ws_buffer: usize,
+    modes: Vec<Mode>,
+    window: u64,
+}
+
+impl Args {
+    fn parse(mut it: impl Iterator<Item = String>) -> Result<Self, String> {
+        let mut args = Args {
+            sizes: vec![64, 1024, 16 * 1024],
+            messages: Vec::new(),
+            runs: 5,
+            threads: 2,
+            clients: 1,
+            per_client: 20,
+            ws_buffer: 0,
+            modes: vec![Mode::Baseline, Mode::Hws],
+            window: GatewayConfig::default().max_pending_bytes,
+        };
+        while let Some(flag) = it.next() {
+            if flag == "-h" || flag == "--help" {
+                return Err(String::new());
+            }
+            let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+            let bad = |e: &dyn std::fmt::Display| format!("{flag} {value}: {e}");
+            match flag.as_str() {
+                "--sizes" => args.sizes = list(&value).map_err(|e| bad(&e))?,
+                "--messages" => args.messages = list(&value).map_err(|e| bad(&e))?,
+                "--runs" => args.runs = value.parse().map_err(|e| bad(&e))?,
+                "--threads" => args.threads = value.parse().map_err(|e| bad(&e))?,
+                "--clients" => args.clients = value.parse().map_err(|e| bad(&e))?,
+                "--ws-buffer" => args.ws_buffer = value.parse().map_err(|e| bad(&e))?,
+                "--per-client" => args.per_client = value.parse().map_err(|e| bad(&e))?,
+                "--window" => args.window = value.parse().map_err(|e| bad(&e))?,
+                "--modes" => {
+                    args.modes = value
+                        .split(',')
+                        .map(|m| Mode::parse(m).ok_or_else(|| format!("--modes: unknown mode {m}")))
+                        .collect::<Result<_, _>>()?;
+                }
+                _ => return Err(format!("unknown option {flag}")),
+            }
+        }
+        if args.clients > 1 {
+            if args.modes.contains(&Mode::Tasks) || args.per_client == 0 {
+                return Err("many-clients mode: modes baseline and hws, --per-client > 0".into());
+            }
+            args.messages = vec![u64::from(args.clients) * args.per_client; args.sizes.len()];
+        }
+        if args.messages.is_empty() {
+            args.messages = args.sizes.iter().map(|&s| default_messages(s)).collect();
+        }
+        if args.messages.len() == 1 {
+            args.messages = vec![args.messages[0]; args.sizes.len()];
+        }
+        if args.messages.len() != args.sizes.len() {
+            return Err("--messages needs one value, or one per size".into());
+        }
+        if args.sizes.contains(&0) || args.messages.contains(&0) || args.runs == 0 {
+            return Err("sizes, messages and runs must be positive".into());
+        }
+        if args.modes.is_empty() {
+            return Err("--modes needs at least one mode".into());
+        }
+        if args.threads == 0 {
+            return Err("--threads must be positive".into());
+        }
+        Ok(args)
+    }
+}
+
+/// About 256 MiB of payload per run, between 40 000 and 1 000 000 messages.
+fn default_messages(size: usize) -> u64 {
+    ((256_u64 << 20) / size.max(1) as u64).clamp(40_000, 1_000_000)
+}
+
+fn list<T: std::str::FromStr>(s: &str) -> Result<Vec<T>, T::Err> {
+    s.split(',').map(|v| v.trim().parse()).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The receiving end (backend or app)
+// ---------------------------------------------------------------------------------------------
+
+/// Counts arrivals; signals the warm-up message and the last one.
+struct Arrivals {
+    /// Warm-up messages included.
+    expected: u64,
+    /// Arrivals that complete the warm-up (one per client).
+    warm_at: u64,
+    count: u64,
+    bytes: u64,
+    warm: Option<oneshot::Sender<()>>,
+    done: Option<oneshot::Sender<Instant>>,
+}
+
+impl Arrivals {
+    fn message(&mut self, len: usize) {
+        self.count += 1;
+        self.bytes += len as u64;
+        if self.count == self.warm_at
+            && let Some(warm) = self.warm.take()
+        {
+            let _ = warm.send(());
+        }
+        if self.count == self.expected
+            && let Some(done) = self.done.take()
+        {
+            let _ = done.send(Instant::now());
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What one timed run measured.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    elapsed: Duration,
+    /// CPU time of the whole process during the timed window.
+    cpu: Option<Duration>,
+    /// Resident memory the open, warmed-up connections added, per client (many-clients mode).
+    rss_per_client: Option<f64>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client
+// ---------------------------------------------------------------------------------------------
+
+async fn connect(
+    url: &str,
+) -> io::Result<WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>> {
+    let (ws, _) = connect_async_with_config(url, None, true)
+        .await
+        .map_err(io::Error::other)?;
+    Ok(ws)
+}
+
+/// Accepts the next connection; an accept error (out of file descriptors while the previous
+/// run's sockets close) is retried after a short pause instead of ending the listener.
+async fn accept_retrying(listener: &TcpListener) -> TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, _)) => return tcp,
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+/// The configuration of every WebSocket the servers accept (`--ws-buffer`).
+static SERVER_WS: std::sync::OnceLock<Option<WebSocketConfig>> = std::sync::OnceLock::new();
+
+async fn accept(tcp: TcpStream) -> io::Result<WebSocketStream<TcpStream>> {
+    tcp.set_nodelay(true)?;
+    let config = SERVER_WS.get().copied().flatten();
+    accept_async_with_config(tcp, config)
+        .await
+        .map_err(io::Error::other)
+}
+
+/// Connects, warms up with one message, then times `messages` messages of `size` bytes until
+/// `done` fires.
+async fn client(
+    url: String,
+    size: usize,
+    messages: u64,
+    warm: oneshot::Receiver<()>,
+    done: oneshot::Receiver<Instant>,
+) -> io::Result<Sample> {
+    let ws = connect(&url).await?;
+    // The receiving ends never write to the client; keep the read half alive.
+    let (mut sink, _stream) = ws.split();
+    let payload = Bytes::from(vec![0xA5_u8; size]);
+    sink.send(Message::Binary(payload.clone()))
+        .await
+        .map_err(io::Error::other)?;
+    warm.await.map_err(|_| io::Error::other("warm-up lost"))?;
+    let cpu0 = cpu_time();
+    let start = Instant::now();
+    for _ in 0..messages {
+        sink.feed(Message::Binary(payload.clone()))
+            .await
+            .map_err(io::Error::other)?;
+    }
+    sink.flush().await.map_err(io::Error::other)?;
+    let end = done
+        .await
+        .map_err(|_| io::Error::other("the receiving end stopped early"))?;
+    let cpu1 = cpu_time();
+    let _ = sink.close().await;
+    Ok(Sample {
+        elapsed: end.saturating_duration_since(start),
+        cpu: cpu0.zip(cpu1).map(|(a, b)| b.saturating_sub(a)),
+        rss_per_client: None,
+    })
+}
+
+/// CPU time of every thread of this process (`/proc/self/task/*/schedstat`, nanoseconds).
+fn cpu_time() -> Option<Duration> {
+    let mut total = 0_u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let mut path = task.ok()?.path();
+        path.push("schedstat");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue; // the thread exited meanwhile
+        };
+        total += text.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(total))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Baseline: a plain relay
+// ---------------------------------------------------------------------------------------------
+
+async fn baseline(size: usize, messages: u64) -> io::Result<Sample> {
+    let mut tasks = JoinSet::new();
+    let (warm_tx, warm) = oneshot::channel();
+    let (done_tx, done) = oneshot::channel();
+    let arrivals = Arrivals {
+        expected: messages + 1,
+        warm_at: 1,
+        count: 0,
+        bytes: 0,
+        warm: Some(warm_tx),
+        done: Some(done_tx),
+    };
+
+    // Backend: one connection, counts binary frames.
+    let backend = TcpListener::bind("127.0.0.1:0").await?;
+    let backend_url = url(backend.local_addr()?);
+    let arrivals = Arc::new(Mutex::new(arrivals));
+    let counted = arrivals.clone();
+    tasks.spawn(async move {
+        let Ok((tcp, _)) = backend.accept().await else {
+            return;
+        };
+        let Ok(mut ws) = accept(tcp).await else {
+            return;
+        };
+        while let Some(Ok(msg)) = ws.next().await {
+            match msg {
+                Message::Binary(b) => lock(&counted).message(b.len()),
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+    });
+
+    // Relay: per client, dial the backend and forward both ways.
+    let relay = TcpListener::bind("127.0.0.1:0").await?;
+    let relay_url = url(relay.local_addr()?);
+    tasks.spawn(async move {
+        let Ok((tcp, _)) = relay.accept().await else {
+            return;
+        };
+        let Ok(client) = accept(tcp).await else {
+            return;
+        };
+        let Ok(backend) = connect(&backend_url).await else {
+            return;
+        };
+        let (client_tx, client_rx) = client.split();
+        let (backend_tx, backend_rx) = backend.split();
+        let up = tokio::spawn(client_rx.forward(backend_tx));
+        let down = tokio::spawn(backend_rx.forward(client_tx));
+        let _ = up.await;
+        down.abort();
+    });
+
+    let sample = client(relay_url, size, messages, warm, done).await?;
+    check(&lock(&arrivals), size, messages)?;
+    tasks.abort_all();
+    Ok(sample)
+}
+
+fn url(addr: SocketAddr) -> String {
+    format!("ws://{addr}")
+}
+
+fn check(arrivals: &Arrivals, size: usize, messages: u64) -> io::Result<()> {
+    let expected = messages + 1;
+    if arrivals.count == expected && arrivals.bytes == expected * size as u64 {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "received {} messages / {} bytes, expected {expected} / {}",
+            arrivals.count,
+            arrivals.bytes,
+            expected * size as u64
+        )))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// hws: client -> gateway -> runner -> app
+// ---------------------------------------------------------------------------------------------
+
+/// Gateway sink: frames to the runner link's outbox.
+struct GatewaySide {
+    runner: Outbox<Frame>,
+}
+
+impl GatewayIo for GatewaySide {
+    fn publish(&mut self, _route: RouteId, _request_id: RequestId, frame: Frame) {
+        let _ = self.runner.push(frame);
+    }
+    fn request_wake(&mut self, _: RequestId, _: String) {}
+    fn upsert_hibernating_record(&mut self, _: RequestId, _: String) {}
+    fn delete_hibernating_record(&mut self, _: RequestId, _: String) {}
+}
+
+/// Runner sink: frames to the gateway link's outbox.
+struct RunnerSide {
+    gateway: Outbox<Vec<u8>>,
+}
+
+impl RunnerIo for RunnerSide {
+    fn publish(&mut self, _gateway_id: GatewayId, frame: Vec<u8>) {
+        let _ = self.gateway.push(frame);
+    }
+}
+
+/// Writes an outbox to a WebSocket: everything queued at once, one flush per batch.
+async fn link_writer<S, T>(mut ws: S, mut rx: OutboxReceiver<T>)
+where
+    S: futures_util::Sink<Message> + Unpin,
+    T: AsRef<[u8]> + Send + 'static,
+{
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch).await > 0 {
+        for frame in batch.drain(..) {
+            if ws
+                .feed(Message::Binary(Bytes::from_owner(frame)))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        if ws.flush().await.is_err() {
+            return;
+        }
+    }
+    // The outbox overflowed, or the driver is gone: drop the link.
+    if let Some(full) = rx.overflowed() {
+        eprintln!("link outbox overflowed: {full}");
+    }
+    let _ = ws.close().await;
+}
+
+/// Writes queued messages to a WebSocket, flushing once per batch (the `tasks` mode).
+async fn writer<S>(mut ws: S, mut rx: tokio::sync::mpsc::UnboundedReceiver<Message>)
+where
+    S: futures_util::Sink<Message> + Unpin,
+{
+    while let Some(msg) = rx.recv().await {
+        if ws.feed(msg).await.is_err() {
+            return;
+        }
+        while let Ok(msg) = rx.try_recv() {
+            if ws.feed(msg).await.is_err() {
+                return;
+            }
+        }
+        if ws.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn hws_run(size: usize, messages: u64, window: u64) -> io::Result<Sample> {
+    let mut tasks = JoinSet::new();
+    let (warm_tx, warm) = oneshot::channel();
+    let (done_tx, done) = oneshot::channel();
+    let arrivals = Arrivals {
+        expected: messages + 1,
+        warm_at: 1,
+        count: 0,
+        bytes: 0,
+        warm: Some(warm_tx),
+        done: Some(done_tx),
+    };
+    let runner = start_runner(&mut tasks, arrivals).await?;
+    let gateway = start_gateway(&mut tasks, &runner.url, window, 1).await?;
+
+    let sample = client(gateway.url, size, messages, warm, done).await;
+    let outcome = runner.result.await;
+    gateway.handle.shutdown();
+    runner.handle.shutdown();
+    let _ = gateway.driver.await;
+    let _ = runner.driver.await;
+    tasks.abort_all();
+    let sample = sample?;
+    let (arrivals, in_order) = outcome.map_err(|_| io::Error::other("the app stopped early"))?;
+    check(&arrivals, size, messages)?;
+    if !in_order {
+        return Err(io::Error::other("messages arrived out of order"));
+    }
+    Ok(sample)
+}
+
+struct RunnerSideStarted {
+    url: String,
+    handle: RunnerHandle,
+    driver: JoinHandle<Runner>,
+    /// The app's arrivals once all came, and whether every index followed the previous one.
+    result: oneshot::Receiver<(Arrivals, bool)>,
+}
+
+/// The runner with one started actor, listening for the gateway's connection, and the app.
+async fn start_runner(
+    tasks: &mut JoinSet<()>,
+    mut arrivals: Arrivals,
+) -> io::Result<RunnerSideStarted> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = url(listener.local_addr()?);
+    let clock = TokioClock::new();
+    let runner = Runner::new(RunnerConfig::default(), clock.now()).map_err(io::Error::other)?;
+    let (to_gateway, to_gateway_rx) = outbox(QueueLimits::LINK);
+    let io_side = RunnerSide {
+        gateway: to_gateway,
+    };
+    let (runner_driver, handle, mut app_rx) =
+        RunnerDriver::new(runner, io_side, clock, RunnerOptions::default());
+    let driver = tokio::spawn(runner_driver.run());
+    handle
+        .call(|r, now| r.actor_starting(now, ACTOR, Vec::new()))
+        .map_err(io::Error::other)?
+        .map_err(io::Error::other)?;
+    handle
+        .call(|r, now| r.restore(now, ACTOR, Vec::new()))
+        .map_err(io::Error::other)?
+        .map_err(io::Error::other)?;
+
+    // The gateway's WebSocket: frames in (read in place), frames out.
+    let h = handle.clone();
+    tasks.spawn(async move {
+        let Ok((tcp, _)) = listener.accept().await else {
+            return;
+        };
+        let Ok(ws) = accept(tcp).await else {
+            return;
+        };
+        let (ws_tx, mut ws_rx) = ws.split();
+        tokio::spawn(link_writer(ws_tx, to_gateway_rx));
+        while let Some(Ok(msg)) = ws_rx.next().await {
+            let bytes = match msg {
+                Message::Binary(b) => b,
+                Message::Close(_) => return,
+                _ => continue,
+            };
+            if h.frame(&bytes).await.is_err() {
+                return;
+            }
+        }
+    });
+
+    // The app: accept, count, persist at once.
+    let app = handle.clone();
+    let (result_tx, result) = oneshot::channel();
+    tasks.spawn(async move {
+        // Per socket: the index the next message must have.
+        let mut next_index = std::collections::HashMap::new();
+        let mut in_order = true;
+        let mut batch = Vec::new();
+        while app_rx.recv_many(&mut batch).await > 0 {
+            for action in batch.drain(..) {
+                match action {
+                    Action::Open { socket, index, .. } => {
+                        next_index.insert(socket, index.next());
+                        let _ = app.call(|r, now| r.accept(now, socket, true));
+                    }
+                    Action::Message {
+                        socket,
+                        index,
+                        data,
+                        ..
+                    } => {
+                        in_order &= next_index.get(&socket) == Some(&index);
+                        next_index.insert(socket, index.next());
+                        arrivals.message(data.len());
+                        if arrivals.count == arrivals.expected {
+                            let _ = result_tx.send((arrivals, in_order));
+                            return;
+                        }
+                    }
+                    Action::Persist {
+                        socket,
+                        server_index,
+                        ..
+                    } => {
+                        let _ = app.call(|r, now| r.persisted(now, socket, server_index));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    });
+    Ok(RunnerSideStarted {
+        url,
+        handle,
+        driver,
+        result,
+    })
+}
+
+struct GatewaySideStarted {
+    url: String,
+    handle: GatewayHandle,
+    driver: JoinHandle<Gateway>,
+}
+
+/// The gateway: dials the runner, listens for `clients` clients.
+async fn start_gateway(
+    tasks: &mut JoinSet<()>,
+    runner_url: &str,
+    window: u64,
+    clients: u32,
+) -> io::Result<GatewaySideStarted> {
+    let runner_ws = connect(runner_url).await?;
+    let (runner_tx, mut runner_rx) = runner_ws.split();
+    let (to_runner, to_runner_rx) = outbox(QueueLimits::LINK);
+    tasks.spawn(link_writer(runner_tx, to_runner_rx));
+    let mut config = GatewayConfig::default();
+    config.overflow_policy = OverflowPolicy::Backpressure;
+    config.max_pending_bytes = window;
+    config.max_gateway_pending_bytes = config.max_gateway_pending_bytes.max(window);
+    let clock = TokioClock::new();
+    let gateway =
+        Gateway::new(config, GatewayId(*b"bnch"), clock.now()).map_err(io::Error::other)?;
+    let (gateway_driver, handle) = GatewayDriver::new(
+        gateway,
+        GatewaySide { runner: to_runner },
+        clock,
+        GatewayOptions::default(),
+    );
+    let driver = tokio::spawn(gateway_driver.run());
+    let route = RouteId(1);
+    let g = handle.clone();
+    tasks.spawn(async move {
+        while let Some(Ok(msg)) = runner_rx.next().await {
+            let Message::Binary(bytes) = msg else {
+                continue;
+            };
+            if g.runner_frame(route, &bytes).is_err() {
+                return;
+            }
+        }
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = url(listener.local_addr()?);
+    let g = handle.clone();
+    tasks.spawn(async move {
+        for i in 0..clients {
+            let tcp = accept_retrying(&listener).await;
+            let g = g.clone();
+            tokio::spawn(async move {
+                let Ok(ws) = accept(tcp).await else {
+                    return;
+                };
+                let open = OpenRequest {
+                    actor_id: ACTOR.into(),
+                    path: format!("/actors/{ACTOR}"),
+                    ..OpenRequest::default()
+                };
+                let Ok((sender, events)) = g.open(RequestId::from_u32(i + 1), route, open) else {
+                    return;
+                };
+                let (ws_tx, ws_rx) = ws.split();
+                tokio::spawn(client_writer(ws_tx, events));
+                client_reader(ws_rx, sender).await;
+            });
+        }
+    });
+    Ok(GatewaySideStarted {
+        url,
+        handle,
+        driver,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Diagnosis: a plain relay shaped like the hws adapters
+// ---------------------------------------------------------------------------------------------
+
+/// The hws task graph without the engines: frames are forwarded as-is (no encoding, no decoding,
+/// no acks), but every hop has the tasks, channels and copies of the adapters. Relay: the
+/// client's reader copies each frame into a `Vec` and hands it through a bounded channel
+/// ([`TASKS_CAPACITY`]) to a "driver" task, which takes
+/// batches and publishes through an unbounded channel to the backend's writer task. Backend: the
+/// reader copies each frame into a `Vec` and hands it through a bounded channel to a "driver"
+/// task, which passes it through an unbounded channel to the app task that counts.
+async fn tasks_run(size: usize, messages: u64) -> io::Result<Sample> {
+    let mut tasks = JoinSet::new();
+    let (warm_tx, warm) = oneshot::channel();
+    let (done_tx, done) = oneshot::channel();
+    let mut arrivals = Arrivals {
+        expected: messages + 1,
+        warm_at: 1,
+        count: 0,
+        bytes: 0,
+        warm: Some(warm_tx),
+        done: Some(done_tx),
+    };
+    let capacity = TASKS_CAPACITY;
+
+    // Backend: reader -> "driver" -> app.
+    let backend = TcpListener::bind("127.0.0.1:0").await?;
+    let backend_url = url(backend.local_addr()?);
+    let (in_tx, mut in_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(capacity);
+    let (app_tx, mut app_rx) = unbounded_channel::<Vec<u8>>();
+    tasks.spawn(async move {
+        let Ok((tcp, _)) = backend.accept().await else {
+            return;
+        };
+        let Ok(mut ws) = accept(tcp).await else {
+            return;
+        };
+        while let Some(Ok(msg)) = ws.next().await {
+            let bytes = match msg {
+                Message::Binary(b) => b,
+                Message::Close(_) => return,
+                _ => continue,
+            };
+            if in_tx.send(Vec::from(bytes)).await.is_err() {
+                return;
+            }
+        }
+    });
+    tasks.spawn(async move {
+        let mut batch = Vec::with_capacity(64);
+        while in_rx.recv_many(&mut batch, 64).await > 0 {
+            for data in batch.drain(..) {
+                let _ = app_tx.send(data);
+            }
+        }
+    });
+    let (result_tx, result) = oneshot::channel();
+    tasks.spawn(async move {
+        while let Some(data) = app_rx.recv().await {
+            arrivals.message(data.len());
+            if arrivals.count == arrivals.expected {
+                let _ = result_tx.send(arrivals);
+                return;
+            }
+        }
+    });
+
+    // Relay: reader -> "driver" -> writer.
+    let relay = TcpListener::bind("127.0.0.1:0").await?;
+    let relay_url = url(relay.local_addr()?);
+    let backend_ws = connect(&backend_url).await?;
+    let (backend_tx, _backend_rx) = backend_ws.split();
+    let (out_tx, out_rx) = unbounded_channel();
+    tasks.spawn(writer(backend_tx, out_rx));
+    let (in_tx, mut in_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(capacity);
+    tasks.spawn(async move {
+        let mut batch = Vec::with_capacity(64);
+        while in_rx.recv_many(&mut batch, 64).await > 0 {
+            for data in batch.drain(..) {
+                let _ = out_tx.send(Message::Binary(Bytes::from(data)));
+            }
+        }
+    });
+    tasks.spawn(async move {
+        let Ok((tcp, _)) = relay.accept().await else {
+            return;
+        };
+        let Ok(mut ws) = accept(tcp).await else {
+            return;
+        };
+        while let Some(Ok(msg)) = ws.next().await {
+            let bytes = match msg {
+                Message::Binary(b) => b,
+                Message::Close(_) => return,
+                _ => continue,
+            };
+            if in_tx.send(Vec::from(bytes)).await.is_err() {
+                return;
+            }
+        }
+    });
+
+    let sample = client(relay_url, size, messages, warm, done).await;
+    let outcome = result.await;
+    tasks.abort_all();
+    let sample = sample?;
+    let arrivals = outcome.map_err(|_| io::Error::other("the app stopped early"))?;
+    check(&arrivals, size, messages)?;
+    Ok(sample)
+}
+
+/// The gateway's read side of the client: never ahead of the gate, each frame read in place.
+async fn client_reader<S>(mut ws: S, mut sender: ClientSender)
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        if sender.readable().await.is_err() {
+            return;
+        }
+        let handed = match ws.next().await {
+            Some(Ok(Message::Binary(b))) => sender.message(&b, true).await,
+            Some(Ok(Message::Text(t))) => sender.message(t.as_bytes(), false).await,
+            Some(Ok(Message::Close(_)) | Err(_)) | None => {
+                let _ = sender.close(None);
+                return;
+            }
+            Some(Ok(_)) => continue,
+        };
+        if handed.is_err() {
+            return;
+        }
+    }
+}
+
+/// The gateway's write side of the client: everything queued, then one flush.
+async fn client_writer<S>(ws: S, events: ClientEvents)
+where
+    S: futures_util::Sink<Message> + Unpin,
+{
+    let messages = events.map(|out| {
+        Ok(match out {
+            ClientOutput::Message { data, .. } => Message::Binary(Bytes::from(data)),
+            _ => Message::Close(None),
+        })
+    });
+    let _ = messages.forward(ws).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Default)]
+struct Series {
+    samples: Vec<Sample>,
+}
+
+impl Series {
+    fn rates(&self, messages: u64) -> Vec<f64> {
+        let mut r: Vec<f64> = self
+            .samples
+            .iter()
+            .map(|s| messages as f64 / s.elapsed.as_secs_f64())
+            .collect();
+        r.sort_by(f64::total_cmp);
+        r
+    }
+
+    /// CPU microseconds per message, sorted.
+    fn cpu_per_message(&self, messages: u64) -> Vec<f64> {
+        let mut r: Vec<f64> = self
+            .samples
+            .iter()
+            .filter_map(|s| s.cpu)
+            .map(|c| c.as_secs_f64() * 1e6 / messages as f64)
+            .collect();
+        r.sort_by(f64::total_cmp);
+        r
+    }
+}
+
+fn median(sorted: &[f64]) -> f64 {
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => f64::midpoint(sorted[n / 2 - 1], sorted[n / 2]),
+    }
+}
+
+fn mib(bytes_per_s: f64) -> f64 {
+    bytes_per_s / (1024.0 * 1024.0)
+}
+
+fn fmt_rate(r: f64) -> String {
+    if r >= 1e6 {
+        format!("{:.2} M", r / 1e6)
+    } else if r >= 1e3 {
+        format!("{:.1} k", r / 1e3)
+    } else {
+        format!("{r:.0}")
+    }
+}
+
+fn spread(sorted: &[f64], f: impl Fn(f64) -> String) -> String {
+    match (sorted.first(), sorted.last()) {
+        (Some(&lo), Some(&hi)) => format!("{} ({}–{})", f(median(sorted)), f(lo), f(hi)),
+        _ => "-".into(),
+    }
+}
+
+/// `--client-child URL CLIENTS SIZE PER_CLIENT`: the client side of many-clients mode.
+fn client_child(args: &[String]) -> ExitCode {
+    let parsed = (|| {
+        Some((
+            args.first()?.clone(),
+            args.get(1)?.parse().ok()?,
+            args.get(2)?.parse().ok()?,
+            args.get(3)?.parse().ok()?,
+        ))
+    })();
+    let Some((url, clients, size, per_client)) = parsed else {
+        eprintln!("error: --client-child URL CLIENTS SIZE PER_CLIENT");
+        return ExitCode::from(2);
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let result =
+        runtime.and_then(|rt| rt.block_on(many::client_child(url, clients, size, per_client)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("client child: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let command_line: Vec<String> = std::env::args().skip(1).collect();
+    if command_line.first().map(String::as_str) == Some("--client-child") {
+        return client_child(&command_line[1..]);
+    }
+    let args = match Args::parse(command_line.into_iter()) {
+        Ok(a) => a,
+        Err(e) if e.is_empty() => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("error: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let _ = SERVER_WS.set((args.ws_buffer > 0).then(|| {
+        WebSocketConfig::default()
+            .read_buffer_size(args.ws_buffer)
+            .write_buffer_size(args.ws_buffer)
+    }));
+    let runtime = if args.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run_all(&args));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_all(args: &Args) -> io::Result<String> {
+    // series[size][mode], modes in the order of `args.modes`.
+    let mut series: Vec<Vec<Series>> = args
+        .sizes
+        .iter()
+        .map(|_| args.modes.iter().map(|_| Series::default()).collect())
+        .collect();
+    println!(
+        "relay_bench: sizes {:?}, messages {:?}, {} runs, {} worker thread(s), gateway window {} B, {} client(s), server WebSocket buffers {}",
+        args.sizes,
+        args.messages,
+        args.runs,
+        args.threads,
+        args.window,
+        args.clients,
+        if args.ws_buffer == 0 {
+            "default".to_string()
+        } else {
+            format!("{} B", args.ws_buffer)
+        }
+    );
+    for run in 0..args.runs {
+        for (i, (&size, &messages)) in args.sizes.iter().zip(&args.messages).enumerate() {
+            let mut order: Vec<usize> = (0..args.modes.len()).collect();
+            if run % 2 == 1 {
+                order.reverse();
+            }
+            for m in order {
+                let mode = args.modes[m];
+                let sample = tokio::time::timeout(RUN_TIMEOUT, async {
+                    match mode {
+                        Mode::Baseline if args.clients > 1 => {
+                            many::baseline(args.clients, size, args.per_client).await
+                        }
+                        Mode::Hws if args.clients > 1 => {
+                            many::hws(args.clients, size, args.per_client, args.window).await
+                        }
+                        Mode::Baseline => baseline(size, messages).await,
+                        Mode::Hws => hws_run(size, messages, args.window).await,
+                        Mode::Tasks => tasks_run(size, messages).await,
+                    }
+                })
+                .await
+                .unwrap_or_else(|_| Err(io::Error::other("run timed out")))
+                .map_err(|e| io::Error::other(format!("{} {size} B: {e}", mode.name())))?;
+                let rate = messages as f64 / sample.elapsed.as_secs_f64();
+                let cpu = sample.cpu.map_or_else(
+                    || "-".into(),
+                    |c| format!("{:.2}", c.as_secs_f64() * 1e6 / messages as f64),
+                );
+                let cpu = match sample.rss_per_client {
+                    Some(r) => format!("{cpu} us/msg  rss {r:.0} B/client"),
+                    None => format!("{cpu} us/msg"),
+                };
+                println!(
+                    "run {} {:>8} {:>6} B x {:>7}: {:>8.3} s  {:>10.0} msg/s  {:>8.1} MiB/s  cpu {cpu}",
+                    run + 1,
+                    mode.name(),
+                    size,
+                    messages,
+                    sample.elapsed.as_secs_f64(),
+                    rate,
+                    mib(rate * size as f64),
+                );
+                series[i][m].samples.push(sample);
+            }
+        }
+    }
+    Ok(render(args, &series))
+}
+
+fn render(args: &Args, series: &[Vec<Series>]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\n| payload | messages | mode | msg/s | MiB/s | / baseline | CPU µs/msg | RSS B/client |"
+    );
+    let _ = writeln!(out, "|---:|---:|---|---:|---:|---:|---:|---:|");
+    let base = args.modes.iter().position(|&m| m == Mode::Baseline);
+    for ((&size, &messages), row) in args.sizes.iter().zip(&args.messages).zip(series) {
+        for (&mode, s) in args.modes.iter().zip(row) {
+            let rates = s.rates(messages);
+            let bytes = |r: f64| format!("{:.1}", mib(r * size as f64));
+            let ratio = match base.map(|b| &row[b]) {
+                Some(b) if mode != Mode::Baseline && !b.samples.is_empty() => {
+                    // Paired: run k of this mode against run k of the baseline (adjacent in time).
+                    let mut paired: Vec<f64> = s
+                        .samples
+                        .iter()
+                        .zip(&b.samples)
+                        .map(|(x, b)| b.elapsed.as_secs_f64() / x.elapsed.as_secs_f64())
+                        .collect();
+                    paired.sort_by(f64::total_cmp);
+                    format!(
+                        "{:.2} (paired {})",
+                        median(&rates) / median(&b.rates(messages)),
+                        spread(&paired, |r| format!("{r:.2}"))
+                    )
+                }
+                _ => "-".into(),
+            };
+            let mut rss: Vec<f64> = s.samples.iter().filter_map(|x| x.rss_per_client).collect();
+            rss.sort_by(f64::total_cmp);
+            let _ = writeln!(
+                out,
+                "| {size} B | {messages} | {} | {} | {} | {ratio} | {} | {} |",
+                mode.name(),
+                spread(&rates, fmt_rate),
+                spread(&rates, bytes),
+                spread(&s.cpu_per_message(messages), |c| format!("{c:.2}")),
+                spread(&rss, |r| format!("{r:.0}")),
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nmedian (min–max) over {} runs; / baseline: ratio of the median throughputs (paired: \
+         per run, against the baseline run next to it); CPU: the whole process, per message (many-clients mode: the servers' process, the clients run in a child); RSS: what the open, warmed-up client connections added to the servers' process, per client",
+        args.runs
+    );
+    out
+}

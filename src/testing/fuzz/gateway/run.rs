@@ -1,0 +1,506 @@
+//! Running one operation on the gateway and settling the record store, with the checks that
+//! belong to the operation itself.
+
+use crate::fuzz::{TRACE_LEN, payload};
+use crate::gateway::{
+    CloseReason, OpenError, OpenRequest, OverflowPolicy, Phase, RouteId, SendError, WakeError,
+};
+use crate::index::MessageIndex;
+use crate::time::Timestamp;
+use crate::wire::{self, Headers, RequestId, ToGateway, ToGatewayPong, ToServerTunnelMessageKind};
+use alloc::format;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use super::{Before, Harness, MAX_STEPS, Op, Req, actor_of, request_id};
+
+impl Harness {
+    /// A `now` for a command: usually the current time, sometimes an older one (the engine must
+    /// treat it as the latest seen).
+    pub(super) fn stamp(&self, stale: bool) -> Timestamp {
+        if stale {
+            self.now.saturating_sub(Duration::from_millis(7))
+        } else {
+            self.now
+        }
+    }
+
+    pub(super) fn before(&self, req: u8) -> Before {
+        Before {
+            info: self.gw.request(request_id(req)),
+        }
+    }
+
+    #[allow(clippy::too_many_lines)] // one arm per operation reads best as one match
+    pub(super) fn run(&mut self, op: Op) {
+        let stale = self.step % 5 == 4;
+        let now = self.stamp(stale);
+        if !matches!(
+            op,
+            Op::Advance(_) | Op::Jump(_) | Op::HandleTimeout | Op::StaleTimeout(_) | Op::FireNext
+        ) {
+            // Every other operation gives `now` to the engine.
+            self.seen = self.seen.max(now);
+        }
+        match op {
+            Op::Open { req, route } => {
+                let id = request_id(req);
+                let open = OpenRequest {
+                    actor_id: actor_of(req),
+                    path: "/ws".into(),
+                    headers: Headers::new(),
+                };
+                let result = self.gw.open(now, id, RouteId(route.into()), open);
+                match result {
+                    Ok(()) => {
+                        self.fail_if(self.live.contains_key(&id), "open of a live id succeeded");
+                        self.fail_if(
+                            self.live.len() >= self.config.max_requests,
+                            "open past max_requests succeeded",
+                        );
+                        self.live.insert(
+                            id,
+                            Req {
+                                route: RouteId(route.into()),
+                                phase: Phase::AwaitingOpen,
+                                hibernatable: false,
+                                next_index: MessageIndex::new(1),
+                                blocked: None,
+                                wake_requested: false,
+                                client_gone: false,
+                                sent_through: MessageIndex::ZERO,
+                                actor: actor_of(req),
+                            },
+                        );
+                        let fx = self.drain();
+                        self.fail_if(fx.actions != 1, "open did not publish exactly one frame");
+                    }
+                    Err(e) => {
+                        let expected = if self.live.contains_key(&id) {
+                            OpenError::AlreadyExists { request_id: id }
+                        } else {
+                            OpenError::TooManyRequests {
+                                request_id: id,
+                                max: self.config.max_requests,
+                            }
+                        };
+                        if e != expected {
+                            self.fail(&format!("open failed with {e:?}"));
+                        }
+                        self.expect_quiet("a refused open");
+                    }
+                }
+            }
+            Op::Send {
+                req,
+                len,
+                binary,
+                repeat,
+            } => {
+                for _ in 0..repeat {
+                    self.send(now, req, len, binary);
+                }
+            }
+            Op::ClientClose { req, frame } => {
+                let id = request_id(req);
+                let phase = self.live.get(&id).map(|r| r.phase);
+                let result = self.gw.client_close(now, id, frame);
+                self.check_unknown(req, result.is_err(), "client_close");
+                let fx = self.drain();
+                if result.is_ok() {
+                    let closed = fx.closed.contains_key(&id);
+                    self.fail_if(
+                        phase != Some(Phase::Hibernating) && !closed,
+                        "client close of a non-hibernating request did not close it",
+                    );
+                    self.fail_if(
+                        phase == Some(Phase::Hibernating) && closed,
+                        "client close while hibernating closed at once instead of waking",
+                    );
+                    if let Some(r) = self.live.get_mut(&id) {
+                        r.client_gone = true;
+                        if !r.wake_requested {
+                            self.fail("client close while hibernating did not request a wake");
+                        }
+                    }
+                }
+            }
+            Op::ActorStopped { req } => {
+                let id = request_id(req);
+                let before = self.live.get(&id).map(|r| (r.phase, r.hibernatable));
+                let result = self.gw.actor_stopped(now, id);
+                self.check_unknown(req, result.is_err(), "actor_stopped");
+                let fx = self.drain();
+                let after = self.live.get(&id).map(|r| r.phase);
+                let closed = fx.closed.get(&id);
+                let ok = match before {
+                    None | Some((Phase::Hibernating, _)) => fx.actions == 0,
+                    Some((Phase::Active, true)) => after == Some(Phase::Hibernating),
+                    Some((Phase::Active, false)) => closed == Some(&CloseReason::ActorStopped),
+                    Some((Phase::AwaitingOpen, _)) => {
+                        closed == Some(&CloseReason::ActorStoppedBeforeOpen)
+                    }
+                };
+                if !ok {
+                    self.fail(&format!(
+                        "actor_stopped in {before:?}: now {after:?}, closed {closed:?}"
+                    ));
+                }
+            }
+            Op::Wake { req, route } => {
+                let id = request_id(req);
+                let before = self.before(req);
+                let result = self.gw.wake(now, id, RouteId(route.into()));
+                match result {
+                    Ok(()) => {
+                        let Some(r) = self.live.get_mut(&id) else {
+                            self.fail("wake of an unknown request succeeded");
+                        };
+                        if r.phase != Phase::Hibernating {
+                            self.fail("wake of a request that is not hibernating succeeded");
+                        }
+                        r.phase = Phase::Active;
+                        r.route = RouteId(route.into());
+                        r.wake_requested = false;
+                        let fx = self.drain();
+                        // The replay is exactly the pending messages, in order.
+                        let replayed = fx.published.get(&id).cloned().unwrap_or_default();
+                        let pending = before.info.map_or(0, |i| i.pending_messages);
+                        if replayed.len() != pending {
+                            self.fail(&format!(
+                                "wake replayed {} of {pending} pending",
+                                replayed.len()
+                            ));
+                        }
+                        if let Some(first) = before.info.and_then(|i| i.oldest_unacked) {
+                            self.check_contiguous(&replayed, first, "wake replay");
+                        }
+                    }
+                    Err(e) => {
+                        let expected = match self.live.get(&id) {
+                            None => WakeError::UnknownRequest { request_id: id },
+                            Some(_) => WakeError::NotHibernating { request_id: id },
+                        };
+                        if e != expected {
+                            self.fail(&format!("wake failed with {e:?}"));
+                        }
+                        if let Some(r) = self.live.get(&id) {
+                            self.fail_if(
+                                r.phase == Phase::Hibernating,
+                                "wake of a hibernating request failed",
+                            );
+                        }
+                        self.expect_quiet("a refused wake");
+                    }
+                }
+            }
+            Op::RecordUpserted { req } => {
+                let result = self.gw.hibernating_record_upserted(now, request_id(req));
+                self.check_unknown(req, result.is_err(), "hibernating_record_upserted");
+                self.expect_quiet("a record confirmation");
+            }
+            Op::RecordFailed { req } => {
+                let result = self.gw.hibernating_record_failed(now, request_id(req));
+                self.check_unknown(req, result.is_err(), "hibernating_record_failed");
+                self.expect_quiet("a record failure");
+            }
+            Op::Runner {
+                route,
+                msg,
+                version,
+            } => {
+                let id = msg.message_id.request_id;
+                let before = self.gw.request(id);
+                let ack = match &msg.kind {
+                    ToServerTunnelMessageKind::WebSocketMessageAck(a) => Some(a.index),
+                    _ => None,
+                };
+                let result = match version {
+                    None => self
+                        .gw
+                        .handle_runner_message(now, RouteId(route.into()), msg),
+                    Some(v) => {
+                        let frame = wire::encode_versioned(v, &ToGateway::TunnelMessage(msg));
+                        self.gw
+                            .handle_runner_frame(now, RouteId(route.into()), &frame)
+                    }
+                };
+                if result.is_err() {
+                    self.expect_quiet("dropped runner input");
+                    self.fail_if(
+                        self.gw.request(id) != before,
+                        "dropped runner input changed the request",
+                    );
+                } else {
+                    let fx = self.drain();
+                    if let (Some(b), Some(a)) = (before, self.gw.request(id)) {
+                        self.fail_if(
+                            a.pending_messages > b.pending_messages,
+                            "runner input added pending messages",
+                        );
+                    }
+                    self.fail_if(
+                        fx.published.contains_key(&id),
+                        "runner input re-published client messages",
+                    );
+                    if let (Some(ack), Some(b)) = (ack, before) {
+                        self.check_ack(id, ack, &b);
+                    }
+                }
+            }
+            Op::Pong {
+                route,
+                req,
+                version,
+            } => {
+                let pong = ToGatewayPong {
+                    request_id: request_id(req),
+                    ts: 5,
+                };
+                let result = match version {
+                    None => self.gw.handle_pong(now, RouteId(route.into()), pong),
+                    Some(v) => {
+                        let frame = wire::encode_versioned(v, &ToGateway::Pong(pong));
+                        self.gw
+                            .handle_runner_frame(now, RouteId(route.into()), &frame)
+                    }
+                };
+                let _ = result;
+                self.expect_quiet("a pong");
+            }
+            Op::RawFrame { route, bytes } => {
+                let result = self
+                    .gw
+                    .handle_runner_frame(now, RouteId(route.into()), &bytes);
+                if result.is_err() {
+                    self.expect_quiet("a dropped raw frame");
+                } else {
+                    self.drain();
+                }
+            }
+            Op::Advance(d) => {
+                let target = self.now + d;
+                let mut steps = 0;
+                while let Some(t) = self.gw.poll_timeout() {
+                    if t > target || steps == MAX_STEPS {
+                        break;
+                    }
+                    steps += 1;
+                    let at = t.max(self.now);
+                    self.now = at;
+                    self.timeout(at);
+                }
+                self.now = target;
+                self.timeout(target);
+            }
+            Op::Jump(d) => {
+                self.now += d;
+                if d > Duration::ZERO {
+                    self.punctual = false;
+                }
+            }
+            Op::HandleTimeout => self.timeout(self.now),
+            Op::StaleTimeout(d) => self.timeout(self.now.saturating_sub(d)),
+            Op::FireNext => {
+                if let Some(t) = self.gw.poll_timeout() {
+                    self.now = self.now.max(t);
+                }
+                self.timeout(self.now);
+            }
+        }
+    }
+
+    /// Liveness, once the input is exhausted: with no more client, runner or record-store input,
+    /// a few large clock steps collect every request (open, ping, ack, wake and hibernation
+    /// timeouts), each with its one `Closed`.
+    pub(super) fn settle(&mut self) {
+        let c = &self.config;
+        let longest = [
+            c.ack_timeout,
+            c.open_timeout,
+            c.ping_interval,
+            c.ping_timeout,
+            c.keepalive_interval,
+            c.hibernation_timeout,
+            c.wake_timeout,
+            c.retransmit_timeout.unwrap_or_default(),
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or_default();
+        let step = longest * 2 + Duration::from_secs(1);
+        // Near the end of time deadlines saturate to `Timestamp::MAX` ("never"): nothing to check.
+        if self
+            .now
+            .checked_add(step * 16)
+            .is_none_or(|t| t == Timestamp::MAX)
+        {
+            return;
+        }
+        for _ in 0..8 {
+            if self.live.is_empty() {
+                return;
+            }
+            self.step += 1;
+            self.ops.push_back((self.step, Op::Advance(step)));
+            if self.ops.len() > TRACE_LEN {
+                self.ops.pop_front();
+            }
+            self.now += step;
+            self.seen = self.seen.max(self.now);
+            self.timeout(self.now);
+            self.check_all();
+        }
+        if !self.live.is_empty() {
+            let ids: Vec<&RequestId> = self.live.keys().collect();
+            self.fail(&format!("requests never collected without input: {ids:?}"));
+        }
+    }
+
+    /// `Gateway::client_message`, checking that an error names the request.
+    fn client_message(
+        &mut self,
+        now: Timestamp,
+        id: RequestId,
+        data: &[u8],
+        binary: bool,
+    ) -> Result<MessageIndex, SendError> {
+        let result = self.gw.client_message(now, id, data, binary);
+        self.fail_if(
+            result.is_err_and(|e| e.request_id() != id),
+            "a send error names another request",
+        );
+        result
+    }
+
+    pub(super) fn send(&mut self, now: Timestamp, req: u8, len: usize, binary: bool) {
+        let id = request_id(req);
+        let data = payload(len, req);
+        let before = self.before(req);
+        let size = u64::try_from(wire::ws_message_frame_len(len)).unwrap_or(u64::MAX);
+        let result = self.client_message(now, id, &data, binary);
+        let policy = self.config.overflow_policy;
+        match result {
+            Ok(index) => {
+                let Some(r) = self.live.get_mut(&id) else {
+                    self.fail("client_message on an unknown request succeeded");
+                };
+                if index != r.next_index {
+                    let expected = r.next_index;
+                    self.fail(&format!(
+                        "client_message gave index {index:?}, expected {expected:?}"
+                    ));
+                }
+                r.next_index = index.next();
+                r.blocked = None;
+                let (phase, hibernatable) = (r.phase, r.hibernatable);
+                let fx = self.drain();
+                let published = fx.published.get(&id).cloned().unwrap_or_default();
+                match phase {
+                    Phase::Active => {
+                        if published != [index] {
+                            self.fail(&format!(
+                                "an active send published {published:?}, not [{index:?}]"
+                            ));
+                        }
+                    }
+                    Phase::Hibernating => self.fail_if(
+                        !published.is_empty(),
+                        "a send while hibernating was published",
+                    ),
+                    _ => self.fail("a send before the open was accepted succeeded"),
+                }
+                let after = self.gw.request(id);
+                let (b, a) = (
+                    before.info.map_or(0, |i| i.pending_messages),
+                    after.map_or(0, |i| i.pending_messages),
+                );
+                let expected = if hibernatable { b + 1 } else { 0 };
+                if a != expected {
+                    self.fail(&format!(
+                        "pending went from {b} to {a} on a send (expected {expected})"
+                    ));
+                }
+            }
+            Err(SendError::UnknownRequest { .. }) => {
+                self.fail_if(
+                    self.live.contains_key(&id),
+                    "send to a live request: unknown",
+                );
+                self.expect_quiet("a send to an unknown request");
+            }
+            Err(SendError::NotOpen { .. }) => {
+                let phase = self.live.get(&id).map(|r| r.phase);
+                self.fail_if(
+                    phase != Some(Phase::AwaitingOpen),
+                    "NotOpen outside AwaitingOpen",
+                );
+                self.expect_quiet("a send before the open");
+            }
+            Err(SendError::Backpressure { .. }) => {
+                self.fail_if(
+                    policy != OverflowPolicy::Backpressure,
+                    "Backpressure under the Close policy",
+                );
+                self.expect_quiet("a send refused with backpressure");
+                self.fail_if(
+                    self.gw.request(id) != before.info,
+                    "a send refused with backpressure changed the request",
+                );
+                if let Some(r) = self.live.get_mut(&id) {
+                    r.blocked = Some(size);
+                }
+            }
+            Err(SendError::LimitExceeded { .. }) => {
+                self.fail_if(
+                    policy != OverflowPolicy::Close,
+                    "LimitExceeded under the Backpressure policy",
+                );
+                let fx = self.drain();
+                self.fail_if(
+                    !fx.closed.contains_key(&id),
+                    "LimitExceeded did not close the request",
+                );
+            }
+            Err(SendError::MessageTooLarge { size: s, max, .. }) => {
+                self.fail_if(
+                    s != size || max != self.config.max_pending_bytes || s <= max,
+                    "wrong MessageTooLarge",
+                );
+                let fx = self.drain();
+                self.fail_if(
+                    !fx.closed.contains_key(&id),
+                    "MessageTooLarge did not close the request",
+                );
+            }
+        }
+    }
+
+    /// `handle_timeout(at)`, then the timer contract: the next deadline is after the latest now.
+    pub(super) fn timeout(&mut self, at: Timestamp) {
+        self.gw.handle_timeout(at);
+        // An older `at` is treated as the latest `now` the engine has seen.
+        self.seen = self.seen.max(at);
+        self.drain();
+        if let Some(t) = self.gw.poll_timeout()
+            && t <= self.seen
+        {
+            self.fail(&format!(
+                "poll_timeout {t:?} at or before the handled now {:?}",
+                self.seen
+            ));
+        }
+        if self.seen >= self.now {
+            self.punctual = true;
+        }
+    }
+
+    pub(super) fn check_unknown(&self, req: u8, failed: bool, what: &str) {
+        let live = self.live.contains_key(&request_id(req));
+        if failed == live {
+            self.fail(&format!(
+                "{what}: UnknownRequest is {failed}, request live is {live}"
+            ));
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! The engine side for the interop test: hws's control engine (and its gateway) behind
+//! `hibernating_ws::driver::control`, a runner WebSocket listener on loopback
+//! (`/runners/connect`, the `rivet` subprotocol), an in-memory actor KV, and in-process clients.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use hibernating_ws::Clock;
+use hibernating_ws::control::{Action, ActorSpec, Control, ControlConfig, StopReason};
+use hibernating_ws::driver::control::{
+    self, ClientEvent, ClientEvents, ClientSender, ControlHandle, ControlIo, RunnerOutput,
+};
+use hibernating_ws::gateway::{Gateway, GatewayConfig, OpenRequest, Phase};
+use hibernating_ws::wire::{
+    ActorConfig, GatewayId, Headers, KvErrorResponse, KvGetResponse, KvListQuery, KvListResponse,
+    KvMetadata, KvRequestData, KvResponseData, RequestId, StopCode,
+};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame as WsCloseFrame;
+use tokio_tungstenite::tungstenite::{Bytes, Message};
+
+/// The runner name the Node runner registers with (`runnerName`).
+pub const RUNNER_NAME: &str = "hws-interop";
+/// Most bytes of KV one actor may hold.
+const MAX_KV_BYTES: usize = 64 << 20;
+
+type Store = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
+
+/// What the engine reported besides client traffic.
+#[derive(Debug, Default, Clone)]
+pub struct Events {
+    /// Runner handshakes.
+    pub runners_connected: u64,
+    /// `ActorRunning`.
+    pub running: u64,
+    /// Stops reported by the runner, by code.
+    pub stopped_ok: u64,
+    /// Stops reported by the runner with `StopCode::Error`.
+    pub stopped_error: u64,
+    /// Stops for another reason (timeouts, runner lost).
+    pub stopped_other: u64,
+    /// KV requests answered with an error.
+    pub kv_errors: u64,
+}
+
+/// The embedder's side: an in-memory KV per actor and a record of the engine's events.
+struct Io {
+    store: Arc<Mutex<Store>>,
+    events: Arc<Mutex<Events>>,
+}
+
+impl ControlIo for Io {
+    fn kv(&mut self, actor_id: &str, request: KvRequestData) -> KvResponseData {
+        let mut store = self.store.lock().unwrap();
+        let response = apply(store.entry(actor_id.to_string()).or_default(), request);
+        if matches!(response, KvResponseData::Error(_)) {
+            self.events.lock().unwrap().kv_errors += 1;
+        }
+        response
+    }
+
+    fn event(&mut self, action: &Action) {
+        let mut e = self.events.lock().unwrap();
+        match action {
+            Action::RunnerConnected { .. } => e.runners_connected += 1,
+            Action::ActorRunning { .. } => e.running += 1,
+            Action::ActorStopped {
+                reason: StopReason::Stopped { code, .. },
+                ..
+            } => match code {
+                StopCode::Ok => e.stopped_ok += 1,
+                StopCode::Error => e.stopped_error += 1,
+            },
+            Action::ActorStopped { .. } => e.stopped_other += 1,
+            _ => {}
+        }
+    }
+}
+
+fn entries(pairs: Vec<(Vec<u8>, Vec<u8>)>) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<KvMetadata>) {
+    let metadata = pairs
+        .iter()
+        .map(|_| KvMetadata {
+            version: Vec::new(),
+            update_ts: 0,
+        })
+        .collect();
+    let (keys, values) = pairs.into_iter().unzip();
+    (keys, values, metadata)
+}
+
+/// Applies one KV request to an actor's store.
+fn apply(store: &mut BTreeMap<Vec<u8>, Vec<u8>>, request: KvRequestData) -> KvResponseData {
+    let error = |message: &str| {
+        KvResponseData::Error(KvErrorResponse {
+            message: message.into(),
+        })
+    };
+    match request {
+        KvRequestData::Get(get) => {
+            let found = get
+                .keys
+                .into_iter()
+                .filter_map(|k| store.get(&k).map(|v| (k, v.clone())))
+                .collect();
+            let (keys, values, metadata) = entries(found);
+            KvResponseData::Get(KvGetResponse {
+                keys,
+                values,
+                metadata,
+            })
+        }
+        KvRequestData::List(list) => {
+            let mut found: Vec<_> = match list.query {
+                KvListQuery::All => store.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                KvListQuery::Prefix(p) => store
+                    .range(p.key.clone()..)
+                    .take_while(|(k, _)| k.starts_with(&p.key))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                KvListQuery::Range(r) => store
+                    .range(r.start.clone()..)
+                    .take_while(|(k, _)| {
+                        if r.exclusive {
+                            **k < r.end
+                        } else {
+                            **k <= r.end
+                        }
+                    })
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            };
+            if list.reverse == Some(true) {
+                found.reverse();
+            }
+            if let Some(limit) = list.limit {
+                found.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+            }
+            let (keys, values, metadata) = entries(found);
+            KvResponseData::List(KvListResponse {
+                keys,
+                values,
+                metadata,
+            })
+        }
+        KvRequestData::Put(put) => {
+            if put.keys.len() != put.values.len() {
+                return error("keys and values differ in length");
+            }
+            let size = store.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+                + put
+                    .keys
+                    .iter()
+                    .chain(&put.values)
+                    .map(Vec::len)
+                    .sum::<usize>();
+            if size > MAX_KV_BYTES {
+                return error("actor KV full");
+            }
+            store.extend(put.keys.into_iter().zip(put.values));
+            KvResponseData::Put
+        }
+        KvRequestData::Delete(delete) => {
+            for k in delete.keys {
+                store.remove(&k);
+            }
+            KvResponseData::Delete
+        }
+        KvRequestData::DeleteRange(range) => {
+            store.retain(|k, _| *k < range.start || *k >= range.end);
+            KvResponseData::Delete
+        }
+        KvRequestData::Drop => {
+            store.clear();
+            KvResponseData::Drop
+        }
+    }
+}
+
+/// The running engine.
+#[derive(Clone)]
+pub struct Engine {
+    /// The driver.
+    pub handle: ControlHandle,
+    /// Where runners connect: `http://ADDR`.
+    pub endpoint: String,
+    store: Arc<Mutex<Store>>,
+    events: Arc<Mutex<Events>>,
+}
+
+/// An in-process client of the gateway.
+pub struct Client {
+    /// Its request id.
+    pub request_id: RequestId,
+    sender: ClientSender,
+    events: ClientEvents,
+}
+
+impl Client {
+    /// Sends a text message.
+    pub async fn send(&self, text: &str) {
+        self.sender
+            .message(text.as_bytes().to_vec(), false)
+            .await
+            .expect("engine gone");
+    }
+
+    /// The next event, or `None` after `timeout`.
+    pub async fn next(&mut self, timeout: Duration) -> Option<ClientEvent> {
+        tokio::time::timeout(timeout, self.events.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+}
+
+impl Engine {
+    /// Starts the engine and its runner listener; defines `actors` (each may run on the Node
+    /// runner).
+    pub async fn start(gateway: GatewayConfig, actors: &[&str]) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("local addr");
+        let clock = Clock::start();
+        let gw = Gateway::new(gateway, GatewayId([0xa1, 0xb2, 0xc3, 0xd4]), clock.now())
+            .expect("gateway config");
+        let control =
+            Control::new(ControlConfig::default(), gw, 1, clock.now()).expect("control config");
+        let store = Arc::new(Mutex::new(Store::new()));
+        let events = Arc::new(Mutex::new(Events::default()));
+        let io = Io {
+            store: Arc::clone(&store),
+            events: Arc::clone(&events),
+        };
+        let (handle, _task) = control::spawn(control, io, clock);
+        for actor in actors {
+            let actor = (*actor).to_string();
+            handle
+                .call(move |c, now| {
+                    let config = ActorConfig {
+                        name: actor.clone(),
+                        key: None,
+                        create_ts: 0,
+                        input: None,
+                    };
+                    let spec = ActorSpec {
+                        runner_name: RUNNER_NAME.into(),
+                        config,
+                    };
+                    c.create_actor(now, &actor, spec)
+                })
+                .await
+                .expect("engine")
+                .expect("actor created");
+        }
+        let accept = handle.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                tokio::spawn(runner_connection(tcp, accept.clone()));
+            }
+        });
+        Self {
+            handle,
+            endpoint: format!("http://{addr}"),
+            store,
+            events,
+        }
+    }
+
+    /// Opens a client WebSocket on `actor` at `path`.
+    pub async fn connect(&self, actor: &str, path: &str, request_id: RequestId) -> Client {
+        let open = OpenRequest {
+            actor_id: actor.into(),
+            path: path.into(),
+            headers: Headers::new(),
+        };
+        let (sender, events) = self
+            .handle
+            .open(request_id, open)
+            .await
+            .expect("open accepted");
+        Client {
+            request_id,
+            sender,
+            events,
+        }
+    }
+
+    /// The phase of a live request.
+    pub async fn phase(&self, r: RequestId) -> Option<Phase> {
+        self.handle
+            .call(move |c, _| c.gateway().request(r).map(|i| i.phase))
+            .await
+            .expect("engine")
+    }
+
+    /// The actor's KV entries under `prefix`, keys as text.
+    pub fn kv_prefix(&self, actor: &str, prefix: &str) -> Vec<(String, Vec<u8>)> {
+        self.store
+            .lock()
+            .unwrap()
+            .get(actor)
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| k.starts_with(prefix.as_bytes()))
+            .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.clone()))
+            .collect()
+    }
+
+    /// What the engine reported.
+    pub fn events(&self) -> Events {
+        self.events.lock().unwrap().clone()
+    }
+}
+
+/// One runner WebSocket: checks the path, takes the runner key from the query and answers the
+/// `rivet` subprotocol the official runner asks for (its WebSocket library refuses a handshake
+/// that selects none).
+async fn runner_connection(tcp: TcpStream, handle: ControlHandle) {
+    let mut key = None;
+    #[allow(clippy::result_large_err)] // tungstenite's callback signature
+    let ws = tokio_tungstenite::accept_hdr_async(tcp, |req: &Request, mut resp: Response| {
+        let query = req.uri().query().unwrap_or_default();
+        if req.uri().path() == "/runners/connect"
+            && query.split('&').any(|p| p == "protocol_version=7")
+        {
+            key = query
+                .split('&')
+                .find_map(|p| p.strip_prefix("runner_key="))
+                .map(str::to_string);
+        }
+        resp.headers_mut()
+            .insert("sec-websocket-protocol", HeaderValue::from_static("rivet"));
+        Ok(resp)
+    })
+    .await;
+    let (Ok(ws), Some(key)) = (ws, key) else {
+        return;
+    };
+    let Ok((sender, mut events)) = handle.runner_connected(key).await else {
+        return;
+    };
+    let (mut sink, mut stream) = ws.split();
+    let writer = tokio::spawn(async move {
+        while let Some(out) = events.recv().await {
+            let msg = match out {
+                RunnerOutput::Frame(frame) => Message::Binary(Bytes::from(frame.to_vec())),
+                RunnerOutput::Close(reason) => {
+                    let frame = WsCloseFrame {
+                        code: 1000.into(),
+                        reason: reason.reason().into(),
+                    };
+                    let _ = sink.send(Message::Close(Some(frame))).await;
+                    return;
+                }
+                _ => continue,
+            };
+            if sink.feed(msg).await.is_err() {
+                return;
+            }
+            while let Some(out) = events.try_recv() {
+                let RunnerOutput::Frame(frame) = out else {
+                    let _ = sink.send(Message::Close(None)).await;
+                    return;
+                };
+                if sink
+                    .feed(Message::Binary(Bytes::from(frame.to_vec())))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            if sink.flush().await.is_err() {
+                return;
+            }
+        }
+    });
+    while let Some(Ok(msg)) = stream.next().await {
+        match msg {
+            Message::Binary(b) => {
+                let handed = sender.frame(b.to_vec()).await;
+                if handed.is_err() {
+                    break;
+                }
+            }
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    sender.disconnected().await;
+    writer.abort();
+}
