@@ -289,8 +289,8 @@ fn file_crash_mid_write_keeps_the_old_record() {
 #[cfg(feature = "sqlite")]
 #[test]
 fn sqlite_crash_mid_commit_keeps_the_old_rows_and_corrupt_rows_are_typed() {
-    let _cleanup_0 = Cleanup("sqlite");
     use core::sync::atomic::Ordering;
+    let _cleanup_0 = Cleanup("sqlite");
 
     let dir = tempdir("sqlite");
     std::fs::create_dir_all(&dir).unwrap();
