@@ -1,6 +1,6 @@
 //! Control engine: command + event throughput, and a mass wake of hibernating requests.
 //!
-//! * `cycle`: 1 000 actors on 10 runners go through start → `Running` → sleep intent → stop →
+//! * `cycle`: 10 000 actors on 10 runners go through start → `Running` → sleep intent → stop →
 //!   `Stopped`: 2 commands and 3 events per actor, every event arriving as an encoded
 //!   `ToServerEvents` frame and every command and ack leaving as an encoded `ToClient` frame
 //!   (decode and encode included). Throughput counts commands + events. `decode_only` is the
@@ -11,11 +11,18 @@
 //!   whole stop → running-again round trip, engine time only. `mass_wake_gateway_only_baseline`
 //!   is the floor: the same requests in a bare `Gateway`, stopped and woken with one call each.
 //!
+//! Time is the **CPU time of the benchmark thread** (`/proc/thread-self/schedstat`, Linux; wall
+//! time elsewhere), not wall time: on a shared machine the figures then count the engine's own
+//! work, not the time other processes held the core. That clock advances in scheduler ticks
+//! (4 ms here), so every measured iteration lasts several ticks and the mean of many samples is
+//! taken.
+//!
 //! Run: `CARGO_TARGET_DIR=... cargo bench --bench control`
 
 use core::hint::black_box;
 use core::time::Duration;
 
+use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 use hibernating_ws::control::{Action, ActorSpec, ConnId, Control, ControlConfig};
@@ -128,8 +135,8 @@ fn cycle(c: &mut Control, frames: &[[Vec<u8>; 3]]) {
     }
 }
 
-fn bench_cycle(cr: &mut Criterion) {
-    const ACTORS: usize = 1000;
+fn bench_cycle(cr: &mut Criterion<ThreadCpu>) {
+    const ACTORS: usize = 10_000;
     let frames: Vec<[Vec<u8>; 3]> = (0..ACTORS)
         .map(|i| {
             let a = actor_id(i);
@@ -141,9 +148,11 @@ fn bench_cycle(cr: &mut Criterion) {
         })
         .collect();
     let mut g = cr.benchmark_group("control");
+    g.sample_size(20);
+    g.measurement_time(Duration::from_secs(10));
     g.throughput(Throughput::Elements(5 * ACTORS as u64));
     // The cycle does what it claims: every actor ends asleep after 2 commands and 3 events.
-    let mut check = engine(1000);
+    let mut check = engine(1001);
     create(&mut check, ACTORS);
     cycle(&mut check, &frames);
     assert_eq!(check.stats().events_applied, 3 * ACTORS as u64);
@@ -151,7 +160,7 @@ fn bench_cycle(cr: &mut Criterion) {
     g.bench_function("cycle", |b| {
         b.iter_batched(
             || {
-                let mut c = engine(1000);
+                let mut c = engine(1001);
                 create(&mut c, ACTORS);
                 c
             },
@@ -159,17 +168,20 @@ fn bench_cycle(cr: &mut Criterion) {
                 cycle(&mut c, &frames);
                 c
             },
-            BatchSize::LargeInput,
+            BatchSize::PerIteration,
         );
     });
+    // The baseline decodes the three event frames of each actor, twice over so one iteration
+    // outlasts the CPU clock's tick.
     let limits = DecodeLimits::default();
+    g.throughput(Throughput::Elements(2 * 3 * ACTORS as u64));
     g.bench_function("decode_only", |b| {
         b.iter(|| {
-            for f in frames.iter().flatten() {
-                black_box(wire::decode_with::<ToServer>(f, &limits).expect("decodes"));
+            for _ in 0..2 {
+                for f in frames.iter().flatten() {
+                    black_box(wire::decode_with::<ToServer>(f, &limits).expect("decodes"));
+                }
             }
-            // Two command frames per actor are encoded by the engine; the baseline decodes
-            // the three event frames only.
         });
     });
     g.finish();
@@ -239,7 +251,7 @@ fn round_trip(
     }
 }
 
-fn bench_mass_wake(cr: &mut Criterion) {
+fn bench_mass_wake(cr: &mut Criterion<ThreadCpu>) {
     const ACTORS: usize = 10_000;
     const PER_ACTOR: u32 = 10;
     let stopped_frames: Vec<Vec<u8>> = (0..ACTORS)
@@ -281,7 +293,7 @@ fn bench_mass_wake(cr: &mut Criterion) {
 /// The baseline: the same 100 000 hibernatable requests in a bare `Gateway`, every one stopped
 /// (hibernates) and woken again with one call each, actions drained; no runners, no commands, no
 /// events. The control engine does this plus the control plane.
-fn bench_mass_wake_gateway_only(cr: &mut Criterion) {
+fn bench_mass_wake_gateway_only(cr: &mut Criterion<ThreadCpu>) {
     const REQUESTS: u32 = 100_000;
     let now = Timestamp::from_secs(1);
     let setup = || {
@@ -340,10 +352,112 @@ fn bench_mass_wake_gateway_only(cr: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(
-    benches,
-    bench_cycle,
-    bench_mass_wake,
-    bench_mass_wake_gateway_only
-);
+// ---------------------------------------------------------------------------------------------
+// Thread CPU time as criterion's measurement
+// ---------------------------------------------------------------------------------------------
+
+/// Nanoseconds this thread has run on a CPU (first field of `/proc/thread-self/schedstat`), or
+/// the wall clock where that file does not exist.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(wall_ns)
+}
+
+#[allow(clippy::disallowed_methods)] // the fallback measurement reads the clock on purpose
+fn wall_ns() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let start = START.get_or_init(std::time::Instant::now);
+    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+struct ThreadCpu;
+
+impl Measurement for ThreadCpu {
+    type Intermediate = u64;
+    type Value = u64;
+    fn start(&self) -> u64 {
+        thread_cpu_ns()
+    }
+    fn end(&self, i: u64) -> u64 {
+        thread_cpu_ns().saturating_sub(i)
+    }
+    fn add(&self, v1: &u64, v2: &u64) -> u64 {
+        v1 + v2
+    }
+    fn zero(&self) -> u64 {
+        0
+    }
+    #[allow(clippy::cast_precision_loss)] // nanoseconds of a benchmark fit an f64's mantissa
+    fn to_f64(&self, value: &u64) -> f64 {
+        *value as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &NanosFormatter
+    }
+}
+
+/// Formats nanoseconds and elements per second like criterion's wall-time formatter.
+struct NanosFormatter;
+
+impl ValueFormatter for NanosFormatter {
+    fn scale_values(&self, ns: f64, values: &mut [f64]) -> &'static str {
+        let (factor, unit) = if ns < 1e3 {
+            (1.0, "ns")
+        } else if ns < 1e6 {
+            (1e-3, "µs")
+        } else if ns < 1e9 {
+            (1e-6, "ms")
+        } else {
+            (1e-9, "s")
+        };
+        for v in values {
+            *v *= factor;
+        }
+        unit
+    }
+
+    #[allow(clippy::cast_precision_loss)] // element counts of a benchmark fit an f64's mantissa
+    fn scale_throughputs(
+        &self,
+        typical: f64,
+        throughput: &Throughput,
+        values: &mut [f64],
+    ) -> &'static str {
+        let n = match *throughput {
+            Throughput::Elements(n)
+            | Throughput::ElementsAndBytes { elements: n, .. }
+            | Throughput::Bytes(n)
+            | Throughput::BytesDecimal(n)
+            | Throughput::Bits(n) => n,
+        } as f64;
+        let per_second = n * 1e9 / typical;
+        let (denominator, unit) = if per_second < 1e3 {
+            (1.0, " elem/s")
+        } else if per_second < 1e6 {
+            (1e3, "Kelem/s")
+        } else {
+            (1e6, "Melem/s")
+        };
+        for v in values {
+            *v = n * 1e9 / *v / denominator;
+        }
+        unit
+    }
+
+    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
+        "ns"
+    }
+}
+
+fn config() -> Criterion<ThreadCpu> {
+    Criterion::default().with_measurement(ThreadCpu)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = bench_cycle, bench_mass_wake, bench_mass_wake_gateway_only
+}
 criterion_main!(benches);

@@ -157,6 +157,7 @@ pub mod gateway;
 pub mod index;
 pub mod runner;
 pub mod session;
+mod stats_fmt;
 #[cfg(feature = "std")]
 pub mod storage;
 #[cfg(feature = "sim")]

@@ -397,8 +397,21 @@ impl World {
     }
 }
 
+/// Removes the test's directory when the test ends.
+struct Cleanup(&'static str);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(dir_of(self.0));
+    }
+}
+
+fn dir_of(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("hws-storage-it-{name}-{}", std::process::id()))
+}
+
 fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hws-storage-it-{name}-{}", std::process::id()));
+    let dir = dir_of(name);
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
@@ -442,6 +455,7 @@ fn run(store: Arc<dyn Store>, pattern: Pattern, crash_at: usize, crash: Crash) -
 
 #[test]
 fn shared_state_survives_a_crash_between_write_and_ack() {
+    let _cleanup = Cleanup("between");
     for store in stores("between") {
         for crash_at in [1, 4, 5, 7] {
             assert_eq!(
@@ -467,6 +481,7 @@ fn shared_state_survives_a_crash_between_write_and_ack() {
 
 #[test]
 fn shared_state_survives_a_crash_mid_write() {
+    let _cleanup = Cleanup("mid");
     for store in stores("mid") {
         assert_eq!(
             run(store.clone(), Pattern::AllSockets, 5, Crash::MidWrite),
@@ -479,6 +494,7 @@ fn shared_state_survives_a_crash_mid_write() {
 /// re-applies the other members' messages after a crash.
 #[test]
 fn committing_only_the_named_socket_duplicates_shared_state() {
+    let _cleanup = Cleanup("naive");
     for store in stores("naive") {
         let (dup, _) = run(store, Pattern::NamedOnly, 4, Crash::AfterWrite);
         assert!(dup > 0, "expected duplicates from the naive pattern");
@@ -489,6 +505,7 @@ fn committing_only_the_named_socket_duplicates_shared_state() {
 /// storage is readable again the next start restores everything.
 #[test]
 fn a_load_failure_stops_the_start_and_a_later_start_restores() {
+    let _cleanup = Cleanup("load-failure");
     let dir = tempdir("load-failure");
     let store = Arc::new(FileStore::open(&dir).unwrap());
     let mut w = World::new(store.clone(), Pattern::AllSockets);

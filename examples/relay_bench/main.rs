@@ -42,9 +42,15 @@
     clippy::disallowed_methods
 )] // application code on std that times itself with the wall clock; figures are printed as floats
 
+mod args;
 mod many;
+mod report;
+mod tasks;
 
-use std::fmt::Write as _;
+use args::{Args, Mode};
+use report::{Series, mib, render};
+use tasks::tasks_run;
+
 use std::io;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -63,7 +69,6 @@ use hibernating_ws::gateway::{
 use hibernating_ws::runner::{Action, Runner, RunnerConfig};
 use hibernating_ws::wire::{GatewayId, RequestId};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc::unbounded_channel;
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -100,120 +105,6 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 /// Input channel capacity of the `tasks` mode (the shape the adapters had before they ran the
 /// engines in the socket tasks).
 const TASKS_CAPACITY: usize = 1024;
-
-// ---------------------------------------------------------------------------------------------
-// Arguments
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Baseline,
-    Hws,
-    Tasks,
-}
-
-impl Mode {
-    fn name(self) -> &'static str {
-        match self {
-            Mode::Baseline => "baseline",
-            Mode::Hws => "hws",
-            Mode::Tasks => "tasks",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        [Mode::Baseline, Mode::Hws, Mode::Tasks]
-            .into_iter()
-            .find(|m| m.name() == s.trim())
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Args {
-    sizes: Vec<usize>,
-    messages: Vec<u64>,
-    runs: u32,
-    threads: usize,
-    clients: u32,
-    per_client: u64,
-    ws_buffer: usize,
-    modes: Vec<Mode>,
-    window: u64,
-}
-
-impl Args {
-    fn parse(mut it: impl Iterator<Item = String>) -> Result<Self, String> {
-        let mut args = Args {
-            sizes: vec![64, 1024, 16 * 1024],
-            messages: Vec::new(),
-            runs: 5,
-            threads: 2,
-            clients: 1,
-            per_client: 20,
-            ws_buffer: 0,
-            modes: vec![Mode::Baseline, Mode::Hws],
-            window: GatewayConfig::default().max_pending_bytes,
-        };
-        while let Some(flag) = it.next() {
-            if flag == "-h" || flag == "--help" {
-                return Err(String::new());
-            }
-            let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-            let bad = |e: &dyn std::fmt::Display| format!("{flag} {value}: {e}");
-            match flag.as_str() {
-                "--sizes" => args.sizes = list(&value).map_err(|e| bad(&e))?,
-                "--messages" => args.messages = list(&value).map_err(|e| bad(&e))?,
-                "--runs" => args.runs = value.parse().map_err(|e| bad(&e))?,
-                "--threads" => args.threads = value.parse().map_err(|e| bad(&e))?,
-                "--clients" => args.clients = value.parse().map_err(|e| bad(&e))?,
-                "--ws-buffer" => args.ws_buffer = value.parse().map_err(|e| bad(&e))?,
-                "--per-client" => args.per_client = value.parse().map_err(|e| bad(&e))?,
-                "--window" => args.window = value.parse().map_err(|e| bad(&e))?,
-                "--modes" => {
-                    args.modes = value
-                        .split(',')
-                        .map(|m| Mode::parse(m).ok_or_else(|| format!("--modes: unknown mode {m}")))
-                        .collect::<Result<_, _>>()?;
-                }
-                _ => return Err(format!("unknown option {flag}")),
-            }
-        }
-        if args.clients > 1 {
-            if args.modes.contains(&Mode::Tasks) || args.per_client == 0 {
-                return Err("many-clients mode: modes baseline and hws, --per-client > 0".into());
-            }
-            args.messages = vec![u64::from(args.clients) * args.per_client; args.sizes.len()];
-        }
-        if args.messages.is_empty() {
-            args.messages = args.sizes.iter().map(|&s| default_messages(s)).collect();
-        }
-        if args.messages.len() == 1 {
-            args.messages = vec![args.messages[0]; args.sizes.len()];
-        }
-        if args.messages.len() != args.sizes.len() {
-            return Err("--messages needs one value, or one per size".into());
-        }
-        if args.sizes.contains(&0) || args.messages.contains(&0) || args.runs == 0 {
-            return Err("sizes, messages and runs must be positive".into());
-        }
-        if args.modes.is_empty() {
-            return Err("--modes needs at least one mode".into());
-        }
-        if args.threads == 0 {
-            return Err("--threads must be positive".into());
-        }
-        Ok(args)
-    }
-}
-
-/// About 256 MiB of payload per run, between 40 000 and 1 000 000 messages.
-fn default_messages(size: usize) -> u64 {
-    ((256_u64 << 20) / size.max(1) as u64).clamp(40_000, 1_000_000)
-}
-
-fn list<T: std::str::FromStr>(s: &str) -> Result<Vec<T>, T::Err> {
-    s.split(',').map(|v| v.trim().parse()).collect()
-}
 
 // ---------------------------------------------------------------------------------------------
 // The receiving end (backend or app)
@@ -482,6 +373,9 @@ where
         }
     }
     // The outbox overflowed, or the driver is gone: drop the link.
+    if let Some(full) = rx.overflowed() {
+        eprintln!("link outbox overflowed: {full}");
+    }
     let _ = ws.close().await;
 }
 
@@ -716,117 +610,6 @@ async fn start_gateway(
     })
 }
 
-// ---------------------------------------------------------------------------------------------
-// Diagnosis: a plain relay shaped like the hws adapters
-// ---------------------------------------------------------------------------------------------
-
-/// The hws task graph without the engines: frames are forwarded as-is (no encoding, no decoding,
-/// no acks), but every hop has the tasks, channels and copies of the adapters. Relay: the
-/// client's reader copies each frame into a `Vec` and hands it through a bounded channel
-/// ([`TASKS_CAPACITY`]) to a "driver" task, which takes
-/// batches and publishes through an unbounded channel to the backend's writer task. Backend: the
-/// reader copies each frame into a `Vec` and hands it through a bounded channel to a "driver"
-/// task, which passes it through an unbounded channel to the app task that counts.
-async fn tasks_run(size: usize, messages: u64) -> io::Result<Sample> {
-    let mut tasks = JoinSet::new();
-    let (warm_tx, warm) = oneshot::channel();
-    let (done_tx, done) = oneshot::channel();
-    let mut arrivals = Arrivals {
-        expected: messages + 1,
-        warm_at: 1,
-        count: 0,
-        bytes: 0,
-        warm: Some(warm_tx),
-        done: Some(done_tx),
-    };
-    let capacity = TASKS_CAPACITY;
-
-    // Backend: reader -> "driver" -> app.
-    let backend = TcpListener::bind("127.0.0.1:0").await?;
-    let backend_url = url(backend.local_addr()?);
-    let (in_tx, mut in_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(capacity);
-    let (app_tx, mut app_rx) = unbounded_channel::<Vec<u8>>();
-    tasks.spawn(async move {
-        let Ok((tcp, _)) = backend.accept().await else {
-            return;
-        };
-        let Ok(mut ws) = accept(tcp).await else {
-            return;
-        };
-        while let Some(Ok(msg)) = ws.next().await {
-            let bytes = match msg {
-                Message::Binary(b) => b,
-                Message::Close(_) => return,
-                _ => continue,
-            };
-            if in_tx.send(Vec::from(bytes)).await.is_err() {
-                return;
-            }
-        }
-    });
-    tasks.spawn(async move {
-        let mut batch = Vec::with_capacity(64);
-        while in_rx.recv_many(&mut batch, 64).await > 0 {
-            for data in batch.drain(..) {
-                let _ = app_tx.send(data);
-            }
-        }
-    });
-    let (result_tx, result) = oneshot::channel();
-    tasks.spawn(async move {
-        while let Some(data) = app_rx.recv().await {
-            arrivals.message(data.len());
-            if arrivals.count == arrivals.expected {
-                let _ = result_tx.send(arrivals);
-                return;
-            }
-        }
-    });
-
-    // Relay: reader -> "driver" -> writer.
-    let relay = TcpListener::bind("127.0.0.1:0").await?;
-    let relay_url = url(relay.local_addr()?);
-    let backend_ws = connect(&backend_url).await?;
-    let (backend_tx, _backend_rx) = backend_ws.split();
-    let (out_tx, out_rx) = unbounded_channel();
-    tasks.spawn(writer(backend_tx, out_rx));
-    let (in_tx, mut in_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(capacity);
-    tasks.spawn(async move {
-        let mut batch = Vec::with_capacity(64);
-        while in_rx.recv_many(&mut batch, 64).await > 0 {
-            for data in batch.drain(..) {
-                let _ = out_tx.send(Message::Binary(Bytes::from(data)));
-            }
-        }
-    });
-    tasks.spawn(async move {
-        let Ok((tcp, _)) = relay.accept().await else {
-            return;
-        };
-        let Ok(mut ws) = accept(tcp).await else {
-            return;
-        };
-        while let Some(Ok(msg)) = ws.next().await {
-            let bytes = match msg {
-                Message::Binary(b) => b,
-                Message::Close(_) => return,
-                _ => continue,
-            };
-            if in_tx.send(Vec::from(bytes)).await.is_err() {
-                return;
-            }
-        }
-    });
-
-    let sample = client(relay_url, size, messages, warm, done).await;
-    let outcome = result.await;
-    tasks.abort_all();
-    let sample = sample?;
-    let arrivals = outcome.map_err(|_| io::Error::other("the app stopped early"))?;
-    check(&arrivals, size, messages)?;
-    Ok(sample)
-}
-
 /// The gateway's read side of the client: never ahead of the gate, each frame read in place.
 async fn client_reader<S>(mut ws: S, mut sender: ClientSender)
 where
@@ -863,68 +646,6 @@ where
         })
     });
     let _ = messages.forward(ws).await;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Report
-// ---------------------------------------------------------------------------------------------
-
-#[derive(Debug, Default)]
-struct Series {
-    samples: Vec<Sample>,
-}
-
-impl Series {
-    fn rates(&self, messages: u64) -> Vec<f64> {
-        let mut r: Vec<f64> = self
-            .samples
-            .iter()
-            .map(|s| messages as f64 / s.elapsed.as_secs_f64())
-            .collect();
-        r.sort_by(f64::total_cmp);
-        r
-    }
-
-    /// CPU microseconds per message, sorted.
-    fn cpu_per_message(&self, messages: u64) -> Vec<f64> {
-        let mut r: Vec<f64> = self
-            .samples
-            .iter()
-            .filter_map(|s| s.cpu)
-            .map(|c| c.as_secs_f64() * 1e6 / messages as f64)
-            .collect();
-        r.sort_by(f64::total_cmp);
-        r
-    }
-}
-
-fn median(sorted: &[f64]) -> f64 {
-    match sorted.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => f64::midpoint(sorted[n / 2 - 1], sorted[n / 2]),
-    }
-}
-
-fn mib(bytes_per_s: f64) -> f64 {
-    bytes_per_s / (1024.0 * 1024.0)
-}
-
-fn fmt_rate(r: f64) -> String {
-    if r >= 1e6 {
-        format!("{:.2} M", r / 1e6)
-    } else if r >= 1e3 {
-        format!("{:.1} k", r / 1e3)
-    } else {
-        format!("{r:.0}")
-    }
-}
-
-fn spread(sorted: &[f64], f: impl Fn(f64) -> String) -> String {
-    match (sorted.first(), sorted.last()) {
-        (Some(&lo), Some(&hi)) => format!("{} ({}–{})", f(median(sorted)), f(lo), f(hi)),
-        _ => "-".into(),
-    }
 }
 
 /// `--client-child URL CLIENTS SIZE PER_CLIENT`: the client side of many-clients mode.
@@ -1076,56 +797,4 @@ async fn run_all(args: &Args) -> io::Result<String> {
         }
     }
     Ok(render(args, &series))
-}
-
-fn render(args: &Args, series: &[Vec<Series>]) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "\n| payload | messages | mode | msg/s | MiB/s | / baseline | CPU µs/msg | RSS B/client |"
-    );
-    let _ = writeln!(out, "|---:|---:|---|---:|---:|---:|---:|---:|");
-    let base = args.modes.iter().position(|&m| m == Mode::Baseline);
-    for ((&size, &messages), row) in args.sizes.iter().zip(&args.messages).zip(series) {
-        for (&mode, s) in args.modes.iter().zip(row) {
-            let rates = s.rates(messages);
-            let bytes = |r: f64| format!("{:.1}", mib(r * size as f64));
-            let ratio = match base.map(|b| &row[b]) {
-                Some(b) if mode != Mode::Baseline && !b.samples.is_empty() => {
-                    // Paired: run k of this mode against run k of the baseline (adjacent in time).
-                    let mut paired: Vec<f64> = s
-                        .samples
-                        .iter()
-                        .zip(&b.samples)
-                        .map(|(x, b)| b.elapsed.as_secs_f64() / x.elapsed.as_secs_f64())
-                        .collect();
-                    paired.sort_by(f64::total_cmp);
-                    format!(
-                        "{:.2} (paired {})",
-                        median(&rates) / median(&b.rates(messages)),
-                        spread(&paired, |r| format!("{r:.2}"))
-                    )
-                }
-                _ => "-".into(),
-            };
-            let mut rss: Vec<f64> = s.samples.iter().filter_map(|x| x.rss_per_client).collect();
-            rss.sort_by(f64::total_cmp);
-            let _ = writeln!(
-                out,
-                "| {size} B | {messages} | {} | {} | {} | {ratio} | {} | {} |",
-                mode.name(),
-                spread(&rates, fmt_rate),
-                spread(&rates, bytes),
-                spread(&s.cpu_per_message(messages), |c| format!("{c:.2}")),
-                spread(&rss, |r| format!("{r:.0}")),
-            );
-        }
-    }
-    let _ = writeln!(
-        out,
-        "\nmedian (min–max) over {} runs; / baseline: ratio of the median throughputs (paired: \
-         per run, against the baseline run next to it); CPU: the whole process, per message (many-clients mode: the servers' process, the clients run in a child); RSS: what the open, warmed-up client connections added to the servers' process, per client",
-        args.runs
-    );
-    out
 }

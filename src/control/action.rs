@@ -17,21 +17,23 @@ use super::ConnId;
 /// its 2-byte version prefix (`ToRunner` and `ToClient` both give the tunnel message tag 4), so a
 /// replayed message is never copied or re-encoded.
 #[derive(Clone, PartialEq, Eq)]
-pub struct OutFrame {
-    frame: Frame,
-    skip: usize,
+pub struct OutFrame(Repr);
+
+#[derive(Clone, PartialEq, Eq)]
+enum Repr {
+    /// Encoded for this send only.
+    Owned(Vec<u8>),
+    /// Shared with the gateway's buffer or the engine's kept commands, `skip` bytes in.
+    Shared(Frame, usize),
 }
 
 impl OutFrame {
     pub(crate) fn owned(bytes: Vec<u8>) -> Self {
-        Self {
-            frame: Frame::new(bytes),
-            skip: 0,
-        }
+        Self(Repr::Owned(bytes))
     }
 
     pub(crate) fn shared(frame: Frame, skip: usize) -> Self {
-        Self { frame, skip }
+        Self(Repr::Shared(frame, skip))
     }
 
     /// A copy of the bytes.
@@ -39,12 +41,24 @@ impl OutFrame {
     pub fn to_vec(&self) -> Vec<u8> {
         self.as_ref().to_vec()
     }
+
+    /// The bytes, moved out without a copy when they are not shared.
+    #[must_use]
+    pub fn into_vec(self) -> Vec<u8> {
+        match self.0 {
+            Repr::Owned(bytes) => bytes,
+            Repr::Shared(frame, skip) => frame.get(skip..).unwrap_or_default().to_vec(),
+        }
+    }
 }
 
 impl Deref for OutFrame {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        self.frame.get(self.skip..).unwrap_or_default()
+        match &self.0 {
+            Repr::Owned(bytes) => bytes,
+            Repr::Shared(frame, skip) => frame.get(*skip..).unwrap_or_default(),
+        }
     }
 }
 

@@ -5,14 +5,14 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::gateway::OpenRequest;
+use crate::gateway::{Frame, OpenRequest};
 use crate::time::Timestamp;
 use crate::wire::{
-    ActorCheckpoint, ActorConfig, Command, CommandStartActor, CommandWrapper, HibernatingRequest,
-    RequestId, ToClient, ToClientCommands,
+    self, ActorCheckpoint, ActorConfig, Command, CommandStartActor, CommandWrapper,
+    HibernatingRequest, RequestId, ToClient, ToClientCommands,
 };
 
-use super::{Action, ActorError, Control, OpenFailure, StopReason, TimerKey};
+use super::{Action, ActorError, Control, OpenFailure, OutFrame, StopReason, TimerKey};
 
 /// What an actor is and where it may run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +71,16 @@ pub struct ActorInfo {
     pub unacked_commands: usize,
 }
 
+/// A command kept until the runner acknowledges it: its checkpoint and its encoded
+/// `ToClientCommands` frame (sent again as is).
+#[derive(Debug)]
+pub(super) struct StoredCommand {
+    pub(super) generation: u32,
+    pub(super) index: i64,
+    pub(super) start: bool,
+    pub(super) frame: Frame,
+}
+
 #[derive(Debug)]
 pub(super) struct Actor {
     pub(super) id: String,
@@ -81,8 +91,8 @@ pub(super) struct Actor {
     pub(super) runner: Option<u64>,
     pub(super) next_command_index: i64,
     /// Commands of the current generation the runner has not acknowledged, oldest first (at
-    /// most a start and a stop).
-    pub(super) commands: VecDeque<CommandWrapper>,
+    /// most a start and a stop), kept encoded for resending.
+    pub(super) commands: VecDeque<StoredCommand>,
     /// Last event index applied for the current generation (-1: none).
     pub(super) last_event: i64,
     /// Start or stop deadline (`MAX`: none).
@@ -253,6 +263,9 @@ impl Control {
 
     /// Places every pending actor that has a runner with a free slot, oldest first.
     pub(super) fn place_pending(&mut self, now: Timestamp) {
+        if self.pending.is_empty() {
+            return;
+        }
         let mut waiting = VecDeque::new();
         while let Some(slot) = self.pending.pop_front() {
             let Some(actor) = self.actor_ref(slot) else {
@@ -313,13 +326,13 @@ impl Control {
             config: actor.spec.config.clone(),
             hibernating_requests,
         });
-        let wrapper = actor.push_command(command);
+        let frame = actor.push_command(command);
         self.rearm(TimerKey::Actor(slot), old, new);
         if let Some(runner) = self.runners.get_mut(&seq) {
             runner.actors.insert(slot);
         }
         self.stats.starts += 1;
-        self.send_commands(seq, alloc::vec![wrapper]);
+        self.send_command(seq, frame);
     }
 
     /// Starting or Running → Stopping (`CommandStopActor`); Pending → Sleeping (or removed).
@@ -334,11 +347,11 @@ impl Control {
                 let old = actor.deadline;
                 actor.deadline = now + threshold;
                 let new = actor.deadline;
-                let wrapper = actor.push_command(Command::StopActor);
+                let frame = actor.push_command(Command::StopActor);
                 let seq = actor.runner;
                 self.rearm(TimerKey::Actor(slot), old, new);
                 if let Some(seq) = seq {
-                    self.send_commands(seq, alloc::vec![wrapper]);
+                    self.send_command(seq, frame);
                 }
             }
             ActorPhase::Pending => {
@@ -368,7 +381,6 @@ impl Control {
         let restart = actor.start_after_stop || !actor.waiting.is_empty();
         actor.start_after_stop = false;
         let actor_id = actor.id.clone();
-        let requests: Vec<RequestId> = actor.requests.iter().copied().collect();
         self.rearm(TimerKey::Actor(slot), old, Timestamp::MAX);
         if let Some(runner) = seq.and_then(|seq| self.runners.get_mut(&seq)) {
             runner.actors.remove(&slot);
@@ -383,10 +395,18 @@ impl Control {
         if destroy {
             self.remove_actor(now, slot);
         } else {
-            for request_id in requests {
-                // Hibernatable requests hibernate (and may ask for a wake at once), the others
-                // close. The only error is a request already gone.
+            // Hibernatable requests hibernate (and may ask for a wake at once), the others close;
+            // the gateway's actions wait in its queue until `pump`, so the set is not touched
+            // meanwhile. The only error is a request already gone.
+            let requests = self
+                .actor_mut(slot)
+                .map(|a| core::mem::take(&mut a.requests))
+                .unwrap_or_default();
+            for &request_id in &requests {
                 let _ = self.gateway.actor_stopped(now, request_id);
+            }
+            if let Some(actor) = self.actor_mut(slot) {
+                actor.requests = requests;
             }
             if start_failed {
                 self.fail_waiting(slot, &OpenFailure::ActorStartFailed);
@@ -447,9 +467,9 @@ impl Control {
         match actor.phase {
             ActorPhase::Starting => {
                 // Tell the runner to drop it; the generation is abandoned either way.
-                let wrapper = actor.push_command(Command::StopActor);
+                let frame = actor.push_command(Command::StopActor);
                 if let Some(seq) = actor.runner {
-                    self.send_commands(seq, alloc::vec![wrapper]);
+                    self.send_command(seq, frame);
                 }
                 self.stopped(now, slot, StopReason::StartTimeout);
             }
@@ -458,32 +478,44 @@ impl Control {
         }
     }
 
-    /// Sends commands to a runner if it has a connection (otherwise they wait for its return).
-    pub(super) fn send_commands(&mut self, seq: u64, commands: Vec<CommandWrapper>) {
-        if commands.is_empty() {
-            return;
-        }
+    /// Sends an encoded command to a runner if it has a connection (otherwise it waits for the
+    /// runner's return).
+    pub(super) fn send_command(&mut self, seq: u64, frame: Frame) {
         let Some(conn) = self.runners.get(&seq).and_then(|r| r.conn) else {
             return;
         };
-        self.stats.commands_sent += commands.len() as u64;
-        self.send(conn, &ToClient::Commands(ToClientCommands(commands)));
+        self.stats.commands_sent += 1;
+        self.actions.push_back(Action::Send {
+            conn,
+            frame: OutFrame::shared(frame, 0),
+        });
     }
 }
 
 impl Actor {
-    /// Records a command of the current generation and returns it for sending.
-    fn push_command(&mut self, inner: Command) -> CommandWrapper {
+    /// Records a command of the current generation and returns its encoded frame.
+    fn push_command(&mut self, inner: Command) -> Frame {
+        let generation = self.generation.unwrap_or(0);
+        let index = self.next_command_index;
+        let start = matches!(inner, Command::StartActor(_));
         let wrapper = CommandWrapper {
             checkpoint: ActorCheckpoint {
                 actor_id: self.id.clone(),
-                generation: self.generation.unwrap_or(0),
-                index: self.next_command_index,
+                generation,
+                index,
             },
             inner,
         };
+        let frame = Frame::new(wire::encode(&ToClient::Commands(ToClientCommands(
+            alloc::vec![wrapper],
+        ))));
         self.next_command_index = self.next_command_index.saturating_add(1);
-        self.commands.push_back(wrapper.clone());
-        wrapper
+        self.commands.push_back(StoredCommand {
+            generation,
+            index,
+            start,
+            frame: frame.clone(),
+        });
+        frame
     }
 }

@@ -308,14 +308,16 @@ impl Control {
         self.send(conn, &ToClient::Init(init));
         if resumed {
             self.stats.runners_resumed += 1;
-            let mut commands = Vec::new();
+            let mut frames = Vec::new();
             for slot in actors {
                 if let Some(actor) = self.actor_ref(slot) {
-                    commands.extend(actor.commands.iter().cloned());
+                    frames.extend(actor.commands.iter().map(|c| c.frame.clone()));
                 }
             }
-            self.stats.commands_resent += commands.len() as u64;
-            self.send_commands(seq, commands);
+            self.stats.commands_resent += frames.len() as u64;
+            for frame in frames {
+                self.send_command(seq, frame);
+            }
         }
         self.actions.push_back(Action::RunnerConnected {
             conn,

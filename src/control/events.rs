@@ -4,13 +4,16 @@ use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use crate::gateway::RouteId;
 use crate::time::Timestamp;
 use crate::wire::{
-    ActorCheckpoint, ActorIntent, ActorState, Command, Event, EventWrapper, ToClient,
-    ToClientAckEvents,
+    ActorCheckpoint, ActorIntent, ActorState, Event, EventWrapper, ToClient, ToClientAckEvents,
 };
 
 use super::{Action, ActorPhase, ConnId, Control, ReceiveError, StopReason};
+
+/// Actors of one events frame acknowledged with a linear search; past it the list is merged.
+const MAX_ACKS_LINEAR: usize = 16;
 
 /// Where an event stands against the actor's current generation.
 enum Verdict {
@@ -30,7 +33,7 @@ impl Control {
         seq: u64,
         events: Vec<EventWrapper>,
     ) -> Result<(), ReceiveError> {
-        let mut acks: BTreeMap<String, (u32, i64)> = BTreeMap::new();
+        let mut acks = Acks::default();
         let mut first_error = None;
         for EventWrapper { checkpoint, inner } in events {
             match self.classify(conn, seq, &checkpoint) {
@@ -44,22 +47,10 @@ impl Control {
                     continue;
                 }
             }
-            let entry = acks
-                .entry(checkpoint.actor_id)
-                .or_insert((checkpoint.generation, checkpoint.index));
-            if (checkpoint.generation, checkpoint.index) > *entry {
-                *entry = (checkpoint.generation, checkpoint.index);
-            }
+            acks.record(checkpoint);
         }
-        if !acks.is_empty() {
-            let last_event_checkpoints = acks
-                .into_iter()
-                .map(|(actor_id, (generation, index))| ActorCheckpoint {
-                    actor_id,
-                    generation,
-                    index,
-                })
-                .collect();
+        let last_event_checkpoints = acks.into_sorted();
+        if !last_event_checkpoints.is_empty() {
             self.send(
                 conn,
                 &ToClient::AckEvents(ToClientAckEvents {
@@ -160,13 +151,12 @@ impl Control {
             return;
         }
         actor.phase = ActorPhase::Running;
-        actor
-            .commands
-            .retain(|c| !matches!(c.inner, Command::StartActor(_)));
+        actor.commands.retain(|c| !c.start);
         let old = core::mem::replace(&mut actor.deadline, Timestamp::MAX);
         let generation = actor.generation.unwrap_or(0);
         let actor_id = actor.id.clone();
-        let records: Vec<_> = actor.records.iter().copied().collect();
+        // Taken for the loop (the gateway's actions wait until `pump`), put back after.
+        let records = core::mem::take(&mut actor.records);
         let waiting = core::mem::take(&mut actor.waiting);
         let seq = actor.runner;
         self.rearm(super::TimerKey::Actor(slot), old, Timestamp::MAX);
@@ -180,7 +170,16 @@ impl Control {
             runner_id,
         });
         if let Some(seq) = seq {
-            self.wake_requests(now, seq, &records);
+            for &request_id in &records {
+                if self.gateway.wake(now, request_id, RouteId(seq)).is_ok() {
+                    self.stats.requests_woken += 1;
+                }
+            }
+        }
+        if let Some(actor) = self.actor_mut(slot) {
+            actor.records = records;
+        }
+        if let Some(seq) = seq {
             self.open_waiting(now, slot, seq, waiting);
         }
     }
@@ -207,9 +206,9 @@ impl Control {
                     });
                 }
                 Some(actor) if actor.runner == Some(seq) => {
-                    actor.commands.retain(|c| {
-                        (c.checkpoint.generation, c.checkpoint.index) > (cp.generation, cp.index)
-                    });
+                    actor
+                        .commands
+                        .retain(|c| (c.generation, c.index) > (cp.generation, cp.index));
                 }
                 // An older placement's ack: nothing of it is kept.
                 Some(actor) if actor.generation.is_some() => {}
@@ -222,5 +221,51 @@ impl Control {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// The highest checkpoint seen per actor in one events frame: a short vector searched linearly
+/// (a frame usually names one actor), a map once it names many.
+#[derive(Default)]
+struct Acks {
+    few: Vec<ActorCheckpoint>,
+    many: BTreeMap<String, (u32, i64)>,
+}
+
+impl Acks {
+    fn record(&mut self, cp: ActorCheckpoint) {
+        let key = (cp.generation, cp.index);
+        if self.many.is_empty() && self.few.len() < MAX_ACKS_LINEAR {
+            match self.few.iter_mut().find(|a| a.actor_id == cp.actor_id) {
+                Some(a) if key > (a.generation, a.index) => *a = cp,
+                Some(_) => {}
+                None => self.few.push(cp),
+            }
+            return;
+        }
+        for a in self.few.drain(..) {
+            self.many.insert(a.actor_id, (a.generation, a.index));
+        }
+        let entry = self.many.entry(cp.actor_id).or_insert(key);
+        if key > *entry {
+            *entry = key;
+        }
+    }
+
+    /// The checkpoints, sorted by actor.
+    fn into_sorted(self) -> Vec<ActorCheckpoint> {
+        if self.many.is_empty() {
+            let mut few = self.few;
+            few.sort_unstable_by(|a, b| a.actor_id.cmp(&b.actor_id));
+            return few;
+        }
+        self.many
+            .into_iter()
+            .map(|(actor_id, (generation, index))| ActorCheckpoint {
+                actor_id,
+                generation,
+                index,
+            })
+            .collect()
     }
 }

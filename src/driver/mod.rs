@@ -26,11 +26,11 @@
 //! * [`blocking`] (std only): a thread loop around `std::sync::mpsc::Receiver::recv_timeout` that
 //!   feeds one engine and hands its actions to a callback.
 //!
-//! [`control`] (feature `tokio`) runs the same loop around the control engine
+//! [`control`] (feature `tokio`) runs that loop, unsplit, on one task around the control engine
 //! ([`crate::control::Control`], which owns a gateway): runner connections and clients are
 //! bounded channel halves.
 //!
-//! Neither contains protocol logic: every decision is the engine's.
+//! None contains protocol logic: every decision is the engine's.
 
 pub mod blocking;
 #[cfg(feature = "tokio")]

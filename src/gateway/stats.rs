@@ -1,16 +1,21 @@
 //! Counters and gauges: [`GatewayStats`] for the whole gateway, [`RequestInfo`] and
 //! [`RequestStats`] for one request.
 
+use core::fmt;
+
 use crate::index::MessageIndex;
+use crate::stats_fmt::{compact_debug, sum};
 use crate::time::Timestamp;
 
 use super::request::{Phase, RouteId};
 
 /// Counters (monotonic) and gauges (current values) of a [`Gateway`](super::Gateway).
 ///
+/// `Debug` shows only the fields that are not zero; `Display` is a one-line summary.
+///
 /// Every dropped runner input increments exactly one `dropped_*` counter; every ignored ack
 /// exactly one `acks_*` counter.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default))]
 #[non_exhaustive]
@@ -125,7 +130,7 @@ pub struct GatewayStats {
 }
 
 /// Counters of one request.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default))]
 #[non_exhaustive]
@@ -162,4 +167,95 @@ pub struct RequestInfo {
     pub oldest_unacked_sent_at: Option<Timestamp>,
     /// Per-request counters.
     pub stats: RequestStats,
+}
+
+compact_debug!(GatewayStats {
+    requests,
+    hibernating,
+    pending_messages,
+    pending_bytes,
+    opened,
+    accepted,
+    closed,
+    hibernations,
+    wake_requests,
+    wakes,
+    messages_sent,
+    payload_bytes_sent,
+    messages_replayed,
+    messages_retransmitted,
+    messages_acked,
+    acks_applied,
+    acks_stale,
+    acks_invalid,
+    acks_not_hibernatable,
+    backpressured,
+    client_writable,
+    messages_to_client,
+    pings_sent,
+    pongs_received,
+    record_upserts,
+    record_upserts_succeeded,
+    record_upserts_failed,
+    record_deletes,
+    closed_by_client,
+    closed_by_runner,
+    open_timeouts,
+    closed_actor_stopped,
+    closed_pending_limit,
+    ping_timeouts,
+    ping_timeout_hibernations,
+    collected_ack_timeout,
+    collected_hibernation_timeout,
+    collected_wake_timeout,
+    dropped_malformed,
+    dropped_unknown_request,
+    dropped_wrong_gateway,
+    dropped_wrong_route,
+    dropped_invalid_for_phase,
+    dropped_unsupported,
+    unknown_request_answers,
+    timer_entries,
+});
+
+compact_debug!(RequestStats {
+    messages_sent,
+    messages_resent,
+    messages_acked,
+    acks_ignored,
+});
+
+impl fmt::Display for GatewayStats {
+    /// `3 requests (1 hibernating), 12 pending (4096 B); 1000 sent, 20 replayed, 990 acked;
+    /// 7 closed; 2 inputs dropped, 1 ack ignored`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dropped = sum(&[
+            self.dropped_malformed,
+            self.dropped_unknown_request,
+            self.dropped_wrong_gateway,
+            self.dropped_wrong_route,
+            self.dropped_invalid_for_phase,
+            self.dropped_unsupported,
+        ]);
+        let acks_ignored = sum(&[
+            self.acks_stale,
+            self.acks_invalid,
+            self.acks_not_hibernatable,
+        ]);
+        write!(
+            f,
+            "{} requests ({} hibernating), {} pending ({} B); {} sent, {} replayed, {} acked; \
+             {} closed; {} inputs dropped, {} acks ignored",
+            self.requests,
+            self.hibernating,
+            self.pending_messages,
+            self.pending_bytes,
+            self.messages_sent,
+            sum(&[self.messages_replayed, self.messages_retransmitted]),
+            self.messages_acked,
+            self.closed,
+            dropped,
+            acks_ignored,
+        )
+    }
 }

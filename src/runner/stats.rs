@@ -1,7 +1,11 @@
 //! [`RunnerStats`]: counters of one [`Runner`](super::Runner).
 
+use core::fmt;
+
+use crate::stats_fmt::{compact_debug, sum};
+
 /// Counters since the runner was created. All fields only grow, except the gauges marked so.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default))]
 #[non_exhaustive]
@@ -98,4 +102,92 @@ pub struct RunnerStats {
     pub sockets: u64,
     /// Gauge: actors currently known.
     pub actors: u64,
+}
+
+compact_debug!(RunnerStats {
+    frames_received,
+    delivered,
+    delivered_bytes,
+    duplicates,
+    gaps,
+    held,
+    held_delivered,
+    gap_closes,
+    held_overflows,
+    gap_timeouts,
+    dropped_before_replay,
+    persists_requested,
+    persists_completed,
+    persists_failed,
+    acks_sent,
+    reacks,
+    restored,
+    restore_meta_not_found,
+    restore_stale,
+    restore_skipped,
+    opens,
+    duplicate_opens,
+    actor_not_found,
+    sent,
+    pongs,
+    closed_gateway,
+    closed_app,
+    closed_rejected,
+    closed_stale,
+    closed_actor_stopped,
+    closed_hibernated,
+    settled_on_stop,
+    dropped_malformed,
+    dropped_unknown_actor,
+    dropped_unknown_socket,
+    dropped_not_open,
+    dropped_queue_full,
+    dropped_socket_limit,
+    dropped_unsupported,
+    dropped_handed_back,
+    not_found_answers,
+    queued,
+    sockets,
+    actors,
+});
+
+impl fmt::Display for RunnerStats {
+    /// `2 actors, 5 sockets; 1000 delivered, 3 duplicates, 0 gaps; 40 of 41 persists (0 failed),
+    /// 40 acks; 2 closed; 1 input dropped`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let closed = sum(&[
+            self.closed_gateway,
+            self.closed_app,
+            self.closed_rejected,
+            self.closed_stale,
+            self.closed_actor_stopped,
+            self.closed_hibernated,
+            self.gap_closes,
+        ]);
+        let dropped = sum(&[
+            self.dropped_malformed,
+            self.dropped_unknown_actor,
+            self.dropped_unknown_socket,
+            self.dropped_not_open,
+            self.dropped_queue_full,
+            self.dropped_socket_limit,
+            self.dropped_unsupported,
+        ]);
+        write!(
+            f,
+            "{} actors, {} sockets; {} delivered, {} duplicates, {} gaps; {} of {} persists \
+             ({} failed), {} acks; {} closed; {} inputs dropped",
+            self.actors,
+            self.sockets,
+            self.delivered,
+            self.duplicates,
+            self.gaps,
+            self.persists_completed,
+            self.persists_requested,
+            self.persists_failed,
+            self.acks_sent,
+            closed,
+            dropped,
+        )
+    }
 }

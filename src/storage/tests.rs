@@ -12,8 +12,21 @@ use crate::index::MessageIndex;
 use crate::runner::{PersistedSocket, SocketId};
 use crate::wire::{GatewayId, Headers, RequestId};
 
+/// Removes the test's directory when the test ends.
+struct Cleanup(&'static str);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(dir_of(self.0));
+    }
+}
+
+fn dir_of(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("hws-store-{name}-{}", std::process::id()))
+}
+
 fn tempdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hws-store-{name}-{}", std::process::id()));
+    let dir = dir_of(name);
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
@@ -52,6 +65,7 @@ fn stores(name: &str) -> Vec<(&'static str, Box<dyn Store>)> {
 
 #[test]
 fn commits_round_trip() {
+    let _cleanup_0 = Cleanup("round-trip");
     for (kind, store) in stores("round-trip") {
         assert_eq!(store.load("a").unwrap(), ActorRecord::empty("a"), "{kind}");
         let c = Commit::new()
@@ -90,6 +104,7 @@ fn commits_round_trip() {
 
 #[test]
 fn similar_ids_never_share_a_record() {
+    let _cleanup_0 = Cleanup("ids");
     for (kind, store) in stores("ids") {
         let ids = ["x_y", "x.y", "x y", "X_Y", "x_5fy", "x/y", "", "é"];
         for (n, id) in (0u32..).zip(ids) {
@@ -109,6 +124,7 @@ fn similar_ids_never_share_a_record() {
 
 #[test]
 fn a_failed_commit_applies_nothing() {
+    let _cleanup_0 = Cleanup("atomic");
     for (kind, store) in stores("atomic") {
         store
             .commit("a", &Commit::new().put(stored(1, 1, b"one")))
@@ -130,6 +146,8 @@ fn a_failed_commit_applies_nothing() {
 
 #[test]
 fn state_stays_bounded_over_many_sockets() {
+    let _cleanup_0 = Cleanup("bounded");
+    let _cleanup_1 = Cleanup("bounded-file");
     for (kind, store) in stores("bounded") {
         for n in 0..100 {
             store
@@ -161,6 +179,7 @@ fn state_stays_bounded_over_many_sockets() {
 
 #[test]
 fn file_names_are_readable_and_injective() {
+    let _cleanup_0 = Cleanup("names");
     let store = FileStore::open(tempdir("names")).unwrap();
     let name = |id: &str| {
         store
@@ -183,6 +202,7 @@ fn file_names_are_readable_and_injective() {
 
 #[test]
 fn file_load_failures_are_typed_errors() {
+    let _cleanup_0 = Cleanup("load-failures");
     let store = FileStore::open(tempdir("load-failures")).unwrap();
     store
         .commit("a", &Commit::new().put(stored(1, 5, b"st")))
@@ -235,6 +255,7 @@ fn file_load_failures_are_typed_errors() {
 
 #[test]
 fn file_crash_mid_write_keeps_the_old_record() {
+    let _cleanup_0 = Cleanup("crash");
     let store = FileStore::open(tempdir("crash")).unwrap();
     store
         .commit("a", &Commit::new().put(stored(1, 5, b"old")))
@@ -269,6 +290,7 @@ fn file_crash_mid_write_keeps_the_old_record() {
 #[test]
 fn sqlite_crash_mid_commit_keeps_the_old_rows_and_corrupt_rows_are_typed() {
     use core::sync::atomic::Ordering;
+    let _cleanup_0 = Cleanup("sqlite");
 
     let dir = tempdir("sqlite");
     std::fs::create_dir_all(&dir).unwrap();

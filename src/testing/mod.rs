@@ -1,5 +1,6 @@
-//! Verification code, kept apart from the product: the deterministic simulator ([`sim`]) and the
-//! fuzz harness functions ([`fuzz`]), behind feature `sim` and hidden from the documentation.
+//! Verification code, kept apart from the product: the deterministic simulator ([`sim`]), the
+//! fuzz harness functions ([`fuzz`]) and a quinn-style test [`pair`] of both engines in memory,
+//! behind feature `sim` and hidden from the documentation.
 //! Unit tests, integration tests, the fuzz targets in `fuzz/` and `examples/sim.rs` all use them
 //! from here (also reachable as `hibernating_ws::sim` and `hibernating_ws::fuzz`).
 //!
@@ -10,4 +11,5 @@
 //! `check_invariants` is shared by both.
 
 pub mod fuzz;
+pub mod pair;
 pub mod sim;

@@ -148,20 +148,31 @@ impl Serialize for ToRunner {
     }
 }
 
+#[cold]
 fn unknown(union: &'static str, tag: u64, offset: usize) -> DecodeError {
     DecodeError::UnknownTag { union, tag, offset }
+}
+
+/// Reads a control message out of line, so that the envelopes' tunnel arms (the hot path) stay
+/// as small as they were before the control plane existed.
+#[inline(never)]
+fn control<T: Read>(r: &mut Reader<'_>) -> Result<T, DecodeError> {
+    T::read(r)
 }
 
 impl Read for ToClient {
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let (tag, offset) = r.tag()?;
+        if tag == 4 {
+            // The tunnel: the hot path, first.
+            return ToClientTunnelMessage::read(r).map(Self::TunnelMessage);
+        }
         Ok(match tag {
-            0 => Self::Init(ToClientInit::read(r)?),
-            1 => Self::Commands(ToClientCommands::read(r)?),
-            2 => Self::AckEvents(ToClientAckEvents::read(r)?),
-            3 => Self::KvResponse(ToClientKvResponse::read(r)?),
-            4 => Self::TunnelMessage(ToClientTunnelMessage::read(r)?),
-            5 => Self::Ping(ToClientPing::read(r)?),
+            0 => Self::Init(control::<ToClientInit>(r)?),
+            1 => Self::Commands(control::<ToClientCommands>(r)?),
+            2 => Self::AckEvents(control::<ToClientAckEvents>(r)?),
+            3 => Self::KvResponse(control::<ToClientKvResponse>(r)?),
+            5 => Self::Ping(control::<ToClientPing>(r)?),
             tag => return Err(unknown("ToClient", tag, offset)),
         })
     }
@@ -170,14 +181,17 @@ impl Read for ToClient {
 impl Read for ToServer {
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let (tag, offset) = r.tag()?;
+        if tag == 6 {
+            // The tunnel: the hot path, first.
+            return ToServerTunnelMessage::read(r).map(Self::TunnelMessage);
+        }
         Ok(match tag {
-            0 => Self::Init(ToServerInit::read(r)?),
-            1 => Self::Events(ToServerEvents::read(r)?),
-            2 => Self::AckCommands(ToServerAckCommands::read(r)?),
+            0 => Self::Init(control::<ToServerInit>(r)?),
+            1 => Self::Events(control::<ToServerEvents>(r)?),
+            2 => Self::AckCommands(control::<ToServerAckCommands>(r)?),
             3 => Self::Stopping,
-            4 => Self::Pong(ToServerPong::read(r)?),
-            5 => Self::KvRequest(ToServerKvRequest::read(r)?),
-            6 => Self::TunnelMessage(ToServerTunnelMessage::read(r)?),
+            4 => Self::Pong(control::<ToServerPong>(r)?),
+            5 => Self::KvRequest(control::<ToServerKvRequest>(r)?),
             tag => return Err(unknown("ToServer", tag, offset)),
         })
     }
@@ -186,12 +200,15 @@ impl Read for ToServer {
 impl Read for ToRunner {
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let (tag, offset) = r.tag()?;
+        if tag == 4 {
+            // The tunnel: the hot path, first.
+            return ToClientTunnelMessage::read(r).map(Self::TunnelMessage);
+        }
         Ok(match tag {
             0 => Self::Ping(ToRunnerPing::read(r)?),
             1 => Self::Close,
-            2 => Self::Commands(ToClientCommands::read(r)?),
-            3 => Self::AckEvents(ToClientAckEvents::read(r)?),
-            4 => Self::TunnelMessage(ToClientTunnelMessage::read(r)?),
+            2 => Self::Commands(control::<ToClientCommands>(r)?),
+            3 => Self::AckEvents(control::<ToClientAckEvents>(r)?),
             tag => return Err(unknown("ToRunner", tag, offset)),
         })
     }
@@ -200,9 +217,12 @@ impl Read for ToRunner {
 impl Read for ToGateway {
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let (tag, offset) = r.tag()?;
+        if tag == 1 {
+            // The tunnel: the hot path, first.
+            return ToServerTunnelMessage::read(r).map(Self::TunnelMessage);
+        }
         Ok(match tag {
             0 => Self::Pong(ToGatewayPong::read(r)?),
-            1 => Self::TunnelMessage(ToServerTunnelMessage::read(r)?),
             tag => return Err(unknown("ToGateway", tag, offset)),
         })
     }

@@ -363,7 +363,10 @@ pub fn decode_versioned<M: Message>(
     Ok((version, msg))
 }
 
-/// Rejects what a frame of an older `version` may not be read as with the v7 layout.
+/// Rejects what a frame of an older `version` may not be read as with the v7 layout. Out of
+/// line and cold, so that [`decode_versioned`] stays small enough to inline on the hot path.
+#[cold]
+#[inline(never)]
 fn check_legacy<M: Message>(version: u16, bytes: &[u8]) -> Result<(), DecodeError> {
     match M::LEGACY {
         Legacy::Same => Ok(()),

@@ -31,10 +31,14 @@ impl QueueLimits {
         max_bytes: 8 << 20,
         max_messages: 16_384,
     };
-    /// 32 MiB and 65 536 frames: the default for a link [`Outbox`].
+    /// 256 MiB and 1 048 576 frames: the default for a link [`Outbox`]. The bytes match the
+    /// gateway's default `max_gateway_pending_bytes`: a hibernatable request's published frames
+    /// stay in its pending buffer until acked and the outbox shares those allocations, so a
+    /// link that drains slower than its clients burst (many clients, one link) is not cut
+    /// before the engine's own limits push back.
     pub const LINK: Self = Self {
-        max_bytes: 32 << 20,
-        max_messages: 65_536,
+        max_bytes: 256 << 20,
+        max_messages: 1 << 20,
     };
 
     /// Whether `bytes` / `messages` reached the push-back point (half of either limit).
@@ -262,5 +266,23 @@ impl<T: AsRef<[u8]> + Unpin> Stream for OutboxReceiver<T> {
 pub(super) fn wake(waker: &mut Option<Waker>) {
     if let Some(w) = waker.take() {
         w.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::GatewayConfig;
+
+    /// Regression: with 32 MiB / 65 536 frames, the gateway's link outbox overflowed (and the
+    /// link was dropped) when 10 000 clients on a current-thread runtime burst faster than the
+    /// link's writer ran, while the engine was far from its own limits. The default holds what
+    /// the engine lets the gateway have in flight.
+    #[test]
+    fn the_default_link_outbox_holds_the_gateway_wide_pending_default() {
+        let config = GatewayConfig::default();
+        let bytes = u64::try_from(QueueLimits::LINK.max_bytes).unwrap_or(u64::MAX);
+        assert!(bytes >= config.max_gateway_pending_bytes);
+        const { assert!(QueueLimits::LINK.max_messages >= 200_000) };
     }
 }

@@ -37,6 +37,8 @@ pub use wire::wire_decode;
 
 use core::time::Duration;
 
+use crate::time::Timestamp;
+
 /// Most operations one input may run: keeps every input fast whatever its length.
 pub const MAX_OPS: usize = 400;
 
@@ -147,6 +149,99 @@ pub(crate) fn time_step(input: &mut Input<'_>) -> Duration {
         12..=13 => Duration::from_micros(u64::from(input.u16()) * 100_000),
         14 => Duration::from_secs(u64::from(input.u16()) * 3_600),
         _ => Duration::from_micros(input.u64() >> (input.u8() % 64)),
+    }
+}
+
+/// Most deadlines one [`Tick::Advance`] handles on its way.
+const CLOCK_STEPS: usize = 64;
+
+/// A clock operation: the same five in both engine harnesses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Tick {
+    /// Advance the clock, handling every deadline on the way (a punctual driver).
+    Advance(Duration),
+    /// Advance the clock without handling timeouts (a late driver).
+    Jump(Duration),
+    /// `handle_timeout(now)`.
+    HandleTimeout,
+    /// `handle_timeout` with a `now` older than the latest one.
+    StaleTimeout(Duration),
+    /// Advance exactly to `poll_timeout()` and handle it.
+    FireNext,
+}
+
+/// A harness whose engine runs on a clock the harness drives.
+pub(crate) trait Clocked {
+    /// The harness's current time.
+    fn now_mut(&mut self) -> &mut Timestamp;
+    /// The engine's `poll_timeout`.
+    fn deadline(&self) -> Option<Timestamp>;
+    /// Calls the engine's `handle_timeout(at)` and checks what follows.
+    fn timeout(&mut self, at: Timestamp);
+    /// Deadlines may have passed unhandled: the timer contract no longer applies as is.
+    fn late(&mut self);
+}
+
+impl Tick {
+    /// Draws a clock operation from `choice` (0 and 1: advance, 2: jump, 3: handle, possibly
+    /// stale, otherwise fire the next deadline).
+    pub(crate) fn draw(input: &mut Input<'_>, choice: u8) -> Self {
+        match choice {
+            0 | 1 => Self::Advance(time_step(input)),
+            2 => Self::Jump(time_step(input)),
+            3 => {
+                if input.bool() {
+                    Self::HandleTimeout
+                } else {
+                    Self::StaleTimeout(time_step(input))
+                }
+            }
+            _ => Self::FireNext,
+        }
+    }
+
+    /// Runs the operation on `h`.
+    pub(crate) fn run<H: Clocked>(self, h: &mut H) {
+        match self {
+            Self::Advance(d) => {
+                let now = *h.now_mut();
+                let target = now + d;
+                let mut steps = 0;
+                while let Some(t) = h.deadline() {
+                    if t > target || steps == CLOCK_STEPS {
+                        break;
+                    }
+                    steps += 1;
+                    let at = t.max(*h.now_mut());
+                    *h.now_mut() = at;
+                    h.timeout(at);
+                }
+                *h.now_mut() = target;
+                h.timeout(target);
+            }
+            Self::Jump(d) => {
+                *h.now_mut() += d;
+                if d > Duration::ZERO {
+                    h.late();
+                }
+            }
+            Self::HandleTimeout => {
+                let now = *h.now_mut();
+                h.timeout(now);
+            }
+            Self::StaleTimeout(d) => {
+                let now = *h.now_mut();
+                h.timeout(now.saturating_sub(d));
+            }
+            Self::FireNext => {
+                if let Some(t) = h.deadline() {
+                    let now = h.now_mut();
+                    *now = (*now).max(t);
+                }
+                let now = *h.now_mut();
+                h.timeout(now);
+            }
+        }
     }
 }
 

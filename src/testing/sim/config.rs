@@ -272,57 +272,8 @@ impl Params {
         let max_payload = (*cfg.payload_bytes.end()).max(min_payload);
         let payload = min_payload..=max_payload;
 
-        let gap_policy = cfg
-            .gap_policy
-            .unwrap_or_else(|| e.pick(&[GapPolicy::Close, GapPolicy::Await]));
-        let overflow_policy = cfg
-            .overflow_policy
-            .unwrap_or_else(|| e.pick(&[OverflowPolicy::Close, OverflowPolicy::Backpressure]));
-        let max_pending_messages = cfg.max_pending_messages.unwrap_or_else(|| {
-            let v = e.pick(&[2u16, 3, 4, 6, 8, 16, 64, MAX_WINDOW]);
-            v.clamp(1, MAX_WINDOW)
-        });
-        let frame = |len: usize| crate::wire::ws_message_frame_len(len) as u64;
-        let max_pending_bytes = cfg.max_pending_bytes.unwrap_or_else(|| {
-            let per = frame(max_payload);
-            match e.below(4) {
-                0 => per * e.range(1, 4),
-                1 => per * e.range(4, 16),
-                2 => 64 * 1024,
-                _ => 1024 * 1024,
-            }
-        });
-        let max_gateway_pending_bytes = max_pending_bytes * e.range(1, 4);
-        let retransmit = match gap_policy {
-            GapPolicy::Await => e.below(5) != 0,
-            GapPolicy::Close => e.below(5) == 0,
-        };
-        let gateway = GatewayConfig {
-            max_pending_messages,
-            max_pending_bytes,
-            max_gateway_pending_bytes,
-            overflow_policy,
-            retransmit_timeout: retransmit.then(|| Duration::from_millis(e.range(200, 5_000))),
-            hibernate_on_ping_timeout: e.below(5) != 0,
-            ..GatewayConfig::default()
-        };
-        let runner = RunnerConfig {
-            gap_policy,
-            persist_bytes: if e.below(2) == 0 {
-                e.range(1, 2_000)
-            } else {
-                crate::runner::DEFAULT_PERSIST_BYTES
-            },
-            persist_interval: Duration::from_millis(e.range(20, 5_000)),
-            persist_retry_initial: Duration::from_millis(e.range(20, 200)),
-            persist_retry_max: Duration::from_millis(e.range(200, 5_000)),
-            max_held_messages: usize::try_from(e.pick(&[1u64, 2, 4, 16, 1024])).unwrap_or(1024),
-            max_held_bytes: e.pick(&[256u64, 4096, 1024 * 1024]),
-            gap_timeout: Duration::from_millis(e.range(1_000, 30_000)),
-            max_queued_per_actor: usize::try_from(e.pick(&[2u64, 8, 64, 1024])).unwrap_or(1024),
-            reack_interval: Duration::from_millis(e.pick(&[0u64, 200, 1_000])),
-            ..RunnerConfig::default()
-        };
+        let (gateway, runner) = draw_engines(cfg, e, max_payload);
+        let max_pending_messages = gateway.max_pending_messages;
 
         let lat_lo = e.range(50, 2 * MS);
         let lat_hi = lat_lo + e.range(0, 20 * MS);
@@ -447,4 +398,64 @@ impl Params {
             ),
         ]
     }
+}
+
+/// The engines' configurations: policies and limits drawn unless `cfg` fixes them.
+fn draw_engines(
+    cfg: &SimConfig,
+    e: &mut Entropy,
+    max_payload: usize,
+) -> (GatewayConfig, RunnerConfig) {
+    let gap_policy = cfg
+        .gap_policy
+        .unwrap_or_else(|| e.pick(&[GapPolicy::Close, GapPolicy::Await]));
+    let overflow_policy = cfg
+        .overflow_policy
+        .unwrap_or_else(|| e.pick(&[OverflowPolicy::Close, OverflowPolicy::Backpressure]));
+    let max_pending_messages = cfg.max_pending_messages.unwrap_or_else(|| {
+        let v = e.pick(&[2u16, 3, 4, 6, 8, 16, 64, MAX_WINDOW]);
+        v.clamp(1, MAX_WINDOW)
+    });
+    let frame = |len: usize| crate::wire::ws_message_frame_len(len) as u64;
+    let max_pending_bytes = cfg.max_pending_bytes.unwrap_or_else(|| {
+        let per = frame(max_payload);
+        match e.below(4) {
+            0 => per * e.range(1, 4),
+            1 => per * e.range(4, 16),
+            2 => 64 * 1024,
+            _ => 1024 * 1024,
+        }
+    });
+    let max_gateway_pending_bytes = max_pending_bytes * e.range(1, 4);
+    let retransmit = match gap_policy {
+        GapPolicy::Await => e.below(5) != 0,
+        GapPolicy::Close => e.below(5) == 0,
+    };
+    let gateway = GatewayConfig {
+        max_pending_messages,
+        max_pending_bytes,
+        max_gateway_pending_bytes,
+        overflow_policy,
+        retransmit_timeout: retransmit.then(|| Duration::from_millis(e.range(200, 5_000))),
+        hibernate_on_ping_timeout: e.below(5) != 0,
+        ..GatewayConfig::default()
+    };
+    let runner = RunnerConfig {
+        gap_policy,
+        persist_bytes: if e.below(2) == 0 {
+            e.range(1, 2_000)
+        } else {
+            crate::runner::DEFAULT_PERSIST_BYTES
+        },
+        persist_interval: Duration::from_millis(e.range(20, 5_000)),
+        persist_retry_initial: Duration::from_millis(e.range(20, 200)),
+        persist_retry_max: Duration::from_millis(e.range(200, 5_000)),
+        max_held_messages: usize::try_from(e.pick(&[1u64, 2, 4, 16, 1024])).unwrap_or(1024),
+        max_held_bytes: e.pick(&[256u64, 4096, 1024 * 1024]),
+        gap_timeout: Duration::from_millis(e.range(1_000, 30_000)),
+        max_queued_per_actor: usize::try_from(e.pick(&[2u64, 8, 64, 1024])).unwrap_or(1024),
+        reack_interval: Duration::from_millis(e.pick(&[0u64, 200, 1_000])),
+        ..RunnerConfig::default()
+    };
+    (gateway, runner)
 }

@@ -6,7 +6,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use super::{Input, MAX_OPS, TRACE_LEN, duration, payload, time_step};
+use super::{Input, MAX_OPS, TRACE_LEN, Tick, duration, payload};
 use crate::close::CloseFrame;
 use crate::gateway::{
     Action, CloseReason, Gateway, GatewayConfig, OverflowPolicy, Phase, RequestInfo, RouteId,
@@ -31,8 +31,6 @@ const ROUTES: u8 = 3;
 const GW: GatewayId = GatewayId([0x67, 0x77, 0, 1]);
 /// Another gateway (runner input addressed to it must be dropped).
 const OTHER_GW: GatewayId = GatewayId([0x67, 0x77, 0, 2]);
-/// Most deadlines one punctual clock advance steps through before catching up at once.
-const MAX_STEPS: usize = 64;
 
 /// One operation on the gateway.
 #[derive(Debug, Clone)]
@@ -81,16 +79,8 @@ enum Op {
         route: u8,
         bytes: Vec<u8>,
     },
-    /// Advance the clock, handling every deadline on the way (a punctual driver).
-    Advance(Duration),
-    /// Advance the clock without handling timeouts (a late driver).
-    Jump(Duration),
-    /// `handle_timeout(now)`.
-    HandleTimeout,
-    /// `handle_timeout` with a `now` older than the latest one.
-    StaleTimeout(Duration),
-    /// Advance exactly to `poll_timeout()` and handle it.
-    FireNext,
+    /// A clock operation.
+    Clock(Tick),
 }
 
 /// The shadow model of one live request.
@@ -295,16 +285,7 @@ impl Harness {
                 route: self.route_sel(input, req),
                 bytes: input.bytes(64).to_vec(),
             },
-            19 | 20 => Op::Advance(time_step(input)),
-            21 => Op::Jump(time_step(input)),
-            22 => {
-                if input.bool() {
-                    Op::HandleTimeout
-                } else {
-                    Op::StaleTimeout(time_step(input))
-                }
-            }
-            _ => Op::FireNext,
+            k => Op::Clock(Tick::draw(input, k - 19)),
         }
     }
 

@@ -13,7 +13,9 @@ use alloc::format;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use super::{Before, Harness, MAX_STEPS, Op, Req, actor_of, request_id};
+use crate::fuzz::{Clocked, Tick};
+
+use super::{Before, Harness, Op, Req, actor_of, request_id};
 
 impl Harness {
     /// A `now` for a command: usually the current time, sometimes an older one (the engine must
@@ -36,10 +38,7 @@ impl Harness {
     pub(super) fn run(&mut self, op: Op) {
         let stale = self.step % 5 == 4;
         let now = self.stamp(stale);
-        if !matches!(
-            op,
-            Op::Advance(_) | Op::Jump(_) | Op::HandleTimeout | Op::StaleTimeout(_) | Op::FireNext
-        ) {
+        if !matches!(op, Op::Clock(_)) {
             // Every other operation gives `now` to the engine.
             self.seen = self.seen.max(now);
         }
@@ -283,35 +282,7 @@ impl Harness {
                     self.drain();
                 }
             }
-            Op::Advance(d) => {
-                let target = self.now + d;
-                let mut steps = 0;
-                while let Some(t) = self.gw.poll_timeout() {
-                    if t > target || steps == MAX_STEPS {
-                        break;
-                    }
-                    steps += 1;
-                    let at = t.max(self.now);
-                    self.now = at;
-                    self.timeout(at);
-                }
-                self.now = target;
-                self.timeout(target);
-            }
-            Op::Jump(d) => {
-                self.now += d;
-                if d > Duration::ZERO {
-                    self.punctual = false;
-                }
-            }
-            Op::HandleTimeout => self.timeout(self.now),
-            Op::StaleTimeout(d) => self.timeout(self.now.saturating_sub(d)),
-            Op::FireNext => {
-                if let Some(t) = self.gw.poll_timeout() {
-                    self.now = self.now.max(t);
-                }
-                self.timeout(self.now);
-            }
+            Op::Clock(tick) => tick.run(self),
         }
     }
 
@@ -347,7 +318,8 @@ impl Harness {
                 return;
             }
             self.step += 1;
-            self.ops.push_back((self.step, Op::Advance(step)));
+            self.ops
+                .push_back((self.step, Op::Clock(Tick::Advance(step))));
             if self.ops.len() > TRACE_LEN {
                 self.ops.pop_front();
             }
@@ -362,17 +334,30 @@ impl Harness {
         }
     }
 
+    /// `Gateway::client_message`, checking that an error names the request.
+    fn client_message(
+        &mut self,
+        now: Timestamp,
+        id: RequestId,
+        data: &[u8],
+        binary: bool,
+    ) -> Result<MessageIndex, SendError> {
+        let result = self.gw.client_message(now, id, data, binary);
+        self.fail_if(
+            result.is_err_and(|e| e.request_id() != id),
+            "a send error names another request",
+        );
+        result
+    }
+
     #[allow(clippy::too_many_lines)] // one outcome check after another
     pub(super) fn send(&mut self, now: Timestamp, req: u8, len: usize, binary: bool) {
         let id = request_id(req);
         let data = payload(len, req);
         let before = self.before(req);
         let size = u64::try_from(wire::ws_message_frame_len(len)).unwrap_or(u64::MAX);
-        let result = self.gw.client_message(now, id, &data, binary);
+        let result = self.client_message(now, id, &data, binary);
         let policy = self.config.overflow_policy;
-        if let Err(e) = &result {
-            self.fail_if(e.request_id() != id, "a send error names another request");
-        }
         match result {
             Ok(index) => {
                 let Some(r) = self.live.get_mut(&id) else {
@@ -495,5 +480,23 @@ impl Harness {
                 "{what}: UnknownRequest is {failed}, request live is {live}"
             ));
         }
+    }
+}
+
+impl Clocked for Harness {
+    fn now_mut(&mut self) -> &mut Timestamp {
+        &mut self.now
+    }
+
+    fn deadline(&self) -> Option<Timestamp> {
+        self.gw.poll_timeout()
+    }
+
+    fn timeout(&mut self, at: Timestamp) {
+        Harness::timeout(self, at);
+    }
+
+    fn late(&mut self) {
+        self.punctual = false;
     }
 }

@@ -6,7 +6,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use super::{Input, MAX_OPS, TRACE_LEN, duration, payload, time_step};
+use super::{Input, MAX_OPS, TRACE_LEN, Tick, duration, payload};
 use crate::index::MessageIndex;
 use crate::runner::{
     ActorState, CloseReason, Framing, GapPolicy, PersistedSocket, Runner, RunnerConfig, SocketId,
@@ -26,8 +26,6 @@ mod run;
 const ACTORS: u8 = 3;
 /// Sockets the operations pick from: two gateways × three requests.
 const SOCKETS: u8 = 6;
-/// Most deadlines one punctual clock advance steps through before catching up at once.
-const MAX_STEPS: usize = 64;
 
 fn actor_name(a: u8) -> String {
     format!("a{a}")
@@ -103,11 +101,8 @@ enum Op {
         index: MessageIndex,
         ok: bool,
     },
-    Advance(Duration),
-    Jump(Duration),
-    HandleTimeout,
-    StaleTimeout(Duration),
-    FireNext,
+    /// A clock operation.
+    Clock(Tick),
 }
 
 /// What must happen to a gateway message on an open hibernatable socket.
@@ -340,16 +335,7 @@ impl Harness {
                 index: MessageIndex::new(input.u16()),
                 ok: input.bool(),
             },
-            23 | 24 => Op::Advance(time_step(input)),
-            25 => Op::Jump(time_step(input)),
-            26 => {
-                if input.bool() {
-                    Op::HandleTimeout
-                } else {
-                    Op::StaleTimeout(time_step(input))
-                }
-            }
-            _ => Op::FireNext,
+            k => Op::Clock(Tick::draw(input, k - 23)),
         }
     }
 

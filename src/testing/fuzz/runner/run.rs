@@ -18,7 +18,9 @@ use alloc::format;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use super::{Harness, MAX_STEPS, Op, Path, Sock, Verdict, actor_name, socket_id};
+use crate::fuzz::{Clocked, Tick};
+
+use super::{Harness, Op, Path, Sock, Verdict, actor_name, socket_id};
 
 impl Harness {
     /// Resets what one operation observes.
@@ -62,7 +64,8 @@ impl Harness {
             }
             self.begin_op();
             self.step += 1;
-            self.ops.push_back((self.step, Op::Advance(step)));
+            self.ops
+                .push_back((self.step, Op::Clock(Tick::Advance(step))));
             if self.ops.len() > TRACE_LEN {
                 self.ops.pop_front();
             }
@@ -108,13 +111,7 @@ impl Harness {
         };
         if !matches!(
             op,
-            Op::Advance(_)
-                | Op::Jump(_)
-                | Op::HandleTimeout
-                | Op::StaleTimeout(_)
-                | Op::FireNext
-                | Op::PersistDone { .. }
-                | Op::PersistBogus { .. }
+            Op::Clock(_) | Op::PersistDone { .. } | Op::PersistBogus { .. }
         ) {
             // Every other operation gives `now` to the engine (the persist results do when they
             // call it).
@@ -411,35 +408,7 @@ impl Harness {
                 }
                 self.expect_quiet("a bogus persist result");
             }
-            Op::Advance(d) => {
-                let target = self.now + d;
-                let mut steps = 0;
-                while let Some(t) = self.runner.poll_timeout() {
-                    if t > target || steps == MAX_STEPS {
-                        break;
-                    }
-                    steps += 1;
-                    let at = t.max(self.now);
-                    self.now = at;
-                    self.timeout(at);
-                }
-                self.now = target;
-                self.timeout(target);
-            }
-            Op::Jump(d) => {
-                self.now += d;
-                if d > Duration::ZERO {
-                    self.punctual = false;
-                }
-            }
-            Op::HandleTimeout => self.timeout(self.now),
-            Op::StaleTimeout(d) => self.timeout(self.now.saturating_sub(d)),
-            Op::FireNext => {
-                if let Some(t) = self.runner.poll_timeout() {
-                    self.now = self.now.max(t);
-                }
-                self.timeout(self.now);
-            }
+            Op::Clock(tick) => tick.run(self),
         }
     }
 
@@ -686,5 +655,23 @@ impl Harness {
         if self.seen >= self.now {
             self.punctual = true;
         }
+    }
+}
+
+impl Clocked for Harness {
+    fn now_mut(&mut self) -> &mut Timestamp {
+        &mut self.now
+    }
+
+    fn deadline(&self) -> Option<Timestamp> {
+        self.runner.poll_timeout()
+    }
+
+    fn timeout(&mut self, at: Timestamp) {
+        Harness::timeout(self, at);
+    }
+
+    fn late(&mut self) {
+        self.punctual = false;
     }
 }
