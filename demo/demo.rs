@@ -74,16 +74,21 @@ async fn all(args: &Args) -> std::io::Result<bool> {
 
 async fn gateway(args: &Args) -> std::io::Result<bool> {
     let server = GatewayServer::start(GatewayOptions {
-        listen: args.listen.clone(),
-        config: scenario::gateway_config(args),
-        schedule: Schedule::spread(&args.actor, args.messages, args.sleeps, false),
         cold_start: args.cold_start,
         verbose: args.verbose,
+        runner_token: args.runner_token.clone(),
         websocket: demo::gateway::websocket_config(args.ws_read_buffer, args.ws_write_buffer),
-        ..GatewayOptions::default()
+        ..GatewayOptions::new(
+            args.listen.clone(),
+            scenario::gateway_config(args),
+            Schedule::spread(&args.actor, args.messages, args.sleeps, false),
+        )
     })
     .await?;
     println!("gateway listening on {}", server.url());
+    if std::env::var(demo::args::TOKEN_ENV).is_err() {
+        println!("  runner token: {}", server.runner_token());
+    }
     println!(
         "  runners: {}/runner   clients: {}/actors/<actor>",
         server.url(),
@@ -126,6 +131,7 @@ async fn runner(args: &Args) -> std::io::Result<bool> {
         delivered: std::sync::Arc::default(),
         load_delay: Duration::ZERO,
         websocket: demo::gateway::websocket_config(args.ws_read_buffer, args.ws_write_buffer),
+        token: args.runner_token.clone(),
     })
     .await?;
     if args.verbose {

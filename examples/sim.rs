@@ -7,7 +7,7 @@
 //! ```
 //!
 //! Options: `--seeds N` (default 500), `--start S` (first seed, default 0), `--large` (the large
-//! world), `--messages N` (most messages per connection), `--connections N` (most connections),
+//! world), `--small` (the fuzz target's small world), `--messages N` (most messages per connection), `--connections N` (most connections),
 //! `--policy close|backpressure|await` (`close`: both Rivet-compatible policies;
 //! `backpressure`: the gateway's overflow policy; `await`: the runner's gap policy),
 //! `--no-faults` (only sleeps and wakes), `--verbose` (one line per seed), `--trace S` (print
@@ -44,7 +44,7 @@ fn parse() -> Result<Options, String> {
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| format!("{name} needs a number"))
     };
-    let mut large = false;
+    let (mut large, mut small) = (false, false);
     let (mut messages, mut connections, mut policy, mut no_faults) = (None, None, None, false);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -54,6 +54,7 @@ fn parse() -> Result<Options, String> {
             "--connections" => connections = Some(number(args.next(), "--connections")?),
             "--policy" => policy = args.next(),
             "--large" => large = true,
+            "--small" => small = true,
             "--no-faults" => no_faults = true,
             "--verbose" => o.verbose = true,
             "--trace" => o.trace = Some(number(args.next(), "--trace")?),
@@ -63,6 +64,9 @@ fn parse() -> Result<Options, String> {
     }
     if large {
         o.config = SimConfig::large();
+    }
+    if small {
+        o.config = SimConfig::small();
     }
     if let Some(m) = messages {
         o.config.messages_per_connection =
@@ -98,7 +102,7 @@ fn main() -> ExitCode {
         Ok(o) => o,
         Err(e) => {
             eprintln!(
-                "{e}\nusage: sim [--seeds N] [--start S] [--large] [--messages N] [--connections N] [--policy close|backpressure|await] [--no-faults] [--verbose] [--trace S]"
+                "{e}\nusage: sim [--seeds N] [--start S] [--large | --small] [--messages N] [--connections N] [--policy close|backpressure|await] [--no-faults] [--verbose] [--trace S]"
             );
             return ExitCode::from(2);
         }

@@ -68,7 +68,7 @@ impl fmt::Debug for CloseFrame {
     }
 }
 
-/// Every `(code, reason)` pair upstream gives a fixed meaning to (`docs/protocol.md#close-codes`).
+/// Every `(code, reason)` pair with a fixed meaning: upstream's, and two of hws's own (`docs/protocol.md#close-codes`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum KnownClose {
@@ -109,11 +109,17 @@ pub enum KnownClose {
     GarbageCollected,
     /// 1011 `guard.actor_stopped_while_waiting_for_websocket_open` — gateway → client.
     ActorStoppedWhileWaitingForOpen,
+    /// 1011 `ws.socket_not_found` — runner → gateway, hws only (upstream answers nothing): a
+    /// tunnel message or ping named a socket the runner neither holds nor handed back recently.
+    SocketNotFound,
+    /// 1011 `ws.request_not_found` — gateway → runner, hws only (upstream drops the frame): a
+    /// runner message named a request the gateway no longer has.
+    RequestNotFound,
 }
 
 impl KnownClose {
     /// Every known pair, for exhaustive tests and lookups.
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 19] = [
         Self::MetaNotFoundDuringRestore,
         Self::RestoreError,
         Self::StaleMetadata,
@@ -131,6 +137,8 @@ impl KnownClose {
         Self::PingTimeout,
         Self::GarbageCollected,
         Self::ActorStoppedWhileWaitingForOpen,
+        Self::SocketNotFound,
+        Self::RequestNotFound,
     ];
 
     /// The upstream close code.
@@ -153,7 +161,9 @@ impl KnownClose {
             | Self::ClosedBeforeOpen
             | Self::PingTimeout
             | Self::GarbageCollected
-            | Self::ActorStoppedWhileWaitingForOpen => CODE_INTERNAL_ERROR,
+            | Self::ActorStoppedWhileWaitingForOpen
+            | Self::SocketNotFound
+            | Self::RequestNotFound => CODE_INTERNAL_ERROR,
         }
     }
 
@@ -180,6 +190,8 @@ impl KnownClose {
             Self::ActorStoppedWhileWaitingForOpen => {
                 "guard.actor_stopped_while_waiting_for_websocket_open"
             }
+            Self::SocketNotFound => "ws.socket_not_found",
+            Self::RequestNotFound => "ws.request_not_found",
         }
     }
 

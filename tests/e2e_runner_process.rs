@@ -29,6 +29,7 @@ use demo::storage::StorageKind;
 
 const CHILD_GATEWAY: &str = "HWS_E2E_RUNNER_GATEWAY";
 const CHILD_DIR: &str = "HWS_E2E_RUNNER_DIR";
+const CHILD_TOKEN: &str = "HWS_E2E_RUNNER_TOKEN";
 const CHILD_STORAGE: &str = "HWS_E2E_RUNNER_STORAGE";
 const MESSAGES: u64 = 800;
 
@@ -39,9 +40,10 @@ fn main() -> ExitCode {
         .build()
         .expect("runtime");
     if let (Ok(gateway), Ok(dir)) = (std::env::var(CHILD_GATEWAY), std::env::var(CHILD_DIR)) {
+        let token = std::env::var(CHILD_TOKEN).unwrap_or_default();
         let storage = std::env::var(CHILD_STORAGE).unwrap_or_default();
         let storage = StorageKind::parse(&storage).unwrap_or_default();
-        rt.block_on(child(gateway, dir, storage));
+        rt.block_on(child(gateway, dir, storage, token));
         return ExitCode::SUCCESS;
     }
     // `cargo test -- --list` and filters: one test, named like a harness test.
@@ -98,7 +100,7 @@ fn fail(why: &str) -> ExitCode {
 }
 
 /// Runner mode: serve until the gateway goes away (or SIGKILL).
-async fn child(gateway: String, dir: String, storage: StorageKind) {
+async fn child(gateway: String, dir: String, storage: StorageKind, token: String) {
     let args = demo::args::Args::default();
     let mut instance = RunnerInstance::start(RunnerOptions {
         gateway,
@@ -109,6 +111,7 @@ async fn child(gateway: String, dir: String, storage: StorageKind) {
         report_interval: Duration::from_millis(20),
         delivered: Arc::default(),
         load_delay: Duration::ZERO,
+        token,
         websocket: demo::gateway::GatewayOptions::default().websocket,
     })
     .await
@@ -121,11 +124,13 @@ fn spawn_child(
     gateway: &str,
     dir: &Path,
     storage: StorageKind,
+    token: &str,
 ) -> Result<tokio::process::Child, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     tokio::process::Command::new(exe)
         .env(CHILD_GATEWAY, gateway)
         .env(CHILD_DIR, dir)
+        .env(CHILD_TOKEN, token)
         .env(CHILD_STORAGE, storage.name())
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -141,27 +146,28 @@ async fn parent(storage: StorageKind) -> Result<(), String> {
     };
     let dir = DataDir::new(None).map_err(|e| e.to_string())?;
     let mut server = GatewayServer::start(GatewayOptions {
-        listen: "127.0.0.1:0".into(),
-        config: gateway_config(&args),
-        schedule: Schedule {
-            actor: "proc-actor".into(),
-            sleep_at: Vec::new(),
-            kill_at: Some(MESSAGES / 3),
-        },
         cold_start: Duration::ZERO,
-        verbose: false,
-        ..GatewayOptions::default()
+        ..GatewayOptions::new(
+            "127.0.0.1:0".into(),
+            gateway_config(&args),
+            Schedule {
+                actor: "proc-actor".into(),
+                sleep_at: Vec::new(),
+                kill_at: Some(MESSAGES / 3),
+            },
+        )
     })
     .await
     .map_err(|e| e.to_string())?;
     let url = server.url();
-    let first = spawn_child(&url, &dir.path, storage)?;
+    let first = spawn_child(&url, &dir.path, storage, server.runner_token())?;
     let first_pid = first.id();
 
     // Supervisor: SIGKILL the child when the schedule says so (the actor runs and holds
     // delivered messages), then start another one on the same storage.
     let mut kill_rx = server.kill.take().ok_or("no kill channel")?;
     let (url2, path2) = (url.clone(), dir.path.clone());
+    let token2 = server.runner_token().to_string();
     let gw = server.handle().clone();
     let supervisor = tokio::spawn(async move {
         let mut first = first;
@@ -169,7 +175,7 @@ async fn parent(storage: StorageKind) -> Result<(), String> {
         demo::scenario::wait_for_first_ack(&gw).await;
         first.start_kill().map_err(|e| e.to_string())?;
         let status = first.wait().await.map_err(|e| e.to_string())?;
-        let second = spawn_child(&url2, &path2, storage)?;
+        let second = spawn_child(&url2, &path2, storage, &token2)?;
         Ok::<_, String>((status, second))
     });
 

@@ -32,12 +32,8 @@ const WAIT: Duration = Duration::from_secs(20);
 
 async fn gateway(config: GatewayConfig) -> GatewayServer {
     GatewayServer::start(GatewayOptions {
-        listen: "127.0.0.1:0".into(),
-        config,
-        schedule: Schedule::default(),
         cold_start: Duration::ZERO,
-        verbose: false,
-        ..GatewayOptions::default()
+        ..GatewayOptions::new("127.0.0.1:0".into(), config, Schedule::default())
     })
     .await
     .expect("gateway starts")
@@ -62,6 +58,7 @@ async fn slow_storage_runner(
         report_interval: Duration::from_millis(20),
         delivered: Arc::default(),
         load_delay,
+        token: server.runner_token().into(),
         websocket: demo::gateway::GatewayOptions::default().websocket,
     })
     .await
@@ -274,11 +271,18 @@ async fn malformed_runner_frames_are_typed_errors_and_the_gateway_keeps_serving(
     let d = stream(&mut client, 4, 0, 10, 512, 0).await;
     assert_eq!(client.wait_echo(10, WAIT).await, Some((10, d)));
 
-    // A rogue runner connects and publishes garbage.
+    // A runner with the token (a buggy one, or one whose token leaked) publishes garbage.
     let url = format!("{}/runner", server.url());
-    let (mut rogue, _) = tokio_tungstenite::connect_async(url.as_str())
-        .await
-        .expect("rogue connects");
+    let mut rogue = demo::runner::connect_runner(
+        &url,
+        server.runner_token(),
+        demo::gateway::websocket_config(
+            demo::gateway::WS_READ_BUFFER,
+            demo::gateway::WS_WRITE_BUFFER,
+        ),
+    )
+    .await
+    .expect("rogue connects");
     let hello = demo::control::Control::Hello {
         runner: "rogue".into(),
     };
@@ -330,12 +334,12 @@ async fn a_wake_replays_more_buffered_messages_than_the_runner_queues_for_a_star
     // demo's runner config sizes the byte limit for its larger window.
     let dir = DataDir::new(None).expect("temp dir");
     let server = GatewayServer::start(GatewayOptions {
-        listen: "127.0.0.1:0".into(),
-        config: GatewayConfig::default(),
-        schedule: Schedule::default(),
         cold_start: Duration::from_millis(300),
-        verbose: false,
-        ..GatewayOptions::default()
+        ..GatewayOptions::new(
+            "127.0.0.1:0".into(),
+            GatewayConfig::default(),
+            Schedule::default(),
+        )
     })
     .await
     .expect("gateway starts");

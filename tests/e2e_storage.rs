@@ -39,12 +39,12 @@ fn kinds() -> Vec<StorageKind> {
 
 async fn setup(dir: &DataDir, storage: StorageKind) -> (GatewayServer, RunnerInstance) {
     let server = GatewayServer::start(GatewayOptions {
-        listen: "127.0.0.1:0".into(),
-        config: GatewayConfig::default(),
-        schedule: Schedule::default(),
         cold_start: Duration::ZERO,
-        verbose: false,
-        ..GatewayOptions::default()
+        ..GatewayOptions::new(
+            "127.0.0.1:0".into(),
+            GatewayConfig::default(),
+            Schedule::default(),
+        )
     })
     .await
     .expect("gateway starts");
@@ -57,6 +57,7 @@ async fn setup(dir: &DataDir, storage: StorageKind) -> (GatewayServer, RunnerIns
         report_interval: Duration::from_millis(20),
         delivered: Arc::default(),
         load_delay: Duration::ZERO,
+        token: server.runner_token().into(),
         websocket: GatewayOptions::default().websocket,
     })
     .await

@@ -317,9 +317,9 @@ fn step(m: &mut Model, t: &Transition) -> (Outcome, BTreeSet<u32>) {
                 Ok(())
             }
         }),
-        // While a request hibernates, an ack is accepted from any route (the actor's next runner
-        // acks its persisted index on restore, before the wake routes the request to it); it is
-        // validated like any ack. The SUT acks index 1.
+        // While a request hibernates, an ack is accepted from the actor's declared next runner
+        // (it acks its persisted index on restore, before the wake routes the request to it);
+        // it is validated like any ack. The SUT declares route 99 and acks index 1 from it.
         Transition::AckFromWrongRoute(id) => Outcome::Receive(match m.reqs.get_mut(&id) {
             None => Err("unknown"),
             Some(r) if r.phase == MPhase::Hibernating => {
@@ -613,6 +613,7 @@ impl Sut {
                     ToServerTunnelMessageKind::WebSocketMessageAck(ToServerWebSocketMessageAck {
                         index: MessageIndex::new(1),
                     });
+                let _ = self.gw.actor_starting(now, rid(id), RouteId(99));
                 let r = self
                     .gw
                     .handle_runner_message(now, RouteId(99), runner_msg(id, kind));

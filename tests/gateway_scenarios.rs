@@ -1656,7 +1656,16 @@ fn hibernating_request_accepts_the_restore_ack_and_actor_messages_from_its_next_
             route: ROUTE2
         })
     );
-    // Hibernating: the restore ack from ROUTE2 releases indices 1 and 2.
+    // Hibernating, ROUTE2 not declared yet: refused, whoever it is.
+    assert_eq!(
+        h.runner_on(ROUTE2, id, ack_kind(2)),
+        Err(ReceiveError::WrongRoute {
+            request_id: id,
+            route: ROUTE2
+        })
+    );
+    // The control plane starts the actor on ROUTE2: its restore ack releases indices 1 and 2.
+    h.gw.actor_starting(h.now, id, ROUTE2).expect("live");
     h.runner_on(ROUTE2, id, ack_kind(2))
         .expect("accepted while hibernating");
     assert_eq!(h.pending(id), 1);

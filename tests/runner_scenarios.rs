@@ -155,14 +155,25 @@ fn scenario_22_gap_closes_with_1008_exactly_once() {
         CloseReason::MessageIndexSkip.frame(),
         KnownClose::MessageIndexSkip.frame()
     );
-    // Later messages find no socket: no second close.
+    // Later messages find no socket: no second 1008, each is answered as a frame for a socket
+    // the runner does not hold (the gateway has closed the request by then and drops it).
     for r in [2u16, 4, 5] {
         assert_eq!(
             h.feed(s, r, msg_kind(b"z")),
             Err(ReceiveError::UnknownSocket { socket: s })
         );
     }
-    assert_eq!(h.drain(), vec![]);
+    let not_found = Out::SendClose {
+        socket: s,
+        out: 0,
+        code: Some(1011),
+        reason: Some("ws.socket_not_found".into()),
+        hibernate: false,
+    };
+    assert_eq!(
+        h.drain(),
+        vec![not_found.clone(), not_found.clone(), not_found]
+    );
     let st = h.runner.stats();
     assert_eq!(
         (st.gaps, st.gap_closes, st.dropped_unknown_socket),
@@ -227,14 +238,23 @@ fn scenario_24_messages_while_connecting_or_closed_are_dropped() {
     h.persisted(s, 0);
     h.msg(s, 1, b"one");
     assert_eq!(h.drain(), vec![Out::msg(s, 1, b"one")]);
-    // Closed: dropped as unknown.
+    // Closed: dropped as unknown, answered `ws.socket_not_found`.
     h.runner.close(h.now, s, CloseFrame::code(1000)).unwrap();
     let _ = h.drain();
     assert_eq!(
         h.feed(s, 2, msg_kind(b"late")),
         Err(ReceiveError::UnknownSocket { socket: s })
     );
-    assert_eq!(h.drain(), vec![]);
+    assert_eq!(
+        h.drain(),
+        vec![Out::SendClose {
+            socket: s,
+            out: 0,
+            code: Some(1011),
+            reason: Some("ws.socket_not_found".into()),
+            hibernate: false,
+        }]
+    );
     let st = h.runner.stats();
     assert_eq!((st.dropped_not_open, st.dropped_unknown_socket), (1, 1));
 }
@@ -1300,25 +1320,48 @@ fn socket_limit_answers_server_error() {
 }
 
 #[test]
-fn ping_is_answered_with_a_pong() {
+fn ping_is_answered_with_a_pong_only_for_a_socket_the_runner_holds() {
     let mut h = Harness::default_config();
-    let ping = ToRunner::Ping(ToRunnerPing {
-        gateway_id: GatewayId([9; 4]),
-        request_id: RequestId([8; 4]),
-        ts: -5,
-    });
-    h.runner
-        .handle_frame(h.now, &wire::encode_versioned(7, &ping))
-        .unwrap();
+    let ping = |s: hibernating_ws::runner::SocketId| {
+        wire::encode_versioned(
+            7,
+            &ToRunner::Ping(ToRunnerPing {
+                gateway_id: s.gateway_id,
+                request_id: s.request_id,
+                ts: -5,
+            }),
+        )
+    };
+    // A socket the runner never held: a typed answer, close 1011 `ws.socket_not_found`.
+    let unknown = hibernating_ws::runner::SocketId::new(GatewayId([9; 4]), RequestId([8; 4]));
+    h.runner.handle_frame(h.now, &ping(unknown)).unwrap();
+    assert_eq!(
+        h.drain(),
+        vec![Out::SendClose {
+            socket: unknown,
+            out: 0,
+            code: Some(1011),
+            reason: Some("ws.socket_not_found".into()),
+            hibernate: false,
+        }]
+    );
+    // A socket it holds: a pong.
+    h.start_actor();
+    let s = sid(141, 1);
+    h.feed(s, 0, open_kind(ACTOR)).unwrap();
+    h.runner.accept(h.now, s, true).unwrap();
+    let _ = h.drain();
+    h.runner.handle_frame(h.now, &ping(s)).unwrap();
     assert_eq!(
         h.drain(),
         vec![Out::Pong {
-            gateway_id: GatewayId([9; 4]),
-            request_id: RequestId([8; 4]),
+            gateway_id: s.gateway_id,
+            request_id: s.request_id,
             ts: -5
         }]
     );
-    assert_eq!(h.runner.stats().pongs, 1);
+    let st = h.runner.stats();
+    assert_eq!((st.pongs, st.not_found_answers), (1, 1));
 }
 
 #[test]

@@ -167,7 +167,8 @@ fn runs_are_deterministic() {
 fn seeds_that_found_bugs() {
     let default = SimConfig::default();
     let large = SimConfig::large();
-    let pinned: [(&str, &SimConfig, &[u64]); 12] = [
+    let small = SimConfig::small();
+    let pinned: [(&str, &SimConfig, &[u64]); 14] = [
         // A duplicated first open rewound a live socket to index 0.
         ("stale open rewind", &default, &[1_149, 3_171]),
         ("stale open rewind", &large, &[1_517]),
@@ -191,6 +192,17 @@ fn seeds_that_found_bugs() {
         // The actor's stop did not wait for a hand-back's write.
         ("stop racing a hand-back", &default, &[45_017]),
         ("stop racing a hand-back", &large, &[14_223, 20_586]),
+        // Ghosts: a live request no runner holds (a runner close lost, a wake onto a runner that
+        // never held the socket, a hand-back remembered across the actor's restart): now
+        // answered `ws.socket_not_found`.
+        (
+            "ghost",
+            &small,
+            &[907, 5_896, 20_679, 21_703, 31_616, 32_755, 33_309],
+        ),
+        // Zombie: a request collected while hibernating kept its socket restored on the next
+        // runner; its close now goes to the declared next route.
+        ("zombie: close while hibernating", &default, &[13_744]),
     ];
     for (what, config, seeds) in pinned {
         for &seed in seeds {

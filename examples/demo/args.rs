@@ -53,7 +53,13 @@ pub struct Args {
     pub ws_read_buffer: usize,
     /// Write buffer of each WebSocket (bytes; writes are flushed past it).
     pub ws_write_buffer: usize,
+    /// The token runners present to the gateway (default: `$HWS_RUNNER_TOKEN`, else a fresh
+    /// random one; roles gateway and runner need the same).
+    pub runner_token: String,
 }
+
+/// The environment variable a runner token may come from (kept out of the process list).
+pub const TOKEN_ENV: &str = "HWS_RUNNER_TOKEN";
 
 impl Default for Args {
     fn default() -> Self {
@@ -78,6 +84,10 @@ impl Default for Args {
             verbose: false,
             ws_read_buffer: super::gateway::WS_READ_BUFFER,
             ws_write_buffer: super::gateway::WS_WRITE_BUFFER,
+            runner_token: std::env::var(TOKEN_ENV)
+                .ok()
+                .filter(|t| !t.is_empty())
+                .unwrap_or_else(super::auth::random_token),
         }
     }
 }
@@ -106,6 +116,8 @@ usage: demo [flags]
   --runner-name NAME        the runner's name (role runner)
   --ws-read-buffer B        read buffer of each WebSocket (default 8192)
   --ws-write-buffer B       write buffer of each WebSocket (default 8192)
+  --runner-token TOKEN      the token runners present (roles gateway and runner; default
+                            $HWS_RUNNER_TOKEN, else random, printed by role gateway)
   --verbose                 progress lines
 ";
 
@@ -139,6 +151,7 @@ impl Args {
                 "--max-pending-bytes" => a.max_pending_bytes = num(&value(&flag)?)?,
                 "--runner-name" => a.runner_name = value(&flag)?,
                 "--verbose" => a.verbose = true,
+                "--runner-token" => a.runner_token = value(&flag)?,
                 "--role" => {
                     a.role = match value(&flag)?.as_str() {
                         "all" => Role::All,

@@ -2,6 +2,10 @@
 //! (`/runner`), a [`GatewayDriver`], and an orchestrator that plays Rivet's engine: it places
 //! actors on runners, starts and stops them, keeps the hibernating-request records, and turns a
 //! lost runner into "actor stopped" for its requests.
+//!
+//! Runners authenticate at `/runner` with the token in their subprotocol list and must say hello
+//! before any tunnel frame (see [`auth`](super::auth)); request ids are random. The accept loop
+//! survives accept errors and the WebSocket buffers are sized per hop (see [`net`](super::net)).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -24,14 +28,17 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame as WsCloseFrame;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_tungstenite::{WebSocketStream, accept_hdr_async_with_config};
 
+use super::auth::{self, RunnerRejection};
 use super::control::{Control, RunnerReport};
+use super::net;
 
 /// When the orchestrator puts the actor to sleep and when the runner is killed, counted in
 /// client messages read by the gateway.
@@ -83,6 +90,9 @@ pub struct GatewayOptions {
     pub client_queue: QueueLimits,
     /// Buffer sizes of every WebSocket ([`websocket_config`]).
     pub websocket: WebSocketConfig,
+    /// The token runners must present (`rivet_token.<token>` subprotocol); default a fresh
+    /// random one.
+    pub runner_token: String,
 }
 
 impl Default for GatewayOptions {
@@ -95,10 +105,22 @@ impl Default for GatewayOptions {
             verbose: false,
             client_queue: QueueLimits::CLIENT,
             websocket: websocket_config(WS_READ_BUFFER, WS_WRITE_BUFFER),
+            runner_token: auth::random_token(),
         }
     }
 }
 
+impl GatewayOptions {
+    /// The defaults with `listen`, `config` and `schedule`.
+    pub fn new(listen: String, config: GatewayConfig, schedule: Schedule) -> Self {
+        Self {
+            listen,
+            config,
+            schedule,
+            ..Self::default()
+        }
+    }
+}
 /// Default read buffer of a WebSocket. tungstenite's own default (128 KiB per connection,
 /// allocated up front) is what an idle connection mostly costs; 8 KiB reads a frame of the
 /// demo's sizes in a few calls.
@@ -141,6 +163,10 @@ pub struct Snapshot {
     pub records: usize,
     /// Client messages read.
     pub client_messages: u64,
+    /// Runner connections refused, by reason.
+    pub runners_rejected: BTreeMap<RunnerRejection, u64>,
+    /// Accept errors the listener survived.
+    pub accept_errors: u64,
     /// Actor starts stopped because the actor's storage did not load, with the last error.
     pub start_failures: u32,
     pub last_start_error: Option<String>,
@@ -186,6 +212,11 @@ enum Orch {
     ClientOpened {
         request_id: RequestId,
         actor: String,
+        /// Whether the id was free (it is taken then).
+        reply: oneshot::Sender<bool>,
+    },
+    RunnerRejected {
+        why: RunnerRejection,
     },
     Wake {
         request_id: RequestId,
@@ -227,6 +258,7 @@ pub struct GatewayServer {
     tasks: Vec<JoinHandle<()>>,
     /// Fires when the schedule says to kill the runner.
     pub kill: Option<UnboundedReceiver<()>>,
+    runner_token: String,
 }
 
 /// Runner connections: where to publish for each route.
@@ -267,6 +299,7 @@ impl GatewayServer {
         );
         let driver = tokio::spawn(driver.run());
         let client_messages = Arc::new(AtomicU64::new(0));
+        let accept_errors = Arc::new(AtomicU64::new(0));
         let running = Arc::new(AtomicBool::new(false));
         let killed = Arc::new(AtomicBool::new(false));
         let (kill_tx, kill_rx) = unbounded_channel();
@@ -287,6 +320,7 @@ impl GatewayServer {
             cold_start: opts.cold_start,
             verbose: opts.verbose,
             client_messages: client_messages.clone(),
+            accept_errors: accept_errors.clone(),
         };
         let mut tasks = vec![tokio::spawn(orchestrator.run(orch_rx))];
         let shared = Arc::new(Shared {
@@ -294,7 +328,7 @@ impl GatewayServer {
             orch: orch_tx.clone(),
             routes,
             next_route: AtomicU32::new(1),
-            next_request: AtomicU32::new(1),
+            runner_token: opts.runner_token.clone(),
             schedule: opts.schedule.clone(),
             client_messages,
             kill: kill_tx,
@@ -302,7 +336,14 @@ impl GatewayServer {
             killed,
             websocket: opts.websocket,
         });
-        tasks.push(tokio::spawn(accept_loop(listener, shared)));
+        tasks.push(tokio::spawn(net::accept_loop(
+            listener,
+            accept_errors,
+            move |tcp| {
+                let _ = tcp.set_nodelay(true);
+                tokio::spawn(connection(tcp, shared.clone()));
+            },
+        )));
         Ok(Self {
             addr,
             handle,
@@ -310,12 +351,18 @@ impl GatewayServer {
             driver,
             tasks,
             kill: Some(kill_rx),
+            runner_token: opts.runner_token.clone(),
         })
     }
 
     /// `ws://host:port`.
     pub fn url(&self) -> String {
         format!("ws://{}", self.addr)
+    }
+
+    /// The token runners must present.
+    pub fn runner_token(&self) -> &str {
+        &self.runner_token
     }
 
     /// The driver's handle.
@@ -367,7 +414,7 @@ struct Shared {
     orch: UnboundedSender<Orch>,
     routes: Routes,
     next_route: AtomicU32,
-    next_request: AtomicU32,
+    runner_token: String,
     schedule: Schedule,
     client_messages: Arc<AtomicU64>,
     kill: UnboundedSender<()>,
@@ -377,27 +424,50 @@ struct Shared {
     websocket: WebSocketConfig,
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    while let Ok((tcp, _)) = listener.accept().await {
-        let _ = tcp.set_nodelay(true);
-        tokio::spawn(connection(tcp, shared.clone()));
-    }
-}
+/// How long a connection may take to complete its WebSocket handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One TCP connection: a runner (`/runner`) or a client (`/actors/<actor>`).
+/// One TCP connection: a runner (`/runner`, authenticated) or a client (`/actors/<actor>`).
 async fn connection(tcp: TcpStream, shared: Arc<Shared>) {
     let mut path = String::new();
+    let mut rejected = None;
+    let token = shared.runner_token.as_str();
     #[allow(clippy::result_large_err)] // tungstenite's callback signature
-    let ws = accept_hdr_async_with_config(
-        tcp,
-        |req: &Request, resp: Response| {
-            path = req.uri().path().to_string();
-            Ok(resp)
-        },
-        Some(shared.websocket),
+    let callback = |req: &Request, mut resp: Response| {
+        path = req.uri().path().to_string();
+        if path != "/runner" {
+            return Ok(resp);
+        }
+        let offered = req
+            .headers()
+            .get_all("sec-websocket-protocol")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        match auth::check_subprotocols(offered, token) {
+            Ok(()) => {
+                resp.headers_mut().insert(
+                    "sec-websocket-protocol",
+                    HeaderValue::from_static(auth::SUBPROTOCOL),
+                );
+                Ok(resp)
+            }
+            Err(why) => {
+                rejected = Some(why);
+                let mut refusal = ErrorResponse::new(Some(why.reason().to_string()));
+                *refusal.status_mut() = StatusCode::UNAUTHORIZED;
+                Err(refusal)
+            }
+        }
+    };
+    let ws = tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        accept_hdr_async_with_config(tcp, callback, Some(shared.websocket)),
     )
     .await;
-    let Ok(ws) = ws else {
+    if let Some(why) = rejected {
+        let _ = shared.orch.send(Orch::RunnerRejected { why });
+    }
+    let Ok(Ok(ws)) = ws else {
         return;
     };
     if path == "/runner" {
@@ -431,6 +501,16 @@ async fn runner_connection(ws: WebSocketStream<TcpStream>, shared: Arc<Shared>) 
     let mut up = false;
     while let Some(Ok(msg)) = ws_rx.next().await {
         match msg {
+            Message::Binary(_) if !up => {
+                // No tunnel frame counts before the runner said who it is.
+                let why = RunnerRejection::HelloRequired;
+                let _ = shared.orch.send(Orch::RunnerRejected { why });
+                let _ = out_tx.push(LinkOut(Message::Close(Some(WsCloseFrame {
+                    code: CloseCode::from(RunnerRejection::CLOSE_CODE),
+                    reason: why.reason().into(),
+                }))));
+                break;
+            }
             Message::Binary(b) => {
                 let handed = shared.handle.runner_frame(route, &b);
                 if handed.is_err() {
@@ -472,7 +552,6 @@ async fn client_connection(
     path: String,
     shared: Arc<Shared>,
 ) {
-    let request_id = RequestId::from_u32(shared.next_request.fetch_add(1, Ordering::Relaxed));
     let (reply, rx) = oneshot::channel();
     let _ = shared.orch.send(Orch::EnsureRunning {
         actor: actor.clone(),
@@ -481,16 +560,34 @@ async fn client_connection(
     let Ok(route) = rx.await else {
         return;
     };
-    let _ = shared.orch.send(Orch::ClientOpened {
-        request_id,
-        actor: actor.clone(),
-    });
+    // A random id nobody can guess; the orchestrator takes it only if no live request has it.
+    let mut request_id = None;
+    for _ in 0..16 {
+        let candidate = RequestId(auth::random_request_id());
+        let (reply, rx) = oneshot::channel();
+        let _ = shared.orch.send(Orch::ClientOpened {
+            request_id: candidate,
+            actor: actor.clone(),
+            reply,
+        });
+        if rx.await == Ok(true) {
+            request_id = Some(candidate);
+            break;
+        }
+    }
+    let Some(request_id) = request_id else {
+        return;
+    };
     let open = OpenRequest {
         actor_id: actor.clone(),
         path,
         headers: Headers::new(),
     };
     let Ok((sender, events)) = shared.handle.open(request_id, route, open) else {
+        let _ = shared.orch.send(Orch::Closed {
+            request_id,
+            reason: "open refused".into(),
+        });
         return;
     };
     let (ws_tx, ws_rx) = ws.split();
@@ -699,6 +796,7 @@ struct Orchestrator {
     cold_start: Duration,
     verbose: bool,
     client_messages: Arc<AtomicU64>,
+    accept_errors: Arc<AtomicU64>,
     running: Arc<AtomicBool>,
     scheduled_actor: String,
     kill_at: Option<u64>,
@@ -864,8 +962,20 @@ impl Orchestrator {
                 p.waiters.push(reply);
                 self.want_running(&actor, Duration::ZERO);
             }
-            Orch::ClientOpened { request_id, actor } => {
-                self.requests.insert(request_id, actor);
+            Orch::ClientOpened {
+                request_id,
+                actor,
+                reply,
+            } => {
+                let free = !self.requests.contains_key(&request_id);
+                if free {
+                    self.requests.insert(request_id, actor);
+                }
+                let _ = reply.send(free);
+            }
+            Orch::RunnerRejected { why } => {
+                self.log(format!("runner connection refused: {why}"));
+                *self.snapshot.runners_rejected.entry(why).or_insert(0) += 1;
             }
             Orch::Wake { request_id, actor } => {
                 let p = self.placement(&actor);
@@ -905,6 +1015,7 @@ impl Orchestrator {
                 s.requests = self.requests.len();
                 s.records = self.records.len();
                 s.client_messages = self.client_messages.load(Ordering::Relaxed);
+                s.accept_errors = self.accept_errors.load(Ordering::Relaxed);
                 let _ = reply.send(s);
             }
         }
@@ -954,6 +1065,19 @@ impl Orchestrator {
         p.phase = Phase::Starting(route);
         self.log(format!("actor {actor}: starting on route {}", route.0));
         self.snapshot.starts += 1;
+        // The actor's hibernating requests accept the restore's answers from this runner (and
+        // no other connection) until they are woken here.
+        let requests: Vec<RequestId> = self
+            .requests
+            .iter()
+            .filter(|(_, a)| a.as_str() == actor)
+            .map(|(r, _)| *r)
+            .collect();
+        for request_id in requests {
+            let _ = self
+                .gw
+                .call(|g, now| g.actor_starting(now, request_id, route));
+        }
         self.send(
             route,
             &Control::Start {

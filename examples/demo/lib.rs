@@ -2,6 +2,8 @@
 //! (`tests/e2e_*.rs` include this file with `#[path]`).
 //!
 //! * [`payload`]: the seeded message stream and its digest.
+//! * [`auth`]: the runner hop's token and the random request ids.
+//! * [`net`]: the accept loop that survives accept errors.
 //! * [`storage`]: one file per actor, written atomically.
 //! * [`control`]: the small control protocol between the gateway's orchestrator and runners.
 //! * [`gateway`]: the gateway process: client WebSockets, runner WebSockets, the orchestrator.
@@ -21,9 +23,11 @@
 )]
 
 pub mod args;
+pub mod auth;
 pub mod client;
 pub mod control;
 pub mod gateway;
+pub mod net;
 pub mod payload;
 pub mod report;
 pub mod runner;

@@ -23,9 +23,12 @@ use hibernating_ws::wire::{GatewayId, HibernatingRequest, RequestId};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::task::JoinSet;
 use tokio_tungstenite::connect_async_with_config;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
+use super::auth;
 use super::control::{Control, RunnerReport};
 use hibernating_ws::runner::PersistedSocket;
 use hibernating_ws::storage::{Commit, StoreError, StoredSocket};
@@ -56,6 +59,32 @@ pub struct RunnerOptions {
     pub load_delay: Duration,
     /// Buffer sizes of the WebSocket to the gateway.
     pub websocket: WebSocketConfig,
+    /// The gateway's runner token, presented at connect.
+    pub token: String,
+}
+
+/// Connects to the gateway's runner endpoint `url`, presenting `token` the way Rivet's runner
+/// protocol carries it (`Sec-WebSocket-Protocol: rivet, rivet_token.<token>`).
+///
+/// # Errors
+/// The connection or the handshake failed (a wrong token is refused with HTTP 401).
+pub async fn connect_runner(
+    url: &str,
+    token: &str,
+    websocket: WebSocketConfig,
+) -> io::Result<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+> {
+    let mut request = url.into_client_request().map_err(io::Error::other)?;
+    let protocols =
+        HeaderValue::from_str(&auth::subprotocol_header(token)).map_err(io::Error::other)?;
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", protocols);
+    let (ws, _) = connect_async_with_config(request, Some(websocket), true)
+        .await
+        .map_err(io::Error::other)?;
+    Ok(ws)
 }
 
 /// A running runner.
@@ -72,9 +101,7 @@ impl RunnerInstance {
     /// Connects to the gateway and starts every task.
     pub async fn start(opts: RunnerOptions) -> io::Result<Self> {
         let url = format!("{}/runner", opts.gateway.trim_end_matches('/'));
-        let (ws, _) = connect_async_with_config(url.as_str(), Some(opts.websocket), true)
-            .await
-            .map_err(io::Error::other)?;
+        let ws = connect_runner(&url, &opts.token, opts.websocket).await?;
         let (mut ws_tx, mut ws_rx) = ws.split();
         let fence = Fence::default();
         let store = Fenced {

@@ -70,6 +70,7 @@ impl RunnerProc {
                     &args.persist_interval.as_millis().to_string(),
                 ])
                 .args(["--runner-name", &format!("runner-{n}")])
+                .env(super::args::TOKEN_ENV, &args.runner_token)
                 .stdin(std::process::Stdio::null())
                 .kill_on_drop(true);
             if args.verbose {
@@ -90,6 +91,7 @@ impl RunnerProc {
                     args.ws_read_buffer,
                     args.ws_write_buffer,
                 ),
+                token: args.runner_token.clone(),
             };
             Ok(Self::InProcess(RunnerInstance::start(opts).await?))
         }
@@ -188,12 +190,13 @@ pub async fn run_all(args: &Args) -> io::Result<Report> {
     let dir = DataDir::new(args.data_dir.as_deref())?;
     let schedule = Schedule::spread(&args.actor, args.messages, args.sleeps, args.kill_runner);
     let mut server = GatewayServer::start(GatewayOptions {
-        listen: args.listen.clone(),
-        config: gateway_config(args),
-        schedule,
         cold_start: args.cold_start,
         verbose: args.verbose,
         websocket: super::gateway::websocket_config(args.ws_read_buffer, args.ws_write_buffer),
+        runner_token: args.runner_token.clone(),
+        listen: args.listen.clone(),
+        config: gateway_config(args),
+        schedule,
         ..GatewayOptions::default()
     })
     .await?;

@@ -180,7 +180,7 @@ pub(super) fn next_deadline(req: &Request, cfg: &GatewayConfig) -> Timestamp {
                 }
             }
         }
-        None => {}
+        Some(PhaseState::Restoring { .. }) | None => {}
     }
     d
 }

@@ -79,11 +79,13 @@ impl Gateway {
         let Some(req) = self.requests.get_mut(slot) else {
             return;
         };
+        let next_route = req.next_route();
         set_phase_state(
             req,
             PhaseState::WakeRequested {
                 deadline: now + self.config.wake_timeout,
                 client_close,
+                next_route,
             },
         );
         self.stats.wake_requests += 1;
@@ -95,15 +97,21 @@ impl Gateway {
     }
 
     /// Closes and removes the request in `slot`: publishes the runner close (unless
-    /// hibernating), closes the client (unless it closed first), releases its pending bytes,
-    /// deletes its record, and emits [`Action::Closed`].
+    /// hibernating: then to the actor's declared next runner, if any, which may hold the socket
+    /// restored already), closes the client (unless it closed first), releases its pending
+    /// bytes, deletes its record, and emits [`Action::Closed`].
     pub(super) fn terminate(&mut self, slot: u32, reason: CloseReason) {
         let Some(req) = self.requests.remove(slot) else {
             return;
         };
         self.index.remove(&req.id);
         let request_id = req.id;
-        if req.phase != Phase::Hibernating
+        let runner_route = if req.phase == Phase::Hibernating {
+            req.next_route()
+        } else {
+            Some(req.route)
+        };
+        if let Some(route) = runner_route
             && let Some(frame) = reason.runner_frame()
         {
             let kind = ToClientTunnelMessageKind::WebSocketClose(ToClientWebSocketClose {
@@ -112,7 +120,7 @@ impl Gateway {
             });
             let frame = self.encode_tunnel(request_id, req.next_index, kind);
             self.actions.push_back(Action::Publish {
-                route: req.route,
+                route,
                 request_id,
                 frame,
             });

@@ -1,11 +1,12 @@
 //! Runner input: frames, tunnel messages and pongs from the runner side, the route check, and
 //! the cumulative ack.
 
-use crate::close::CloseFrame;
+use crate::close::{CloseFrame, KnownClose};
 use crate::index::MessageIndex;
 use crate::time::Timestamp;
 use crate::wire::{
-    self, RequestId, ToGateway, ToGatewayPong, ToServerTunnelMessage, ToServerTunnelMessageKind,
+    self, RequestId, ToClientTunnelMessageKind, ToClientWebSocketClose, ToGateway, ToGatewayPong,
+    ToServerTunnelMessage, ToServerTunnelMessageKind,
 };
 
 use super::pending::{self, AckVerdict, classify_ack};
@@ -43,14 +44,22 @@ impl Gateway {
     /// request's current route; then it is handled by phase (see the module docs). Acks apply in
     /// every phase, hibernating included; stale or invalid acks are ignored and counted.
     ///
-    /// One exception to the route: while the request hibernates it has no live runner, and a runner
-    /// close (not a hand-back), an ack or a WebSocket message is accepted from any route. The
-    /// actor's next runner answers the restore before the request is woken and routed to it: with
-    /// an ack of the persisted index (which releases what is already durable, so the wake replays
-    /// less) or with a close such as 1000 `ws.meta_not_found_during_restore` (dropping it would
-    /// keep a request whose socket no runner holds; `docs/upstream.md#weak-spots`, 12); a restored
-    /// actor may also write to the client at once. Acks stay validated: one for a message that was
-    /// never published is still refused.
+    /// While the request hibernates it has no live runner: a runner close (not a hand-back), an
+    /// ack or a WebSocket message is accepted from the route it hibernated from and from the
+    /// actor's next runner declared with [`actor_starting`](Self::actor_starting), which answers
+    /// the restore before the request is woken and routed to it: with an ack of the persisted
+    /// index (which releases what is already durable, so the wake replays less) or with a close
+    /// such as 1000 `ws.meta_not_found_during_restore` (dropping it would keep a request whose
+    /// socket no runner holds; `docs/upstream.md#weak-spots`, 12); a restored actor may also
+    /// write to the client at once. No other connection counts. Acks stay validated: one for a
+    /// message that was never published is still refused.
+    ///
+    /// Per-socket liveness: any accepted message from the current route of an active request
+    /// counts as a pong (its ping is deferred), and a runner close 1011 `ws.socket_not_found`
+    /// (the runner does not hold the socket) ends it like any runner close. A message (not a
+    /// close) naming this gateway and a request it no longer has is answered with close 1011
+    /// `ws.request_not_found` to its route ([`Action::Publish`]), so the runner drops a socket
+    /// nobody talks to (one recreated by a stale open, one whose close was lost).
     ///
     /// # Errors
     /// [`ReceiveError::WrongGateway`], [`ReceiveError::UnknownRequest`],
@@ -71,21 +80,23 @@ impl Gateway {
                 gateway_id: message_id.gateway_id,
             });
         }
-        // While a request hibernates it has no live runner: the actor's next runner answers its
-        // restore (ack of the persisted index, or a close) and may already talk to the client
-        // before the request is woken and routed to it.
-        let any_route = match &kind {
+        // While a request hibernates it has no live runner: the actor's declared next runner
+        // answers its restore (ack of the persisted index, or a close) and may already talk to
+        // the client before the request is woken and routed to it.
+        let restore_answer = match &kind {
             ToServerTunnelMessageKind::WebSocketClose(c) => !c.hibernate,
             ToServerTunnelMessageKind::WebSocketMessageAck(_)
             | ToServerTunnelMessageKind::WebSocketMessage(_) => true,
             _ => false,
         };
-        let slot = self.checked_slot(message_id.request_id, route, any_route)?;
         let request_id = message_id.request_id;
-        let Some(req) = self.requests.get(slot) else {
+        let is_close = matches!(kind, ToServerTunnelMessageKind::WebSocketClose(_));
+        let slot = self.slot_or_answer(request_id, route, restore_answer, is_close)?;
+        let Some(req) = self.requests.get_mut(slot) else {
             return Err(ReceiveError::UnknownRequest { request_id });
         };
         let (phase, hibernatable) = (req.phase, req.hibernatable);
+        self.heard_from(slot, route, now);
         match (phase, kind) {
             (
                 _,
@@ -184,13 +195,60 @@ impl Gateway {
         Ok(())
     }
 
-    /// The slot of a live request whose current route is `route` (any route while it
-    /// hibernates, if `any_while_hibernating`); counts the drop otherwise.
+    /// [`checked_slot`](Self::checked_slot); a message (not a close) for an unknown request is
+    /// answered with close 1011 `ws.request_not_found`.
+    fn slot_or_answer(
+        &mut self,
+        request_id: RequestId,
+        route: RouteId,
+        restore_answer: bool,
+        is_close: bool,
+    ) -> Result<u32, ReceiveError> {
+        let result = self.checked_slot(request_id, route, restore_answer);
+        if matches!(result, Err(ReceiveError::UnknownRequest { .. })) && !is_close {
+            self.answer_unknown_request(route, request_id);
+        }
+        result
+    }
+
+    /// Traffic from the current route of an active request proves its runner holds the socket:
+    /// it counts as a pong, and no probe is needed for a ping interval. Both deadlines only move
+    /// later, so the queued timer entry stays early enough.
+    fn heard_from(&mut self, slot: u32, route: RouteId, now: Timestamp) {
+        let interval = self.config.ping_interval;
+        if let Some(req) = self.requests.get_mut(slot)
+            && req.route == route
+            && let Some(active) = req.active_mut()
+        {
+            active.last_pong = now;
+            active.next_ping = active.next_ping.max(now + interval);
+        }
+    }
+
+    /// Answers a runner message for a request this gateway does not have with close 1011
+    /// `ws.request_not_found`.
+    fn answer_unknown_request(&mut self, route: RouteId, request_id: RequestId) {
+        self.stats.unknown_request_answers += 1;
+        let frame = KnownClose::RequestNotFound.frame();
+        let kind = ToClientTunnelMessageKind::WebSocketClose(ToClientWebSocketClose {
+            code: frame.code,
+            reason: frame.reason,
+        });
+        let frame = self.encode_tunnel(request_id, MessageIndex::ZERO, kind);
+        self.actions.push_back(Action::Publish {
+            route,
+            request_id,
+            frame,
+        });
+    }
+
+    /// The slot of a live request whose current route is `route` (while it hibernates, if
+    /// `also_next_runner`, also the actor's declared next runner); counts the drop otherwise.
     pub(super) fn checked_slot(
         &mut self,
         request_id: RequestId,
         route: RouteId,
-        any_while_hibernating: bool,
+        also_next_runner: bool,
     ) -> Result<u32, ReceiveError> {
         let Some(slot) = self.slot_of(request_id) else {
             self.stats.dropped_unknown_request += 1;
@@ -198,7 +256,13 @@ impl Gateway {
         };
         match self.requests.get(slot) {
             Some(req) if req.route == route => Ok(slot),
-            Some(req) if any_while_hibernating && req.phase == Phase::Hibernating => Ok(slot),
+            Some(req)
+                if also_next_runner
+                    && req.phase == Phase::Hibernating
+                    && req.next_route() == Some(route) =>
+            {
+                Ok(slot)
+            }
             Some(_) => {
                 self.stats.dropped_wrong_route += 1;
                 Err(ReceiveError::WrongRoute { request_id, route })

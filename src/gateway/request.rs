@@ -19,7 +19,8 @@ use super::{CloseReason, RequestStats};
 
 /// An opaque runner route chosen by the caller (for example the pub/sub subject of the runner
 /// that hosts the actor). The gateway publishes a request's messages to its route and accepts
-/// runner input for the request only from it (except a close, an ack or a message while the request hibernates, see
+/// runner input for the request only from it (while the request hibernates, also from the route
+/// declared with [`Gateway::actor_starting`](super::Gateway::actor_starting), see
 /// [`Gateway::handle_runner_message`](super::Gateway::handle_runner_message)); the route changes
 /// only on [`Gateway::wake`](super::Gateway::wake).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -107,6 +108,13 @@ pub(crate) enum PhaseState {
         /// The client closed while hibernating: [`CloseReason::ClientClosed`] or
         /// [`CloseReason::ClientGone`], applied after the wake replay.
         client_close: Option<CloseReason>,
+        /// The actor's next runner, once declared
+        /// ([`Gateway::actor_starting`](super::Gateway::actor_starting)).
+        next_route: Option<RouteId>,
+    },
+    /// Hibernating, no wake requested, the actor's next runner declared.
+    Restoring {
+        next_route: RouteId,
     },
 }
 
@@ -155,6 +163,15 @@ impl Request {
     pub(crate) fn sent_through(&self) -> MessageIndex {
         let unsent = self.buffer.as_deref().map_or(0, |b| b.unsent);
         self.next_index.prev().wrapping_sub(unsent)
+    }
+
+    /// The actor's next runner, if declared while hibernating.
+    pub(crate) fn next_route(&self) -> Option<RouteId> {
+        match self.phase_state.as_deref() {
+            Some(PhaseState::WakeRequested { next_route, .. }) => *next_route,
+            Some(PhaseState::Restoring { next_route }) => Some(*next_route),
+            _ => None,
+        }
     }
 
     pub(crate) fn wake_requested(&self) -> bool {

@@ -122,6 +122,11 @@ pub struct GatewayStats {
     pub dropped_invalid_for_phase: u64,
     /// Unsupported (HTTP) message kinds.
     pub dropped_unsupported: u64,
+    /// Runner messages for a request this gateway no longer has, answered with close 1011
+    /// `ws.request_not_found`.
+    pub unknown_request_answers: u64,
+    /// Entries in the timer queue (live and stale), a gauge.
+    pub timer_entries: u64,
 }
 
 /// Counters of one request.
@@ -209,6 +214,8 @@ compact_debug!(GatewayStats {
     dropped_wrong_route,
     dropped_invalid_for_phase,
     dropped_unsupported,
+    unknown_request_answers,
+    timer_entries,
 });
 
 compact_debug!(RequestStats {

@@ -80,7 +80,6 @@ impl TimerQueue {
         }
     }
 
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.heap.len()
     }

@@ -117,6 +117,16 @@ pub struct RunnerConfig {
     pub reack_interval: Duration,
     /// Limits for decoding incoming frames.
     pub decode_limits: DecodeLimits,
+    /// How long a socket the runner handed back (its actor stopped, or
+    /// [`Runner::hibernate`](super::Runner::hibernate)) is remembered: a ping or message for it
+    /// meanwhile is dropped silently (the gateway is hibernating the request), while one for a
+    /// socket the runner neither holds nor remembers is answered with close 1011
+    /// `ws.socket_not_found`. Covers the time the gateway takes to learn of the stop. Default
+    /// 60 s. Must be positive.
+    pub handed_back_memory: Duration,
+    /// Most handed-back sockets remembered (the oldest is forgotten first). Default 65 536. Must
+    /// be at least 1.
+    pub max_handed_back: usize,
 }
 
 /// Default [`RunnerConfig::persist_bytes`].
@@ -144,6 +154,8 @@ impl Default for RunnerConfig {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             reack_interval: Duration::from_secs(1),
             decode_limits: DecodeLimits::default(),
+            handed_back_memory: Duration::from_secs(60),
+            max_handed_back: 65_536,
         }
     }
 }
@@ -164,6 +176,8 @@ crate::config::with_setters!(RunnerConfig {
     with_max_message_size => max_message_size: usize,
     with_reack_interval => reack_interval: Duration,
     with_decode_limits => decode_limits: DecodeLimits,
+    with_handed_back_memory => handed_back_memory: Duration,
+    with_max_handed_back => max_handed_back: usize,
 });
 
 impl RunnerConfig {
@@ -234,6 +248,16 @@ impl RunnerConfig {
         check(
             self.max_message_size >= 1,
             "max_message_size",
+            "must be at least 1",
+        )?;
+        check(
+            !self.handed_back_memory.is_zero(),
+            "handed_back_memory",
+            "must be positive",
+        )?;
+        check(
+            self.max_handed_back >= 1,
+            "max_handed_back",
             "must be at least 1",
         )?;
         check(

@@ -50,6 +50,7 @@ mod actor;
 mod config;
 mod deadline;
 mod error;
+mod handed_back;
 #[cfg(any(test, feature = "sim"))]
 mod invariants;
 mod outbox;
@@ -202,6 +203,8 @@ pub struct Runner {
     /// Entries in `orphans`.
     orphan_count: usize,
     live_sockets: usize,
+    /// Sockets handed back recently (see [`handed_back`]).
+    handed_back: handed_back::HandedBack,
     timers: TimerQueue,
     actions: VecDeque<Action>,
     stats: RunnerStats,
@@ -227,6 +230,7 @@ impl Runner {
             orphans: BTreeMap::new(),
             orphan_count: 0,
             live_sockets: 0,
+            handed_back: handed_back::HandedBack::default(),
             timers: TimerQueue::default(),
             actions: VecDeque::new(),
             stats: RunnerStats::default(),
@@ -328,6 +332,12 @@ impl Runner {
         actor.hibernating.clear();
         let routes = core::mem::take(&mut actor.routes);
         let ids: Vec<SocketId> = actor.sockets.iter().copied().collect();
+        // Every socket of the actor is handed back (the gateway hibernates or closes the request
+        // once it learns of the stop); frames meanwhile are dropped, not answered.
+        let actor_id: String = actor_id.into();
+        for id in routes.iter().chain(&ids) {
+            self.remember_handed_back(*id, &actor_id);
+        }
         self.clear_routes(aslot, routes);
         for id in ids {
             let Some(&slot) = self.socket_index.get(&id) else {
@@ -635,6 +645,8 @@ impl Runner {
             socket,
             reason: CloseReason::Hibernated,
         });
+        let actor_id = self.actor_id_of(slot);
+        self.remember_handed_back(socket, &actor_id);
         self.remove_socket(slot);
         self.finish();
         Ok(())

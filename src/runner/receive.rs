@@ -30,6 +30,13 @@ impl Runner {
                 match wire::decode_versioned::<ToRunner>(bytes, limits) {
                     Ok((_, ToRunner::TunnelMessage(m))) => m,
                     Ok((_, ToRunner::Ping(probe))) => {
+                        // Per-socket liveness: a pong only for a socket this runner holds (or
+                        // queues for a starting actor).
+                        let id = SocketId::new(probe.gateway_id, probe.request_id);
+                        if !self.socket_index.contains_key(&id) && !self.routes.contains_key(&id) {
+                            self.answer_not_held(id);
+                            return Ok(());
+                        }
                         let answer = ToGateway::Pong(ToGatewayPong {
                             request_id: probe.request_id,
                             ts: probe.ts,
@@ -98,6 +105,7 @@ impl Runner {
                     };
                     return self.enqueue(aslot, id, msg, false);
                 }
+                self.answer_not_held(id);
                 Err(self.dropped(ReceiveError::UnknownSocket { socket: id }))
             }
             ToClientTunnelMessageKind::WebSocketOpen(open) => {

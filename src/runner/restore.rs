@@ -118,6 +118,9 @@ impl Runner {
                 });
                 let kind = close_kind(&KnownClose::StaleMetadata.frame(), false);
                 self.publish_stateless(meta.socket, kind);
+                // Closed for good here: a later probe for it is answered `ws.socket_not_found`
+                // (that close may be lost), not dropped as a hand-back.
+                self.handed_back.forget(meta.socket);
                 continue;
             }
             if self.live_sockets >= self.config.max_sockets {

@@ -91,6 +91,11 @@ pub struct RunnerStats {
     pub dropped_socket_limit: u64,
     /// Dropped: unsupported message kinds.
     pub dropped_unsupported: u64,
+    /// Frames for a socket the runner handed back recently, dropped silently.
+    pub dropped_handed_back: u64,
+    /// Frames for a socket the runner does not hold answered with close 1011
+    /// `ws.socket_not_found`.
+    pub not_found_answers: u64,
     /// Tunnel messages queued for starting actors.
     pub queued: u64,
     /// Gauge: sockets currently known.
@@ -139,6 +144,8 @@ compact_debug!(RunnerStats {
     dropped_queue_full,
     dropped_socket_limit,
     dropped_unsupported,
+    dropped_handed_back,
+    not_found_answers,
     queued,
     sockets,
     actors,

@@ -49,6 +49,7 @@ impl Runner {
             entry.socket = Some(socket);
         }
         self.socket_index.insert(id, slot);
+        self.handed_back.forget(id);
         if let Some(actor) = self.actors.get_mut(aslot).and_then(Option::as_mut) {
             actor.sockets.insert(id);
         }

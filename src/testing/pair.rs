@@ -304,6 +304,10 @@ impl Pair {
             })
             .collect();
         let now = self.now;
+        // The control plane names the actor's next runner to the gateway.
+        for req in listed.iter().map(|l| l.request_id) {
+            let _ = self.gw.actor_starting(now, req, route(r));
+        }
         self.runners[r]
             .actor_starting(now, ACTOR, listed)
             .expect("actor starts");

@@ -272,10 +272,8 @@ impl World {
     /// After the final sleep/wake round: every live request is active and hibernatable, held by
     /// exactly one runner socket; every runner socket belongs to a live request; storage holds
     /// the metadata of exactly the sockets runners hold, the record store no record of a
-    /// closed request. An orphan (a live request no runner holds, or a runner socket whose
-    /// request is closed) is allowed only with a cause the protocol cannot see: a close lost in
-    /// transit, a close the gateway could not send (closed while hibernating), a socket
-    /// recreated by a stale open. Those are counted, any other is a violation.
+    /// closed request. An orphan is a violation, whatever caused it: a live request no runner
+    /// holds (a ghost) or a runner socket whose request is closed (a zombie).
     #[allow(clippy::too_many_lines)] // one check after another
     pub(super) fn check_final(&mut self) {
         let mut f = Final::default();
@@ -355,12 +353,16 @@ impl World {
                     .push(format!("conn{c} is gone from the gateway without a Closed"));
             }
             if !holders.is_empty() {
-                match conn.facts.orphan_cause {
-                    Some(cause) => f.orphans.push(cause),
-                    None => f.problems.push(format!(
-                        "conn{c} is closed but runner{holders:?} still holds its socket (leak)"
-                    )),
-                }
+                // Per-socket liveness: the gateway answers the socket's next message with
+                // `ws.request_not_found`, and the final sleep/wake round drops any socket whose
+                // request is not listed, so even a lost close or a stale open leaves none.
+                let why = conn
+                    .facts
+                    .orphan_cause
+                    .map_or_else(String::new, |cause| format!(" ({cause})"));
+                f.problems.push(format!(
+                    "conn{c} is closed but runner{holders:?} still holds its socket (zombie){why}"
+                ));
             }
             return;
         };
@@ -378,21 +380,20 @@ impl World {
             .filter(|s| s.inc == inc)
             .and_then(|s| s.engine.as_ref())
             .and_then(|e| e.socket(conn.socket));
-        // Neither the record list nor the stored metadata knows the request (both writes
-        // failed or were lost): no runner can ever tell the gateway (a design gap).
-        let untraceable = conn.facts.record_failed && !conn.facts.meta_written;
         match socket {
             Some(s) if s.state == SocketState::Open && s.hibernatable => {}
-            None => match conn.facts.orphan_cause {
-                Some(cause) => f.orphans.push(cause),
-                None if untraceable => {
-                    f.orphans
-                        .push("ghost: metadata write and record upsert both failed");
-                }
-                None => f.problems.push(format!(
-                    "conn{c} is live but no runner holds its socket (ghost)"
-                )),
-            },
+            None => {
+                // Per-socket liveness: the runner the request is routed to answers its probes
+                // with `ws.socket_not_found`, whatever lost the socket (a lost close, failed
+                // writes), so no live request may end without one.
+                let why = conn
+                    .facts
+                    .orphan_cause
+                    .map_or_else(String::new, |cause| format!(" ({cause})"));
+                f.problems.push(format!(
+                    "conn{c} is live but no runner holds its socket (ghost){why}"
+                ));
+            }
             Some(s) => f
                 .problems
                 .push(format!("conn{c}: its runner socket is {s:?}")),

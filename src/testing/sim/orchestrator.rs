@@ -29,6 +29,7 @@ use super::app::Write;
 use super::client::ClientState;
 use super::event::{Chaos, Ev};
 use super::format::route_id;
+use super::trace::Time;
 use super::world::{GATEWAY_ID, Stage, World};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +139,18 @@ impl World {
             return;
         }
         self.count("starts");
+        // The control plane names the actor's next runner to the gateway: its hibernating
+        // requests accept the restore's answers from this route (and only from it).
+        let route = route_id(r, inc);
+        let reqs: Vec<RequestId> = self
+            .conns
+            .iter()
+            .filter(|conn| conn.actor == a)
+            .map(|conn| conn.req)
+            .collect();
+        for req in reqs {
+            let _ = self.gw.actor_starting(now, req, route);
+        }
         self.actors[a].phase = ActorPhase::Starting(r, inc);
         self.actors[a].start_wanted = false;
         self.drain_runner(r);
@@ -543,6 +556,19 @@ impl World {
                         .is_some_and(|i| i.phase == GwPhase::Hibernating)
                 });
                 if hibernating {
+                    return;
+                }
+                let until = self.now + self.p.gateway.ping_interval * 2 + Duration::from_secs(1);
+                self.heal_deadline = self.heal_deadline.max(until + Duration::from_secs(1));
+                tr!(
+                    self,
+                    "=== heal: all awake; liveness probes until {} ===",
+                    Time(until)
+                );
+                self.stage = Stage::Settling(until);
+            }
+            Stage::Settling(until) => {
+                if self.now < until && !self.gw.is_empty() {
                     return;
                 }
                 self.check_drained("final");

@@ -71,6 +71,9 @@ pub(super) enum Stage {
     Sleeping,
     /// Heal: every actor starts again and every hibernating request wakes.
     Waking,
+    /// Heal: every request is woken; the gateway's liveness probes get the time to find a
+    /// request no runner holds (two ping intervals and a round trip), then the final check.
+    Settling(Timestamp),
     Done,
 }
 

@@ -1,9 +1,9 @@
 //! Draining the gateway's actions against the shadow model, and the checks after every
 //! operation.
 
-use crate::close::CloseFrame;
+use crate::close::{CloseFrame, KnownClose};
 use crate::fuzz::trace;
-use crate::gateway::{Action, Phase, RequestInfo};
+use crate::gateway::{Action, Phase, RequestInfo, RouteId};
 use crate::index::MessageIndex;
 use crate::wire::{self, DecodeLimits, MessageId, RequestId, ToClientTunnelMessageKind, ToRunner};
 use alloc::collections::{BTreeMap, BTreeSet};
@@ -241,6 +241,33 @@ impl Harness {
         if let Some(i) = indices.iter().find(|i| !i.is_within(first, last)) {
             self.fail(&format!(
                 "{id}: published message {i:?} outside the window {first:?}..={last:?}"
+            ));
+        }
+    }
+
+    /// The answer to a runner message for an unknown request: one close 1011
+    /// `ws.request_not_found` to the route it came from.
+    pub(super) fn expect_request_not_found(&mut self, route: RouteId, id: RequestId) {
+        let answer = self.gw.poll_action();
+        let ok = match &answer {
+            Some(Action::Publish {
+                route: r,
+                request_id,
+                frame,
+            }) if *r == route && *request_id == id => matches!(
+                wire::decode_versioned::<ToRunner>(frame.as_ref(), &DecodeLimits::default()),
+                Ok((_, ToRunner::TunnelMessage(m)))
+                    if m.message_id.request_id == id
+                        && matches!(&m.kind, ToClientTunnelMessageKind::WebSocketClose(c)
+                            if KnownClose::classify(c.code, c.reason.as_deref())
+                                == Some(KnownClose::RequestNotFound))
+            ),
+            _ => false,
+        };
+        if !ok {
+            self.fail(&format!(
+                "a message for unknown {id:?} was answered with {answer:?}, not a close \
+                 ws.request_not_found to {route:?}"
             ));
         }
     }

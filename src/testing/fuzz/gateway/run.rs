@@ -3,7 +3,8 @@
 
 use crate::fuzz::{TRACE_LEN, payload};
 use crate::gateway::{
-    CloseReason, OpenError, OpenRequest, OverflowPolicy, Phase, RouteId, SendError, WakeError,
+    CloseReason, OpenError, OpenRequest, OverflowPolicy, Phase, ReceiveError, RouteId, SendError,
+    WakeError,
 };
 use crate::index::MessageIndex;
 use crate::time::Timestamp;
@@ -214,6 +215,7 @@ impl Harness {
                     ToServerTunnelMessageKind::WebSocketMessageAck(a) => Some(a.index),
                     _ => None,
                 };
+                let is_close = matches!(msg.kind, ToServerTunnelMessageKind::WebSocketClose(_));
                 let result = match version {
                     None => self
                         .gw
@@ -225,6 +227,9 @@ impl Harness {
                     }
                 };
                 if result.is_err() {
+                    if matches!(result, Err(ReceiveError::UnknownRequest { .. })) && !is_close {
+                        self.expect_request_not_found(RouteId(route.into()), id);
+                    }
                     self.expect_quiet("dropped runner input");
                     self.fail_if(
                         self.gw.request(id) != before,
@@ -345,6 +350,7 @@ impl Harness {
         result
     }
 
+    #[allow(clippy::too_many_lines)] // one outcome check after another
     pub(super) fn send(&mut self, now: Timestamp, req: u8, len: usize, binary: bool) {
         let id = request_id(req);
         let data = payload(len, req);

@@ -401,6 +401,19 @@ impl Harness {
         }
     }
 
+    /// A ping for a socket the model knows was answered with a pong (`published` clears
+    /// `ping`). One for another socket is answered with close `ws.socket_not_found` or, if the
+    /// runner handed the socket back recently, not at all.
+    pub(super) fn check_ping_answered(&mut self) {
+        if let Some((gateway_id, request_id, _)) = self.ping.take()
+            && self
+                .sockets
+                .contains_key(&SocketId::new(gateway_id, request_id))
+        {
+            self.fail("a ping for a live socket was not answered with a pong");
+        }
+    }
+
     pub(super) fn fail_if(&self, bad: bool, what: &str) {
         if bad {
             self.fail(what);

@@ -1,0 +1,231 @@
+//! The demo's runner hop against rogue runners, over real WebSockets on 127.0.0.1: each rogue is
+//! refused with a typed reason ([`RunnerRejection`]) and the honest client's stream is untouched.
+//!
+//! * no token, or a wrong token: the upgrade is refused (HTTP 401, reason in the body);
+//! * the right token but a tunnel frame before the hello: closed with 1008
+//!   `runner.hello_required`, the frame never reaches the engine;
+//! * request ids are random: sequential guesses name no live request.
+//!
+//! Real time, not paused; no timing assertions (every wait is for an event, bounded by a generous
+//! timeout that only fails a broken system).
+
+#![allow(
+    clippy::std_instead_of_core,
+    clippy::std_instead_of_alloc,
+    clippy::similar_names
+)] // application code on std
+
+#[path = "../examples/demo/lib.rs"]
+mod demo;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use demo::auth::{self, RunnerRejection};
+use demo::client::Client;
+use demo::gateway::{GatewayOptions, GatewayServer, Schedule};
+use demo::payload;
+use demo::runner::{RunnerInstance, RunnerOptions, connect_runner};
+use demo::scenario::DataDir;
+use demo::storage::StorageKind;
+use futures_util::{SinkExt, StreamExt};
+use hibernating_ws::MessageIndex;
+use hibernating_ws::gateway::GatewayConfig;
+use hibernating_ws::runner::RunnerConfig;
+use hibernating_ws::wire::{
+    self, GatewayId, MessageId, RequestId, ToGateway, ToServerTunnelMessage,
+    ToServerTunnelMessageKind, ToServerWebSocketClose, ToServerWebSocketMessage,
+};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn gateway() -> GatewayServer {
+    GatewayServer::start(GatewayOptions {
+        cold_start: Duration::ZERO,
+        ..GatewayOptions::new(
+            "127.0.0.1:0".into(),
+            GatewayConfig::default(),
+            Schedule::default(),
+        )
+    })
+    .await
+    .expect("gateway starts")
+}
+
+async fn runner(server: &GatewayServer, dir: &DataDir) -> RunnerInstance {
+    RunnerInstance::start(RunnerOptions {
+        gateway: server.url(),
+        name: "honest".into(),
+        data_dir: dir.path.clone(),
+        config: RunnerConfig::default().with_persist_interval(Duration::from_millis(10)),
+        storage: StorageKind::File,
+        report_interval: Duration::from_millis(20),
+        delivered: Arc::default(),
+        load_delay: Duration::ZERO,
+        token: server.runner_token().into(),
+        websocket: demo::gateway::websocket_config(
+            demo::gateway::WS_READ_BUFFER,
+            demo::gateway::WS_WRITE_BUFFER,
+        ),
+    })
+    .await
+    .expect("runner connects")
+}
+
+/// Connects to `/runner` offering `protocols` (none if `None`); returns the HTTP refusal's
+/// status and body, or `None` if the upgrade succeeded.
+async fn refused(server: &GatewayServer, protocols: Option<&str>) -> Option<(u16, String)> {
+    let mut request = format!("{}/runner", server.url())
+        .into_client_request()
+        .expect("a request");
+    if let Some(p) = protocols {
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_str(p).expect("a header value"),
+        );
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Err(WsError::Http(resp)) => Some((
+            resp.status().as_u16(),
+            String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default()).into_owned(),
+        )),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => None,
+    }
+}
+
+/// A tunnel frame a rogue would send: a close (4000) or a message for `request_id`.
+fn injected(request_id: RequestId, close: bool) -> Vec<u8> {
+    let kind = if close {
+        ToServerTunnelMessageKind::WebSocketClose(ToServerWebSocketClose {
+            code: Some(4000),
+            reason: Some("rogue".into()),
+            hibernate: false,
+        })
+    } else {
+        ToServerTunnelMessageKind::WebSocketMessage(ToServerWebSocketMessage {
+            data: b"injected".to_vec(),
+            binary: false,
+        })
+    };
+    wire::encode_versioned(
+        7,
+        &ToGateway::TunnelMessage(ToServerTunnelMessage {
+            message_id: MessageId {
+                gateway_id: GatewayId(*b"demo"),
+                request_id,
+                message_index: MessageIndex::ZERO,
+            },
+            kind,
+        }),
+    )
+}
+
+/// Sends messages `from..to` of stream `seed`; returns the digest of `0..to` given that of
+/// `0..from`.
+async fn stream(client: &mut Client, from: u64, to: u64, digest: u64) -> u64 {
+    let mut d = digest;
+    for seq in from..to {
+        let (data, binary) = payload::message(5, seq, 10, 500);
+        d = payload::fold(d, &data);
+        client.send(data, binary).await.expect("send");
+    }
+    d
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rogue_runners_are_refused_with_a_typed_reason_and_the_hibernating_client_is_untouched() {
+    let dir = DataDir::new(None).expect("temp dir");
+    let server = gateway().await;
+    let _honest = runner(&server, &dir).await;
+    let mut client = Client::connect(&server.url(), "victim")
+        .await
+        .expect("connect");
+    let digest = stream(&mut client, 0, 10, 0).await;
+    assert_eq!(client.wait_echo(10, WAIT).await, Some((10, digest)));
+    // The victim's socket hibernates: the window the rogue used.
+    server.sleep_actor("victim").await;
+    assert_eq!(server.stats().hibernating, 1);
+
+    // 1. No token at all, 2. a wrong token: the upgrade itself is refused.
+    let missing = refused(&server, None).await;
+    assert_eq!(
+        missing,
+        Some((401, RunnerRejection::MissingToken.reason().to_string()))
+    );
+    let wrong = refused(&server, Some(&auth::subprotocol_header("not-the-token"))).await;
+    assert_eq!(
+        wrong,
+        Some((401, RunnerRejection::BadToken.reason().to_string()))
+    );
+
+    // 3. The right token but no hello: its first tunnel frame closes it (1008), and the frames
+    // (a close 4000 and a message for every guessable id) never reach the engine.
+    let ws = connect_runner(
+        &format!("{}/runner", server.url()),
+        server.runner_token(),
+        demo::gateway::websocket_config(
+            demo::gateway::WS_READ_BUFFER,
+            demo::gateway::WS_WRITE_BUFFER,
+        ),
+    )
+    .await
+    .expect("the upgrade succeeds with the token");
+    let (mut tx, mut rx) = ws.split();
+    for guess in 1..=4u32 {
+        for close in [false, true] {
+            let frame = injected(RequestId::from_u32(guess), close);
+            if tx.send(Message::Binary(Bytes::from(frame))).await.is_err() {
+                break;
+            }
+        }
+    }
+    let close = tokio::time::timeout(WAIT, async {
+        while let Some(Ok(msg)) = rx.next().await {
+            if let Message::Close(frame) = msg {
+                return frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+            }
+        }
+        None
+    })
+    .await
+    .expect("closed in time");
+    assert_eq!(
+        close,
+        Some((1008, RunnerRejection::HelloRequired.reason().to_string()))
+    );
+
+    let snapshot = server.snapshot().await;
+    assert_eq!(
+        snapshot
+            .runners_rejected
+            .get(&RunnerRejection::MissingToken),
+        Some(&1)
+    );
+    assert_eq!(
+        snapshot.runners_rejected.get(&RunnerRejection::BadToken),
+        Some(&1)
+    );
+    assert_eq!(
+        snapshot
+            .runners_rejected
+            .get(&RunnerRejection::HelloRequired),
+        Some(&1)
+    );
+    assert!(
+        snapshot.receive_errors.is_empty(),
+        "no rogue frame reached the engine: {:?}",
+        snapshot.receive_errors
+    );
+
+    // The victim is still there, hibernating; it wakes on its next message and every message
+    // arrives once, with nothing injected in between (the echo digest covers the whole stream).
+    let stats = server.stats();
+    assert_eq!((stats.hibernating, stats.closed), (1, 0), "{stats:?}");
+    let digest = stream(&mut client, 10, 20, digest).await;
+    assert_eq!(client.wait_echo(20, WAIT).await, Some((20, digest)));
+    assert!(!client.ended());
+}
