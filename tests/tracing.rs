@@ -8,13 +8,13 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 
 use hibernating_ws::CloseFrame;
+use hibernating_ws::MessageIndex;
 use hibernating_ws::driver::tokio::{ClientOutput, GatewayDriver, GatewayIo, TokioClock};
 use hibernating_ws::gateway::{self, Frame, Gateway, GatewayConfig, RouteId};
 use hibernating_ws::wire::{
     self, GatewayId, MessageId, RequestId, ToGateway, ToServerTunnelMessage,
     ToServerTunnelMessageKind, ToServerWebSocketClose, ToServerWebSocketOpen,
 };
-use hibernating_ws::MessageIndex;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Metadata, Subscriber};
@@ -136,7 +136,10 @@ async fn a_malformed_frame_an_open_and_a_close_are_reported_with_their_ids() {
     gw.runner_frame(ROUTE, &runner_frame(0, accept))
         .expect("driver runs");
     let opened = capture.one("hws: request opened");
-    assert_eq!(opened.field("request_id"), Some(format!("{REQ:?}").as_str()));
+    assert_eq!(
+        opened.field("request_id"),
+        Some(format!("{REQ:?}").as_str())
+    );
     assert_eq!(opened.field("hibernatable"), Some("false"));
 
     let close = ToServerTunnelMessageKind::WebSocketClose(ToServerWebSocketClose {
@@ -151,7 +154,10 @@ async fn a_malformed_frame_an_open_and_a_close_are_reported_with_their_ids() {
         Some(ClientOutput::Close(CloseFrame::new(4000, "bye")))
     );
     let closed = capture.one("hws: request closed");
-    assert_eq!(closed.field("request_id"), Some(format!("{REQ:?}").as_str()));
+    assert_eq!(
+        closed.field("request_id"),
+        Some(format!("{REQ:?}").as_str())
+    );
     assert_eq!(closed.field("code"), Some("Some(4000)"));
     assert_eq!(closed.field("reason"), Some("Some(\"bye\")"));
 

@@ -213,8 +213,8 @@ impl Driven for GatewayState {
 
 impl Dispatch {
     fn perform(&mut self, action: gateway::Action) {
-        crate::driver::trace::gateway_action(&action);
         use gateway::Action;
+        crate::driver::trace::gateway_action(&action);
         match action {
             Action::Publish {
                 route,
