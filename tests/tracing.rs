@@ -1,6 +1,6 @@
 //! The `tracing` feature: a capturing subscriber sees the gateway driver report a malformed
-//! runner frame (with its route), an open and a runner close (with the request id, code and
-//! reason).
+//! runner frame (with its route), the engine reject a frame for another gateway (with both ids),
+//! an open and a runner close (with the request id, code and reason).
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
 use std::collections::BTreeMap;
@@ -129,6 +129,40 @@ async fn a_malformed_frame_an_open_and_a_close_are_reported_with_their_ids() {
     assert_eq!(dropped.level, Level::WARN);
     assert_eq!(dropped.field("route"), Some("5"));
     assert!(dropped.field("error").is_some_and(|e| !e.is_empty()));
+
+    // A frame for another gateway: the engine's own event names both ids.
+    let other = ToServerTunnelMessage {
+        message_id: MessageId {
+            gateway_id: GatewayId([7, 7, 7, 7]),
+            request_id: REQ,
+            message_index: MessageIndex::new(0),
+        },
+        kind: ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {
+            can_hibernate: false,
+        }),
+    };
+    gw.runner_frame(
+        ROUTE,
+        &wire::encode_versioned(7, &ToGateway::TunnelMessage(other)),
+    )
+    .expect("driver runs");
+    let rejected = capture.one("hws: gateway rejected a frame for another gateway");
+    assert_eq!(
+        rejected.field("request_id"),
+        Some(format!("{REQ:?}").as_str())
+    );
+    assert_eq!(
+        rejected.field("gateway_id"),
+        Some(format!("{:?}", GatewayId([7, 7, 7, 7])).as_str())
+    );
+    assert_eq!(
+        capture
+            .events()
+            .iter()
+            .filter(|e| e.message() == "hws: runner frame dropped")
+            .count(),
+        2
+    );
 
     let accept = ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {
         can_hibernate: false,
