@@ -164,6 +164,7 @@ pub mod storage;
 #[doc(hidden)]
 pub mod testing;
 pub mod time;
+mod trace;
 pub mod wire;
 
 #[cfg(feature = "sim")]

@@ -78,7 +78,11 @@ pub trait ControlIo: Send + 'static {
 
     /// Every action the driver does not perform itself (runner connected or lost, actor running,
     /// stopped or destroyed, alarms), in order. Called from the driver task: do not block.
+    ///
+    /// With the `tracing` feature, the default reports each as a `debug` event.
     fn event(&mut self, action: &Action) {
+        #[cfg(feature = "tracing")]
+        ::tracing::debug!(?action, "hws: control event");
         let _ = action;
     }
 }
@@ -416,8 +420,13 @@ impl<Io: ControlIo> Driver<Io> {
                 let _ = reply.send(result);
             }
             Input::RunnerFrame { conn, bytes } => {
-                // A dropped frame is counted by the engine; nothing else to do.
-                let _ = self.control.handle_runner_frame(now, conn, &bytes);
+                // A dropped frame is counted by the engine; it is only reported.
+                let result = self.control.handle_runner_frame(now, conn, &bytes);
+                #[cfg(feature = "tracing")]
+                if let Err(error) = &result {
+                    ::tracing::warn!(?conn, %error, "hws: runner frame dropped");
+                }
+                let _ = result;
             }
             Input::RunnerDisconnected { conn } => {
                 self.runners.remove(&conn);
@@ -441,6 +450,8 @@ impl<Io: ControlIo> Driver<Io> {
                 binary,
             } => {
                 if let Err(e) = self.control.client_message(now, request_id, &data, binary) {
+                    #[cfg(feature = "tracing")]
+                    ::tracing::debug!(?request_id, error = %e, "hws: client message refused");
                     self.client(request_id, ClientEvent::Refused(e));
                 }
             }
@@ -470,6 +481,7 @@ impl<Io: ControlIo> Driver<Io> {
             }
             for request_id in slow_clients {
                 if self.clients.remove(&request_id).is_some() {
+                    super::trace::client_queue_full(request_id);
                     let _ = self.control.client_close(now, request_id, None);
                 }
             }
@@ -498,7 +510,10 @@ impl<Io: ControlIo> Driver<Io> {
                     let _ = tx.try_send(RunnerOutput::Close(reason));
                 }
             }
-            Action::Gateway(action) => self.gateway_action(action, slow_clients),
+            Action::Gateway(action) => {
+                super::trace::gateway_action(&action);
+                self.gateway_action(action, slow_clients);
+            }
             Action::OpenFailed {
                 request_id, reason, ..
             } => {

@@ -37,6 +37,7 @@ pub mod blocking;
 pub mod control;
 #[cfg(feature = "tokio")]
 pub mod tokio;
+mod trace;
 
 use crate::gateway::{self, Gateway};
 use crate::runner::{self, Runner};

@@ -61,10 +61,15 @@ impl Gateway {
             Some(PhaseState::Active(_))
                 if oldest_sent_at.is_some_and(|t| t + cfg.ack_timeout <= now) =>
             {
-                Some(CloseReason::Collected(GcReason::AckTimeout {
-                    first: oldest.unwrap_or_else(|| req.sent_through()),
-                    last: req.sent_through(),
-                }))
+                let first = oldest.unwrap_or_else(|| req.sent_through());
+                let last = req.sent_through();
+                crate::trace::debug!(
+                    request_id = ?req.id,
+                    ?first,
+                    ?last,
+                    "hws: gateway ack timeout"
+                );
+                Some(CloseReason::Collected(GcReason::AckTimeout { first, last }))
             }
             Some(PhaseState::WakeRequested { deadline, .. }) if *deadline <= now => {
                 Some(CloseReason::Collected(GcReason::WakeTimeout))

@@ -74,11 +74,7 @@ impl Gateway {
         let now = self.advance(now);
         let ToServerTunnelMessage { message_id, kind } = msg;
         if message_id.gateway_id != self.id {
-            self.stats.dropped_wrong_gateway += 1;
-            return Err(ReceiveError::WrongGateway {
-                request_id: message_id.request_id,
-                gateway_id: message_id.gateway_id,
-            });
+            return Err(self.wrong_gateway(message_id));
         }
         // While a request hibernates it has no live runner: the actor's declared next runner
         // answers its restore (ack of the persisted index, or a close) and may already talk to
@@ -242,6 +238,20 @@ impl Gateway {
         });
     }
 
+    /// Counts (and traces) a message addressed to another gateway.
+    fn wrong_gateway(&mut self, message_id: crate::wire::MessageId) -> ReceiveError {
+        self.stats.dropped_wrong_gateway += 1;
+        crate::trace::debug!(
+            request_id = ?message_id.request_id,
+            gateway_id = ?message_id.gateway_id,
+            "hws: gateway rejected a frame for another gateway"
+        );
+        ReceiveError::WrongGateway {
+            request_id: message_id.request_id,
+            gateway_id: message_id.gateway_id,
+        }
+    }
+
     /// The slot of a live request whose current route is `route` (while it hibernates, if
     /// `also_next_runner`, also the actor's declared next runner); counts the drop otherwise.
     pub(super) fn checked_slot(
@@ -265,6 +275,11 @@ impl Gateway {
             }
             Some(_) => {
                 self.stats.dropped_wrong_route += 1;
+                crate::trace::debug!(
+                    ?request_id,
+                    route = route.0,
+                    "hws: gateway rejected a frame from the wrong route"
+                );
                 Err(ReceiveError::WrongRoute { request_id, route })
             }
             None => {

@@ -82,6 +82,7 @@ impl Runner {
             ReceiveError::Unsupported { .. } => &mut self.stats.dropped_unsupported,
         };
         *counter += 1;
+        crate::trace::debug!(error = %e, "hws: runner dropped a gateway frame");
         e
     }
 

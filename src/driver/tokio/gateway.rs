@@ -52,12 +52,18 @@ pub trait GatewayIo: Send + 'static {
         let _ = (request_id, reason);
     }
     /// A runner frame was dropped (already counted in [`GatewayStats`](gateway::GatewayStats)).
+    /// With the `tracing` feature, the default reports it as a `warn` event with the route.
     fn receive_error(&mut self, route: RouteId, error: &gateway::ReceiveError) {
+        #[cfg(feature = "tracing")]
+        ::tracing::warn!(route = route.0, %error, "hws: runner frame dropped");
         let _ = (route, error);
     }
     /// A client message was refused for a reason other than backpressure (the request was closed
     /// by a limit, or it is gone); the message was dropped.
+    /// With the `tracing` feature, the default reports it as a `debug` event with the request id.
     fn send_error(&mut self, request_id: RequestId, error: &SendError) {
+        #[cfg(feature = "tracing")]
+        ::tracing::debug!(?request_id, %error, "hws: client message refused");
         let _ = (request_id, error);
     }
     /// A client did not read: its outbound queue went past its limits, so the driver closed
@@ -208,6 +214,7 @@ impl Driven for GatewayState {
 impl Dispatch {
     fn perform(&mut self, action: gateway::Action) {
         use gateway::Action;
+        crate::driver::trace::gateway_action(&action);
         match action {
             Action::Publish {
                 route,
@@ -310,6 +317,7 @@ impl Dispatch {
         c.stalled = None;
         wake(&mut c.reader);
         wake(&mut c.writer);
+        crate::driver::trace::client_queue_full(request_id);
         self.io.client_queue_full(request_id, &full);
         // Unknown: the request closed meanwhile.
         let _ = engine.client_close(now, request_id, Some(frame));

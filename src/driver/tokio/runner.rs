@@ -28,7 +28,17 @@ pub trait RunnerIo: Send + 'static {
     /// [`Action::Publish`](runner::Action::Publish): send `frame` to the gateway `gateway_id`.
     fn publish(&mut self, gateway_id: GatewayId, frame: Vec<u8>);
     /// A gateway frame was dropped (already counted in [`RunnerStats`](runner::RunnerStats)).
+    /// With the `tracing` feature, the default reports it as a `warn` event.
     fn receive_error(&mut self, error: &runner::ReceiveError) {
+        #[cfg(feature = "tracing")]
+        {
+            let socket = match error {
+                runner::ReceiveError::UnknownSocket { socket }
+                | runner::ReceiveError::NotOpen { socket } => Some(*socket),
+                _ => None,
+            };
+            ::tracing::warn!(?socket, %error, "hws: gateway frame dropped");
+        }
         let _ = error;
     }
 }
@@ -154,6 +164,7 @@ impl Driven for RunnerState {
         };
         let mut woke = false;
         while let Some(action) = engine.poll_action() {
+            crate::driver::trace::runner_action(&action);
             match action {
                 runner::Action::Publish { gateway_id, frame } => {
                     self.io.publish(gateway_id, frame);
