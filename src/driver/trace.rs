@@ -9,6 +9,7 @@ use crate::runner;
 
 /// Reports a gateway action: open, hibernate, wake request, close (with the close code and
 /// reason the client gets, and the garbage-collection reason when it was collected).
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 pub(crate) fn gateway_action(action: &gateway::Action) {
     #[cfg(feature = "tracing")]
     {
@@ -53,6 +54,7 @@ pub(crate) fn gateway_action(action: &gateway::Action) {
 }
 
 /// Reports a runner action: open, restore (wake), close (with its reason), actor stop.
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 pub(crate) fn runner_action(action: &runner::Action) {
     #[cfg(feature = "tracing")]
     {
