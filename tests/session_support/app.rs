@@ -68,6 +68,11 @@ impl AppState {
         out
     }
 
+    /// The sockets the app holds.
+    pub fn sockets(&self) -> Vec<SocketId> {
+        self.live.keys().copied().collect()
+    }
+
     /// How many events named `name` were seen.
     pub fn count(&self, name: &str) -> usize {
         self.log.iter().filter(|n| *n == name).count()
@@ -237,27 +242,7 @@ fn handle_event(handle: &SessionHandle, s: &mut AppState, event: SessionEvent) {
             server_index,
             client_index,
         } => {
-            let live = s.live.get_mut(&socket).expect("a live socket");
-            let applied: Vec<String> = live.applied.drain(..).map(|(_, t)| t).collect();
-            let (path, headers) = (live.path.clone(), live.headers.clone());
-            let record = s
-                .disk
-                .entry(actor_id)
-                .or_default()
-                .entry(socket)
-                .or_insert_with(|| Stored {
-                    meta: PersistedSocket {
-                        socket,
-                        server_index,
-                        client_index,
-                        path,
-                        headers,
-                    },
-                    committed: Vec::new(),
-                });
-            record.meta.server_index = server_index;
-            record.meta.client_index = client_index;
-            record.committed.extend(applied);
+            commit(s, socket, actor_id, server_index, client_index);
             handle.persisted(socket, server_index).unwrap();
         }
         SessionEvent::DeleteMetadata { socket, actor_id } => {
@@ -273,4 +258,35 @@ fn handle_event(handle: &SessionHandle, s: &mut AppState, event: SessionEvent) {
         }
         _ => {}
     }
+}
+
+/// Commits what the socket applied since its last commit, with its indices.
+fn commit(
+    s: &mut AppState,
+    socket: SocketId,
+    actor_id: String,
+    server_index: MessageIndex,
+    client_index: MessageIndex,
+) {
+    let live = s.live.get_mut(&socket).expect("a live socket");
+    let applied: Vec<String> = live.applied.drain(..).map(|(_, t)| t).collect();
+    let (path, headers) = (live.path.clone(), live.headers.clone());
+    let record = s
+        .disk
+        .entry(actor_id)
+        .or_default()
+        .entry(socket)
+        .or_insert_with(|| Stored {
+            meta: PersistedSocket {
+                socket,
+                server_index,
+                client_index,
+                path,
+                headers,
+            },
+            committed: Vec::new(),
+        });
+    record.meta.server_index = server_index;
+    record.meta.client_index = client_index;
+    record.committed.extend(applied);
 }

@@ -199,6 +199,14 @@ impl Engine {
             .unwrap()
     }
 
+    /// Open runner connections.
+    pub async fn connections(&self) -> u64 {
+        self.handle
+            .call(|c, _| c.stats().connections)
+            .await
+            .unwrap()
+    }
+
     /// One runner WebSocket.
     async fn connection(self, tcp: TcpStream) {
         let mut key = None;
