@@ -8,7 +8,7 @@ use crate::gateway::{
 };
 use crate::index::MessageIndex;
 use crate::time::Timestamp;
-use crate::wire::{self, Headers, RequestId, ToGateway, ToGatewayPong, ToServerTunnelMessageKind};
+use crate::wire::{self, RequestId, ToGateway, ToGatewayPong, ToServerTunnelMessageKind};
 use alloc::format;
 use alloc::vec::Vec;
 use core::time::Duration;
@@ -45,11 +45,7 @@ impl Harness {
         match op {
             Op::Open { req, route } => {
                 let id = request_id(req);
-                let open = OpenRequest {
-                    actor_id: actor_of(req),
-                    path: "/ws".into(),
-                    headers: Headers::new(),
-                };
+                let open = OpenRequest::new(actor_of(req), "/ws").expect("a path starting with /");
                 let result = self.gw.open(now, id, RouteId(route.into()), open);
                 match result {
                     Ok(()) => {
