@@ -14,6 +14,7 @@ mod session_support;
 
 use core::time::Duration;
 
+use hibernating_ws::MessageIndex;
 use hibernating_ws::control::{Action, ControlConfig};
 use hibernating_ws::driver::control::ClientEvent;
 use hibernating_ws::driver::session::{Backoff, SessionOptions};
@@ -337,4 +338,71 @@ async fn wait_engine(engine: &Engine, what: &str, n: u64) {
         assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Whether `indices` are consecutive (each one after the previous, wrapping).
+fn consecutive(indices: &[MessageIndex]) -> bool {
+    indices.windows(2).all(|w| w[1] == w[0].wrapping_add(1))
+}
+
+/// The official engine wakes an actor again about 100 ms after a sleep whose messages were not
+/// acknowledged and replays them with their original indices. hws's engine does the same (at
+/// once): a runner whose final persist failed stops without acknowledging, the gateway asks for
+/// a wake with messages pending, and the restored socket gets them again, same indices, while
+/// the app (which dropped the uncommitted state with the actor) commits each once.
+#[tokio::test]
+async fn a_sleep_without_acks_wakes_again_and_replays_with_the_original_indices() {
+    let engine = Engine::start(GatewayConfig::default(), ControlConfig::default(), &["a1"]).await;
+    let mut config = App::config();
+    config.runner.persist_interval = Duration::from_secs(3600);
+    let app = App::start(&engine.endpoint, "key-1", config, SessionOptions::default());
+    app.wait_count("connected", 1).await;
+    let request = RequestId(*b"req1");
+    let mut client = engine.open("a1", request).await;
+    traffic(&mut client, 0..10).await;
+
+    // The stop's persist fails: nothing is acknowledged.
+    app.state.lock().unwrap().fail_persists = 1;
+    app.handle.sleep_actor("a1").unwrap();
+    // No client message follows, yet the actor starts again and gets the ten messages back.
+    app.wait_count("start", 2).await;
+    app.wait("the replay", |s| s.deliveries.len() >= 20).await;
+    {
+        let s = app.state.lock().unwrap();
+        let (first, replay) = s.deliveries.split_at(10);
+        assert_eq!(first, replay, "same messages, same indices");
+        assert_eq!(s.count("stopped"), 1);
+    }
+    // A successful sleep commits them, once.
+    app.handle.sleep_actor("a1").unwrap();
+    app.wait_count("stopped", 2).await;
+    settled(&engine).await;
+    let s = app.state.lock().unwrap();
+    assert_eq!(s.received("a1"), sent(0..10));
+    assert_eq!(s.duplicates, 0);
+}
+
+/// The official engine accepts a runner that reuses its own outgoing indices; hws's runner
+/// keeps them consecutive across a sleep and wake (they are persisted with the socket) and
+/// across a same-key reconnection.
+#[tokio::test]
+async fn outgoing_indices_stay_consecutive_across_sleep_wake_and_reconnection() {
+    let engine = Engine::start(GatewayConfig::default(), ControlConfig::default(), &["a1"]).await;
+    let app = App::start(&engine.endpoint, "key-1", App::config(), quick());
+    app.wait_count("connected", 1).await;
+    let request = RequestId(*b"req1");
+    let mut client = engine.open("a1", request).await;
+    traffic(&mut client, 0..10).await;
+    app.handle.sleep_actor("a1").unwrap();
+    assert_eq!(client.next().await, ClientEvent::Hibernated);
+    traffic(&mut client, 10..20).await;
+    engine.kill();
+    app.wait_count("connected", 2).await;
+    traffic(&mut client, 20..30).await;
+
+    let outgoing = engine.outgoing.lock().unwrap().clone();
+    eprintln!("{outgoing:?}");
+    let indices: Vec<_> = outgoing.iter().map(|(i, _)| *i).collect();
+    assert!(consecutive(&indices), "{outgoing:?}");
+    assert_eq!(app.state.lock().unwrap().count("start"), 2);
 }

@@ -53,6 +53,10 @@ pub struct AppState {
     pub duplicates: u64,
     /// Whether the app takes events (a test pauses it to fill the queue).
     pub paused: bool,
+    /// Every delivered message: (text, index).
+    pub deliveries: Vec<(String, MessageIndex)>,
+    /// Persists to answer with `persist_failed` before succeeding again.
+    pub fail_persists: u32,
 }
 
 impl AppState {
@@ -231,8 +235,9 @@ fn handle_event(handle: &SessionHandle, s: &mut AppState, event: SessionEvent) {
                 s.duplicates += 1;
                 return;
             }
-            live.applied
-                .push((index, String::from_utf8(data.clone()).unwrap()));
+            let text = String::from_utf8(data.clone()).unwrap();
+            live.applied.push((index, text.clone()));
+            s.deliveries.push((text, index));
             // The echo may fail while the connection is down; the test checks what arrives.
             let _ = handle.send(socket, &data, binary);
         }
@@ -242,6 +247,11 @@ fn handle_event(handle: &SessionHandle, s: &mut AppState, event: SessionEvent) {
             server_index,
             client_index,
         } => {
+            if s.fail_persists > 0 {
+                s.fail_persists -= 1;
+                handle.persist_failed(socket, server_index).unwrap();
+                return;
+            }
             commit(s, socket, actor_id, server_index, client_index);
             handle.persisted(socket, server_index).unwrap();
         }
