@@ -17,7 +17,7 @@ use core::time::Duration;
 use hibernating_ws::MessageIndex;
 use hibernating_ws::control::{Action, ControlConfig};
 use hibernating_ws::driver::control::ClientEvent;
-use hibernating_ws::driver::session::{Backoff, SessionOptions};
+use hibernating_ws::driver::session::{Backoff, ConnectOptions, SessionOptions};
 use hibernating_ws::driver::tokio::QueueLimits;
 use hibernating_ws::gateway::{GatewayConfig, Phase};
 use hibernating_ws::runner::GapPolicy;
@@ -405,4 +405,48 @@ async fn outgoing_indices_stay_consecutive_across_sleep_wake_and_reconnection() 
     let indices: Vec<_> = outgoing.iter().map(|(i, _)| *i).collect();
     assert!(consecutive(&indices), "{outgoing:?}");
     assert_eq!(app.state.lock().unwrap().count("start"), 2);
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_dropped_after_the_idle_timeout_and_made_again() {
+    let mut control = ControlConfig::default();
+    control.ping_interval = Duration::from_millis(20);
+    let engine = Engine::start(GatewayConfig::default(), control, &["a1"]).await;
+    let options = quick().with_idle_timeout(Duration::from_secs(1));
+    let app = App::start(&engine.endpoint, "key-1", App::config(), options);
+    app.wait_count("connected", 1).await;
+    let mut client = engine.open("a1", RequestId(*b"req1")).await;
+    traffic(&mut client, 0..5).await;
+    // Pings every 20 ms keep a live connection well inside the timeout; a frozen one is not.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(app.handle.stats().connections, 1);
+    engine.freeze();
+    app.wait_count("connected", 2).await;
+    assert_eq!(app.state.lock().unwrap().disconnects, ["Idle"]);
+    traffic(&mut client, 5..10).await;
+    settled(&engine).await;
+    assert_eq!(app.state.lock().unwrap().received("a1"), sent(0..10));
+}
+
+#[tokio::test]
+async fn the_token_travels_as_a_subprotocol_and_a_refusal_is_typed() {
+    let engine = Engine::start(GatewayConfig::default(), ControlConfig::default(), &["a1"]).await;
+    engine.require_token("s3cret");
+    let wrong = ConnectOptions::new(&engine.endpoint, "default", "key-1").with_token("guess");
+    let refused = App::start_with(wrong, App::config(), quick());
+    refused.wait_count("disconnected", 2).await;
+    assert_eq!(
+        refused.state.lock().unwrap().disconnects[..2],
+        ["Refused { status: 401 }", "Refused { status: 401 }"]
+    );
+    assert_eq!(refused.handle.stats().handshakes, 0);
+    refused.handle.shutdown();
+
+    let right = ConnectOptions::new(&engine.endpoint, "default", "key-2").with_token("s3cret");
+    let app = App::start_with(right, App::config(), quick());
+    app.wait_count("connected", 1).await;
+    let offered = engine.offered.lock().unwrap().clone();
+    assert_eq!(offered.last().unwrap(), "rivet, rivet_token.s3cret");
+    let mut client = engine.open("a1", RequestId(*b"req1")).await;
+    traffic(&mut client, 0..3).await;
 }

@@ -103,9 +103,21 @@ impl App {
         config: SessionConfig,
         options: SessionOptions,
     ) -> Self {
+        Self::start_with(
+            ConnectOptions::new(endpoint, "default", key),
+            config,
+            options,
+        )
+    }
+
+    /// A runner of [`POOL`] connecting with `connect`.
+    pub fn start_with(
+        connect: ConnectOptions,
+        config: SessionConfig,
+        options: SessionOptions,
+    ) -> Self {
         let clock = TokioClock::new();
         let session = Session::new(config, clock.now()).unwrap();
-        let connect = ConnectOptions::new(endpoint, "default", key);
         let (handle, events, task) = SessionDriver::spawn_with(session, connect, clock, options);
         let state = Arc::new(Mutex::new(AppState::default()));
         let resume = Arc::new(Notify::new());

@@ -20,8 +20,8 @@ use hibernating_ws::wire::{
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
-use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
-use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame as WsCloseFrame;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
@@ -54,7 +54,12 @@ pub struct Engine {
     pub endpoint: String,
     events: Arc<Mutex<Vec<Action>>>,
     kill: Arc<Notify>,
+    freeze: Arc<Notify>,
     refuse: Arc<AtomicBool>,
+    /// The token runners must offer (`rivet_token.<token>`), if any: others get HTTP 401.
+    token: Arc<Mutex<Option<String>>>,
+    /// The subprotocols every upgrade offered, in order.
+    pub offered: Arc<Mutex<Vec<String>>>,
     /// The runner keys of every accepted connection, in order.
     pub keys: Arc<Mutex<Vec<String>>>,
     /// The runner's tunnel messages (index and kind), in arrival order.
@@ -134,7 +139,10 @@ impl Engine {
             endpoint,
             events,
             kill: Arc::new(Notify::new()),
+            freeze: Arc::new(Notify::new()),
             refuse: Arc::new(AtomicBool::new(false)),
+            token: Arc::new(Mutex::new(None)),
+            offered: Arc::new(Mutex::new(Vec::new())),
             keys: Arc::new(Mutex::new(Vec::new())),
             outgoing: Arc::new(Mutex::new(Vec::new())),
         };
@@ -154,6 +162,17 @@ impl Engine {
     /// Cuts every runner connection (as a network failure: no close frame).
     pub fn kill(&self) {
         self.kill.notify_waiters();
+    }
+
+    /// Stops every runner connection silently: frames are neither forwarded nor sent, the
+    /// socket stays open until the runner closes it.
+    pub fn freeze(&self) {
+        self.freeze.notify_waiters();
+    }
+
+    /// Requires `token` from runners from now on.
+    pub fn require_token(&self, token: &str) {
+        *self.token.lock().unwrap() = Some(token.into());
     }
 
     /// Refuses (`true`) or accepts new runner connections.
@@ -214,14 +233,27 @@ impl Engine {
     /// One runner WebSocket.
     async fn connection(self, tcp: TcpStream) {
         let mut key = None;
+        let token = self.token.lock().unwrap().clone();
         #[allow(clippy::result_large_err)] // tungstenite's callback signature
         let ws = tokio_tungstenite::accept_hdr_async(tcp, |req: &Request, mut resp: Response| {
             let query = req.uri().query().unwrap_or_default();
-            let offered = req
+            let protocols = req
                 .headers()
                 .get("sec-websocket-protocol")
                 .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.split(',').any(|p| p.trim() == "rivet"));
+                .unwrap_or_default()
+                .to_string();
+            self.offered.lock().unwrap().push(protocols.clone());
+            let offered = protocols.split(',').any(|p| p.trim() == "rivet");
+            if let Some(token) = &token
+                && !protocols
+                    .split(',')
+                    .any(|p| p.trim().strip_prefix("rivet_token.") == Some(token))
+            {
+                let mut refused = ErrorResponse::new(None);
+                *refused.status_mut() = StatusCode::UNAUTHORIZED;
+                return Err(refused);
+            }
             if req.uri().path() == "/runners/connect"
                 && offered
                 && query.split('&').any(|p| p == "protocol_version=7")
@@ -247,9 +279,21 @@ impl Engine {
         let killed = self.kill.notified();
         tokio::pin!(killed);
         killed.as_mut().enable();
+        let frozen = self.freeze.notified();
+        tokio::pin!(frozen);
+        frozen.as_mut().enable();
         loop {
             tokio::select! {
                 () = &mut killed => break,
+                () = &mut frozen => {
+                    // Silent: read and drop until the runner gives up on the socket.
+                    while let Some(Ok(msg)) = stream.next().await {
+                        if msg.is_close() {
+                            break;
+                        }
+                    }
+                    break;
+                }
                 out = events.recv() => match out {
                     Some(RunnerOutput::Frame(frame)) => {
                         let msg = Message::Binary(Bytes::from(frame.to_vec()));

@@ -58,6 +58,10 @@ pub(super) async fn connection_loop(
                 };
                 match connected {
                     Ok((ws, _response)) => run_connection(&shared, ws, &options, &mut stop).await,
+                    Err(tungstenite::Error::Http(response)) => {
+                        let status = response.status().as_u16();
+                        Outcome::Ended(Disconnect::Refused { status }, false)
+                    }
                     Err(e) => Outcome::Ended(Disconnect::ConnectFailed(Arc::new(e)), false),
                 }
             }

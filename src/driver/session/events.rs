@@ -243,6 +243,12 @@ impl SessionEvent {
 pub enum Disconnect {
     /// The upgrade request could not be built; the driver does not retry.
     Request(RequestError),
+    /// The engine answered the upgrade with an HTTP error (401 or 403 for a refused token);
+    /// the driver retries with its backoff.
+    Refused {
+        /// The HTTP status.
+        status: u16,
+    },
     /// Connecting (TCP, TLS or the WebSocket handshake) failed.
     ConnectFailed(Arc<tungstenite::Error>),
     /// The engine closed the WebSocket.
