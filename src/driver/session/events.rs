@@ -32,8 +32,8 @@ pub enum SessionEvent {
         runner_id: String,
         /// Timings the engine asks for.
         metadata: ProtocolMetadata,
-        /// The id differs from the previous one: every actor of the previous id was stopped
-        /// (their [`ActorStopped`](Self::ActorStopped) came before).
+        /// The id differs from the previous one: the engine dropped the previous id's actors,
+        /// and they stop here too (an [`ActorStopped`](Self::ActorStopped) comes for each).
         new_id: bool,
     },
     /// The connection ended or could not be made.
@@ -44,9 +44,9 @@ pub enum SessionEvent {
         /// shutting down).
         reconnect_in: Option<Duration>,
     },
-    /// The runner was disconnected longer than the engine's lost threshold: every actor was
-    /// stopped here (their [`ActorStopped`](Self::ActorStopped) came before), as the engine
-    /// stopped them.
+    /// The runner was disconnected longer than the engine's lost threshold: the engine stopped
+    /// its actors, and they stop here too (an [`ActorStopped`](Self::ActorStopped) comes for
+    /// each once its sockets settled).
     Lost,
     /// Start the actor: load its persisted sockets and call
     /// [`SessionHandle::restore`](super::SessionHandle::restore) (with an empty list if there
