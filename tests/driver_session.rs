@@ -450,3 +450,30 @@ async fn the_token_travels_as_a_subprotocol_and_a_refusal_is_typed() {
     let mut client = engine.open("a1", RequestId(*b"req1")).await;
     traffic(&mut client, 0..3).await;
 }
+
+#[tokio::test]
+async fn an_app_that_waits_for_writable_never_overflows_the_outbox() {
+    let engine = Engine::start(GatewayConfig::default(), ControlConfig::default(), &["a1"]).await;
+    let limits = QueueLimits {
+        max_bytes: 1 << 20,
+        max_messages: 4,
+    };
+    let options = quick().with_outbox(limits);
+    let app = App::start(&engine.endpoint, "key-1", App::config(), options);
+    app.wait_count("connected", 1).await;
+    let mut client = engine.open("a1", RequestId(*b"req1")).await;
+    traffic(&mut client, 0..3).await;
+
+    let socket = app.state.lock().unwrap().sockets()[0];
+    for i in 0..200 {
+        app.handle.writable().await.unwrap();
+        app.handle
+            .send(socket, format!("burst{i}").as_bytes(), false)
+            .unwrap();
+    }
+    for i in 0..200 {
+        assert_eq!(client.next_message().await, format!("burst{i}"));
+    }
+    assert_eq!(app.handle.stats().connections, 1, "never dropped");
+    assert_eq!(app.state.lock().unwrap().count("disconnected"), 0);
+}

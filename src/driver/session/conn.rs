@@ -140,7 +140,10 @@ async fn run_connection(
                 if n == 0 {
                     break rx.overflowed().map_or(Disconnect::Ended, Disconnect::OutboxFull);
                 }
-                if let Err(e) = write_batch(&mut ws, &mut batch).await {
+                let written = write_batch(&mut ws, &mut batch).await;
+                // Room in the outbox for apps waiting in `writable`.
+                shared.room.notify_waiters();
+                if let Err(e) = written {
                     break Disconnect::Socket(Arc::new(e));
                 }
             }

@@ -41,7 +41,8 @@
 //! * The app's queue ([`SessionOptions::app_queue`]): at half its limits the driver stops
 //!   reading the WebSocket (the engine's frames wait in TCP) until the app catches up
 //!   ([`DriverStats::paused_reads`]).
-//! * The frames for the engine ([`SessionOptions::outbox`]): a connection whose socket does not
+//! * The frames for the engine ([`SessionOptions::outbox`]): an app that sends a lot waits for
+//!   [`SessionHandle::writable`] (at half the limits); a connection whose socket still does not
 //!   drain them goes past the limits; the frames are dropped, the connection closes with
 //!   [`Disconnect::OutboxFull`] and the driver reconnects (the session resends its events).
 //! * While no connection is ready the session keeps its events and, within
@@ -261,7 +262,8 @@ impl SessionDriver {
         clock: TokioClock,
         options: SessionOptions,
     ) -> (Self, SessionHandle, SessionEvents) {
-        let shared = Shared::new(SessionState::new(session, options.app_queue), clock);
+        let state = SessionState::new(session, options.app_queue, options.outbox);
+        let shared = Shared::new(state, clock);
         let (stop_tx, stop) = watch::channel(false);
         let handle = SessionHandle {
             token: Arc::new(HandleToken {
@@ -504,6 +506,36 @@ impl SessionHandle {
     /// [`Stopped`].
     pub fn drain(&self) -> Result<(), Stopped> {
         self.call(Session::drain)
+    }
+
+    /// Waits while the current connection's outgoing frames are at half their limits
+    /// ([`SessionOptions::outbox`]): an app that sends a lot calls it before sending, so the
+    /// connection is not dropped with [`Disconnect::OutboxFull`]. Returns at once while no
+    /// connection is open (the session keeps its frames then).
+    ///
+    /// # Errors
+    /// [`Stopped`].
+    pub async fn writable(&self) -> Result<(), Stopped> {
+        let shared = &self.token.shared;
+        loop {
+            let room = shared.room.notified();
+            let mut room = core::pin::pin!(room);
+            room.as_mut().enable();
+            {
+                let slot = shared.lock();
+                if slot.is_stopping() || slot.state.engine.is_none() {
+                    return Err(Stopped);
+                }
+                let full = slot.state.outbox.as_ref().is_some_and(|o| {
+                    let (bytes, frames) = o.len();
+                    slot.state.outbox_limits.soft(bytes, frames)
+                });
+                if !full {
+                    return Ok(());
+                }
+            }
+            room.await;
+        }
     }
 
     /// The driver's counters and the app queue's fill level.

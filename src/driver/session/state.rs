@@ -124,6 +124,8 @@ pub(crate) struct SessionState {
     pub(super) engine: Option<Session>,
     /// The current connection's frames, while one is open.
     pub(super) outbox: Option<Outbox<Vec<u8>>>,
+    /// The limits every connection's outbox gets.
+    pub(super) outbox_limits: QueueLimits,
     pub(super) app: AppQueue,
     pub(super) stats: DriverStats,
     /// Set once the run loop stopped: the app's stream ends after the queue.
@@ -131,10 +133,11 @@ pub(crate) struct SessionState {
 }
 
 impl SessionState {
-    pub(super) fn new(session: Session, app_queue: QueueLimits) -> Self {
+    pub(super) fn new(session: Session, app_queue: QueueLimits, outbox: QueueLimits) -> Self {
         Self {
             engine: Some(session),
             outbox: None,
+            outbox_limits: outbox,
             app: AppQueue::new(app_queue),
             stats: DriverStats::default(),
             stopped: false,
