@@ -50,6 +50,16 @@
 //!   its tunnel frames, and sends them after the next handshake; anything else produced with no
 //!   connection open is dropped and counted ([`DriverStats::frames_dropped_offline`]).
 //!
+//! # Across restarts
+//!
+//! A runner process that restarts (a crash, a deploy) must connect with a new runner key: an
+//! engine that still knows the key would take the new process for the old session and keep the
+//! actors it no longer has. The engine then declares the old runner lost after its threshold,
+//! and the actors start again here, restored from storage. Outgoing (runner → client) indices
+//! continue from the stored ones after a sleep; after a crash, the indices of what was sent
+//! after the last persist are used again (engines accept that; nothing in the protocol relies
+//! on them).
+//!
 //! # Example
 //!
 //! A runner connected to hws's own engine ([`driver::control`](crate::driver::control)) behind a
