@@ -192,10 +192,7 @@ async fn start_and_accept(runner: &mut RunnerEnd) -> MessageId {
 }
 
 fn open_a1() -> OpenRequest {
-    OpenRequest {
-        actor_id: "a1".into(),
-        ..OpenRequest::default()
-    }
+    OpenRequest::new("a1", "/").expect("a path starting with /")
 }
 
 #[tokio::test]
@@ -478,10 +475,7 @@ async fn an_open_that_cannot_reach_its_actor_closes_the_client() {
         .call(move |c, now| c.create_actor(now, "a2", spec))
         .unwrap()
         .unwrap();
-    let open = OpenRequest {
-        actor_id: "a2".into(),
-        ..OpenRequest::default()
-    };
+    let open = OpenRequest::new("a2", "/").expect("a path starting with /");
     let (_client, mut events) = handle.open(RequestId([9; 4]), open).unwrap();
     handle
         .call(|c, now| c.destroy_actor(now, "a2"))

@@ -184,11 +184,7 @@ fn engine(now: hibernating_ws::Timestamp) -> Control {
 
 fn open(i: usize) -> (RequestId, OpenRequest) {
     let request_id = RequestId::from_u32(u32::try_from(i).unwrap() + 1);
-    let open = OpenRequest {
-        actor_id: "a1".into(),
-        ..OpenRequest::default()
-    };
-    (request_id, open)
+    (request_id, OpenRequest::new("a1", "/").unwrap())
 }
 
 struct Sample {

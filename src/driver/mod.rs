@@ -35,6 +35,8 @@
 pub mod blocking;
 #[cfg(feature = "tokio")]
 pub use self::tokio::control;
+#[cfg(feature = "tungstenite")]
+pub mod session;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 mod trace;
@@ -42,6 +44,7 @@ mod trace;
 use crate::control::Control;
 use crate::gateway::{self, Gateway};
 use crate::runner::{self, Runner};
+use crate::session::Session;
 use crate::time::Timestamp;
 
 mod sealed {
@@ -49,10 +52,11 @@ mod sealed {
     impl Sealed for crate::gateway::Gateway {}
     impl Sealed for crate::runner::Runner {}
     impl Sealed for crate::control::Control {}
+    impl Sealed for crate::session::Session {}
 }
 
 /// The part of an engine's API every adapter needs: outputs and timers. Implemented by
-/// [`Gateway`], [`Runner`] and [`Control`] (sealed).
+/// [`Gateway`], [`Runner`], [`Control`] and [`Session`] (sealed).
 pub trait Engine: sealed::Sealed {
     /// What the engine asks its caller to do.
     type Action;
@@ -100,5 +104,18 @@ impl Engine for Control {
     }
     fn handle_timeout(&mut self, now: Timestamp) {
         Control::handle_timeout(self, now);
+    }
+}
+
+impl Engine for Session {
+    type Action = crate::session::Action;
+    fn poll_action(&mut self) -> Option<crate::session::Action> {
+        Session::poll_action(self)
+    }
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        Session::poll_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: Timestamp) {
+        Session::handle_timeout(self, now);
     }
 }

@@ -95,12 +95,13 @@ use alloc::vec::Vec;
 
 use ::tokio::task::JoinHandle;
 
-use super::client::{ClientEvents, ClientOutput, ClientSender};
+pub use super::client::{ClientEvents, ClientInput, ClientOutput, ClientSender};
 use super::clients::{ClientHooks, ClientState, Clients};
-use super::clock::TokioClock;
-use super::queue::{Outbox, OutboxReceiver, QueueFull, QueueLimits, QueueStats, outbox};
+pub use super::clock::TokioClock;
+use super::queue::{Outbox, outbox};
+pub use super::queue::{OutboxReceiver, QueueFull, QueueLimits, QueueStats};
 use super::run::{CrashGuard, Driven, Shared, run};
-pub use super::{CommandError, Stopped};
+pub use super::{CLIENT_QUEUE_FULL, CommandError, Stopped};
 use crate::close::{CloseFrame, KnownClose};
 use crate::control::{
     Action, ConnCloseReason, ConnId, ConnectError, Control, OpenError, OpenFailure, OutFrame,
