@@ -166,9 +166,9 @@ async fn a_runner_and_a_client_through_the_control_driver() {
     let ToClient::TunnelMessage(m) = next_frame(&mut to_runner).await else {
         panic!("a message")
     };
-    assert!(matches!(&m.kind, ToClientTunnelMessageKind::WebSocketMessage(w) if w.data == b"hi"));
+    assert!(matches!(&m.kind, ToClientTunnelMessageKind::WebSocketMessage(w) if *w.data == *b"hi"));
     let echo = ToServerTunnelMessageKind::WebSocketMessage(ToServerWebSocketMessage {
-        data: b"hi back".to_vec(),
+        data: b"hi back".to_vec().into(),
         binary: false,
     });
     runner.frame(from_runner(echo)).await.unwrap();

@@ -107,7 +107,7 @@ fn injected(request_id: RequestId, close: bool) -> Vec<u8> {
         })
     } else {
         ToServerTunnelMessageKind::WebSocketMessage(ToServerWebSocketMessage {
-            data: b"injected".to_vec(),
+            data: b"injected".to_vec().into(),
             binary: false,
         })
     };

@@ -355,16 +355,13 @@ impl RunnerIo for RunnerSide {
 async fn link_writer<S, T>(mut ws: S, mut rx: OutboxReceiver<T>)
 where
     S: futures_util::Sink<Message> + Unpin,
-    T: AsRef<[u8]> + Send + 'static,
+    T: AsRef<[u8]> + Into<Bytes> + Send + 'static,
 {
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch).await > 0 {
         for frame in batch.drain(..) {
-            if ws
-                .feed(Message::Binary(Bytes::from_owner(frame)))
-                .await
-                .is_err()
-            {
+            // A `Frame` is a `Bytes` already: no copy, no allocation.
+            if ws.feed(Message::Binary(frame.into())).await.is_err() {
                 return;
             }
         }
@@ -480,7 +477,8 @@ async fn start_runner(
                 Message::Close(_) => return,
                 _ => continue,
             };
-            if h.frame(&bytes).await.is_err() {
+            // Payloads borrow the frame (the app counts them and drops them at once).
+            if h.frame_bytes(&bytes).await.is_err() {
                 return;
             }
         }
@@ -573,7 +571,7 @@ async fn start_gateway(
             let Message::Binary(bytes) = msg else {
                 continue;
             };
-            if g.runner_frame(route, &bytes).is_err() {
+            if g.runner_frame_bytes(route, &bytes).is_err() {
                 return;
             }
         }
@@ -641,7 +639,7 @@ where
 {
     let messages = events.map(|out| {
         Ok(match out {
-            ClientOutput::Message { data, .. } => Message::Binary(Bytes::from(data)),
+            ClientOutput::Message { data, .. } => Message::Binary(data),
             _ => Message::Close(None),
         })
     });
