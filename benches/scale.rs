@@ -11,9 +11,10 @@
 //!   message (decode, lookup, index check, delivery) and the drain, for an open
 //!   non-hibernatable socket among N (1 000 actors).
 //!
-//! Each iteration handles 1 000 messages; the frames are encoded inside the iteration with the
-//! hand-written encoders (about the same cost for every N). Setting up the million
-//! connections takes a few seconds per group, outside the measurement.
+//! Each iteration handles 1 000 messages; the frames are encoded inside the iteration (the same
+//! cost for every N; `scale/encode_only` measures the runner and gateway frames of 1 000
+//! messages alone). Setting up the million connections takes a few seconds per group, outside
+//! the measurement.
 //!
 //! Run: `cargo bench --bench scale -- --warm-up-time 1 --measurement-time 5`
 
@@ -25,8 +26,9 @@ use hibernating_ws::gateway::{Gateway, GatewayConfig, OpenRequest, RouteId};
 use hibernating_ws::runner::{Runner, RunnerConfig, SocketId};
 use hibernating_ws::wire::{
     self, GatewayId, Headers, MessageId, RequestId, ToClientTunnelMessage,
-    ToClientTunnelMessageKind, ToClientWebSocketOpen, ToRunner, ToServerTunnelMessage,
-    ToServerTunnelMessageKind, ToServerWebSocketOpen,
+    ToClientTunnelMessageKind, ToClientWebSocketMessage, ToClientWebSocketOpen, ToGateway,
+    ToRunner, ToServerTunnelMessage, ToServerTunnelMessageKind, ToServerWebSocketMessage,
+    ToServerWebSocketOpen,
 };
 use hibernating_ws::{MessageIndex, Timestamp};
 
@@ -57,14 +59,36 @@ fn message_id(request_id: RequestId, index: u16) -> MessageId {
     }
 }
 
+/// A versioned `ToGateway` WebSocket message frame (the owned message through serde, as the
+/// benchmark was first written, so that the same code runs against older versions).
+fn to_gateway(message_id: MessageId, payload: &[u8]) -> Vec<u8> {
+    let msg = ToServerTunnelMessage {
+        message_id,
+        kind: ToServerTunnelMessageKind::WebSocketMessage(ToServerWebSocketMessage {
+            data: payload.to_vec().into(),
+            binary: true,
+        }),
+    };
+    wire::encode_versioned(7, &ToGateway::TunnelMessage(msg))
+}
+
+/// A versioned `ToRunner` WebSocket message frame, as [`to_gateway`].
+fn to_runner(message_id: MessageId, payload: &[u8]) -> Vec<u8> {
+    let msg = ToClientTunnelMessage {
+        message_id,
+        kind: ToClientTunnelMessageKind::WebSocketMessage(ToClientWebSocketMessage {
+            data: payload.to_vec().into(),
+            binary: true,
+        }),
+    };
+    wire::encode_versioned(7, &ToRunner::TunnelMessage(msg))
+}
+
 fn gateway(n: u32, now: Timestamp) -> Gateway {
     let mut gw = Gateway::new(GatewayConfig::default(), GW, now).expect("valid config");
     for i in 0..n {
         let id = RequestId::from_u32(i);
-        let open = OpenRequest {
-            actor_id: format!("actor-{}", i % ACTORS),
-            ..OpenRequest::default()
-        };
+        let open = OpenRequest::new(format!("actor-{}", i % ACTORS), "/").expect("valid path");
         gw.open(now, id, ROUTE, open).expect("open");
         let accept = ToServerTunnelMessage {
             message_id: message_id(id, 0),
@@ -140,7 +164,7 @@ fn gateway_benches(c: &mut Criterion) {
                     let slot = &mut next_out[i as usize];
                     let id = message_id(RequestId::from_u32(i), *slot);
                     *slot = slot.wrapping_add(1);
-                    let frame = wire::encode_server_ws_message_frame(Some(7), id, &payload, true);
+                    let frame = to_gateway(id, &payload);
                     gw.handle_runner_frame(now, ROUTE, &frame)
                         .expect("accepted");
                     while let Some(a) = gw.poll_action() {
@@ -160,6 +184,19 @@ fn runner_benches(c: &mut Criterion) {
     group.sample_size(20);
     let payload = [0x5a_u8; 64];
     let now = Timestamp::from_secs(1);
+    // Baseline: building the benches' frames alone (the part of each message that is the
+    // benchmark's, not the engine's).
+    let mut index = 0_u16;
+    group.bench_function("encode_only", |b| {
+        b.iter(|| {
+            for _ in 0..BATCH {
+                index = index.wrapping_add(1);
+                let id = message_id(RequestId::from_u32(u32::from(index)), index);
+                black_box(to_runner(id, &payload));
+                black_box(to_gateway(id, &payload));
+            }
+        });
+    });
     for n in SIZES {
         let mut rn = runner(n, now);
         let order = order(n);
@@ -173,7 +210,7 @@ fn runner_benches(c: &mut Criterion) {
                     let slot = &mut next_in[i as usize];
                     let id = message_id(RequestId::from_u32(i), *slot);
                     *slot = slot.wrapping_add(1);
-                    let frame = wire::encode_ws_message_frame(7, id, &payload, true);
+                    let frame = to_runner(id, &payload);
                     rn.handle_frame(now, &frame).expect("delivered");
                     while let Some(a) = rn.poll_action() {
                         black_box(a);
