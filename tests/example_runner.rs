@@ -115,16 +115,23 @@ async fn the_example_runner_survives_sleep_wake_and_a_crash() {
         }
     }
 
-    // A last sleep persists everything: the store holds every message once, in order.
+    // A last sleep persists everything: the store holds every message once, in order. (The
+    // client's hibernation events are not ordered with its messages, so the store is polled.)
     sleep(&mut client, &mut sent).await;
     let store = FileStore::open(&data).unwrap();
-    let record = store.load("a1").unwrap();
-    assert_eq!(record.sockets.len(), 1);
-    let state = &record.sockets[0].state;
-    let count = u64::from_le_bytes(state[..8].try_into().unwrap());
-    let stored_digest = u64::from_le_bytes(state[8..16].try_into().unwrap());
-    assert_eq!(count, sent.len() as u64);
-    assert_eq!(stored_digest, digest(&sent));
+    let stored = || {
+        let record = store.load("a1").unwrap();
+        assert_eq!(record.sockets.len(), 1);
+        let state = record.sockets[0].state.clone();
+        let count = u64::from_le_bytes(state[..8].try_into().unwrap());
+        let digest = u64::from_le_bytes(state[8..16].try_into().unwrap());
+        (count, digest)
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while stored().0 != sent.len() as u64 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(stored(), (sent.len() as u64, digest(&sent)));
     runner.abort();
     let _ = std::fs::remove_dir_all(&data);
 }
