@@ -142,8 +142,8 @@ mod client;
 mod clock;
 mod gateway;
 mod hash;
-mod queue;
-mod run;
+pub(crate) mod queue;
+pub(crate) mod run;
 mod runner;
 
 pub use client::{ClientEvents, ClientInput, ClientOutput, ClientSender};
