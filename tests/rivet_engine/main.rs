@@ -7,6 +7,12 @@
 //!   asleep and a client close while asleep; what the actor committed (read from the engine's
 //!   actor KV) is exactly what the client sent.
 //!
+//! * `hws_runner_behind_official_engine`: the runner of `examples/runner.rs` (hws's session,
+//!   runner and tokio adapter, with the file store) as a child process: 10 sleep/wake cycles
+//!   with traffic while asleep, 66 000 messages across the index wrap, a client close while
+//!   asleep, a SIGKILL of the runner and a restart on the same store. The store's message count
+//!   and digest of every socket equal what its client sent: each message once, in order.
+//!
 //! Needs `npm ci` in `tests/rivet_engine` (the engine binary) and in `tests/interop` (the
 //! TypeScript runner). With `CI=true` a missing one fails the test; otherwise it is skipped with a
 //! loud message.
@@ -24,6 +30,10 @@
 
 mod client;
 mod engine;
+#[allow(clippy::pedantic, clippy::unwrap_used)]
+#[path = "../../examples/runner.rs"]
+mod example;
+mod hws;
 mod node;
 
 use std::time::Duration;
@@ -137,4 +147,62 @@ async fn typescript_runner_behind_official_engine() {
         "every wake restored the socket"
     );
     drop(node);
+}
+
+/// Not a test: the hws runner process that `hws_runner_behind_official_engine` starts (this
+/// binary re-executed with [`hws::RUNNER_ARGS`] set). Without that variable it does nothing.
+#[test]
+#[ignore = "the runner child process of hws_runner_behind_official_engine"]
+fn runner_child() {
+    let Ok(args) = std::env::var(hws::RUNNER_ARGS) else {
+        return;
+    };
+    let args = example::parse(args.lines().map(String::from)).expect("runner arguments");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime
+        .block_on(example::run(args, std::future::pending()))
+        .expect("the runner runs until killed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hws_runner_behind_official_engine() {
+    if !engine::ready() {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let engine = RivetEngine::start().await;
+    let data = hws::data_dir(&engine);
+    let mut runner = hws::RunnerProcess::spawn(&engine.endpoint(), &data);
+    let create = |name: &'static str| engine.create_actor(name, name, hws::RUNNER_NAME);
+    let (a_cycles, a_wrap, a_closing, a_killed) =
+        tokio::join!(create("cycles"), create("wrap"), create("closing"), create("killed"));
+
+    let (cycles, ()) = tokio::join!(
+        hws::cycles(&engine, &a_cycles),
+        hws::closing(&engine, &a_closing, &data),
+    );
+    let wrap = hws::wrap(&engine, &a_wrap).await;
+    // The store holds exactly what each client sent (the runner persists within 5 s).
+    for o in [&cycles, &wrap] {
+        hws::committed(&data, o).await;
+    }
+    let mut outcomes = vec![cycles, wrap];
+    // The clients close: the engine answers each with its own code and reason.
+    for o in &mut outcomes {
+        o.client.close(1000, "done").await;
+        let seen = o.client.next(EVENT).await;
+        assert_eq!(seen, Some(Seen::Close(Some((1000, "done".into())))), "{}", o.path);
+    }
+    // Last, the runner dies under an awake actor; a new one opens the same store.
+    hws::killed(&engine, &a_killed, &mut runner, &data).await;
+    runner.kill();
+    eprintln!(
+        "hws runner behind the official engine: {} messages, {:?}",
+        outcomes.iter().map(|o| o.sent.len()).sum::<usize>(),
+        started.elapsed()
+    );
 }
