@@ -138,6 +138,11 @@ impl RivetEngine {
         engine
     }
 
+    /// The engine process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }

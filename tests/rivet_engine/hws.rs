@@ -57,6 +57,11 @@ impl RunnerProcess {
         Self { child }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: the process dies at once, whatever it was doing.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -28,6 +28,7 @@
     dead_code
 )] // test code on std
 
+mod bench;
 mod client;
 mod engine;
 #[allow(clippy::pedantic, clippy::unwrap_used)]
@@ -205,4 +206,35 @@ async fn hws_runner_behind_official_engine() {
         outcomes.iter().map(|o| o.sent.len()).sum::<usize>(),
         started.elapsed()
     );
+}
+
+/// A measurement, not a test: see `BENCHMARKS.md` ("Behind the official Rivet engine").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: cargo test --release --all-features --test rivet_engine bench -- --ignored --nocapture"]
+async fn bench_behind_official_engine() {
+    assert!(engine::ready() && node::ready(), "needs npm ci in tests/rivet_engine and tests/interop");
+    let engine = RivetEngine::start().await;
+    let data = hws::data_dir(&engine);
+    let runner = hws::RunnerProcess::spawn(&engine.endpoint(), &data);
+    let node = NodeRunner::spawn(&engine.endpoint());
+    until("the TypeScript runner to connect", || async {
+        node.count("app", "connected") > 0
+    })
+    .await;
+    let hws_actor = engine.create_actor("bench-hws", "bench-hws", hws::RUNNER_NAME).await;
+    let ts_actor = engine.create_actor("bench-ts", "bench-ts", node::RUNNER_NAME).await;
+    let pid = engine.pid();
+    println!("| runner | payload | messages | throughput | runner CPU / msg | engine CPU / msg |");
+    println!("|---|---|---|---|---|---|");
+    for (payload, messages, window) in [(64, 20_000, 500), (16_384, 2_000, 32)] {
+        for round in 0..2 {
+            let h = bench::stream(&engine, pid, runner.pid(), &hws_actor, payload, messages, window).await;
+            let t = bench::stream(&engine, pid, node.pid(), &ts_actor, payload, messages, window).await;
+            if round == 1 {
+                println!("{}", h.line("hws (examples/runner.rs)"));
+                println!("{}", t.line("official TypeScript (tests/interop/runner.mjs)"));
+            }
+        }
+    }
+    drop(node);
 }

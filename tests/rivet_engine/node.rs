@@ -72,6 +72,11 @@ impl NodeRunner {
         }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self._child.id().expect("a running node process")
+    }
+
     /// How many lines have `field` == `value`.
     pub fn count(&self, field: &str, value: &str) -> usize {
         self.find(field, value).len()
