@@ -14,7 +14,12 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     // Fields after the command name (which may contain spaces) start after the last ')'.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
     (ticks(11) + ticks(12)) / 100.0
 }
@@ -62,7 +67,11 @@ pub async fn stream(
     for _ in 0..10 {
         client.next_echo("warm-up").await;
     }
-    let (runner0, engine0, start) = (cpu_seconds(runner_pid), cpu_seconds(engine_pid), Instant::now());
+    let (runner0, engine0, start) = (
+        cpu_seconds(runner_pid),
+        cpu_seconds(engine_pid),
+        Instant::now(),
+    );
     let (mut sent, mut echoed) = (0, 0);
     while echoed < messages {
         while sent < messages && sent - echoed < window {

@@ -86,14 +86,18 @@ impl Client {
         let mut echoed = 0;
         for (sent, m) in msgs.iter().enumerate() {
             while sent - echoed >= WINDOW {
-                let e = self.next_echo(&format!("{what} (echo of {})", msgs[echoed])).await;
+                let e = self
+                    .next_echo(&format!("{what} (echo of {})", msgs[echoed]))
+                    .await;
                 assert_eq!(e, msgs[echoed], "{what}: echo {echoed}");
                 echoed += 1;
             }
             self.send(m).await;
         }
         while echoed < msgs.len() {
-            let e = self.next_echo(&format!("{what} (echo of {})", msgs[echoed])).await;
+            let e = self
+                .next_echo(&format!("{what} (echo of {})", msgs[echoed]))
+                .await;
             assert_eq!(e, msgs[echoed], "{what}: echo {echoed}");
             echoed += 1;
         }

@@ -140,7 +140,10 @@ pub async fn sleep(engine: &RivetEngine, o: &mut Outcome) {
     o.sent.extend(msg);
     for attempt in 0..4 {
         if attempt > 0 {
-            eprintln!("{}: the sleep intent was not acted upon; POST /actors/{{id}}/sleep", o.path);
+            eprintln!(
+                "{}: the sleep intent was not acted upon; POST /actors/{{id}}/sleep",
+                o.path
+            );
             engine.sleep_actor(&o.actor_id).await;
         }
         let deadline = tokio::time::Instant::now() + SLEEP_RETRY;
@@ -229,12 +232,7 @@ pub async fn closing(engine: &RivetEngine, actor_id: &str, data: &Path) {
 /// runner within its own timeouts: an awake actor's clients are closed with 1011
 /// `websocket_tunnel_ping_timeout` after 30 s, and a wake it places on the dead runner ends in
 /// 1011 `actor_ready_timeout` after 30 s (`docs/rivet-engine.md`).
-pub async fn killed(
-    engine: &RivetEngine,
-    actor_id: &str,
-    runner: &mut RunnerProcess,
-    data: &Path,
-) {
+pub async fn killed(engine: &RivetEngine, actor_id: &str, runner: &mut RunnerProcess, data: &Path) {
     let mut o = open(engine, actor_id, "/ws/killed").await;
     talk(&mut o, batch("before", 50)).await;
     committed(data, &o).await;
