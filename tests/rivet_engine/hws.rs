@@ -224,7 +224,7 @@ pub async fn closing(engine: &RivetEngine, actor_id: &str, data: &Path) {
     assert_eq!(seen, Some(Seen::Close(Some((1000, "done".into())))));
 }
 
-/// The runner is SIGKILLed under an awake actor once everything its client sent is committed:
+/// The runner is killed (`SIGKILL`) under an awake actor once everything its client sent is committed:
 /// the store is intact after the kill (every acknowledged message was committed before its
 /// ack) and a new runner process opens it.
 ///

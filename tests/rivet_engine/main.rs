@@ -23,6 +23,8 @@
     clippy::std_instead_of_alloc,
     clippy::unwrap_used,
     clippy::cast_possible_truncation,
+    clippy::cast_precision_loss,
+    clippy::disallowed_methods, // the wall clock, for the reports only
     clippy::too_many_lines,
     missing_docs,
     unreachable_pub,
@@ -46,13 +48,7 @@ use node::NodeRunner;
 
 /// The tests of this binary run one at a time: each starts an engine and runners, and the
 /// engine's timings stretch under load.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Polls `f` until it holds (hang guard: [`EVENT`]).
 async fn until<F, Fut>(what: &str, mut f: F)
@@ -88,7 +84,7 @@ async fn typescript_runner_behind_official_engine() {
     if !engine::ready() || !node::ready() {
         return;
     }
-    let _one = one_at_a_time();
+    let _one = ONE_AT_A_TIME.lock().await;
     let engine = RivetEngine::start().await;
     let node = NodeRunner::spawn(&engine.endpoint());
     until("the runner to connect", || async {
@@ -177,7 +173,7 @@ async fn hws_runner_behind_official_engine() {
     if !engine::ready() {
         return;
     }
-    let _one = one_at_a_time();
+    let _one = ONE_AT_A_TIME.lock().await;
     let started = std::time::Instant::now();
     let engine = RivetEngine::start().await;
     let data = hws::data_dir(&engine);
