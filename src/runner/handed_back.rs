@@ -21,7 +21,7 @@ use crate::close::KnownClose;
 use crate::time::Timestamp;
 
 use super::outbox::close_kind;
-use super::{ActorState, Runner, SocketId};
+use super::{Runner, SocketId};
 
 /// Recently handed-back socket ids, bounded in count and age.
 #[derive(Debug, Default)]
@@ -104,14 +104,14 @@ impl Runner {
 
     /// Whether a frame for `id` (which the runner does not hold) is for a socket handed back
     /// recently by an actor that has not started here again since (once it has, its restore
-    /// decided the socket's fate). An actor still stopping has not: its sockets settle one by
-    /// one, and a frame for one already settled is as normal as after the whole stop.
+    /// decided the socket's fate). An actor still stopping has not: its other sockets' final
+    /// persists keep it here after this one was handed back.
     pub(super) fn recently_handed_back(&self, id: SocketId) -> bool {
         self.handed_back
             .get(id, self.now, self.config.handed_back_memory)
             .is_some_and(|actor| {
                 self.actor_by_id(actor)
-                    .is_none_or(|a| a.state == ActorState::Stopping)
+                    .is_none_or(|a| a.state == super::actor::ActorState::Stopping)
             })
     }
 
