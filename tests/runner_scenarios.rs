@@ -846,6 +846,41 @@ fn actor_stop_waits_for_the_persist_in_flight_then_flushes_again() {
     assert_eq!(h.drain(), vec![Out::actor_stopped()]);
 }
 
+/// Found behind the official Rivet engine (`tests/rivet_engine`): a client message for a socket
+/// whose final persist already completed, while another socket of the same stopping actor was
+/// still persisting, was answered with close 1011 `ws.socket_not_found`, which ends a live,
+/// hibernating client request. It is dropped silently like any frame after the stop.
+#[test]
+fn a_socket_settled_while_its_actor_still_stops_is_not_answered_as_unknown() {
+    let mut h = Harness::default_config();
+    h.start_actor();
+    let (first, second) = (sid(103, 1), sid(103, 2));
+    h.open(first, 0, true);
+    h.open(second, 0, true);
+    let _ = h.drain();
+    h.runner.actor_stopping(h.now, ACTOR).unwrap();
+    let out = h.drain();
+    assert!(out.contains(&Out::persist(first, 0, 1)) && out.contains(&Out::persist(second, 0, 1)));
+    // The first socket settles; the second is still persisting, so the actor still stops.
+    h.persisted(first, 0);
+    assert_eq!(h.drain(), vec![]);
+    assert_eq!(h.runner.actor(ACTOR).unwrap().state, ActorState::Stopping);
+    assert_eq!(
+        h.feed(first, 1, msg_kind(b"sent while the actor stops")),
+        Err(ReceiveError::UnknownSocket { socket: first })
+    );
+    assert_eq!(h.drain(), vec![], "no 1011 ws.socket_not_found");
+    let st = h.runner.stats();
+    assert_eq!((st.dropped_handed_back, st.not_found_answers), (1, 0));
+    h.persisted(second, 0);
+    assert_eq!(
+        h.drain(),
+        vec![Out::ActorStopped {
+            actor_id: ACTOR.into()
+        }]
+    );
+}
+
 #[test]
 fn stopping_a_starting_actor_drops_its_queue() {
     let mut h = Harness::default_config();

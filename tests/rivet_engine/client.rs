@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// Generous bound for one expected event (a hang guard, not a timing assertion).
-pub const EVENT: Duration = Duration::from_secs(30);
+pub const EVENT: Duration = Duration::from_secs(60);
 /// Most client messages in flight (sent, not yet echoed).
 pub const WINDOW: usize = 1000;
 
@@ -86,14 +86,18 @@ impl Client {
         let mut echoed = 0;
         for (sent, m) in msgs.iter().enumerate() {
             while sent - echoed >= WINDOW {
-                let e = self.next_echo(what).await;
+                let e = self
+                    .next_echo(&format!("{what} (echo of {})", msgs[echoed]))
+                    .await;
                 assert_eq!(e, msgs[echoed], "{what}: echo {echoed}");
                 echoed += 1;
             }
             self.send(m).await;
         }
         while echoed < msgs.len() {
-            let e = self.next_echo(what).await;
+            let e = self
+                .next_echo(&format!("{what} (echo of {})", msgs[echoed]))
+                .await;
             assert_eq!(e, msgs[echoed], "{what}: echo {echoed}");
             echoed += 1;
         }

@@ -138,6 +138,11 @@ impl RivetEngine {
         engine
     }
 
+    /// The engine process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
@@ -165,7 +170,9 @@ impl RivetEngine {
         http(self.port, method, path, body).await
     }
 
-    /// `POST /actors`: an actor named `name` with `key` for runners named `runner_name`.
+    /// `POST /actors`: an actor named `name` with `key` for runners named `runner_name`. The
+    /// engine refuses it until its `default` namespace exists (shortly after `/health` answers)
+    /// and a runner of that name has connected: retried until then.
     pub async fn create_actor(&self, name: &str, key: &str, runner_name: &str) -> String {
         let body = serde_json::json!({
             "name": name,
@@ -173,10 +180,23 @@ impl RivetEngine {
             "runner_name_selector": runner_name,
             "crash_policy": "sleep",
         });
-        let (status, body) = self
-            .http("POST", "/actors?namespace=default", Some(&body))
-            .await
-            .expect("POST /actors");
+        let deadline = tokio::time::Instant::now() + READY;
+        let (status, body) = loop {
+            let (status, text) = self
+                .http("POST", "/actors?namespace=default", Some(&body))
+                .await
+                .expect("POST /actors");
+            let not_yet = text.contains("no_runner_config_configured")
+                || text.contains(r#""group":"namespace","code":"not_found""#);
+            if !not_yet {
+                break (status, text);
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no runner named {runner_name} connected"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
         assert_eq!(status, 200, "POST /actors: {body}");
         let v: Value = serde_json::from_str(&body).expect("actor JSON");
         v["actor"]["actor_id"]
@@ -192,6 +212,16 @@ impl RivetEngine {
         assert_eq!(status, 200, "GET /actors: {body}");
         let mut v: Value = serde_json::from_str(&body).expect("actors JSON");
         v["actors"][0].take()
+    }
+
+    /// `POST /actors/{id}/sleep`: the engine puts the actor to sleep.
+    pub async fn sleep_actor(&self, actor_id: &str) {
+        let path = format!("/actors/{actor_id}/sleep?namespace=default");
+        let (status, body) = self
+            .http("POST", &path, Some(&serde_json::json!({})))
+            .await
+            .expect("POST sleep");
+        eprintln!("POST /actors/{actor_id}/sleep: {status} {body}");
     }
 
     /// `GET /actors/{id}/kv/keys/{key}`: the value stored under `key` in the actor's KV.

@@ -40,7 +40,7 @@ pub fn ready() -> bool {
 }
 
 pub struct NodeRunner {
-    _child: Child,
+    child: Child,
     lines: Arc<Mutex<Vec<Value>>>,
 }
 
@@ -66,10 +66,12 @@ impl NodeRunner {
                 sink.lock().unwrap().push(value);
             }
         });
-        Self {
-            _child: child,
-            lines,
-        }
+        Self { child, lines }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("a running node process")
     }
 
     /// How many lines have `field` == `value`.
