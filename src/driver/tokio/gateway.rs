@@ -14,12 +14,12 @@ use bytes::Bytes;
 
 use super::client::{Client, ClientEvents, ClientOutput, ClientSender, Stalled};
 use super::clock::TokioClock;
-use super::hash::IdHasher;
 use super::queue::{QueueFull, QueueLimits, QueueStats, wake};
 use super::run::{CrashGuard, Driven, Shared, run};
 use super::{CLIENT_QUEUE_FULL, CommandError, Stopped};
 use crate::close::{CODE_POLICY_VIOLATION, CloseFrame};
 use crate::gateway::{self, Frame, Gateway, OpenError, OpenRequest, RouteId, SendError};
+use crate::hash::IdHasher;
 use crate::time::Timestamp;
 use crate::wire::{Received, RequestId};
 

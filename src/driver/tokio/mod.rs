@@ -141,7 +141,6 @@
 mod client;
 mod clock;
 mod gateway;
-mod hash;
 pub(crate) mod queue;
 pub(crate) mod run;
 mod runner;
