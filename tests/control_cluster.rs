@@ -150,7 +150,7 @@ impl Cluster {
     }
 
     fn open(&mut self, node: usize, id: RequestId, actor: &str) {
-        let open = OpenRequest::new(actor, "/ws").expect("valid path");
+        let open = OpenRequest::new(actor, "/ws").unwrap();
         let now = self.now;
         self.nodes[node].open(now, id, open).unwrap();
         self.sent.insert(id, (node, Vec::new()));
