@@ -1,5 +1,6 @@
-//! The engines' per-message lookups (request id → slot, socket id → slot): a hash map with a
-//! fast deterministic hasher under `std`, a `BTreeMap` without it.
+//! The engines' per-message lookups (request id → slot, socket id → slot; the tokio gateway
+//! driver's clients by request id too): a hash map with a fast deterministic hasher under
+//! `std`, a `BTreeMap` without it.
 //!
 //! The keys are ids the peer side cannot choose freely for a victim (a gateway's request ids
 //! come from its embedder, which draws them at random; a runner's socket ids from the gateways
@@ -67,6 +68,7 @@ pub(crate) type IdMap<K, V> = std::collections::HashMap<K, V, IdHasher>;
 pub(crate) type IdMap<K, V> = alloc::collections::BTreeMap<K, V>;
 
 /// Sorted `(key, value)` pairs of an index, for checks that report in a deterministic order.
+#[cfg(any(test, feature = "sim"))]
 pub(crate) fn sorted<K: Ord + Copy, V: Copy>(map: &IdMap<K, V>) -> alloc::vec::Vec<(K, V)> {
     // Sorted right below: the map's order does not escape.
     #[allow(clippy::disallowed_methods)]

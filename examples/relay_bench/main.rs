@@ -515,8 +515,9 @@ async fn start_runner(
     let app = handle.clone();
     let (result_tx, result) = oneshot::channel();
     tasks.spawn(async move {
-        // Per socket: the index the next message must have.
-        let mut next_index = std::collections::HashMap::new();
+        // Per socket: the index the next message must have (one ordered-map lookup per
+        // message; the relay's backend only counts).
+        let mut next_index = std::collections::BTreeMap::new();
         let mut in_order = true;
         let mut batch = Vec::new();
         while app_rx.recv_many(&mut batch).await > 0 {
@@ -532,8 +533,10 @@ async fn start_runner(
                         data,
                         ..
                     } => {
-                        in_order &= next_index.get(&socket) == Some(&index);
-                        next_index.insert(socket, index.next());
+                        match next_index.get_mut(&socket) {
+                            Some(next) if *next == index => *next = index.next(),
+                            _ => in_order = false,
+                        }
                         arrivals.message(data.len());
                         if arrivals.count == arrivals.expected {
                             let _ = result_tx.send((arrivals, in_order));

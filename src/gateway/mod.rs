@@ -218,6 +218,12 @@ impl Gateway {
     ///
     /// Do not read the client before [`Action::Opened`].
     ///
+    /// `request_id` is the embedder's choice, and it must be unguessable: draw it from a
+    /// cryptographic random source (the engine never reads one itself; randomness is an input
+    /// like time). A runner-side peer that could guess live request ids could address frames to
+    /// other clients' sockets. The engine finds a request by id in O(1) (a hash index with
+    /// `std`), whatever the ids look like.
+    ///
     /// # Errors
     /// [`OpenError::AlreadyExists`] if `request_id` is live (nothing changes; upstream reused the
     /// entry for a retry, hws has no retry path: a hibernated request continues through

@@ -11,13 +11,13 @@ use core::task::{Context, Poll};
 use std::collections::HashMap;
 
 use super::client::{Client, ClientOutput, Stalled};
-use super::hash::IdHasher;
 use super::queue::{QueueFull, QueueLimits, QueueStats, wake};
 use super::run::{Driven, Shared};
 use super::{CLIENT_QUEUE_FULL, Stopped};
 use crate::close::{CODE_POLICY_VIOLATION, CloseFrame};
 use crate::control::Control;
 use crate::gateway::{Gateway, SendError};
+use crate::hash::IdHasher;
 use crate::time::Timestamp;
 use crate::wire::RequestId;
 

@@ -143,7 +143,6 @@ mod clients;
 mod clock;
 pub mod control;
 mod gateway;
-mod hash;
 pub(crate) mod queue;
 pub(crate) mod run;
 mod runner;
