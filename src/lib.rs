@@ -81,7 +81,7 @@
 //!                     world.storage.insert(socket, meta);
 //!                     rn.accept(now, socket, true).unwrap();
 //!                 }
-//!                 runner::Action::Message { data, .. } => world.delivered.push(data),
+//!                 runner::Action::Message { data, .. } => world.delivered.push(data.to_vec()),
 //!                 runner::Action::Persist { socket, server_index, client_index, .. } => {
 //!                     let meta = world.storage.get_mut(&socket).unwrap();
 //!                     meta.server_index = server_index;
@@ -106,7 +106,7 @@
 //! // The actor starts on the runner, and a client connects to it through the gateway.
 //! rn.actor_starting(now, "chat", vec![])?;
 //! rn.restore(now, "chat", vec![])?;
-//! gw.open(now, request_id, RouteId(1), OpenRequest { actor_id: "chat".into(), ..Default::default() })?;
+//! gw.open(now, request_id, RouteId(1), OpenRequest::new("chat", "/")?)?;
 //! pump(now, &mut gw, &mut rn, &mut world);
 //!
 //! for text in ["one", "two", "three"] {
@@ -149,18 +149,21 @@
 extern crate alloc;
 
 pub mod close;
+#[cfg(feature = "nats")]
+pub mod cluster;
 pub mod config;
 pub mod control;
 #[cfg(feature = "std")]
 pub mod driver;
 pub mod gateway;
+mod hash;
 pub mod index;
 pub mod runner;
 pub mod session;
 mod stats_fmt;
 #[cfg(feature = "std")]
 pub mod storage;
-#[cfg(feature = "sim")]
+#[cfg(any(test, feature = "sim"))]
 #[doc(hidden)]
 pub mod testing;
 pub mod time;

@@ -134,10 +134,7 @@ fn setup(client_queue: QueueLimits) -> Setup {
 }
 
 fn open(gw: &GatewayHandle, id: u32) -> (ClientSender, ClientEvents) {
-    let open = OpenRequest {
-        actor_id: "a".into(),
-        ..OpenRequest::default()
-    };
+    let open = OpenRequest::new("a", "/").expect("a path starting with /");
     gw.open(RequestId::from_u32(id), ROUTE, open).expect("open")
 }
 
@@ -152,7 +149,7 @@ async fn round_trips(sender: &mut ClientSender, events: &mut ClientEvents, n: u3
         assert_eq!(
             events.recv().await,
             Some(ClientOutput::Message {
-                data: msg.into_bytes(),
+                data: msg.into_bytes().into(),
                 binary: false
             })
         );
@@ -326,7 +323,7 @@ async fn the_app_queue_pushes_back_on_the_gateway_link() {
         frame(
             i,
             ToClientTunnelMessageKind::WebSocketMessage(ToClientWebSocketMessage {
-                data: vec![1; 100],
+                data: vec![1; 100].into(),
                 binary: true,
             }),
         )

@@ -193,11 +193,7 @@ impl World {
         w.rn.restore(now, ACTOR, vec![]).unwrap();
         for n in 1..=3 {
             let id = RequestId::from_u32(n);
-            let open = OpenRequest {
-                actor_id: ACTOR.into(),
-                path: "/room".into(),
-                ..Default::default()
-            };
+            let open = OpenRequest::new(ACTOR, "/room").expect("a path starting with /");
             w.gw.open(now, id, w.route, open).unwrap();
             w.requests.push(id);
         }
@@ -266,7 +262,7 @@ impl World {
                 data,
                 ..
             } => {
-                let text = String::from_utf8(data).unwrap();
+                let text = String::from_utf8(data.to_vec()).unwrap();
                 let (r, s) = text.split_once(':').unwrap();
                 self.app.log.push((r.parse().unwrap(), s.parse().unwrap()));
                 self.app.sockets.get_mut(&socket).unwrap().applied = index;

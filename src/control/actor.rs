@@ -7,7 +7,7 @@ use core::fmt;
 
 use crate::gateway::{Frame, OpenRequest};
 use crate::time::Timestamp;
-use crate::wire::{ActorConfig, GatewayId, RequestId};
+use crate::wire::{ActorConfig, GatewayId, HibernatingRequest, RequestId};
 
 use super::{Action, ActorError, Control, OpenFailure, OutFrame, StopReason, TimerKey};
 
@@ -215,10 +215,12 @@ impl Control {
         Some(ActorInfo {
             phase: actor.phase,
             generation: actor.generation,
-            runner_id: actor
-                .runner
-                .and_then(|seq| self.runners.get(&seq))
-                .map(|r| r.id.clone()),
+            runner_id: actor.runner.and_then(|seq| {
+                self.runners
+                    .get(&seq)
+                    .map(|r| r.id.clone())
+                    .or_else(|| self.remote.get(&seq).map(|r| r.runner_id.clone()))
+            }),
             requests: actor.requests.len(),
             hibernating_requests: actor.records.iter().copied().collect(),
             waiting_opens: actor.waiting.len(),
@@ -244,10 +246,16 @@ impl Control {
 
     /// Sleeping → placed (or pending); Stopping → start again after the stop.
     pub(super) fn ensure_running(&mut self, now: Timestamp, slot: u32) {
+        let cluster = self.config.cluster;
         let Some(actor) = self.actor_mut(slot) else {
             return;
         };
         match actor.phase {
+            ActorPhase::Sleeping if cluster => {
+                actor.phase = ActorPhase::Pending;
+                let actor_id = actor.id.clone();
+                self.actions.push_back(Action::PlaceActor { actor_id });
+            }
             ActorPhase::Sleeping => {
                 actor.phase = ActorPhase::Pending;
                 self.pending.push_back(slot);
@@ -297,12 +305,28 @@ impl Control {
 
     /// Pending → Starting on runner `seq`: a new generation and its `CommandStartActor`.
     fn start_on(&mut self, now: Timestamp, slot: u32, seq: u64) {
+        let Some(actor) = self.actor_ref(slot) else {
+            return;
+        };
+        let generation = actor.generation.map_or(0, |g| g.wrapping_add(1));
+        self.start_placed(now, slot, seq, generation, &[]);
+    }
+
+    /// Pending → Starting on runner `seq` at `generation`; `CommandStartActor` lists this
+    /// gateway's records and `others`.
+    pub(super) fn start_placed(
+        &mut self,
+        now: Timestamp,
+        slot: u32,
+        seq: u64,
+        generation: u32,
+        others: &[HibernatingRequest],
+    ) {
         let gateway_id = self.gateway.gateway_id();
         let timeout = self.config.actor_start_timeout;
         let Some(actor) = self.actor_mut(slot) else {
             return;
         };
-        let generation = actor.generation.map_or(0, |g| g.wrapping_add(1));
         actor.generation = Some(generation);
         actor.phase = ActorPhase::Starting;
         actor.runner = Some(seq);
@@ -311,7 +335,7 @@ impl Control {
         let old = actor.deadline;
         actor.deadline = now + timeout;
         let new = actor.deadline;
-        let frame = actor.push_command(Some(gateway_id));
+        let frame = actor.push_command(Some((gateway_id, others)));
         self.rearm(TimerKey::Actor(slot), old, new);
         if let Some(runner) = self.runners.get_mut(&seq) {
             runner.actors.insert(slot);
@@ -322,6 +346,10 @@ impl Control {
 
     /// Starting or Running → Stopping (`CommandStopActor`); Pending → Sleeping (or removed).
     pub(super) fn stop(&mut self, now: Timestamp, slot: u32) {
+        if self.runs_elsewhere(slot) {
+            // Its host node runs its life cycle.
+            return;
+        }
         let threshold = self.config.actor_stop_threshold;
         let Some(actor) = self.actor_mut(slot) else {
             return;
@@ -498,16 +526,21 @@ impl Control {
 
 impl Actor {
     /// Records a command of the current generation and returns its encoded frame: a
-    /// `CommandStartActor` listing the actor's hibernating requests of `start`'s gateway, or a
-    /// `CommandStopActor` (`None`).
-    fn push_command(&mut self, start: Option<GatewayId>) -> Frame {
+    /// `CommandStartActor` listing the actor's hibernating requests of `start`'s gateway, then
+    /// those of other gateways given with it, or a `CommandStopActor` (`None`).
+    fn push_command(&mut self, start: Option<(GatewayId, &[HibernatingRequest])>) -> Frame {
         let generation = self.generation.unwrap_or(0);
         let index = self.next_command_index;
         let bytes = super::frames::command(
             &self.id,
             generation,
             index,
-            start.map(|gateway_id| (&self.spec.config, gateway_id, &self.records)),
+            start.map(|(gateway_id, others)| super::frames::Start {
+                config: &self.spec.config,
+                gateway_id,
+                records: &self.records,
+                others,
+            }),
         );
         let frame = Frame::new(bytes);
         self.next_command_index = self.next_command_index.saturating_add(1);

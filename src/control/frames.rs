@@ -7,7 +7,7 @@ use alloc::collections::BTreeSet;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::wire::{ActorCheckpoint, ActorConfig, GatewayId, RequestId};
+use crate::wire::{ActorCheckpoint, ActorConfig, GatewayId, HibernatingRequest, RequestId};
 
 /// `ToClient` tags.
 const TAG_COMMANDS: u8 = 1;
@@ -16,19 +16,28 @@ const TAG_ACK_EVENTS: u8 = 2;
 const TAG_START: u8 = 0;
 const TAG_STOP: u8 = 1;
 
-/// A `ToClient::Commands` frame with one command: `start` carries the config and the hibernating
-/// requests of a `CommandStartActor`; `None` is a `CommandStopActor`.
+/// What a `CommandStartActor` carries: the config, and the hibernating requests (this gateway's
+/// records, then those of other gateways; entries of `others` naming this gateway are skipped).
+pub(super) struct Start<'a> {
+    pub(super) config: &'a ActorConfig,
+    pub(super) gateway_id: GatewayId,
+    pub(super) records: &'a BTreeSet<RequestId>,
+    pub(super) others: &'a [HibernatingRequest],
+}
+
+/// A `ToClient::Commands` frame with one command: a `CommandStartActor` for `Some`, a
+/// `CommandStopActor` for `None`.
 pub(super) fn command(
     actor_id: &str,
     generation: u32,
     index: i64,
-    start: Option<(&ActorConfig, GatewayId, &BTreeSet<RequestId>)>,
+    start: Option<Start<'_>>,
 ) -> Vec<u8> {
-    let start_len = start.as_ref().map_or(0, |(config, _, requests)| {
-        32 + config.name.len()
-            + config.key.as_ref().map_or(0, String::len)
-            + config.input.as_ref().map_or(0, Vec::len)
-            + 8 * requests.len()
+    let start_len = start.as_ref().map_or(0, |s| {
+        32 + s.config.name.len()
+            + s.config.key.as_ref().map_or(0, String::len)
+            + s.config.input.as_ref().map_or(0, Vec::len)
+            + 8 * (s.records.len() + s.others.len())
     });
     let mut out = Vec::with_capacity(32 + actor_id.len() + start_len);
     out.push(TAG_COMMANDS);
@@ -36,7 +45,12 @@ pub(super) fn command(
     checkpoint(&mut out, actor_id, generation, index);
     match start {
         None => out.push(TAG_STOP),
-        Some((config, gateway_id, requests)) => {
+        Some(Start {
+            config,
+            gateway_id,
+            records,
+            others,
+        }) => {
             out.push(TAG_START);
             string(&mut out, &config.name);
             match &config.key {
@@ -55,10 +69,15 @@ pub(super) fn command(
                 }
                 None => out.push(0),
             }
-            uvarint(&mut out, requests.len() as u64);
-            for request_id in requests {
+            let foreign = || others.iter().filter(|h| h.gateway_id != gateway_id);
+            uvarint(&mut out, (records.len() + foreign().count()) as u64);
+            for request_id in records {
                 out.extend_from_slice(&gateway_id.0);
                 out.extend_from_slice(&request_id.0);
+            }
+            for h in foreign() {
+                out.extend_from_slice(&h.gateway_id.0);
+                out.extend_from_slice(&h.request_id.0);
             }
         }
     }
@@ -105,8 +124,8 @@ mod tests {
 
     use super::*;
     use crate::wire::{
-        self, Command, CommandStartActor, CommandWrapper, HibernatingRequest, ToClient,
-        ToClientAckEvents, ToClientCommands,
+        self, Command, CommandStartActor, CommandWrapper, ToClient, ToClientAckEvents,
+        ToClientCommands,
     };
 
     fn reference(actor_id: &str, generation: u32, index: i64, inner: Command) -> Vec<u8> {
@@ -148,6 +167,15 @@ mod tests {
             for config in &configs {
                 for n in [0u32, 1, 3, 200] {
                     let ids: BTreeSet<RequestId> = (0..n).map(RequestId::from_u32).collect();
+                    let other_gw = GatewayId(*b"gw02");
+                    let others: Vec<HibernatingRequest> = (0..n % 3)
+                        .flat_map(|k| {
+                            [other_gw, gw].map(|gateway_id| HibernatingRequest {
+                                gateway_id,
+                                request_id: RequestId::from_u32(1000 + k),
+                            })
+                        })
+                        .collect();
                     let start = CommandStartActor {
                         config: config.clone(),
                         hibernating_requests: ids
@@ -156,9 +184,20 @@ mod tests {
                                 gateway_id: gw,
                                 request_id,
                             })
+                            .chain(others.iter().filter(|h| h.gateway_id != gw).copied())
                             .collect(),
                     };
-                    let ours = command(actor, generation, index, Some((config, gw, &ids)));
+                    let ours = command(
+                        actor,
+                        generation,
+                        index,
+                        Some(Start {
+                            config,
+                            gateway_id: gw,
+                            records: &ids,
+                            others: &others,
+                        }),
+                    );
                     let theirs = reference(actor, generation, index, Command::StartActor(start));
                     assert_eq!(ours, theirs, "{n} requests");
                     assert_eq!(

@@ -1,13 +1,13 @@
 //! The receive path: frames from the gateway, routed to a live socket, a starting actor's queue
 //! or away; duplicates, gaps and held messages; in-order delivery; the gateway's close.
 
-use alloc::vec::Vec;
-
 use crate::close::{CloseFrame, KnownClose};
+use bytes::Bytes;
+
 use crate::index::MessageIndex;
 use crate::time::Timestamp;
 use crate::wire::{
-    self, MessageId, ToClient, ToClientTunnelMessage, ToClientTunnelMessageKind,
+    self, MessageId, Received, ToClient, ToClientTunnelMessage, ToClientTunnelMessageKind,
     ToClientWebSocketOpen, ToGateway, ToGatewayPong, ToRunner, ToServerTunnelMessageKind,
     ToServerWebSocketOpen,
 };
@@ -22,12 +22,12 @@ impl Runner {
     pub(super) fn receive_frame(
         &mut self,
         now: Timestamp,
-        bytes: &[u8],
+        frame: Received<'_>,
     ) -> Result<(), ReceiveError> {
         let limits = &self.config.decode_limits;
         let msg = match self.config.framing {
             Framing::PubSub { version } => {
-                match wire::decode_versioned::<ToRunner>(bytes, limits) {
+                match frame.decode_versioned::<ToRunner>(limits) {
                     Ok((_, ToRunner::TunnelMessage(m))) => m,
                     Ok((_, ToRunner::Ping(probe))) => {
                         // Per-socket liveness: a pong only for a socket this runner holds (or
@@ -59,7 +59,7 @@ impl Runner {
                     Err(e) => return Err(self.dropped(ReceiveError::Malformed(e))),
                 }
             }
-            Framing::RunnerSocket => match wire::decode_with::<ToClient>(bytes, limits) {
+            Framing::RunnerSocket => match frame.decode_with::<ToClient>(limits) {
                 Ok(ToClient::TunnelMessage(m)) => m,
                 Ok(_) => {
                     return Err(self.dropped(ReceiveError::Unsupported { kind: "control" }));
@@ -70,7 +70,8 @@ impl Runner {
         self.dispatch(now, msg)
     }
 
-    /// Counts a dropped input and hands the error back.
+    /// Counts a dropped input and hands the error back (the caller reports it: the adapters'
+    /// `receive_error` hooks).
     pub(super) fn dropped(&mut self, e: ReceiveError) -> ReceiveError {
         let counter = match &e {
             ReceiveError::Malformed(_) => &mut self.stats.dropped_malformed,
@@ -82,7 +83,6 @@ impl Runner {
             ReceiveError::Unsupported { .. } => &mut self.stats.dropped_unsupported,
         };
         *counter += 1;
-        crate::trace::debug!(error = %e, "hws: runner dropped a gateway frame");
         e
     }
 
@@ -293,7 +293,7 @@ impl Runner {
         now: Timestamp,
         (id, slot): (SocketId, usize),
         r: MessageIndex,
-        data: Vec<u8>,
+        data: Bytes,
         binary: bool,
     ) -> Result<(), ReceiveError> {
         let Some(s) = slot_mut(&mut self.slots, slot) else {
@@ -345,7 +345,7 @@ impl Runner {
         now: Timestamp,
         slot: usize,
         r: MessageIndex,
-        data: Vec<u8>,
+        data: Bytes,
         binary: bool,
     ) {
         let Some(s) = slot_mut(&mut self.slots, slot) else {
@@ -378,7 +378,7 @@ impl Runner {
         slot: usize,
         r: MessageIndex,
         delta: u16,
-        data: Vec<u8>,
+        data: Bytes,
         binary: bool,
     ) {
         let max_messages = self.config.max_held_messages;

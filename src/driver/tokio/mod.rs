@@ -118,11 +118,11 @@
 //! });
 //!
 //! // A client: open, wait for the accept, send, read the echo.
-//! let open = OpenRequest { actor_id: "actor".into(), ..Default::default() };
+//! let open = OpenRequest::new("actor", "/")?;
 //! let (mut sender, mut events) = gw.open(RequestId([7; 4]), RouteId(1), open)?;
 //! sender.message(b"hello", false).await?;
 //! let echo = events.recv().await;
-//! assert_eq!(echo, Some(ClientOutput::Message { data: b"hello".to_vec(), binary: false }));
+//! assert_eq!(echo, Some(ClientOutput::Message { data: b"hello"[..].into(), binary: false }));
 //!
 //! // The runner persists after its debounce (5 s of paused time) and acks: nothing is pending.
 //! tokio::time::sleep(std::time::Duration::from_secs(6)).await;
@@ -139,11 +139,13 @@
 //! ```
 
 mod client;
+mod clients;
 mod clock;
+pub mod control;
 mod gateway;
 mod hash;
-mod queue;
-mod run;
+pub(crate) mod queue;
+pub(crate) mod run;
 mod runner;
 
 pub use client::{ClientEvents, ClientInput, ClientOutput, ClientSender};

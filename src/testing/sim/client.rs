@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use crate::close::CloseFrame;
 use crate::gateway::{OpenRequest, SendError};
 use crate::runner::SocketId;
-use crate::wire::{Headers, RequestId};
+use crate::wire::RequestId;
 
 use super::event::Ev;
 use super::format::{PidFmt, make_payload};
@@ -61,11 +61,8 @@ impl World {
         }
         let a = self.conns[c].actor;
         tr!(self, "client{c}: connect to {}", self.actors[a].id);
-        let open = OpenRequest {
-            actor_id: self.actors[a].id.clone(),
-            path: "/ws".into(),
-            headers: Headers::new(),
-        };
+        let open =
+            OpenRequest::new(self.actors[a].id.clone(), "/ws").expect("a path starting with /");
         let req = self.conns[c].req;
         self.conns[c].state = ClientState::Opening;
         if let Err(e) = self.ctl.open(self.now, req, open) {
