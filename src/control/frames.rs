@@ -18,6 +18,7 @@ const TAG_STOP: u8 = 1;
 
 /// What a `CommandStartActor` carries: the config, and the hibernating requests (this gateway's
 /// records, then those of other gateways; entries of `others` naming this gateway are skipped).
+#[derive(Clone, Copy)]
 pub(super) struct Start<'a> {
     pub(super) config: &'a ActorConfig,
     pub(super) gateway_id: GatewayId,
