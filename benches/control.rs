@@ -221,17 +221,19 @@ fn mass_setup(actors: usize, per_actor: u32) -> Control {
     c
 }
 
-/// Stop every actor (its requests hibernate), then run it again (its requests wake).
+/// Stop every actor (its requests hibernate), then run it again (its requests wake). The actor
+/// ids are made before the measurement (engine time only).
 fn round_trip(
     c: &mut Control,
+    ids: &[String],
     actors: usize,
     stopped_frames: &[Vec<u8>],
     running_frames: &[Vec<u8>],
 ) {
     let now = Timestamp::from_secs(1);
     let mut conns = Vec::with_capacity(actors);
-    for i in 0..actors {
-        c.stop_actor(now, &actor_id(i)).expect("stop");
+    for id in &ids[..actors] {
+        c.stop_actor(now, id).expect("stop");
         conns.push(drain(c).expect("stop command"));
     }
     for (i, conn) in conns.iter().enumerate() {
@@ -240,7 +242,7 @@ fn round_trip(
         drain(c);
     }
     for (i, f) in running_frames.iter().enumerate() {
-        c.start_actor(now, &actor_id(i)).expect("start");
+        c.start_actor(now, &ids[i]).expect("start");
         let conn = drain(c).expect("start command");
         c.handle_runner_frame(now, conn, f).expect("running");
         drain(c);
@@ -257,9 +259,11 @@ fn bench_mass_wake(cr: &mut Criterion<ThreadCpu>) {
         .map(|i| event_frame(&actor_id(i), 1, 0, running()))
         .collect();
     // The round trip does what it claims: every request hibernated and woke again.
+    let ids: Vec<String> = (0..ACTORS).map(actor_id).collect();
     let mut check = mass_setup(100, PER_ACTOR);
     round_trip(
         &mut check,
+        &ids,
         100,
         &stopped_frames[..100],
         &running_frames[..100],
@@ -277,7 +281,7 @@ fn bench_mass_wake(cr: &mut Criterion<ThreadCpu>) {
         b.iter_batched(
             || mass_setup(ACTORS, PER_ACTOR),
             |mut c| {
-                round_trip(&mut c, ACTORS, &stopped_frames, &running_frames);
+                round_trip(&mut c, &ids, ACTORS, &stopped_frames, &running_frames);
                 c
             },
             BatchSize::PerIteration,

@@ -626,6 +626,64 @@ fn unacked_commands_are_resent_on_reconnect_and_acks_clear_them() {
     c.check_invariants().unwrap();
 }
 
+/// A generation the engine gave up on while its runner was disconnected (start timeout) gets its
+/// stop when the runner comes back within the lost threshold, until the runner acknowledges it;
+/// otherwise the runner would keep running an actor the engine counts as sleeping.
+#[test]
+fn an_abandoned_generation_is_stopped_when_its_runner_returns() {
+    let (mut c, now) = scripted();
+    // Disconnected 25 s after the start; the start timeout (30 s) passes within the runner's
+    // lost threshold (10 s), and the runner returns at 31 s.
+    c.runner_disconnected(now + Duration::from_secs(25), ConnId(1))
+        .unwrap();
+    let timeout = now + Duration::from_secs(30);
+    c.handle_timeout(timeout);
+    assert_eq!(phase_of(&c, "a"), ActorPhase::Sleeping);
+    let _ = sent(&mut c);
+    let timeout = now + Duration::from_secs(31);
+    c.runner_connected(timeout, ConnId(3), "k").unwrap();
+    c.handle_runner_frame(
+        timeout,
+        ConnId(3),
+        &wire::encode(&ToServer::Init(init_msg(4))),
+    )
+    .unwrap();
+    let stops = |out: &[(ConnId, ToClient)]| -> Vec<ActorCheckpoint> {
+        out.iter()
+            .filter_map(|(_, m)| match m {
+                ToClient::Commands(cmds) => Some(cmds.0.clone()),
+                _ => None,
+            })
+            .flatten()
+            .filter(|w| matches!(w.inner, Command::StopActor))
+            .map(|w| w.checkpoint)
+            .collect()
+    };
+    let resent = stops(&sent(&mut c));
+    assert_eq!(resent.len(), 1, "the abandoned generation's stop");
+    assert_eq!(resent[0].generation, 0);
+    // Acknowledged: not sent again on the next reconnect.
+    let ack = ToServer::AckCommands(ToServerAckCommands {
+        last_command_checkpoints: resent.clone(),
+    });
+    c.handle_runner_frame(timeout, ConnId(3), &wire::encode(&ack))
+        .unwrap();
+    c.runner_disconnected(timeout, ConnId(3)).unwrap();
+    c.runner_connected(timeout, ConnId(4), "k").unwrap();
+    c.handle_runner_frame(
+        timeout,
+        ConnId(4),
+        &wire::encode(&ToServer::Init(init_msg(4))),
+    )
+    .unwrap();
+    assert!(stops(&sent(&mut c)).is_empty());
+    c.check_invariants().unwrap();
+}
+
+fn phase_of(c: &Control, actor: &str) -> ActorPhase {
+    c.actor(actor).unwrap().phase
+}
+
 #[test]
 fn session_carries_out_a_resent_start_once() {
     let mut w = world(1);

@@ -174,6 +174,9 @@ fn seeds_that_found_bugs() {
     let large = SimConfig::large();
     let small = SimConfig::small();
     let pinned: [(&str, &SimConfig, &[u64]); 16] = [
+        // (The fuzzer found two more on this simulator, pinned as corpus entries and replayed by
+        // `tests/fuzz_corpus.rs`: `regression-stale-open-after-hand-back` (runner) and
+        // `regression-restore-behind-the-log` (storage fencing).)
         // Control plane: an actor the engine gave up on (a start timeout while its runner was
         // disconnected) kept running on the runner, which came back within the lost threshold;
         // the heal phase never saw it sleep. The engine now resends the abandoned stop.
@@ -228,6 +231,26 @@ fn seeds_that_found_bugs() {
                 check(seed, config);
             }
         }
+    }
+}
+
+/// The `sim_schedule` inputs that found bugs on this simulator, by name (also replayed with the
+/// whole corpus by `tests/fuzz_corpus.rs`): a stale copy of an open recreated a socket the app had
+/// handed back, and the runner answered the hand-back's frames `ws.socket_not_found`; and a late
+/// write of an actor generation the engine had given up on rolled the stored index back.
+#[test]
+fn fuzz_inputs_that_found_bugs() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/sim_schedule");
+    if !dir.is_dir() {
+        eprintln!("no fuzz workspace (a packaged crate?); skipping");
+        return;
+    }
+    for name in [
+        "regression-stale-open-after-hand-back",
+        "regression-restore-behind-the-log",
+    ] {
+        let data = std::fs::read(dir.join(name)).expect("a committed corpus entry");
+        sim::fuzz_schedule(&data);
     }
 }
 

@@ -7,10 +7,7 @@ use core::fmt;
 
 use crate::gateway::{Frame, OpenRequest};
 use crate::time::Timestamp;
-use crate::wire::{
-    self, ActorCheckpoint, ActorConfig, Command, CommandStartActor, CommandWrapper,
-    HibernatingRequest, RequestId, ToClient, ToClientCommands,
-};
+use crate::wire::{ActorConfig, GatewayId, HibernatingRequest, RequestId};
 
 use super::{Action, ActorError, Control, OpenFailure, OutFrame, StopReason, TimerKey};
 
@@ -338,25 +335,7 @@ impl Control {
         let old = actor.deadline;
         actor.deadline = now + timeout;
         let new = actor.deadline;
-        let hibernating_requests = actor
-            .records
-            .iter()
-            .map(|&request_id| HibernatingRequest {
-                gateway_id,
-                request_id,
-            })
-            .chain(
-                others
-                    .iter()
-                    .filter(|h| h.gateway_id != gateway_id)
-                    .copied(),
-            )
-            .collect();
-        let command = Command::StartActor(CommandStartActor {
-            config: actor.spec.config.clone(),
-            hibernating_requests,
-        });
-        let frame = actor.push_command(command);
+        let frame = actor.push_command(Some((gateway_id, others)));
         self.rearm(TimerKey::Actor(slot), old, new);
         if let Some(runner) = self.runners.get_mut(&seq) {
             runner.actors.insert(slot);
@@ -381,7 +360,7 @@ impl Control {
                 let old = actor.deadline;
                 actor.deadline = now + threshold;
                 let new = actor.deadline;
-                let frame = actor.push_command(Command::StopActor);
+                let frame = actor.push_command(None);
                 let seq = actor.runner;
                 self.rearm(TimerKey::Actor(slot), old, new);
                 if let Some(seq) = seq {
@@ -520,7 +499,7 @@ impl Control {
         match actor.phase {
             ActorPhase::Starting => {
                 // Tell the runner to drop it; the generation is abandoned either way.
-                let frame = actor.push_command(Command::StopActor);
+                let frame = actor.push_command(None);
                 if let Some(seq) = actor.runner {
                     self.send_command(seq, frame);
                 }
@@ -546,27 +525,29 @@ impl Control {
 }
 
 impl Actor {
-    /// Records a command of the current generation and returns its encoded frame.
-    fn push_command(&mut self, inner: Command) -> Frame {
+    /// Records a command of the current generation and returns its encoded frame: a
+    /// `CommandStartActor` listing the actor's hibernating requests of `start`'s gateway, then
+    /// those of other gateways given with it, or a `CommandStopActor` (`None`).
+    fn push_command(&mut self, start: Option<(GatewayId, &[HibernatingRequest])>) -> Frame {
         let generation = self.generation.unwrap_or(0);
         let index = self.next_command_index;
-        let start = matches!(inner, Command::StartActor(_));
-        let wrapper = CommandWrapper {
-            checkpoint: ActorCheckpoint {
-                actor_id: self.id.clone(),
-                generation,
-                index,
-            },
-            inner,
-        };
-        let frame = Frame::new(wire::encode(&ToClient::Commands(ToClientCommands(
-            alloc::vec![wrapper],
-        ))));
+        let bytes = super::frames::command(
+            &self.id,
+            generation,
+            index,
+            start.map(|(gateway_id, others)| super::frames::Start {
+                config: &self.spec.config,
+                gateway_id,
+                records: &self.records,
+                others,
+            }),
+        );
+        let frame = Frame::new(bytes);
         self.next_command_index = self.next_command_index.saturating_add(1);
         self.commands.push_back(StoredCommand {
             generation,
             index,
-            start,
+            start: start.is_some(),
             frame: frame.clone(),
         });
         frame

@@ -6,9 +6,7 @@ use alloc::vec::Vec;
 
 use crate::gateway::RouteId;
 use crate::time::Timestamp;
-use crate::wire::{
-    ActorCheckpoint, ActorIntent, ActorState, Event, EventWrapper, ToClient, ToClientAckEvents,
-};
+use crate::wire::{ActorCheckpoint, ActorIntent, ActorState, Event, EventWrapper};
 
 use super::{Action, ActorPhase, ConnId, Control, ReceiveError, StopReason};
 
@@ -51,12 +49,10 @@ impl Control {
         }
         let last_event_checkpoints = acks.into_sorted();
         if !last_event_checkpoints.is_empty() {
-            self.send(
+            self.actions.push_back(Action::Send {
                 conn,
-                &ToClient::AckEvents(ToClientAckEvents {
-                    last_event_checkpoints,
-                }),
-            );
+                frame: super::OutFrame::owned(super::frames::ack_events(&last_event_checkpoints)),
+            });
         }
         first_error.map_or(Ok(()), Err)
     }

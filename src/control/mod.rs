@@ -57,7 +57,9 @@
 //! event carries the actor, its generation and the runner's index for that generation. The
 //! engine keeps a command until the runner acknowledges it (`ToServerAckCommands`, or an event
 //! of that generation that shows the command was carried out) and resends the rest to a runner
-//! that comes back with the same key within the lost threshold. It applies each event at most
+//! that comes back with the same key within the lost threshold; a generation given up on by a
+//! start or stop timeout keeps its stop command queued for its runner until the runner
+//! acknowledges it, so it cannot keep running there unseen. It applies each event at most
 //! once (an index at or below the last one applied is a duplicate), acknowledges every event
 //! it saw, and ignores events of older generations.
 //!
@@ -138,6 +140,7 @@ mod config;
 mod conn;
 mod error;
 mod events;
+mod frames;
 mod stats;
 
 pub use action::{Action, ConnCloseReason, OpenFailure, OutFrame, StopReason};

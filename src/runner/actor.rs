@@ -51,6 +51,9 @@ pub(super) struct Actor {
     /// Hand-backs ([`Runner::hibernate`](super::Runner::hibernate)) whose persist is not
     /// answered yet: the actor's stop waits for them.
     pub(super) hand_backs: usize,
+    /// Which start of an actor on this runner this is (the runner counts them): a hand-back is
+    /// remembered with it, so a later start of the same actor id is told apart.
+    pub(super) start: u64,
 }
 
 impl Actor {
@@ -64,6 +67,7 @@ impl Actor {
             queued_bytes: 0,
             sockets: BTreeSet::new(),
             hand_backs: 0,
+            start: 0,
         }
     }
 

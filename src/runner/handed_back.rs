@@ -26,8 +26,9 @@ use super::{Runner, SocketId};
 /// Recently handed-back socket ids, bounded in count and age.
 #[derive(Debug, Default)]
 pub(super) struct HandedBack {
-    /// When each remembered id was handed back (its latest hand-back), and by which actor.
-    at: BTreeMap<SocketId, (Timestamp, Box<str>)>,
+    /// When each remembered id was handed back (its latest hand-back), by which actor, and by
+    /// which start of it.
+    at: BTreeMap<SocketId, (Timestamp, Box<str>, u64)>,
     /// Ids in hand-back order (an id handed back twice appears twice; the older entry is stale).
     order: VecDeque<(SocketId, Timestamp)>,
 }
@@ -38,7 +39,7 @@ impl HandedBack {
     pub(super) fn insert(
         &mut self,
         id: SocketId,
-        actor: &str,
+        (actor, start): (&str, u64),
         now: Timestamp,
         memory: Duration,
         max: usize,
@@ -49,7 +50,7 @@ impl HandedBack {
                 break;
             }
         }
-        self.at.insert(id, (now, actor.into()));
+        self.at.insert(id, (now, actor.into(), start));
         self.order.push_back((id, now));
     }
 
@@ -59,12 +60,17 @@ impl HandedBack {
         self.at.remove(&id);
     }
 
-    /// The actor that handed `id` back within `memory` before `now`.
-    pub(super) fn get(&self, id: SocketId, now: Timestamp, memory: Duration) -> Option<&str> {
+    /// The actor (and its start) that handed `id` back within `memory` before `now`.
+    pub(super) fn get(
+        &self,
+        id: SocketId,
+        now: Timestamp,
+        memory: Duration,
+    ) -> Option<(&str, u64)> {
         self.at
             .get(&id)
-            .filter(|(at, _)| *at + memory > now)
-            .map(|(_, actor)| &**actor)
+            .filter(|(at, _, _)| *at + memory > now)
+            .map(|(_, actor, start)| (&**actor, *start))
     }
 
     /// Forgets the entries older than `memory`.
@@ -88,7 +94,7 @@ impl HandedBack {
         let Some((id, at)) = self.order.pop_front() else {
             return false;
         };
-        if self.at.get(&id).is_some_and(|(t, _)| *t == at) {
+        if self.at.get(&id).is_some_and(|(t, _, _)| *t == at) {
             self.at.remove(&id);
         }
         true
@@ -99,20 +105,27 @@ impl Runner {
     /// Remembers a socket `actor` hands back without closing it.
     pub(super) fn remember_handed_back(&mut self, id: SocketId, actor: &str) {
         let (memory, max) = (self.config.handed_back_memory, self.config.max_handed_back);
-        self.handed_back.insert(id, actor, self.now, memory, max);
+        let start = self.actor_by_id(actor).map_or(0, |a| a.start);
+        self.handed_back
+            .insert(id, (actor, start), self.now, memory, max);
     }
 
     /// Whether a frame for `id` (which the runner does not hold) is for a socket handed back
     /// recently by an actor that has not started here again since (once it has, its restore
-    /// decided the socket's fate). An actor still stopping has not: its other sockets' final
-    /// persists keep it here after this one was handed back.
+    /// decided the socket's fate). Until then the actor may still run (a hand-back drains it
+    /// later) or stop (its other sockets' final persists keep it).
     pub(super) fn recently_handed_back(&self, id: SocketId) -> bool {
         self.handed_back
             .get(id, self.now, self.config.handed_back_memory)
-            .is_some_and(|actor| {
-                self.actor_by_id(actor)
-                    .is_none_or(|a| a.state == super::actor::ActorState::Stopping)
-            })
+            .is_some_and(|(actor, start)| self.actor_by_id(actor).is_none_or(|a| a.start == start))
+    }
+
+    /// Whether `id` was handed back within the memory, by whichever start of its actor: an open
+    /// for it is a stale copy (request ids are never opened twice).
+    pub(super) fn handed_back_lately(&self, id: SocketId) -> bool {
+        self.handed_back
+            .get(id, self.now, self.config.handed_back_memory)
+            .is_some()
     }
 
     /// Answers a frame for a socket the runner does not hold: nothing if it handed the socket
@@ -142,8 +155,8 @@ mod tests {
         let mut h = HandedBack::default();
         let m = Duration::from_secs(60);
         let t = Timestamp::from_secs(10);
-        h.insert(id(1), "a", t, m, 8);
-        assert_eq!(h.get(id(1), t + Duration::from_secs(59), m), Some("a"));
+        h.insert(id(1), ("a", 1), t, m, 8);
+        assert_eq!(h.get(id(1), t + Duration::from_secs(59), m), Some(("a", 1)));
         assert_eq!(h.get(id(1), t + m, m), None);
         assert_eq!(h.get(id(2), t, m), None);
         h.expire(t + m, m);
@@ -156,15 +169,15 @@ mod tests {
         let m = Duration::from_secs(60);
         let t = Timestamp::from_secs(10);
         for n in 0..4 {
-            h.insert(id(n), "a", t, m, 3);
+            h.insert(id(n), ("a", 1), t, m, 3);
         }
         assert_eq!(h.len(), 3);
         assert_eq!(h.get(id(0), t, m), None, "the oldest went first");
-        assert_eq!(h.get(id(3), t, m), Some("a"));
+        assert_eq!(h.get(id(3), t, m), Some(("a", 1)));
         // id 1 again, later: its older entry is stale and does not evict the renewed one.
-        h.insert(id(1), "b", t + Duration::from_secs(30), m, 3);
+        h.insert(id(1), ("b", 1), t + Duration::from_secs(30), m, 3);
         h.expire(t + Duration::from_secs(61), m);
-        assert_eq!(h.get(id(1), t + Duration::from_secs(61), m), Some("b"));
+        assert_eq!(h.get(id(1), t + Duration::from_secs(61), m), Some(("b", 1)));
         assert_eq!(h.len(), 1);
         assert!(h.order.len() <= 6);
         h.forget(id(1));

@@ -208,6 +208,8 @@ pub struct Runner {
     live_sockets: usize,
     /// Sockets handed back recently (see [`handed_back`]).
     handed_back: handed_back::HandedBack,
+    /// Actor starts so far (numbers each start, see `Actor::start`).
+    starts: u64,
     timers: TimerQueue,
     actions: VecDeque<Action>,
     stats: RunnerStats,
@@ -234,6 +236,7 @@ impl Runner {
             orphan_count: 0,
             live_sockets: 0,
             handed_back: handed_back::HandedBack::default(),
+            starts: 0,
             timers: TimerQueue::default(),
             actions: VecDeque::new(),
             stats: RunnerStats::default(),
@@ -283,6 +286,8 @@ impl Runner {
             .filter(|id| seen.insert(*id))
             .collect();
         let mut actor = Actor::new(actor_id.into(), hibernating);
+        self.starts += 1;
+        actor.start = self.starts;
         let slot = self.free_actors.pop().unwrap_or_else(|| {
             self.actors.push(None);
             self.actors.len() - 1

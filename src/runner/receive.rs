@@ -207,6 +207,12 @@ impl Runner {
                     self.on_duplicate_open(now, slot, k);
                     return Ok(());
                 }
+                if self.handed_back_lately(id) {
+                    // A stale copy of the open of a socket handed back: recreating it would
+                    // deliver the gateway's replays a second time.
+                    self.stats.dropped_handed_back += 1;
+                    return Err(self.dropped(ReceiveError::UnknownSocket { socket: id }));
+                }
                 if self.live_sockets >= self.config.max_sockets {
                     let kind = close_kind(&KnownClose::ServerError.frame(), false);
                     self.publish_stateless(id, kind);

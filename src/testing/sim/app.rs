@@ -50,6 +50,8 @@ pub(super) struct Write {
     pub(super) ok: bool,
     /// Decided by a crash: landed or lost already; the result reported is a failure.
     pub(super) resolved: bool,
+    /// The actor generation that wrote it (fenced against the storage's newest).
+    pub(super) generation: u32,
 }
 
 impl World {
@@ -259,6 +261,7 @@ impl World {
                 entries,
                 ok,
                 resolved: dead,
+                generation: self.runners[r].generations.get(&a).copied().unwrap_or(0),
             },
         );
         if !ok {
@@ -330,7 +333,18 @@ impl World {
         let Some(w) = self.writes.remove(&id) else {
             return;
         };
-        let applied = !w.resolved && w.ok;
+        let fenced = w.generation < self.actors[w.a].fence;
+        if fenced && !w.resolved && w.ok {
+            tr!(
+                self,
+                "storage[{}]: write of gen {} refused (fence {})",
+                self.actors[w.a].id,
+                w.generation,
+                self.actors[w.a].fence
+            );
+            self.count("writes_fenced");
+        }
+        let applied = !w.resolved && w.ok && !fenced;
         if applied {
             self.apply_write(&w);
         }

@@ -152,6 +152,7 @@ impl World {
         tr!(self, "runner{r}.{inc}: start {actor_id} gen {generation}");
         self.count("starts");
         self.runners[r].hosted.insert(a, Hosted::Starting);
+        self.runners[r].generations.insert(a, generation);
         let d = self.rng.range(0, self.p.start_max_us);
         self.sched(
             d,
@@ -189,6 +190,8 @@ impl World {
             self.drain_runner(r);
             return;
         }
+        // The new generation claims the storage: older generations' writes are refused now.
+        self.actors[a].fence = self.actors[a].fence.max(generation);
         let metas: Vec<PersistedSocket> = self.actors[a].meta.values().cloned().collect();
         let result = self.runners[r]
             .engine
@@ -216,6 +219,7 @@ impl World {
         tr!(self, "runner{r}: actor {actor_id} gen {generation} stopped");
         let slot = &mut self.runners[r];
         slot.hosted.remove(&a);
+        slot.generations.remove(&a);
         slot.dead_apps.remove(&a);
         let ended: Vec<_> = slot
             .sessions
@@ -280,7 +284,7 @@ impl World {
                 continue;
             };
             w.resolved = true;
-            if lands && w.ok {
+            if lands && w.ok && w.generation >= self.actors[w.a].fence {
                 let w = self.writes.get(&id).map(|w| Write {
                     entries: w.entries.clone(),
                     ..*w
@@ -330,6 +334,7 @@ impl World {
         slot.sessions.clear();
         slot.dead_apps.clear();
         slot.hosted.clear();
+        slot.generations.clear();
         let conn = slot.conn.take();
         for conn in &mut self.conns {
             if conn.session.is_some_and(|(sr, si)| (sr, si) == (r, inc)) {

@@ -70,6 +70,8 @@ pub(super) struct RunnerSlot {
     pub(super) dead_apps: BTreeSet<usize>,
     /// Actors this incarnation hosts.
     pub(super) hosted: BTreeMap<usize, Hosted>,
+    /// The generation of each hosted actor (its storage writes carry it).
+    pub(super) generations: BTreeMap<usize, u32>,
 }
 
 impl RunnerSlot {
@@ -90,6 +92,10 @@ pub(super) struct ActorSim {
     pub(super) conns: Vec<usize>,
     /// FIFO clock of the actor's storage: operations complete in issue order.
     pub(super) storage_at: Timestamp,
+    /// The newest generation that loaded the storage: writes of older generations are refused
+    /// (a fencing token; two generations overlap when the engine gave up on a runner that still
+    /// runs the actor).
+    pub(super) fence: u32,
     pub(super) meta: BTreeMap<SocketId, PersistedSocket>,
 }
 
@@ -168,6 +174,7 @@ impl World {
                 id: format!("actor-{a}"),
                 conns: Vec::new(),
                 storage_at: Timestamp::ZERO,
+                fence: 0,
                 meta: BTreeMap::new(),
             })
             .collect();
@@ -192,6 +199,7 @@ impl World {
                 sessions: BTreeMap::new(),
                 dead_apps: BTreeSet::new(),
                 hosted: BTreeMap::new(),
+                generations: BTreeMap::new(),
             })
             .collect();
         let heal_deadline = start + Duration::from_micros(p.chaos_us) + cfg.heal_budget;
