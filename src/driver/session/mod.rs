@@ -57,13 +57,12 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use hibernating_ws::control::{ActorSpec, Control, ControlConfig};
-//! use hibernating_ws::driver::control::{self, ClientEvent, ControlIo};
+//! use hibernating_ws::driver::control::{ClientOutput, ControlDriver, ControlIo};
 //! use hibernating_ws::driver::session::{ConnectOptions, SessionDriver, SessionEvent};
 //! use hibernating_ws::driver::tokio::TokioClock;
 //! use hibernating_ws::gateway::{Gateway, GatewayConfig, OpenRequest};
 //! use hibernating_ws::session::{Session, SessionConfig};
 //! use hibernating_ws::wire::{ActorConfig, GatewayId, KvRequestData, KvResponseData, RequestId};
-//! use hibernating_ws::Clock;
 //! # use hibernating_ws::driver::control::RunnerOutput;
 //! # use tokio_tungstenite::tungstenite::{handshake::server::{Request, Response}, Message};
 //! # use futures_util::{SinkExt, StreamExt};
@@ -74,13 +73,13 @@
 //! impl ControlIo for NoKv {
 //!     fn kv(&mut self, _: &str, _: KvRequestData) -> KvResponseData { KvResponseData::Drop }
 //! }
-//! let clock = Clock::start();
+//! let clock = TokioClock::new();
 //! let gateway = Gateway::new(GatewayConfig::default(), GatewayId(*b"gw01"), clock.now())?;
 //! let engine = Control::new(ControlConfig::default(), gateway, 1, clock.now())?;
-//! let (engine, _task) = control::spawn(engine, NoKv, clock);
+//! let (engine, _task) = ControlDriver::spawn(engine, NoKv, clock);
 //! let config = ActorConfig { name: "echo".into(), key: None, create_ts: 0, input: None };
 //! let spec = ActorSpec { runner_name: "echoes".into(), config };
-//! engine.call(move |c, now| c.create_actor(now, "echo", spec)).await??;
+//! engine.call(move |c, now| c.create_actor(now, "echo", spec))??;
 //! # let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! # let endpoint = format!("http://{}", listener.local_addr()?);
 //! # let accept = engine.clone();
@@ -90,15 +89,15 @@
 //! #         r.headers_mut().insert("sec-websocket-protocol", "rivet".parse().unwrap());
 //! #         Ok(r)
 //! #     }).await.unwrap();
-//! #     let (sender, mut events) = accept.runner_connected("runner-1").await.unwrap();
+//! #     let (sender, mut events) = accept.runner_connected("runner-1").unwrap();
 //! #     let (mut sink, mut stream) = ws.split();
 //! #     tokio::spawn(async move {
-//! #         while let Some(RunnerOutput::Frame(f)) = events.recv().await {
-//! #             if sink.send(Message::Binary(f.to_vec().into())).await.is_err() { return; }
+//! #         while let Some(RunnerOutput::Frame(f)) = events.next().await {
+//! #             if sink.send(Message::Binary(f.into_vec().into())).await.is_err() { return; }
 //! #         }
 //! #     });
 //! #     while let Some(Ok(Message::Binary(b))) = stream.next().await {
-//! #         let _ = sender.frame(b.to_vec()).await;
+//! #         let _ = sender.frame(&b);
 //! #     }
 //! # });
 //!
@@ -128,11 +127,10 @@
 //!
 //! // A client opens a WebSocket on the actor: the engine starts it on the runner.
 //! let open = OpenRequest::new("echo", "/")?;
-//! let (client, mut to_client) = engine.open(RequestId(*b"req1"), open).await?;
-//! assert!(matches!(to_client.recv().await, Some(ClientEvent::Opened { .. })));
-//! client.message(b"hello".to_vec(), false).await?;
+//! let (mut client, mut to_client) = engine.open(RequestId(*b"req1"), open)?;
+//! client.message(b"hello", false).await?; // waits until the runner accepted the socket
 //! let echo = to_client.recv().await;
-//! assert_eq!(echo, Some(ClientEvent::Message { data: b"hello".to_vec(), binary: false }));
+//! assert_eq!(echo, Some(ClientOutput::Message { data: b"hello".to_vec(), binary: false }));
 //!
 //! runner.shutdown();
 //! let session = runner_task.await?;
