@@ -503,7 +503,7 @@ fn scenario_27_duplicate_open_replay() {
     // Open is re-sent, nothing is rewound or persisted.
     h.advance(Duration::from_secs(5)); // the debounced persist of 9
     let out = h.drain();
-    assert_eq!(out, vec![Out::persist(s, 9, 3)]);
+    assert_eq!(out, vec![Out::persist(s, 9, 4)]);
     h.feed(s, 0, open_kind(ACTOR)).unwrap();
     assert_eq!(
         h.drain(),
@@ -571,6 +571,33 @@ fn scenario_28_outgoing_index_wraps_and_restored_sockets_continue() {
     );
 }
 
+/// Regression: the final persist of a stopping actor stored the next outgoing index before the
+/// ack that answers it took that index, so the socket restored from the record sent its restore
+/// ack with the same index again (the official engine accepts such reuse silently). The stored
+/// index now covers that ack.
+#[test]
+fn scenario_28_a_restored_socket_never_reuses_the_index_of_the_last_ack() {
+    let mut h = Harness::default_config();
+    h.start_actor();
+    let s = sid(41, 1);
+    h.open(s, 0, true);
+    h.msg(s, 1, b"a");
+    let out = h.runner.send(h.now, s, b"a", false).unwrap().get();
+    assert_eq!(out, 1);
+    // The stop persists index 1; the ack that answers it takes outgoing index 2.
+    h.runner.actor_stopping(h.now, ACTOR).unwrap();
+    let drained = h.drain();
+    assert!(drained.contains(&Out::persist(s, 1, 3)), "{drained:?}");
+    h.persisted(s, 1);
+    let drained = h.drain();
+    assert!(drained.contains(&Out::ack(s, 2, 1)), "{drained:?}");
+    // Restored from that record, the socket continues at 3: its restore ack takes 3.
+    h.runner.actor_starting(h.now, ACTOR, vec![hib(s)]).unwrap();
+    h.runner.restore(h.now, ACTOR, vec![meta(s, 1, 3)]).unwrap();
+    assert!(h.drain().contains(&Out::ack(s, 3, 1)));
+    assert_eq!(h.runner.send(h.now, s, b"b", false).unwrap().get(), 4);
+}
+
 #[test]
 fn scenario_29_ack_only_after_durable_write() {
     let mut h = Harness::default_config();
@@ -582,7 +609,7 @@ fn scenario_29_ack_only_after_durable_write() {
     }
     let _ = h.drain();
     h.advance(Duration::from_secs(5));
-    h.expect_persist(s, 3, 1);
+    h.expect_persist(s, 3, 2);
     h.msg(s, 4, b"d");
     let _ = h.drain();
     // The write fails: nothing is acked; a retry of the latest index comes after 100 ms.
@@ -595,7 +622,7 @@ fn scenario_29_ack_only_after_durable_write() {
         Some(h.now + Duration::from_millis(100))
     );
     h.advance(Duration::from_millis(100));
-    h.expect_persist(s, 4, 1);
+    h.expect_persist(s, 4, 2);
     // The result must match the persist in flight.
     assert_eq!(
         h.runner.persisted(h.now, s, MessageIndex::new(3)),
@@ -628,7 +655,7 @@ fn scenario_30_wrapping_increase_acks_across_65535_to_0() {
     }
     let _ = h.drain();
     h.advance(Duration::from_secs(5));
-    h.expect_persist(s, 1, 1);
+    h.expect_persist(s, 1, 2);
     h.persist_and_expect_ack(s, 1, 1);
 }
 
@@ -646,7 +673,7 @@ fn scenario_31_bytes_threshold_forces_a_write() {
     h.msg(s, 3, b"y"); // 500 000 bytes: persist now, no time passed
     assert_eq!(
         h.drain(),
-        vec![Out::msg(s, 3, b"y"), Out::persist(s, 3, 1),]
+        vec![Out::msg(s, 3, b"y"), Out::persist(s, 3, 2),]
     );
     h.persist_and_expect_ack(s, 3, 1);
 }
@@ -677,7 +704,7 @@ fn persist_interval_boundary_5s_minus_1us_and_5s() {
     assert_eq!(h.drain(), vec![], "5 s − 1 µs: no persist yet");
     h.now = first + Duration::from_secs(5);
     h.runner.handle_timeout(h.now);
-    h.expect_persist(s, 2, 1);
+    h.expect_persist(s, 2, 2);
     // A second call at the same instant is a no-op; no deadline is left.
     h.runner.handle_timeout(h.now);
     assert_eq!(h.drain(), vec![]);
@@ -694,7 +721,7 @@ fn persist_bytes_boundary_499_999_and_500_000() {
         h.msg(s, 1, &vec![7u8; bytes]);
         let out = h.drain();
         assert_eq!(out.len(), if persists { 2 } else { 1 }, "{bytes} bytes");
-        assert_eq!(out.contains(&Out::persist(s, 1, 1)), persists);
+        assert_eq!(out.contains(&Out::persist(s, 1, 2)), persists);
     }
 }
 
@@ -712,7 +739,7 @@ fn deliveries_during_a_persist_in_flight_are_persisted_next() {
     h.advance(Duration::from_secs(6));
     assert_eq!(h.drain(), vec![Out::msg(s, 2, b"b")]);
     h.persisted(s, 1);
-    assert_eq!(h.drain(), vec![Out::ack(s, 1, 1), Out::persist(s, 2, 2),]);
+    assert_eq!(h.drain(), vec![Out::ack(s, 1, 1), Out::persist(s, 2, 3),]);
 }
 
 #[test]
@@ -734,7 +761,7 @@ fn failed_persists_back_off_and_are_never_acked() {
         delays.push((at - h.now).as_millis());
         h.now = at;
         h.runner.handle_timeout(h.now);
-        h.expect_persist(s, 1, 1);
+        h.expect_persist(s, 1, 2);
     }
     assert_eq!(delays, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
     // Success resets the backoff.
@@ -961,7 +988,7 @@ fn actor_stop_waits_for_the_persist_in_flight_then_flushes_again() {
     h.runner.actor_stopping(h.now, ACTOR).unwrap();
     assert_eq!(h.drain(), vec![]);
     h.persisted(s, 1);
-    assert_eq!(h.drain(), vec![Out::ack(s, 1, 1), Out::persist(s, 2, 2)]);
+    assert_eq!(h.drain(), vec![Out::ack(s, 1, 1), Out::persist(s, 2, 3)]);
     // A failed final flush settles without an ack: the gateway replays 2 after wake.
     h.runner
         .persist_failed(h.now, s, MessageIndex::new(2))
@@ -1176,7 +1203,7 @@ fn app_commands_reject_close_hibernate() {
     assert_eq!(
         h.drain(),
         vec![
-            Out::persist(hs, 1, 1),
+            Out::persist(hs, 1, 2),
             Out::SendClose {
                 socket: hs,
                 out: 1,

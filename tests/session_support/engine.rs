@@ -8,13 +8,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use hibernating_ws::MessageIndex;
 use hibernating_ws::control::{Action, ActorSpec, Control, ControlConfig};
 use hibernating_ws::driver::control::{
     ClientEvents, ClientOutput, ClientSender, ControlDriver, ControlHandle, ControlIo,
     RunnerOutput, TokioClock,
 };
 use hibernating_ws::gateway::{Gateway, GatewayConfig, OpenRequest, Phase};
-use hibernating_ws::wire::{ActorConfig, GatewayId, KvRequestData, KvResponseData, RequestId};
+use hibernating_ws::wire::{
+    self, ActorConfig, GatewayId, KvRequestData, KvResponseData, RequestId, ToServer,
+    ToServerTunnelMessageKind,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
@@ -91,6 +95,8 @@ pub struct Engine {
     refuse: Arc<AtomicBool>,
     /// The runner keys of every accepted connection, in order.
     pub keys: Arc<Mutex<Vec<String>>>,
+    /// The runner's tunnel messages (index and kind), in arrival order.
+    pub outgoing: Arc<Mutex<Vec<(MessageIndex, ToServerTunnelMessageKind)>>>,
 }
 
 /// A client of the engine's gateway.
@@ -193,6 +199,7 @@ impl Engine {
             kill: Arc::new(Notify::new()),
             refuse: Arc::new(AtomicBool::new(false)),
             keys: Arc::new(Mutex::new(Vec::new())),
+            outgoing: Arc::new(Mutex::new(Vec::new())),
         };
         let accept = engine.clone();
         tokio::spawn(async move {
@@ -258,6 +265,11 @@ impl Engine {
             .unwrap()
     }
 
+    /// Open runner connections.
+    pub fn connections(&self) -> u64 {
+        self.handle.call(|c, _| c.stats().connections).unwrap()
+    }
+
     /// One runner WebSocket.
     async fn connection(self, tcp: TcpStream) {
         let mut key = None;
@@ -305,6 +317,9 @@ impl Engine {
                 },
                 msg = stream.next() => match msg {
                     Some(Ok(Message::Binary(b))) => {
+                        if let Ok(ToServer::TunnelMessage(m)) = wire::decode::<ToServer>(&b) {
+                            self.outgoing.lock().unwrap().push((m.message_id.message_index, m.kind));
+                        }
                         if sender.frame(&b).is_err() {
                             break;
                         }
