@@ -132,7 +132,7 @@
 //! let (mut client, mut to_client) = engine.open(RequestId(*b"req1"), open)?;
 //! client.message(b"hello", false).await?; // waits until the runner accepted the socket
 //! let echo = to_client.recv().await;
-//! assert_eq!(echo, Some(ClientOutput::Message { data: b"hello".to_vec(), binary: false }));
+//! assert_eq!(echo, Some(ClientOutput::Message { data: b"hello".to_vec().into(), binary: false }));
 //!
 //! runner.shutdown();
 //! let session = runner_task.await?;
