@@ -12,7 +12,7 @@
 //!   [`RunnerSender`] (hand it every binary frame the runner sends, in place; then
 //!   [`disconnected`](RunnerSender::disconnected), or drop it) and a [`RunnerEvents`] (take
 //!   every [`RunnerOutput`] queued at once with
-//!   [`recv_many`](super::OutboxReceiver::recv_many), write the frames as binary messages, flush
+//!   [`recv_many`](OutboxReceiver::recv_many), write the frames as binary messages, flush
 //!   once per batch; close the socket on [`RunnerOutput::Close`] or when it ends).
 //! * [`ControlHandle::open`] opens a client WebSocket on an actor and gives the same client
 //!   halves as the gateway driver: a [`ClientSender`] (a `Sink` of what the client sends, ready
@@ -29,10 +29,10 @@
 //!   [`OverflowPolicy`](crate::gateway::OverflowPolicy), `Backpressure` included: a refused
 //!   message is kept and handed over again on `ClientWritable`) and while its queue is below
 //!   half its limits; past its limits the request is closed with
-//!   [`CLIENT_QUEUE_FULL`](super::CLIENT_QUEUE_FULL) and
+//!   [`CLIENT_QUEUE_FULL`] and
 //!   [`ControlIo::client_queue_full`] is told.
 //! * Each runner connection's outbound queue: a runner whose writer does not keep up goes past
-//!   its limits, its [`RunnerEvents`] end ([`overflowed`](super::OutboxReceiver::overflowed)
+//!   its limits, its [`RunnerEvents`] end ([`overflowed`](OutboxReceiver::overflowed)
 //!   says why), [`ControlIo::runner_queue_full`] is told, and the engine handles the connection
 //!   as lost (its runner keeps its actors for the lost threshold and may reconnect).
 //!
@@ -164,7 +164,7 @@ pub trait ControlIo: Send + 'static {
     }
 
     /// A client did not read: its outbound queue went past its limits and the driver closed the
-    /// request (the client gets [`CLIENT_QUEUE_FULL`](super::CLIENT_QUEUE_FULL)).
+    /// request (the client gets [`CLIENT_QUEUE_FULL`]).
     fn client_queue_full(&mut self, request_id: RequestId, full: &QueueFull) {
         let _ = (request_id, full);
     }

@@ -14,6 +14,9 @@
 //! * [`RunnerDriver`] drives a [`Runner`](crate::runner::Runner). Gateway frames and app commands
 //!   come through a cloneable [`RunnerHandle`]; frames for the gateways go to a [`RunnerIo`]
 //!   sink; every other action goes to the app through [`AppEvents`] (a `Stream`).
+//! * [`control::ControlDriver`] (also `driver::control`) drives the control engine, which owns a
+//!   gateway: its clients get the same [`ClientSender`] / [`ClientEvents`] halves and queue
+//!   limits as the gateway driver's, and each runner connection gets a bounded outbox.
 //!
 //! Time comes from a [`TokioClock`], which turns [`tokio::time::Instant`] into
 //! [`Timestamp`](crate::Timestamp)s, so a runtime with paused time
