@@ -16,14 +16,13 @@ use core::time::Duration;
 
 use hibernating_ws::MessageIndex;
 use hibernating_ws::control::{Action, ControlConfig};
-use hibernating_ws::driver::control::ClientEvent;
 use hibernating_ws::driver::session::{Backoff, SessionOptions};
 use hibernating_ws::driver::tokio::QueueLimits;
 use hibernating_ws::gateway::{GatewayConfig, Phase};
 use hibernating_ws::runner::GapPolicy;
 use hibernating_ws::wire::RequestId;
 use session_support::app::App;
-use session_support::engine::{Engine, wait};
+use session_support::engine::{ClientEvent, Engine, wait};
 
 /// Sends `range` as `m<i>` and checks each echo.
 async fn traffic(client: &mut session_support::engine::Client, range: core::ops::Range<u32>) {
@@ -58,7 +57,7 @@ async fn an_actor_starts_sleeps_and_wakes_with_replay() {
     app.handle.sleep_actor("a1").unwrap();
     app.wait_count("stopped", 1).await;
     assert_eq!(client.next().await, ClientEvent::Hibernated);
-    assert_eq!(engine.phase(request).await, Some(Phase::Hibernating));
+    assert_eq!(engine.phase(request), Some(Phase::Hibernating));
 
     // Messages while asleep wake it; the gateway replays them to the restored socket.
     for i in 20..30 {
@@ -84,7 +83,7 @@ async fn settled(engine: &Engine) {
     let mut pending = u64::MAX;
     while pending != 0 {
         tokio::time::sleep(core::time::Duration::from_millis(10)).await;
-        pending = engine.pending().await;
+        pending = engine.pending();
     }
 }
 
@@ -149,7 +148,7 @@ async fn a_dropped_connection_comes_back_under_the_same_key_and_keeps_its_actors
                 .any(|e| matches!(e, Action::RunnerConnected { resumed: true, .. }))
         })
         .await;
-    assert_eq!(engine.phase(request).await, Some(Phase::Active));
+    assert_eq!(engine.phase(request), Some(Phase::Active));
 }
 
 #[tokio::test]
@@ -319,7 +318,7 @@ async fn drain_stops_the_actors_then_shutdown_closes_and_returns_the_session() {
     app.handle.drain().unwrap();
     app.wait_count("stopped", 1).await;
     assert_eq!(client.next().await, ClientEvent::Hibernated);
-    assert_eq!(engine.connections().await, 1);
+    assert_eq!(engine.connections(), 1);
 
     app.handle.shutdown();
     let session = app.task.await.unwrap();
@@ -334,7 +333,7 @@ async fn drain_stops_the_actors_then_shutdown_closes_and_returns_the_session() {
 /// Waits until the engine has `n` runner connections.
 async fn wait_engine(engine: &Engine, what: &str, n: u64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while engine.connections().await != n {
+    while engine.connections() != n {
         assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

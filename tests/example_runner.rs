@@ -17,11 +17,10 @@ mod session_support;
 use core::time::Duration;
 
 use hibernating_ws::control::ControlConfig;
-use hibernating_ws::driver::control::ClientEvent;
 use hibernating_ws::gateway::GatewayConfig;
 use hibernating_ws::storage::{FileStore, Store};
 use hibernating_ws::wire::RequestId;
-use session_support::engine::{Client, Engine, POOL};
+use session_support::engine::{Client, ClientEvent, Engine, POOL};
 
 /// The example's digest of `messages`.
 fn digest(messages: &[String]) -> u64 {
@@ -50,7 +49,7 @@ fn start(engine: &Engine, data: &std::path::Path, key: &str) -> tokio::task::Joi
 }
 
 /// Sends `text` and records it.
-async fn send(client: &Client, sent: &mut Vec<String>, text: String) {
+async fn send(client: &mut Client, sent: &mut Vec<String>, text: String) {
     client.send(&text).await;
     sent.push(text);
 }
@@ -81,12 +80,12 @@ async fn the_example_runner_survives_sleep_wake_and_a_crash() {
     // Traffic, then three sleeps with traffic while asleep (each wakes the actor again).
     for round in 0..3 {
         for i in 0..10 {
-            send(&client, &mut sent, format!("r{round}-{i}")).await;
+            send(&mut client, &mut sent, format!("r{round}-{i}")).await;
             assert_eq!(client.next_message().await, format!("r{round}-{i}"));
         }
         sleep(&mut client, &mut sent).await;
         for i in 0..5 {
-            send(&client, &mut sent, format!("r{round}-asleep-{i}")).await;
+            send(&mut client, &mut sent, format!("r{round}-asleep-{i}")).await;
         }
         for i in 0..5 {
             assert_eq!(client.next_message().await, format!("r{round}-asleep-{i}"));
@@ -96,16 +95,16 @@ async fn the_example_runner_survives_sleep_wake_and_a_crash() {
     // The runner crashes mid-traffic; the client keeps sending. A new process (a new key, the
     // same storage) takes the actor over once the engine declares the old runner lost.
     for i in 0..5 {
-        send(&client, &mut sent, format!("before-crash-{i}")).await;
+        send(&mut client, &mut sent, format!("before-crash-{i}")).await;
     }
     runner.abort();
     let _ = runner.await;
     for i in 0..5 {
-        send(&client, &mut sent, format!("during-crash-{i}")).await;
+        send(&mut client, &mut sent, format!("during-crash-{i}")).await;
     }
     let runner = start(&engine, &data, "second");
     for i in 0..5 {
-        send(&client, &mut sent, format!("after-crash-{i}")).await;
+        send(&mut client, &mut sent, format!("after-crash-{i}")).await;
     }
     // Whatever was echoed before the crash, the last echo comes from the new runner.
     loop {
