@@ -81,7 +81,7 @@
 //!                     world.storage.insert(socket, meta);
 //!                     rn.accept(now, socket, true).unwrap();
 //!                 }
-//!                 runner::Action::Message { data, .. } => world.delivered.push(data),
+//!                 runner::Action::Message { data, .. } => world.delivered.push(data.to_vec()),
 //!                 runner::Action::Persist { socket, server_index, client_index, .. } => {
 //!                     let meta = world.storage.get_mut(&socket).unwrap();
 //!                     meta.server_index = server_index;
@@ -156,6 +156,7 @@ pub mod control;
 #[cfg(feature = "std")]
 pub mod driver;
 pub mod gateway;
+mod hash;
 pub mod index;
 pub mod runner;
 pub mod session;

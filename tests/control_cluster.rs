@@ -445,7 +445,10 @@ impl Cluster {
                 let _ = r.session.runner_mut().persisted(now, socket, server_index);
             }
             session::Action::Runner(runner::Action::Message { socket, data, .. }) => {
-                self.delivered.entry(socket).or_default().push(data);
+                self.delivered
+                    .entry(socket)
+                    .or_default()
+                    .push(data.to_vec());
             }
             _ => {}
         }

@@ -212,9 +212,9 @@ async fn a_runner_and_a_client_through_the_control_driver() {
     let ToClient::TunnelMessage(m) = runner.next_frame().await else {
         panic!("a message")
     };
-    assert!(matches!(&m.kind, ToClientTunnelMessageKind::WebSocketMessage(w) if w.data == b"hi"));
+    assert!(matches!(&m.kind, ToClientTunnelMessageKind::WebSocketMessage(w) if *w.data == *b"hi"));
     let echo = ToServerTunnelMessageKind::WebSocketMessage(ToServerWebSocketMessage {
-        data: b"hi back".to_vec(),
+        data: b"hi back".to_vec().into(),
         binary: false,
     });
     runner.send(&ToServer::TunnelMessage(ToServerTunnelMessage {
@@ -227,7 +227,7 @@ async fn a_runner_and_a_client_through_the_control_driver() {
     assert_eq!(
         got,
         Some(ClientOutput::Message {
-            data: b"hi back".to_vec(),
+            data: b"hi back".to_vec().into(),
             binary: false
         })
     );
@@ -378,7 +378,7 @@ async fn a_client_that_does_not_read_is_closed_with_client_queue_full() {
                 ..message_id
             },
             kind: ToServerTunnelMessageKind::WebSocketMessage(ToServerWebSocketMessage {
-                data: vec![i],
+                data: vec![i].into(),
                 binary: true,
             }),
         }));

@@ -59,7 +59,7 @@ fn published_message(seen: Option<Seen>) -> (u16, Vec<u8>) {
         Some(Seen::Publish(ToRunner::TunnelMessage(ToClientTunnelMessage {
             message_id,
             kind: ToClientTunnelMessageKind::WebSocketMessage(m),
-        }))) => (message_id.message_index.get(), m.data),
+        }))) => (message_id.message_index.get(), m.data.to_vec()),
         other => panic!("expected a published message, got {other:?}"),
     }
 }
@@ -143,7 +143,7 @@ async fn the_client_is_not_read_before_opened_and_pings_follow_the_clock() {
     // Runner → client.
     let echo = ToServerTunnelMessageKind::WebSocketMessage(
         hibernating_ws::wire::ToServerWebSocketMessage {
-            data: b"echo".to_vec(),
+            data: b"echo".to_vec().into(),
             binary: true,
         },
     );
@@ -152,7 +152,7 @@ async fn the_client_is_not_read_before_opened_and_pings_follow_the_clock() {
     assert_eq!(
         events.recv().await,
         Some(ClientOutput::Message {
-            data: b"echo".to_vec(),
+            data: b"echo".to_vec().into(),
             binary: true
         })
     );
@@ -300,7 +300,7 @@ async fn runner_driver_persists_after_the_debounce_and_acks_only_what_was_persis
     assert!(seen.try_recv().is_err(), "the open index is not acked");
 
     let message = ToClientTunnelMessageKind::WebSocketMessage(ToClientWebSocketMessage {
-        data: b"m".to_vec(),
+        data: b"m".to_vec().into(),
         binary: true,
     });
     rn.frame(&gateway_frame(1, message))

@@ -65,7 +65,7 @@ fn injected(request_id: RequestId, close: bool) -> Vec<u8> {
         })
     } else {
         ToServerTunnelMessageKind::WebSocketMessage(ToServerWebSocketMessage {
-            data: b"injected".to_vec(),
+            data: b"injected".to_vec().into(),
             binary: false,
         })
     };

@@ -838,7 +838,7 @@ fn scenario_19_state_filter() {
     let id = rid(19);
     h.open(id);
     let msg = ToServerTunnelMessageKind::WebSocketMessage(ToServerWebSocketMessage {
-        data: b"early".to_vec(),
+        data: b"early".to_vec().into(),
         binary: false,
     });
     assert_eq!(
@@ -1644,7 +1644,7 @@ fn hibernating_request_accepts_the_restore_ack_and_actor_messages_from_its_next_
     assert_eq!(h.pending(id), 1);
     // An actor message from ROUTE2 reaches the client.
     let msg = ToServerTunnelMessageKind::WebSocketMessage(ToServerWebSocketMessage {
-        data: b"hi".to_vec(),
+        data: b"hi".to_vec().into(),
         binary: false,
     });
     let a = h
@@ -1653,7 +1653,7 @@ fn hibernating_request_accepts_the_restore_ack_and_actor_messages_from_its_next_
     assert_eq!(
         count(
             &a,
-            |a| matches!(a, Action::SendToClient { data, .. } if data == b"hi")
+            |a| matches!(a, Action::SendToClient { data, .. } if **data == *b"hi")
         ),
         1
     );

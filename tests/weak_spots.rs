@@ -364,7 +364,7 @@ fn weak_spot_6_acks_continue_across_the_wrap() {
                 message_index: idx(i),
             },
             kind: ToClientTunnelMessageKind::WebSocketMessage(wire::ToClientWebSocketMessage {
-                data: b"x".to_vec(),
+                data: b"x".to_vec().into(),
                 binary: true,
             }),
         };
@@ -422,7 +422,7 @@ fn weak_spot_7_one_arithmetic_for_both_engines() {
                 message_index: idx(i),
             },
             kind: ToClientTunnelMessageKind::WebSocketMessage(wire::ToClientWebSocketMessage {
-                data: b"x".to_vec(),
+                data: b"x".to_vec().into(),
                 binary: true,
             }),
         };

@@ -507,7 +507,13 @@ impl<Io: ControlIo> Driver<Io> {
                 request_id,
                 data,
                 binary,
-            } => (request_id, ClientEvent::Message { data, binary }),
+            } => (
+                request_id,
+                ClientEvent::Message {
+                    data: Vec::from(data),
+                    binary,
+                },
+            ),
             gateway::Action::CloseClient { request_id, frame } => {
                 (request_id, ClientEvent::Close(frame))
             }

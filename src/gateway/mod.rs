@@ -48,10 +48,11 @@
 //! ([`Gateway::request`] returns `None`) and its hibernating record is deleted.
 
 use alloc::boxed::Box;
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
 
 use crate::close::CloseFrame;
 use crate::config::ConfigError;
+use crate::hash::IdMap;
 use crate::index::MessageIndex;
 use crate::time::Timestamp;
 use crate::wire::{
@@ -157,7 +158,7 @@ pub struct Gateway {
     /// The latest `now` seen.
     now: Timestamp,
     requests: Slab<Request>,
-    index: BTreeMap<RequestId, u32>,
+    index: IdMap<RequestId, u32>,
     timers: TimerQueue,
     actions: VecDeque<Action>,
     /// Requests refused with backpressure on the gateway-wide limit, first come first served:
@@ -187,7 +188,7 @@ impl Gateway {
             id: gateway_id,
             now,
             requests: Slab::new(),
-            index: BTreeMap::new(),
+            index: IdMap::default(),
             timers: TimerQueue::new(),
             actions: VecDeque::new(),
             blocked: VecDeque::new(),

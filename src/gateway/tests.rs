@@ -269,3 +269,38 @@ proptest! {
         prop_assert_eq!(gw.stats().closed, closed);
     }
 }
+
+#[test]
+fn a_shared_runner_frame_reaches_the_client_without_copying_the_payload() {
+    let now = Timestamp::from_secs(1);
+    let mut gw = Gateway::new(GatewayConfig::default(), GW, now).expect("valid");
+    let id = RequestId::from_u32(1);
+    open_accepted(&mut gw, now, id, false);
+    let frame = |fill: u8| {
+        let kind =
+            ToServerTunnelMessageKind::WebSocketMessage(crate::wire::ToServerWebSocketMessage {
+                data: alloc::vec![fill; 30].into(),
+                binary: true,
+            });
+        bytes::Bytes::from(crate::wire::encode_versioned(
+            crate::wire::PROTOCOL_VERSION,
+            &crate::wire::ToGateway::TunnelMessage(runner_msg(id, kind)),
+        ))
+    };
+    let (shared, copied) = (frame(1), frame(2));
+    gw.handle_runner_frame_bytes(now, RouteId(1), &shared)
+        .expect("accepted");
+    gw.handle_runner_frame(now, RouteId(1), &copied)
+        .expect("accepted");
+    let payloads: Vec<bytes::Bytes> = drain(&mut gw)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::SendToClient { data, .. } => Some(data),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(payloads, [alloc::vec![1_u8; 30], alloc::vec![2_u8; 30]]);
+    let inside = |part: &[u8], whole: &[u8]| whole.as_ptr_range().contains(&part.as_ptr());
+    assert!(inside(&payloads[0], &shared));
+    assert!(!inside(&payloads[1], &copied));
+}

@@ -3,6 +3,8 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use bytes::Bytes;
+
 use crate::close::{CloseFrame, KnownClose};
 use crate::index::MessageIndex;
 use crate::wire::{GatewayId, Headers};
@@ -53,8 +55,9 @@ pub enum Action {
         socket: SocketId,
         /// The gateway's index of the message.
         index: MessageIndex,
-        /// Payload.
-        data: Vec<u8>,
+        /// Payload (a slice of the gateway's frame when it came through
+        /// [`Runner::handle_frame_bytes`](super::Runner::handle_frame_bytes)).
+        data: Bytes,
         /// Binary (`true`) or text (`false`).
         binary: bool,
     },

@@ -34,7 +34,7 @@ fn open(actor: &str) -> ToClientTunnelMessageKind {
 
 fn msg(data: &[u8]) -> ToClientTunnelMessageKind {
     ToClientTunnelMessageKind::WebSocketMessage(ToClientWebSocketMessage {
-        data: data.to_vec(),
+        data: data.to_vec().into(),
         binary: false,
     })
 }
@@ -549,4 +549,31 @@ fn a_hand_backs_result_is_its_own_even_after_the_id_is_reused() {
             .any(|a| matches!(a, Action::ActorStopped { .. }))
     );
     assert!(r.socket(s).is_none());
+}
+
+#[test]
+fn a_shared_frame_is_delivered_without_copying_the_payload() {
+    let (mut r, now) = runner(RunnerConfig::default());
+    let s = sid(1);
+    open_socket(&mut r, now, s, 0, true);
+    let message = |i: u8| {
+        bytes::Bytes::from(wire::encode_versioned(
+            wire::PROTOCOL_VERSION,
+            &wire::ToRunner::TunnelMessage(tunnel(s, i.into(), msg(&[i; 40]))),
+        ))
+    };
+    let (shared, copied) = (message(1), message(2));
+    r.handle_frame_bytes(now, &shared).unwrap();
+    r.handle_frame(now, &copied).unwrap();
+    let payloads: Vec<Bytes> = drain(&mut r)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Message { data, .. } => Some(data),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(payloads, [vec![1_u8; 40], vec![2_u8; 40]]);
+    let inside = |part: &[u8], whole: &[u8]| whole.as_ptr_range().contains(&part.as_ptr());
+    assert!(inside(&payloads[0], &shared));
+    assert!(!inside(&payloads[1], &copied));
 }

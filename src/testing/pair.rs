@@ -223,7 +223,7 @@ impl Pair {
                             index,
                             data,
                             ..
-                        } => self.delivered.push((socket, index.get(), data)),
+                        } => self.delivered.push((socket, index.get(), data.to_vec())),
                         runner::Action::Open { socket, .. } => {
                             // The app accepts every open as hibernatable.
                             self.runners[r]

@@ -9,7 +9,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use serde::ser::{SerializeSeq, SerializeStruct};
+use serde::ser::SerializeSeq;
 use serde::{Serialize, Serializer};
 
 use super::map::WireMap;
@@ -90,6 +90,11 @@ impl Serialize for Bytes<'_> {
 
 #[allow(clippy::ptr_arg)] // signature fixed by serde's `serialize_with`
 pub(crate) fn ser_bytes<S: Serializer>(v: &Vec<u8>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bytes(v)
+}
+
+/// A shared payload ([`bytes::Bytes`]) as `data`.
+pub(crate) fn ser_shared<S: Serializer>(v: &bytes::Bytes, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_bytes(v)
 }
 
@@ -197,8 +202,8 @@ pub struct ToClientWebSocketOpen {
 #[derive(Clone, PartialEq, Eq, Debug, Serialize)]
 pub struct ToClientWebSocketMessage {
     /// Payload.
-    #[serde(serialize_with = "ser_bytes")]
-    pub data: Vec<u8>,
+    #[serde(serialize_with = "ser_shared")]
+    pub data: bytes::Bytes,
     /// Binary (`true`) or text (`false`) frame.
     pub binary: bool,
 }
@@ -295,8 +300,8 @@ pub struct ToServerWebSocketOpen {
 #[derive(Clone, PartialEq, Eq, Debug, Serialize)]
 pub struct ToServerWebSocketMessage {
     /// Payload.
-    #[serde(serialize_with = "ser_bytes")]
-    pub data: Vec<u8>,
+    #[serde(serialize_with = "ser_shared")]
+    pub data: bytes::Bytes,
     /// Binary (`true`) or text (`false`) frame.
     pub binary: bool,
 }
@@ -350,47 +355,4 @@ pub struct HibernatingRequest {
     pub gateway_id: GatewayId,
     /// The client connection.
     pub request_id: RequestId,
-}
-
-/// A borrowed gateway → runner WebSocket message inside a `ToRunner` envelope: lets the gateway
-/// encode a client frame without first copying it into an owned [`ToClientTunnelMessage`].
-pub(crate) struct ToRunnerWebSocketMessageRef<'a> {
-    pub(crate) message_id: MessageId,
-    pub(crate) data: &'a [u8],
-    pub(crate) binary: bool,
-}
-
-impl Serialize for ToRunnerWebSocketMessageRef<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        struct Kind<'b>(&'b [u8], bool);
-        impl Serialize for Kind<'_> {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                struct Body<'c>(&'c [u8], bool);
-                impl Serialize for Body<'_> {
-                    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                        let mut st = s.serialize_struct("ToClientWebSocketMessage", 2)?;
-                        st.serialize_field("data", &Bytes(self.0))?;
-                        st.serialize_field("binary", &self.1)?;
-                        st.end()
-                    }
-                }
-                s.serialize_newtype_variant(
-                    "ToClientTunnelMessageKind",
-                    4,
-                    "WebSocketMessage",
-                    &Body(self.0, self.1),
-                )
-            }
-        }
-        struct Msg<'b>(&'b ToRunnerWebSocketMessageRef<'b>);
-        impl Serialize for Msg<'_> {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                let mut st = s.serialize_struct("ToClientTunnelMessage", 2)?;
-                st.serialize_field("message_id", &self.0.message_id)?;
-                st.serialize_field("kind", &Kind(self.0.data, self.0.binary))?;
-                st.end()
-            }
-        }
-        s.serialize_newtype_variant("ToRunner", 4, "ToClientTunnelMessage", &Msg(self))
-    }
 }

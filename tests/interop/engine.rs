@@ -299,7 +299,10 @@ impl Client {
 
 fn output(out: ClientOutput) -> ClientEvent {
     match out {
-        ClientOutput::Message { data, binary } => ClientEvent::Message { data, binary },
+        ClientOutput::Message { data, binary } => ClientEvent::Message {
+            data: data.to_vec(),
+            binary,
+        },
         ClientOutput::Close(frame) => ClientEvent::Close(frame),
         other => panic!("unexpected output {other:?}"),
     }

@@ -116,7 +116,7 @@ pub fn open_kind(actor: &str) -> ToClientTunnelMessageKind {
 
 pub fn msg_kind(data: &[u8]) -> ToClientTunnelMessageKind {
     ToClientTunnelMessageKind::WebSocketMessage(ToClientWebSocketMessage {
-        data: data.to_vec(),
+        data: data.to_vec().into(),
         binary: true,
     })
 }
@@ -156,7 +156,7 @@ pub fn decode(action: Action) -> Out {
         } => Out::Msg {
             socket,
             index: index.get(),
-            data,
+            data: data.to_vec(),
         },
         Action::Persist {
             socket,
@@ -199,7 +199,7 @@ pub fn decode(action: Action) -> Out {
                 ToServerTunnelMessageKind::WebSocketMessage(m) => Out::SendMsg {
                     socket,
                     out,
-                    data: m.data,
+                    data: m.data.to_vec(),
                 },
                 ToServerTunnelMessageKind::WebSocketMessageAck(a) => Out::Ack {
                     socket,

@@ -126,7 +126,9 @@ impl Client {
             let out = tokio::time::timeout(Duration::from_millis(5), self.events.recv()).await;
             match out {
                 Ok(Some(ClientOutput::Message { data, .. })) => {
-                    return ClientEvent::Message { data };
+                    return ClientEvent::Message {
+                        data: data.to_vec(),
+                    };
                 }
                 Ok(Some(_)) => return ClientEvent::Close,
                 Ok(None) => panic!("the request is gone"),

@@ -59,7 +59,7 @@ pub(crate) fn client_message(v: &Value) -> ToClientTunnelMessage {
         }),
         "WebSocketMessage" => {
             ToClientTunnelMessageKind::WebSocketMessage(ToClientWebSocketMessage {
-                data: expand(field(f, "data")),
+                data: expand(field(f, "data")).into(),
                 binary: boolean(f, "binary"),
             })
         }
@@ -94,7 +94,7 @@ pub(crate) fn server_message(v: &Value) -> ToServerTunnelMessage {
         }),
         "WebSocketMessage" => {
             ToServerTunnelMessageKind::WebSocketMessage(ToServerWebSocketMessage {
-                data: expand(field(f, "data")),
+                data: expand(field(f, "data")).into(),
                 binary: boolean(f, "binary"),
             })
         }

@@ -206,7 +206,7 @@ impl SessionEvent {
             } => Self::Message {
                 socket,
                 index,
-                data,
+                data: Vec::from(data),
                 binary,
             },
             runner::Action::Persist {

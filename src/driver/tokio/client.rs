@@ -24,8 +24,9 @@ use crate::wire::RequestId;
 pub enum ClientOutput {
     /// A WebSocket message from the actor.
     Message {
-        /// Payload.
-        data: Vec<u8>,
+        /// Payload (write it to the client's WebSocket as is: `Bytes` is what tungstenite and
+        /// axum take).
+        data: bytes::Bytes,
         /// Binary (`true`) or text (`false`).
         binary: bool,
     },

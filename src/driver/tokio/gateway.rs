@@ -6,6 +6,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 
 use ::tokio::task::JoinHandle;
+use bytes::Bytes;
 
 use super::client::{ClientEvents, ClientOutput, ClientSender};
 use super::clients::{ClientHooks, ClientPort, ClientState, Clients};
@@ -15,7 +16,7 @@ use super::run::{CrashGuard, Driven, Shared, run};
 use super::{CommandError, Stopped};
 use crate::gateway::{self, Frame, Gateway, OpenError, OpenRequest, RouteId, SendError};
 use crate::time::Timestamp;
-use crate::wire::RequestId;
+use crate::wire::{Received, RequestId};
 
 /// Where the gateway driver sends the actions that are not for a client.
 ///
@@ -261,7 +262,7 @@ pub(super) trait GatewayPort: ClientPort {
         route: RouteId,
         open: OpenRequest,
     ) -> Result<u64, CommandError<OpenError>>;
-    fn runner_frame(&self, route: RouteId, bytes: &[u8]) -> Result<(), Stopped>;
+    fn runner_frame(&self, route: RouteId, frame: Received<'_>) -> Result<(), Stopped>;
     fn shutdown(&self);
     fn queue_stats(&self) -> QueueStats;
 }
@@ -290,11 +291,16 @@ impl GatewayPort for Shared<GatewayState> {
         })?
     }
 
-    fn runner_frame(&self, route: RouteId, bytes: &[u8]) -> Result<(), Stopped> {
+    fn runner_frame(&self, route: RouteId, frame: Received<'_>) -> Result<(), Stopped> {
         self.with(|s, now| {
-            if let Some(engine) = s.engine.as_mut()
-                && let Err(e) = engine.handle_runner_frame(now, route, bytes)
-            {
+            let Some(engine) = s.engine.as_mut() else {
+                return;
+            };
+            let result = match frame {
+                Received::Slice(bytes) => engine.handle_runner_frame(now, route, bytes),
+                Received::Shared(frame) => engine.handle_runner_frame_bytes(now, route, frame),
+            };
+            if let Err(e) = result {
                 s.d.io.receive_error(route, &e);
             }
         })
@@ -348,7 +354,20 @@ impl GatewayHandle {
     /// # Errors
     /// [`Stopped`].
     pub fn runner_frame(&self, route: RouteId, bytes: &[u8]) -> Result<(), Stopped> {
-        self.port.runner_frame(route, bytes)
+        self.port.runner_frame(route, Received::Slice(bytes))
+    }
+
+    /// [`runner_frame`](Self::runner_frame) for a frame the transport hands out as [`Bytes`]
+    /// ([`Gateway::handle_runner_frame_bytes`]): the payloads queued for the clients are
+    /// slices of it, not copies. A payload queued for a client that reads slowly keeps the
+    /// transport's buffer allocated (with tungstenite, the read buffer the frame was parsed
+    /// from), beyond what the client queue's limits count: use
+    /// [`runner_frame`](Self::runner_frame) where clients may not read.
+    ///
+    /// # Errors
+    /// [`Stopped`].
+    pub fn runner_frame_bytes(&self, route: RouteId, frame: &Bytes) -> Result<(), Stopped> {
+        self.port.runner_frame(route, Received::Shared(frame))
     }
 
     /// Runs `f` on the engine with the current time, then performs the actions it caused:

@@ -434,7 +434,7 @@ impl Harness {
                 (
                     index,
                     ToClientTunnelMessageKind::WebSocketMessage(ToClientWebSocketMessage {
-                        data: payload(len, sock),
+                        data: payload(len, sock).into(),
                         binary: input.bool(),
                     }),
                 )
