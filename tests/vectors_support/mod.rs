@@ -1,10 +1,16 @@
-//! Control-plane fields and re-framing checks for `tests/vectors.rs`.
+//! What `tests/vectors.rs` checks the official vectors with, one type family a file: the vector
+//! format and failure reports (`json`), tunnel messages (`tunnel`), their envelopes (`envelope`),
+//! one value of any vector type (`msg`); here, control-plane fields and re-framing checks.
 //!
 //! Control-plane vectors describe a value as hws's `Serialize` impls do under `serde_json` (struct
 //! fields in snake case, union variants under their official names, data as byte lists, maps as
 //! objects), with every number written as a decimal string (`generate.mjs`'s `gen`).
 
 mod coverage;
+pub(crate) mod envelope;
+pub(crate) mod json;
+pub(crate) mod msg;
+pub(crate) mod tunnel;
 
 use hibernating_ws::wire::{
     self, DecodeError, DecodeLimits, Reframed, ToClient, ToGateway, ToRunner, ToServer,

@@ -398,7 +398,6 @@ impl World {
 ///
 /// # Panics
 /// If a property is violated.
-#[allow(clippy::too_many_lines)] // one arm per operation reads best as one match
 pub fn control_ops(data: &[u8]) {
     let mut input = Input::new(data);
     let config = ControlConfig {
@@ -427,68 +426,90 @@ pub fn control_ops(data: &[u8]) {
         ));
         let log_len = world.log.len();
         let slog_len = world.session_log.len();
-        match op {
-            0 => world.connect(runner),
-            1 => world.disconnect(runner),
-            2 => {
-                let _ = world.open(client, actor);
-            }
-            3 | 4 => {
-                let _ = world.send(client);
-            }
-            5 => {
-                let _ = world.control.client_close(world.now, client, None);
-                world.pump();
-            }
-            6 => {
-                if let Some(h) = world.host_of(actor) {
-                    let now = world.now;
-                    let _ = if input.one_in(4) {
-                        world.runners[h].session.stop_actor(now, actor)
-                    } else {
-                        world.runners[h].session.sleep_actor(now, actor)
-                    };
-                    world.pump();
-                }
-            }
-            7 => {
-                let _ = world.control.stop_actor(world.now, actor);
-                world.pump();
-            }
-            8 => {
-                let _ = world.control.start_actor(world.now, actor);
-                world.pump();
-            }
-            9 => world.advance(Duration::from_millis(u64::from(input.u16()) % 20_000)),
-            10 => {
-                if let Some(conn) = world.runners[runner].conn {
-                    garbage = true;
-                    let bytes = input.bytes(64).to_vec();
-                    let _ = world.control.handle_runner_frame(world.now, conn, &bytes);
-                    world.pump();
-                }
-            }
-            _ => {
-                let _ = world.control.destroy_actor(world.now, actor);
-                let _ = world
-                    .control
-                    .create_actor(world.now, actor, World::spec(actor));
-                world.pump();
-            }
-        }
+        garbage |= world.run_op(&mut input, op, runner, actor, client);
         for a in world.log.get(log_len..).unwrap_or_default() {
             trace.push(alloc::format!("  engine: {a:?}"));
         }
         for a in world.session_log.get(slog_len..).unwrap_or_default() {
             trace.push(alloc::format!("  session: {a:?}"));
         }
-        if let Err(e) = world.control.check_invariants() {
+        world.check_after_op(&trace, garbage);
+    }
+}
+
+impl World {
+    /// Runs operation `op` (drawn from `0..12`) on runner `runner`, `actor` and `client`.
+    /// Returns whether it fed the engine garbage.
+    fn run_op(
+        &mut self,
+        input: &mut Input<'_>,
+        op: usize,
+        runner: usize,
+        actor: &str,
+        client: RequestId,
+    ) -> bool {
+        match op {
+            0 => self.connect(runner),
+            1 => self.disconnect(runner),
+            2 => {
+                let _ = self.open(client, actor);
+            }
+            3 | 4 => {
+                let _ = self.send(client);
+            }
+            5 => {
+                let _ = self.control.client_close(self.now, client, None);
+                self.pump();
+            }
+            6 => {
+                if let Some(h) = self.host_of(actor) {
+                    let now = self.now;
+                    let _ = if input.one_in(4) {
+                        self.runners[h].session.stop_actor(now, actor)
+                    } else {
+                        self.runners[h].session.sleep_actor(now, actor)
+                    };
+                    self.pump();
+                }
+            }
+            7 => {
+                let _ = self.control.stop_actor(self.now, actor);
+                self.pump();
+            }
+            8 => {
+                let _ = self.control.start_actor(self.now, actor);
+                self.pump();
+            }
+            9 => self.advance(Duration::from_millis(u64::from(input.u16()) % 20_000)),
+            10 => {
+                if let Some(conn) = self.runners[runner].conn {
+                    let bytes = input.bytes(64).to_vec();
+                    let _ = self.control.handle_runner_frame(self.now, conn, &bytes);
+                    self.pump();
+                    return true;
+                }
+            }
+            _ => {
+                let _ = self.control.destroy_actor(self.now, actor);
+                let _ = self
+                    .control
+                    .create_actor(self.now, actor, Self::spec(actor));
+                self.pump();
+            }
+        }
+        false
+    }
+
+    /// The checks after every operation: the engine's invariants, delivery, and no frame of
+    /// one side rejected by the other as malformed (unless the engine was fed `garbage`).
+    fn check_after_op(&self, trace: &[String], garbage: bool) {
+        if let Err(e) = self.control.check_invariants() {
             panic!("invariant violated: {e}\n{}", trace.join("\n"));
         }
-        if let Err(e) = world.check_delivery() {
+        if let Err(e) = self.check_delivery() {
             panic!("delivery violated: {e}\n{}", trace.join("\n"));
         }
-        for r in &world.runners {
+        for r in &self.runners {
             assert!(
                 r.receive_errors
                     .iter()
@@ -499,12 +520,11 @@ pub fn control_ops(data: &[u8]) {
         }
         if !garbage {
             assert!(
-                world
-                    .receive_errors
+                self.receive_errors
                     .iter()
                     .all(|e| !matches!(e, control::ReceiveError::Malformed { .. })),
                 "the engine rejected a session frame: {:?}",
-                world.receive_errors
+                self.receive_errors
             );
         }
     }
