@@ -37,11 +37,12 @@ use futures_util::{SinkExt, StreamExt};
 use hibernating_ws::MessageIndex;
 use hibernating_ws::gateway::GatewayConfig;
 use hibernating_ws::wire::{
-    self, GatewayId, MessageId, RequestId, ToClientTunnelMessage, ToClientTunnelMessageKind,
-    ToClientWebSocketClose, ToClientWebSocketMessage, ToGateway, ToRunner, ToServerTunnelMessage,
-    ToServerTunnelMessageKind, ToServerWebSocketMessage, ToServerWebSocketMessageAck,
+    self, DecodeLimits, GatewayId, MessageId, RequestId, ToClientTunnelMessage,
+    ToClientTunnelMessageKind, ToClientWebSocketClose, ToClientWebSocketMessage, ToGateway,
+    ToRunner, ToServerTunnelMessage, ToServerTunnelMessageKind, ToServerWebSocketMessage,
+    ToServerWebSocketMessageAck,
 };
-use hostile_support::{Mitm, WAIT, eventually, runner, settled, stream};
+use hostile_support::{MAX_FRAME, Mitm, WAIT, eventually, runner, settled, stream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
@@ -93,14 +94,16 @@ fn opened_request(mitm: &Mitm) -> RequestId {
     mitm.to_runner
         .seen()
         .iter()
-        .find_map(|f| match wire::decode_versioned::<ToRunner>(f, &Default::default()) {
-            Ok((_, ToRunner::TunnelMessage(m)))
-                if matches!(m.kind, ToClientTunnelMessageKind::WebSocketOpen(_)) =>
-            {
-                Some(m.message_id.request_id)
-            }
-            _ => None,
-        })
+        .find_map(
+            |f| match wire::decode_versioned::<ToRunner>(f, &DecodeLimits::default()) {
+                Ok((_, ToRunner::TunnelMessage(m)))
+                    if matches!(m.kind, ToClientTunnelMessageKind::WebSocketOpen(_)) =>
+                {
+                    Some(m.message_id.request_id)
+                }
+                _ => None,
+            },
+        )
         .expect("the gateway sent an open")
 }
 
@@ -111,7 +114,7 @@ fn runner_frames_for(mitm: &Mitm, request_id: RequestId) -> usize {
         .iter()
         .filter(|f| {
             matches!(
-                wire::decode_versioned::<ToGateway>(f, &Default::default()),
+                wire::decode_versioned::<ToGateway>(f, &DecodeLimits::default()),
                 Ok((_, ToGateway::TunnelMessage(m))) if m.message_id.request_id == request_id
             )
         })
@@ -121,7 +124,12 @@ fn runner_frames_for(mitm: &Mitm, request_id: RequestId) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_runner_hop_gets_typed_answers_and_the_client_keeps_every_message() {
     let dir = DataDir::new(None).expect("temp dir");
-    let server = gateway(default_gateway()).await;
+    let limits = DecodeLimits::default().with_max_frame_size(MAX_FRAME);
+    let server = gateway(GatewayOptions {
+        config: GatewayConfig::default().with_decode_limits(limits),
+        ..default_gateway()
+    })
+    .await;
     let mitm = Mitm::start(&server).await;
     let runner = runner(mitm.url.clone(), server.runner_token(), &dir).await;
     let mut client = Client::connect(&server.url(), "steady")
@@ -146,7 +154,7 @@ async fn a_hostile_runner_hop_gets_typed_answers_and_the_client_keeps_every_mess
     for g in garbage {
         mitm.to_runner.inject(g.to_vec());
     }
-    let huge = vec![0u8; hibernating_ws::wire::DEFAULT_MAX_FRAME_SIZE + 1];
+    let huge = vec![0u8; 2 * MAX_FRAME];
     mitm.to_runner.inject(to_runner(
         id(DEMO, request, 500),
         ToClientTunnelMessageKind::WebSocketMessage(ToClientWebSocketMessage {
@@ -176,14 +184,17 @@ async fn a_hostile_runner_hop_gets_typed_answers_and_the_client_keeps_every_mess
             reason: None,
         }),
     ));
-    let after = eventually("the runner to drop or answer every injected frame", || async {
-        let r = runner.handle().call(|r, _| r.stats()).ok()?;
-        (r.dropped_malformed >= before.dropped_malformed + 4
-            && r.duplicates >= before.duplicates + 20
-            && r.not_found_answers > before.not_found_answers
-            && r.dropped_unknown_socket >= before.dropped_unknown_socket + 2)
-            .then_some(r)
-    })
+    let after = eventually(
+        "the runner to drop or answer every injected frame",
+        || async {
+            let r = runner.handle().call(|r, _| r.stats()).ok()?;
+            (r.dropped_malformed >= before.dropped_malformed + 4
+                && r.duplicates >= before.duplicates + 20
+                && r.not_found_answers > before.not_found_answers
+                && r.dropped_unknown_socket >= before.dropped_unknown_socket + 2)
+                .then_some(r)
+        },
+    )
     .await;
     assert_eq!(after.dropped_malformed, before.dropped_malformed + 4);
     assert_eq!(after.delivered, before.delivered, "nothing delivered twice");
@@ -198,11 +209,19 @@ async fn a_hostile_runner_hop_gets_typed_answers_and_the_client_keeps_every_mess
     for g in garbage {
         mitm.to_gateway.inject(g.to_vec());
     }
-    // An ack of an index the gateway never sent.
+    mitm.to_gateway.inject(to_gateway(
+        id(DEMO, request, 0),
+        ToServerTunnelMessageKind::WebSocketMessage(ToServerWebSocketMessage {
+            data: vec![0; 2 * MAX_FRAME],
+            binary: true,
+        }),
+    ));
+    // An ack of an index the gateway never sent (ahead of the 20 sent, within the window; one
+    // half the index space ahead reads as behind: stale).
     mitm.to_gateway.inject(to_gateway(
         id(DEMO, request, 0),
         ToServerTunnelMessageKind::WebSocketMessageAck(ToServerWebSocketMessageAck {
-            index: MessageIndex::new(40_000),
+            index: MessageIndex::new(1_000),
         }),
     ));
     // A foreign gateway id.
@@ -227,7 +246,7 @@ async fn a_hostile_runner_hop_gets_typed_answers_and_the_client_keeps_every_mess
         .iter()
         .filter(|f| {
             matches!(
-                wire::decode_versioned::<ToGateway>(f, &Default::default()),
+                wire::decode_versioned::<ToGateway>(f, &DecodeLimits::default()),
                 Ok((_, ToGateway::TunnelMessage(m)))
                     if matches!(m.kind, ToServerTunnelMessageKind::WebSocketMessageAck(_))
             )
@@ -239,7 +258,7 @@ async fn a_hostile_runner_hop_gets_typed_answers_and_the_client_keeps_every_mess
     }
     let after = eventually("the gateway to drop every injected frame", || async {
         let g = server.stats();
-        (g.dropped_malformed == before.dropped_malformed + 3
+        (g.dropped_malformed == before.dropped_malformed + 4
             && g.acks_invalid == before.acks_invalid + 1
             && g.dropped_wrong_gateway == before.dropped_wrong_gateway + 1
             && g.unknown_request_answers == before.unknown_request_answers + 1
@@ -297,7 +316,7 @@ fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     if len < 126 {
         f.push(0x80 | u8::try_from(len).expect("small"));
     } else {
-        f.push(0x80 | 126);
+        f.push(0x80 | 0x7e);
         f.extend_from_slice(&u16::try_from(len).expect("medium").to_be_bytes());
     }
     let mask = [1u8, 2, 3, 4];
@@ -311,10 +330,12 @@ async fn close_code(tcp: &mut tokio::net::TcpStream) -> Option<u16> {
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
-        match tokio::time::timeout(WAIT, tcp.read(&mut buf)).await {
-            Ok(Ok(0) | Err(_)) => break,
-            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
-            Err(_) => panic!("the gateway never closed the connection"),
+        let read = tokio::time::timeout(WAIT, tcp.read(&mut buf))
+            .await
+            .expect("the gateway closes the connection");
+        match read {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
         }
     }
     // Server frames are unmasked: find a close frame (opcode 8) with a code.
@@ -322,7 +343,10 @@ async fn close_code(tcp: &mut tokio::net::TcpStream) -> Option<u16> {
     while i + 2 <= got.len() {
         let (op, len) = (got[i] & 0x0f, usize::from(got[i + 1] & 0x7f));
         let (start, len) = match len {
-            126 if i + 4 <= got.len() => (i + 4, usize::from(u16::from_be_bytes([got[i + 2], got[i + 3]]))),
+            126 if i + 4 <= got.len() => (
+                i + 4,
+                usize::from(u16::from_be_bytes([got[i + 2], got[i + 3]])),
+            ),
             127 => return None,
             l => (i + 2, l),
         };
@@ -356,7 +380,11 @@ async fn garbage_and_oversized_client_frames_are_closed_and_the_gateway_keeps_se
     junk.write_all(b"\x16\x03\x01\x02\x00garbage\r\n\r\n")
         .await
         .expect("write");
-    assert_eq!(close_code(&mut junk).await, None, "refused before any WebSocket");
+    assert_eq!(
+        close_code(&mut junk).await,
+        None,
+        "refused before any WebSocket"
+    );
 
     // Each hostile frame after a good handshake: the connection is closed, with a code.
     let cases: Vec<(&str, Vec<u8>, u16)> = vec![
@@ -366,8 +394,9 @@ async fn garbage_and_oversized_client_frames_are_closed_and_the_gateway_keeps_se
         ("unmasked", vec![0x82, 0x01, 0x00], 1002),
         // Text that is not UTF-8.
         ("invalid utf-8", frame(0x1, &[0xc3, 0x28]), 1007),
-        // A message larger than the request's whole pending limit: typed 1009.
-        ("oversized", frame(0x2, &vec![0x55; 65_535]), 1009),
+        // A message larger than the request's whole pending limit: the engine's typed close,
+        // 1011 `guard.websocket_pending_limit_reached`.
+        ("oversized", frame(0x2, &vec![0x55; 65_535]), 1011),
     ];
     for (what, bytes, want) in cases {
         let mut tcp = raw_client(&server, "victim").await;
@@ -385,14 +414,17 @@ async fn garbage_and_oversized_client_frames_are_closed_and_the_gateway_keeps_se
     header.extend_from_slice(&(1u64 << 62).to_be_bytes());
     header.extend_from_slice(&[1, 2, 3, 4]);
     tcp.write_all(&header).await.expect("write");
-    let code = close_code(&mut tcp).await;
-    assert!(matches!(code, None | Some(1009)), "huge header: {code:?}");
+    assert_eq!(close_code(&mut tcp).await, Some(1009), "huge header");
 
     let d = stream(&mut client, 11, 10, 40, d).await;
     assert_eq!(client.wait_echo(40, WAIT).await, Some((40, d)));
     settled(&server, &runner, 1).await;
     let s = server.snapshot().await;
-    assert!(s.closes.keys().any(|k| k.contains("pending limit")), "{:?}", s.closes);
+    assert!(
+        s.closes.keys().any(|k| k.contains("pending limit")),
+        "{:?}",
+        s.closes
+    );
     let _ = client.close(1000, "done").await;
     settled(&server, &runner, 0).await;
 }
@@ -423,7 +455,9 @@ async fn connection_storms_leave_nothing_behind() {
                     // Half a handshake, then dropped.
                     1 => {
                         if let Ok(mut tcp) = tokio::net::TcpStream::connect(addr).await {
-                            let _ = tcp.write_all(b"GET /actors/x HTTP/1.1\r\nHost: a\r\n").await;
+                            let _ = tcp
+                                .write_all(b"GET /actors/x HTTP/1.1\r\nHost: a\r\n")
+                                .await;
                         }
                     }
                     // Opened, then the TCP connection dropped without a close frame.
@@ -478,9 +512,47 @@ async fn connection_storms_leave_nothing_behind() {
     settled(&server, &runner, 0).await;
 }
 
+/// Reads `n` echo texts slowly (a pause every 64), checking the client queue's bound after
+/// each; the close frame instead, if the gateway closes first.
+async fn read_slowly(
+    source: &mut futures_util::stream::SplitStream<
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+    >,
+    server: &GatewayServer,
+    limits: hibernating_ws::driver::tokio::QueueLimits,
+    n: u64,
+) -> (u64, Option<(u16, String)>) {
+    let mut echoes = 0u64;
+    while echoes < n {
+        match tokio::time::timeout(WAIT, source.next()).await {
+            Ok(Some(Ok(Message::Text(_)))) => echoes += 1,
+            Ok(Some(Ok(Message::Close(f)))) => {
+                return (echoes, f.map(|f| (u16::from(f.code), f.reason.to_string())));
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("after {echoes} echoes: {other:?}"),
+        }
+        if echoes.is_multiple_of(64) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let q = server.queue_stats();
+        assert!(
+            q.bytes <= limits.max_bytes && q.messages <= limits.max_messages,
+            "{q:?}"
+        );
+    }
+    (echoes, None)
+}
+
+/// A slow reader that keeps at most 32 messages unanswered gets every echo; one that writes
+/// 2 000 messages at once and reads slowly is paused, then closed with 1008
+/// `hws.client_queue_full` when the echoes already in flight overflow its queue. The queue
+/// stays within its limits throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_reader_gets_every_echo_within_its_queue_bound() {
-    use hibernating_ws::driver::tokio::QueueLimits;
+async fn slow_readers_stay_within_their_queue_bound() {
+    use hibernating_ws::driver::tokio::{CLIENT_QUEUE_FULL, QueueLimits};
     let limits = QueueLimits {
         max_bytes: 64 * 1024,
         max_messages: 256,
@@ -492,37 +564,129 @@ async fn a_slow_reader_gets_every_echo_within_its_queue_bound() {
     })
     .await;
     let runner = runner(server.url(), server.runner_token(), &dir).await;
+    let n = 2_000u64;
+
+    // Windowed: every echo.
     let (ws, _) = tokio_tungstenite::connect_async(format!("{}/actors/slow", server.url()))
         .await
         .expect("connect");
     let (mut sink, mut source) = ws.split();
-    let n = 2_000u64;
+    for seq in 0..n {
+        let (data, _) = demo::payload::message(13, seq, 10, 200);
+        sink.send(Message::Binary(Bytes::from(data)))
+            .await
+            .expect("send");
+        if seq % 32 == 31 {
+            let (got, closed) = read_slowly(&mut source, &server, limits, 32).await;
+            assert_eq!((got, closed), (32, None), "message {seq}");
+        }
+    }
+    let _ = sink.close().await;
+
+    // Unwindowed: paused, then closed with a typed reason (or, if the runner kept up, every
+    // echo).
+    let (ws, _) = tokio_tungstenite::connect_async(format!("{}/actors/slow", server.url()))
+        .await
+        .expect("connect");
+    let (mut sink, mut source) = ws.split();
     let writer = tokio::spawn(async move {
         for seq in 0..n {
-            let (data, _) = demo::payload::message(13, seq, 10, 200);
-            sink.send(Message::Binary(Bytes::from(data)))
-                .await
-                .expect("send");
+            let (data, _) = demo::payload::message(14, seq, 10, 200);
+            if sink.send(Message::Binary(Bytes::from(data))).await.is_err() {
+                break;
+            }
         }
         sink
     });
-    let mut echoes = 0u64;
-    while echoes < n {
-        match tokio::time::timeout(WAIT, source.next()).await {
-            Ok(Some(Ok(Message::Text(_)))) => echoes += 1,
-            Ok(Some(Ok(_))) => {}
-            other => panic!("after {echoes} echoes: {other:?}"),
-        }
-        if echoes % 64 == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let q = server.queue_stats();
-        assert!(q.bytes <= limits.max_bytes && q.messages <= limits.max_messages, "{q:?}");
+    let (got, closed) = read_slowly(&mut source, &server, limits, n).await;
+    match closed {
+        None => assert_eq!(got, n),
+        Some((code, reason)) => assert_eq!((code, reason.as_str()), (1008, CLIENT_QUEUE_FULL)),
     }
     let mut sink = writer.await.expect("writer");
     let _ = sink.close().await;
     settled(&server, &runner, 0).await;
     let q = server.queue_stats();
     assert!(q.peak_bytes <= limits.max_bytes + 512, "{q:?}");
-    assert_eq!(server.stats().closed, 1);
+}
+
+/// Half-open peers: clients that opened, sent a message and then neither read nor write (nor
+/// close), and a runner link that said hello and went silent. The keepalive closes each client
+/// with 1001 `hws.idle_timeout` (the runner gets the close too) and drops the link; the
+/// well-behaved client, which answers pings, keeps streaming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_clients_and_runner_links_are_closed_by_the_keepalive() {
+    use demo::keepalive::{IDLE_TIMEOUT_REASON, Keepalive};
+    let keepalive = Keepalive {
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_millis(400),
+    };
+    let dir = DataDir::new(None).expect("temp dir");
+    let server = gateway(GatewayOptions {
+        keepalive,
+        ..default_gateway()
+    })
+    .await;
+    let runner = runner(server.url(), server.runner_token(), &dir).await;
+    let mut client = Client::connect(&server.url(), "steady")
+        .await
+        .expect("connect");
+    let mut frozen = Vec::new();
+    for i in 0..20u64 {
+        let mut tcp = raw_client(&server, "frozen").await;
+        let (data, _) = demo::payload::message(i, 0, 10, 64);
+        tcp.write_all(&frame(0x2, &data)).await.expect("write");
+        frozen.push(tcp);
+    }
+    let url = format!("{}/runner", server.url());
+    let mut silent = demo::runner::connect_runner(
+        &url,
+        server.runner_token(),
+        GatewayOptions::default().websocket,
+    )
+    .await
+    .expect("the silent runner connects");
+    let hello = demo::control::Control::Hello {
+        runner: "silent".into(),
+    };
+    silent
+        .send(Message::text(hello.to_text()))
+        .await
+        .expect("hello");
+
+    // The steady client streams (and answers pings) meanwhile.
+    let mut d = 0;
+    for round in 0..10u64 {
+        d = stream(&mut client, 15, round * 5, round * 5 + 5, d).await;
+        assert_eq!(
+            client.wait_echo(round * 5 + 5, WAIT).await,
+            Some((round * 5 + 5, d))
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let s = eventually("every frozen client closed", || async {
+        let s = server.snapshot().await;
+        let idle: u64 = s
+            .closes
+            .iter()
+            .filter(|(k, _)| k.contains(IDLE_TIMEOUT_REASON))
+            .map(|(_, n)| n)
+            .sum();
+        (idle == 20).then_some(s)
+    })
+    .await;
+    assert_eq!(s.closes.values().sum::<u64>(), 20, "{:?}", s.closes);
+    for mut tcp in frozen {
+        assert_eq!(close_code(&mut tcp).await, Some(1001), "a typed close");
+    }
+    // The silent link was dropped: reading it now finds pings, then its end.
+    let ended = tokio::time::timeout(WAIT, async {
+        while let Some(Ok(_)) = silent.next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the silent runner link was dropped");
+    settled(&server, &runner, 1).await;
+    assert!(client.echoes() >= 50 && !client.ended());
+    let _ = client.close(1000, "done").await;
+    settled(&server, &runner, 0).await;
 }

@@ -20,6 +20,7 @@ pub enum Role {
 
 /// Every flag, with its default.
 #[derive(Debug, Clone)]
+#[allow(clippy::struct_excessive_bools)] // one bool per on/off flag
 pub struct Args {
     pub role: Role,
     pub messages: u64,

@@ -22,6 +22,10 @@ use demo::runner::{RunnerInstance, RunnerOptions};
 use demo::scenario::DataDir;
 use demo::storage::StorageKind;
 use hibernating_ws::runner::RunnerConfig;
+use hibernating_ws::wire::DecodeLimits;
+
+/// The engines' decode limit in the hostile suites: frames past it are oversized.
+pub const MAX_FRAME: usize = 1 << 20;
 
 /// Generous bound for one expected event (a hang guard, not a timing assertion).
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -64,7 +68,9 @@ pub async fn runner(gateway: String, token: &str, dir: &DataDir) -> RunnerInstan
         name: "honest".into(),
         data_dir: dir.path.clone(),
         storage: StorageKind::File,
-        config: RunnerConfig::default().with_persist_interval(Duration::from_millis(10)),
+        config: RunnerConfig::default()
+            .with_persist_interval(Duration::from_millis(10))
+            .with_decode_limits(DecodeLimits::default().with_max_frame_size(MAX_FRAME)),
         report_interval: Duration::from_millis(20),
         delivered: Arc::default(),
         load_delay: Duration::ZERO,
@@ -93,7 +99,10 @@ impl Direction {
 
     /// The binary frames forwarded so far.
     pub fn seen(&self) -> Vec<Bytes> {
-        self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -156,7 +165,7 @@ impl Mitm {
                         m = up_rx.next() => match m {
                             Some(Ok(m)) => {
                                 if let Message::Binary(b) = &m {
-                                    seen_down.lock().unwrap_or_else(|e| e.into_inner()).push(b.clone());
+                                    seen_down.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(b.clone());
                                 }
                                 m
                             }
@@ -176,7 +185,7 @@ impl Mitm {
                     m = down_rx.next() => match m {
                         Some(Ok(m)) => {
                             if let Message::Binary(b) = &m {
-                                seen_up.lock().unwrap_or_else(|e| e.into_inner()).push(b.clone());
+                                seen_up.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(b.clone());
                             }
                             m
                         }
