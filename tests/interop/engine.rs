@@ -209,6 +209,11 @@ impl Client {
             .expect("engine gone");
     }
 
+    /// Closes the client's WebSocket with `frame`.
+    pub async fn close(&self, frame: Option<hibernating_ws::CloseFrame>) {
+        self.sender.close(frame).await.expect("engine gone");
+    }
+
     /// The next event, or `None` after `timeout`.
     pub async fn next(&mut self, timeout: Duration) -> Option<ClientEvent> {
         tokio::time::timeout(timeout, self.events.recv())
