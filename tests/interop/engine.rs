@@ -210,6 +210,7 @@ impl Client {
     }
 
     /// Closes the client's WebSocket with `frame`.
+    #[allow(dead_code)] // used by tests/e2e_control_hostile.rs, which includes this file
     pub async fn close(&self, frame: Option<hibernating_ws::CloseFrame>) {
         self.sender.close(frame).await.expect("engine gone");
     }
