@@ -263,7 +263,15 @@ async fn idle(o: &Opts) -> Result<(), String> {
         let stats = server.stats();
         let slept = settle().await;
         let t = Instant::now();
-        load.ask("send").await?;
+        if let Err(e) = load.ask("send").await {
+            let s = server.snapshot().await;
+            return Err(format!(
+                "{e}\ngateway closes: {:?}\nrunner: {:?}\n{:?}",
+                s.closes,
+                s.runner_total(),
+                server.stats()
+            ));
+        }
         let woke = t.elapsed();
         let awake = settle().await;
         let after = server.stats();
@@ -527,10 +535,10 @@ async fn open_all(url: &str, n: usize, actors: usize) -> Result<Vec<Held>, Strin
 async fn send_all(held: &mut [Held]) -> Result<(), String> {
     for (i, h) in held.iter_mut().enumerate() {
         let (data, binary) = message(i, h.sent);
-        h.client
-            .send(data, binary)
-            .await
-            .map_err(|e| e.to_string())?;
+        if let Err(e) = h.client.send(data, binary).await {
+            let closed = h.client.wait_closed(Duration::ZERO).await;
+            return Err(format!("client {i}: {e} (closed with {closed:?})"));
+        }
         h.sent += 1;
     }
     for (i, h) in held.iter_mut().enumerate() {
