@@ -149,6 +149,8 @@
 extern crate alloc;
 
 pub mod close;
+#[cfg(feature = "nats")]
+pub mod cluster;
 pub mod config;
 pub mod control;
 #[cfg(feature = "std")]

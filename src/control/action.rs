@@ -6,8 +6,8 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::ops::Deref;
 
-use crate::gateway::{self, Frame};
-use crate::wire::{RequestId, StopCode, ToServerKvRequest};
+use crate::gateway::{self, Frame, RouteId};
+use crate::wire::{GatewayId, RequestId, StopCode, ToServerKvRequest};
 
 use super::ConnId;
 
@@ -119,6 +119,9 @@ pub enum StopReason {
     StartTimeout,
     /// Its runner was lost.
     RunnerLost,
+    /// (Cluster) It ran on another node, which reported it stopped
+    /// ([`Control::stopped_elsewhere`](super::Control::stopped_elsewhere)).
+    Elsewhere,
 }
 
 /// Why an open never reached the gateway ([`Action::OpenFailed`]).
@@ -213,6 +216,49 @@ pub enum Action {
         actor_id: String,
         /// The alarm.
         alarm_ts: Option<i64>,
+    },
+    /// (Cluster) Publish `frame`, a versioned `ToRunner` tunnel frame of this node's gateway, to
+    /// the node holding the runner behind the remote `route`
+    /// ([`Control::remote_runner`](super::Control::remote_runner) names both); that node hands
+    /// it to [`Control::handle_forwarded_frame`](super::Control::handle_forwarded_frame). Frames of
+    /// one route must be published in the order emitted; a lost frame is healed by the
+    /// protocol's replay and retransmission.
+    PublishRemote {
+        /// The remote route.
+        route: RouteId,
+        /// The versioned `ToRunner` bytes, shared with the gateway's replay buffer.
+        frame: Frame,
+    },
+    /// (Cluster) A local runner's tunnel message for another node's gateway, as a versioned
+    /// `ToGateway` frame: publish it to `gateway_id`'s node, which hands it to
+    /// [`Control::handle_remote_frame`](super::Control::handle_remote_frame).
+    ForwardToGateway {
+        /// The gateway named in the message id.
+        gateway_id: GatewayId,
+        /// The local runner that sent it (the receiving gateway's route is this node and this
+        /// runner: [`Control::remote_route`](super::Control::remote_route)).
+        runner_id: String,
+        /// The versioned `ToGateway` bytes.
+        frame: Vec<u8>,
+    },
+    /// (Cluster) The actor must run and the engine does not place it: decide where (shared
+    /// placement state), then call [`Control::place_here`](super::Control::place_here) for a
+    /// local runner, or [`Control::running_elsewhere`](super::Control::running_elsewhere) once it
+    /// runs on another node.
+    PlaceActor {
+        /// The actor.
+        actor_id: String,
+    },
+    /// (Cluster) A hibernating-request record of this node's gateway was written (`live`) or
+    /// deleted: keep it in the shared state, so whichever node starts the actor lists it in
+    /// `CommandStartActor`.
+    HibernatingRecord {
+        /// The actor.
+        actor_id: String,
+        /// The request.
+        request_id: RequestId,
+        /// Written (`true`) or deleted.
+        live: bool,
     },
     /// A runner's KV request. The engine does not implement KV: answer it with
     /// [`kv_response`](super::Control::kv_response).

@@ -218,10 +218,12 @@ impl Control {
         Some(ActorInfo {
             phase: actor.phase,
             generation: actor.generation,
-            runner_id: actor
-                .runner
-                .and_then(|seq| self.runners.get(&seq))
-                .map(|r| r.id.clone()),
+            runner_id: actor.runner.and_then(|seq| {
+                self.runners
+                    .get(&seq)
+                    .map(|r| r.id.clone())
+                    .or_else(|| self.remote.get(&seq).map(|r| r.runner_id.clone()))
+            }),
             requests: actor.requests.len(),
             hibernating_requests: actor.records.iter().copied().collect(),
             waiting_opens: actor.waiting.len(),
@@ -247,10 +249,16 @@ impl Control {
 
     /// Sleeping → placed (or pending); Stopping → start again after the stop.
     pub(super) fn ensure_running(&mut self, now: Timestamp, slot: u32) {
+        let cluster = self.config.cluster;
         let Some(actor) = self.actor_mut(slot) else {
             return;
         };
         match actor.phase {
+            ActorPhase::Sleeping if cluster => {
+                actor.phase = ActorPhase::Pending;
+                let actor_id = actor.id.clone();
+                self.actions.push_back(Action::PlaceActor { actor_id });
+            }
             ActorPhase::Sleeping => {
                 actor.phase = ActorPhase::Pending;
                 self.pending.push_back(slot);
@@ -300,12 +308,28 @@ impl Control {
 
     /// Pending → Starting on runner `seq`: a new generation and its `CommandStartActor`.
     fn start_on(&mut self, now: Timestamp, slot: u32, seq: u64) {
+        let Some(actor) = self.actor_ref(slot) else {
+            return;
+        };
+        let generation = actor.generation.map_or(0, |g| g.wrapping_add(1));
+        self.start_placed(now, slot, seq, generation, &[]);
+    }
+
+    /// Pending → Starting on runner `seq` at `generation`; `CommandStartActor` lists this
+    /// gateway's records and `others`.
+    pub(super) fn start_placed(
+        &mut self,
+        now: Timestamp,
+        slot: u32,
+        seq: u64,
+        generation: u32,
+        others: &[HibernatingRequest],
+    ) {
         let gateway_id = self.gateway.gateway_id();
         let timeout = self.config.actor_start_timeout;
         let Some(actor) = self.actor_mut(slot) else {
             return;
         };
-        let generation = actor.generation.map_or(0, |g| g.wrapping_add(1));
         actor.generation = Some(generation);
         actor.phase = ActorPhase::Starting;
         actor.runner = Some(seq);
@@ -321,6 +345,12 @@ impl Control {
                 gateway_id,
                 request_id,
             })
+            .chain(
+                others
+                    .iter()
+                    .filter(|h| h.gateway_id != gateway_id)
+                    .copied(),
+            )
             .collect();
         let command = Command::StartActor(CommandStartActor {
             config: actor.spec.config.clone(),
@@ -337,6 +367,10 @@ impl Control {
 
     /// Starting or Running → Stopping (`CommandStopActor`); Pending → Sleeping (or removed).
     pub(super) fn stop(&mut self, now: Timestamp, slot: u32) {
+        if self.runs_elsewhere(slot) {
+            // Its host node runs its life cycle.
+            return;
+        }
         let threshold = self.config.actor_stop_threshold;
         let Some(actor) = self.actor_mut(slot) else {
             return;

@@ -164,8 +164,17 @@ impl Control {
                 } => self.on_request_wake(now, request_id, &actor_id),
                 gateway::Action::UpsertHibernatingRecord { request_id, .. } => {
                     let known = self.requests.get(&request_id).copied();
+                    let cluster = self.config.cluster;
                     if let Some(actor) = known.and_then(|slot| self.actor_mut(slot)) {
-                        actor.records.insert(request_id);
+                        let fresh = actor.records.insert(request_id);
+                        if cluster && fresh {
+                            let actor_id = actor.id.clone();
+                            self.actions.push_back(Action::HibernatingRecord {
+                                actor_id,
+                                request_id,
+                                live: true,
+                            });
+                        }
                         let _ = self.gateway.hibernating_record_upserted(now, request_id);
                     } else {
                         let _ = self.gateway.hibernating_record_failed(now, request_id);
@@ -173,17 +182,14 @@ impl Control {
                 }
                 gateway::Action::DeleteHibernatingRecord { request_id, .. } => {
                     let known = self.requests.get(&request_id).copied();
-                    if let Some(actor) = known.and_then(|slot| self.actor_mut(slot)) {
-                        actor.records.remove(&request_id);
-                    }
+                    self.record_deleted(known, request_id);
                 }
                 gateway::Action::Closed { request_id, reason } => {
-                    if let Some(slot) = self.requests.remove(&request_id)
-                        && let Some(actor) = self.actor_mut(slot)
-                    {
+                    let known = self.requests.remove(&request_id);
+                    if let Some(actor) = known.and_then(|slot| self.actor_mut(slot)) {
                         actor.requests.remove(&request_id);
-                        actor.records.remove(&request_id);
                     }
+                    self.record_deleted(known, request_id);
                     self.actions
                         .push_back(Action::Gateway(gateway::Action::Closed {
                             request_id,
@@ -196,21 +202,29 @@ impl Control {
     }
 
     /// A versioned `ToRunner` frame of the gateway for the runner behind `route`: a ping is
-    /// answered here while the runner is connected; a tunnel message goes to the runner as a
-    /// plain `ToClient` (the same bytes without the version prefix).
+    /// answered here while the runner is connected (or the remote route exists); a tunnel
+    /// message goes to the runner as a plain `ToClient` (the same bytes without the version
+    /// prefix), or to the runner's node as is ([`Action::PublishRemote`]).
     fn publish(&mut self, now: Timestamp, route: RouteId, frame: gateway::Frame) {
-        let Some(conn) = self.runners.get(&route.0).and_then(|r| r.conn) else {
+        let remote = self.remote.contains_key(&route.0);
+        let conn = self.runners.get(&route.0).and_then(|r| r.conn);
+        if conn.is_none() && !remote {
             self.stats.frames_unroutable += 1;
             return;
-        };
-        match frame.get(VERSION_PREFIX_LEN).copied() {
-            Some(TAG_TUNNEL) => {
+        }
+        match (frame.get(VERSION_PREFIX_LEN).copied(), conn) {
+            (Some(TAG_TUNNEL), None) => {
+                self.stats.frames_published_remote += 1;
+                self.actions
+                    .push_back(Action::PublishRemote { route, frame });
+            }
+            (Some(TAG_TUNNEL), Some(conn)) => {
                 self.actions.push_back(Action::Send {
                     conn,
                     frame: OutFrame::shared(frame, VERSION_PREFIX_LEN),
                 });
             }
-            Some(TAG_PING) => {
+            (Some(TAG_PING), _) => {
                 let limits = self.config.decode_limits.clone();
                 if let Ok((_, ToRunner::Ping(ping))) =
                     wire::decode_versioned::<ToRunner>(&frame, &limits)
@@ -224,6 +238,22 @@ impl Control {
                 }
             }
             _ => self.stats.frames_unroutable += 1,
+        }
+    }
+
+    /// Drops a record from its actor's list (reported in cluster mode).
+    fn record_deleted(&mut self, slot: Option<u32>, request_id: RequestId) {
+        let cluster = self.config.cluster;
+        let Some(actor) = slot.and_then(|slot| self.actor_mut(slot)) else {
+            return;
+        };
+        if actor.records.remove(&request_id) && cluster {
+            let actor_id = actor.id.clone();
+            self.actions.push_back(Action::HibernatingRecord {
+                actor_id,
+                request_id,
+                live: false,
+            });
         }
     }
 

@@ -37,6 +37,7 @@ impl Control {
                 ActorPhase::Starting | ActorPhase::Running | ActorPhase::Stopping
             );
             match (placed, actor.runner) {
+                (true, Some(seq)) if self.remote.contains_key(&seq) => {}
                 (true, Some(seq)) => {
                     // A lost runner is removed with its actors, so the runner exists.
                     let runner = self

@@ -39,6 +39,13 @@ pub struct ControlConfig {
     pub max_waiting_opens_per_actor: usize,
     /// Limits for decoding runner frames.
     pub decode_limits: DecodeLimits,
+    /// This engine is one node of a cluster (see [`Control::place_here`](super::Control::place_here)):
+    /// placement is decided outside the engine ([`Action::PlaceActor`](super::Action::PlaceActor)),
+    /// hibernating records are reported ([`Action::HibernatingRecord`](super::Action::HibernatingRecord)),
+    /// and a local runner's tunnel messages for other gateways are forwarded
+    /// ([`Action::ForwardToGateway`](super::Action::ForwardToGateway)) instead of refused.
+    /// Default `false`: one engine, placement by the engine.
+    pub cluster: bool,
 }
 
 impl Default for ControlConfig {
@@ -56,6 +63,7 @@ impl Default for ControlConfig {
             max_actors: 1_000_000,
             max_waiting_opens_per_actor: 1024,
             decode_limits: DecodeLimits::default(),
+            cluster: false,
         }
     }
 }

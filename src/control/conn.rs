@@ -233,6 +233,13 @@ impl Control {
                 self.actions.push_back(Action::KvRequest { conn, request });
                 Ok(())
             }
+            (seq, ToServer::TunnelMessage(msg))
+                if self.config.cluster
+                    && msg.message_id.gateway_id != self.gateway.gateway_id() =>
+            {
+                self.forward_to_gateway(seq, msg);
+                Ok(())
+            }
             (seq, ToServer::TunnelMessage(msg)) => self
                 .gateway
                 .handle_runner_message(now, crate::gateway::RouteId(seq), msg)

@@ -158,3 +158,65 @@ pub enum OpenError {
         error: gateway::OpenError,
     },
 }
+
+/// (Cluster) A cluster input was refused ([`Control::place_here`](super::Control::place_here) and
+/// the other cluster calls). Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// The engine is not in cluster mode ([`ControlConfig::cluster`](super::ControlConfig::cluster)).
+    #[error("not a cluster node")]
+    NotClustered,
+    /// No such actor.
+    #[error("unknown actor {actor_id:?}")]
+    UnknownActor {
+        /// The actor.
+        actor_id: String,
+    },
+    /// The actor is not waiting for a placement here (it runs, or asked for no start).
+    #[error("actor {actor_id:?} is not pending")]
+    NotPending {
+        /// The actor.
+        actor_id: String,
+    },
+    /// No connected, non-draining runner with that id and a free slot on this node.
+    #[error("runner {runner_id:?} cannot take actor {actor_id:?} here")]
+    RunnerUnavailable {
+        /// The runner.
+        runner_id: String,
+        /// The actor.
+        actor_id: String,
+    },
+    /// No connected runner with that id on this node (a forwarded frame is dropped).
+    #[error("runner {runner_id:?} is not connected here")]
+    UnknownRunner {
+        /// The runner.
+        runner_id: String,
+    },
+    /// No such remote route.
+    #[error("unknown remote route {route}")]
+    UnknownRoute {
+        /// The route.
+        route: u64,
+    },
+    /// [`ControlConfig::max_runners`](super::ControlConfig::max_runners) remote routes exist.
+    #[error("remote runner {runner_id:?} refused: route limit reached")]
+    TooManyRoutes {
+        /// The runner.
+        runner_id: String,
+    },
+    /// A forwarded frame that is not a versioned tunnel frame of a supported version.
+    #[error("malformed forwarded frame for runner {runner_id:?}")]
+    Malformed {
+        /// The runner (or the route's runner) it was for.
+        runner_id: String,
+    },
+    /// The gateway refused a remote runner's frame.
+    #[error("remote frame on route {route} refused: {error}")]
+    Tunnel {
+        /// The route.
+        route: u64,
+        /// Why.
+        error: gateway::ReceiveError,
+    },
+}

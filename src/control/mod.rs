@@ -133,6 +133,7 @@ mod actor;
 mod bridge;
 #[cfg(any(test, feature = "sim"))]
 mod check;
+mod cluster;
 mod config;
 mod conn;
 mod error;
@@ -141,8 +142,9 @@ mod stats;
 
 pub use action::{Action, ConnCloseReason, OpenFailure, OutFrame, StopReason};
 pub use actor::{ActorInfo, ActorPhase, ActorSpec};
+pub use cluster::RemoteRunner;
 pub use config::ControlConfig;
-pub use error::{ActorError, ConnectError, OpenError, ReceiveError};
+pub use error::{ActorError, ClusterError, ConnectError, OpenError, ReceiveError};
 pub use stats::{ControlStats, RunnerInfo};
 
 use actor::Actor;
@@ -180,6 +182,10 @@ pub struct Control {
     /// Runner key → sequence number.
     keys: BTreeMap<String, u64>,
     next_runner: u64,
+    /// Routes to runners connected to other nodes (cluster mode), numbered with the runners.
+    remote: BTreeMap<u64, RemoteRunner>,
+    /// (node, runner id) → route number.
+    remote_index: BTreeMap<(String, String), u64>,
     actors: Vec<Option<Actor>>,
     free_actors: Vec<u32>,
     actor_index: BTreeMap<String, u32>,
@@ -218,6 +224,8 @@ impl Control {
             runners: BTreeMap::new(),
             keys: BTreeMap::new(),
             next_runner: 1,
+            remote: BTreeMap::new(),
+            remote_index: BTreeMap::new(),
             actors: Vec::new(),
             free_actors: Vec::new(),
             actor_index: BTreeMap::new(),

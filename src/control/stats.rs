@@ -44,6 +44,10 @@ pub struct ControlStats {
     pub gateway_pings_answered: u64,
     /// Frames from runners dropped (any [`ReceiveError`](super::ReceiveError)).
     pub frames_dropped: u64,
+    /// (Cluster) Local runners' tunnel messages forwarded to other gateways.
+    pub frames_forwarded: u64,
+    /// (Cluster) Gateway frames published to remote routes.
+    pub frames_published_remote: u64,
 }
 
 /// A snapshot of one runner ([`Control::runner`](super::Control::runner)).
