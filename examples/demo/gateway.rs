@@ -636,9 +636,11 @@ async fn client_reader(
             return;
         }
         let Ok(next) = tokio::time::timeout(shared.keepalive.timeout, ws_rx.next()).await else {
+            // Decided before the engine closes: the writer sends it once the events end.
             let frame = keepalive::idle_close();
-            let _ = sender.close(Some(keepalive::engine_frame(&frame)));
+            let engine_frame = keepalive::engine_frame(&frame);
             keepalive::decide(slot, frame);
+            let _ = sender.close(Some(engine_frame));
             return;
         };
         let handed = match next {
@@ -655,10 +657,11 @@ async fn client_reader(
             Some(Ok(_)) => continue,
             Some(Err(e)) => {
                 let frame = keepalive::error_close(&e);
-                let _ = sender.close(frame.as_ref().map(keepalive::engine_frame));
+                let engine_frame = frame.as_ref().map(keepalive::engine_frame);
                 if let Some(frame) = frame {
                     keepalive::decide(slot, frame);
                 }
+                let _ = sender.close(engine_frame);
                 return;
             }
             None => {

@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 use crate::wire::ToClientTunnelMessage;
 
 use super::SocketId;
+use crate::time::Timestamp;
 
 /// Where an actor is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -51,11 +52,15 @@ pub(super) struct Actor {
     /// Hand-backs ([`Runner::hibernate`](super::Runner::hibernate)) whose persist is not
     /// answered yet: the actor's stop waits for them.
     pub(super) hand_backs: usize,
+    /// When this incarnation started ([`Runner::actor_starting`](super::Runner::actor_starting)):
+    /// its restore decides the sockets handed back before then, not those it handed back itself.
+    pub(super) started_at: Timestamp,
 }
 
 impl Actor {
-    pub(super) fn new(id: String, hibernating: Vec<SocketId>) -> Self {
+    pub(super) fn new(id: String, hibernating: Vec<SocketId>, started_at: Timestamp) -> Self {
         Self {
+            started_at,
             id,
             state: ActorState::Starting,
             hibernating,

@@ -60,11 +60,22 @@ impl HandedBack {
     }
 
     /// The actor that handed `id` back within `memory` before `now`.
+    #[cfg(test)]
     pub(super) fn get(&self, id: SocketId, now: Timestamp, memory: Duration) -> Option<&str> {
+        self.get_at(id, now, memory).map(|(_, actor)| actor)
+    }
+
+    /// When and by which actor `id` was handed back, within `memory` before `now`.
+    pub(super) fn get_at(
+        &self,
+        id: SocketId,
+        now: Timestamp,
+        memory: Duration,
+    ) -> Option<(Timestamp, &str)> {
         self.at
             .get(&id)
             .filter(|(at, _)| *at + memory > now)
-            .map(|(_, actor)| &**actor)
+            .map(|(at, actor)| (*at, &**actor))
     }
 
     /// Forgets the entries older than `memory`.
@@ -104,11 +115,16 @@ impl Runner {
 
     /// Whether a frame for `id` (which the runner does not hold) is for a socket handed back
     /// recently by an actor that has not started here again since (once it has, its restore
-    /// decided the socket's fate).
+    /// decided the socket's fate). The incarnation that handed it back may still be there: a
+    /// stopping actor waits for its other sockets' last persists, and an app that handed one
+    /// socket back stops its actor next.
     pub(super) fn recently_handed_back(&self, id: SocketId) -> bool {
         self.handed_back
-            .get(id, self.now, self.config.handed_back_memory)
-            .is_some_and(|actor| self.actor_by_id(actor).is_none())
+            .get_at(id, self.now, self.config.handed_back_memory)
+            .is_some_and(|(at, actor)| {
+                self.actor_by_id(actor)
+                    .is_none_or(|incarnation| incarnation.started_at <= at)
+            })
     }
 
     /// Answers a frame for a socket the runner does not hold: nothing if it handed the socket

@@ -279,7 +279,7 @@ impl Runner {
             .map(SocketId::from)
             .filter(|id| seen.insert(*id))
             .collect();
-        let mut actor = Actor::new(actor_id.into(), hibernating);
+        let mut actor = Actor::new(actor_id.into(), hibernating, self.now);
         let slot = self.free_actors.pop().unwrap_or_else(|| {
             self.actors.push(None);
             self.actors.len() - 1
