@@ -46,7 +46,7 @@ fn frames(socket: SocketId) -> Vec<Vec<u8>> {
                 socket,
                 index,
                 ToClientTunnelMessageKind::WebSocketMessage(ToClientWebSocketMessage {
-                    data: vec![u8::try_from(i % 251).expect("below 251"); PAYLOAD],
+                    data: vec![u8::try_from(i % 251).expect("below 251"); PAYLOAD].into(),
                     binary: true,
                 }),
             )

@@ -40,7 +40,7 @@ fn ws_message(len: usize) -> ToClientTunnelMessage {
     ToClientTunnelMessage {
         message_id: message_id(),
         kind: ToClientTunnelMessageKind::WebSocketMessage(ToClientWebSocketMessage {
-            data: payload(len),
+            data: payload(len).into(),
             binary: true,
         }),
     }

@@ -177,8 +177,8 @@ fn output(out: ClientOutput) -> Option<Message> {
         }))
     };
     Some(match out {
-        ClientOutput::Message { data, binary: true } => Message::Binary(data.into()),
-        ClientOutput::Message { data, .. } => match String::from_utf8(data) {
+        ClientOutput::Message { data, binary: true } => Message::Binary(data),
+        ClientOutput::Message { data, .. } => match String::from_utf8(Vec::from(data)) {
             Ok(text) => Message::Text(text.into()),
             Err(_) => close(1007, "invalid UTF-8 in a text message"),
         },

@@ -81,7 +81,7 @@
 //!                     world.storage.insert(socket, meta);
 //!                     rn.accept(now, socket, true).unwrap();
 //!                 }
-//!                 runner::Action::Message { data, .. } => world.delivered.push(data),
+//!                 runner::Action::Message { data, .. } => world.delivered.push(data.to_vec()),
 //!                 runner::Action::Persist { socket, server_index, client_index, .. } => {
 //!                     let meta = world.storage.get_mut(&socket).unwrap();
 //!                     meta.server_index = server_index;
@@ -156,13 +156,14 @@ pub mod control;
 #[cfg(feature = "std")]
 pub mod driver;
 pub mod gateway;
+mod hash;
 pub mod index;
 pub mod runner;
 pub mod session;
 mod stats_fmt;
 #[cfg(feature = "std")]
 pub mod storage;
-#[cfg(feature = "sim")]
+#[cfg(any(test, feature = "sim"))]
 #[doc(hidden)]
 pub mod testing;
 pub mod time;

@@ -150,7 +150,7 @@ impl Cluster {
     }
 
     fn open(&mut self, node: usize, id: RequestId, actor: &str) {
-        let open = OpenRequest::new(actor, "/ws").expect("a path starting with /");
+        let open = OpenRequest::new(actor, "/ws").unwrap();
         let now = self.now;
         self.nodes[node].open(now, id, open).unwrap();
         self.sent.insert(id, (node, Vec::new()));
@@ -445,7 +445,10 @@ impl Cluster {
                 let _ = r.session.runner_mut().persisted(now, socket, server_index);
             }
             session::Action::Runner(runner::Action::Message { socket, data, .. }) => {
-                self.delivered.entry(socket).or_default().push(data);
+                self.delivered
+                    .entry(socket)
+                    .or_default()
+                    .push(data.to_vec());
             }
             _ => {}
         }

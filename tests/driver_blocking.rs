@@ -56,7 +56,7 @@ fn blocking_runner_delivers_persists_on_its_timer_and_acks() {
     tx.send(Input::Frame(frame(0, open))).expect("send");
     for i in 1..=3u16 {
         let m = ToClientTunnelMessageKind::WebSocketMessage(ToClientWebSocketMessage {
-            data: vec![u8::try_from(i).expect("small"); 10],
+            data: vec![u8::try_from(i).expect("small"); 10].into(),
             binary: true,
         });
         tx.send(Input::Frame(frame(i, m))).expect("send");

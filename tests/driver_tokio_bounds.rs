@@ -149,7 +149,7 @@ async fn round_trips(sender: &mut ClientSender, events: &mut ClientEvents, n: u3
         assert_eq!(
             events.recv().await,
             Some(ClientOutput::Message {
-                data: msg.into_bytes(),
+                data: msg.into_bytes().into(),
                 binary: false
             })
         );
@@ -323,7 +323,7 @@ async fn the_app_queue_pushes_back_on_the_gateway_link() {
         frame(
             i,
             ToClientTunnelMessageKind::WebSocketMessage(ToClientWebSocketMessage {
-                data: vec![1; 100],
+                data: vec![1; 100].into(),
                 binary: true,
             }),
         )

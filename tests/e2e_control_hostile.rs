@@ -30,10 +30,10 @@ mod engine;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use engine::{Engine, RUNNER_NAME};
+use engine::{ClientEvent, Engine, RUNNER_NAME};
 use futures_util::{SinkExt, StreamExt};
 use hibernating_ws::MessageIndex;
-use hibernating_ws::driver::control::ClientEvent;
+
 use hibernating_ws::gateway::GatewayConfig;
 use hibernating_ws::wire::{
     self, ActorCheckpoint, ActorState, Command, Event, EventActorStateUpdate, EventWrapper,
@@ -229,7 +229,6 @@ async fn snapshot(engine: &Engine) -> Snapshot {
             control: c.stats(),
             gateway: c.gateway().stats(),
         })
-        .await
         .unwrap()
 }
 
@@ -237,7 +236,7 @@ async fn snapshot(engine: &Engine) -> Snapshot {
 async fn hostile_runners_get_typed_drops_and_the_honest_client_keeps_every_message() {
     let engine = Engine::start(GatewayConfig::default(), &["good"]).await;
     let honest = Honest::start(&engine).await;
-    let mut client = engine.connect("good", "/", RequestId(*b"good")).await;
+    let mut client = engine.connect("good", "/", RequestId(*b"good"));
     match client.next(WAIT).await {
         Some(ClientEvent::Opened { hibernatable: true }) => {}
         other => panic!("opened: {other:?}"),
@@ -254,7 +253,7 @@ async fn hostile_runners_get_typed_drops_and_the_honest_client_keeps_every_messa
         .send(send(tunnel(
             open,
             ToServerTunnelMessageKind::WebSocketMessage(ToServerWebSocketMessage {
-                data: b"too early".to_vec(),
+                data: b"too early".to_vec().into(),
                 binary: false,
             }),
         )))
@@ -302,7 +301,7 @@ async fn hostile_runners_get_typed_drops_and_the_honest_client_keeps_every_messa
         tunnel(
             with(GatewayId(*b"evil"), open.request_id),
             ToServerTunnelMessageKind::WebSocketMessage(ToServerWebSocketMessage {
-                data: b"forged".to_vec(),
+                data: b"forged".to_vec().into(),
                 binary: false,
             }),
         ),
@@ -315,14 +314,14 @@ async fn hostile_runners_get_typed_drops_and_the_honest_client_keeps_every_messa
         tunnel(
             open,
             ToServerTunnelMessageKind::WebSocketMessage(ToServerWebSocketMessage {
-                data: b"injected".to_vec(),
+                data: b"injected".to_vec().into(),
                 binary: false,
             }),
         ),
         tunnel(
             with(open.gateway_id, RequestId(*b"none")),
             ToServerTunnelMessageKind::WebSocketMessage(ToServerWebSocketMessage {
-                data: b"anyone?".to_vec(),
+                data: b"anyone?".to_vec().into(),
                 binary: false,
             }),
         ),
@@ -401,9 +400,7 @@ async fn hostile_runners_get_typed_drops_and_the_honest_client_keeps_every_messa
     })
     .await;
     echo_round(&mut client, 40, 10).await;
-    client
-        .close(Some(hibernating_ws::CloseFrame::new(1000, "done")))
-        .await;
+    client.close(Some(hibernating_ws::CloseFrame::new(1000, "done")));
     eventually("the honest request to end", &engine, |s| {
         (s.gateway.requests == 0
             && s.gateway.pending_messages == 0

@@ -158,7 +158,7 @@ async fn a_hostile_runner_hop_gets_typed_answers_and_the_client_keeps_every_mess
     mitm.to_runner.inject(to_runner(
         id(DEMO, request, 500),
         ToClientTunnelMessageKind::WebSocketMessage(ToClientWebSocketMessage {
-            data: huge,
+            data: huge.into(),
             binary: true,
         }),
     ));
@@ -170,7 +170,7 @@ async fn a_hostile_runner_hop_gets_typed_answers_and_the_client_keeps_every_mess
     mitm.to_runner.inject(to_runner(
         id(DEMO, stranger, 0),
         ToClientTunnelMessageKind::WebSocketMessage(ToClientWebSocketMessage {
-            data: b"who?".to_vec(),
+            data: b"who?".to_vec().into(),
             binary: false,
         }),
     ));
@@ -212,7 +212,7 @@ async fn a_hostile_runner_hop_gets_typed_answers_and_the_client_keeps_every_mess
     mitm.to_gateway.inject(to_gateway(
         id(DEMO, request, 0),
         ToServerTunnelMessageKind::WebSocketMessage(ToServerWebSocketMessage {
-            data: vec![0; 2 * MAX_FRAME],
+            data: vec![0; 2 * MAX_FRAME].into(),
             binary: true,
         }),
     ));
@@ -228,7 +228,7 @@ async fn a_hostile_runner_hop_gets_typed_answers_and_the_client_keeps_every_mess
     mitm.to_gateway.inject(to_gateway(
         id(GatewayId(*b"evil"), request, 0),
         ToServerTunnelMessageKind::WebSocketMessage(ToServerWebSocketMessage {
-            data: b"forged".to_vec(),
+            data: b"forged".to_vec().into(),
             binary: false,
         }),
     ));
@@ -237,7 +237,7 @@ async fn a_hostile_runner_hop_gets_typed_answers_and_the_client_keeps_every_mess
     mitm.to_gateway.inject(to_gateway(
         id(DEMO, stranger, 0),
         ToServerTunnelMessageKind::WebSocketMessage(ToServerWebSocketMessage {
-            data: b"anyone?".to_vec(),
+            data: b"anyone?".to_vec().into(),
             binary: false,
         }),
     ));

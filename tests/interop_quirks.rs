@@ -112,7 +112,7 @@ impl Harness {
 
 fn ws_message(data: &[u8]) -> ToServerTunnelMessageKind {
     ToServerTunnelMessageKind::WebSocketMessage(ToServerWebSocketMessage {
-        data: data.to_vec(),
+        data: data.to_vec().into(),
         binary: false,
     })
 }
@@ -168,7 +168,7 @@ fn runner_indices_restarting_at_zero_after_a_wake_still_reach_the_client() {
     let to_client = h
         .drain()
         .into_iter()
-        .filter(|a| matches!(a, Action::SendToClient { data, .. } if data == b"after"))
+        .filter(|a| matches!(a, Action::SendToClient { data, .. } if **data == *b"after"))
         .count();
     assert_eq!(to_client, 3);
     assert_eq!(h.gw.stats().dropped_invalid_for_phase, 0);

@@ -262,7 +262,7 @@ impl World {
                 data,
                 ..
             } => {
-                let text = String::from_utf8(data).unwrap();
+                let text = String::from_utf8(data.to_vec()).unwrap();
                 let (r, s) = text.split_once(':').unwrap();
                 self.app.log.push((r.parse().unwrap(), s.parse().unwrap()));
                 self.app.sockets.get_mut(&socket).unwrap().applied = index;

@@ -194,7 +194,7 @@ fn client_message(v: &Value) -> ToClientTunnelMessage {
         }),
         "WebSocketMessage" => {
             ToClientTunnelMessageKind::WebSocketMessage(ToClientWebSocketMessage {
-                data: expand(field(f, "data")),
+                data: expand(field(f, "data")).into(),
                 binary: boolean(f, "binary"),
             })
         }
@@ -229,7 +229,7 @@ fn server_message(v: &Value) -> ToServerTunnelMessage {
         }),
         "WebSocketMessage" => {
             ToServerTunnelMessageKind::WebSocketMessage(ToServerWebSocketMessage {
-                data: expand(field(f, "data")),
+                data: expand(field(f, "data")).into(),
                 binary: boolean(f, "binary"),
             })
         }

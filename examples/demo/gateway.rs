@@ -713,11 +713,11 @@ async fn client_writer(
         };
         let Some(out) = out else { break };
         let msg = match out {
-            ClientOutput::Message { data, binary: true } => Message::Binary(Bytes::from(data)),
+            ClientOutput::Message { data, binary: true } => Message::Binary(data),
             ClientOutput::Message {
                 data,
                 binary: false,
-            } => match String::from_utf8(data) {
+            } => match String::from_utf8(Vec::from(data)) {
                 Ok(text) => Message::text(text),
                 Err(e) => Message::Binary(Bytes::from(e.into_bytes())),
             },

@@ -123,6 +123,25 @@ struct Arrivals {
 }
 
 impl Arrivals {
+    /// Arrivals expecting `expected` messages (warm-ups included), warm after `warm_at`; with
+    /// the receivers of the two signals.
+    fn new(
+        expected: u64,
+        warm_at: u64,
+    ) -> (Self, oneshot::Receiver<()>, oneshot::Receiver<Instant>) {
+        let (warm_tx, warm) = oneshot::channel();
+        let (done_tx, done) = oneshot::channel();
+        let arrivals = Self {
+            expected,
+            warm_at,
+            count: 0,
+            bytes: 0,
+            warm: Some(warm_tx),
+            done: Some(done_tx),
+        };
+        (arrivals, warm, done)
+    }
+
     fn message(&mut self, len: usize) {
         self.count += 1;
         self.bytes += len as u64;
@@ -245,46 +264,16 @@ fn cpu_time() -> Option<Duration> {
 
 async fn baseline(size: usize, messages: u64) -> io::Result<Sample> {
     let mut tasks = JoinSet::new();
-    let (warm_tx, warm) = oneshot::channel();
-    let (done_tx, done) = oneshot::channel();
-    let arrivals = Arrivals {
-        expected: messages + 1,
-        warm_at: 1,
-        count: 0,
-        bytes: 0,
-        warm: Some(warm_tx),
-        done: Some(done_tx),
-    };
+    let (arrivals, warm, done) = Arrivals::new(messages + 1, 1);
 
-    // Backend: one connection, counts binary frames.
-    let backend = TcpListener::bind("127.0.0.1:0").await?;
-    let backend_url = url(backend.local_addr()?);
     let arrivals = Arc::new(Mutex::new(arrivals));
-    let counted = arrivals.clone();
-    tasks.spawn(async move {
-        let Ok((tcp, _)) = backend.accept().await else {
-            return;
-        };
-        let Ok(mut ws) = accept(tcp).await else {
-            return;
-        };
-        while let Some(Ok(msg)) = ws.next().await {
-            match msg {
-                Message::Binary(b) => lock(&counted).message(b.len()),
-                Message::Close(_) => break,
-                _ => {}
-            }
-        }
-    });
+    let backend_url = counting_backend(&mut tasks, arrivals.clone()).await?;
 
     // Relay: per client, dial the backend and forward both ways.
     let relay = TcpListener::bind("127.0.0.1:0").await?;
     let relay_url = url(relay.local_addr()?);
     tasks.spawn(async move {
-        let Ok((tcp, _)) = relay.accept().await else {
-            return;
-        };
-        let Ok(client) = accept(tcp).await else {
+        let Some(client) = accept_one(&relay).await else {
             return;
         };
         let Ok(backend) = connect(&backend_url).await else {
@@ -302,6 +291,50 @@ async fn baseline(size: usize, messages: u64) -> io::Result<Sample> {
     check(&lock(&arrivals), size, messages)?;
     tasks.abort_all();
     Ok(sample)
+}
+
+/// The backend of both relay modes: one connection, whose binary frames it counts. Returns its
+/// URL.
+async fn counting_backend(
+    tasks: &mut JoinSet<()>,
+    arrivals: Arc<Mutex<Arrivals>>,
+) -> io::Result<String> {
+    let backend = TcpListener::bind("127.0.0.1:0").await?;
+    let backend_url = url(backend.local_addr()?);
+    tasks.spawn(async move {
+        let Some(mut ws) = accept_one(&backend).await else {
+            return;
+        };
+        while let Some(Ok(msg)) = ws.next().await {
+            match msg {
+                Message::Binary(b) => lock(&arrivals).message(b.len()),
+                Message::Close(_) => break,
+                _ => {}
+            }
+        }
+    });
+    Ok(backend_url)
+}
+
+/// The next binary frame of a WebSocket (`None` at its close, end or first error; other
+/// frames are skipped).
+async fn next_binary<S, E>(ws: &mut S) -> Option<Bytes>
+where
+    S: futures_util::Stream<Item = Result<Message, E>> + Unpin,
+{
+    loop {
+        match ws.next().await? {
+            Ok(Message::Binary(b)) => return Some(b),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Accepts one WebSocket on `listener` (`None` if the connection or the handshake fails).
+async fn accept_one(listener: &TcpListener) -> Option<WebSocketStream<TcpStream>> {
+    let (tcp, _) = listener.accept().await.ok()?;
+    accept(tcp).await.ok()
 }
 
 fn url(addr: SocketAddr) -> String {
@@ -355,16 +388,13 @@ impl RunnerIo for RunnerSide {
 async fn link_writer<S, T>(mut ws: S, mut rx: OutboxReceiver<T>)
 where
     S: futures_util::Sink<Message> + Unpin,
-    T: AsRef<[u8]> + Send + 'static,
+    T: AsRef<[u8]> + Into<Bytes> + Send + 'static,
 {
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch).await > 0 {
         for frame in batch.drain(..) {
-            if ws
-                .feed(Message::Binary(Bytes::from_owner(frame)))
-                .await
-                .is_err()
-            {
+            // A `Frame` is a `Bytes` already: no copy, no allocation.
+            if ws.feed(Message::Binary(frame.into())).await.is_err() {
                 return;
             }
         }
@@ -401,33 +431,35 @@ where
 
 async fn hws_run(size: usize, messages: u64, window: u64) -> io::Result<Sample> {
     let mut tasks = JoinSet::new();
-    let (warm_tx, warm) = oneshot::channel();
-    let (done_tx, done) = oneshot::channel();
-    let arrivals = Arrivals {
-        expected: messages + 1,
-        warm_at: 1,
-        count: 0,
-        bytes: 0,
-        warm: Some(warm_tx),
-        done: Some(done_tx),
-    };
+    let (arrivals, warm, done) = Arrivals::new(messages + 1, 1);
     let runner = start_runner(&mut tasks, arrivals).await?;
     let gateway = start_gateway(&mut tasks, &runner.url, window, 1).await?;
 
-    let sample = client(gateway.url, size, messages, warm, done).await;
+    let sample = client(gateway.url.clone(), size, messages, warm, done).await;
+    let arrivals = finish(tasks, runner, gateway).await?;
+    let sample = sample?;
+    check(&arrivals, size, messages)?;
+    Ok(sample)
+}
+
+/// After the clients sent everything: the app's arrivals (checked in order), both drivers
+/// stopped and every task of the run ended.
+async fn finish(
+    mut tasks: JoinSet<()>,
+    runner: RunnerSideStarted,
+    gateway: GatewaySideStarted,
+) -> io::Result<Arrivals> {
     let outcome = runner.result.await;
     gateway.handle.shutdown();
     runner.handle.shutdown();
     let _ = gateway.driver.await;
     let _ = runner.driver.await;
     tasks.abort_all();
-    let sample = sample?;
     let (arrivals, in_order) = outcome.map_err(|_| io::Error::other("the app stopped early"))?;
-    check(&arrivals, size, messages)?;
     if !in_order {
         return Err(io::Error::other("messages arrived out of order"));
     }
-    Ok(sample)
+    Ok(arrivals)
 }
 
 struct RunnerSideStarted {
@@ -466,21 +498,14 @@ async fn start_runner(
     // The gateway's WebSocket: frames in (read in place), frames out.
     let h = handle.clone();
     tasks.spawn(async move {
-        let Ok((tcp, _)) = listener.accept().await else {
-            return;
-        };
-        let Ok(ws) = accept(tcp).await else {
+        let Some(ws) = accept_one(&listener).await else {
             return;
         };
         let (ws_tx, mut ws_rx) = ws.split();
         tokio::spawn(link_writer(ws_tx, to_gateway_rx));
-        while let Some(Ok(msg)) = ws_rx.next().await {
-            let bytes = match msg {
-                Message::Binary(b) => b,
-                Message::Close(_) => return,
-                _ => continue,
-            };
-            if h.frame(&bytes).await.is_err() {
+        while let Some(bytes) = next_binary(&mut ws_rx).await {
+            // Payloads borrow the frame (the app counts them and drops them at once).
+            if h.frame_bytes(&bytes).await.is_err() {
                 return;
             }
         }
@@ -569,11 +594,8 @@ async fn start_gateway(
     let route = RouteId(1);
     let g = handle.clone();
     tasks.spawn(async move {
-        while let Some(Ok(msg)) = runner_rx.next().await {
-            let Message::Binary(bytes) = msg else {
-                continue;
-            };
-            if g.runner_frame(route, &bytes).is_err() {
+        while let Some(bytes) = next_binary(&mut runner_rx).await {
+            if g.runner_frame_bytes(route, &bytes).is_err() {
                 return;
             }
         }
@@ -638,7 +660,7 @@ where
 {
     let messages = events.map(|out| {
         Ok(match out {
-            ClientOutput::Message { data, .. } => Message::Binary(Bytes::from(data)),
+            ClientOutput::Message { data, .. } => Message::Binary(data),
             _ => Message::Close(None),
         })
     });

@@ -18,8 +18,8 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 use super::{
-    Arrivals, Sample, accept, accept_retrying, check, connect, cpu_time, lock, start_gateway,
-    start_runner, url, writer,
+    Arrivals, Sample, accept, accept_retrying, check, connect, counting_backend, cpu_time, finish,
+    lock, start_gateway, start_runner, url, writer,
 };
 
 /// Resident set size of this process, in bytes (Linux; `None` elsewhere).
@@ -173,40 +173,15 @@ fn arrivals(
     clients: u32,
     per_client: u64,
 ) -> (Arrivals, oneshot::Receiver<()>, oneshot::Receiver<Instant>) {
-    let (warm_tx, warm) = oneshot::channel();
-    let (done_tx, done) = oneshot::channel();
-    let a = Arrivals {
-        expected: u64::from(clients) * (per_client + 1),
-        warm_at: u64::from(clients),
-        count: 0,
-        bytes: 0,
-        warm: Some(warm_tx),
-        done: Some(done_tx),
-    };
-    (a, warm, done)
+    Arrivals::new(u64::from(clients) * (per_client + 1), u64::from(clients))
 }
 
 /// The relay with `clients` clients: every client's frames go over one backend WebSocket.
 pub(crate) async fn baseline(clients: u32, size: usize, per_client: u64) -> io::Result<Sample> {
     let mut tasks = JoinSet::new();
     let (arrivals, warm, done) = arrivals(clients, per_client);
-    let backend = TcpListener::bind("127.0.0.1:0").await?;
-    let backend_url = url(backend.local_addr()?);
     let arrivals = Arc::new(Mutex::new(arrivals));
-    let counted = arrivals.clone();
-    tasks.spawn(async move {
-        let Ok((tcp, _)) = backend.accept().await else {
-            return;
-        };
-        let Ok(mut ws) = accept(tcp).await else {
-            return;
-        };
-        while let Some(Ok(msg)) = ws.next().await {
-            if let Message::Binary(b) = msg {
-                lock(&counted).message(b.len());
-            }
-        }
-    });
+    let backend_url = counting_backend(&mut tasks, arrivals.clone()).await?;
     let (backend_tx, _backend_rx) = connect(&backend_url).await?.split();
     let (to_backend, from_clients) = mpsc::unbounded_channel();
     tasks.spawn(writer(backend_tx, from_clients));
@@ -246,18 +221,9 @@ pub(crate) async fn hws(
     let runner = start_runner(&mut tasks, arrivals).await?;
     let gateway = start_gateway(&mut tasks, &runner.url, window, clients).await?;
     let sample = drive_children(&gateway.url, clients, size, per_client, warm, done).await;
-    let outcome = runner.result.await;
-    gateway.handle.shutdown();
-    runner.handle.shutdown();
-    let _ = gateway.driver.await;
-    let _ = runner.driver.await;
-    tasks.abort_all();
+    let arrivals = finish(tasks, runner, gateway).await?;
     let sample = sample?;
-    let (arrivals, in_order) = outcome.map_err(|_| io::Error::other("the app stopped early"))?;
     check_many(&arrivals, clients, size, per_client)?;
-    if !in_order {
-        return Err(io::Error::other("messages arrived out of order"));
-    }
     Ok(sample)
 }
 

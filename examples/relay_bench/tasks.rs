@@ -5,12 +5,14 @@ use std::io;
 
 use futures_util::StreamExt;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc::unbounded_channel;
+use tokio::sync::mpsc::{self, unbounded_channel};
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
-use super::{Arrivals, Sample, TASKS_CAPACITY, accept, check, client, connect, url, writer};
+use super::{
+    Arrivals, Sample, TASKS_CAPACITY, accept_one, check, client, connect, next_binary, url, writer,
+};
 
 /// The hws task graph without the engines: frames are forwarded as-is (no encoding, no decoding,
 /// no acks), but every hop has the tasks, channels and copies of the adapters. Relay: the
@@ -21,41 +23,15 @@ use super::{Arrivals, Sample, TASKS_CAPACITY, accept, check, client, connect, ur
 /// task, which passes it through an unbounded channel to the app task that counts.
 pub(super) async fn tasks_run(size: usize, messages: u64) -> io::Result<Sample> {
     let mut tasks = JoinSet::new();
-    let (warm_tx, warm) = oneshot::channel();
-    let (done_tx, done) = oneshot::channel();
-    let mut arrivals = Arrivals {
-        expected: messages + 1,
-        warm_at: 1,
-        count: 0,
-        bytes: 0,
-        warm: Some(warm_tx),
-        done: Some(done_tx),
-    };
+    let (mut arrivals, warm, done) = Arrivals::new(messages + 1, 1);
     let capacity = TASKS_CAPACITY;
 
     // Backend: reader -> "driver" -> app.
     let backend = TcpListener::bind("127.0.0.1:0").await?;
     let backend_url = url(backend.local_addr()?);
-    let (in_tx, mut in_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(capacity);
+    let (in_tx, mut in_rx) = mpsc::channel::<Vec<u8>>(capacity);
     let (app_tx, mut app_rx) = unbounded_channel::<Vec<u8>>();
-    tasks.spawn(async move {
-        let Ok((tcp, _)) = backend.accept().await else {
-            return;
-        };
-        let Ok(mut ws) = accept(tcp).await else {
-            return;
-        };
-        while let Some(Ok(msg)) = ws.next().await {
-            let bytes = match msg {
-                Message::Binary(b) => b,
-                Message::Close(_) => return,
-                _ => continue,
-            };
-            if in_tx.send(Vec::from(bytes)).await.is_err() {
-                return;
-            }
-        }
-    });
+    tasks.spawn(copying_reader(backend, in_tx));
     tasks.spawn(async move {
         let mut batch = Vec::with_capacity(64);
         while in_rx.recv_many(&mut batch, 64).await > 0 {
@@ -82,7 +58,7 @@ pub(super) async fn tasks_run(size: usize, messages: u64) -> io::Result<Sample> 
     let (backend_tx, _backend_rx) = backend_ws.split();
     let (out_tx, out_rx) = unbounded_channel();
     tasks.spawn(writer(backend_tx, out_rx));
-    let (in_tx, mut in_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(capacity);
+    let (in_tx, mut in_rx) = mpsc::channel::<Vec<u8>>(capacity);
     tasks.spawn(async move {
         let mut batch = Vec::with_capacity(64);
         while in_rx.recv_many(&mut batch, 64).await > 0 {
@@ -91,24 +67,7 @@ pub(super) async fn tasks_run(size: usize, messages: u64) -> io::Result<Sample> 
             }
         }
     });
-    tasks.spawn(async move {
-        let Ok((tcp, _)) = relay.accept().await else {
-            return;
-        };
-        let Ok(mut ws) = accept(tcp).await else {
-            return;
-        };
-        while let Some(Ok(msg)) = ws.next().await {
-            let bytes = match msg {
-                Message::Binary(b) => b,
-                Message::Close(_) => return,
-                _ => continue,
-            };
-            if in_tx.send(Vec::from(bytes)).await.is_err() {
-                return;
-            }
-        }
-    });
+    tasks.spawn(copying_reader(relay, in_tx));
 
     let sample = client(relay_url, size, messages, warm, done).await;
     let outcome = result.await;
@@ -117,4 +76,17 @@ pub(super) async fn tasks_run(size: usize, messages: u64) -> io::Result<Sample> 
     let arrivals = outcome.map_err(|_| io::Error::other("the app stopped early"))?;
     check(&arrivals, size, messages)?;
     Ok(sample)
+}
+
+/// The old adapters' reader: accepts one WebSocket and copies each binary frame into a `Vec`
+/// for the bounded channel to its "driver" task.
+async fn copying_reader(listener: TcpListener, to_driver: mpsc::Sender<Vec<u8>>) {
+    let Some(mut ws) = accept_one(&listener).await else {
+        return;
+    };
+    while let Some(bytes) = next_binary(&mut ws).await {
+        if to_driver.send(Vec::from(bytes)).await.is_err() {
+            return;
+        }
+    }
 }

@@ -2,10 +2,11 @@
 //! shared encoded [`Frame`].
 
 use alloc::string::String;
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 use core::ops::Deref;
+
+use bytes::Bytes;
 
 use crate::close::{CODE_NORMAL, CloseFrame, KnownClose};
 use crate::index::MessageIndex;
@@ -13,42 +14,68 @@ use crate::wire::RequestId;
 
 use super::request::RouteId;
 
-/// Encoded bytes of one versioned `ToRunner` message, shared between the outgoing action and the
-/// gateway's pending buffer.
+/// Encoded bytes of one versioned `ToRunner` message, shared between the outgoing action, the
+/// gateway's pending buffer and the transport.
 ///
-/// Cloning is a reference-count increment: a replayed message is the very allocation that was
-/// published first ([`Frame::ptr_eq`]), never a re-encoding.
+/// One reference-counted buffer ([`Bytes`]): cloning is a reference-count increment, a replayed
+/// message is the very buffer that was published first ([`Frame::ptr_eq`]), never a
+/// re-encoding, and [`into_bytes`](Self::into_bytes) hands the buffer to a transport that takes
+/// `Bytes` (tungstenite, hyper, axum) without a copy.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Frame(Arc<Vec<u8>>);
+pub struct Frame(Bytes);
 
 impl Frame {
-    /// Wraps encoded bytes.
+    /// Wraps encoded bytes (no copy).
     #[must_use]
     pub fn new(bytes: Vec<u8>) -> Self {
-        Self(Arc::new(bytes))
+        Self(Bytes::from(bytes))
     }
 
-    /// Whether both frames share one allocation (one is a clone of the other).
+    /// Whether both frames share one buffer (one is a clone of the other).
     #[must_use]
     pub fn ptr_eq(a: &Self, b: &Self) -> bool {
-        Arc::ptr_eq(&a.0, &b.0)
+        a.0.as_ptr() == b.0.as_ptr() && a.0.len() == b.0.len()
+    }
+
+    /// The shared buffer.
+    #[must_use]
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.0
+    }
+
+    /// The shared buffer, moved out (no copy).
+    #[must_use]
+    pub fn into_bytes(self) -> Bytes {
+        self.0
     }
 
     /// A copy of the bytes.
     #[must_use]
     pub fn to_vec(&self) -> Vec<u8> {
-        self.0.as_ref().clone()
+        self.0.to_vec()
     }
 
     /// The bytes, moved out without a copy when this is the only handle, copied otherwise.
     #[must_use]
     pub fn into_vec(self) -> Vec<u8> {
-        Arc::try_unwrap(self.0).unwrap_or_else(|shared| shared.as_ref().clone())
+        Vec::from(self.0)
     }
 
     /// The frame size as a byte count for the pending-bytes accounting.
     pub(crate) fn byte_len(&self) -> u64 {
         u64::try_from(self.0.len()).unwrap_or(u64::MAX)
+    }
+}
+
+impl From<Bytes> for Frame {
+    fn from(bytes: Bytes) -> Self {
+        Self(bytes)
+    }
+}
+
+impl From<Frame> for Bytes {
+    fn from(frame: Frame) -> Self {
+        frame.0
     }
 }
 
@@ -93,8 +120,9 @@ pub enum Action {
     SendToClient {
         /// The client connection.
         request_id: RequestId,
-        /// Payload.
-        data: Vec<u8>,
+        /// Payload (a slice of the runner's frame when it came through
+        /// [`Gateway::handle_runner_frame_bytes`](super::Gateway::handle_runner_frame_bytes)).
+        data: Bytes,
         /// Binary (`true`) or text (`false`).
         binary: bool,
     },

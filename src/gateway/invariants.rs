@@ -34,8 +34,8 @@ impl Gateway {
                 self.requests.len()
             ));
         }
-        for (id, &slot) in &self.index {
-            if self.requests.get(slot).map(|r| r.id) != Some(*id) {
+        for (id, slot) in crate::hash::sorted(&self.index) {
+            if self.requests.get(slot).map(|r| r.id) != Some(id) {
                 return Err(format!(
                     "index maps {id} to slot {slot} holding another request"
                 ));

@@ -48,10 +48,11 @@
 //! ([`Gateway::request`] returns `None`) and its hibernating record is deleted.
 
 use alloc::boxed::Box;
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
 
 use crate::close::CloseFrame;
 use crate::config::ConfigError;
+use crate::hash::IdMap;
 use crate::index::MessageIndex;
 use crate::time::Timestamp;
 use crate::wire::{
@@ -157,7 +158,7 @@ pub struct Gateway {
     /// The latest `now` seen.
     now: Timestamp,
     requests: Slab<Request>,
-    index: BTreeMap<RequestId, u32>,
+    index: IdMap<RequestId, u32>,
     timers: TimerQueue,
     actions: VecDeque<Action>,
     /// Requests refused with backpressure on the gateway-wide limit, first come first served:
@@ -187,7 +188,7 @@ impl Gateway {
             id: gateway_id,
             now,
             requests: Slab::new(),
-            index: BTreeMap::new(),
+            index: IdMap::default(),
             timers: TimerQueue::new(),
             actions: VecDeque::new(),
             blocked: VecDeque::new(),
@@ -401,13 +402,7 @@ impl Gateway {
         frame: Option<CloseFrame>,
     ) -> Result<(), UnknownRequest> {
         let now = self.advance(now);
-        let slot = self
-            .slot_of(request_id)
-            .ok_or(UnknownRequest { request_id })?;
-        let req = self
-            .requests
-            .get_mut(slot)
-            .ok_or(UnknownRequest { request_id })?;
+        let (slot, req) = self.live_mut(request_id)?;
         let reason = frame.map_or(CloseReason::ClientGone, CloseReason::ClientClosed);
         if req.phase != Phase::Hibernating {
             self.terminate(slot, reason);
@@ -437,13 +432,7 @@ impl Gateway {
         request_id: RequestId,
     ) -> Result<(), UnknownRequest> {
         let now = self.advance(now);
-        let slot = self
-            .slot_of(request_id)
-            .ok_or(UnknownRequest { request_id })?;
-        let req = self
-            .requests
-            .get(slot)
-            .ok_or(UnknownRequest { request_id })?;
+        let (slot, req) = self.live_mut(request_id)?;
         match (req.phase, req.hibernatable) {
             (Phase::Active, true) => self.hibernate(slot, now),
             (Phase::Active, false) => self.terminate(slot, CloseReason::ActorStopped),
@@ -533,16 +522,11 @@ impl Gateway {
         request_id: RequestId,
     ) -> Result<(), UnknownRequest> {
         let now = self.advance(now);
-        let slot = self
-            .slot_of(request_id)
-            .ok_or(UnknownRequest { request_id })?;
-        let req = self
-            .requests
-            .get_mut(slot)
-            .ok_or(UnknownRequest { request_id })?;
+        let timeout = self.config.hibernation_timeout;
+        let (_, req) = self.live_mut(request_id)?;
         if req.hibernatable {
             // Only ever moves later: the timer entry already in the queue is early enough.
-            req.record_expiry = now + self.config.hibernation_timeout;
+            req.record_expiry = now + timeout;
             self.stats.record_upserts_succeeded += 1;
         }
         Ok(())
@@ -559,8 +543,7 @@ impl Gateway {
         request_id: RequestId,
     ) -> Result<(), UnknownRequest> {
         self.advance(now);
-        self.slot_of(request_id)
-            .ok_or(UnknownRequest { request_id })?;
+        self.live_mut(request_id)?;
         self.stats.record_upserts_failed += 1;
         Ok(())
     }
@@ -658,6 +641,18 @@ impl Gateway {
 
     fn slot_of(&self, request_id: RequestId) -> Option<u32> {
         self.index.get(&request_id).copied()
+    }
+
+    /// The slot and the state of live request `request_id`.
+    fn live_mut(&mut self, request_id: RequestId) -> Result<(u32, &mut Request), UnknownRequest> {
+        let slot = self
+            .slot_of(request_id)
+            .ok_or(UnknownRequest { request_id })?;
+        let req = self
+            .requests
+            .get_mut(slot)
+            .ok_or(UnknownRequest { request_id })?;
+        Ok((slot, req))
     }
 
     fn message_id(&self, request_id: RequestId, index: MessageIndex) -> MessageId {

@@ -1,6 +1,8 @@
 //! Runner input: frames, tunnel messages and pongs from the runner side, the route check, and
 //! the cumulative ack.
 
+use bytes::Bytes;
+
 use crate::close::{CloseFrame, KnownClose};
 use crate::index::MessageIndex;
 use crate::time::Timestamp;
@@ -27,7 +29,31 @@ impl Gateway {
         route: RouteId,
         bytes: &[u8],
     ) -> Result<(), ReceiveError> {
-        match wire::decode_versioned::<ToGateway>(bytes, &self.config.decode_limits) {
+        self.receive(now, route, wire::Received::Slice(bytes))
+    }
+
+    /// [`handle_runner_frame`](Self::handle_runner_frame) for a frame the transport hands out
+    /// as [`Bytes`]: the payload of [`Action::SendToClient`] is then a slice of `frame`, not a
+    /// copy.
+    ///
+    /// # Errors
+    /// As [`handle_runner_frame`](Self::handle_runner_frame).
+    pub fn handle_runner_frame_bytes(
+        &mut self,
+        now: Timestamp,
+        route: RouteId,
+        frame: &Bytes,
+    ) -> Result<(), ReceiveError> {
+        self.receive(now, route, wire::Received::Shared(frame))
+    }
+
+    fn receive(
+        &mut self,
+        now: Timestamp,
+        route: RouteId,
+        frame: wire::Received<'_>,
+    ) -> Result<(), ReceiveError> {
+        match frame.decode_versioned::<ToGateway>(&self.config.decode_limits) {
             Ok((_, ToGateway::Pong(pong))) => self.handle_pong(now, route, pong),
             Ok((_, ToGateway::TunnelMessage(msg))) => self.handle_runner_message(now, route, msg),
             Err(e) => {

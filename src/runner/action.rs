@@ -3,6 +3,8 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use bytes::Bytes;
+
 use crate::close::{CloseFrame, KnownClose};
 use crate::index::MessageIndex;
 use crate::wire::{GatewayId, Headers};
@@ -53,8 +55,9 @@ pub enum Action {
         socket: SocketId,
         /// The gateway's index of the message.
         index: MessageIndex,
-        /// Payload.
-        data: Vec<u8>,
+        /// Payload (a slice of the gateway's frame when it came through
+        /// [`Runner::handle_frame_bytes`](super::Runner::handle_frame_bytes)).
+        data: Bytes,
         /// Binary (`true`) or text (`false`).
         binary: bool,
     },
@@ -68,7 +71,8 @@ pub enum Action {
         actor_id: String,
         /// Last delivered gateway index.
         server_index: MessageIndex,
-        /// Next outgoing index.
+        /// The outgoing index a socket restored from this record starts at: the next one,
+        /// after the ack that a successful persist sends (so no index is used twice).
         client_index: MessageIndex,
     },
     /// Delete the socket's stored metadata.

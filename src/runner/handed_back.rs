@@ -116,14 +116,16 @@ impl Runner {
     /// Whether a frame for `id` (which the runner does not hold) is for a socket handed back
     /// recently by an actor that has not started here again since (once it has, its restore
     /// decided the socket's fate). The incarnation that handed it back may still be there: a
-    /// stopping actor waits for its other sockets' last persists, and an app that handed one
+    /// stopping actor waits for its other sockets' final persists, and an app that handed one
     /// socket back stops its actor next.
     pub(super) fn recently_handed_back(&self, id: SocketId) -> bool {
         self.handed_back
             .get_at(id, self.now, self.config.handed_back_memory)
             .is_some_and(|(at, actor)| {
-                self.actor_by_id(actor)
-                    .is_none_or(|incarnation| incarnation.started_at <= at)
+                self.actor_by_id(actor).is_none_or(|incarnation| {
+                    incarnation.state == super::actor::ActorState::Stopping
+                        || incarnation.started_at <= at
+                })
             })
     }
 

@@ -40,8 +40,8 @@ impl Runner {
                 self.stats.sockets, self.live_sockets
             ));
         }
-        for (id, &slot) in &self.socket_index {
-            if self.socket_ref(slot).map(|s| s.id) != Some(*id) {
+        for (id, slot) in crate::hash::sorted(&self.socket_index) {
+            if self.socket_ref(slot).map(|s| s.id) != Some(id) {
                 return Err(format!(
                     "index maps {id:?} to slot {slot} holding another socket"
                 ));
@@ -166,12 +166,12 @@ impl Runner {
                 return Err(format!("actor {}: queue over its limits", actor.id));
             }
         }
-        for (id, &aslot) in &self.routes {
+        for (id, aslot) in crate::hash::sorted(&self.routes) {
             let starting = self
                 .actors
                 .get(aslot)
                 .and_then(Option::as_ref)
-                .is_some_and(|a| a.state == ActorState::Starting && a.routes.contains(id));
+                .is_some_and(|a| a.state == ActorState::Starting && a.routes.contains(&id));
             if !starting {
                 return Err(format!(
                     "route {id:?} to actor slot {aslot}, which is not starting"

@@ -69,6 +69,8 @@ use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use bytes::Bytes;
+
 pub use action::{Action, CloseReason};
 pub use actor::{ActorInfo, ActorState};
 pub use config::{
@@ -82,11 +84,12 @@ pub use stats::RunnerStats;
 
 use crate::close::CloseFrame;
 use crate::config::ConfigError;
+use crate::hash::IdMap;
 use crate::index::MessageIndex;
 use crate::time::Timestamp;
 use crate::wire::{
-    HibernatingRequest, ToClientTunnelMessage, ToServerTunnelMessageKind, ToServerWebSocketClose,
-    ToServerWebSocketMessage, ToServerWebSocketOpen,
+    self, HibernatingRequest, ToClientTunnelMessage, ToServerTunnelMessageKind,
+    ToServerWebSocketClose, ToServerWebSocketOpen,
 };
 
 use actor::Actor;
@@ -160,10 +163,10 @@ use timer::TimerQueue;
 ///
 /// // Message 1 arrives and is delivered.
 /// runner.handle_frame(now, &frame(1, ToClientTunnelMessageKind::WebSocketMessage(
-///     ToClientWebSocketMessage { data: b"hello".to_vec(), binary: false },
+///     ToClientWebSocketMessage { data: b"hello".to_vec().into(), binary: false },
 /// )))?;
 /// let Some(Action::Message { index, data, .. }) = runner.poll_action() else { panic!() };
-/// assert_eq!((index.get(), data.as_slice()), (1, &b"hello"[..]));
+/// assert_eq!((index.get(), &data[..]), (1, &b"hello"[..]));
 /// assert_eq!(runner.poll_action(), None);
 ///
 /// // The persist is debounced: it comes 5 s after the first unpersisted message.
@@ -192,9 +195,9 @@ pub struct Runner {
     actor_index: BTreeMap<String, usize>,
     slots: Vec<Slot>,
     free_slots: Vec<usize>,
-    socket_index: BTreeMap<SocketId, usize>,
+    socket_index: IdMap<SocketId, usize>,
     /// Socket ids of starting actors: their messages queue behind the actor's restore.
-    routes: BTreeMap<SocketId, usize>,
+    routes: IdMap<SocketId, usize>,
     /// Persists whose socket is gone and whose result has not come, per socket id in the order
     /// they were requested. A result is matched here first (the oldest entry with its index),
     /// so a late result of a closed socket never settles a persist of a newer socket with the
@@ -225,8 +228,8 @@ impl Runner {
             actor_index: BTreeMap::new(),
             slots: Vec::new(),
             free_slots: Vec::new(),
-            socket_index: BTreeMap::new(),
-            routes: BTreeMap::new(),
+            socket_index: IdMap::default(),
+            routes: IdMap::default(),
             orphans: BTreeMap::new(),
             orphan_count: 0,
             live_sockets: 0,
@@ -385,9 +388,26 @@ impl Runner {
     /// [`handle_tunnel_message`](Self::handle_tunnel_message) returns. Every error is counted;
     /// none needs handling beyond logging.
     pub fn handle_frame(&mut self, now: Timestamp, bytes: &[u8]) -> Result<(), ReceiveError> {
+        self.receive(now, wire::Received::Slice(bytes))
+    }
+
+    /// [`handle_frame`](Self::handle_frame) for a frame the transport hands out as [`Bytes`]:
+    /// the payload of [`Action::Message`] is then a slice of `frame`, not a copy.
+    ///
+    /// # Errors
+    /// As [`handle_frame`](Self::handle_frame).
+    pub fn handle_frame_bytes(
+        &mut self,
+        now: Timestamp,
+        frame: &Bytes,
+    ) -> Result<(), ReceiveError> {
+        self.receive(now, wire::Received::Shared(frame))
+    }
+
+    fn receive(&mut self, now: Timestamp, frame: wire::Received<'_>) -> Result<(), ReceiveError> {
         let now = self.advance(now);
         self.stats.frames_received += 1;
-        let result = self.receive_frame(now, bytes);
+        let result = self.receive_frame(now, frame);
         self.finish();
         result
     }
@@ -515,15 +535,10 @@ impl Runner {
                 max,
             });
         }
-        let index = publish_on(
-            &mut self.actions,
-            framing,
-            s,
-            ToServerTunnelMessageKind::WebSocketMessage(ToServerWebSocketMessage {
-                data: data.to_vec(),
-                binary,
-            }),
-        );
+        let version = outbox::framing_version(framing);
+        let index = outbox::publish_with(&mut self.actions, s, |id| {
+            wire::encode_server_ws_message_frame(version, id, data, binary)
+        });
         self.stats.sent += 1;
         self.finish();
         Ok(index)

@@ -43,13 +43,27 @@ impl Runner {
     }
 }
 
-/// Encodes a runner → gateway tunnel message per the framing.
-pub(super) fn encode_tunnel(framing: Framing, msg: ToServerTunnelMessage) -> Vec<u8> {
+/// The version prefix of the framing (`None`: the runner's socket, no prefix).
+pub(super) fn framing_version(framing: Framing) -> Option<u16> {
     match framing {
-        Framing::PubSub { version } => {
-            wire::encode_versioned(version, &ToGateway::TunnelMessage(msg))
+        Framing::PubSub { version } => Some(version),
+        Framing::RunnerSocket => None,
+    }
+}
+
+/// Encodes a runner → gateway tunnel message per the framing (messages and acks through the
+/// hand-written encoders).
+pub(super) fn encode_tunnel(framing: Framing, msg: ToServerTunnelMessage) -> Vec<u8> {
+    let version = framing_version(framing);
+    match (&msg.kind, version) {
+        (ToServerTunnelMessageKind::WebSocketMessageAck(ack), _) => {
+            wire::encode_ack_frame(version, msg.message_id, ack.index)
         }
-        Framing::RunnerSocket => wire::encode(&ToServer::TunnelMessage(msg)),
+        (ToServerTunnelMessageKind::WebSocketMessage(m), _) => {
+            wire::encode_server_ws_message_frame(version, msg.message_id, &m.data, m.binary)
+        }
+        (_, Some(version)) => wire::encode_versioned(version, &ToGateway::TunnelMessage(msg)),
+        (_, None) => wire::encode(&ToServer::TunnelMessage(msg)),
     }
 }
 
@@ -60,18 +74,26 @@ pub(super) fn publish_on(
     s: &mut Socket,
     kind: ToServerTunnelMessageKind,
 ) -> MessageIndex {
+    publish_with(actions, s, |message_id| {
+        encode_tunnel(framing, ToServerTunnelMessage { message_id, kind })
+    })
+}
+
+/// Publishes the frame `encode` builds for `s`'s next outgoing message id; returns its index.
+pub(super) fn publish_with(
+    actions: &mut VecDeque<Action>,
+    s: &mut Socket,
+    encode: impl FnOnce(MessageId) -> Vec<u8>,
+) -> MessageIndex {
     let index = s.take_client_index();
-    let msg = ToServerTunnelMessage {
-        message_id: MessageId {
-            gateway_id: s.id.gateway_id,
-            request_id: s.id.request_id,
-            message_index: index,
-        },
-        kind,
-    };
+    let frame = encode(MessageId {
+        gateway_id: s.id.gateway_id,
+        request_id: s.id.request_id,
+        message_index: index,
+    });
     actions.push_back(Action::Publish {
         gateway_id: s.id.gateway_id,
-        frame: encode_tunnel(framing, msg),
+        frame,
     });
     index
 }

@@ -1,13 +1,13 @@
 //! The receive path: frames from the gateway, routed to a live socket, a starting actor's queue
 //! or away; duplicates, gaps and held messages; in-order delivery; the gateway's close.
 
-use alloc::vec::Vec;
-
 use crate::close::{CloseFrame, KnownClose};
+use bytes::Bytes;
+
 use crate::index::MessageIndex;
 use crate::time::Timestamp;
 use crate::wire::{
-    self, MessageId, ToClient, ToClientTunnelMessage, ToClientTunnelMessageKind,
+    self, MessageId, Received, ToClient, ToClientTunnelMessage, ToClientTunnelMessageKind,
     ToClientWebSocketOpen, ToGateway, ToGatewayPong, ToRunner, ToServerTunnelMessageKind,
     ToServerWebSocketOpen,
 };
@@ -22,12 +22,12 @@ impl Runner {
     pub(super) fn receive_frame(
         &mut self,
         now: Timestamp,
-        bytes: &[u8],
+        frame: Received<'_>,
     ) -> Result<(), ReceiveError> {
         let limits = &self.config.decode_limits;
         let msg = match self.config.framing {
             Framing::PubSub { version } => {
-                match wire::decode_versioned::<ToRunner>(bytes, limits) {
+                match frame.decode_versioned::<ToRunner>(limits) {
                     Ok((_, ToRunner::TunnelMessage(m))) => m,
                     Ok((_, ToRunner::Ping(probe))) => {
                         // Per-socket liveness: a pong only for a socket this runner holds (or
@@ -59,7 +59,7 @@ impl Runner {
                     Err(e) => return Err(self.dropped(ReceiveError::Malformed(e))),
                 }
             }
-            Framing::RunnerSocket => match wire::decode_with::<ToClient>(bytes, limits) {
+            Framing::RunnerSocket => match frame.decode_with::<ToClient>(limits) {
                 Ok(ToClient::TunnelMessage(m)) => m,
                 Ok(_) => {
                     return Err(self.dropped(ReceiveError::Unsupported { kind: "control" }));
@@ -287,7 +287,7 @@ impl Runner {
         now: Timestamp,
         (id, slot): (SocketId, usize),
         r: MessageIndex,
-        data: Vec<u8>,
+        data: Bytes,
         binary: bool,
     ) -> Result<(), ReceiveError> {
         let Some(s) = slot_mut(&mut self.slots, slot) else {
@@ -339,7 +339,7 @@ impl Runner {
         now: Timestamp,
         slot: usize,
         r: MessageIndex,
-        data: Vec<u8>,
+        data: Bytes,
         binary: bool,
     ) {
         let Some(s) = slot_mut(&mut self.slots, slot) else {
@@ -372,7 +372,7 @@ impl Runner {
         slot: usize,
         r: MessageIndex,
         delta: u16,
-        data: Vec<u8>,
+        data: Bytes,
         binary: bool,
     ) {
         let max_messages = self.config.max_held_messages;

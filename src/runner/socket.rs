@@ -2,8 +2,9 @@
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
-use alloc::vec::Vec;
 use core::time::Duration;
+
+use bytes::Bytes;
 
 use crate::index::MessageIndex;
 use crate::time::Timestamp;
@@ -121,7 +122,7 @@ pub(super) enum Phase {
 #[derive(Debug)]
 pub(super) struct HeldMessage {
     pub(super) index: MessageIndex,
-    pub(super) data: Vec<u8>,
+    pub(super) data: Bytes,
     pub(super) binary: bool,
     pub(super) arrived: Timestamp,
 }

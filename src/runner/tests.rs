@@ -10,8 +10,8 @@ use super::deadline::TIMER_SLACK;
 use super::*;
 use crate::close::KnownClose;
 use crate::wire::{
-    self, GatewayId, Headers, MessageId, RequestId, ToClientTunnelMessageKind,
-    ToClientWebSocketClose, ToClientWebSocketMessage, ToClientWebSocketOpen, ToGateway,
+    self, GatewayId, Headers, RequestId, ToClientTunnelMessageKind, ToClientWebSocketClose,
+    ToClientWebSocketMessage, ToClientWebSocketOpen, ToGateway,
 };
 
 const A: &str = "a";
@@ -21,14 +21,7 @@ fn sid(r: u32) -> SocketId {
 }
 
 fn tunnel(s: SocketId, index: u16, kind: ToClientTunnelMessageKind) -> ToClientTunnelMessage {
-    ToClientTunnelMessage {
-        message_id: MessageId {
-            gateway_id: s.gateway_id,
-            request_id: s.request_id,
-            message_index: MessageIndex::new(index),
-        },
-        kind,
-    }
+    crate::testing::msg::to_runner(s.gateway_id, s.request_id, index, kind)
 }
 
 fn open(actor: &str) -> ToClientTunnelMessageKind {
@@ -41,7 +34,7 @@ fn open(actor: &str) -> ToClientTunnelMessageKind {
 
 fn msg(data: &[u8]) -> ToClientTunnelMessageKind {
     ToClientTunnelMessageKind::WebSocketMessage(ToClientWebSocketMessage {
-        data: data.to_vec(),
+        data: data.to_vec().into(),
         binary: false,
     })
 }
@@ -556,4 +549,31 @@ fn a_hand_backs_result_is_its_own_even_after_the_id_is_reused() {
             .any(|a| matches!(a, Action::ActorStopped { .. }))
     );
     assert!(r.socket(s).is_none());
+}
+
+#[test]
+fn a_shared_frame_is_delivered_without_copying_the_payload() {
+    let (mut r, now) = runner(RunnerConfig::default());
+    let s = sid(1);
+    open_socket(&mut r, now, s, 0, true);
+    let message = |i: u8| {
+        bytes::Bytes::from(wire::encode_versioned(
+            wire::PROTOCOL_VERSION,
+            &wire::ToRunner::TunnelMessage(tunnel(s, i.into(), msg(&[i; 40]))),
+        ))
+    };
+    let (shared, copied) = (message(1), message(2));
+    r.handle_frame_bytes(now, &shared).unwrap();
+    r.handle_frame(now, &copied).unwrap();
+    let payloads: Vec<Bytes> = drain(&mut r)
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Message { data, .. } => Some(data),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(payloads, [vec![1_u8; 40], vec![2_u8; 40]]);
+    let inside = |part: &[u8], whole: &[u8]| whole.as_ptr_range().contains(&part.as_ptr());
+    assert!(inside(&payloads[0], &shared));
+    assert!(!inside(&payloads[1], &copied));
 }

@@ -9,6 +9,8 @@ use alloc::collections::BTreeSet;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use bytes::Bytes;
+
 use super::DecodeLimits;
 use super::error::DecodeError;
 use super::types::{
@@ -28,6 +30,9 @@ pub struct Reader<'a> {
     pos: usize,
     max_headers: usize,
     max_list_len: usize,
+    /// The buffer `buf` is, when the caller has it as [`Bytes`]: WebSocket payloads are then
+    /// slices of it (no copy).
+    shared: Option<&'a Bytes>,
 }
 
 impl<'a> Reader<'a> {
@@ -37,6 +42,15 @@ impl<'a> Reader<'a> {
             pos: 0,
             max_headers: limits.max_headers,
             max_list_len: limits.max_list_len,
+            shared: None,
+        }
+    }
+
+    /// A reader whose payloads borrow from `buf` (reference-counted slices, no copy).
+    pub(crate) fn shared(buf: &'a Bytes, limits: &DecodeLimits) -> Self {
+        Self {
+            shared: Some(buf),
+            ..Self::new(buf, limits)
         }
     }
 
@@ -151,6 +165,18 @@ impl<'a> Reader<'a> {
     pub(crate) fn data(&mut self) -> Result<Vec<u8>, DecodeError> {
         let n = self.len()?;
         Ok(self.take(n)?.to_vec())
+    }
+
+    /// A `data` value as [`Bytes`]: a slice of the frame when the reader has it shared, a copy
+    /// otherwise.
+    pub(crate) fn data_bytes(&mut self) -> Result<Bytes, DecodeError> {
+        let n = self.len()?;
+        let start = self.pos;
+        let slice = self.take(n)?;
+        Ok(match self.shared {
+            Some(frame) => frame.slice(start..start + n),
+            None => Bytes::copy_from_slice(slice),
+        })
     }
 
     /// Checks a `data` value and steps over it without copying.
@@ -342,7 +368,7 @@ impl Read for ToClientTunnelMessageKind {
                 headers: r.headers()?,
             }),
             4 => Self::WebSocketMessage(ToClientWebSocketMessage {
-                data: r.data()?,
+                data: r.data_bytes()?,
                 binary: r.bool()?,
             }),
             5 => Self::WebSocketClose(ToClientWebSocketClose {
@@ -387,7 +413,7 @@ impl Read for ToServerTunnelMessageKind {
                 can_hibernate: r.bool()?,
             }),
             4 => Self::WebSocketMessage(ToServerWebSocketMessage {
-                data: r.data()?,
+                data: r.data_bytes()?,
                 binary: r.bool()?,
             }),
             5 => Self::WebSocketMessageAck(ToServerWebSocketMessageAck {

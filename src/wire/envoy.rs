@@ -580,7 +580,7 @@ impl Read for ToEnvoyTunnelMessageKind {
                 headers: r.headers()?,
             }),
             6 => Self::WebSocketMessage(ToClientWebSocketMessage {
-                data: r.data()?,
+                data: r.data_bytes()?,
                 binary: r.bool()?,
             }),
             7 => Self::WebSocketClose(ToClientWebSocketClose {
@@ -631,7 +631,7 @@ impl Read for ToRivetTunnelMessageKind {
                 can_hibernate: r.bool()?,
             }),
             6 => Self::WebSocketMessage(ToServerWebSocketMessage {
-                data: r.data()?,
+                data: r.data_bytes()?,
                 binary: r.bool()?,
             }),
             7 => Self::WebSocketMessageAck(ToServerWebSocketMessageAck {

@@ -70,7 +70,7 @@
 //!         message_index: MessageIndex::new(1),
 //!     },
 //!     kind: ToClientTunnelMessageKind::WebSocketMessage(ToClientWebSocketMessage {
-//!         data: b"hi".to_vec(),
+//!         data: b"hi".to_vec().into(),
 //!         binary: false,
 //!     }),
 //! });
@@ -89,6 +89,8 @@
 use alloc::vec::Vec;
 use core::ops::RangeInclusive;
 
+use bytes::Bytes;
+
 mod compat;
 mod control;
 mod decode;
@@ -96,7 +98,9 @@ mod encode;
 mod envelope;
 pub mod envoy;
 mod error;
+mod hot;
 mod kv;
+mod map;
 mod reframe;
 mod types;
 
@@ -113,11 +117,13 @@ pub use control::{
 };
 pub use envelope::{ToClient, ToGateway, ToRunner, ToServer};
 pub use error::DecodeError;
+pub use hot::{encode_ack_frame, encode_server_ws_message_frame, encode_ws_message_frame};
 pub use kv::{
     KvDeleteRangeRequest, KvDeleteRequest, KvErrorResponse, KvGetRequest, KvGetResponse, KvKey,
     KvListPrefixQuery, KvListQuery, KvListRangeQuery, KvListRequest, KvListResponse, KvMetadata,
     KvPutRequest, KvRequestData, KvResponseData, KvValue, ToClientKvResponse, ToServerKvRequest,
 };
+pub use map::WireMap;
 pub use reframe::{
     Reframed, gateway_of, to_client_as_to_runner, to_gateway_as_to_server, to_runner_as_to_client,
     to_server_as_to_gateway,
@@ -304,29 +310,6 @@ pub const fn ws_message_frame_len(data_len: usize) -> usize {
     VERSION_PREFIX_LEN + 1 + encode::MESSAGE_ID_LEN + 1 + bytes_len(data_len) + 1
 }
 
-/// Encodes a versioned `ToRunner::TunnelMessage(WebSocketMessage)` frame straight from borrowed
-/// payload bytes: the same bytes as building the owned message and calling [`encode_versioned`],
-/// without copying the payload twice. This is the gateway's hot path.
-#[must_use]
-pub fn encode_ws_message_frame(
-    version: u16,
-    message_id: MessageId,
-    data: &[u8],
-    binary: bool,
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(ws_message_frame_len(data.len()));
-    out.extend_from_slice(&version.to_le_bytes());
-    serialize_into(
-        &types::ToRunnerWebSocketMessageRef {
-            message_id,
-            data,
-            binary,
-        },
-        &mut out,
-    );
-    out
-}
-
 /// Decodes a whole frame with the default [`DecodeLimits`].
 ///
 /// # Errors
@@ -342,7 +325,21 @@ pub fn decode<M: Message>(bytes: &[u8]) -> Result<M, DecodeError> {
 /// As [`decode`].
 pub fn decode_with<M: Message>(bytes: &[u8], limits: &DecodeLimits) -> Result<M, DecodeError> {
     check_size(bytes, limits)?;
-    let mut r = decode::Reader::new(bytes, limits);
+    read_whole(decode::Reader::new(bytes, limits))
+}
+
+/// Decodes a whole frame under `limits`, the WebSocket payloads it carries being slices of
+/// `frame` (reference-counted, no copy): keep them only as long as the frame's buffer may stay
+/// allocated.
+///
+/// # Errors
+/// As [`decode`].
+pub fn decode_shared<M: Message>(frame: &Bytes, limits: &DecodeLimits) -> Result<M, DecodeError> {
+    check_size(frame, limits)?;
+    read_whole(decode::Reader::shared(frame, limits))
+}
+
+fn read_whole<M: Message>(mut r: decode::Reader<'_>) -> Result<M, DecodeError> {
     let msg = M::read(&mut r)?;
     r.finish()?;
     Ok(msg)
@@ -358,7 +355,26 @@ pub fn decode_versioned<M: Message>(
     limits: &DecodeLimits,
 ) -> Result<(u16, M), DecodeError> {
     check_size(bytes, limits)?;
-    let mut r = decode::Reader::new(bytes, limits);
+    read_versioned(decode::Reader::new(bytes, limits), bytes)
+}
+
+/// [`decode_versioned`] with the WebSocket payloads as slices of `frame` (no copy), as
+/// [`decode_shared`].
+///
+/// # Errors
+/// As [`decode_versioned`].
+pub fn decode_versioned_shared<M: Message>(
+    frame: &Bytes,
+    limits: &DecodeLimits,
+) -> Result<(u16, M), DecodeError> {
+    check_size(frame, limits)?;
+    read_versioned(decode::Reader::shared(frame, limits), frame)
+}
+
+fn read_versioned<M: Message>(
+    mut r: decode::Reader<'_>,
+    bytes: &[u8],
+) -> Result<(u16, M), DecodeError> {
     let version = r.u16()?;
     if !TUNNEL_COMPATIBLE_VERSIONS.contains(&version) {
         return Err(DecodeError::UnsupportedVersion { version });
@@ -369,6 +385,33 @@ pub fn decode_versioned<M: Message>(
     let msg = M::read(&mut r)?;
     r.finish()?;
     Ok((version, msg))
+}
+
+/// A received frame as the engines take it: borrowed bytes (payloads are copied out) or a
+/// shared buffer (payloads are slices of it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Received<'a> {
+    Slice(&'a [u8]),
+    Shared(&'a Bytes),
+}
+
+impl Received<'_> {
+    pub(crate) fn decode_with<M: Message>(self, limits: &DecodeLimits) -> Result<M, DecodeError> {
+        match self {
+            Self::Slice(bytes) => decode_with(bytes, limits),
+            Self::Shared(frame) => decode_shared(frame, limits),
+        }
+    }
+
+    pub(crate) fn decode_versioned<M: Message>(
+        self,
+        limits: &DecodeLimits,
+    ) -> Result<(u16, M), DecodeError> {
+        match self {
+            Self::Slice(bytes) => decode_versioned(bytes, limits),
+            Self::Shared(frame) => decode_versioned_shared(frame, limits),
+        }
+    }
 }
 
 /// Rejects what a frame of an older `version` may not be read as with the v7 layout. Out of

@@ -29,7 +29,7 @@ fn ws_msg(index: u16, data: &[u8], binary: bool) -> ToClientTunnelMessage {
     ToClientTunnelMessage {
         message_id: mid(index),
         kind: ToClientTunnelMessageKind::WebSocketMessage(ToClientWebSocketMessage {
-            data: data.to_vec(),
+            data: data.to_vec().into(),
             binary,
         }),
     }
@@ -506,7 +506,10 @@ pub(super) fn arb_to_client() -> impl Strategy<Value = ToClientTunnelMessage> {
             })
         }),
         (arb_bytes(), any::<bool>()).prop_map(|(data, binary)| {
-            ToClientTunnelMessageKind::WebSocketMessage(ToClientWebSocketMessage { data, binary })
+            ToClientTunnelMessageKind::WebSocketMessage(ToClientWebSocketMessage {
+                data: data.into(),
+                binary,
+            })
         }),
         (
             proptest::option::of(any::<u16>()),
@@ -543,7 +546,10 @@ pub(super) fn arb_to_server() -> impl Strategy<Value = ToServerTunnelMessage> {
             ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen { can_hibernate })
         }),
         (arb_bytes(), any::<bool>()).prop_map(|(data, binary)| {
-            ToServerTunnelMessageKind::WebSocketMessage(ToServerWebSocketMessage { data, binary })
+            ToServerTunnelMessageKind::WebSocketMessage(ToServerWebSocketMessage {
+                data: data.into(),
+                binary,
+            })
         }),
         any::<u16>().prop_map(|i| {
             ToServerTunnelMessageKind::WebSocketMessageAck(ToServerWebSocketMessageAck {
@@ -666,4 +672,50 @@ proptest! {
             prop_assert_eq!(encode(&back), bytes);
         }
     }
+}
+
+/// Whether `part` lies inside `whole`'s buffer (a slice of it, not a copy).
+fn inside(part: &[u8], whole: &[u8]) -> bool {
+    let range = whole.as_ptr_range();
+    range.contains(&part.as_ptr()) && part.as_ptr_range().end <= range.end
+}
+
+#[test]
+fn shared_decode_borrows_the_payload_and_slice_decode_copies_it() {
+    let frame = bytes::Bytes::from(encode_versioned(
+        PROTOCOL_VERSION,
+        &ToRunner::TunnelMessage(ws_msg(7, &[9; 100], true)),
+    ));
+    let limits = DecodeLimits::default();
+    let (_, shared) = decode_versioned_shared::<ToRunner>(&frame, &limits).unwrap();
+    let (_, copied) = decode_versioned::<ToRunner>(&frame, &limits).unwrap();
+    assert_eq!(shared, copied);
+    let payload = |m: &ToRunner| match m {
+        ToRunner::TunnelMessage(ToClientTunnelMessage {
+            kind: ToClientTunnelMessageKind::WebSocketMessage(w),
+            ..
+        }) => w.data.clone(),
+        other => panic!("not a message: {other:?}"),
+    };
+    assert!(inside(&payload(&shared), &frame));
+    assert!(!inside(&payload(&copied), &frame));
+
+    // The same for the runner's messages to the gateway.
+    let back = ToServerTunnelMessage {
+        message_id: mid(3),
+        kind: ToServerTunnelMessageKind::WebSocketMessage(ToServerWebSocketMessage {
+            data: vec![5; 50].into(),
+            binary: false,
+        }),
+    };
+    let frame = bytes::Bytes::from(encode(&ToServer::TunnelMessage(back.clone())));
+    let ToServer::TunnelMessage(decoded) = decode_shared::<ToServer>(&frame, &limits).unwrap()
+    else {
+        panic!("not a tunnel message");
+    };
+    assert_eq!(decoded, back);
+    let ToServerTunnelMessageKind::WebSocketMessage(w) = decoded.kind else {
+        panic!("not a message");
+    };
+    assert!(inside(&w.data, &frame));
 }

@@ -9,9 +9,10 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use serde::ser::{SerializeMap, SerializeSeq, SerializeStruct};
+use serde::ser::SerializeSeq;
 use serde::{Serialize, Serializer};
 
+use super::map::WireMap;
 use crate::index::MessageIndex;
 
 /// Identifies a gateway process: 4 opaque bytes (upstream: a random `u32`, little-endian).
@@ -73,129 +74,10 @@ pub struct MessageId {
     pub message_index: MessageIndex,
 }
 
-/// An ordered header map (`map<str, str>` on the wire).
-///
-/// Entries keep their wire order, so decoding and re-encoding a frame is the identity. Keys are
-/// unique: decoding rejects a duplicate key (as the official codec does), and [`Headers::insert`]
-/// replaces an existing value in place.
-#[derive(Clone, PartialEq, Eq, Hash, Default)]
-pub struct Headers(Vec<(String, String)>);
-
-impl Headers {
-    /// An empty map.
-    #[must_use]
-    pub const fn new() -> Self {
-        Self(Vec::new())
-    }
-
-    /// Sets `key` to `value`, keeping the position of an existing key.
-    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
-        let key = key.into();
-        let value = value.into();
-        if let Some(entry) = self.0.iter_mut().find(|(k, _)| *k == key) {
-            entry.1 = value;
-        } else {
-            self.0.push((key, value));
-        }
-    }
-
-    /// The value of `key`, if present.
-    #[must_use]
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Entries in wire order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
-    }
-
-    /// Number of entries.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether the map is empty.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Builds a map from entries in order, without checking for duplicate keys. Encoding a map
-    /// with duplicate keys produces a frame the official codec rejects; prefer
-    /// [`insert`](Self::insert) or [`FromIterator`].
-    #[must_use]
-    pub fn from_entries_unchecked(entries: Vec<(String, String)>) -> Self {
-        Self(entries)
-    }
-
-    /// The entries in wire order.
-    #[must_use]
-    pub fn into_entries(self) -> Vec<(String, String)> {
-        self.0
-    }
-}
-
-impl fmt::Debug for Headers {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.iter()).finish()
-    }
-}
-
-impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Headers {
-    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        let mut h = Self::new();
-        for (k, v) in iter {
-            h.insert(k, v);
-        }
-        h
-    }
-}
-
-impl Serialize for Headers {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
-            m.serialize_entry(k, v)?;
-        }
-        m.end()
-    }
-}
-
-/// A map in entry order; a repeated key is an error (as on the wire).
-#[cfg(feature = "serde")]
-impl<'de> serde::Deserialize<'de> for Headers {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Headers;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a map of header names to values")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Headers, A::Error> {
-                let mut entries: Vec<(String, String)> = Vec::new();
-                let mut keys = alloc::collections::BTreeSet::new();
-                while let Some((k, v)) = map.next_entry::<String, String>()? {
-                    if !keys.insert(k.clone()) {
-                        return Err(serde::de::Error::custom(alloc::format!(
-                            "duplicate header {k:?}"
-                        )));
-                    }
-                    entries.push((k, v));
-                }
-                Ok(Headers(entries))
-            }
-        }
-        d.deserialize_map(Visitor)
-    }
-}
+/// An ordered header map (`map<str, str>` on the wire): entries keep their wire order, keys are
+/// unique (decoding rejects a duplicate key, as the official codec does, and
+/// [`insert`](WireMap::insert) replaces an existing value in place).
+pub type Headers = WireMap<String>;
 
 /// `data` on the wire: a length-prefixed byte string.
 pub(crate) struct Bytes<'a>(pub(crate) &'a [u8]);
@@ -208,6 +90,11 @@ impl Serialize for Bytes<'_> {
 
 #[allow(clippy::ptr_arg)] // signature fixed by serde's `serialize_with`
 pub(crate) fn ser_bytes<S: Serializer>(v: &Vec<u8>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bytes(v)
+}
+
+/// A shared payload ([`bytes::Bytes`]) as `data`.
+pub(crate) fn ser_shared<S: Serializer>(v: &bytes::Bytes, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_bytes(v)
 }
 
@@ -315,8 +202,8 @@ pub struct ToClientWebSocketOpen {
 #[derive(Clone, PartialEq, Eq, Debug, Serialize)]
 pub struct ToClientWebSocketMessage {
     /// Payload.
-    #[serde(serialize_with = "ser_bytes")]
-    pub data: Vec<u8>,
+    #[serde(serialize_with = "ser_shared")]
+    pub data: bytes::Bytes,
     /// Binary (`true`) or text (`false`) frame.
     pub binary: bool,
 }
@@ -413,8 +300,8 @@ pub struct ToServerWebSocketOpen {
 #[derive(Clone, PartialEq, Eq, Debug, Serialize)]
 pub struct ToServerWebSocketMessage {
     /// Payload.
-    #[serde(serialize_with = "ser_bytes")]
-    pub data: Vec<u8>,
+    #[serde(serialize_with = "ser_shared")]
+    pub data: bytes::Bytes,
     /// Binary (`true`) or text (`false`) frame.
     pub binary: bool,
 }
@@ -468,47 +355,4 @@ pub struct HibernatingRequest {
     pub gateway_id: GatewayId,
     /// The client connection.
     pub request_id: RequestId,
-}
-
-/// A borrowed gateway → runner WebSocket message inside a `ToRunner` envelope: lets the gateway
-/// encode a client frame without first copying it into an owned [`ToClientTunnelMessage`].
-pub(crate) struct ToRunnerWebSocketMessageRef<'a> {
-    pub(crate) message_id: MessageId,
-    pub(crate) data: &'a [u8],
-    pub(crate) binary: bool,
-}
-
-impl Serialize for ToRunnerWebSocketMessageRef<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        struct Kind<'b>(&'b [u8], bool);
-        impl Serialize for Kind<'_> {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                struct Body<'c>(&'c [u8], bool);
-                impl Serialize for Body<'_> {
-                    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                        let mut st = s.serialize_struct("ToClientWebSocketMessage", 2)?;
-                        st.serialize_field("data", &Bytes(self.0))?;
-                        st.serialize_field("binary", &self.1)?;
-                        st.end()
-                    }
-                }
-                s.serialize_newtype_variant(
-                    "ToClientTunnelMessageKind",
-                    4,
-                    "WebSocketMessage",
-                    &Body(self.0, self.1),
-                )
-            }
-        }
-        struct Msg<'b>(&'b ToRunnerWebSocketMessageRef<'b>);
-        impl Serialize for Msg<'_> {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                let mut st = s.serialize_struct("ToClientTunnelMessage", 2)?;
-                st.serialize_field("message_id", &self.0.message_id)?;
-                st.serialize_field("kind", &Kind(self.0.data, self.0.binary))?;
-                st.end()
-            }
-        }
-        s.serialize_newtype_variant("ToRunner", 4, "ToClientTunnelMessage", &Msg(self))
-    }
 }

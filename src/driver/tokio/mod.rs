@@ -122,7 +122,7 @@
 //! let (mut sender, mut events) = gw.open(RequestId([7; 4]), RouteId(1), open)?;
 //! sender.message(b"hello", false).await?;
 //! let echo = events.recv().await;
-//! assert_eq!(echo, Some(ClientOutput::Message { data: b"hello".to_vec(), binary: false }));
+//! assert_eq!(echo, Some(ClientOutput::Message { data: b"hello"[..].into(), binary: false }));
 //!
 //! // The runner persists after its debounce (5 s of paused time) and acks: nothing is pending.
 //! tokio::time::sleep(std::time::Duration::from_secs(6)).await;
@@ -139,7 +139,9 @@
 //! ```
 
 mod client;
+mod clients;
 mod clock;
+pub mod control;
 mod gateway;
 mod hash;
 pub(crate) mod queue;

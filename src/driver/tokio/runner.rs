@@ -9,6 +9,7 @@ use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
 
 use ::tokio::task::JoinHandle;
+use bytes::Bytes;
 use futures_core::Stream;
 
 use super::Stopped;
@@ -17,7 +18,7 @@ use super::queue::{QueueLimits, QueueStats, wake};
 use super::run::{CrashGuard, Driven, Shared, run};
 use crate::runner::{self, Runner};
 use crate::time::Timestamp;
-use crate::wire::GatewayId;
+use crate::wire::{GatewayId, Received};
 
 /// Where the runner driver sends the frames for the gateways.
 ///
@@ -220,15 +221,31 @@ impl RunnerHandle {
     /// # Errors
     /// [`Stopped`].
     pub async fn frame(&self, bytes: &[u8]) -> Result<(), Stopped> {
+        self.frame_in(Received::Slice(bytes)).await
+    }
+
+    /// [`frame`](Self::frame) for a frame the transport hands out as [`Bytes`]
+    /// ([`Runner::handle_frame_bytes`]): the payloads the app gets are slices of it, not
+    /// copies. A payload the app keeps keeps the transport's buffer allocated (with
+    /// tungstenite, the read buffer the frame was parsed from): use [`frame`](Self::frame) if
+    /// the app holds on to payloads.
+    ///
+    /// # Errors
+    /// [`Stopped`].
+    pub async fn frame_bytes(&self, frame: &Bytes) -> Result<(), Stopped> {
+        self.frame_in(Received::Shared(frame)).await
+    }
+
+    async fn frame_in(&self, frame: Received<'_>) -> Result<(), Stopped> {
         // Room in the app queue (the common case): one critical section, no waiter registered.
-        if let Some(result) = self.try_frame(bytes) {
+        if let Some(result) = self.try_frame(frame) {
             return result;
         }
         loop {
             let room = self.token.shared.room.notified();
             let mut room = core::pin::pin!(room);
             room.as_mut().enable();
-            let handed = self.try_frame(bytes);
+            let handed = self.try_frame(frame);
             if let Some(result) = handed {
                 return result;
             }
@@ -236,17 +253,22 @@ impl RunnerHandle {
         }
     }
 
-    /// Hands `bytes` to the engine unless the app queue is at half its limits (`None`).
-    fn try_frame(&self, bytes: &[u8]) -> Option<Result<(), Stopped>> {
+    /// Hands `frame` to the engine unless the app queue is at half its limits (`None`).
+    fn try_frame(&self, frame: Received<'_>) -> Option<Result<(), Stopped>> {
         let mut slot = self.token.shared.lock();
         let s = &slot.state;
         if s.limits.soft(s.app_bytes, s.app.len()) && s.engine.is_some() {
             return None;
         }
         Some(self.token.shared.with_locked(&mut slot, |s, now| {
-            if let Some(engine) = s.engine.as_mut()
-                && let Err(e) = engine.handle_frame(now, bytes)
-            {
+            let Some(engine) = s.engine.as_mut() else {
+                return;
+            };
+            let result = match frame {
+                Received::Slice(bytes) => engine.handle_frame(now, bytes),
+                Received::Shared(frame) => engine.handle_frame_bytes(now, frame),
+            };
+            if let Err(e) = result {
                 s.io.receive_error(&e);
             }
         }))

@@ -344,7 +344,10 @@ impl World {
                 self.storage.remove(&socket);
             }
             runner::Action::Message { socket, data, .. } => {
-                self.delivered.entry(socket).or_default().push(data);
+                self.delivered
+                    .entry(socket)
+                    .or_default()
+                    .push(data.to_vec());
             }
             _ => {}
         }

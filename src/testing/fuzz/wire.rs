@@ -28,7 +28,9 @@ use crate::wire::{
 /// * each re-framing function (`to_runner_as_to_client` and the three others) gives exactly
 ///   what decoding, converting with the `TryFrom` impls and encoding gives: the same error, or
 ///   the same bytes;
-/// * a decoded `ToRunner` WebSocket message frame equals `encode_ws_message_frame`'s bytes;
+/// * a decoded `ToRunner` WebSocket message frame equals `encode_ws_message_frame`'s bytes, a
+///   decoded `ToGateway` or `ToServer` WebSocket message or ack frame the bytes of
+///   `encode_server_ws_message_frame` or `encode_ack_frame` (and of the serde path);
 /// * every error offset lies within the frame.
 ///
 /// # Panics
@@ -300,6 +302,44 @@ fn check_fast_path(data: &[u8], limits: &DecodeLimits) {
             wire::message_id_from_uuid(&uuid),
             m.message_id,
             "v2 message uuid round trip"
+        );
+    }
+    // The runner's hand-written encoders: messages and acks, both framings; the frame already
+    // equals the serde path's re-encoding (checked by `check`), so these equal it too.
+    let server = |m: &ToServerTunnelMessage, version: Option<u16>| match &m.kind {
+        ToServerTunnelMessageKind::WebSocketMessage(ws) => Some(
+            wire::encode_server_ws_message_frame(version, m.message_id, &ws.data, ws.binary),
+        ),
+        ToServerTunnelMessageKind::WebSocketMessageAck(ack) => {
+            Some(wire::encode_ack_frame(version, m.message_id, ack.index))
+        }
+        _ => None,
+    };
+    if let Ok((version, ToGateway::TunnelMessage(m))) =
+        wire::decode_versioned::<ToGateway>(data, limits)
+        && let Some(fast) = server(&m, Some(version))
+    {
+        assert_eq!(
+            fast, data,
+            "hand-written ToGateway encoder differs from the frame"
+        );
+        let serde = wire::encode_versioned(version, &ToGateway::TunnelMessage(m));
+        assert_eq!(
+            fast, serde,
+            "hand-written ToGateway encoder differs from serde"
+        );
+    }
+    if let Ok(ToServer::TunnelMessage(m)) = wire::decode_with::<ToServer>(data, limits)
+        && let Some(fast) = server(&m, None)
+    {
+        assert_eq!(
+            fast, data,
+            "hand-written ToServer encoder differs from the frame"
+        );
+        let serde = wire::encode(&ToServer::TunnelMessage(m));
+        assert_eq!(
+            fast, serde,
+            "hand-written ToServer encoder differs from serde"
         );
     }
 }

@@ -295,7 +295,7 @@ impl Harness {
                 hibernate: input.bool(),
             }),
             7 => ToServerTunnelMessageKind::WebSocketMessage(ToServerWebSocketMessage {
-                data: payload(input.below(32), input.u8()),
+                data: payload(input.below(32), input.u8()).into(),
                 binary: input.bool(),
             }),
             8 => ToServerTunnelMessageKind::WebSocketClose(ToServerWebSocketClose {
