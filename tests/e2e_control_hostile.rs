@@ -204,7 +204,7 @@ async fn echo_round(client: &mut engine::Client, from: u64, n: u64) {
 async fn eventually<T>(what: &str, engine: &Engine, f: impl Fn(&Snapshot) -> Option<T>) -> T {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let s = snapshot(engine).await;
+        let s = snapshot(engine);
         if let Some(v) = f(&s) {
             return v;
         }
@@ -222,7 +222,7 @@ struct Snapshot {
     gateway: hibernating_ws::gateway::GatewayStats,
 }
 
-async fn snapshot(engine: &Engine) -> Snapshot {
+fn snapshot(engine: &Engine) -> Snapshot {
     engine
         .handle
         .call(|c, _| Snapshot {
@@ -243,7 +243,7 @@ async fn hostile_runners_get_typed_drops_and_the_honest_client_keeps_every_messa
     }
     echo_round(&mut client, 0, 20).await;
     let open = honest.opened.lock().unwrap().expect("an open");
-    let before = snapshot(&engine).await;
+    let before = snapshot(&engine);
 
     // The rogue: garbage before its handshake, then a handshake under another pool name.
     let mut rogue = connect(&engine, "rogue").await;
@@ -365,7 +365,7 @@ async fn hostile_runners_get_typed_drops_and_the_honest_client_keeps_every_messa
             .then_some(())
     })
     .await;
-    let s = snapshot(&engine).await;
+    let s = snapshot(&engine);
     assert_eq!(refused(&s), refused(&before) + dropped, "{s:?}");
     assert_eq!(s.gateway.acks_invalid, before.gateway.acks_invalid + 1);
     assert_eq!(
