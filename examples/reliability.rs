@@ -6,8 +6,9 @@
 //! cargo run --release --example reliability -- idle --conns 10000 --actors 100 --cycles 3
 //! # open/close cycles: gateway RSS, live requests and timers must stay flat
 //! cargo run --release --example reliability -- churn --cycles 100000 --concurrency 64
-//! # the demo scenario (sleeps and a runner kill each run) over and over for M minutes
-//! cargo run --release --example reliability -- soak --minutes 30
+//! # the demo scenario over and over for M minutes: sleeps and a fault each run (odd seeds kill
+//! # the runner, even seeds drop its link), K churn clients alongside (fresh actor per stream)
+//! cargo run --release --example reliability -- soak --minutes 30 --churn-clients 2
 //! ```
 //!
 //! `idle` and `churn` run the gateway in this process and the runner and the clients in a child
@@ -47,7 +48,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 const USAGE: &str = "\
 usage: reliability idle  [--conns N] [--actors A] [--cycles C] [--tungstenite-defaults 1]
        reliability churn [--cycles N] [--concurrency K]
-       reliability soak  [--minutes M]
+       reliability soak  [--minutes M] [--churn-clients K]
 ";
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -60,6 +61,8 @@ struct Opts {
     cycles: u64,
     concurrency: usize,
     minutes: u64,
+    /// Churn clients alongside each soak run.
+    churn: usize,
     /// Client hop with tungstenite's default buffers (the baseline).
     defaults: bool,
 }
@@ -74,6 +77,7 @@ fn parse() -> Result<Opts, String> {
         cycles: 0,
         concurrency: 64,
         minutes: 1,
+        churn: 2,
         defaults: false,
     };
     while let Some(flag) = it.next() {
@@ -87,6 +91,7 @@ fn parse() -> Result<Opts, String> {
                 o.concurrency = usize::try_from(n.max(1)).map_err(|e| e.to_string())?;
             }
             "--minutes" => o.minutes = n,
+            "--churn-clients" => o.churn = usize::try_from(n).map_err(|e| e.to_string())?,
             "--tungstenite-defaults" => o.defaults = n != 0,
             _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
         }
@@ -258,12 +263,20 @@ async fn idle(o: &Opts) -> Result<(), String> {
         let stats = server.stats();
         let slept = settle().await;
         let t = Instant::now();
-        load.ask("send").await?;
+        if let Err(e) = load.ask("send").await {
+            let s = server.snapshot().await;
+            return Err(format!(
+                "{e}\ngateway closes: {:?}\nrunner: {:?}\n{:?}",
+                s.closes,
+                s.runner_total(),
+                server.stats()
+            ));
+        }
         let woke = t.elapsed();
         let awake = settle().await;
         let after = server.stats();
         println!(
-            "cycle {c}: {} hibernating after the sleep ({} KiB, {:.0} B/conn); every client sent one message and got its echo in {:.1}s ({} KiB, {:.0} B/conn); {} live, {} closed",
+            "cycle {c}: {} hibernating after the sleep ({} KiB, {:.0} B/conn); every client sent one message and got its echo in {:.1}s ({} KiB, {:.0} B/conn); {} live, {} closed, {} timer entries",
             stats.hibernating,
             slept,
             per(slept),
@@ -271,7 +284,8 @@ async fn idle(o: &Opts) -> Result<(), String> {
             awake,
             per(awake),
             after.requests,
-            after.closed
+            after.closed,
+            after.timer_entries
         );
     }
     load.quit().await;
@@ -299,10 +313,12 @@ async fn churn(o: &Opts) -> Result<(), String> {
         let s = server.stats();
         let snap = server.snapshot().await;
         println!(
-            "{done:>8} cycles ({:.0}/s): gateway RSS {rss} KiB, {} live requests, {} pending, {} opened, {} closed, {} records",
+            "{done:>8} cycles ({:.0}/s): gateway RSS {rss} KiB, {} live requests, {} pending, {} timer entries, {} queued to clients, {} opened, {} closed, {} records",
             done as f64 / t.elapsed().as_secs_f64(),
             s.requests,
             s.pending_messages,
+            s.timer_entries,
+            server.queue_stats().messages,
             s.opened,
             s.closed,
             snap.records
@@ -315,15 +331,23 @@ async fn churn(o: &Opts) -> Result<(), String> {
 
 async fn soak(o: &Opts) -> Result<(), String> {
     let until = Instant::now() + Duration::from_secs(o.minutes.max(1) * 60);
-    let (mut runs, mut lost, mut twice, mut kills, mut sleeps, mut sent) = (0u64, 0, 0, 0, 0, 0);
+    let t = Instant::now();
+    let (mut runs, mut lost, mut twice, mut kills, mut drops, mut sleeps, mut sent) =
+        (0u64, 0, 0, 0u64, 0u64, 0, 0);
+    let mut churn = demo::scenario::ChurnTally::default();
+    let mut failed = 0u64;
     let mut seed = 1;
     while Instant::now() < until {
+        // Odd seeds kill the runner, even seeds drop its link.
+        let drop_link = seed % 2 == 0;
         let args = Args {
             messages: 2_000,
             max_size: 16 * 1024,
             sleeps: 4,
             seed,
             kill_runner: true,
+            drop_link,
+            churn_clients: o.churn,
             cold_start: Duration::from_millis(5),
             persist_interval: Duration::from_millis(20),
             ..Args::default()
@@ -332,19 +356,54 @@ async fn soak(o: &Opts) -> Result<(), String> {
         runs += 1;
         lost += report.lost();
         twice += report.twice();
-        kills += u64::from(report.kills);
+        if drop_link {
+            drops += u64::from(report.kills);
+        } else {
+            kills += u64::from(report.kills);
+        }
         sleeps += u64::from(report.snapshot.sleeps);
         sent += report.client.sent;
+        churn.cycles += report.churn.cycles;
+        churn.sent += report.churn.sent;
+        churn.exact += report.churn.exact;
+        churn.aborted += report.churn.aborted;
+        churn.lost += report.churn.lost;
+        churn.twice += report.churn.twice;
+        churn.failed += report.churn.failed;
+        churn.unfinished += report.churn.unfinished;
+        churn.unfinished_messages += report.churn.unfinished_messages;
         if !report.pass() {
+            failed += 1;
             println!("seed {seed} FAILED:\n{}", report.render());
+        }
+        if runs % 20 == 0 {
+            println!(
+                "{:>5.1} min: {runs} runs, {sent} messages, {kills} kills, {drops} link drops, {} churn streams; {lost} lost, {twice} twice, RSS {} KiB",
+                t.elapsed().as_secs_f64() / 60.0,
+                churn.cycles,
+                rss_kib()
+            );
         }
         seed += 1;
     }
     println!(
-        "soak: {runs} demo runs in {} min: {sent} messages, {sleeps} sleeps, {kills} runner kills: {lost} lost, {twice} delivered twice",
-        o.minutes
+        "soak: {runs} demo runs in {:.1} min: {sent} messages, {sleeps} sleeps, {kills} runner kills, {drops} dropped runner links: {lost} lost, {twice} delivered twice; {failed} runs failed",
+        t.elapsed().as_secs_f64() / 60.0
     );
-    if lost + twice > 0 {
+    println!(
+        "churn clients ({} alongside): {} streams, {} messages: {} exact, {} closed by the gateway (typed), {} failed, {} closed by the client after a fault and never committed ({} messages); {} lost, {} twice",
+        o.churn,
+        churn.cycles,
+        churn.sent,
+        churn.exact,
+        churn.aborted,
+        churn.failed,
+        churn.unfinished,
+        churn.unfinished_messages,
+        churn.lost,
+        churn.twice
+    );
+    if lost + twice + failed > 0 || !churn.pass() {
         return Err("messages lost or delivered twice".into());
     }
     Ok(())
@@ -476,10 +535,10 @@ async fn open_all(url: &str, n: usize, actors: usize) -> Result<Vec<Held>, Strin
 async fn send_all(held: &mut [Held]) -> Result<(), String> {
     for (i, h) in held.iter_mut().enumerate() {
         let (data, binary) = message(i, h.sent);
-        h.client
-            .send(data, binary)
-            .await
-            .map_err(|e| e.to_string())?;
+        if let Err(e) = h.client.send(data, binary).await {
+            let closed = h.client.wait_closed(Duration::ZERO).await;
+            return Err(format!("client {i}: {e} (closed with {closed:?})"));
+        }
         h.sent += 1;
     }
     for (i, h) in held.iter_mut().enumerate() {

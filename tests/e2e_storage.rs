@@ -189,6 +189,13 @@ async fn a_load_failure_stops_the_start_and_the_client_is_not_closed() {
             .expect("connect");
         let d = stream(&mut client, 3, 0, 20, 0).await;
         assert_eq!(client.wait_echo(20, WAIT).await, Some((20, d)));
+        // The record must exist before it is broken: wait until the 20 messages are durable
+        // (acked). An echo comes before the persist; a write that fails (ENOSPC) is retried,
+        // and a sleep meanwhile would leave no record to break.
+        eventually("the 20 messages to be durable", || async {
+            (server.stats().messages_acked == 20).then_some(())
+        })
+        .await;
         server.sleep_actor("sleepy").await;
 
         breakage.break_it(&dir.path, "sleepy");

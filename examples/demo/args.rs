@@ -20,6 +20,7 @@ pub enum Role {
 
 /// Every flag, with its default.
 #[derive(Debug, Clone)]
+#[allow(clippy::struct_excessive_bools)] // one bool per on/off flag
 pub struct Args {
     pub role: Role,
     pub messages: u64,
@@ -29,6 +30,12 @@ pub struct Args {
     pub seed: u64,
     pub kill_runner: bool,
     pub runner_process: bool,
+    /// The fault is a dropped runner link (the runner loses its connection, finishes the
+    /// persists in flight, then stops) instead of a kill.
+    pub drop_link: bool,
+    /// Clients that open, stream a few messages to a fresh actor and close, over and over,
+    /// alongside the main client; each stream's committed log is checked.
+    pub churn_clients: usize,
     /// `ws://host:port` of the gateway (roles runner and client).
     pub gateway: Option<String>,
     /// Address the gateway listens on (roles all and gateway).
@@ -72,6 +79,8 @@ impl Default for Args {
             seed: 1,
             kill_runner: true,
             runner_process: false,
+            drop_link: false,
+            churn_clients: 0,
             gateway: None,
             listen: "127.0.0.1:0".into(),
             data_dir: None,
@@ -102,6 +111,10 @@ usage: demo [flags]
   --kill-runner | --no-kill-runner
                             kill the runner once, abruptly, mid-stream (default: kill)
   --runner-process          run the runner as a child OS process (killed with SIGKILL)
+  --drop-link               the fault drops the runner's link instead of killing it (the
+                            runner finishes its persists in flight, then stops)
+  --churn-clients N         N more clients open, stream to a fresh actor and close, over
+                            and over, alongside (default 0)
   --role all|gateway|runner|client
                             which part to run (default all)
   --gateway ws://HOST:PORT  the gateway to connect to (roles runner and client)
@@ -137,6 +150,8 @@ impl Args {
                 "--kill-runner" => a.kill_runner = true,
                 "--no-kill-runner" => a.kill_runner = false,
                 "--runner-process" => a.runner_process = true,
+                "--drop-link" => a.drop_link = true,
+                "--churn-clients" => a.churn_clients = num(&value(&flag)?)?,
                 "--gateway" => a.gateway = Some(value(&flag)?),
                 "--listen" => a.listen = value(&flag)?,
                 "--data-dir" => a.data_dir = Some(PathBuf::from(value(&flag)?)),

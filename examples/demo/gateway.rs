@@ -38,6 +38,7 @@ use tokio_tungstenite::{WebSocketStream, accept_hdr_async_with_config};
 
 use super::auth::{self, RunnerRejection};
 use super::control::{Control, RunnerReport};
+use super::keepalive::{self, CloseSlot, Keepalive};
 use super::net;
 
 /// When the orchestrator puts the actor to sleep and when the runner is killed, counted in
@@ -93,6 +94,8 @@ pub struct GatewayOptions {
     /// The token runners must present (`rivet_token.<token>` subprotocol); default a fresh
     /// random one.
     pub runner_token: String,
+    /// Pings on every connection (clients and runners), and how long a silent one is kept.
+    pub keepalive: Keepalive,
 }
 
 impl Default for GatewayOptions {
@@ -106,6 +109,7 @@ impl Default for GatewayOptions {
             client_queue: QueueLimits::CLIENT,
             websocket: websocket_config(WS_READ_BUFFER, WS_WRITE_BUFFER),
             runner_token: auth::random_token(),
+            keepalive: Keepalive::default(),
         }
     }
 }
@@ -335,6 +339,7 @@ impl GatewayServer {
             running,
             killed,
             websocket: opts.websocket,
+            keepalive: opts.keepalive,
         });
         tasks.push(tokio::spawn(net::accept_loop(
             listener,
@@ -422,6 +427,7 @@ struct Shared {
     running: Arc<AtomicBool>,
     killed: Arc<AtomicBool>,
     websocket: WebSocketConfig,
+    keepalive: Keepalive,
 }
 
 /// How long a connection may take to complete its WebSocket handshake.
@@ -482,10 +488,23 @@ async fn runner_connection(ws: WebSocketStream<TcpStream>, shared: Arc<Shared>) 
     let route = RouteId(u64::from(shared.next_route.fetch_add(1, Ordering::Relaxed)));
     let (mut ws_tx, mut ws_rx) = ws.split();
     let (out_tx, mut out_rx) = outbox::<LinkOut>(QueueLimits::LINK);
+    let mut ping = tokio::time::interval(shared.keepalive.interval);
     let writer = tokio::spawn(async move {
-        // Everything queued at once, one flush per batch.
+        // Everything queued at once, one flush per batch; a ping when the interval comes.
         let mut batch = Vec::new();
-        while out_rx.recv_many(&mut batch).await > 0 {
+        loop {
+            let n = tokio::select! {
+                n = out_rx.recv_many(&mut batch) => n,
+                _ = ping.tick() => {
+                    if ws_tx.send(Message::Ping(Bytes::new())).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            if n == 0 {
+                break;
+            }
             for LinkOut(msg) in batch.drain(..) {
                 if ws_tx.feed(msg).await.is_err() {
                     return;
@@ -499,7 +518,9 @@ async fn runner_connection(ws: WebSocketStream<TcpStream>, shared: Arc<Shared>) 
         let _ = ws_tx.close().await;
     });
     let mut up = false;
-    while let Some(Ok(msg)) = ws_rx.next().await {
+    // A link that stays silent (no frame, no pong) past the keepalive timeout is dropped.
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout(shared.keepalive.timeout, ws_rx.next()).await
+    {
         match msg {
             Message::Binary(_) if !up => {
                 // No tunnel frame counts before the runner said who it is.
@@ -590,26 +611,39 @@ async fn client_connection(
         return;
     };
     let (ws_tx, ws_rx) = ws.split();
-    let writer = tokio::spawn(client_writer(ws_tx, events));
-    client_reader(ws_rx, sender, &actor, &shared).await;
+    let slot = CloseSlot::default();
+    let ping = shared.keepalive.interval;
+    let writer = tokio::spawn(client_writer(ws_tx, events, slot.clone(), ping));
+    client_reader(ws_rx, sender, &actor, &shared, &slot).await;
     let _ = writer.await;
 }
 
 type WsSink = futures_util::stream::SplitSink<WebSocketStream<TcpStream>, Message>;
 type WsSource = futures_util::stream::SplitStream<WebSocketStream<TcpStream>>;
 
-/// Client reads: never before the gate opens, one frame at a time.
+/// Client reads: never before the gate opens, one frame at a time. A client silent past the
+/// keepalive timeout, or whose frame breaks the protocol, is closed with a typed frame (see
+/// [`keepalive`]), which the runner gets too.
 async fn client_reader(
     mut ws_rx: WsSource,
     mut sender: ClientSender,
     actor: &str,
     shared: &Shared,
+    slot: &CloseSlot,
 ) {
     loop {
         if sender.readable().await.is_err() {
             return;
         }
-        let handed = match ws_rx.next().await {
+        let Ok(next) = tokio::time::timeout(shared.keepalive.timeout, ws_rx.next()).await else {
+            // Decided before the engine closes: the writer sends it once the events end.
+            let frame = keepalive::idle_close();
+            let engine_frame = keepalive::engine_frame(&frame);
+            keepalive::decide(slot, frame);
+            let _ = sender.close(Some(engine_frame));
+            return;
+        };
+        let handed = match next {
             Some(Ok(Message::Text(t))) => sender.message(t.as_bytes(), false).await,
             Some(Ok(Message::Binary(b))) => sender.message(&b, true).await,
             Some(Ok(Message::Close(frame))) => {
@@ -621,7 +655,16 @@ async fn client_reader(
                 return;
             }
             Some(Ok(_)) => continue,
-            Some(Err(_)) | None => {
+            Some(Err(e)) => {
+                let frame = keepalive::error_close(&e);
+                let engine_frame = frame.as_ref().map(keepalive::engine_frame);
+                if let Some(frame) = frame {
+                    keepalive::decide(slot, frame);
+                }
+                let _ = sender.close(engine_frame);
+                return;
+            }
+            None => {
                 let _ = sender.close(None);
                 return;
             }
@@ -649,9 +692,26 @@ async fn client_reader(
     }
 }
 
-/// Client writes: messages from the actor, then the close frame if the gateway closes.
-async fn client_writer(mut ws_tx: WsSink, mut events: ClientEvents) {
-    while let Some(out) = events.recv().await {
+/// Client writes: messages from the actor and pings, then the close frame if the gateway closes
+/// (or the one the reader decided on).
+async fn client_writer(
+    mut ws_tx: WsSink,
+    mut events: ClientEvents,
+    slot: CloseSlot,
+    ping: Duration,
+) {
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping, ping);
+    loop {
+        let out = tokio::select! {
+            out = events.recv() => out,
+            _ = ping.tick() => {
+                if ws_tx.send(Message::Ping(Bytes::new())).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let Some(out) = out else { break };
         let msg = match out {
             ClientOutput::Message { data, binary: true } => Message::Binary(data),
             ClientOutput::Message {
@@ -675,7 +735,14 @@ async fn client_writer(mut ws_tx: WsSink, mut events: ClientEvents) {
             return;
         }
     }
-    let _ = ws_tx.close().await;
+    match keepalive::decided(&slot) {
+        Some(frame) => {
+            let _ = ws_tx.send(Message::Close(Some(frame))).await;
+        }
+        None => {
+            let _ = ws_tx.close().await;
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

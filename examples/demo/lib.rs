@@ -4,6 +4,7 @@
 //! * [`payload`]: the seeded message stream and its digest.
 //! * [`auth`]: the runner hop's token and the random request ids.
 //! * [`net`]: the accept loop that survives accept errors.
+//! * [`keepalive`]: pings, silent connections and protocol errors on the gateway's WebSockets.
 //! * [`storage`]: one file per actor, written atomically.
 //! * [`control`]: the small control protocol between the gateway's orchestrator and runners.
 //! * [`gateway`]: the gateway process: client WebSockets, runner WebSockets, the orchestrator.
@@ -27,6 +28,7 @@ pub mod auth;
 pub mod client;
 pub mod control;
 pub mod gateway;
+pub mod keepalive;
 pub mod net;
 pub mod payload;
 pub mod report;

@@ -8,6 +8,7 @@ use hibernating_ws::gateway::GatewayStats;
 use super::args::Args;
 use super::client::ClientReport;
 use super::gateway::Snapshot;
+use super::scenario::ChurnTally;
 use super::storage::StreamState;
 
 /// Everything the demo measured.
@@ -24,6 +25,8 @@ pub struct Report {
     /// runner is a child process: then the runners' own reports are used).
     pub app_deliveries: Option<u64>,
     pub elapsed: Duration,
+    /// What the churn clients saw (all zero without them).
+    pub churn: ChurnTally,
 }
 
 impl Report {
@@ -54,7 +57,7 @@ impl Report {
 
     /// Exactly once: nothing lost, nothing twice, the right content in the right order.
     pub fn pass(&self) -> bool {
-        self.lost() == 0 && self.twice() == 0 && self.digest_ok()
+        self.lost() == 0 && self.twice() == 0 && self.digest_ok() && self.churn.pass()
     }
 
     /// The report as text.
@@ -198,6 +201,22 @@ impl Report {
         );
         let _ = writeln!(o, "  lost                      {:>9}", self.lost());
         let _ = writeln!(o, "  delivered twice           {:>9}", self.twice());
+        if self.churn.cycles > 0 {
+            let t = &self.churn;
+            let _ = writeln!(
+                o,
+                "churn clients: {} streams ({} messages): {} exact, {} closed by the gateway, {} failed, {} unfinished ({} messages); {} lost, {} twice",
+                t.cycles,
+                t.sent,
+                t.exact,
+                t.aborted,
+                t.failed,
+                t.unfinished,
+                t.unfinished_messages,
+                t.lost,
+                t.twice
+            );
+        }
         let _ = writeln!(
             o,
             "elapsed {:.2} s, {:.0} messages/s, {:.1} MiB/s",

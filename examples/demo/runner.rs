@@ -21,7 +21,7 @@ use hibernating_ws::driver::tokio::{
 use hibernating_ws::runner::{Action, CloseReason, Runner, RunnerConfig, SocketId};
 use hibernating_ws::wire::{GatewayId, HibernatingRequest, RequestId};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 use tokio_tungstenite::connect_async_with_config;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -90,6 +90,8 @@ pub async fn connect_runner(
 /// A running runner.
 pub struct RunnerInstance {
     tasks: JoinSet<()>,
+    /// The WebSocket reader and writer.
+    link: Vec<AbortHandle>,
     fence: Fence,
     handle: RunnerHandle,
     ws: Outbox<LinkOut>,
@@ -112,7 +114,8 @@ impl RunnerInstance {
 
         // WebSocket writer.
         let (out_tx, mut out_rx) = outbox::<LinkOut>(QueueLimits::LINK);
-        tasks.spawn(async move {
+        let mut link = Vec::new();
+        link.push(tasks.spawn(async move {
             // Everything queued at once, one flush per batch.
             let mut batch = Vec::new();
             while out_rx.recv_many(&mut batch).await > 0 {
@@ -127,7 +130,7 @@ impl RunnerInstance {
             }
             // The gateway did not drain the link (the outbox overflowed): drop it.
             let _ = ws_tx.close().await;
-        });
+        }));
         let _ = out_tx.push(LinkOut(Message::text(
             Control::Hello {
                 runner: opts.name.clone(),
@@ -149,7 +152,7 @@ impl RunnerInstance {
         let (ctl_tx, ctl_rx) = unbounded_channel();
         let (closed_tx, closed) = tokio::sync::watch::channel(false);
         let h = handle.clone();
-        tasks.spawn(async move {
+        link.push(tasks.spawn(async move {
             while let Some(Ok(msg)) = ws_rx.next().await {
                 match msg {
                     Message::Binary(b) => {
@@ -168,7 +171,7 @@ impl RunnerInstance {
                 }
             }
             let _ = closed_tx.send(true);
-        });
+        }));
 
         // Storage writer.
         let (write_tx, write_rx) = unbounded_channel();
@@ -212,6 +215,7 @@ impl RunnerInstance {
 
         Ok(Self {
             tasks,
+            link,
             fence,
             handle,
             ws: out_tx,
@@ -230,6 +234,21 @@ impl RunnerInstance {
     pub fn kill(mut self) {
         self.fence.kill();
         self.tasks.abort_all();
+    }
+
+    /// Drops the link to the gateway abruptly (its reader and writer end, the gateway sees the
+    /// connection close) while the engine, the app and the storage writer run on for `grace`:
+    /// persists in flight land, their acks are lost with the link. Then the runner stops as a
+    /// runner that lost its gateway does: storage fenced off, every task ended.
+    pub async fn drop_link(mut self, grace: Duration) {
+        for task in &self.link {
+            task.abort();
+        }
+        tokio::time::sleep(grace).await;
+        self.fence.kill();
+        self.handle.shutdown();
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
     }
 
     /// Waits until the gateway closes the connection.

@@ -108,6 +108,15 @@ impl RunnerProc {
         }
     }
 
+    /// Drops its link to the gateway; it finishes the persists in flight, then stops (a child
+    /// process is killed).
+    pub async fn drop_link(self) {
+        match self {
+            Self::InProcess(r) => r.drop_link(DROP_LINK_GRACE).await,
+            Self::Child(_) => self.kill().await,
+        }
+    }
+
     /// Stops it cleanly (a child process is killed: its counters were reported already).
     pub async fn stop(self) {
         match self {
@@ -118,6 +127,10 @@ impl RunnerProc {
         }
     }
 }
+
+/// How long a runner whose link dropped keeps running (its persists in flight land, their acks
+/// are lost) before it stops.
+const DROP_LINK_GRACE: Duration = Duration::from_millis(100);
 
 /// A temporary directory removed on drop (unless it was given by the user).
 pub struct DataDir {
@@ -227,7 +240,11 @@ pub async fn run_all(args: &Args) -> io::Result<Report> {
                 wait_for_first_ack(&gw).await;
                 let mut slot = runner.lock().await;
                 if let Some(r) = slot.take() {
-                    r.kill().await;
+                    if args.drop_link {
+                        r.drop_link().await;
+                    } else {
+                        r.kill().await;
+                    }
                 }
                 let n = kills.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 if args.verbose {
@@ -240,6 +257,7 @@ pub async fn run_all(args: &Args) -> io::Result<Report> {
         })
     };
 
+    let churn = Churn::start(args, &url, &dir.path);
     #[allow(clippy::disallowed_methods)] // the demo measures wall-clock time
     let start = Instant::now();
     let (client, conn) = run_client(&ClientOptions {
@@ -282,6 +300,7 @@ pub async fn run_all(args: &Args) -> io::Result<Report> {
     )
     .await;
     let elapsed = start.elapsed();
+    let churn = churn.finish().await;
 
     supervisor.abort();
     // Let the runner report its final counters, then stop it.
@@ -301,5 +320,141 @@ pub async fn run_all(args: &Args) -> io::Result<Report> {
         app_deliveries: (!args.runner_process)
             .then(|| delivered.load(std::sync::atomic::Ordering::Relaxed)),
         elapsed,
+        churn,
     })
+}
+
+/// Clients that open, stream a few messages to a fresh actor and close, over and over, until
+/// told to stop; each stream's committed log is checked like the main client's.
+struct Churn {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<ChurnTally>>,
+}
+
+impl Churn {
+    fn start(args: &Args, url: &str, dir: &Path) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tasks = (0..args.churn_clients)
+            .map(|t| {
+                let (stop, url, dir) = (stop.clone(), url.to_string(), dir.to_path_buf());
+                let (storage, seed) = (args.storage, args.seed);
+                tokio::spawn(async move {
+                    let mut tally = ChurnTally::default();
+                    let mut n = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let actor = format!("churn-{t}-{n}");
+                        let opts = ClientOptions {
+                            gateway: url.clone(),
+                            actor: actor.clone(),
+                            messages: 1 + (seed + n) % 8,
+                            min_size: super::payload::MIN_SIZE,
+                            max_size: 512,
+                            seed: seed.wrapping_mul(1_000_003) + (t as u64) * 100_000 + n,
+                            final_wait: Duration::from_secs(30),
+                            close: true,
+                        };
+                        n += 1;
+                        tally.record(&opts, &dir, storage).await;
+                    }
+                    tally
+                })
+            })
+            .collect();
+        Self { stop, tasks }
+    }
+
+    async fn finish(self) -> ChurnTally {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut total = ChurnTally::default();
+        for t in self.tasks {
+            if let Ok(t) = t.await {
+                total.add(&t);
+            } else {
+                total.failed += 1;
+            }
+        }
+        total
+    }
+}
+
+/// What the churn clients saw.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChurnTally {
+    /// Streams opened, sent and closed.
+    pub cycles: u64,
+    /// Messages they sent.
+    pub sent: u64,
+    /// Streams whose every message is in the committed log exactly once, in order.
+    pub exact: u64,
+    /// Streams the gateway closed before the last echo (a typed close: the client knows).
+    pub aborted: u64,
+    /// Messages lost from streams that were not aborted.
+    pub lost: u64,
+    /// Messages committed twice (any stream).
+    pub twice: u64,
+    /// Streams that could not connect or failed mid-way.
+    pub failed: u64,
+    /// Streams the client closed normally after every echo whose end never reached the
+    /// actor's committed log (a fault between the last echo and the close).
+    pub unfinished: u64,
+    /// Messages of those streams.
+    pub unfinished_messages: u64,
+}
+
+impl ChurnTally {
+    async fn record(&mut self, opts: &ClientOptions, dir: &Path, storage: StorageKind) {
+        self.cycles += 1;
+        let report = match run_client(opts).await {
+            Ok((report, _)) => report,
+            Err(e) => {
+                eprintln!("[churn] {}: {e}", opts.actor);
+                self.failed += 1;
+                return;
+            }
+        };
+        self.sent += report.sent;
+        let aborted = report.last_echo.is_none_or(|(c, _)| c < report.sent);
+        let committed = if aborted {
+            // Whatever committed before the close; nothing to wait for.
+            committed_result(dir, storage, &opts.actor, Duration::from_millis(500)).await
+        } else {
+            committed_result(dir, storage, &opts.actor, Duration::from_secs(30)).await
+        };
+        let c = committed.unwrap_or_default();
+        let twice = c.duplicates + c.count.saturating_sub(report.sent);
+        self.twice += twice;
+        if aborted {
+            self.aborted += 1;
+        } else if committed.is_none() {
+            // Every message echoed, the client closed, and the actor never committed the end
+            // of the stream: the runner died (or lost its link) with messages unpersisted and
+            // the client's close ended the request before a wake could replay them.
+            self.unfinished += 1;
+            self.unfinished_messages += report.sent;
+        } else {
+            let lost = report.sent.saturating_sub(c.count.saturating_sub(c.gaps)) + c.gaps;
+            self.lost += lost;
+            if lost == 0 && twice == 0 && c.digest == report.expected_digest {
+                self.exact += 1;
+            }
+        }
+    }
+
+    fn add(&mut self, o: &Self) {
+        self.cycles += o.cycles;
+        self.sent += o.sent;
+        self.exact += o.exact;
+        self.aborted += o.aborted;
+        self.lost += o.lost;
+        self.twice += o.twice;
+        self.failed += o.failed;
+        self.unfinished += o.unfinished;
+        self.unfinished_messages += o.unfinished_messages;
+    }
+
+    /// Nothing lost from a stream that ended in the committed log, nothing twice, nothing
+    /// failed (unfinished streams are reported, not failed).
+    pub fn pass(&self) -> bool {
+        self.lost == 0 && self.twice == 0 && self.failed == 0
+    }
 }

@@ -257,6 +257,12 @@ impl Client {
             .expect("engine gone");
     }
 
+    /// Closes the client's WebSocket with `frame`.
+    #[allow(dead_code)] // used by tests/e2e_control_hostile.rs, which includes this file
+    pub fn close(self, frame: Option<hibernating_ws::CloseFrame>) {
+        self.sender.close(frame).expect("engine gone");
+    }
+
     /// The next event, or `None` after `timeout`: outputs already queued first (the driver queues
     /// them before it reports the life-cycle event that follows them), then life-cycle events.
     pub async fn next(&mut self, timeout: Duration) -> Option<ClientEvent> {
