@@ -13,3 +13,7 @@ pub mod state;
 pub mod subjects;
 
 pub use server::{NatsServer, ServerError};
+pub use state::{Claim, Placement, PlacementState, SharedState, StateError};
+
+/// The NATS client this module is built on (its version is the one to use with it).
+pub use async_nats;
