@@ -202,11 +202,7 @@ fn mass_setup(actors: usize, per_actor: u32) -> Control {
         drain(&mut c);
         for k in 0..per_actor {
             let id = RequestId((u32::try_from(i).expect("fits") * per_actor + k).to_be_bytes());
-            let open = OpenRequest {
-                actor_id: a.clone(),
-                path: "/ws".into(),
-                headers: wire::Headers::default(),
-            };
+            let open = OpenRequest::new(a.clone(), "/ws").expect("a path starting with /");
             c.open(now, id, open).expect("open");
             let accept = ToServer::TunnelMessage(ToServerTunnelMessage {
                 message_id: MessageId {
@@ -300,11 +296,8 @@ fn bench_mass_wake_gateway_only(cr: &mut Criterion<ThreadCpu>) {
         let mut gw = Gateway::new(GatewayConfig::default(), GW, now).expect("config");
         for i in 0..REQUESTS {
             let id = RequestId(i.to_be_bytes());
-            let open = OpenRequest {
-                actor_id: actor_id((i / 10) as usize),
-                path: "/ws".into(),
-                headers: wire::Headers::default(),
-            };
+            let open = OpenRequest::new(actor_id((i / 10) as usize), "/ws")
+                .expect("a path starting with /");
             gw.open(now, id, RouteId(1), open).expect("open");
             let accept = ToServerTunnelMessage {
                 message_id: MessageId {

@@ -53,10 +53,7 @@ fn active_gateway(config: GatewayConfig, n: u32, now: Timestamp) -> Gateway {
     let mut gw = Gateway::new(config, GW, now).expect("valid config");
     for i in 0..n {
         let id = RequestId::from_u32(i);
-        let open = OpenRequest {
-            actor_id: format!("{i:032}"),
-            ..OpenRequest::default()
-        };
+        let open = OpenRequest::new(format!("{i:032}"), "/").expect("a path starting with /");
         gw.open(now, id, ROUTE, open).expect("open");
         let kind = ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {
             can_hibernate: true,

@@ -50,11 +50,11 @@ fn main() {
     for i in 0..N {
         // Random-looking ids, as upstream allocates them (not sequential keys).
         let id = RequestId::from_u32(i.wrapping_mul(0x9e37_79b9));
-        let open = OpenRequest {
-            actor_id: format!("{:032x}", u128::from(i) * 0x1234_5678_9abc),
-            path: "/socket".into(),
-            ..OpenRequest::default()
-        };
+        let open = OpenRequest::new(
+            format!("{:032x}", u128::from(i) * 0x1234_5678_9abc),
+            "/socket",
+        )
+        .expect("a path starting with /");
         gw.open(now, id, ROUTE, open).expect("open");
         let kind = ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {
             can_hibernate: true,

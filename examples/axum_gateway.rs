@@ -11,8 +11,8 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame as WsCloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Uri};
-use axum::response::Response;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures_util::{SinkExt, StreamExt};
 use hibernating_ws::driver::tokio::{
@@ -117,11 +117,10 @@ async fn upgrade(
         .iter()
         .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
         .collect();
-    let open = OpenRequest {
-        actor_id,
-        path: uri.path().to_owned(),
-        headers,
+    let Ok(open) = OpenRequest::new(actor_id, uri.path()) else {
+        return StatusCode::BAD_REQUEST.into_response();
     };
+    let open = open.with_headers(headers);
     // A counter keeps the example short; a real gateway draws unguessable request ids.
     let request_id = RequestId::from_u32(next_request.fetch_add(1, Ordering::Relaxed));
     ws.on_upgrade(move |socket| client(socket, gw, request_id, open))

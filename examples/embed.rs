@@ -110,11 +110,7 @@ async fn main() -> Result<(), Box<dyn core::error::Error>> {
 
     // A client connects. Feed what it sends to `sender` (it waits while the client must not be
     // read), write what `events` yields to it.
-    let open = OpenRequest {
-        actor_id: "actor-1".into(),
-        path: "/ws".into(),
-        ..OpenRequest::default()
-    };
+    let open = OpenRequest::new("actor-1", "/ws")?;
     let (mut sender, mut events) = gw.open(RequestId(*b"req1"), RouteId(1), open)?;
     sender.message(b"hello", false).await?;
     if let Some(ClientOutput::Message { data, .. }) = events.recv().await {

@@ -106,7 +106,7 @@
 //! // The actor starts on the runner, and a client connects to it through the gateway.
 //! rn.actor_starting(now, "chat", vec![])?;
 //! rn.restore(now, "chat", vec![])?;
-//! gw.open(now, request_id, RouteId(1), OpenRequest { actor_id: "chat".into(), ..Default::default() })?;
+//! gw.open(now, request_id, RouteId(1), OpenRequest::new("chat", "/")?)?;
 //! pump(now, &mut gw, &mut rn, &mut world);
 //!
 //! for text in ["one", "two", "three"] {

@@ -386,10 +386,7 @@ fn limits_are_typed_errors_naming_the_id() {
             actor_id: "zz".into()
         })
     );
-    let open = |id: &str| gateway::OpenRequest {
-        actor_id: id.into(),
-        ..Default::default()
-    };
+    let open = |id: &str| gateway::OpenRequest::new(id, "/").expect("a path starting with /");
     c.open(now, R1, open("a")).unwrap();
     assert_eq!(
         c.open(now, R1, open("a")),
@@ -729,10 +726,7 @@ fn tunnel_frames_are_the_gateways_bytes_without_the_prefix() {
     c.open(
         now,
         R1,
-        gateway::OpenRequest {
-            actor_id: "a".into(),
-            ..Default::default()
-        },
+        gateway::OpenRequest::new("a", "/").expect("a path starting with /"),
     )
     .unwrap();
     let mut tunnel = None;

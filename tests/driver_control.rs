@@ -144,10 +144,7 @@ async fn start_and_accept(
 async fn a_runner_and_a_client_through_the_control_driver() {
     let (handle, task, runner, mut to_runner) = setup().await;
     // A client opens a WebSocket on the sleeping actor: the actor is started first.
-    let open = OpenRequest {
-        actor_id: "a1".into(),
-        ..OpenRequest::default()
-    };
+    let open = OpenRequest::new("a1", "/").expect("a path starting with /");
     let (client, mut client_events) = handle.open(RequestId([1, 2, 3, 4]), open).await.unwrap();
     let message_id = start_and_accept(&runner, &mut to_runner).await;
     let from_runner = |kind| {
@@ -232,10 +229,7 @@ async fn a_runner_and_a_client_through_the_control_driver() {
 async fn a_client_whose_events_are_dropped_is_closed_as_gone() {
     let (handle, task, runner, mut to_runner) = setup().await;
     // The client goes away before the runner accepts: nobody reads its events.
-    let open = OpenRequest {
-        actor_id: "a1".into(),
-        ..OpenRequest::default()
-    };
+    let open = OpenRequest::new("a1", "/").expect("a path starting with /");
     let (_client, events) = handle.open(RequestId([5; 4]), open).await.unwrap();
     drop(events);
     start_and_accept(&runner, &mut to_runner).await;

@@ -99,10 +99,7 @@ fn gateway(
 #[tokio::test(start_paused = true)]
 async fn the_client_is_not_read_before_opened_and_pings_follow_the_clock() {
     let (gw, task, mut seen) = gateway(GatewayConfig::default());
-    let open = gateway::OpenRequest {
-        actor_id: "a".into(),
-        ..Default::default()
-    };
+    let open = gateway::OpenRequest::new("a", "/").expect("a path starting with /");
     let (mut sender, mut events) = gw.open(REQ, ROUTE, open).expect("open");
     assert!(matches!(
         next_publish(&mut seen),
@@ -203,7 +200,7 @@ async fn backpressure_closes_the_gate_until_an_ack_frees_room_and_keeps_order() 
     config.overflow_policy = OverflowPolicy::Backpressure;
     config.max_pending_bytes = 3 * wire::ws_message_frame_len(100) as u64;
     let (gw, _task, mut seen) = gateway(config);
-    let open = gateway::OpenRequest::default();
+    let open = gateway::OpenRequest::new("", "/").expect("a path starting with /");
     let (mut sender, _events) = gw.open(REQ, ROUTE, open).expect("open");
     let accept = ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {
         can_hibernate: true,
@@ -414,10 +411,7 @@ async fn commands_report_engine_errors_and_a_stopped_driver() {
 #[tokio::test(start_paused = true)]
 async fn a_burst_of_inputs_is_handled_in_order_up_to_a_shutdown() {
     let (gw, task, mut seen) = gateway(GatewayConfig::default());
-    let open = gateway::OpenRequest {
-        actor_id: "a".into(),
-        ..Default::default()
-    };
+    let open = gateway::OpenRequest::new("a", "/").expect("a path starting with /");
     let (mut sender, _events) = gw.open(REQ, ROUTE, open).expect("open");
     let accept = ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {
         can_hibernate: false,
@@ -463,10 +457,7 @@ async fn a_burst_of_inputs_is_handled_in_order_up_to_a_shutdown() {
 #[tokio::test(start_paused = true)]
 async fn an_open_gate_never_waits_and_reports_a_driver_that_is_gone() {
     let (gw, task, _seen) = gateway(GatewayConfig::default());
-    let open = gateway::OpenRequest {
-        actor_id: "a".into(),
-        ..Default::default()
-    };
+    let open = gateway::OpenRequest::new("a", "/").expect("a path starting with /");
     let (mut sender, _events) = gw.open(REQ, ROUTE, open).expect("open");
     let accept = ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {
         can_hibernate: false,

@@ -134,10 +134,7 @@ fn setup(client_queue: QueueLimits) -> Setup {
 }
 
 fn open(gw: &GatewayHandle, id: u32) -> (ClientSender, ClientEvents) {
-    let open = OpenRequest {
-        actor_id: "a".into(),
-        ..OpenRequest::default()
-    };
+    let open = OpenRequest::new("a", "/").expect("a path starting with /");
     gw.open(RequestId::from_u32(id), ROUTE, open).expect("open")
 }
 

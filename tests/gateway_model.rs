@@ -578,10 +578,7 @@ impl Sut {
                 now,
                 rid(id),
                 RouteId(1),
-                OpenRequest {
-                    actor_id: format!("actor-{id}"),
-                    ..OpenRequest::default()
-                },
+                OpenRequest::new(format!("actor-{id}"), "/").expect("a path starting with /"),
             )),
             Transition::RunnerOpen(id, can_hibernate) => {
                 let kind = ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {

@@ -120,11 +120,9 @@ impl Harness {
     fn open(&mut self, id: RequestId) -> Vec<Action> {
         let mut headers = Headers::new();
         headers.insert("x-test", "1");
-        let open = OpenRequest {
-            actor_id: "actor-0123456789abcdef0123456789a".into(),
-            path: "/ws".into(),
-            headers,
-        };
+        let open = OpenRequest::new("actor-0123456789abcdef0123456789a", "/ws")
+            .expect("a path starting with /")
+            .with_headers(headers);
         self.gw.open(self.now, id, ROUTE, open).expect("open");
         self.drain()
     }
@@ -835,7 +833,7 @@ fn scenario_18_no_retry_path_second_open_fails_and_indices_continue_across_wake(
     let mut h = Harness::new();
     let id = rid(18);
     h.active(id, true);
-    let open = OpenRequest::default();
+    let open = OpenRequest::new("", "/").expect("a path starting with /");
     assert_eq!(
         h.gw.open(h.now, id, ROUTE, open),
         Err(hibernating_ws::gateway::OpenError::AlreadyExists { request_id: id })

@@ -79,10 +79,7 @@ impl Harness {
                 self.now,
                 REQ,
                 ROUTE,
-                OpenRequest {
-                    actor_id: "a".into(),
-                    ..OpenRequest::default()
-                },
+                OpenRequest::new("a", "/").expect("a path starting with /"),
             )
             .expect("open");
         let open = ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {
@@ -121,12 +118,18 @@ fn ws_message(data: &[u8]) -> ToServerTunnelMessageKind {
 }
 
 /// The SDK throws on an open whose path does not start with `/` before it maps the request to
-/// the actor, so its close is dropped inside the runner: the default must be a valid path.
+/// the actor, so its close is dropped inside the runner: such a path is refused when the open is
+/// built, and a valid one reaches the runner as given.
 #[test]
-fn the_default_open_has_a_path_the_official_runner_accepts() {
+fn an_open_path_must_start_with_a_slash() {
+    for bad in ["", "ws", "actors/a"] {
+        let refused = OpenRequest::new("a", bad).expect_err("a path without '/' is refused");
+        assert_eq!(refused.path, bad);
+    }
     let mut h = Harness::new();
-    h.gw.open(h.now, REQ, ROUTE, OpenRequest::default())
-        .expect("open");
+    let open = OpenRequest::new("a", "/ws").expect("a path starting with /");
+    assert_eq!(open.path(), "/ws");
+    h.gw.open(h.now, REQ, ROUTE, open).expect("open");
     let Some(Action::Publish { frame, .. }) = h.gw.poll_action() else {
         panic!("the open is published");
     };
@@ -138,8 +141,7 @@ fn the_default_open_has_a_path_the_official_runner_accepts() {
     let ToClientTunnelMessageKind::WebSocketOpen(open) = m.kind else {
         panic!("an open")
     };
-    assert_eq!(open.path, "/");
-    assert!(open.path.starts_with('/'));
+    assert_eq!(open.path, "/ws");
 }
 
 /// The SDK restores a socket's runner → gateway index from the app's record, where the app can

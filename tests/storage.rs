@@ -193,11 +193,7 @@ impl World {
         w.rn.restore(now, ACTOR, vec![]).unwrap();
         for n in 1..=3 {
             let id = RequestId::from_u32(n);
-            let open = OpenRequest {
-                actor_id: ACTOR.into(),
-                path: "/room".into(),
-                ..Default::default()
-            };
+            let open = OpenRequest::new(ACTOR, "/room").expect("a path starting with /");
             w.gw.open(now, id, w.route, open).unwrap();
             w.requests.push(id);
         }

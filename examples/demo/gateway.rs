@@ -23,7 +23,7 @@ use hibernating_ws::driver::tokio::{
 use hibernating_ws::gateway::{
     CloseReason, Frame, Gateway, GatewayConfig, GatewayStats, GcReason, OpenRequest, RouteId,
 };
-use hibernating_ws::wire::{GatewayId, Headers, RequestId};
+use hibernating_ws::wire::{GatewayId, RequestId};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::sync::oneshot;
@@ -578,12 +578,11 @@ async fn client_connection(
     let Some(request_id) = request_id else {
         return;
     };
-    let open = OpenRequest {
-        actor_id: actor.clone(),
-        path,
-        headers: Headers::new(),
-    };
-    let Ok((sender, events)) = shared.handle.open(request_id, route, open) else {
+    // (The path starts with `/actors/`, so it is a valid open path.)
+    let opened = OpenRequest::new(actor.clone(), path)
+        .ok()
+        .and_then(|open| shared.handle.open(request_id, route, open).ok());
+    let Some((sender, events)) = opened else {
         let _ = shared.orch.send(Orch::Closed {
             request_id,
             reason: "open refused".into(),

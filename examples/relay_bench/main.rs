@@ -589,11 +589,8 @@ async fn start_gateway(
                 let Ok(ws) = accept(tcp).await else {
                     return;
                 };
-                let open = OpenRequest {
-                    actor_id: ACTOR.into(),
-                    path: format!("/actors/{ACTOR}"),
-                    ..OpenRequest::default()
-                };
+                let open = OpenRequest::new(ACTOR, format!("/actors/{ACTOR}"))
+                    .expect("a path starting with /");
                 let Ok((sender, events)) = g.open(RequestId::from_u32(i + 1), route, open) else {
                     return;
                 };

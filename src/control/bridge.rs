@@ -31,10 +31,10 @@ impl Control {
         open: OpenRequest,
     ) -> Result<(), OpenError> {
         let now = self.advance(now);
-        let Some(slot) = self.slot_of(&open.actor_id) else {
+        let Some(slot) = self.slot_of(open.actor_id()) else {
             return Err(OpenError::UnknownActor {
                 request_id,
-                actor_id: open.actor_id,
+                actor_id: open.actor_id().into(),
             });
         };
         if self.requests.contains_key(&request_id) || self.gateway.request(request_id).is_some() {
@@ -44,7 +44,7 @@ impl Control {
         let Some(actor) = self.actor_mut(slot) else {
             return Err(OpenError::UnknownActor {
                 request_id,
-                actor_id: open.actor_id,
+                actor_id: open.actor_id().into(),
             });
         };
         if let (ActorPhase::Running, Some(seq)) = (actor.phase, actor.runner) {
@@ -59,7 +59,7 @@ impl Control {
             if actor.waiting.len() >= max_waiting {
                 return Err(OpenError::TooManyWaiting {
                     request_id,
-                    actor_id: open.actor_id,
+                    actor_id: open.actor_id().into(),
                 });
             }
             actor.waiting.push_back((request_id, open));
@@ -133,7 +133,7 @@ impl Control {
         waiting: VecDeque<(RequestId, OpenRequest)>,
     ) {
         for (request_id, open) in waiting {
-            let actor_id = open.actor_id.clone();
+            let actor_id = String::from(open.actor_id());
             match self.gateway.open(now, request_id, RouteId(seq), open) {
                 Ok(()) => {
                     if let Some(actor) = self.actor_mut(slot) {

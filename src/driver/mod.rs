@@ -35,22 +35,26 @@
 pub mod blocking;
 #[cfg(feature = "tokio")]
 pub mod control;
+#[cfg(feature = "tungstenite")]
+pub mod session;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 mod trace;
 
 use crate::gateway::{self, Gateway};
 use crate::runner::{self, Runner};
+use crate::session::Session;
 use crate::time::Timestamp;
 
 mod sealed {
     pub trait Sealed {}
     impl Sealed for crate::gateway::Gateway {}
     impl Sealed for crate::runner::Runner {}
+    impl Sealed for crate::session::Session {}
 }
 
 /// The part of an engine's API every adapter needs: outputs and timers. Implemented by
-/// [`Gateway`] and [`Runner`] (sealed).
+/// [`Gateway`], [`Runner`] and [`Session`] (sealed).
 pub trait Engine: sealed::Sealed {
     /// What the engine asks its caller to do.
     type Action;
@@ -85,5 +89,18 @@ impl Engine for Runner {
     }
     fn handle_timeout(&mut self, now: Timestamp) {
         Runner::handle_timeout(self, now);
+    }
+}
+
+impl Engine for Session {
+    type Action = crate::session::Action;
+    fn poll_action(&mut self) -> Option<crate::session::Action> {
+        Session::poll_action(self)
+    }
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        Session::poll_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: Timestamp) {
+        Session::handle_timeout(self, now);
     }
 }

@@ -81,7 +81,7 @@ mod tests;
 pub use action::{Action, CloseReason, Frame, GcReason, Limit};
 pub use config::{GatewayConfig, OverflowPolicy};
 pub use error::{OpenError, ReceiveError, SendError, UnknownRequest, WakeError};
-pub use request::{OpenRequest, Phase, RouteId};
+pub use request::{InvalidPath, OpenRequest, Phase, RouteId};
 pub use stats::{GatewayStats, RequestInfo, RequestStats};
 
 use request::{Active, PhaseState, Request, Slab};
@@ -104,7 +104,7 @@ use timer::TimerQueue;
 /// let (req, route) = (RequestId([9, 9, 9, 9]), RouteId(7));
 ///
 /// // A client connects: publish the open (index 0) to the actor's runner.
-/// gw.open(now, req, route, OpenRequest { actor_id: "actor-1".into(), ..Default::default() })?;
+/// gw.open(now, req, route, OpenRequest::new("actor-1", "/")?)?;
 /// let mut actions = Vec::new();
 /// while let Some(a) = gw.poll_action() { actions.push(a); }
 /// assert!(matches!(actions.as_slice(), [Action::Publish { route: RouteId(7), .. }]));
@@ -237,11 +237,7 @@ impl Gateway {
         if self.requests.len() >= max {
             return Err(OpenError::TooManyRequests { request_id, max });
         }
-        let OpenRequest {
-            actor_id,
-            path,
-            headers,
-        } = open;
+        let (actor_id, path, headers) = open.into_parts();
         let request = Request {
             id: request_id,
             next_index: MessageIndex::ZERO.next(),

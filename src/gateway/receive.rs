@@ -238,14 +238,9 @@ impl Gateway {
         });
     }
 
-    /// Counts (and traces) a message addressed to another gateway.
+    /// Counts a message addressed to another gateway (the caller reports the error).
     fn wrong_gateway(&mut self, message_id: crate::wire::MessageId) -> ReceiveError {
         self.stats.dropped_wrong_gateway += 1;
-        crate::trace::debug!(
-            request_id = ?message_id.request_id,
-            gateway_id = ?message_id.gateway_id,
-            "hws: gateway rejected a frame for another gateway"
-        );
         ReceiveError::WrongGateway {
             request_id: message_id.request_id,
             gateway_id: message_id.gateway_id,
@@ -275,11 +270,6 @@ impl Gateway {
             }
             Some(_) => {
                 self.stats.dropped_wrong_route += 1;
-                crate::trace::debug!(
-                    ?request_id,
-                    route = route.0,
-                    "hws: gateway rejected a frame from the wrong route"
-                );
                 Err(ReceiveError::WrongRoute { request_id, route })
             }
             None => {

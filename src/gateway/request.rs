@@ -27,30 +27,84 @@ use super::{CloseReason, RequestStats};
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct RouteId(pub u64);
 
-/// What the runner needs to open a WebSocket on an actor ([`Gateway::open`](super::Gateway::open)).
+/// What the runner needs to open a WebSocket on an actor ([`Gateway::open`](super::Gateway::open)):
+/// the actor, the path and the headers of the client's upgrade request.
 ///
-/// The default opens path `/` of actor `""` with no headers.
+/// The path is checked when the request is built ([`OpenRequest::new`]): it must start with `/`.
+/// The official TypeScript runner fails an open whose path does not before it registers the
+/// request, so the close it then sends is dropped inside the runner and the open would end only
+/// with [`GatewayConfig::open_timeout`](super::GatewayConfig::open_timeout).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenRequest {
-    /// The actor.
-    pub actor_id: String,
-    /// Path of the client's upgrade request. It must start with `/`: the official TypeScript
-    /// runner fails an open whose path does not before it registers the request, so the close it
-    /// then sends is dropped inside the runner and the open ends only with
-    /// [`GatewayConfig::open_timeout`](super::GatewayConfig::open_timeout).
-    pub path: String,
-    /// Headers of the client's upgrade request, in order.
-    pub headers: Headers,
+    actor_id: String,
+    path: String,
+    headers: Headers,
 }
 
-impl Default for OpenRequest {
-    fn default() -> Self {
+impl OpenRequest {
+    /// An open of `path` on `actor_id`, with no headers.
+    ///
+    /// # Errors
+    /// [`InvalidPath`] if `path` does not start with `/`.
+    pub fn new(actor_id: impl Into<String>, path: impl Into<String>) -> Result<Self, InvalidPath> {
+        let path = path.into();
+        if !path.starts_with('/') {
+            return Err(InvalidPath { path });
+        }
+        Ok(Self {
+            actor_id: actor_id.into(),
+            path,
+            headers: Headers::new(),
+        })
+    }
+
+    /// This open with the upgrade request's `headers`, in order.
+    #[must_use]
+    pub fn with_headers(mut self, headers: Headers) -> Self {
+        self.headers = headers;
+        self
+    }
+
+    /// The actor.
+    pub fn actor_id(&self) -> &str {
+        &self.actor_id
+    }
+
+    /// The path of the client's upgrade request (it starts with `/`).
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The headers of the client's upgrade request, in order.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+
+    /// An open whose path is not checked: only for showing what the official runner does with
+    /// one (the interop test).
+    #[cfg(feature = "sim")]
+    #[doc(hidden)]
+    pub fn with_unchecked_path(actor_id: impl Into<String>, path: impl Into<String>) -> Self {
         Self {
-            actor_id: String::new(),
-            path: "/".into(),
+            actor_id: actor_id.into(),
+            path: path.into(),
             headers: Headers::new(),
         }
     }
+
+    /// The actor, the path and the headers.
+    pub(super) fn into_parts(self) -> (String, String, Headers) {
+        (self.actor_id, self.path, self.headers)
+    }
+}
+
+/// Why [`OpenRequest::new`] refused a path: it does not start with `/`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("open path {path:?} does not start with '/'")]
+#[non_exhaustive]
+pub struct InvalidPath {
+    /// The path refused.
+    pub path: String,
 }
 
 /// The phase of a request.

@@ -31,8 +31,13 @@ fn runner_msg(id: RequestId, kind: ToServerTunnelMessageKind) -> ToServerTunnelM
 }
 
 fn open_accepted(gw: &mut Gateway, now: Timestamp, id: RequestId, hibernatable: bool) {
-    gw.open(now, id, RouteId(1), OpenRequest::default())
-        .expect("open");
+    gw.open(
+        now,
+        id,
+        RouteId(1),
+        OpenRequest::new("", "/").expect("a path starting with /"),
+    )
+    .expect("open");
     let open = ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {
         can_hibernate: hibernatable,
     });
@@ -161,7 +166,12 @@ fn apply(gw: &mut Gateway, now: &mut Timestamp, op: Op) {
     let t = *now;
     match op {
         Op::Open(i) => {
-            let _ = gw.open(t, rid(i), route(0), OpenRequest::default());
+            let _ = gw.open(
+                t,
+                rid(i),
+                route(0),
+                OpenRequest::new("", "/").expect("a path starting with /"),
+            );
         }
         Op::Accept(i, h) => {
             let kind = ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {

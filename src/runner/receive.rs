@@ -70,7 +70,8 @@ impl Runner {
         self.dispatch(now, msg)
     }
 
-    /// Counts a dropped input and hands the error back.
+    /// Counts a dropped input and hands the error back (the caller reports it: the adapters'
+    /// `receive_error` hooks).
     pub(super) fn dropped(&mut self, e: ReceiveError) -> ReceiveError {
         let counter = match &e {
             ReceiveError::Malformed(_) => &mut self.stats.dropped_malformed,
@@ -82,7 +83,6 @@ impl Runner {
             ReceiveError::Unsupported { .. } => &mut self.stats.dropped_unsupported,
         };
         *counter += 1;
-        crate::trace::debug!(error = %e, "hws: runner dropped a gateway frame");
         e
     }
 

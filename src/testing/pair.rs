@@ -330,11 +330,7 @@ impl Pair {
 
     /// A client connects through runner `r`'s route; the app accepts it as hibernatable.
     pub fn open(&mut self, req: RequestId, r: usize) {
-        let open = OpenRequest {
-            actor_id: ACTOR.into(),
-            path: "/".into(),
-            headers: Headers::new(),
-        };
+        let open = OpenRequest::new(ACTOR, "/").expect("a path starting with /");
         self.gw.open(self.now, req, route(r), open).expect("open");
         self.drive();
         assert_eq!(

@@ -14,7 +14,7 @@ use hibernating_ws::driver::control::{
 };
 use hibernating_ws::gateway::{Gateway, GatewayConfig, OpenRequest, Phase};
 use hibernating_ws::wire::{
-    ActorConfig, GatewayId, Headers, KvErrorResponse, KvGetResponse, KvListQuery, KvListResponse,
+    ActorConfig, GatewayId, KvErrorResponse, KvGetResponse, KvListQuery, KvListResponse,
     KvMetadata, KvRequestData, KvResponseData, RequestId, StopCode,
 };
 use tokio::net::{TcpListener, TcpStream};
@@ -274,11 +274,9 @@ impl Engine {
 
     /// Opens a client WebSocket on `actor` at `path`.
     pub async fn connect(&self, actor: &str, path: &str, request_id: RequestId) -> Client {
-        let open = OpenRequest {
-            actor_id: actor.into(),
-            path: path.into(),
-            headers: Headers::new(),
-        };
+        // The `emptypath` scenario sends, on purpose, a path `OpenRequest::new` refuses.
+        let open = OpenRequest::new(actor, path)
+            .unwrap_or_else(|_| OpenRequest::with_unchecked_path(actor, path));
         let (sender, events) = self
             .handle
             .open(request_id, open)

@@ -41,7 +41,7 @@ use std::time::Duration;
 use engine::{Client, Engine};
 use hibernating_ws::control::Control;
 use hibernating_ws::driver::control::ClientEvent;
-use hibernating_ws::gateway::{CloseReason, GatewayConfig, GcReason, Phase};
+use hibernating_ws::gateway::{CloseReason, GatewayConfig, GcReason, OpenRequest, Phase};
 use hibernating_ws::wire::RequestId;
 use hibernating_ws::{CloseFrame, Timestamp};
 use serde_json::Value;
@@ -489,6 +489,8 @@ async fn idle(engine: Engine, actor: &'static str, reack: bool) -> Vec<Outcome> 
 async fn empty_path(engine: Engine) -> Vec<Outcome> {
     static NEXT: AtomicU32 = AtomicU32::new(0x9000);
     let request_id = RequestId::from_u32(NEXT.fetch_add(1, Ordering::Relaxed));
+    let refused = OpenRequest::new("emptypath", "").expect_err("an empty path is refused");
+    assert_eq!(refused.path, "");
     let mut e = engine.connect("emptypath", "", request_id).await;
     match e.next(EVENT).await {
         Some(ClientEvent::Close(frame)) => {

@@ -118,7 +118,7 @@
 //! });
 //!
 //! // A client: open, wait for the accept, send, read the echo.
-//! let open = OpenRequest { actor_id: "actor".into(), ..Default::default() };
+//! let open = OpenRequest::new("actor", "/")?;
 //! let (mut sender, mut events) = gw.open(RequestId([7; 4]), RouteId(1), open)?;
 //! sender.message(b"hello", false).await?;
 //! let echo = events.recv().await;
@@ -142,8 +142,8 @@ mod client;
 mod clock;
 mod gateway;
 mod hash;
-mod queue;
-mod run;
+pub(crate) mod queue;
+pub(crate) mod run;
 mod runner;
 
 pub use client::{ClientEvents, ClientInput, ClientOutput, ClientSender};

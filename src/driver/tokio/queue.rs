@@ -42,12 +42,12 @@ impl QueueLimits {
     };
 
     /// Whether `bytes` / `messages` reached the push-back point (half of either limit).
-    pub(super) fn soft(&self, bytes: usize, messages: usize) -> bool {
+    pub(crate) fn soft(&self, bytes: usize, messages: usize) -> bool {
         bytes >= self.max_bytes / 2 || messages >= self.max_messages / 2
     }
 
     /// Whether `bytes` / `messages` are past either limit.
-    pub(super) fn exceeded(&self, bytes: usize, messages: usize) -> bool {
+    pub(crate) fn exceeded(&self, bytes: usize, messages: usize) -> bool {
         bytes > self.max_bytes || messages > self.max_messages
     }
 }
@@ -81,13 +81,13 @@ pub struct QueueStats {
 }
 
 /// The byte count of a queued frame.
-pub(super) fn len_of<T: AsRef<[u8]>>(item: &T) -> usize {
+pub(crate) fn len_of<T: AsRef<[u8]>>(item: &T) -> usize {
     item.as_ref().len() + core::mem::size_of::<T>()
 }
 
 /// Locks `m`, recovering the data of a poisoned lock (a panic elsewhere must not wedge every
 /// other connection; the engines keep their invariants between calls).
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -263,7 +263,7 @@ impl<T: AsRef<[u8]> + Unpin> Stream for OutboxReceiver<T> {
 }
 
 /// Wakes and clears `waker`.
-pub(super) fn wake(waker: &mut Option<Waker>) {
+pub(crate) fn wake(waker: &mut Option<Waker>) {
     if let Some(w) = waker.take() {
         w.wake();
     }

@@ -14,7 +14,7 @@ use crate::driver::Engine;
 use crate::time::Timestamp;
 
 /// The state a driver keeps around its engine.
-pub(super) trait Driven: Send + 'static {
+pub(crate) trait Driven: Send + 'static {
     /// The engine.
     type Engine: Engine + Send;
     /// The engine, unless the driver stopped.
@@ -28,24 +28,24 @@ pub(super) trait Driven: Send + 'static {
 }
 
 /// A driver's state, shared by its handles, its client halves and its timer task.
-pub(super) struct Shared<S> {
+pub(crate) struct Shared<S> {
     state: Mutex<Slot<S>>,
     /// Wakes the timer task when the engine's deadline moved earlier, or on shutdown.
     timer: Notify,
     /// Wakes producers waiting for room in a queue (the runner's app queue).
-    pub(super) room: Notify,
-    pub(super) clock: TokioClock,
+    pub(crate) room: Notify,
+    pub(crate) clock: TokioClock,
 }
 
-pub(super) struct Slot<S> {
-    pub(super) state: S,
+pub(crate) struct Slot<S> {
+    pub(crate) state: S,
     /// The deadline the timer task sleeps until.
     armed: Option<Timestamp>,
     shutdown: bool,
 }
 
 impl<S: Driven> Shared<S> {
-    pub(super) fn new(state: S, clock: TokioClock) -> Arc<Self> {
+    pub(crate) fn new(state: S, clock: TokioClock) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::new(Slot {
                 state,
@@ -59,7 +59,7 @@ impl<S: Driven> Shared<S> {
     }
 
     /// The state, locked (not for engine calls: use [`with`](Self::with)).
-    pub(super) fn lock(&self) -> MutexGuard<'_, Slot<S>> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Slot<S>> {
         lock(&self.state)
     }
 
@@ -69,13 +69,13 @@ impl<S: Driven> Shared<S> {
     ///
     /// # Errors
     /// [`Stopped`] once the driver stopped (or a shutdown is requested).
-    pub(super) fn with<R>(&self, f: impl FnOnce(&mut S, Timestamp) -> R) -> Result<R, Stopped> {
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut S, Timestamp) -> R) -> Result<R, Stopped> {
         let mut slot = self.lock();
         self.with_locked(&mut slot, f)
     }
 
     /// [`with`](Self::with) on a slot locked by the caller.
-    pub(super) fn with_locked<R>(
+    pub(crate) fn with_locked<R>(
         &self,
         slot: &mut Slot<S>,
         f: impl FnOnce(&mut S, Timestamp) -> R,
@@ -97,27 +97,27 @@ impl<S: Driven> Shared<S> {
     }
 
     /// Asks the run loop to stop; inputs from now on get [`Stopped`].
-    pub(super) fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         self.lock().shutdown = true;
         self.timer.notify_one();
     }
 }
 
 impl<S> Slot<S> {
-    pub(super) fn is_stopping(&self) -> bool {
+    pub(crate) fn is_stopping(&self) -> bool {
         self.shutdown
     }
 }
 
 /// Drops the engine if the run loop is dropped before it returned it (an aborted task: a crash).
 /// It is the run loop's argument, so a task aborted before its first poll drops it too.
-pub(super) struct CrashGuard<S: Driven> {
+pub(crate) struct CrashGuard<S: Driven> {
     shared: Arc<Shared<S>>,
     armed: bool,
 }
 
 impl<S: Driven> CrashGuard<S> {
-    pub(super) fn new(shared: Arc<Shared<S>>) -> Self {
+    pub(crate) fn new(shared: Arc<Shared<S>>) -> Self {
         Self {
             shared,
             armed: true,
@@ -139,7 +139,7 @@ impl<S: Driven> Drop for CrashGuard<S> {
 /// due deadlines (comparing the clock with the deadline, never trusting that the sleep fired),
 /// and returns the engine on shutdown. Inputs do not pass through here: they call the engine
 /// from the task that read them ([`Shared::with`]).
-pub(super) async fn run<S: Driven>(mut guard: CrashGuard<S>) -> S::Engine {
+pub(crate) async fn run<S: Driven>(mut guard: CrashGuard<S>) -> S::Engine {
     let shared = guard.shared.clone();
     let mut sleep = Box::pin(::tokio::time::sleep_until(
         shared.clock.instant(Timestamp::ZERO),

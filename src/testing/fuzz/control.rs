@@ -156,11 +156,7 @@ impl World {
     /// # Errors
     /// The engine's.
     pub fn open(&mut self, id: RequestId, actor: &str) -> Result<(), control::OpenError> {
-        let open = OpenRequest {
-            actor_id: actor.into(),
-            path: "/ws".into(),
-            headers: crate::wire::Headers::default(),
-        };
+        let open = OpenRequest::new(actor, "/ws").expect("a path starting with /");
         self.control.open(self.now, id, open)?;
         // A request id may be used again once its request closed: a new conversation.
         self.delivered.remove(&SocketId::new(WORLD_GATEWAY, id));

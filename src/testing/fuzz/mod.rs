@@ -35,6 +35,9 @@ pub use gateway::gateway_ops;
 pub use runner::runner_ops;
 pub use wire::wire_decode;
 
+use alloc::collections::VecDeque;
+use alloc::format;
+use alloc::string::String;
 use core::time::Duration;
 
 use crate::time::Timestamp;
@@ -170,16 +173,169 @@ pub(crate) enum Tick {
     FireNext,
 }
 
-/// A harness whose engine runs on a clock the harness drives.
-pub(crate) trait Clocked {
+/// What both engine harnesses keep besides their shadow model: the clock as the harness drives
+/// it, and the recent operations for a failure message.
+#[derive(Debug)]
+pub(crate) struct Clock<Op> {
     /// The harness's current time.
-    fn now_mut(&mut self) -> &mut Timestamp;
+    pub(crate) now: Timestamp,
+    /// The latest `now` given to the engine (`now` runs ahead of it after a jump).
+    pub(crate) seen: Timestamp,
+    /// Every deadline at or before `now` was handled (the driver is punctual so far).
+    pub(crate) punctual: bool,
+    /// Operations run so far.
+    pub(crate) step: usize,
+    /// The last [`TRACE_LEN`] operations, with their step.
+    ops: VecDeque<(usize, Op)>,
+}
+
+impl<Op: core::fmt::Debug> Clock<Op> {
+    /// A clock starting at a time drawn from the input: usually small, sometimes zero or near
+    /// the end of time.
+    pub(crate) fn draw(input: &mut Input<'_>) -> Self {
+        let start = match input.u8() % 8 {
+            0 => Timestamp::ZERO,
+            1 => Timestamp::from_micros(u64::MAX - u64::from(input.u32())),
+            _ => Timestamp::from_micros(u64::from(input.u32())),
+        };
+        Self {
+            now: start,
+            seen: start,
+            punctual: true,
+            step: 0,
+            ops: VecDeque::new(),
+        }
+    }
+
+    /// A `now` for a command: every fifth step one `stale` older than the current time (the
+    /// engine must treat it as the latest seen).
+    pub(crate) fn stamp(&self, stale: Duration) -> Timestamp {
+        if self.step % 5 == 4 {
+            self.now.saturating_sub(stale)
+        } else {
+            self.now
+        }
+    }
+
+    /// Remembers `op` as the operation of the current step.
+    fn record(&mut self, op: Op) {
+        self.ops.push_back((self.step, op));
+        if self.ops.len() > TRACE_LEN {
+            self.ops.pop_front();
+        }
+    }
+
+    /// The clock step of the liveness phase: twice the `longest` timer of the configuration and
+    /// a second. `None` near the end of time, where deadlines saturate to `Timestamp::MAX`
+    /// ("never") and there is nothing to check.
+    pub(crate) fn settle_step(
+        &self,
+        longest: impl IntoIterator<Item = Duration>,
+    ) -> Option<Duration> {
+        let longest = longest.into_iter().max().unwrap_or_default();
+        let step = longest * 2 + Duration::from_secs(1);
+        self.now
+            .checked_add(step * 16)
+            .filter(|&t| t != Timestamp::MAX)
+            .map(|_| step)
+    }
+
+    /// A failure message: what went wrong, where, under which configuration, after which
+    /// operations.
+    pub(crate) fn report(
+        &self,
+        harness: &str,
+        what: &str,
+        config: &dyn core::fmt::Debug,
+    ) -> String {
+        format!(
+            "{harness}: {what}\nat step {} now {:?}\nconfig {config:?}\nlast operations:\n{}",
+            self.step,
+            self.now,
+            trace(&self.ops)
+        )
+    }
+}
+
+/// An engine harness: an engine, a shadow model of it and a [`Clock`]; what [`drive`] and
+/// [`Tick::run`] need from it.
+pub(crate) trait EngineHarness {
+    /// One operation on the engine.
+    type Op: Clone + core::fmt::Debug + From<Tick>;
+    /// The harness's clock.
+    fn clock(&mut self) -> &mut Clock<Self::Op>;
+    /// Draws the next operation.
+    fn next_op(&mut self, input: &mut Input<'_>) -> Self::Op;
+    /// Runs one operation and checks what belongs to it.
+    fn run(&mut self, op: Self::Op);
+    /// The checks after every operation (invariants, limits, model agreement).
+    fn check_all(&mut self);
+    /// The liveness phase once the input is exhausted.
+    fn settle(&mut self);
     /// The engine's `poll_timeout`.
-    fn deadline(&self) -> Option<Timestamp>;
-    /// Calls the engine's `handle_timeout(at)` and checks what follows.
-    fn timeout(&mut self, at: Timestamp);
-    /// Deadlines may have passed unhandled: the timer contract no longer applies as is.
-    fn late(&mut self);
+    fn poll_timeout(&self) -> Option<Timestamp>;
+    /// The engine's `handle_timeout(at)`, then draining and checking its actions.
+    fn handle_timeout(&mut self, at: Timestamp);
+    /// Panics with the failure and the recent operations.
+    fn fail(&self, what: &str) -> !;
+
+    /// `handle_timeout(at)`, then the timer contract: the next deadline is after the latest now.
+    fn timeout(&mut self, at: Timestamp) {
+        self.handle_timeout(at);
+        // An older `at` is treated as the latest `now` the engine has seen.
+        let clock = self.clock();
+        clock.seen = clock.seen.max(at);
+        let seen = clock.seen;
+        if seen >= clock.now {
+            clock.punctual = true;
+        }
+        if let Some(t) = self.poll_timeout()
+            && t <= seen
+        {
+            self.fail(&format!(
+                "poll_timeout {t:?} at or before the handled now {seen:?}"
+            ));
+        }
+    }
+
+    /// While the driver is punctual, no deadline is at or before `now`.
+    fn check_timer(&mut self) {
+        let clock = self.clock();
+        let (punctual, now) = (clock.punctual, clock.now);
+        if punctual
+            && let Some(t) = self.poll_timeout()
+            && t <= now
+        {
+            self.fail(&format!(
+                "poll_timeout {t:?} at or before now {now:?}, every earlier deadline was handled"
+            ));
+        }
+    }
+
+    /// One clock step of the liveness phase, recorded as an operation, then every check.
+    fn settle_tick(&mut self, step: Duration) {
+        let clock = self.clock();
+        clock.step += 1;
+        clock.record(Tick::Advance(step).into());
+        clock.now += step;
+        clock.seen = clock.seen.max(clock.now);
+        let now = clock.now;
+        self.timeout(now);
+        self.check_all();
+    }
+}
+
+/// Runs operations drawn from `input` on `h` (at most [`MAX_OPS`]), each followed by every
+/// check, then the liveness phase.
+pub(crate) fn drive<H: EngineHarness>(h: &mut H, input: &mut Input<'_>) {
+    while !input.is_empty() && h.clock().step < MAX_OPS {
+        let op = h.next_op(input);
+        h.clock().record(op.clone());
+        h.run(op);
+        h.check_all();
+        h.clock().step += 1;
+    }
+    h.settle();
 }
 
 impl Tick {
@@ -201,44 +357,45 @@ impl Tick {
     }
 
     /// Runs the operation on `h`.
-    pub(crate) fn run<H: Clocked>(self, h: &mut H) {
+    pub(crate) fn run<H: EngineHarness>(self, h: &mut H) {
         match self {
             Self::Advance(d) => {
-                let now = *h.now_mut();
-                let target = now + d;
+                let target = h.clock().now + d;
                 let mut steps = 0;
-                while let Some(t) = h.deadline() {
+                while let Some(t) = h.poll_timeout() {
                     if t > target || steps == CLOCK_STEPS {
                         break;
                     }
                     steps += 1;
-                    let at = t.max(*h.now_mut());
-                    *h.now_mut() = at;
+                    let clock = h.clock();
+                    clock.now = t.max(clock.now);
+                    let at = clock.now;
                     h.timeout(at);
                 }
-                *h.now_mut() = target;
+                h.clock().now = target;
                 h.timeout(target);
             }
             Self::Jump(d) => {
-                *h.now_mut() += d;
+                let clock = h.clock();
+                clock.now += d;
                 if d > Duration::ZERO {
-                    h.late();
+                    clock.punctual = false;
                 }
             }
             Self::HandleTimeout => {
-                let now = *h.now_mut();
+                let now = h.clock().now;
                 h.timeout(now);
             }
             Self::StaleTimeout(d) => {
-                let now = *h.now_mut();
+                let now = h.clock().now;
                 h.timeout(now.saturating_sub(d));
             }
             Self::FireNext => {
-                if let Some(t) = h.deadline() {
-                    let now = h.now_mut();
-                    *now = (*now).max(t);
+                if let Some(t) = h.poll_timeout() {
+                    let clock = h.clock();
+                    clock.now = clock.now.max(t);
                 }
-                let now = *h.now_mut();
+                let now = h.clock().now;
                 h.timeout(now);
             }
         }
@@ -254,7 +411,7 @@ pub(crate) fn payload(len: usize, seed: u8) -> alloc::vec::Vec<u8> {
 }
 
 /// Formats the last operations of a run for a failure message.
-pub(crate) fn trace<T: core::fmt::Debug>(ops: &alloc::collections::VecDeque<(usize, T)>) -> String {
+fn trace<T: core::fmt::Debug>(ops: &VecDeque<(usize, T)>) -> String {
     use core::fmt::Write as _;
     let mut s = String::new();
     for (i, op) in ops {
@@ -263,7 +420,5 @@ pub(crate) fn trace<T: core::fmt::Debug>(ops: &alloc::collections::VecDeque<(usi
     s
 }
 
-use alloc::string::String;
-
 /// How many recent operations a failure message shows.
-pub(crate) const TRACE_LEN: usize = 24;
+const TRACE_LEN: usize = 24;

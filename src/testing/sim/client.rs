@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use crate::close::CloseFrame;
 use crate::gateway::{OpenRequest, SendError};
 use crate::runner::SocketId;
-use crate::wire::{Headers, RequestId};
+use crate::wire::RequestId;
 
 use super::event::Ev;
 use super::format::{PidFmt, make_payload, route_id};
@@ -88,11 +88,8 @@ impl World {
             return;
         }
         let a = self.conns[c].actor;
-        let open = OpenRequest {
-            actor_id: self.actors[a].id.clone(),
-            path: "/ws".into(),
-            headers: Headers::new(),
-        };
+        let open =
+            OpenRequest::new(self.actors[a].id.clone(), "/ws").expect("a path starting with /");
         let req = self.conns[c].req;
         match self.gw.open(self.now, req, route_id(r, inc), open) {
             Ok(()) => {

@@ -2,8 +2,8 @@
 //! operation.
 
 use crate::close::{CloseFrame, KnownClose};
-use crate::fuzz::trace;
-use crate::gateway::{Action, Phase, RequestInfo, RouteId};
+use crate::fuzz::EngineHarness;
+use crate::gateway::{Action, CloseReason, Phase, RequestInfo, RouteId};
 use crate::index::MessageIndex;
 use crate::wire::{self, DecodeLimits, MessageId, RequestId, ToClientTunnelMessageKind, ToRunner};
 use alloc::collections::{BTreeMap, BTreeSet};
@@ -11,180 +11,205 @@ use alloc::format;
 
 use super::{Effects, GW, Harness, REQUESTS, action_request, request_id};
 
+/// What one drained batch of actions did, beyond its [`Effects`]: the client close frames, record
+/// deletes and runner closes that its `Closed` actions must match.
+#[derive(Debug, Default)]
+struct Batch {
+    fx: Effects,
+    close_client: BTreeMap<RequestId, CloseFrame>,
+    deleted: BTreeSet<RequestId>,
+    runner_close: BTreeSet<RequestId>,
+}
+
 impl Harness {
     /// Drains and checks the actions against the model; applies them to it.
-    #[allow(clippy::too_many_lines)] // one arm per action
     pub(super) fn drain(&mut self) -> Effects {
-        let mut fx = Effects::default();
-        let mut close_client: BTreeMap<RequestId, CloseFrame> = BTreeMap::new();
-        let mut deleted: BTreeSet<RequestId> = BTreeSet::new();
-        let mut runner_close: BTreeSet<RequestId> = BTreeSet::new();
+        let mut batch = Batch::default();
         while let Some(action) = self.gw.poll_action() {
-            fx.actions += 1;
+            batch.fx.actions += 1;
             let id = action_request(&action);
-            let Some(r) = self.live.get_mut(&id) else {
+            if !self.live.contains_key(&id) {
                 self.fail(&format!(
                     "action for a request that is not live: {action:?}"
                 ));
-            };
+            }
             match action {
-                Action::Publish {
-                    route,
-                    request_id,
-                    frame,
-                } => {
-                    if route != r.route {
-                        let expected = r.route;
-                        self.fail(&format!(
-                            "published to {route:?}, the request is routed to {expected:?}"
-                        ));
-                    }
-                    let version = self.config.protocol_version;
-                    match wire::decode_versioned::<ToRunner>(&frame, &DecodeLimits::default()) {
-                        Ok((v, _)) if v != version => {
-                            self.fail(&format!("published version {v}, configured {version}"));
-                        }
-                        Ok((_, ToRunner::Ping(p))) => {
-                            self.fail_if(
-                                p.gateway_id != GW || p.request_id != request_id,
-                                "ping with wrong ids",
-                            );
-                        }
-                        Ok((_, ToRunner::TunnelMessage(m))) => {
-                            let expected_id = MessageId {
-                                gateway_id: GW,
-                                request_id,
-                                message_index: m.message_id.message_index,
-                            };
-                            if m.message_id != expected_id {
-                                self.fail("tunnel message with wrong ids");
-                            }
-                            let index = m.message_id.message_index;
-                            match m.kind {
-                                ToClientTunnelMessageKind::WebSocketOpen(_) => {
-                                    self.fail_if(
-                                        index != MessageIndex::ZERO,
-                                        "open not at index 0",
-                                    );
-                                }
-                                ToClientTunnelMessageKind::WebSocketMessage(_) => {
-                                    if runner_close.contains(&id) {
-                                        self.fail("message published after the runner close");
-                                    }
-                                    if index.is_after(r.sent_through) {
-                                        r.sent_through = index;
-                                    }
-                                    fx.published.entry(id).or_default().push(index);
-                                }
-                                ToClientTunnelMessageKind::WebSocketClose(_) => {
-                                    if !runner_close.insert(id) {
-                                        self.fail("two runner closes");
-                                    }
-                                }
-                                other => self.fail(&format!("published {other:?}")),
-                            }
-                        }
-                        Ok((_, ToRunner::Close)) => self.fail("published a runner close"),
-                        Ok((_, other)) => self.fail(&format!("published {other:?}")),
-                        Err(e) => self.fail(&format!("published an undecodable frame: {e}")),
-                    }
+                Action::Publish { route, frame, .. } => {
+                    self.check_publish(id, route, &frame, &mut batch);
                 }
-                Action::SendToClient { .. } => {
-                    if !matches!(r.phase, Phase::Active | Phase::Hibernating) {
-                        self.fail("SendToClient before the open");
-                    }
-                }
-                Action::CloseClient { frame, .. } => {
-                    if frame.code.is_none() {
-                        self.fail("CloseClient without a code");
-                    }
-                    if close_client.insert(id, frame).is_some() {
-                        self.fail("two CloseClient");
-                    }
-                }
-                Action::Opened { hibernatable, .. } => {
-                    if r.phase != Phase::AwaitingOpen {
-                        self.fail("Opened twice");
-                    }
-                    r.phase = Phase::Active;
-                    r.hibernatable = hibernatable;
-                }
-                Action::Hibernated { .. } => {
-                    if r.phase != Phase::Active || !r.hibernatable {
-                        self.fail("Hibernated from the wrong phase");
-                    }
-                    r.phase = Phase::Hibernating;
-                    r.wake_requested = false;
-                }
-                Action::RequestWake { actor_id, .. } => {
-                    if r.phase != Phase::Hibernating {
-                        self.fail("RequestWake while not hibernating");
-                    }
-                    if r.wake_requested {
-                        self.fail("RequestWake twice in one hibernation");
-                    }
-                    if actor_id != r.actor {
-                        self.fail("RequestWake for the wrong actor");
-                    }
-                    r.wake_requested = true;
-                }
-                Action::UpsertHibernatingRecord { actor_id, .. } => {
-                    if !r.hibernatable || actor_id != r.actor {
-                        self.fail("record upsert for a non-hibernatable request or wrong actor");
-                    }
-                }
-                Action::DeleteHibernatingRecord { actor_id, .. } => {
-                    if !r.hibernatable || actor_id != r.actor {
-                        self.fail("record delete for a non-hibernatable request or wrong actor");
-                    }
-                    if !deleted.insert(id) {
-                        self.fail("two record deletes");
-                    }
-                }
-                Action::ClientWritable { .. } => {
-                    if r.blocked.take().is_none() {
-                        self.fail("ClientWritable for a request that was not refused");
-                    }
-                }
-                Action::Closed { reason, .. } => {
-                    let hibernatable = r.hibernatable;
-                    let phase = r.phase;
-                    let client_frame = if r.client_gone {
-                        None
-                    } else {
-                        reason.client_frame()
-                    };
-                    self.live.remove(&id);
-                    if close_client.remove(&id) != client_frame {
-                        self.fail(&format!("CloseClient does not match {reason:?}"));
-                    }
-                    if deleted.remove(&id) != hibernatable {
-                        self.fail("record delete does not match hibernatable");
-                    }
-                    let runner_frame_expected =
-                        phase != Phase::Hibernating && reason.runner_frame().is_some();
-                    if runner_close.remove(&id) != runner_frame_expected {
-                        self.fail(&format!(
-                            "runner close does not match {reason:?} in phase {phase:?}"
-                        ));
-                    }
-                    fx.closed.insert(id, reason);
-                }
+                Action::Closed { reason, .. } => self.apply_closed(id, reason, &mut batch),
+                other => self.apply(id, other, &mut batch),
             }
         }
-        for (id, indices) in &fx.published {
+        for (id, indices) in &batch.fx.published {
             self.check_published_window(*id, indices);
         }
-        if let Some(id) = close_client.keys().next() {
+        if let Some(id) = batch.close_client.keys().next() {
             self.fail(&format!("CloseClient for {id} without Closed"));
         }
-        if let Some(id) = deleted.iter().next() {
+        if let Some(id) = batch.deleted.iter().next() {
             self.fail(&format!("record delete for {id} without Closed"));
         }
-        if let Some(id) = runner_close.iter().next() {
+        if let Some(id) = batch.runner_close.iter().next() {
             self.fail(&format!("runner close for {id} without Closed"));
         }
-        fx
+        batch.fx
+    }
+
+    /// A frame published for live request `id`: to its route, in the configured version, with
+    /// the right ids; an open at index 0, messages recorded, at most one runner close.
+    fn check_publish(&mut self, id: RequestId, route: RouteId, frame: &[u8], batch: &mut Batch) {
+        let Some(r) = self.live.get_mut(&id) else {
+            return;
+        };
+        if route != r.route {
+            let expected = r.route;
+            self.fail(&format!(
+                "published to {route:?}, the request is routed to {expected:?}"
+            ));
+        }
+        let version = self.config.protocol_version;
+        let m = match wire::decode_versioned::<ToRunner>(frame, &DecodeLimits::default()) {
+            Ok((v, _)) if v != version => {
+                self.fail(&format!("published version {v}, configured {version}"));
+            }
+            Ok((_, ToRunner::Ping(p))) => {
+                self.fail_if(
+                    p.gateway_id != GW || p.request_id != id,
+                    "ping with wrong ids",
+                );
+                return;
+            }
+            Ok((_, ToRunner::TunnelMessage(m))) => m,
+            Ok((_, ToRunner::Close)) => self.fail("published a runner close"),
+            Ok((_, other)) => self.fail(&format!("published {other:?}")),
+            Err(e) => self.fail(&format!("published an undecodable frame: {e}")),
+        };
+        let index = m.message_id.message_index;
+        let expected_id = MessageId {
+            gateway_id: GW,
+            request_id: id,
+            message_index: index,
+        };
+        if m.message_id != expected_id {
+            self.fail("tunnel message with wrong ids");
+        }
+        match m.kind {
+            ToClientTunnelMessageKind::WebSocketOpen(_) => {
+                self.fail_if(index != MessageIndex::ZERO, "open not at index 0");
+            }
+            ToClientTunnelMessageKind::WebSocketMessage(_) => {
+                if batch.runner_close.contains(&id) {
+                    self.fail("message published after the runner close");
+                }
+                if index.is_after(r.sent_through) {
+                    r.sent_through = index;
+                }
+                batch.fx.published.entry(id).or_default().push(index);
+            }
+            ToClientTunnelMessageKind::WebSocketClose(_) => {
+                if !batch.runner_close.insert(id) {
+                    self.fail("two runner closes");
+                }
+            }
+            other => self.fail(&format!("published {other:?}")),
+        }
+    }
+
+    /// Any action but `Publish` and `Closed` for live request `id`: checked against its phase
+    /// and applied to the model.
+    fn apply(&mut self, id: RequestId, action: Action, batch: &mut Batch) {
+        let Some(r) = self.live.get_mut(&id) else {
+            return;
+        };
+        match action {
+            Action::SendToClient { .. } => {
+                if !matches!(r.phase, Phase::Active | Phase::Hibernating) {
+                    self.fail("SendToClient before the open");
+                }
+            }
+            Action::CloseClient { frame, .. } => {
+                if frame.code.is_none() {
+                    self.fail("CloseClient without a code");
+                }
+                if batch.close_client.insert(id, frame).is_some() {
+                    self.fail("two CloseClient");
+                }
+            }
+            Action::Opened { hibernatable, .. } => {
+                if r.phase != Phase::AwaitingOpen {
+                    self.fail("Opened twice");
+                }
+                r.phase = Phase::Active;
+                r.hibernatable = hibernatable;
+            }
+            Action::Hibernated { .. } => {
+                if r.phase != Phase::Active || !r.hibernatable {
+                    self.fail("Hibernated from the wrong phase");
+                }
+                r.phase = Phase::Hibernating;
+                r.wake_requested = false;
+            }
+            Action::RequestWake { actor_id, .. } => {
+                if r.phase != Phase::Hibernating {
+                    self.fail("RequestWake while not hibernating");
+                }
+                if r.wake_requested {
+                    self.fail("RequestWake twice in one hibernation");
+                }
+                if actor_id != r.actor {
+                    self.fail("RequestWake for the wrong actor");
+                }
+                r.wake_requested = true;
+            }
+            Action::UpsertHibernatingRecord { actor_id, .. } => {
+                if !r.hibernatable || actor_id != r.actor {
+                    self.fail("record upsert for a non-hibernatable request or wrong actor");
+                }
+            }
+            Action::DeleteHibernatingRecord { actor_id, .. } => {
+                if !r.hibernatable || actor_id != r.actor {
+                    self.fail("record delete for a non-hibernatable request or wrong actor");
+                }
+                if !batch.deleted.insert(id) {
+                    self.fail("two record deletes");
+                }
+            }
+            Action::ClientWritable { .. } => {
+                if r.blocked.take().is_none() {
+                    self.fail("ClientWritable for a request that was not refused");
+                }
+            }
+            Action::Publish { .. } | Action::Closed { .. } => {}
+        }
+    }
+
+    /// The one `Closed` of live request `id`: the client's close frame, the record delete and
+    /// the runner close of this batch match its reason and phase.
+    fn apply_closed(&mut self, id: RequestId, reason: CloseReason, batch: &mut Batch) {
+        let Some(r) = self.live.remove(&id) else {
+            return;
+        };
+        let client_frame = if r.client_gone {
+            None
+        } else {
+            reason.client_frame()
+        };
+        if batch.close_client.remove(&id) != client_frame {
+            self.fail(&format!("CloseClient does not match {reason:?}"));
+        }
+        if batch.deleted.remove(&id) != r.hibernatable {
+            self.fail("record delete does not match hibernatable");
+        }
+        let runner_frame_expected =
+            r.phase != Phase::Hibernating && reason.runner_frame().is_some();
+        if batch.runner_close.remove(&id) != runner_frame_expected {
+            let phase = r.phase;
+            self.fail(&format!(
+                "runner close does not match {reason:?} in phase {phase:?}"
+            ));
+        }
+        batch.fx.closed.insert(id, reason);
     }
 
     /// A runner ack applied as the ack rule says, with the window taken from what was actually
@@ -296,7 +321,7 @@ impl Harness {
         }
     }
 
-    pub(super) fn check_all(&self) {
+    pub(super) fn check_all(&mut self) {
         if let Err(e) = self.gw.check_invariants() {
             self.fail(&format!("check_invariants: {e}"));
         }
@@ -344,15 +369,7 @@ impl Harness {
                 ));
             }
         }
-        if self.punctual
-            && let Some(t) = self.gw.poll_timeout()
-            && t <= self.now
-        {
-            self.fail(&format!(
-                "poll_timeout {t:?} at or before now {:?}, every earlier deadline was handled",
-                self.now
-            ));
-        }
+        self.check_timer();
     }
 
     pub(super) fn fail_if(&self, bad: bool, what: &str) {
@@ -362,12 +379,6 @@ impl Harness {
     }
 
     pub(super) fn fail(&self, what: &str) -> ! {
-        panic!(
-            "gateway_ops: {what}\nat step {} now {:?}\nconfig {:?}\nlast operations:\n{}",
-            self.step,
-            self.now,
-            self.config,
-            trace(&self.ops)
-        );
+        panic!("{}", self.clock.report("gateway_ops", what, &self.config));
     }
 }

@@ -1,18 +1,17 @@
 //! [`gateway_ops`]: the gateway engine under operation sequences drawn from arbitrary bytes.
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use super::{Input, MAX_OPS, TRACE_LEN, Tick, duration, payload};
+use super::{Clock, Input, Tick, drive, duration, payload};
 use crate::close::CloseFrame;
 use crate::gateway::{
     Action, CloseReason, Gateway, GatewayConfig, OverflowPolicy, Phase, RequestInfo, RouteId,
 };
 use crate::index::MessageIndex;
-use crate::time::Timestamp;
 use crate::wire::{
     DecodeLimits, GatewayId, Headers, MessageId, RequestId, ToServerResponseChunk,
     ToServerResponseStart, ToServerTunnelMessage, ToServerTunnelMessageKind,
@@ -123,14 +122,14 @@ struct Before {
 struct Harness {
     gw: Gateway,
     config: GatewayConfig,
-    now: Timestamp,
-    /// Every deadline at or before `now` was handled (the driver is punctual so far).
-    punctual: bool,
-    /// The latest `now` given to the engine (`now` runs ahead of it after a jump).
-    seen: Timestamp,
+    clock: Clock<Op>,
     live: BTreeMap<RequestId, Req>,
-    ops: VecDeque<(usize, Op)>,
-    step: usize,
+}
+
+impl From<Tick> for Op {
+    fn from(tick: Tick) -> Self {
+        Self::Clock(tick)
+    }
 }
 
 /// Drives a [`Gateway`] through an operation sequence drawn from `data` and checks its
@@ -141,36 +140,18 @@ struct Harness {
 pub fn gateway_ops(data: &[u8]) {
     let mut input = Input::new(data);
     let config = config(&mut input);
-    let start = match input.u8() % 8 {
-        0 => Timestamp::ZERO,
-        1 => Timestamp::from_micros(u64::MAX - u64::from(input.u32())),
-        _ => Timestamp::from_micros(u64::from(input.u32())),
-    };
-    let gw = match Gateway::new(config.clone(), GW, start) {
+    let clock = Clock::draw(&mut input);
+    let gw = match Gateway::new(config.clone(), GW, clock.now) {
         Ok(gw) => gw,
         Err(e) => panic!("a valid configuration was refused: {e:?} {config:?}"),
     };
     let mut h = Harness {
         gw,
         config,
-        now: start,
-        punctual: true,
-        seen: start,
+        clock,
         live: BTreeMap::new(),
-        ops: VecDeque::new(),
-        step: 0,
     };
-    while !input.is_empty() && h.step < MAX_OPS {
-        let op = h.next_op(&mut input);
-        h.ops.push_back((h.step, op.clone()));
-        if h.ops.len() > TRACE_LEN {
-            h.ops.pop_front();
-        }
-        h.run(op);
-        h.check_all();
-        h.step += 1;
-    }
-    h.settle();
+    drive(&mut h, &mut input);
 }
 
 /// A valid configuration drawn from the input: small limits, short timers, either policy.

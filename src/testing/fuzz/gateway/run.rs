@@ -1,96 +1,40 @@
 //! Running one operation on the gateway and settling the record store, with the checks that
 //! belong to the operation itself.
 
-use crate::fuzz::{TRACE_LEN, payload};
+use crate::fuzz::{EngineHarness, payload};
 use crate::gateway::{
     CloseReason, OpenError, OpenRequest, OverflowPolicy, Phase, ReceiveError, RouteId, SendError,
     WakeError,
 };
 use crate::index::MessageIndex;
 use crate::time::Timestamp;
-use crate::wire::{self, Headers, RequestId, ToGateway, ToGatewayPong, ToServerTunnelMessageKind};
+use crate::wire::{
+    self, RequestId, ToGateway, ToGatewayPong, ToServerTunnelMessage, ToServerTunnelMessageKind,
+};
 use alloc::format;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use crate::fuzz::{Clocked, Tick};
-
 use super::{Before, Harness, Op, Req, actor_of, request_id};
+use crate::close::CloseFrame;
+use crate::fuzz::{Clock, Input};
 
 impl Harness {
-    /// A `now` for a command: usually the current time, sometimes an older one (the engine must
-    /// treat it as the latest seen).
-    pub(super) fn stamp(&self, stale: bool) -> Timestamp {
-        if stale {
-            self.now.saturating_sub(Duration::from_millis(7))
-        } else {
-            self.now
-        }
-    }
-
     pub(super) fn before(&self, req: u8) -> Before {
         Before {
             info: self.gw.request(request_id(req)),
         }
     }
 
-    #[allow(clippy::too_many_lines)] // one arm per operation reads best as one match
-    pub(super) fn run(&mut self, op: Op) {
-        let stale = self.step % 5 == 4;
-        let now = self.stamp(stale);
+    /// Runs one operation and checks what belongs to it.
+    fn run_op(&mut self, op: Op) {
+        let now = self.clock.stamp(Duration::from_millis(7));
         if !matches!(op, Op::Clock(_)) {
             // Every other operation gives `now` to the engine.
-            self.seen = self.seen.max(now);
+            self.clock.seen = self.clock.seen.max(now);
         }
         match op {
-            Op::Open { req, route } => {
-                let id = request_id(req);
-                let open = OpenRequest {
-                    actor_id: actor_of(req),
-                    path: "/ws".into(),
-                    headers: Headers::new(),
-                };
-                let result = self.gw.open(now, id, RouteId(route.into()), open);
-                match result {
-                    Ok(()) => {
-                        self.fail_if(self.live.contains_key(&id), "open of a live id succeeded");
-                        self.fail_if(
-                            self.live.len() >= self.config.max_requests,
-                            "open past max_requests succeeded",
-                        );
-                        self.live.insert(
-                            id,
-                            Req {
-                                route: RouteId(route.into()),
-                                phase: Phase::AwaitingOpen,
-                                hibernatable: false,
-                                next_index: MessageIndex::new(1),
-                                blocked: None,
-                                wake_requested: false,
-                                client_gone: false,
-                                sent_through: MessageIndex::ZERO,
-                                actor: actor_of(req),
-                            },
-                        );
-                        let fx = self.drain();
-                        self.fail_if(fx.actions != 1, "open did not publish exactly one frame");
-                    }
-                    Err(e) => {
-                        let expected = if self.live.contains_key(&id) {
-                            OpenError::AlreadyExists { request_id: id }
-                        } else {
-                            OpenError::TooManyRequests {
-                                request_id: id,
-                                max: self.config.max_requests,
-                            }
-                        };
-                        if e != expected {
-                            self.fail(&format!("open failed with {e:?}"));
-                        }
-                        self.expect_quiet("a refused open");
-                    }
-                }
-            }
+            Op::Open { req, route } => self.open(now, req, route),
             Op::Send {
                 req,
                 len,
@@ -101,99 +45,9 @@ impl Harness {
                     self.send(now, req, len, binary);
                 }
             }
-            Op::ClientClose { req, frame } => {
-                let id = request_id(req);
-                let phase = self.live.get(&id).map(|r| r.phase);
-                let result = self.gw.client_close(now, id, frame);
-                self.check_unknown(req, result.is_err(), "client_close");
-                let fx = self.drain();
-                if result.is_ok() {
-                    let closed = fx.closed.contains_key(&id);
-                    self.fail_if(
-                        phase != Some(Phase::Hibernating) && !closed,
-                        "client close of a non-hibernating request did not close it",
-                    );
-                    self.fail_if(
-                        phase == Some(Phase::Hibernating) && closed,
-                        "client close while hibernating closed at once instead of waking",
-                    );
-                    if let Some(r) = self.live.get_mut(&id) {
-                        r.client_gone = true;
-                        if !r.wake_requested {
-                            self.fail("client close while hibernating did not request a wake");
-                        }
-                    }
-                }
-            }
-            Op::ActorStopped { req } => {
-                let id = request_id(req);
-                let before = self.live.get(&id).map(|r| (r.phase, r.hibernatable));
-                let result = self.gw.actor_stopped(now, id);
-                self.check_unknown(req, result.is_err(), "actor_stopped");
-                let fx = self.drain();
-                let after = self.live.get(&id).map(|r| r.phase);
-                let closed = fx.closed.get(&id);
-                let ok = match before {
-                    None | Some((Phase::Hibernating, _)) => fx.actions == 0,
-                    Some((Phase::Active, true)) => after == Some(Phase::Hibernating),
-                    Some((Phase::Active, false)) => closed == Some(&CloseReason::ActorStopped),
-                    Some((Phase::AwaitingOpen, _)) => {
-                        closed == Some(&CloseReason::ActorStoppedBeforeOpen)
-                    }
-                };
-                if !ok {
-                    self.fail(&format!(
-                        "actor_stopped in {before:?}: now {after:?}, closed {closed:?}"
-                    ));
-                }
-            }
-            Op::Wake { req, route } => {
-                let id = request_id(req);
-                let before = self.before(req);
-                let result = self.gw.wake(now, id, RouteId(route.into()));
-                match result {
-                    Ok(()) => {
-                        let Some(r) = self.live.get_mut(&id) else {
-                            self.fail("wake of an unknown request succeeded");
-                        };
-                        if r.phase != Phase::Hibernating {
-                            self.fail("wake of a request that is not hibernating succeeded");
-                        }
-                        r.phase = Phase::Active;
-                        r.route = RouteId(route.into());
-                        r.wake_requested = false;
-                        let fx = self.drain();
-                        // The replay is exactly the pending messages, in order.
-                        let replayed = fx.published.get(&id).cloned().unwrap_or_default();
-                        let pending = before.info.map_or(0, |i| i.pending_messages);
-                        if replayed.len() != pending {
-                            self.fail(&format!(
-                                "wake replayed {} of {pending} pending",
-                                replayed.len()
-                            ));
-                        }
-                        if let Some(first) = before.info.and_then(|i| i.oldest_unacked) {
-                            self.check_contiguous(&replayed, first, "wake replay");
-                        }
-                    }
-                    Err(e) => {
-                        let expected = match self.live.get(&id) {
-                            None => WakeError::UnknownRequest { request_id: id },
-                            Some(_) => WakeError::NotHibernating { request_id: id },
-                        };
-                        if e != expected {
-                            self.fail(&format!("wake failed with {e:?}"));
-                        }
-                        if let Some(r) = self.live.get(&id) {
-                            self.fail_if(
-                                r.phase == Phase::Hibernating,
-                                "wake of a hibernating request failed",
-                            );
-                        }
-                        self.expect_quiet("a refused wake");
-                    }
-                }
-            }
+            Op::ClientClose { req, frame } => self.client_close(now, req, frame),
+            Op::ActorStopped { req } => self.actor_stopped(now, req),
+            Op::Wake { req, route } => self.wake(now, req, route),
             Op::RecordUpserted { req } => {
                 let result = self.gw.hibernating_record_upserted(now, request_id(req));
                 self.check_unknown(req, result.is_err(), "hibernating_record_upserted");
@@ -208,50 +62,7 @@ impl Harness {
                 route,
                 msg,
                 version,
-            } => {
-                let id = msg.message_id.request_id;
-                let before = self.gw.request(id);
-                let ack = match &msg.kind {
-                    ToServerTunnelMessageKind::WebSocketMessageAck(a) => Some(a.index),
-                    _ => None,
-                };
-                let is_close = matches!(msg.kind, ToServerTunnelMessageKind::WebSocketClose(_));
-                let result = match version {
-                    None => self
-                        .gw
-                        .handle_runner_message(now, RouteId(route.into()), msg),
-                    Some(v) => {
-                        let frame = wire::encode_versioned(v, &ToGateway::TunnelMessage(msg));
-                        self.gw
-                            .handle_runner_frame(now, RouteId(route.into()), &frame)
-                    }
-                };
-                if result.is_err() {
-                    if matches!(result, Err(ReceiveError::UnknownRequest { .. })) && !is_close {
-                        self.expect_request_not_found(RouteId(route.into()), id);
-                    }
-                    self.expect_quiet("dropped runner input");
-                    self.fail_if(
-                        self.gw.request(id) != before,
-                        "dropped runner input changed the request",
-                    );
-                } else {
-                    let fx = self.drain();
-                    if let (Some(b), Some(a)) = (before, self.gw.request(id)) {
-                        self.fail_if(
-                            a.pending_messages > b.pending_messages,
-                            "runner input added pending messages",
-                        );
-                    }
-                    self.fail_if(
-                        fx.published.contains_key(&id),
-                        "runner input re-published client messages",
-                    );
-                    if let (Some(ack), Some(b)) = (ack, before) {
-                        self.check_ack(id, ack, &b);
-                    }
-                }
-            }
+            } => self.runner_input(now, RouteId(route.into()), msg, version),
             Op::Pong {
                 route,
                 req,
@@ -261,15 +72,14 @@ impl Harness {
                     request_id: request_id(req),
                     ts: 5,
                 };
-                let result = match version {
-                    None => self.gw.handle_pong(now, RouteId(route.into()), pong),
+                let route = RouteId(route.into());
+                let _ = match version {
+                    None => self.gw.handle_pong(now, route, pong),
                     Some(v) => {
                         let frame = wire::encode_versioned(v, &ToGateway::Pong(pong));
-                        self.gw
-                            .handle_runner_frame(now, RouteId(route.into()), &frame)
+                        self.gw.handle_runner_frame(now, route, &frame)
                     }
                 };
-                let _ = result;
                 self.expect_quiet("a pong");
             }
             Op::RawFrame { route, bytes } => {
@@ -286,12 +96,205 @@ impl Harness {
         }
     }
 
+    /// `Gateway::open`: accepted unless the id is live or the gateway is full; one frame
+    /// published.
+    fn open(&mut self, now: Timestamp, req: u8, route: u8) {
+        let id = request_id(req);
+        let open = OpenRequest::new(actor_of(req), "/ws").expect("a path starting with /");
+        let result = self.gw.open(now, id, RouteId(route.into()), open);
+        match result {
+            Ok(()) => {
+                self.fail_if(self.live.contains_key(&id), "open of a live id succeeded");
+                self.fail_if(
+                    self.live.len() >= self.config.max_requests,
+                    "open past max_requests succeeded",
+                );
+                self.live.insert(
+                    id,
+                    Req {
+                        route: RouteId(route.into()),
+                        phase: Phase::AwaitingOpen,
+                        hibernatable: false,
+                        next_index: MessageIndex::new(1),
+                        blocked: None,
+                        wake_requested: false,
+                        client_gone: false,
+                        sent_through: MessageIndex::ZERO,
+                        actor: actor_of(req),
+                    },
+                );
+                let fx = self.drain();
+                self.fail_if(fx.actions != 1, "open did not publish exactly one frame");
+            }
+            Err(e) => {
+                let expected = if self.live.contains_key(&id) {
+                    OpenError::AlreadyExists { request_id: id }
+                } else {
+                    OpenError::TooManyRequests {
+                        request_id: id,
+                        max: self.config.max_requests,
+                    }
+                };
+                if e != expected {
+                    self.fail(&format!("open failed with {e:?}"));
+                }
+                self.expect_quiet("a refused open");
+            }
+        }
+    }
+
+    /// `Gateway::client_close`: closes at once, except while hibernating (a wake is requested).
+    fn client_close(&mut self, now: Timestamp, req: u8, frame: Option<CloseFrame>) {
+        let id = request_id(req);
+        let phase = self.live.get(&id).map(|r| r.phase);
+        let result = self.gw.client_close(now, id, frame);
+        self.check_unknown(req, result.is_err(), "client_close");
+        let fx = self.drain();
+        if result.is_ok() {
+            let closed = fx.closed.contains_key(&id);
+            self.fail_if(
+                phase != Some(Phase::Hibernating) && !closed,
+                "client close of a non-hibernating request did not close it",
+            );
+            self.fail_if(
+                phase == Some(Phase::Hibernating) && closed,
+                "client close while hibernating closed at once instead of waking",
+            );
+            if let Some(r) = self.live.get_mut(&id) {
+                r.client_gone = true;
+                if !r.wake_requested {
+                    self.fail("client close while hibernating did not request a wake");
+                }
+            }
+        }
+    }
+
+    /// `Gateway::actor_stopped`: what happens depends on the phase and on hibernatable.
+    fn actor_stopped(&mut self, now: Timestamp, req: u8) {
+        let id = request_id(req);
+        let before = self.live.get(&id).map(|r| (r.phase, r.hibernatable));
+        let result = self.gw.actor_stopped(now, id);
+        self.check_unknown(req, result.is_err(), "actor_stopped");
+        let fx = self.drain();
+        let after = self.live.get(&id).map(|r| r.phase);
+        let closed = fx.closed.get(&id);
+        let ok = match before {
+            None | Some((Phase::Hibernating, _)) => fx.actions == 0,
+            Some((Phase::Active, true)) => after == Some(Phase::Hibernating),
+            Some((Phase::Active, false)) => closed == Some(&CloseReason::ActorStopped),
+            Some((Phase::AwaitingOpen, _)) => closed == Some(&CloseReason::ActorStoppedBeforeOpen),
+        };
+        if !ok {
+            self.fail(&format!(
+                "actor_stopped in {before:?}: now {after:?}, closed {closed:?}"
+            ));
+        }
+    }
+
+    /// `Gateway::wake`: only a hibernating request wakes, and its replay is exactly its pending
+    /// messages, in order.
+    fn wake(&mut self, now: Timestamp, req: u8, route: u8) {
+        let id = request_id(req);
+        let before = self.before(req);
+        match self.gw.wake(now, id, RouteId(route.into())) {
+            Ok(()) => {
+                let Some(r) = self.live.get_mut(&id) else {
+                    self.fail("wake of an unknown request succeeded");
+                };
+                if r.phase != Phase::Hibernating {
+                    self.fail("wake of a request that is not hibernating succeeded");
+                }
+                r.phase = Phase::Active;
+                r.route = RouteId(route.into());
+                r.wake_requested = false;
+                let fx = self.drain();
+                let replayed = fx.published.get(&id).cloned().unwrap_or_default();
+                let pending = before.info.map_or(0, |i| i.pending_messages);
+                if replayed.len() != pending {
+                    self.fail(&format!(
+                        "wake replayed {} of {pending} pending",
+                        replayed.len()
+                    ));
+                }
+                if let Some(first) = before.info.and_then(|i| i.oldest_unacked) {
+                    self.check_contiguous(&replayed, first, "wake replay");
+                }
+            }
+            Err(e) => {
+                let expected = match self.live.get(&id) {
+                    None => WakeError::UnknownRequest { request_id: id },
+                    Some(_) => WakeError::NotHibernating { request_id: id },
+                };
+                if e != expected {
+                    self.fail(&format!("wake failed with {e:?}"));
+                }
+                if let Some(r) = self.live.get(&id) {
+                    self.fail_if(
+                        r.phase == Phase::Hibernating,
+                        "wake of a hibernating request failed",
+                    );
+                }
+                self.expect_quiet("a refused wake");
+            }
+        }
+    }
+
+    /// A tunnel message from the runner side: dropped input changes nothing; accepted input
+    /// never adds pending messages nor re-publishes, and an ack follows the ack rule.
+    fn runner_input(
+        &mut self,
+        now: Timestamp,
+        route: RouteId,
+        msg: ToServerTunnelMessage,
+        version: Option<u16>,
+    ) {
+        let id = msg.message_id.request_id;
+        let before = self.gw.request(id);
+        let ack = match &msg.kind {
+            ToServerTunnelMessageKind::WebSocketMessageAck(a) => Some(a.index),
+            _ => None,
+        };
+        let is_close = matches!(msg.kind, ToServerTunnelMessageKind::WebSocketClose(_));
+        let result = match version {
+            None => self.gw.handle_runner_message(now, route, msg),
+            Some(v) => {
+                let frame = wire::encode_versioned(v, &ToGateway::TunnelMessage(msg));
+                self.gw.handle_runner_frame(now, route, &frame)
+            }
+        };
+        if result.is_err() {
+            if matches!(result, Err(ReceiveError::UnknownRequest { .. })) && !is_close {
+                self.expect_request_not_found(route, id);
+            }
+            self.expect_quiet("dropped runner input");
+            self.fail_if(
+                self.gw.request(id) != before,
+                "dropped runner input changed the request",
+            );
+            return;
+        }
+        let fx = self.drain();
+        if let (Some(b), Some(a)) = (before, self.gw.request(id)) {
+            self.fail_if(
+                a.pending_messages > b.pending_messages,
+                "runner input added pending messages",
+            );
+        }
+        self.fail_if(
+            fx.published.contains_key(&id),
+            "runner input re-published client messages",
+        );
+        if let (Some(ack), Some(b)) = (ack, before) {
+            self.check_ack(id, ack, &b);
+        }
+    }
+
     /// Liveness, once the input is exhausted: with no more client, runner or record-store input,
     /// a few large clock steps collect every request (open, ping, ack, wake and hibernation
     /// timeouts), each with its one `Closed`.
-    pub(super) fn settle(&mut self) {
+    fn settle_all(&mut self) {
         let c = &self.config;
-        let longest = [
+        let timers = [
             c.ack_timeout,
             c.open_timeout,
             c.ping_interval,
@@ -300,33 +303,15 @@ impl Harness {
             c.hibernation_timeout,
             c.wake_timeout,
             c.retransmit_timeout.unwrap_or_default(),
-        ]
-        .into_iter()
-        .max()
-        .unwrap_or_default();
-        let step = longest * 2 + Duration::from_secs(1);
-        // Near the end of time deadlines saturate to `Timestamp::MAX` ("never"): nothing to check.
-        if self
-            .now
-            .checked_add(step * 16)
-            .is_none_or(|t| t == Timestamp::MAX)
-        {
+        ];
+        let Some(step) = self.clock.settle_step(timers) else {
             return;
-        }
+        };
         for _ in 0..8 {
             if self.live.is_empty() {
                 return;
             }
-            self.step += 1;
-            self.ops
-                .push_back((self.step, Op::Clock(Tick::Advance(step))));
-            if self.ops.len() > TRACE_LEN {
-                self.ops.pop_front();
-            }
-            self.now += step;
-            self.seen = self.seen.max(self.now);
-            self.timeout(self.now);
-            self.check_all();
+            self.settle_tick(step);
         }
         if !self.live.is_empty() {
             let ids: Vec<&RequestId> = self.live.keys().collect();
@@ -350,64 +335,74 @@ impl Harness {
         result
     }
 
-    #[allow(clippy::too_many_lines)] // one outcome check after another
+    /// One client message: on success it gets the next index and is published (active) or only
+    /// buffered (hibernating); a refusal matches the model and the overflow policy.
     pub(super) fn send(&mut self, now: Timestamp, req: u8, len: usize, binary: bool) {
         let id = request_id(req);
         let data = payload(len, req);
         let before = self.before(req);
         let size = u64::try_from(wire::ws_message_frame_len(len)).unwrap_or(u64::MAX);
-        let result = self.client_message(now, id, &data, binary);
-        let policy = self.config.overflow_policy;
-        match result {
-            Ok(index) => {
-                let Some(r) = self.live.get_mut(&id) else {
-                    self.fail("client_message on an unknown request succeeded");
-                };
-                if index != r.next_index {
-                    let expected = r.next_index;
+        match self.client_message(now, id, &data, binary) {
+            Ok(index) => self.sent(id, index, before),
+            Err(e) => self.send_refused(id, e, size, before),
+        }
+    }
+
+    /// A client message accepted with `index`.
+    fn sent(&mut self, id: RequestId, index: MessageIndex, before: Before) {
+        let Some(r) = self.live.get_mut(&id) else {
+            self.fail("client_message on an unknown request succeeded");
+        };
+        if index != r.next_index {
+            let expected = r.next_index;
+            self.fail(&format!(
+                "client_message gave index {index:?}, expected {expected:?}"
+            ));
+        }
+        r.next_index = index.next();
+        r.blocked = None;
+        let (phase, hibernatable) = (r.phase, r.hibernatable);
+        let fx = self.drain();
+        let published = fx.published.get(&id).cloned().unwrap_or_default();
+        match phase {
+            Phase::Active => {
+                if published != [index] {
                     self.fail(&format!(
-                        "client_message gave index {index:?}, expected {expected:?}"
-                    ));
-                }
-                r.next_index = index.next();
-                r.blocked = None;
-                let (phase, hibernatable) = (r.phase, r.hibernatable);
-                let fx = self.drain();
-                let published = fx.published.get(&id).cloned().unwrap_or_default();
-                match phase {
-                    Phase::Active => {
-                        if published != [index] {
-                            self.fail(&format!(
-                                "an active send published {published:?}, not [{index:?}]"
-                            ));
-                        }
-                    }
-                    Phase::Hibernating => self.fail_if(
-                        !published.is_empty(),
-                        "a send while hibernating was published",
-                    ),
-                    _ => self.fail("a send before the open was accepted succeeded"),
-                }
-                let after = self.gw.request(id);
-                let (b, a) = (
-                    before.info.map_or(0, |i| i.pending_messages),
-                    after.map_or(0, |i| i.pending_messages),
-                );
-                let expected = if hibernatable { b + 1 } else { 0 };
-                if a != expected {
-                    self.fail(&format!(
-                        "pending went from {b} to {a} on a send (expected {expected})"
+                        "an active send published {published:?}, not [{index:?}]"
                     ));
                 }
             }
-            Err(SendError::UnknownRequest { .. }) => {
+            Phase::Hibernating => self.fail_if(
+                !published.is_empty(),
+                "a send while hibernating was published",
+            ),
+            _ => self.fail("a send before the open was accepted succeeded"),
+        }
+        let after = self.gw.request(id);
+        let (b, a) = (
+            before.info.map_or(0, |i| i.pending_messages),
+            after.map_or(0, |i| i.pending_messages),
+        );
+        let expected = if hibernatable { b + 1 } else { 0 };
+        if a != expected {
+            self.fail(&format!(
+                "pending went from {b} to {a} on a send (expected {expected})"
+            ));
+        }
+    }
+
+    /// A client message of encoded `size` refused with `e`.
+    fn send_refused(&mut self, id: RequestId, e: SendError, size: u64, before: Before) {
+        let policy = self.config.overflow_policy;
+        match e {
+            SendError::UnknownRequest { .. } => {
                 self.fail_if(
                     self.live.contains_key(&id),
                     "send to a live request: unknown",
                 );
                 self.expect_quiet("a send to an unknown request");
             }
-            Err(SendError::NotOpen { .. }) => {
+            SendError::NotOpen { .. } => {
                 let phase = self.live.get(&id).map(|r| r.phase);
                 self.fail_if(
                     phase != Some(Phase::AwaitingOpen),
@@ -415,7 +410,7 @@ impl Harness {
                 );
                 self.expect_quiet("a send before the open");
             }
-            Err(SendError::Backpressure { .. }) => {
+            SendError::Backpressure { .. } => {
                 self.fail_if(
                     policy != OverflowPolicy::Backpressure,
                     "Backpressure under the Close policy",
@@ -429,7 +424,7 @@ impl Harness {
                     r.blocked = Some(size);
                 }
             }
-            Err(SendError::LimitExceeded { .. }) => {
+            SendError::LimitExceeded { .. } => {
                 self.fail_if(
                     policy != OverflowPolicy::Close,
                     "LimitExceeded under the Backpressure policy",
@@ -440,7 +435,7 @@ impl Harness {
                     "LimitExceeded did not close the request",
                 );
             }
-            Err(SendError::MessageTooLarge { size: s, max, .. }) => {
+            SendError::MessageTooLarge { size: s, max, .. } => {
                 self.fail_if(
                     s != size || max != self.config.max_pending_bytes || s <= max,
                     "wrong MessageTooLarge",
@@ -454,25 +449,6 @@ impl Harness {
         }
     }
 
-    /// `handle_timeout(at)`, then the timer contract: the next deadline is after the latest now.
-    pub(super) fn timeout(&mut self, at: Timestamp) {
-        self.gw.handle_timeout(at);
-        // An older `at` is treated as the latest `now` the engine has seen.
-        self.seen = self.seen.max(at);
-        self.drain();
-        if let Some(t) = self.gw.poll_timeout()
-            && t <= self.seen
-        {
-            self.fail(&format!(
-                "poll_timeout {t:?} at or before the handled now {:?}",
-                self.seen
-            ));
-        }
-        if self.seen >= self.now {
-            self.punctual = true;
-        }
-    }
-
     pub(super) fn check_unknown(&self, req: u8, failed: bool, what: &str) {
         let live = self.live.contains_key(&request_id(req));
         if failed == live {
@@ -483,20 +459,39 @@ impl Harness {
     }
 }
 
-impl Clocked for Harness {
-    fn now_mut(&mut self) -> &mut Timestamp {
-        &mut self.now
+impl EngineHarness for Harness {
+    type Op = Op;
+
+    fn clock(&mut self) -> &mut Clock<Op> {
+        &mut self.clock
     }
 
-    fn deadline(&self) -> Option<Timestamp> {
+    fn next_op(&mut self, input: &mut Input<'_>) -> Op {
+        Harness::next_op(self, input)
+    }
+
+    fn run(&mut self, op: Op) {
+        self.run_op(op);
+    }
+
+    fn check_all(&mut self) {
+        Harness::check_all(self);
+    }
+
+    fn settle(&mut self) {
+        self.settle_all();
+    }
+
+    fn poll_timeout(&self) -> Option<Timestamp> {
         self.gw.poll_timeout()
     }
 
-    fn timeout(&mut self, at: Timestamp) {
-        Harness::timeout(self, at);
+    fn handle_timeout(&mut self, at: Timestamp) {
+        self.gw.handle_timeout(at);
+        self.drain();
     }
 
-    fn late(&mut self) {
-        self.punctual = false;
+    fn fail(&self, what: &str) -> ! {
+        Harness::fail(self, what)
     }
 }

@@ -2,7 +2,7 @@
 //! operation.
 
 use crate::close::KnownClose;
-use crate::fuzz::trace;
+use crate::fuzz::EngineHarness;
 use crate::index::MessageIndex;
 use crate::runner::{Action, ActorState, CloseReason, Framing, GapPolicy, SocketId, SocketState};
 use crate::wire::{
@@ -15,13 +15,19 @@ use alloc::vec::Vec;
 
 use super::{ACTORS, Harness, Outstanding, SOCKETS, Sock, actor_name, socket_id};
 
+/// What one drained batch of actions did to sockets: closed ones (a metadata delete may
+/// follow), and ones that got a second persist while one was in flight (allowed only when the
+/// socket goes away).
+#[derive(Debug, Default)]
+struct Batch {
+    closed: BTreeSet<SocketId>,
+    double_persist: BTreeSet<SocketId>,
+}
+
 impl Harness {
-    #[allow(clippy::too_many_lines)] // one arm per action
+    /// Drains and checks the actions against the model; applies them to it.
     pub(super) fn drain(&mut self) {
-        // Sockets closed in this batch (a metadata delete may follow), and sockets that got a
-        // second persist while one was in flight (allowed only when the socket goes away).
-        let mut closed: BTreeSet<SocketId> = BTreeSet::new();
-        let mut double_persist: BTreeSet<SocketId> = BTreeSet::new();
+        let mut batch = Batch::default();
         if self.runner.stats().duplicate_opens != self.duplicate_opens {
             self.replay = true;
         }
@@ -29,7 +35,7 @@ impl Harness {
             match action {
                 Action::Publish { gateway_id, frame } => {
                     if let Some(refused) = self.published(gateway_id, &frame) {
-                        closed.insert(refused);
+                        batch.closed.insert(refused);
                     }
                 }
                 Action::Open {
@@ -44,21 +50,8 @@ impl Harness {
                     if self.actors.get(&actor_id) != Some(&ActorState::Running) {
                         self.fail("Open for an actor that is not running");
                     }
-                    closed.remove(&socket);
-                    self.sockets.insert(
-                        socket,
-                        Sock {
-                            actor: actor_id,
-                            state: SocketState::Connecting,
-                            hibernatable: false,
-                            last_delivered: index,
-                            next_out: MessageIndex::ZERO,
-                            in_flight: None,
-                            durable: BTreeSet::new(),
-                            jumped: false,
-                            awaiting_replay: false,
-                        },
-                    );
+                    batch.closed.remove(&socket);
+                    self.sockets.insert(socket, Sock::new(actor_id, index));
                 }
                 Action::Restored {
                     socket,
@@ -71,137 +64,139 @@ impl Harness {
                     let Some(&client) = self.restoring.get(&socket) else {
                         self.fail("Restored a socket without metadata");
                     };
-                    closed.remove(&socket);
-                    self.sockets.insert(
-                        socket,
-                        Sock {
-                            actor: actor_id,
-                            state: SocketState::Open,
-                            hibernatable: true,
-                            last_delivered: server_index,
-                            next_out: client,
-                            in_flight: None,
-                            durable: BTreeSet::from([server_index.get()]),
-                            jumped: false,
-                            awaiting_replay: true,
-                        },
-                    );
+                    batch.closed.remove(&socket);
+                    let s = Sock::restored(actor_id, server_index, client);
+                    self.sockets.insert(socket, s);
                 }
-                Action::Message { socket, index, .. } => {
-                    let replay = self.replay;
-                    let Some(s) = self.sockets.get_mut(&socket) else {
-                        self.fail("Message for a socket that is not live");
-                    };
-                    if s.state != SocketState::Open {
-                        self.fail("Message for a socket that is not open");
-                    }
-                    // Hibernatable sockets deliver every index once, in order; the others
-                    // deliver what comes (upstream: no validation) and only record it.
-                    if s.hibernatable && !replay && index != s.last_delivered.next() {
-                        let last = s.last_delivered;
-                        self.fail(&format!(
-                            "delivered {index:?} after {last:?} on a hibernatable socket"
-                        ));
-                    }
-                    s.last_delivered = index;
-                    s.awaiting_replay = false;
-                    self.delivered.push((socket, index));
-                }
+                Action::Message { socket, index, .. } => self.delivered(socket, index),
                 Action::Persist {
                     socket,
                     actor_id,
                     server_index,
                     client_index,
                 } => {
-                    let replay = self.replay;
-                    let Some(s) = self.sockets.get_mut(&socket) else {
-                        self.fail("Persist for a socket that is not live");
-                    };
-                    if !s.hibernatable || s.state == SocketState::Connecting {
-                        self.fail("Persist for a socket that is not hibernatable and open");
-                    }
-                    if !replay && (server_index != s.last_delivered || client_index != s.next_out) {
-                        let (d, n) = (s.last_delivered, s.next_out);
-                        self.fail(&format!(
-                            "Persist {server_index:?}/{client_index:?}, model {d:?}/{n:?}"
-                        ));
-                    }
-                    if actor_id != s.actor {
-                        self.fail("Persist names the wrong actor");
-                    }
-                    if s.in_flight.is_some() {
-                        double_persist.insert(socket);
-                    }
-                    s.in_flight = Some(server_index);
-                    self.outstanding.push(Outstanding {
+                    let o = Outstanding {
                         socket,
                         actor: actor_id,
                         server_index,
                         client_index,
-                    });
+                    };
+                    self.persist_asked(o, &mut batch);
                 }
                 Action::DeleteMetadata { socket, actor_id } => {
-                    if !closed.contains(&socket) {
+                    if !batch.closed.contains(&socket) {
                         self.fail("DeleteMetadata for a socket not closed in this batch");
                     }
                     self.storage.remove(&(actor_id, socket));
                 }
-                Action::Closed { socket, reason } => {
-                    match self.sockets.remove(&socket) {
-                        Some(s) => {
-                            // Closed with a persist in flight: its late result stays apart
-                            // (a hand-back records its own two, see `Op::Hibernate`).
-                            if reason != CloseReason::Hibernated
-                                && let Some(i) = s.in_flight
-                            {
-                                self.push_orphan(socket, i, false);
-                            }
-                            if reason == CloseReason::StaleMetadata {
-                                self.fail("StaleMetadata close of a live socket");
-                            }
-                            if reason == CloseReason::Hibernated {
-                                double_persist.remove(&socket);
-                            }
-                            if reason == CloseReason::ActorStopped
-                                && s.state == SocketState::Stopping
-                            {
-                                self.fail("a hibernatable socket closed on actor stop");
-                            }
-                        }
-                        None => {
-                            if reason != CloseReason::StaleMetadata {
-                                self.fail(&format!("Closed {reason:?} for a socket not live"));
-                            }
-                        }
-                    }
-                    closed.insert(socket);
-                    self.closes.push((socket, reason));
-                }
-                Action::ActorStopped { actor_id } => {
-                    if self.actors.remove(&actor_id) != Some(ActorState::Stopping) {
-                        self.fail("ActorStopped for an actor that was not stopping");
-                    }
-                    // Its hibernatable sockets settled silently.
-                    let left: Vec<SocketId> = self
-                        .sockets
-                        .iter()
-                        .filter(|(_, s)| s.actor == actor_id)
-                        .map(|(id, _)| *id)
-                        .collect();
-                    for id in left {
-                        if self.runner.socket(id).is_some() {
-                            self.fail("ActorStopped while one of its sockets is live");
-                        }
-                        self.sockets.remove(&id);
-                    }
-                }
+                Action::Closed { socket, reason } => self.closed(socket, reason, &mut batch),
+                Action::ActorStopped { actor_id } => self.actor_stopped(&actor_id),
             }
         }
-        if let Some(id) = double_persist
+        if let Some(id) = batch
+            .double_persist
             .iter()
             .find(|id| self.sockets.contains_key(id))
         {
             self.fail(&format!("two persists in flight for {id:?}"));
+        }
+    }
+
+    /// A message delivered to the app: hibernatable sockets deliver every index once, in order;
+    /// the others deliver what comes (upstream: no validation) and only record it.
+    fn delivered(&mut self, socket: SocketId, index: MessageIndex) {
+        let replay = self.replay;
+        let Some(s) = self.sockets.get_mut(&socket) else {
+            self.fail("Message for a socket that is not live");
+        };
+        if s.state != SocketState::Open {
+            self.fail("Message for a socket that is not open");
+        }
+        if s.hibernatable && !replay && index != s.last_delivered.next() {
+            let last = s.last_delivered;
+            self.fail(&format!(
+                "delivered {index:?} after {last:?} on a hibernatable socket"
+            ));
+        }
+        s.last_delivered = index;
+        s.awaiting_replay = false;
+        self.delivered.push((socket, index));
+    }
+
+    /// A persist asked of the app: of an open hibernatable socket, at the indices the model
+    /// holds, one at a time.
+    fn persist_asked(&mut self, o: Outstanding, batch: &mut Batch) {
+        let replay = self.replay;
+        let Some(s) = self.sockets.get_mut(&o.socket) else {
+            self.fail("Persist for a socket that is not live");
+        };
+        if !s.hibernatable || s.state == SocketState::Connecting {
+            self.fail("Persist for a socket that is not hibernatable and open");
+        }
+        if !replay && (o.server_index != s.last_delivered || o.client_index != s.next_out) {
+            let (d, n) = (s.last_delivered, s.next_out);
+            self.fail(&format!(
+                "Persist {:?}/{:?}, model {d:?}/{n:?}",
+                o.server_index, o.client_index
+            ));
+        }
+        if o.actor != s.actor {
+            self.fail("Persist names the wrong actor");
+        }
+        if s.in_flight.is_some() {
+            batch.double_persist.insert(o.socket);
+        }
+        s.in_flight = Some(o.server_index);
+        self.outstanding.push(o);
+    }
+
+    /// A socket's one `Closed`.
+    fn closed(&mut self, socket: SocketId, reason: CloseReason, batch: &mut Batch) {
+        match self.sockets.remove(&socket) {
+            Some(s) => {
+                // Closed with a persist in flight: its late result stays apart (a hand-back
+                // records its own two, see `Harness::hibernate`).
+                if reason != CloseReason::Hibernated
+                    && let Some(i) = s.in_flight
+                {
+                    self.push_orphan(socket, i, false);
+                }
+                if reason == CloseReason::StaleMetadata {
+                    self.fail("StaleMetadata close of a live socket");
+                }
+                if reason == CloseReason::Hibernated {
+                    batch.double_persist.remove(&socket);
+                }
+                if reason == CloseReason::ActorStopped && s.state == SocketState::Stopping {
+                    self.fail("a hibernatable socket closed on actor stop");
+                }
+            }
+            None => {
+                if reason != CloseReason::StaleMetadata {
+                    self.fail(&format!("Closed {reason:?} for a socket not live"));
+                }
+            }
+        }
+        batch.closed.insert(socket);
+        self.closes.push((socket, reason));
+    }
+
+    /// An actor finished stopping: its hibernatable sockets settled silently.
+    fn actor_stopped(&mut self, actor_id: &str) {
+        if self.actors.remove(actor_id) != Some(ActorState::Stopping) {
+            self.fail("ActorStopped for an actor that was not stopping");
+        }
+        let left: Vec<SocketId> = self
+            .sockets
+            .iter()
+            .filter(|(_, s)| s.actor == actor_id)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in left {
+            if self.runner.socket(id).is_some() {
+                self.fail("ActorStopped while one of its sockets is live");
+            }
+            self.sockets.remove(&id);
         }
     }
 
@@ -390,15 +385,7 @@ impl Harness {
                 self.fail(&format!("{id:?} live in the runner, unknown to the model"));
             }
         }
-        if self.punctual
-            && let Some(t) = self.runner.poll_timeout()
-            && t <= self.now
-        {
-            self.fail(&format!(
-                "poll_timeout {t:?} at or before now {:?}, every earlier deadline was handled",
-                self.now
-            ));
-        }
+        self.check_timer();
     }
 
     /// A ping for a socket the model knows was answered with a pong (`published` clears
@@ -428,12 +415,6 @@ impl Harness {
     }
 
     pub(super) fn fail(&self, what: &str) -> ! {
-        panic!(
-            "runner_ops: {what}\nat step {} now {:?}\nconfig {:?}\nlast operations:\n{}",
-            self.step,
-            self.now,
-            self.config,
-            trace(&self.ops)
-        );
+        panic!("{}", self.clock.report("runner_ops", what, &self.config));
     }
 }

@@ -6,13 +6,12 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use super::{Input, MAX_OPS, TRACE_LEN, Tick, duration, payload};
+use super::{Clock, Input, Tick, drive, duration, payload};
 use crate::index::MessageIndex;
 use crate::runner::{
     ActorState, CloseReason, Framing, GapPolicy, PersistedSocket, Runner, RunnerConfig, SocketId,
     SocketState,
 };
-use crate::time::Timestamp;
 use crate::wire::{
     DecodeLimits, GatewayId, Headers, MessageId, RequestId, ToClientRequestChunk,
     ToClientTunnelMessage, ToClientTunnelMessageKind, ToClientWebSocketClose,
@@ -20,6 +19,7 @@ use crate::wire::{
 };
 
 mod checks;
+mod persist;
 mod run;
 
 /// Actors the operations pick from (`a0`, `a1`, `a2`; opens may also name an unknown actor).
@@ -135,6 +135,39 @@ struct Sock {
     awaiting_replay: bool,
 }
 
+impl Sock {
+    /// A socket the runner opened: connecting, nothing delivered after `index`.
+    fn new(actor: String, index: MessageIndex) -> Self {
+        Self {
+            actor,
+            state: SocketState::Connecting,
+            hibernatable: false,
+            last_delivered: index,
+            next_out: MessageIndex::ZERO,
+            in_flight: None,
+            durable: BTreeSet::new(),
+            jumped: false,
+            awaiting_replay: false,
+        }
+    }
+
+    /// A socket restored from the app's metadata: open, hibernatable, its persisted
+    /// `server_index` durable, waiting for the gateway's replay.
+    fn restored(actor: String, server_index: MessageIndex, client: MessageIndex) -> Self {
+        Self {
+            actor,
+            state: SocketState::Open,
+            hibernatable: true,
+            last_delivered: server_index,
+            next_out: client,
+            in_flight: None,
+            durable: BTreeSet::from([server_index.get()]),
+            jumped: false,
+            awaiting_replay: true,
+        }
+    }
+}
+
 /// A persist the app was asked for and has not answered.
 #[derive(Debug, Clone)]
 struct Outstanding {
@@ -147,11 +180,7 @@ struct Outstanding {
 struct Harness {
     runner: Runner,
     config: RunnerConfig,
-    now: Timestamp,
-    /// Every deadline at or before `now` was handled (the driver is punctual so far).
-    punctual: bool,
-    /// The latest `now` given to the engine (`now` runs ahead of it after a jump).
-    seen: Timestamp,
+    clock: Clock<Op>,
     actors: BTreeMap<String, ActorState>,
     sockets: BTreeMap<SocketId, Sock>,
     outstanding: Vec<Outstanding>,
@@ -176,8 +205,12 @@ struct Harness {
     delivered: Vec<(SocketId, MessageIndex)>,
     closes: Vec<(SocketId, CloseReason)>,
     acks: Vec<(SocketId, MessageIndex)>,
-    ops: VecDeque<(usize, Op)>,
-    step: usize,
+}
+
+impl From<Tick> for Op {
+    fn from(tick: Tick) -> Self {
+        Self::Clock(tick)
+    }
 }
 
 /// Drives a [`Runner`] through an operation sequence drawn from `data` and checks its properties
@@ -188,21 +221,15 @@ struct Harness {
 pub fn runner_ops(data: &[u8]) {
     let mut input = Input::new(data);
     let config = config(&mut input);
-    let start = match input.u8() % 8 {
-        0 => Timestamp::ZERO,
-        1 => Timestamp::from_micros(u64::MAX - u64::from(input.u32())),
-        _ => Timestamp::from_micros(u64::from(input.u32())),
-    };
-    let runner = match Runner::new(config.clone(), start) {
+    let clock = Clock::draw(&mut input);
+    let runner = match Runner::new(config.clone(), clock.now) {
         Ok(r) => r,
         Err(e) => panic!("a valid configuration was refused: {e:?} {config:?}"),
     };
     let mut h = Harness {
         runner,
         config,
-        now: start,
-        punctual: true,
-        seen: start,
+        clock,
         actors: BTreeMap::new(),
         sockets: BTreeMap::new(),
         outstanding: Vec::new(),
@@ -216,20 +243,8 @@ pub fn runner_ops(data: &[u8]) {
         delivered: Vec::new(),
         closes: Vec::new(),
         acks: Vec::new(),
-        ops: VecDeque::new(),
-        step: 0,
     };
-    while !input.is_empty() && h.step < MAX_OPS {
-        let op = h.next_op(&mut input);
-        h.ops.push_back((h.step, op.clone()));
-        if h.ops.len() > TRACE_LEN {
-            h.ops.pop_front();
-        }
-        h.run(op);
-        h.check_all();
-        h.step += 1;
-    }
-    h.settle();
+    drive(&mut h, &mut input);
 }
 
 /// A valid configuration drawn from the input.

@@ -2,7 +2,7 @@
 //! the shadow model's expectations for it.
 
 use crate::close::CloseFrame;
-use crate::fuzz::{TRACE_LEN, payload};
+use crate::fuzz::{Clock, EngineHarness, Input, payload};
 use crate::index::MessageIndex;
 use crate::runner::{
     ActorError, ActorState, CloseReason, Framing, GapPolicy, PersistedSocket, ReceiveError,
@@ -13,12 +13,10 @@ use crate::wire::{
     self, HibernatingRequest, ToClient, ToClientTunnelMessage, ToClientTunnelMessageKind, ToRunner,
     ToRunnerPing,
 };
-use alloc::collections::{BTreeSet, VecDeque};
+use alloc::collections::BTreeSet;
 use alloc::format;
 use alloc::vec::Vec;
 use core::time::Duration;
-
-use crate::fuzz::{Clocked, Tick};
 
 use super::{Harness, Op, Path, Sock, Verdict, actor_name, socket_id};
 
@@ -37,42 +35,25 @@ impl Harness {
     /// the clock takes a few large steps (persist debounces, retries and gap timeouts fire).
     /// Then every open hibernatable socket has its last delivered index persisted and acked,
     /// and every stopping actor has finished stopping.
-    pub(super) fn settle(&mut self) {
+    fn settle_all(&mut self) {
         let c = &self.config;
-        let longest = [
+        let timers = [
             c.persist_interval,
             c.persist_retry_max,
             c.gap_timeout,
             c.reack_interval,
-        ]
-        .into_iter()
-        .max()
-        .unwrap_or_default();
-        let step = longest * 2 + Duration::from_secs(1);
-        if self
-            .now
-            .checked_add(step * 16)
-            .is_none_or(|t| t == Timestamp::MAX)
-        {
+        ];
+        let Some(step) = self.clock.settle_step(timers) else {
             return;
-        }
+        };
         for _ in 0..8 {
             while !self.outstanding.is_empty() {
                 self.begin_op();
-                self.persist_done(self.now, 0, true);
+                self.persist_done(self.clock.now, 0, true);
                 self.check_all();
             }
             self.begin_op();
-            self.step += 1;
-            self.ops
-                .push_back((self.step, Op::Clock(Tick::Advance(step))));
-            if self.ops.len() > TRACE_LEN {
-                self.ops.pop_front();
-            }
-            self.now += step;
-            self.seen = self.seen.max(self.now);
-            self.timeout(self.now);
-            self.check_all();
+            self.settle_tick(step);
         }
         let unsettled: Vec<(SocketId, Sock)> = self
             .sockets
@@ -101,158 +82,26 @@ impl Harness {
         }
     }
 
-    #[allow(clippy::too_many_lines)] // one arm per operation reads best as one match
-    pub(super) fn run(&mut self, op: Op) {
+    /// Runs one operation and checks what belongs to it.
+    fn run_op(&mut self, op: Op) {
         self.begin_op();
-        let now = if self.step % 5 == 4 {
-            self.now.saturating_sub(Duration::from_millis(3))
-        } else {
-            self.now
-        };
+        let now = self.clock.stamp(Duration::from_millis(3));
         if !matches!(
             op,
             Op::Clock(_) | Op::PersistDone { .. } | Op::PersistBogus { .. }
         ) {
             // Every other operation gives `now` to the engine (the persist results do when they
             // call it).
-            self.seen = self.seen.max(now);
+            self.clock.seen = self.clock.seen.max(now);
         }
         match op {
             Op::ActorStarting { actor, hibernating } => {
-                let name = actor_name(actor);
-                let list: Vec<HibernatingRequest> =
-                    hibernating.iter().map(|&s| socket_id(s).into()).collect();
-                let mut ids: Vec<SocketId> = Vec::new();
-                for &s in &hibernating {
-                    if !ids.contains(&socket_id(s)) {
-                        ids.push(socket_id(s));
-                    }
-                }
-                let result = self.runner.actor_starting(now, &name, list);
-                let expected = match self.actors.get(&name) {
-                    None => Ok(()),
-                    Some(ActorState::Stopping) => Err(ActorError::Stopping {
-                        actor_id: name.clone(),
-                    }),
-                    Some(_) => Err(ActorError::AlreadyStarting {
-                        actor_id: name.clone(),
-                    }),
-                };
-                if result != expected {
-                    self.fail(&format!("actor_starting: {result:?}"));
-                }
-                if result.is_ok() {
-                    self.listed.insert(name.clone(), ids);
-                    self.actors.insert(name, ActorState::Starting);
-                }
-                self.expect_quiet("actor_starting");
+                self.actor_starting(now, actor, &hibernating);
             }
-            Op::Restore { actor, persisted } => {
-                let name = actor_name(actor);
-                self.restoring.clear();
-                for m in &persisted {
-                    self.restoring.entry(m.socket).or_insert(m.client_index);
-                }
-                let expected = self.expected_restore(&name, &persisted);
-                let result = self.runner.restore(now, &name, persisted);
-                match (self.actors.get(&name), &result) {
-                    (Some(ActorState::Starting), Ok(summary)) => {
-                        let got = [
-                            summary.restored,
-                            summary.meta_not_found,
-                            summary.stale,
-                            summary.skipped,
-                            summary.socket_limit,
-                            summary.replayed,
-                        ];
-                        if got != expected {
-                            self.fail(&format!(
-                                "restore verdicts [restored, meta not found, stale, skipped, \
-                                 socket limit, replayed] {got:?}, expected {expected:?}"
-                            ));
-                        }
-                        self.actors.insert(name, ActorState::Running);
-                    }
-                    (None, Err(ActorError::NotStarting { actor_id }))
-                    | (
-                        Some(ActorState::Running | ActorState::Stopping),
-                        Err(ActorError::AlreadyRestored { actor_id }),
-                    ) if *actor_id == name => {
-                        self.expect_quiet("a refused restore");
-                    }
-                    (state, result) => self.fail(&format!("restore of {state:?}: {result:?}")),
-                }
-                self.drain();
-                self.restoring.clear();
-            }
-            Op::ActorStopping { actor } => {
-                let name = actor_name(actor);
-                let result = self.runner.actor_stopping(now, &name);
-                let expected = match self.actors.get(&name) {
-                    None => Err(ActorError::UnknownActor {
-                        actor_id: name.clone(),
-                    }),
-                    Some(ActorState::Stopping) => Err(ActorError::Stopping {
-                        actor_id: name.clone(),
-                    }),
-                    Some(_) => Ok(()),
-                };
-                if result != expected {
-                    self.fail(&format!("actor_stopping: {result:?}"));
-                }
-                if result.is_ok() {
-                    self.actors.insert(name.clone(), ActorState::Stopping);
-                    for s in self.sockets.values_mut() {
-                        if s.actor == name && s.state == SocketState::Open && s.hibernatable {
-                            s.state = SocketState::Stopping;
-                        }
-                    }
-                    self.drain();
-                } else {
-                    self.expect_quiet("a refused actor_stopping");
-                }
-            }
-            Op::Gateway { msg, path } => {
-                let verdict = self.expected_verdict(&msg);
-                let result = match path {
-                    Path::Decoded => self.runner.handle_tunnel_message(now, msg),
-                    Path::Frame(version) => {
-                        let frame = match self.config.framing {
-                            Framing::PubSub { .. } => {
-                                wire::encode_versioned(version, &ToRunner::TunnelMessage(msg))
-                            }
-                            Framing::RunnerSocket => wire::encode(&ToClient::TunnelMessage(msg)),
-                        };
-                        self.runner.handle_frame(now, &frame)
-                    }
-                };
-                self.drain();
-                if let Some((id, r, verdict)) = verdict
-                    && !matches!(result, Err(ReceiveError::Malformed(_)))
-                {
-                    self.check_verdict(id, r, verdict);
-                }
-            }
-            Op::Ping { sock, ts, version } => {
-                let id = socket_id(sock);
-                let ping = ToRunner::Ping(ToRunnerPing {
-                    gateway_id: id.gateway_id,
-                    request_id: id.request_id,
-                    ts,
-                });
-                let frame = wire::encode_versioned(version, &ping);
-                let result = self.runner.handle_frame(now, &frame);
-                if matches!(self.config.framing, Framing::PubSub { .. })
-                    && frame.len() <= self.config.decode_limits.max_frame_size
-                {
-                    if result.is_err() {
-                        self.fail(&format!("a ping was refused: {result:?}"));
-                    }
-                    self.ping = Some((id.gateway_id, id.request_id, ts));
-                }
-                self.drain();
-                self.check_ping_answered();
-            }
+            Op::Restore { actor, persisted } => self.restore(now, actor, persisted),
+            Op::ActorStopping { actor } => self.actor_stopping(now, actor),
+            Op::Gateway { msg, path } => self.gateway_input(now, msg, path),
+            Op::Ping { sock, ts, version } => self.ping(now, sock, ts, version),
             Op::RunnerClose => {
                 let frame = wire::encode_versioned(7, &ToRunner::Close);
                 let result = self.runner.handle_frame(now, &frame);
@@ -271,263 +120,248 @@ impl Harness {
                 self.drain();
                 self.check_ping_answered();
             }
-            Op::Accept { sock, hibernatable } => {
-                let id = socket_id(sock);
-                let result = self.runner.accept(now, id, hibernatable);
-                let state = self.sockets.get(&id).map(|s| s.state);
-                self.check_command(
-                    result,
-                    state,
-                    Some(SocketState::Connecting),
-                    SocketError::WrongState { socket: id },
-                    "accept",
-                );
-                if result.is_ok()
-                    && let Some(s) = self.sockets.get_mut(&id)
-                {
-                    s.state = SocketState::Open;
-                    s.hibernatable = hibernatable;
-                }
-                self.drain();
-            }
+            Op::Accept { sock, hibernatable } => self.accept(now, sock, hibernatable),
             Op::Reject { sock } => {
                 let id = socket_id(sock);
-                let frame = CloseFrame::new(4001, "no");
-                let result = self.runner.reject(now, id, frame);
-                let state = self.sockets.get(&id).map(|s| s.state);
-                self.check_command(
-                    result,
-                    state,
-                    Some(SocketState::Connecting),
-                    SocketError::WrongState { socket: id },
-                    "reject",
-                );
+                let result = self.runner.reject(now, id, CloseFrame::new(4001, "no"));
+                let wrong = SocketError::WrongState { socket: id };
+                self.socket_command(result, id, SocketState::Connecting, wrong, "reject");
                 self.drain();
             }
-            Op::Send { sock, len } => {
-                let id = socket_id(sock);
-                let result = self.runner.send(now, id, &payload(len, 3), true);
-                let expected = match self.sockets.get(&id).map(|s| s.state) {
-                    None => Err(SendError::UnknownSocket { socket: id }),
-                    Some(SocketState::Open) if len > self.config.max_message_size => {
-                        Err(SendError::MessageTooLarge {
-                            socket: id,
-                            size: len,
-                            max: self.config.max_message_size,
-                        })
-                    }
-                    Some(SocketState::Open) => Ok(()),
-                    Some(_) => Err(SendError::NotOpen { socket: id }),
-                };
-                match (&result, &expected) {
-                    (Ok(index), Ok(())) => {
-                        let next = self.sockets.get(&id).map(|s| s.next_out);
-                        self.fail_if(Some(*index) != next, "send took the wrong index");
-                    }
-                    (Err(a), Err(b)) if a == b => self.expect_quiet("a refused send"),
-                    _ => self.fail(&format!("send: {result:?}, expected {expected:?}")),
-                }
-                self.drain();
-            }
+            Op::Send { sock, len } => self.send(now, sock, len),
             Op::Close { sock } => {
                 let id = socket_id(sock);
                 let result = self.runner.close(now, id, CloseFrame::new(1000, "done"));
-                let state = self.sockets.get(&id).map(|s| s.state);
-                self.check_command(
-                    result,
-                    state,
-                    Some(SocketState::Open),
-                    SocketError::NotOpen { socket: id },
-                    "close",
-                );
+                let wrong = SocketError::NotOpen { socket: id };
+                self.socket_command(result, id, SocketState::Open, wrong, "close");
                 self.drain();
             }
-            Op::Hibernate { sock } => {
-                let id = socket_id(sock);
-                let result = self.runner.hibernate(now, id);
-                let expected = match self.sockets.get(&id) {
-                    None => Err(SocketError::UnknownSocket { socket: id }),
-                    Some(s) if s.state != SocketState::Open => {
-                        Err(SocketError::NotOpen { socket: id })
-                    }
-                    Some(s) if !s.hibernatable => Err(SocketError::NotHibernatable { socket: id }),
-                    Some(_) => Ok(()),
-                };
-                if result != expected {
-                    self.fail(&format!("hibernate: {result:?}"));
-                }
-                if result.is_err() {
-                    self.expect_quiet("a refused hibernate");
-                }
-                let before = self
-                    .sockets
-                    .get(&id)
-                    .map(|s| (s.in_flight, s.last_delivered));
-                self.drain();
-                if result.is_ok()
-                    && let Some((earlier, index)) = before
-                {
-                    // The runner keeps both results apart from any newer socket with this id:
-                    // the persist that was in flight, then the hand-back's own.
-                    if let Some(earlier) = earlier {
-                        self.push_orphan(id, earlier, false);
-                    }
-                    self.push_orphan(id, index, true);
-                }
-            }
+            Op::Hibernate { sock } => self.hibernate(now, sock),
             Op::PersistDone { k, ok } => self.persist_done(now, k, ok),
-            Op::PersistBogus { sock, index, ok } => {
-                let id = socket_id(sock);
-                let matches_flight = self
-                    .sockets
-                    .get(&id)
-                    .is_some_and(|s| s.in_flight == Some(index));
-                // Results are keyed by socket id and index only: one that names a hand-back's
-                // persist answers it, whatever the app meant.
-                let matches_hand_back = self
-                    .orphans
-                    .get(&id)
-                    .is_some_and(|q| q.iter().any(|&(i, _)| i == index));
-                if matches_flight || matches_hand_back {
-                    // Not bogus after all: it answers the persist in flight.
-                    return;
-                }
-                self.seen = self.seen.max(now);
-                let result = if ok {
-                    self.runner.persisted(now, id, index)
-                } else {
-                    self.runner.persist_failed(now, id, index)
-                };
-                let expected = if self.sockets.contains_key(&id) {
-                    SocketError::UnexpectedPersist { socket: id }
-                } else {
-                    SocketError::UnknownSocket { socket: id }
-                };
-                if result != Err(expected) {
-                    self.fail(&format!("a bogus persist result gave {result:?}"));
-                }
-                self.expect_quiet("a bogus persist result");
-            }
+            Op::PersistBogus { sock, index, ok } => self.persist_bogus(now, sock, index, ok),
             Op::Clock(tick) => tick.run(self),
         }
     }
 
-    /// Mirrors the runner's record of a persist whose socket is gone, and its bound: past
-    /// `max_sockets` entries the first stale one (by socket id) is forgotten.
-    pub(super) fn push_orphan(&mut self, id: SocketId, index: MessageIndex, hand_back: bool) {
-        self.orphans
-            .entry(id)
-            .or_default()
-            .push_back((index, hand_back));
-        while self.orphans.values().map(VecDeque::len).sum::<usize>() > self.config.max_sockets {
-            let victim = self.orphans.iter_mut().find_map(|(id, q)| {
-                let pos = q.iter().position(|&(_, hb)| !hb)?;
-                q.remove(pos);
-                Some((*id, q.is_empty()))
-            });
-            let Some((id, empty)) = victim else {
-                break;
-            };
-            if empty {
-                self.orphans.remove(&id);
+    /// `Runner::actor_starting`: refused while the actor starts, runs or stops.
+    fn actor_starting(&mut self, now: Timestamp, actor: u8, hibernating: &[u8]) {
+        let name = actor_name(actor);
+        let list: Vec<HibernatingRequest> =
+            hibernating.iter().map(|&s| socket_id(s).into()).collect();
+        let mut ids: Vec<SocketId> = Vec::new();
+        for &s in hibernating {
+            if !ids.contains(&socket_id(s)) {
+                ids.push(socket_id(s));
             }
         }
+        let result = self.runner.actor_starting(now, &name, list);
+        let expected = match self.actors.get(&name) {
+            None => Ok(()),
+            Some(ActorState::Stopping) => Err(ActorError::Stopping {
+                actor_id: name.clone(),
+            }),
+            Some(_) => Err(ActorError::AlreadyStarting {
+                actor_id: name.clone(),
+            }),
+        };
+        if result != expected {
+            self.fail(&format!("actor_starting: {result:?}"));
+        }
+        if result.is_ok() {
+            self.listed.insert(name.clone(), ids);
+            self.actors.insert(name, ActorState::Starting);
+        }
+        self.expect_quiet("actor_starting");
     }
 
-    /// The app finishes an outstanding persist: it writes its storage first, then reports.
-    pub(super) fn persist_done(&mut self, now: Timestamp, k: usize, ok: bool) {
-        if self.outstanding.is_empty() {
-            return;
+    /// `Runner::restore`: the verdicts the model computes, for a starting actor only.
+    fn restore(&mut self, now: Timestamp, actor: u8, persisted: Vec<PersistedSocket>) {
+        let name = actor_name(actor);
+        self.restoring.clear();
+        for m in &persisted {
+            self.restoring.entry(m.socket).or_insert(m.client_index);
         }
-        let o = self.outstanding.remove(k % self.outstanding.len());
-        let orphan = self.orphans.get_mut(&o.socket).and_then(|q| {
-            let pos = q.iter().position(|&(i, _)| i == o.server_index)?;
-            q.remove(pos)
-        });
-        if self.orphans.get(&o.socket).is_some_and(VecDeque::is_empty) {
-            self.orphans.remove(&o.socket);
-        }
-        if let Some((_, hand_back)) = orphan {
-            // The result of a persist whose socket is gone (possibly another persist of it with
-            // the same index: results are keyed by socket id and index, oldest first). Never
-            // applied to a newer socket with the same id.
-            if ok && hand_back {
-                self.storage.insert(
-                    (o.actor.clone(), o.socket),
-                    (o.server_index, o.client_index),
-                );
+        let expected = self.expected_restore(&name, &persisted);
+        let result = self.runner.restore(now, &name, persisted);
+        match (self.actors.get(&name), &result) {
+            (Some(ActorState::Starting), Ok(summary)) => {
+                let got = [
+                    summary.restored,
+                    summary.meta_not_found,
+                    summary.stale,
+                    summary.skipped,
+                    summary.socket_limit,
+                    summary.replayed,
+                ];
+                if got != expected {
+                    self.fail(&format!(
+                        "restore verdicts [restored, meta not found, stale, skipped, \
+                         socket limit, replayed] {got:?}, expected {expected:?}"
+                    ));
+                }
+                self.actors.insert(name, ActorState::Running);
             }
-            self.seen = self.seen.max(now);
-            let result = if ok {
-                self.runner.persisted(now, o.socket, o.server_index)
-            } else {
-                self.runner.persist_failed(now, o.socket, o.server_index)
-            };
-            let expected = if hand_back {
-                Ok(())
-            } else {
-                Err(SocketError::UnknownSocket { socket: o.socket })
-            };
-            if result != expected {
-                self.fail(&format!("result of a gone socket's persist: {result:?}"));
+            (None, Err(ActorError::NotStarting { actor_id }))
+            | (
+                Some(ActorState::Running | ActorState::Stopping),
+                Err(ActorError::AlreadyRestored { actor_id }),
+            ) if *actor_id == name => {
+                self.expect_quiet("a refused restore");
             }
-            self.drain();
-            return;
+            (state, result) => self.fail(&format!("restore of {state:?}: {result:?}")),
         }
-        // A result of an earlier socket with this id that no record of the runner's claims (its
-        // record was bounded away, or a result of the newer socket with the same index took it):
-        // it is the newer socket's result now if it names the persist in flight, else refused.
-        if ok {
-            self.storage.insert(
-                (o.actor.clone(), o.socket),
-                (o.server_index, o.client_index),
-            );
-        }
-        self.seen = self.seen.max(now);
-        let acked_before = self.runner.socket(o.socket).map(|i| i.last_acked);
-        let result = if ok {
-            self.runner.persisted(now, o.socket, o.server_index)
-        } else {
-            self.runner.persist_failed(now, o.socket, o.server_index)
+        self.drain();
+        self.restoring.clear();
+    }
+
+    /// `Runner::actor_stopping`: its open hibernatable sockets stop with it.
+    fn actor_stopping(&mut self, now: Timestamp, actor: u8) {
+        let name = actor_name(actor);
+        let result = self.runner.actor_stopping(now, &name);
+        let expected = match self.actors.get(&name) {
+            None => Err(ActorError::UnknownActor {
+                actor_id: name.clone(),
+            }),
+            Some(ActorState::Stopping) => Err(ActorError::Stopping {
+                actor_id: name.clone(),
+            }),
+            Some(_) => Ok(()),
         };
-        match self.sockets.get_mut(&o.socket) {
-            Some(s) => {
-                let in_flight = s.in_flight == Some(o.server_index);
-                // (A result of an earlier socket with this id may have claimed the persist in
-                // flight first: then this one is refused as unexpected.)
-                match (in_flight, &result) {
-                    (true, Ok(())) => {
-                        s.in_flight = None;
-                        if ok {
-                            s.durable.insert(o.server_index.get());
-                        }
-                    }
-                    (false, Err(SocketError::UnexpectedPersist { socket }))
-                        if *socket == o.socket => {}
-                    _ => self.fail(&format!(
-                        "persist result {result:?} (in flight: {in_flight})"
-                    )),
-                }
-            }
-            None => {
-                // (Results of persists of gone sockets were answered above.)
-                if result != Err(SocketError::UnknownSocket { socket: o.socket }) {
-                    self.fail(&format!("persist result of a gone socket: {result:?}"));
-                }
+        if result != expected {
+            self.fail(&format!("actor_stopping: {result:?}"));
+        }
+        if result.is_err() {
+            self.expect_quiet("a refused actor_stopping");
+            return;
+        }
+        self.actors.insert(name.clone(), ActorState::Stopping);
+        for s in self.sockets.values_mut() {
+            if s.actor == name && s.state == SocketState::Open && s.hibernatable {
+                s.state = SocketState::Stopping;
             }
         }
         self.drain();
-        // Persist, then ack: a new durable index is acked at once.
-        if ok
-            && result.is_ok()
-            && acked_before != Some(o.server_index)
-            && self.runner.socket(o.socket).and_then(|i| i.last_persisted) == Some(o.server_index)
-            && !self.acks.contains(&(o.socket, o.server_index))
+    }
+
+    /// A gateway → runner tunnel message: a message to an open hibernatable socket meets the
+    /// model's verdict (deliver, duplicate, gap).
+    fn gateway_input(&mut self, now: Timestamp, msg: ToClientTunnelMessage, path: Path) {
+        let verdict = self.expected_verdict(&msg);
+        let result = match path {
+            Path::Decoded => self.runner.handle_tunnel_message(now, msg),
+            Path::Frame(version) => {
+                let frame = match self.config.framing {
+                    Framing::PubSub { .. } => {
+                        wire::encode_versioned(version, &ToRunner::TunnelMessage(msg))
+                    }
+                    Framing::RunnerSocket => wire::encode(&ToClient::TunnelMessage(msg)),
+                };
+                self.runner.handle_frame(now, &frame)
+            }
+        };
+        self.drain();
+        if let Some((id, r, verdict)) = verdict
+            && !matches!(result, Err(ReceiveError::Malformed(_)))
         {
-            self.fail(&format!(
-                "{:?}: persisted {:?} was not acked",
-                o.socket, o.server_index
-            ));
+            self.check_verdict(id, r, verdict);
+        }
+    }
+
+    /// A gateway ping: under pub/sub framing it is accepted and answered.
+    fn ping(&mut self, now: Timestamp, sock: u8, ts: i64, version: u16) {
+        let id = socket_id(sock);
+        let ping = ToRunner::Ping(ToRunnerPing {
+            gateway_id: id.gateway_id,
+            request_id: id.request_id,
+            ts,
+        });
+        let frame = wire::encode_versioned(version, &ping);
+        let result = self.runner.handle_frame(now, &frame);
+        if matches!(self.config.framing, Framing::PubSub { .. })
+            && frame.len() <= self.config.decode_limits.max_frame_size
+        {
+            if result.is_err() {
+                self.fail(&format!("a ping was refused: {result:?}"));
+            }
+            self.ping = Some((id.gateway_id, id.request_id, ts));
+        }
+        self.drain();
+        self.check_ping_answered();
+    }
+
+    /// `Runner::accept`: only a connecting socket opens.
+    fn accept(&mut self, now: Timestamp, sock: u8, hibernatable: bool) {
+        let id = socket_id(sock);
+        let result = self.runner.accept(now, id, hibernatable);
+        let wrong = SocketError::WrongState { socket: id };
+        self.socket_command(result, id, SocketState::Connecting, wrong, "accept");
+        if result.is_ok()
+            && let Some(s) = self.sockets.get_mut(&id)
+        {
+            s.state = SocketState::Open;
+            s.hibernatable = hibernatable;
+        }
+        self.drain();
+    }
+
+    /// `Runner::send`: an open socket takes its next outgoing index, unless the message is too
+    /// large.
+    fn send(&mut self, now: Timestamp, sock: u8, len: usize) {
+        let id = socket_id(sock);
+        let result = self.runner.send(now, id, &payload(len, 3), true);
+        let expected = match self.sockets.get(&id).map(|s| s.state) {
+            None => Err(SendError::UnknownSocket { socket: id }),
+            Some(SocketState::Open) if len > self.config.max_message_size => {
+                Err(SendError::MessageTooLarge {
+                    socket: id,
+                    size: len,
+                    max: self.config.max_message_size,
+                })
+            }
+            Some(SocketState::Open) => Ok(()),
+            Some(_) => Err(SendError::NotOpen { socket: id }),
+        };
+        match (&result, &expected) {
+            (Ok(index), Ok(())) => {
+                let next = self.sockets.get(&id).map(|s| s.next_out);
+                self.fail_if(Some(*index) != next, "send took the wrong index");
+            }
+            (Err(a), Err(b)) if a == b => self.expect_quiet("a refused send"),
+            _ => self.fail(&format!("send: {result:?}, expected {expected:?}")),
+        }
+        self.drain();
+    }
+
+    /// `Runner::hibernate`: an open hibernatable socket is handed back; the runner keeps the
+    /// results of its persists apart from any newer socket with its id.
+    fn hibernate(&mut self, now: Timestamp, sock: u8) {
+        let id = socket_id(sock);
+        let result = self.runner.hibernate(now, id);
+        let expected = match self.sockets.get(&id) {
+            None => Err(SocketError::UnknownSocket { socket: id }),
+            Some(s) if s.state != SocketState::Open => Err(SocketError::NotOpen { socket: id }),
+            Some(s) if !s.hibernatable => Err(SocketError::NotHibernatable { socket: id }),
+            Some(_) => Ok(()),
+        };
+        if result != expected {
+            self.fail(&format!("hibernate: {result:?}"));
+        }
+        if result.is_err() {
+            self.expect_quiet("a refused hibernate");
+        }
+        let before = self
+            .sockets
+            .get(&id)
+            .map(|s| (s.in_flight, s.last_delivered));
+        self.drain();
+        if result.is_ok()
+            && let Some((earlier, index)) = before
+        {
+            // The persist that was in flight, then the hand-back's own.
+            if let Some(earlier) = earlier {
+                self.push_orphan(id, earlier, false);
+            }
+            self.push_orphan(id, index, true);
         }
     }
 
@@ -613,21 +447,19 @@ impl Harness {
         }
     }
 
-    /// A socket command succeeds iff the socket is in `want`; otherwise it fails with
+    /// A socket command succeeds iff the socket is in state `want`; otherwise it fails with
     /// `UnknownSocket` (no socket) or `wrong`, and does nothing.
-    pub(super) fn check_command(
+    fn socket_command(
         &mut self,
         result: Result<(), SocketError>,
-        state: Option<SocketState>,
-        want: Option<SocketState>,
+        id: SocketId,
+        want: SocketState,
         wrong: SocketError,
         what: &str,
     ) {
-        let expected = match state {
-            None => Err(SocketError::UnknownSocket {
-                socket: wrong.socket(),
-            }),
-            s if s == want => Ok(()),
+        let expected = match self.sockets.get(&id).map(|s| s.state) {
+            None => Err(SocketError::UnknownSocket { socket: id }),
+            Some(s) if s == want => Ok(()),
             Some(_) => Err(wrong),
         };
         if result != expected {
@@ -637,41 +469,41 @@ impl Harness {
             self.expect_quiet(what);
         }
     }
-
-    /// `handle_timeout(at)`, then the timer contract.
-    pub(super) fn timeout(&mut self, at: Timestamp) {
-        self.runner.handle_timeout(at);
-        // An older `at` is treated as the latest `now` the engine has seen.
-        self.seen = self.seen.max(at);
-        self.drain();
-        if let Some(t) = self.runner.poll_timeout()
-            && t <= self.seen
-        {
-            self.fail(&format!(
-                "poll_timeout {t:?} at or before the handled now {:?}",
-                self.seen
-            ));
-        }
-        if self.seen >= self.now {
-            self.punctual = true;
-        }
-    }
 }
 
-impl Clocked for Harness {
-    fn now_mut(&mut self) -> &mut Timestamp {
-        &mut self.now
+impl EngineHarness for Harness {
+    type Op = Op;
+
+    fn clock(&mut self) -> &mut Clock<Op> {
+        &mut self.clock
     }
 
-    fn deadline(&self) -> Option<Timestamp> {
+    fn next_op(&mut self, input: &mut Input<'_>) -> Op {
+        Harness::next_op(self, input)
+    }
+
+    fn run(&mut self, op: Op) {
+        self.run_op(op);
+    }
+
+    fn check_all(&mut self) {
+        Harness::check_all(self);
+    }
+
+    fn settle(&mut self) {
+        self.settle_all();
+    }
+
+    fn poll_timeout(&self) -> Option<Timestamp> {
         self.runner.poll_timeout()
     }
 
-    fn timeout(&mut self, at: Timestamp) {
-        Harness::timeout(self, at);
+    fn handle_timeout(&mut self, at: Timestamp) {
+        self.runner.handle_timeout(at);
+        self.drain();
     }
 
-    fn late(&mut self) {
-        self.punctual = false;
+    fn fail(&self, what: &str) -> ! {
+        Harness::fail(self, what)
     }
 }
