@@ -21,7 +21,7 @@ use hibernating_ws::control::{
 use hibernating_ws::gateway::{self, Gateway, GatewayConfig, OpenRequest, Phase};
 use hibernating_ws::runner::{GapPolicy, PersistedSocket, RunnerConfig, SocketId};
 use hibernating_ws::session::{self, Session, SessionConfig};
-use hibernating_ws::wire::{ActorConfig, GatewayId, Headers, HibernatingRequest, RequestId};
+use hibernating_ws::wire::{ActorConfig, GatewayId, HibernatingRequest, RequestId};
 use hibernating_ws::{MessageIndex, runner};
 
 /// What crosses the bus between nodes.
@@ -150,11 +150,7 @@ impl Cluster {
     }
 
     fn open(&mut self, node: usize, id: RequestId, actor: &str) {
-        let open = OpenRequest {
-            actor_id: actor.into(),
-            path: "/ws".into(),
-            headers: Headers::default(),
-        };
+        let open = OpenRequest::new(actor, "/ws").unwrap();
         let now = self.now;
         self.nodes[node].open(now, id, open).unwrap();
         self.sent.insert(id, (node, Vec::new()));
