@@ -246,7 +246,8 @@ impl SharedState {
         }
     }
 
-    /// Moves the actor from `from` to `to` (same node and generation), by compare-and-set.
+    /// Moves the actor's placement to `to` if it is still `expect`'s node and generation and not
+    /// sleeping (the runner id of `expect` is not compared), by compare-and-set.
     /// Returns whether it was written (`false`: the placement moved on meanwhile).
     ///
     /// # Errors
@@ -268,7 +269,7 @@ impl SharedState {
         }
         let next = Placement {
             state: to,
-            ..expect.clone()
+            ..current
         };
         Ok(self
             .actors
