@@ -94,6 +94,7 @@ mod control;
 mod decode;
 mod encode;
 mod envelope;
+pub mod envoy;
 mod error;
 mod kv;
 mod reframe;
@@ -245,6 +246,13 @@ message!(Legacy::Differs =>
     ToServerAckCommands,
     ToServerPong,
     ToServerKvRequest,
+);
+// Envoy v8 types never travel behind a v4–v7 prefix.
+message!(Legacy::Differs =>
+    envoy::ToEnvoyTunnelMessage,
+    envoy::ToRivetTunnelMessage,
+    envoy::ToEnvoy,
+    envoy::ToRivet,
 );
 message!(Legacy::Tags { union: "ToRunner", known: 5, same: &[0, 1, 4] } => ToRunner);
 message!(Legacy::Tags { union: "ToClient", known: 6, same: &[4] } => ToClient);

@@ -166,10 +166,7 @@ impl Engine {
 
     /// Opens a client WebSocket on `actor` and waits until the runner accepted it.
     pub async fn open(&self, actor: &str, request_id: RequestId) -> Client {
-        let open = OpenRequest {
-            actor_id: actor.into(),
-            ..OpenRequest::default()
-        };
+        let open = OpenRequest::new(actor, "/").unwrap();
         let (sender, events) = self.handle.open(request_id, open).await.unwrap();
         let mut client = Client {
             request_id,

@@ -127,7 +127,7 @@
 //! });
 //!
 //! // A client opens a WebSocket on the actor: the engine starts it on the runner.
-//! let open = OpenRequest { actor_id: "echo".into(), ..OpenRequest::default() };
+//! let open = OpenRequest::new("echo", "/")?;
 //! let (client, mut to_client) = engine.open(RequestId(*b"req1"), open).await?;
 //! assert!(matches!(to_client.recv().await, Some(ClientEvent::Opened { .. })));
 //! client.message(b"hello".to_vec(), false).await?;

@@ -1,0 +1,309 @@
+// Generates the envoy protocol v8 vectors with the official codec
+// (@rivetkit/engine-envoy-protocol@2.3.19 on @rivetkit/bare-ts@0.6.2, pinned in package.json):
+//
+//   cd tests/vectors && npm ci && node envoy.mjs
+//
+// Writes envoy.json next to this script: accept vectors (official values and their bytes),
+// rejections (bytes the official decoder rejects, with its error) and a differential set
+// (deterministic mutations of the accept vectors, each with the official verdict). The output
+// is deterministic. tests/envoy_vectors.rs consumes it; README.md documents the format.
+
+import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+process.env.NODE_ENV = "development";
+const p = await import("@rivetkit/engine-envoy-protocol");
+const bare = await import("@rivetkit/bare-ts");
+
+const OUT_DIR = dirname(fileURLToPath(import.meta.url));
+const PACKAGE = "@rivetkit/engine-envoy-protocol@2.3.19";
+assert.equal(p.VERSION, 8);
+
+const toHex = (u8) => Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength).toString("hex");
+const fromHex = (hex) => new Uint8Array(Buffer.from(hex, "hex"));
+const ab = (u8) => u8.buffer.slice(u8.byteOffset, u8.byteOffset + u8.byteLength);
+const utf8 = (s) => new TextEncoder().encode(s);
+const snake = (k) => k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+
+/**
+ * An official value as hws's `Serialize` impls describe the Rust value under serde_json, every
+ * number as a decimal string (as generate.mjs's `gen`): struct fields in snake case, data as a
+ * list of byte values, maps as objects, a union as `{"<official tag>": value}` or the bare tag
+ * when it has no body, an enum as its name.
+ */
+function gen(v) {
+	if (v === null) return null;
+	if (typeof v === "bigint" || typeof v === "number") return v.toString();
+	if (v instanceof ArrayBuffer) return [...new Uint8Array(v)].map(String);
+	if (v instanceof Map) return Object.fromEntries([...v].map(([k, x]) => [k, gen(x)]));
+	if (Array.isArray(v)) return v.map(gen);
+	if (typeof v === "object") {
+		const keys = Object.keys(v);
+		if (keys.length === 2 && keys[0] === "tag" && keys[1] === "val") {
+			return v.val === null ? v.tag : { [v.tag]: gen(v.val) };
+		}
+		return Object.fromEntries(Object.entries(v).map(([k, x]) => [snake(k), gen(x)]));
+	}
+	return v;
+}
+
+function readWhole(read, bytes) {
+	const bc = new bare.ByteCursor(bytes, bare.Config({}));
+	const result = read(bc);
+	if (bc.offset < bc.view.byteLength) throw new bare.BareError(bc.offset, "remaining bytes");
+	return result;
+}
+function writeWhole(write, x) {
+	const bc = new bare.ByteCursor(new Uint8Array(1 << 16), bare.Config({}));
+	write(bc, x);
+	return new Uint8Array(bc.view.buffer, bc.view.byteOffset, bc.offset).slice();
+}
+
+// The types hws decodes; `subset` says whether an official value lies in what hws models (the
+// envelopes' tunnel and ping/pong variants; hws answers `UnsupportedVariant` for the others).
+const TYPES = {
+	ToEnvoyTunnelMessage: {
+		read: p.readToEnvoyTunnelMessage,
+		write: p.writeToEnvoyTunnelMessage,
+		subset: () => true,
+	},
+	ToRivetTunnelMessage: {
+		read: p.readToRivetTunnelMessage,
+		write: p.writeToRivetTunnelMessage,
+		subset: () => true,
+	},
+	ToEnvoy: {
+		read: p.readToEnvoy,
+		write: p.writeToEnvoy,
+		subset: (o) => o.tag === "ToEnvoyTunnelMessage" || o.tag === "ToEnvoyPing",
+	},
+	ToRivet: {
+		read: p.readToRivet,
+		write: p.writeToRivet,
+		subset: (o) => o.tag === "ToRivetTunnelMessage" || o.tag === "ToRivetPong",
+	},
+};
+
+function verdict(type, bytes) {
+	const t = TYPES[type];
+	let decoded;
+	try {
+		decoded = readWhole(t.read, bytes);
+	} catch (e) {
+		assert(e instanceof bare.BareError, `${type}: non-BARE error ${e}`);
+		return { reject: { issue: e.issue, offset: e.offset } };
+	}
+	if (!t.subset(decoded)) return { accept_outside_subset: decoded.tag };
+	const lossless = Buffer.from(writeWhole(t.write, decoded)).equals(Buffer.from(bytes));
+	assert(lossless, `${type}: lossy official decode of ${toHex(bytes)}`);
+	return { accept: gen(decoded) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accept vectors
+// ---------------------------------------------------------------------------------------------
+
+const id4 = (hex) => ab(fromHex(hex));
+const mid = (index) => ({ gatewayId: id4("01020304"), requestId: id4("0a0b0c0d"), messageIndex: index });
+const headers = (pairs) => new Map(pairs);
+const H = headers([
+	["sec-websocket-protocol", "rivet"],
+	["x-b", "2"],
+	["x-a", "ünïcödé ✓"],
+]);
+const reasons = [
+	{ kind: p.HttpStreamAbortReasonKind.Unknown, detail: null },
+	{ kind: p.HttpStreamAbortReasonKind.Cancelled, detail: "client went away" },
+	{ kind: p.HttpStreamAbortReasonKind.HandlerError, detail: "" },
+	{ kind: p.HttpStreamAbortReasonKind.InternalError, detail: null },
+];
+
+const envoyKinds = [
+	["request_start_min", { tag: "ToEnvoyRequestStart", val: { actorId: "a", actorGeneration: null, method: "GET", path: "/", headers: headers([]), body: null, stream: false, responseStream: false } }],
+	["request_start_full", { tag: "ToEnvoyRequestStart", val: { actorId: "actor-1", actorGeneration: 4294967295, method: "POST", path: "/x?y=1", headers: H, body: ab(utf8("body")), stream: true, responseStream: true } }],
+	["request_chunk", { tag: "ToEnvoyRequestChunk", val: { body: ab(utf8("chunk")), finish: true } }],
+	["request_chunk_empty", { tag: "ToEnvoyRequestChunk", val: { body: ab(new Uint8Array(0)), finish: false } }],
+	...reasons.map((reason, i) => [`request_abort_${i}`, { tag: "ToEnvoyRequestAbort", val: { actorId: i % 2 ? "actor-1" : null, actorGeneration: i % 2 ? i : null, reason } }]),
+	["request_body_cancel", { tag: "ToEnvoyRequestBodyCancel", val: null }],
+	["response_body_window_0", { tag: "ToEnvoyResponseBodyWindowUpdate", val: { consumedBytes: 0n } }],
+	["response_body_window_max", { tag: "ToEnvoyResponseBodyWindowUpdate", val: { consumedBytes: 18446744073709551615n } }],
+	["ws_open_no_generation", { tag: "ToEnvoyWebSocketOpen", val: { actorId: "actor-1", actorGeneration: null, path: "/ws", headers: H } }],
+	["ws_open_generation_0", { tag: "ToEnvoyWebSocketOpen", val: { actorId: "actor-1", actorGeneration: 0, path: "", headers: headers([]) } }],
+	["ws_open_generation_max", { tag: "ToEnvoyWebSocketOpen", val: { actorId: "", actorGeneration: 4294967295, path: "/ws/é", headers: headers([["k", ""]]) } }],
+	["ws_message_text", { tag: "ToEnvoyWebSocketMessage", val: { data: ab(utf8("hello")), binary: false } }],
+	["ws_message_binary_empty", { tag: "ToEnvoyWebSocketMessage", val: { data: ab(new Uint8Array(0)), binary: true } }],
+	["ws_message_200", { tag: "ToEnvoyWebSocketMessage", val: { data: ab(new Uint8Array(200).map((_, i) => i)), binary: true } }],
+	["ws_close_none", { tag: "ToEnvoyWebSocketClose", val: { code: null, reason: null } }],
+	["ws_close_code", { tag: "ToEnvoyWebSocketClose", val: { code: 4001, reason: null } }],
+	["ws_close_reason", { tag: "ToEnvoyWebSocketClose", val: { code: null, reason: "bye" } }],
+	["ws_close_both", { tag: "ToEnvoyWebSocketClose", val: { code: 1000, reason: "ws.stale_metadata" } }],
+];
+const rivetKinds = [
+	["response_start_min", { tag: "ToRivetResponseStart", val: { status: 200, headers: headers([]), body: null, stream: false } }],
+	["response_start_full", { tag: "ToRivetResponseStart", val: { status: 65535, headers: H, body: ab(utf8("ok")), stream: true } }],
+	["response_chunk", { tag: "ToRivetResponseChunk", val: { body: ab(utf8("chunk")), finish: false } }],
+	...reasons.map((reason, i) => [`response_abort_${i}`, { tag: "ToRivetResponseAbort", val: { reason } }]),
+	["request_body_window", { tag: "ToRivetRequestBodyWindowUpdate", val: { consumedBytes: 65536n } }],
+	["request_body_cancel", { tag: "ToRivetRequestBodyCancel", val: null }],
+	["ws_open_hibernatable", { tag: "ToRivetWebSocketOpen", val: { canHibernate: true } }],
+	["ws_open_plain", { tag: "ToRivetWebSocketOpen", val: { canHibernate: false } }],
+	["ws_message", { tag: "ToRivetWebSocketMessage", val: { data: ab(utf8("echo")), binary: false } }],
+	["ws_ack_0", { tag: "ToRivetWebSocketMessageAck", val: { index: 0 } }],
+	["ws_ack_32768", { tag: "ToRivetWebSocketMessageAck", val: { index: 32768 } }],
+	["ws_ack_65535", { tag: "ToRivetWebSocketMessageAck", val: { index: 65535 } }],
+	["ws_close_hibernate", { tag: "ToRivetWebSocketClose", val: { code: null, reason: null, hibernate: true } }],
+	["ws_close_both", { tag: "ToRivetWebSocketClose", val: { code: 1011, reason: "ws.downstream_closed", hibernate: false } }],
+];
+
+const vectors = [];
+function add(name, type, value) {
+	const bytes = writeWhole(TYPES[type].write, value);
+	const v = verdict(type, bytes);
+	assert(v.accept, `${name}: the official decoder rejects its own encoding`);
+	assert.deepEqual(v.accept, gen(value), `${name}: official round trip`);
+	vectors.push({ name, type, value: gen(value), bytes: toHex(bytes) });
+}
+const indices = [0, 1, 127, 128, 32767, 32768, 65535];
+envoyKinds.forEach(([name, kind], i) => {
+	add(`envoy/${name}`, "ToEnvoyTunnelMessage", { messageId: mid(indices[i % indices.length]), messageKind: kind });
+});
+rivetKinds.forEach(([name, kind], i) => {
+	add(`rivet/${name}`, "ToRivetTunnelMessage", { messageId: mid(indices[i % indices.length]), messageKind: kind });
+});
+for (const [name, kind] of envoyKinds.filter(([n]) => n.startsWith("ws_"))) {
+	add(`to_envoy/${name}`, "ToEnvoy", { tag: "ToEnvoyTunnelMessage", val: { messageId: mid(65535), messageKind: kind } });
+}
+for (const ts of [0n, -1n, -9223372036854775808n, 9223372036854775807n]) {
+	add(`to_envoy/ping_${ts}`, "ToEnvoy", { tag: "ToEnvoyPing", val: { ts } });
+	add(`to_rivet/pong_${ts}`, "ToRivet", { tag: "ToRivetPong", val: { ts } });
+}
+for (const [name, kind] of rivetKinds.filter(([n]) => n.startsWith("ws_"))) {
+	add(`to_rivet/${name}`, "ToRivet", { tag: "ToRivetTunnelMessage", val: { messageId: mid(7), messageKind: kind } });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rejections: every truncation, a trailing byte, unknown tags, bad bools
+// ---------------------------------------------------------------------------------------------
+
+const rejections = [];
+function reject(name, type, bytes) {
+	const v = verdict(type, bytes);
+	assert(v.reject, `${name}: expected the official decoder to reject ${toHex(bytes)}`);
+	rejections.push({ name, type, bytes: toHex(bytes), official_error: v.reject });
+}
+for (const v of vectors) {
+	const bytes = fromHex(v.bytes);
+	for (let n = 0; n < bytes.length; n++) reject(`${v.name}/truncated_${n}`, v.type, bytes.subarray(0, n));
+	reject(`${v.name}/trailing`, v.type, new Uint8Array([...bytes, 0]));
+}
+// Unknown tags: the kinds (8 and 9 kinds), the abort reason kind (4), the envelopes (15).
+const kindTagAt = 10;
+const tagCases = [
+	["envoy/ws_close_none", "ToEnvoyTunnelMessage", kindTagAt, [8, 9, 127, 128, 255]],
+	["rivet/ws_ack_0", "ToRivetTunnelMessage", kindTagAt, [9, 10, 127, 128, 255]],
+	["to_envoy/ping_0", "ToEnvoy", 0, [15, 16, 255]],
+	["to_rivet/pong_0", "ToRivet", 0, [15, 16, 255]],
+];
+for (const [src, type, at, tags] of tagCases) {
+	const base = fromHex(vectors.find((v) => v.name === src).bytes);
+	for (const tag of tags) {
+		const b = base.slice();
+		b[at] = tag;
+		reject(`${src}/tag_${tag}`, type, b);
+	}
+}
+{
+	// The abort reason kind sits after the two absent optionals of request_abort_0.
+	const base = fromHex(vectors.find((v) => v.name === "envoy/request_abort_0").bytes);
+	const b = base.slice();
+	b[kindTagAt + 1 + 2] = 4;
+	reject("envoy/request_abort_0/reason_kind_4", "ToEnvoyTunnelMessage", b);
+	const r = fromHex(vectors.find((v) => v.name === "rivet/response_abort_0").bytes).slice();
+	r[kindTagAt + 1] = 4;
+	reject("rivet/response_abort_0/reason_kind_4", "ToRivetTunnelMessage", r);
+}
+// Bools: every byte of every vector that decodes as 0 or 1 and rejects when set to 2 is a bool
+// (or an optional's flag); keep those rejections.
+for (const v of vectors) {
+	const base = fromHex(v.bytes);
+	for (let i = 0; i < base.length; i++) {
+		if (base[i] > 1) continue;
+		const b = base.slice();
+		b[i] = 2;
+		const verdictOf = verdict(v.type, b);
+		if (verdictOf.reject?.issue === "a bool must be equal to 0 or 1" && verdictOf.reject.offset === i) {
+			rejections.push({ name: `${v.name}/bool_at_${i}`, type: v.type, bytes: toHex(b), official_error: verdictOf.reject });
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------------------------
+// Differential: deterministic mutations of the accept vectors
+// ---------------------------------------------------------------------------------------------
+
+function mulberry32(seed) {
+	let a = seed >>> 0;
+	return () => {
+		a = (a + 0x6d2b79f5) >>> 0;
+		let t = a;
+		t = Math.imul(t ^ (t >>> 15), t | 1);
+		t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+		return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+	};
+}
+const rand = mulberry32(0x8e4f0a1);
+const pick = (n) => Math.floor(rand() * n);
+function mutate(src) {
+	const b = [...src];
+	switch (pick(5)) {
+		case 0: // change one byte
+			if (b.length) b[pick(b.length)] = pick(256);
+			break;
+		case 1: // small value in one byte (tags, bools, lengths)
+			if (b.length) b[pick(b.length)] = pick(12);
+			break;
+		case 2: // insert a byte
+			b.splice(pick(b.length + 1), 0, pick(256));
+			break;
+		case 3: // delete a byte
+			if (b.length) b.splice(pick(b.length), 1);
+			break;
+		default: // two mutations
+			return mutate(mutate(src));
+	}
+	return new Uint8Array(b);
+}
+const differential = [];
+const seen = new Set();
+for (let round = 0; round < 12; round++) {
+	for (const v of vectors) {
+		const m = mutate(fromHex(v.bytes));
+		const key = `${v.type}:${toHex(m)}`;
+		if (seen.has(key)) continue;
+		seen.add(key);
+		differential.push({ type: v.type, bytes: toHex(m), ...verdict(v.type, m) });
+	}
+}
+
+// Official values outside the tunnel subset: hws answers `UnsupportedVariant`.
+for (const [type, value] of [
+	["ToRivet", { tag: "ToRivetStopping", val: null }],
+	["ToRivet", { tag: "ToRivetAckCommands", val: { lastCommandCheckpoints: [] } }],
+	["ToEnvoy", { tag: "ToEnvoyInit", val: { metadata: { envoyLostThreshold: 1n, actorStopThreshold: 2n, maxResponsePayloadSize: 3n } } }],
+	["ToEnvoy", { tag: "ToEnvoyAckEvents", val: { lastEventCheckpoints: [] } }],
+]) {
+	const bytes = writeWhole(TYPES[type].write, value);
+	differential.push({ type, bytes: toHex(bytes), ...verdict(type, bytes) });
+}
+
+writeFileSync(
+	join(OUT_DIR, "envoy.json"),
+	`{"generator":"tests/vectors/envoy.mjs","package":"${PACKAGE}",\n"vectors":[\n${vectors.map((x) => JSON.stringify(x)).join(",\n")}\n],\n"rejections":[\n${rejections.map((x) => JSON.stringify(x)).join(",\n")}\n],\n"differential":[\n${differential.map((x) => JSON.stringify(x)).join(",\n")}\n]}\n`,
+);
+const accepted = differential.filter((d) => d.accept).length;
+const outside = differential.filter((d) => d.accept_outside_subset).length;
+console.log(
+	`envoy.json: ${vectors.length} vectors, ${rejections.length} rejections, ${differential.length} differential (${accepted} accepted, ${outside} accepted outside the tunnel subset)`,
+);
