@@ -49,6 +49,8 @@ pub const FRAME_QUEUE: usize = 16 * 1024;
 pub const STATE_QUEUE: usize = 16 * 1024;
 /// Delay before a placement that found no runner is tried again.
 const PLACE_RETRY: Duration = Duration::from_millis(200);
+/// Attempts of a shared-state write before it is given up (with [`PLACE_RETRY`] between them).
+const MAX_STATE_ATTEMPTS: u32 = 150;
 
 /// How a node is set up.
 #[derive(Debug, Clone)]
@@ -141,6 +143,7 @@ enum FrameOut {
     Gateway { subject: String, frame: Vec<u8> },
 }
 
+#[derive(Clone)]
 enum StateOut {
     Place(String),
     Record {
@@ -170,7 +173,8 @@ struct Shared {
     /// Remote route → its runner subject.
     routes: Mutex<BTreeMap<RouteId, String>>,
     stats: NodeStats,
-    state_tx: mpsc::Sender<StateOut>,
+    /// Shared-state events, with the number of earlier failed attempts.
+    state_tx: mpsc::Sender<(StateOut, u32)>,
 }
 
 /// The engine's actions the control driver does not perform, routed to the node's queues.
@@ -212,7 +216,7 @@ impl ControlIo for ClusterIo {
             }
             other => {
                 if let Some(out) = state_out(other)
-                    && self.shared.state_tx.try_send(out).is_err()
+                    && self.shared.state_tx.try_send((out, 0)).is_err()
                 {
                     bump(&stats.state_dropped);
                 }
@@ -374,6 +378,27 @@ impl Node {
             .await
     }
 
+    /// Puts the actor to sleep if it runs on a runner of this node (`CommandStopActor`); on any
+    /// other node this does nothing. Returns whether it was asked to stop here.
+    ///
+    /// # Errors
+    /// [`Stopped`](crate::driver::control::Stopped) if the driver is gone.
+    pub async fn sleep_actor(
+        &self,
+        actor_id: &str,
+    ) -> Result<bool, crate::driver::control::Stopped> {
+        let actor_id = actor_id.to_string();
+        self.handle
+            .call(move |c, now| {
+                let local = c
+                    .actor(&actor_id)
+                    .and_then(|a| a.runner_id)
+                    .is_some_and(|r| c.runner(&r).is_some());
+                local && c.stop_actor(now, &actor_id).is_ok()
+            })
+            .await
+    }
+
     /// Stops every task and the driver; returns the engine.
     pub async fn shutdown(mut self) -> Option<Control> {
         for task in self.tasks.drain(..) {
@@ -531,9 +556,10 @@ fn remote_route(
 async fn state_worker(
     shared: Arc<Shared>,
     handle: ControlHandle,
-    mut rx: mpsc::Receiver<StateOut>,
+    mut rx: mpsc::Receiver<(StateOut, u32)>,
 ) {
-    while let Some(out) = rx.recv().await {
+    while let Some((out, attempts)) = rx.recv().await {
+        let again = out.clone();
         let ok = match out {
             StateOut::Place(actor_id) => place(&shared, &handle, &actor_id).await,
             StateOut::Record {
@@ -603,12 +629,30 @@ async fn state_worker(
         };
         if !ok {
             bump(&shared.stats.state_errors);
+            // The broker is away (a restart): try again later, in a bounded number of attempts.
+            if attempts < MAX_STATE_ATTEMPTS && !matches!(again, StateOut::Place(_)) {
+                let tx = shared.state_tx.clone();
+                ::tokio::spawn(async move {
+                    ::tokio::time::sleep(PLACE_RETRY).await;
+                    let _ = tx.send((again, attempts + 1)).await;
+                });
+            }
         }
     }
 }
 
 /// The actor must run: follow a placement that stands, or claim a runner for it.
 async fn place(shared: &Arc<Shared>, handle: &ControlHandle, actor_id: &str) -> bool {
+    let phase = handle
+        .call({
+            let id = actor_id.to_string();
+            move |c, _| c.actor(&id).map(|a| a.phase)
+        })
+        .await;
+    if phase != Ok(Some(ActorPhase::Pending)) {
+        // Nothing here waits for it any more.
+        return true;
+    }
     let Ok(current) = shared.state.placement(actor_id).await else {
         retry_place(shared, actor_id);
         return false;
@@ -652,7 +696,7 @@ fn retry_place(shared: &Arc<Shared>, actor_id: &str) {
     let actor_id = actor_id.to_string();
     ::tokio::spawn(async move {
         ::tokio::time::sleep(PLACE_RETRY).await;
-        let _ = tx.send(StateOut::Place(actor_id)).await;
+        let _ = tx.send((StateOut::Place(actor_id), 0)).await;
     });
 }
 
@@ -745,16 +789,29 @@ async fn start_here(
 }
 
 async fn watcher(shared: Arc<Shared>, handle: ControlHandle) {
+    let stats = shared.client.statistics();
     loop {
+        let connects = stats.connects.load(Ordering::Relaxed);
         if let Ok(mut watch) = shared.state.watch_placements().await {
-            while let Some(Ok(entry)) = watch.next().await {
-                let Some(p) = decode_placement(&entry) else {
-                    continue;
-                };
-                on_placement(&shared, &handle, &entry.key, p).await;
+            let mut tick = ::tokio::time::interval(PLACE_RETRY);
+            loop {
+                ::tokio::select! {
+                    entry = watch.next() => {
+                        let Some(Ok(entry)) = entry else { break };
+                        if let Some(p) = decode_placement(&entry) {
+                            on_placement(&shared, &handle, &entry.key, p).await;
+                        }
+                    }
+                    _ = tick.tick() => {
+                        // The client reconnected (a broker restart): a watch may have missed
+                        // changes or stalled, so watch again from the current values.
+                        if stats.connects.load(Ordering::Relaxed) != connects {
+                            break;
+                        }
+                    }
+                }
             }
         }
-        // The watch ended (a broker restart): watch again; current values come first.
         ::tokio::time::sleep(PLACE_RETRY).await;
     }
 }
@@ -785,7 +842,18 @@ async fn on_placement(shared: &Arc<Shared>, handle: &ControlHandle, actor_id: &s
                 .call({
                     let id = actor_id.to_string();
                     move |c, now| {
-                        let _ = c.stopped_elsewhere(now, &id, generation);
+                        let info = c.actor(&id);
+                        let hosted_here = info.as_ref().is_some_and(|a| {
+                            a.generation == Some(generation)
+                                && a.runner_id.as_ref().is_some_and(|r| c.runner(r).is_some())
+                        });
+                        if hosted_here {
+                            // The cluster took it as dead here (its node was reaped): stop
+                            // this copy, the shared state already lets it start elsewhere.
+                            let _ = c.stop_actor(now, &id);
+                        } else {
+                            let _ = c.stopped_elsewhere(now, &id, generation);
+                        }
                         c.actor(&id).map(|a| a.phase)
                     }
                 })
@@ -796,7 +864,7 @@ async fn on_placement(shared: &Arc<Shared>, handle: &ControlHandle, actor_id: &s
             if pending == Some(ActorPhase::Pending) {
                 let _ = shared
                     .state_tx
-                    .try_send(StateOut::Place(actor_id.to_string()));
+                    .try_send((StateOut::Place(actor_id.to_string()), 0));
             }
         }
         PlacementState::Starting => {}
@@ -805,8 +873,19 @@ async fn on_placement(shared: &Arc<Shared>, handle: &ControlHandle, actor_id: &s
 
 async fn liveness(shared: Arc<Shared>, ttl: Duration) {
     let period = ttl / 3;
+    let stats = shared.client.statistics();
+    let mut connects = stats.connects.load(Ordering::Relaxed);
+    // Heartbeats in a row since the last (re)connect: a node's entry is missing for sure only
+    // after every node had time to write it again, so nothing is reaped before a full TTL of
+    // heartbeats (after a broker restart every entry may have expired at once).
+    let mut streak = 0u32;
     loop {
         ::tokio::time::sleep(period).await;
+        let now_connects = stats.connects.load(Ordering::Relaxed);
+        if now_connects != connects {
+            connects = now_connects;
+            streak = 0;
+        }
         if shared
             .state
             .heartbeat(&shared.node_id, shared.gateway_id)
@@ -814,6 +893,11 @@ async fn liveness(shared: Arc<Shared>, ttl: Duration) {
             .is_err()
         {
             bump(&shared.stats.state_errors);
+            streak = 0;
+            continue;
+        }
+        streak += 1;
+        if streak <= 6 {
             continue;
         }
         if let Ok(live) = shared.state.live_nodes().await

@@ -63,7 +63,8 @@ impl NatsServer {
             .output()
             .ok()?;
         let text = String::from_utf8_lossy(&out.stdout);
-        let v = text.split('v').nth(1)?;
+        // `nats-server: v2.15.1`
+        let v = text.rsplit(" v").next()?;
         let mut parts = v.trim().split('.');
         let major = parts.next()?.parse().ok()?;
         let minor = parts.next()?.parse().ok()?;

@@ -4,12 +4,17 @@
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+extern crate alloc;
+
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use core::time::Duration;
+use std::sync::Mutex;
 
 use hibernating_ws::cluster::{NatsServer, Node, NodeConfig, async_nats};
-use hibernating_ws::driver::control::{ClientEvent, ControlHandle, RunnerOutput};
+use hibernating_ws::driver::control::{
+    ClientEvent, ClientEvents, ClientSender, ControlHandle, RunnerOutput,
+};
 use hibernating_ws::gateway::OpenRequest;
 use hibernating_ws::runner::{self, GapPolicy, PersistedSocket, RunnerConfig, SocketId};
 use hibernating_ws::session::{self, Session, SessionConfig};
@@ -67,6 +72,8 @@ pub async fn node(url: &str, i: usize, clock: Clock) -> Node {
 pub struct Storage {
     pub sockets: BTreeMap<SocketId, (String, PersistedSocket)>,
     pub committed: BTreeMap<SocketId, Vec<Vec<u8>>>,
+    /// Who committed what: (socket, runner key, actor id, first index committed, count).
+    pub log: Vec<(SocketId, String, String, u16, usize)>,
 }
 
 pub type Shared = Arc<Mutex<Storage>>;
@@ -118,16 +125,23 @@ pub fn runner(
                 while let Some(action) = session.poll_action() {
                     match action {
                         session::Action::Send { frame } => {
-                            let _ = sender.frame(frame.to_vec()).await;
+                            let _ = sender.frame(frame.clone()).await;
                         }
-                        other => app(&mut session, &storage, &mut pending, clock.now(), other),
+                        other => app(
+                            &key,
+                            &mut session,
+                            &storage,
+                            &mut pending,
+                            clock.now(),
+                            other,
+                        ),
                     }
                 }
                 let deadline = session.poll_timeout();
                 let sleep = async {
                     match deadline {
                         Some(d) => tokio::time::sleep_until(clock.instant(d).into()).await,
-                        None => std::future::pending().await,
+                        None => core::future::pending().await,
                     }
                 };
                 tokio::select! {
@@ -164,6 +178,7 @@ pub fn runner(
 /// The app: accepts every socket as hibernatable, commits deliveries with the persisted index,
 /// restores what was persisted.
 fn app(
+    key: &str,
     session: &mut Session,
     storage: &Shared,
     pending: &mut Pending,
@@ -219,7 +234,15 @@ fn app(
                 .iter()
                 .position(|(i, _)| *i == server_index)
                 .map_or(0, |pos| pos + 1);
+            let first = list.first().map_or(0, |(i, _)| i.get());
             let moved: Vec<Vec<u8>> = list.drain(..upto).map(|(_, d)| d).collect();
+            let actor = st
+                .sockets
+                .get(&socket)
+                .map(|(a, _)| a.clone())
+                .unwrap_or_default();
+            st.log
+                .push((socket, key.to_string(), actor, first, moved.len()));
             if let Some((_, meta)) = st.sockets.get_mut(&socket) {
                 meta.server_index = server_index;
                 meta.client_index = client_index;
@@ -238,11 +261,13 @@ fn app(
 /// One runner process's deliveries not yet committed (lost with it).
 type Pending = BTreeMap<SocketId, Vec<(MessageIndex, Vec<u8>)>>;
 
-/// A client's outcome.
-#[derive(Debug, Default, Clone)]
+/// A client's outcome; its connection stays open while the report lives (a client that closes
+/// ends its request, and what the actor had not committed by then is not replayed).
+#[derive(Debug, Default)]
 pub struct ClientReport {
     pub sent: Vec<Vec<u8>>,
     pub closed: Option<String>,
+    pub keep: Option<(ClientSender, Arc<tokio::sync::Mutex<ClientEvents>>)>,
 }
 
 /// Opens `request` on `actor` at `node` and sends `count` numbered messages, `gap` apart.
@@ -297,5 +322,6 @@ pub async fn client(
         drop(ev);
         tokio::time::sleep(gap).await;
     }
+    report.keep = Some((sender, events));
     report
 }
