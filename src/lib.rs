@@ -162,7 +162,7 @@ pub mod session;
 mod stats_fmt;
 #[cfg(feature = "std")]
 pub mod storage;
-#[cfg(feature = "sim")]
+#[cfg(any(test, feature = "sim"))]
 #[doc(hidden)]
 pub mod testing;
 pub mod time;

@@ -2,8 +2,10 @@
 //! `Opened`, none while backpressured), timers driven by the clock, commands, shutdown.
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
+use hibernating_ws::testing::msg;
 use std::time::Duration;
 
+use hibernating_ws::Timestamp;
 use hibernating_ws::driver::tokio::{
     AppEvents, ClientOutput, GatewayDriver, GatewayHandle, GatewayIo, RunnerDriver, RunnerIo,
     TokioClock,
@@ -11,12 +13,10 @@ use hibernating_ws::driver::tokio::{
 use hibernating_ws::gateway::{self, Frame, Gateway, GatewayConfig, OverflowPolicy, RouteId};
 use hibernating_ws::runner::{self, Runner, RunnerConfig, SocketId};
 use hibernating_ws::wire::{
-    self, GatewayId, Headers, MessageId, RequestId, ToClientTunnelMessage,
-    ToClientTunnelMessageKind, ToClientWebSocketMessage, ToClientWebSocketOpen, ToGateway,
-    ToRunner, ToServerTunnelMessage, ToServerTunnelMessageKind, ToServerWebSocketMessageAck,
-    ToServerWebSocketOpen,
+    self, GatewayId, Headers, RequestId, ToClientTunnelMessage, ToClientTunnelMessageKind,
+    ToClientWebSocketMessage, ToClientWebSocketOpen, ToGateway, ToRunner,
+    ToServerTunnelMessageKind,
 };
-use hibernating_ws::{MessageIndex, Timestamp};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 const GW: GatewayId = GatewayId([1, 2, 3, 4]);
@@ -50,15 +50,7 @@ impl GatewayIo for Recorder {
 }
 
 fn runner_frame(index: u16, kind: ToServerTunnelMessageKind) -> Vec<u8> {
-    let msg = ToServerTunnelMessage {
-        message_id: MessageId {
-            gateway_id: GW,
-            request_id: REQ,
-            message_index: MessageIndex::new(index),
-        },
-        kind,
-    };
-    wire::encode_versioned(7, &ToGateway::TunnelMessage(msg))
+    msg::to_gateway_frame(GW, REQ, index, kind)
 }
 
 /// The index and payload of a published client message, or panics.
@@ -117,9 +109,7 @@ async fn the_client_is_not_read_before_opened_and_pings_follow_the_clock() {
     assert!(next_publish(&mut seen).is_none());
 
     // The runner accepts: the gate opens, the message gets index 1.
-    let accept = ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {
-        can_hibernate: true,
-    });
+    let accept = msg::runner_open(true);
     gw.runner_frame(ROUTE, &runner_frame(0, accept))
         .expect("driver runs");
     sender
@@ -202,9 +192,7 @@ async fn backpressure_closes_the_gate_until_an_ack_frees_room_and_keeps_order() 
     let (gw, _task, mut seen) = gateway(config);
     let open = gateway::OpenRequest::new("", "/").expect("a path starting with /");
     let (mut sender, _events) = gw.open(REQ, ROUTE, open).expect("open");
-    let accept = ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {
-        can_hibernate: true,
-    });
+    let accept = msg::runner_open(true);
     gw.runner_frame(ROUTE, &runner_frame(0, accept))
         .expect("driver runs");
     let _ = next_publish(&mut seen); // the open
@@ -233,9 +221,7 @@ async fn backpressure_closes_the_gate_until_an_ack_frees_room_and_keeps_order() 
     );
 
     // The runner acks index 2: room for the stalled 4th, published in order, the gate reopens.
-    let ack = ToServerTunnelMessageKind::WebSocketMessageAck(ToServerWebSocketMessageAck {
-        index: MessageIndex::new(2),
-    });
+    let ack = msg::runner_ack(2);
     gw.runner_frame(ROUTE, &runner_frame(1, ack))
         .expect("driver runs");
     sender.message(&msg(5), true).await.expect("readable again");
@@ -269,17 +255,7 @@ fn next_app(app: &mut AppEvents) -> Option<runner::Action> {
 }
 
 fn gateway_frame(index: u16, kind: ToClientTunnelMessageKind) -> Vec<u8> {
-    wire::encode_versioned(
-        7,
-        &ToRunner::TunnelMessage(ToClientTunnelMessage {
-            message_id: MessageId {
-                gateway_id: GW,
-                request_id: REQ,
-                message_index: MessageIndex::new(index),
-            },
-            kind,
-        }),
-    )
+    msg::to_runner_frame(GW, REQ, index, kind)
 }
 
 #[tokio::test(start_paused = true)]
@@ -413,9 +389,7 @@ async fn a_burst_of_inputs_is_handled_in_order_up_to_a_shutdown() {
     let (gw, task, mut seen) = gateway(GatewayConfig::default());
     let open = gateway::OpenRequest::new("a", "/").expect("a path starting with /");
     let (mut sender, _events) = gw.open(REQ, ROUTE, open).expect("open");
-    let accept = ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {
-        can_hibernate: false,
-    });
+    let accept = msg::runner_open(false);
     gw.runner_frame(ROUTE, &runner_frame(0, accept))
         .expect("driver runs");
     sender.readable().await.expect("opened");
@@ -459,9 +433,7 @@ async fn an_open_gate_never_waits_and_reports_a_driver_that_is_gone() {
     let (gw, task, _seen) = gateway(GatewayConfig::default());
     let open = gateway::OpenRequest::new("a", "/").expect("a path starting with /");
     let (mut sender, _events) = gw.open(REQ, ROUTE, open).expect("open");
-    let accept = ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {
-        can_hibernate: false,
-    });
+    let accept = msg::runner_open(false);
     gw.runner_frame(ROUTE, &runner_frame(0, accept))
         .expect("driver runs");
     sender.readable().await.expect("opened");

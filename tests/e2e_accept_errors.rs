@@ -13,23 +13,15 @@
     clippy::similar_names
 )] // application code on std
 
-#[path = "../examples/demo/lib.rs"]
-mod demo;
+mod e2e_support;
 
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use demo::client::Client;
-use demo::gateway::{GatewayOptions, GatewayServer, Schedule};
-use demo::payload;
-use demo::runner::{RunnerInstance, RunnerOptions};
 use demo::scenario::DataDir;
-use demo::storage::StorageKind;
+use e2e_support::{WAIT, demo, gateway, runner_options, start_runner, stream};
 use hibernating_ws::gateway::GatewayConfig;
-use hibernating_ws::runner::RunnerConfig;
-
-const WAIT: Duration = Duration::from_secs(20);
 
 /// Sets this process's soft and hard `RLIMIT_NOFILE` (hard only ever lowered by an unprivileged
 /// process, so the soft limit alone is changed). Returns `false` if `prlimit` is unavailable.
@@ -59,16 +51,7 @@ async fn the_gateway_keeps_listening_after_running_out_of_file_descriptors() {
         return;
     };
     let dir = DataDir::new(None).expect("temp dir");
-    let server = GatewayServer::start(GatewayOptions {
-        cold_start: Duration::ZERO,
-        ..GatewayOptions::new(
-            "127.0.0.1:0".into(),
-            GatewayConfig::default(),
-            Schedule::default(),
-        )
-    })
-    .await
-    .expect("gateway starts");
+    let server = gateway(GatewayConfig::default()).await;
     let addr = server.addr;
 
     // Room for about 40 more descriptors, then 80 connections: both ends live in this process,
@@ -106,31 +89,10 @@ async fn the_gateway_keeps_listening_after_running_out_of_file_descriptors() {
     // Descriptors come back; the same listener serves a runner and a client.
     drop(held);
     assert!(set_fd_limit(original), "restore the limit");
-    let _runner = RunnerInstance::start(RunnerOptions {
-        gateway: server.url(),
-        name: "after".into(),
-        data_dir: dir.path.clone(),
-        config: RunnerConfig::default().with_persist_interval(Duration::from_millis(10)),
-        storage: StorageKind::File,
-        report_interval: Duration::from_millis(20),
-        delivered: Arc::default(),
-        load_delay: Duration::ZERO,
-        token: server.runner_token().into(),
-        websocket: demo::gateway::websocket_config(
-            demo::gateway::WS_READ_BUFFER,
-            demo::gateway::WS_WRITE_BUFFER,
-        ),
-    })
-    .await
-    .expect("a runner connects after the errors");
+    let _runner = start_runner(runner_options(&server, &dir, "after")).await;
     let mut client = Client::connect(&server.url(), "after")
         .await
         .expect("a client connects after the errors");
-    let mut digest = 0;
-    for seq in 0..10 {
-        let (data, binary) = payload::message(9, seq, 10, 200);
-        digest = payload::fold(digest, &data);
-        client.send(data, binary).await.expect("send");
-    }
+    let digest = stream(&mut client, 9, 0, 10, 200, 0).await;
     assert_eq!(client.wait_echo(10, WAIT).await, Some((10, digest)));
 }

@@ -11,13 +11,13 @@
     clippy::similar_names
 )] // application code on std
 
-#[path = "../examples/demo/lib.rs"]
-mod demo;
+mod e2e_support;
 
 use std::time::Duration;
 
 use demo::args::Args;
 use demo::scenario;
+use e2e_support::demo;
 
 fn small(seed: u64) -> Args {
     Args {

@@ -15,23 +15,16 @@
     clippy::similar_names
 )] // application code on std
 
-#[path = "../examples/demo/lib.rs"]
-mod demo;
-
-use std::sync::Arc;
-use std::time::Duration;
+mod e2e_support;
 
 use demo::auth::{self, RunnerRejection};
 use demo::client::Client;
-use demo::gateway::{GatewayOptions, GatewayServer, Schedule};
-use demo::payload;
-use demo::runner::{RunnerInstance, RunnerOptions, connect_runner};
+use demo::gateway::GatewayServer;
 use demo::scenario::DataDir;
-use demo::storage::StorageKind;
+use e2e_support::{WAIT, connect_as_runner, demo, gateway, runner_options, start_runner, stream};
 use futures_util::{SinkExt, StreamExt};
 use hibernating_ws::MessageIndex;
 use hibernating_ws::gateway::GatewayConfig;
-use hibernating_ws::runner::RunnerConfig;
 use hibernating_ws::wire::{
     self, GatewayId, MessageId, RequestId, ToGateway, ToServerTunnelMessage,
     ToServerTunnelMessageKind, ToServerWebSocketClose, ToServerWebSocketMessage,
@@ -39,41 +32,6 @@ use hibernating_ws::wire::{
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
-
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn gateway() -> GatewayServer {
-    GatewayServer::start(GatewayOptions {
-        cold_start: Duration::ZERO,
-        ..GatewayOptions::new(
-            "127.0.0.1:0".into(),
-            GatewayConfig::default(),
-            Schedule::default(),
-        )
-    })
-    .await
-    .expect("gateway starts")
-}
-
-async fn runner(server: &GatewayServer, dir: &DataDir) -> RunnerInstance {
-    RunnerInstance::start(RunnerOptions {
-        gateway: server.url(),
-        name: "honest".into(),
-        data_dir: dir.path.clone(),
-        config: RunnerConfig::default().with_persist_interval(Duration::from_millis(10)),
-        storage: StorageKind::File,
-        report_interval: Duration::from_millis(20),
-        delivered: Arc::default(),
-        load_delay: Duration::ZERO,
-        token: server.runner_token().into(),
-        websocket: demo::gateway::websocket_config(
-            demo::gateway::WS_READ_BUFFER,
-            demo::gateway::WS_WRITE_BUFFER,
-        ),
-    })
-    .await
-    .expect("runner connects")
-}
 
 /// Connects to `/runner` offering `protocols` (none if `None`); returns the HTTP refusal's
 /// status and body, or `None` if the upgrade succeeded.
@@ -124,27 +82,15 @@ fn injected(request_id: RequestId, close: bool) -> Vec<u8> {
     )
 }
 
-/// Sends messages `from..to` of stream `seed`; returns the digest of `0..to` given that of
-/// `0..from`.
-async fn stream(client: &mut Client, from: u64, to: u64, digest: u64) -> u64 {
-    let mut d = digest;
-    for seq in from..to {
-        let (data, binary) = payload::message(5, seq, 10, 500);
-        d = payload::fold(d, &data);
-        client.send(data, binary).await.expect("send");
-    }
-    d
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rogue_runners_are_refused_with_a_typed_reason_and_the_hibernating_client_is_untouched() {
     let dir = DataDir::new(None).expect("temp dir");
-    let server = gateway().await;
-    let _honest = runner(&server, &dir).await;
+    let server = gateway(GatewayConfig::default()).await;
+    let _honest = start_runner(runner_options(&server, &dir, "honest")).await;
     let mut client = Client::connect(&server.url(), "victim")
         .await
         .expect("connect");
-    let digest = stream(&mut client, 0, 10, 0).await;
+    let digest = stream(&mut client, 5, 0, 10, 500, 0).await;
     assert_eq!(client.wait_echo(10, WAIT).await, Some((10, digest)));
     // The victim's socket hibernates: the window the rogue used.
     server.sleep_actor("victim").await;
@@ -164,16 +110,9 @@ async fn rogue_runners_are_refused_with_a_typed_reason_and_the_hibernating_clien
 
     // 3. The right token but no hello: its first tunnel frame closes it (1008), and the frames
     // (a close 4000 and a message for every guessable id) never reach the engine.
-    let ws = connect_runner(
-        &format!("{}/runner", server.url()),
-        server.runner_token(),
-        demo::gateway::websocket_config(
-            demo::gateway::WS_READ_BUFFER,
-            demo::gateway::WS_WRITE_BUFFER,
-        ),
-    )
-    .await
-    .expect("the upgrade succeeds with the token");
+    let ws = connect_as_runner(&server)
+        .await
+        .expect("the upgrade succeeds with the token");
     let (mut tx, mut rx) = ws.split();
     for guess in 1..=4u32 {
         for close in [false, true] {
@@ -225,7 +164,7 @@ async fn rogue_runners_are_refused_with_a_typed_reason_and_the_hibernating_clien
     // arrives once, with nothing injected in between (the echo digest covers the whole stream).
     let stats = server.stats();
     assert_eq!((stats.hibernating, stats.closed), (1, 0), "{stats:?}");
-    let digest = stream(&mut client, 10, 20, digest).await;
+    let digest = stream(&mut client, 5, 10, 20, 500, digest).await;
     assert_eq!(client.wait_echo(20, WAIT).await, Some((20, digest)));
     assert!(!client.ended());
 }

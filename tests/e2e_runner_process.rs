@@ -12,8 +12,7 @@
     clippy::similar_names
 )] // application code on std
 
-#[path = "../examples/demo/lib.rs"]
-mod demo;
+mod e2e_support;
 
 use std::os::unix::process::ExitStatusExt as _;
 use std::path::Path;
@@ -26,6 +25,7 @@ use demo::gateway::{GatewayOptions, GatewayServer, Schedule};
 use demo::runner::{RunnerInstance, RunnerOptions};
 use demo::scenario::{DataDir, committed_result, gateway_config, runner_config};
 use demo::storage::StorageKind;
+use e2e_support::demo;
 
 const CHILD_GATEWAY: &str = "HWS_E2E_RUNNER_GATEWAY";
 const CHILD_DIR: &str = "HWS_E2E_RUNNER_DIR";

@@ -10,34 +10,24 @@
     clippy::similar_names
 )] // application code on std
 
-#[path = "../examples/demo/lib.rs"]
-mod demo;
+mod e2e_support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use demo::client::Client;
 use demo::gateway::{GatewayOptions, GatewayServer, Schedule};
-use demo::payload;
 use demo::runner::{RunnerInstance, RunnerOptions};
 use demo::scenario::{DataDir, committed_result};
 use demo::storage::{ActorState, StorageKind, StreamState};
+use e2e_support::{
+    WAIT, connect_as_runner, demo, eventually, fast_runner, gateway, runner_options, start_runner,
+    stream,
+};
 use futures_util::SinkExt;
 use hibernating_ws::gateway::{GatewayConfig, OverflowPolicy};
 use hibernating_ws::runner::RunnerConfig;
 use hibernating_ws::storage::{FileStore, Store};
 use tokio_tungstenite::tungstenite::{Bytes, Message};
-
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn gateway(config: GatewayConfig) -> GatewayServer {
-    GatewayServer::start(GatewayOptions {
-        cold_start: Duration::ZERO,
-        ..GatewayOptions::new("127.0.0.1:0".into(), config, Schedule::default())
-    })
-    .await
-    .expect("gateway starts")
-}
 
 async fn runner(server: &GatewayServer, dir: &DataDir, config: RunnerConfig) -> RunnerInstance {
     slow_storage_runner(server, dir, config, Duration::ZERO).await
@@ -49,62 +39,12 @@ async fn slow_storage_runner(
     config: RunnerConfig,
     load_delay: Duration,
 ) -> RunnerInstance {
-    RunnerInstance::start(RunnerOptions {
-        gateway: server.url(),
-        name: "runner-1".into(),
-        data_dir: dir.path.clone(),
-        storage: StorageKind::File,
+    start_runner(RunnerOptions {
         config,
-        report_interval: Duration::from_millis(20),
-        delivered: Arc::default(),
         load_delay,
-        token: server.runner_token().into(),
-        websocket: demo::gateway::GatewayOptions::default().websocket,
+        ..runner_options(server, dir, "runner-1")
     })
     .await
-    .expect("runner connects")
-}
-
-fn fast_runner() -> RunnerConfig {
-    RunnerConfig::default().with_persist_interval(Duration::from_millis(10))
-}
-
-/// Sends messages `from..to` of stream `seed`; returns the digest of `0..to` given that of
-/// `0..from`.
-async fn stream(
-    client: &mut Client,
-    seed: u64,
-    from: u64,
-    to: u64,
-    max: usize,
-    digest: u64,
-) -> u64 {
-    let mut d = digest;
-    for seq in from..to {
-        let (data, binary) = payload::message(seed, seq, 10, max);
-        d = payload::fold(d, &data);
-        client.send(data, binary).await.expect("send");
-    }
-    d
-}
-
-/// Polls `f` until it returns `Some`, or panics after [`WAIT`].
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,17 +212,7 @@ async fn malformed_runner_frames_are_typed_errors_and_the_gateway_keeps_serving(
     assert_eq!(client.wait_echo(10, WAIT).await, Some((10, d)));
 
     // A runner with the token (a buggy one, or one whose token leaked) publishes garbage.
-    let url = format!("{}/runner", server.url());
-    let mut rogue = demo::runner::connect_runner(
-        &url,
-        server.runner_token(),
-        demo::gateway::websocket_config(
-            demo::gateway::WS_READ_BUFFER,
-            demo::gateway::WS_WRITE_BUFFER,
-        ),
-    )
-    .await
-    .expect("rogue connects");
+    let mut rogue = connect_as_runner(&server).await.expect("rogue connects");
     let hello = demo::control::Control::Hello {
         runner: "rogue".into(),
     };

@@ -11,23 +11,17 @@
     clippy::unwrap_used // test helpers
 )] // application code on std
 
-#[path = "../examples/demo/lib.rs"]
-mod demo;
+mod e2e_support;
 
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
 
 use demo::client::Client;
-use demo::gateway::{GatewayOptions, GatewayServer, Schedule};
-use demo::payload;
+use demo::gateway::GatewayServer;
 use demo::runner::{RunnerInstance, RunnerOptions};
 use demo::scenario::{DataDir, committed_result};
 use demo::storage::{ActorState, FINISHED_KEPT, StorageKind};
+use e2e_support::{WAIT, demo, eventually, gateway, runner_options, start_runner};
 use hibernating_ws::gateway::GatewayConfig;
-use hibernating_ws::runner::RunnerConfig;
-
-const WAIT: Duration = Duration::from_secs(20);
 
 fn kinds() -> Vec<StorageKind> {
     let mut v = vec![StorageKind::File];
@@ -38,61 +32,19 @@ fn kinds() -> Vec<StorageKind> {
 }
 
 async fn setup(dir: &DataDir, storage: StorageKind) -> (GatewayServer, RunnerInstance) {
-    let server = GatewayServer::start(GatewayOptions {
-        cold_start: Duration::ZERO,
-        ..GatewayOptions::new(
-            "127.0.0.1:0".into(),
-            GatewayConfig::default(),
-            Schedule::default(),
-        )
-    })
-    .await
-    .expect("gateway starts");
-    let runner = RunnerInstance::start(RunnerOptions {
-        gateway: server.url(),
-        name: "runner-1".into(),
-        data_dir: dir.path.clone(),
+    let server = gateway(GatewayConfig::default()).await;
+    let runner = start_runner(RunnerOptions {
         storage,
-        config: RunnerConfig::default().with_persist_interval(Duration::from_millis(10)),
-        report_interval: Duration::from_millis(20),
-        delivered: Arc::default(),
-        load_delay: Duration::ZERO,
-        token: server.runner_token().into(),
-        websocket: GatewayOptions::default().websocket,
+        ..runner_options(&server, dir, "runner-1")
     })
-    .await
-    .expect("runner connects");
+    .await;
     (server, runner)
 }
 
 /// Sends messages `from..to` of stream `seed`; returns the digest of `0..to` given that of
 /// `0..from`.
 async fn stream(client: &mut Client, seed: u64, from: u64, to: u64, digest: u64) -> u64 {
-    let mut d = digest;
-    for seq in from..to {
-        let (data, binary) = payload::message(seed, seq, 10, 500);
-        d = payload::fold(d, &data);
-        client.send(data, binary).await.expect("send");
-    }
-    d
-}
-
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    e2e_support::stream(client, seed, from, to, 500, digest).await
 }
 
 /// `x_y` and `x.y` (one file under the old demo's naming) keep separate, complete state across

@@ -172,6 +172,27 @@ impl Harness {
         self.runner(id, ack_kind(index)).expect("ack accepted")
     }
 
+    /// Sends `n` client messages `data` to `id`; each must be accepted.
+    fn send_n(&mut self, id: RequestId, n: usize, data: &[u8]) {
+        for i in 0..n {
+            if let Err(e) = self.send(id, data) {
+                panic!("message {i} of {n} refused: {e}");
+            }
+        }
+    }
+
+    /// The ack of `index`, then what is still pending.
+    fn pending_after_ack(&mut self, id: RequestId, index: u16) -> usize {
+        self.ack(id, index);
+        self.pending(id)
+    }
+
+    /// The pending window of `id`: how many messages, and the oldest unacked index.
+    fn window(&self, id: RequestId) -> (usize, Option<MessageIndex>) {
+        let info = self.gw.request(id).expect("live");
+        (info.pending_messages, info.oldest_unacked)
+    }
+
     fn pending(&self, id: RequestId) -> usize {
         self.gw.request(id).map_or(0, |r| r.pending_messages)
     }
@@ -321,12 +342,8 @@ fn scenario_01_open_is_index_0_messages_from_1_and_open_is_not_buffered() {
     }
     assert_eq!(ws_indices(&sent), [1, 2, 3, 4, 5]);
     // Only the five WebSocket messages are buffered; the open (index 0) never was.
-    let info = h.gw.request(id).expect("live");
-    assert_eq!(
-        (info.pending_messages, info.oldest_unacked),
-        (5, Some(idx(1)))
-    );
-    assert_eq!(info.next_index, idx(6));
+    assert_eq!(h.window(id), (5, Some(idx(1))));
+    assert_eq!(h.gw.request(id).map(|i| i.next_index), Some(idx(6)));
     // A close consumes the next index too.
     h.gw.client_close(h.now, id, Some(CloseFrame::new(1000, "bye")))
         .expect("live");
@@ -363,25 +380,16 @@ fn scenario_03_cumulative_ack_window_duplicates_and_ack_ahead() {
     let mut h = Harness::new();
     let id = rid(3);
     h.active(id, true);
-    for _ in 0..5 {
-        h.send(id, b"x").expect("room");
-    }
+    h.send_n(id, 5, b"x");
     h.drain();
     h.ack(id, 3);
-    let info = h.gw.request(id).expect("live");
-    assert_eq!(
-        (info.pending_messages, info.oldest_unacked),
-        (2, Some(idx(4)))
-    );
+    assert_eq!(h.window(id), (2, Some(idx(4))));
     // Duplicate and older acks are no-ops.
     h.ack(id, 3);
-    h.ack(id, 1);
-    assert_eq!(h.pending(id), 2);
+    assert_eq!(h.pending_after_ack(id, 1), 2);
     // An ack ahead of the last index sent is rejected (upstream accepts it and drops 4 and 5).
-    h.ack(id, 9);
-    assert_eq!(h.pending(id), 2);
-    h.ack(id, 5);
-    assert_eq!(h.pending(id), 0);
+    assert_eq!(h.pending_after_ack(id, 9), 2);
+    assert_eq!(h.pending_after_ack(id, 5), 0);
     let s = h.gw.stats();
     assert_eq!((s.acks_applied, s.acks_stale, s.acks_invalid), (2, 2, 1));
     assert_eq!(s.messages_acked, 5);
@@ -409,16 +417,10 @@ fn scenario_04_wrap_65534_65535_0_1_with_acks() {
     assert_eq!(got, [65_534, 65_535, 0, 1]);
     assert_eq!(ws_indices(&h.drain()), [65_534, 65_535, 0, 1]);
     h.ack(id, 65_535);
-    let info = h.gw.request(id).expect("live");
-    assert_eq!(
-        (info.pending_messages, info.oldest_unacked),
-        (2, Some(idx(0)))
-    );
+    assert_eq!(h.window(id), (2, Some(idx(0))));
     // An ack "behind" across the wrap is stale, not a release of everything.
-    h.ack(id, 65_534);
-    assert_eq!(h.pending(id), 2);
-    h.ack(id, 1);
-    assert_eq!(h.pending(id), 0);
+    assert_eq!(h.pending_after_ack(id, 65_534), 2);
+    assert_eq!(h.pending_after_ack(id, 1), 0);
     assert_eq!(h.gw.stats().acks_invalid, 0);
 }
 
@@ -433,24 +435,15 @@ fn scenario_05_window_edge_is_capped_below_half_the_index_space() {
     let mut h = Harness::new();
     let id = rid(5);
     h.active(id, true);
-    for _ in 0..32_767 {
-        h.send(id, b"").expect("within the window");
-    }
+    h.send_n(id, 32_767, b"");
     h.drain();
-    let info = h.gw.request(id).expect("live");
-    assert_eq!(
-        (info.pending_messages, info.oldest_unacked),
-        (32_767, Some(idx(1)))
-    );
+    assert_eq!(h.window(id), (32_767, Some(idx(1))));
     // The oldest − 1 (index 0) is stale, the newest (32 767) releases everything, and an ack
     // one past the newest (32 768) is invalid rather than ambiguous.
     h.ack(id, 32_768);
-    h.ack(id, 0);
-    assert_eq!(h.pending(id), 32_767);
-    h.ack(id, 1);
-    assert_eq!(h.pending(id), 32_766);
-    h.ack(id, 32_767);
-    assert_eq!(h.pending(id), 0);
+    assert_eq!(h.pending_after_ack(id, 0), 32_767);
+    assert_eq!(h.pending_after_ack(id, 1), 32_766);
+    assert_eq!(h.pending_after_ack(id, 32_767), 0);
     let s = h.gw.stats();
     assert_eq!((s.acks_invalid, s.acks_stale, s.acks_applied), (1, 1, 2));
 }
@@ -464,18 +457,14 @@ fn scenario_06_byte_limit_exact_and_decremented_on_ack() {
     let id = rid(6);
     h.active(id, true);
     // Exactly at the limit is allowed (upstream checks with `>` too).
-    for _ in 0..3 {
-        h.send(id, &[0; 10]).expect("at most the limit");
-    }
+    h.send_n(id, 3, &[0; 10]);
     assert_eq!(h.gw.request(id).map(|r| r.pending_bytes), Some(3 * f));
     // Released bytes are subtracted (upstream never subtracts, so its counter is a lifetime
     // budget): after the ack the same traffic fits again, forever.
     h.drain();
     h.ack(id, 3);
     assert_eq!(h.gw.request(id).map(|r| r.pending_bytes), Some(0));
-    for _ in 0..3 {
-        h.send(id, &[0; 10]).expect("room again after the ack");
-    }
+    h.send_n(id, 3, &[0; 10]);
     // One byte over is refused: the request closes (Close policy).
     assert_eq!(
         h.send(id, &[0; 1]),
@@ -496,9 +485,7 @@ fn scenario_07_count_limit_is_32767_not_65535() {
     let mut h = Harness::new();
     let id = rid(7);
     h.active(id, true);
-    for _ in 0..32_767 {
-        h.send(id, b"").expect("below the count limit");
-    }
+    h.send_n(id, 32_767, b"");
     // Upstream refuses only at 65 535 pending; hws at 32 768.
     assert_eq!(
         h.send(id, b""),
@@ -622,9 +609,7 @@ fn scenario_12_hibernate_with_pending_wakes_at_once_and_replays_verbatim() {
     let id = rid(12);
     h.active(id, true);
     let mut originals = Vec::new();
-    for _ in 0..3 {
-        h.send(id, b"p").expect("room");
-    }
+    h.send_n(id, 3, b"p");
     for a in h.drain() {
         if let Action::Publish { frame, .. } = a {
             originals.push(frame);
@@ -670,13 +655,10 @@ fn scenario_13_ack_while_hibernating_applies() {
     let mut h = Harness::new();
     let id = rid(13);
     h.active(id, true);
-    for _ in 0..3 {
-        h.send(id, b"m").expect("room");
-    }
+    h.send_n(id, 3, b"m");
     h.gw.actor_stopped(h.now, id).expect("live");
     h.drain();
-    h.ack(id, 3);
-    assert_eq!(h.pending(id), 0);
+    assert_eq!(h.pending_after_ack(id, 3), 0);
     assert_eq!(h.gw.stats().pending_bytes, 0);
     h.gw.wake(h.now, id, ROUTE2).expect("hibernating");
     assert!(ws_indices(&h.drain()).is_empty(), "nothing left to replay");
@@ -1272,8 +1254,7 @@ fn invalid_acks_drop_nothing_even_across_the_wrap() {
         h.ack(id, bad); // ahead of the last sent (3)
     }
     // 32 768 behind the oldest − 1 (65 529): the undefined antipode, outside the window.
-    h.ack(id, 32_761);
-    assert_eq!(h.pending(id), 10);
+    assert_eq!(h.pending_after_ack(id, 32_761), 10);
     assert_eq!(h.gw.stats().acks_invalid, 5);
     // At or up to 32 767 behind the oldest − 1: stale duplicates.
     for stale in [65_529u16, 65_000, 40_000, 32_762] {
@@ -1301,12 +1282,10 @@ fn an_ack_for_a_message_buffered_during_hibernation_is_invalid_until_replayed() 
     h.ack(id, 2); // the runner cannot have seen 2
     assert_eq!(h.pending(id), 2);
     assert_eq!(h.gw.stats().acks_invalid, 1);
-    h.ack(id, 1);
-    assert_eq!(h.pending(id), 1);
+    assert_eq!(h.pending_after_ack(id, 1), 1);
     h.gw.wake(h.now, id, ROUTE2).expect("hibernating");
     assert_eq!(ws_indices(&h.drain()), [2]);
-    h.ack(id, 2);
-    assert_eq!(h.pending(id), 0);
+    assert_eq!(h.pending_after_ack(id, 2), 0);
 }
 
 #[test]
@@ -1314,9 +1293,7 @@ fn replay_after_wake_keeps_order_indices_and_resets_the_ack_clock() {
     let mut h = Harness::new();
     let id = rid(1);
     h.active(id, true);
-    for _ in 0..5 {
-        h.send(id, b"m").expect("room");
-    }
+    h.send_n(id, 5, b"m");
     h.drain();
     h.ack(id, 2);
     h.advance(secs(20));
@@ -1638,9 +1615,7 @@ fn hibernating_request_accepts_the_restore_ack_and_actor_messages_from_its_next_
     let mut h = Harness::new();
     let id = rid(21);
     h.active(id, true);
-    for _ in 0..3 {
-        h.send(id, b"m").expect("room");
-    }
+    h.send_n(id, 3, b"m");
     h.drain();
     h.gw.actor_stopped(h.now, id).expect("live");
     h.drain();

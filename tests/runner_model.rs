@@ -161,7 +161,9 @@ enum Transition {
 impl Model {
     fn emit(&mut self, s: usize) {
         let k = &mut self.socks[s];
-        k.in_flight = Some((k.p, k.next_client));
+        // The stored outgoing index covers the ack a successful persist sends.
+        let acks = k.p != k.acked;
+        k.in_flight = Some((k.p, k.next_client.wrapping_add(u16::from(acks))));
         k.dirty = false;
         k.force = false;
         k.bytes = 0;

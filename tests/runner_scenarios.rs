@@ -30,11 +30,9 @@ enum Verdict {
 }
 
 fn verdict_for(gap_policy: GapPolicy, base: u16, delta: u16) -> Verdict {
-    let mut h = policy(gap_policy);
-    h.start_actor();
     let s = sid(1, 1);
     // The open index is the socket's starting `p`.
-    h.open(s, base, true);
+    let mut h = policy(gap_policy).with_open_socket(s, base);
     let r = base.wrapping_add(delta);
     h.msg(s, r, b"x");
     let out = h.drain();
@@ -56,17 +54,7 @@ fn verdict_for(gap_policy: GapPolicy, base: u16, delta: u16) -> Verdict {
     assert_eq!(stats.gaps, 1, "base={base} δ={delta}");
     match gap_policy {
         GapPolicy::Close => {
-            assert_eq!(
-                out,
-                vec![
-                    skip_close(s, 1),
-                    Out::Closed {
-                        socket: s,
-                        reason: CloseReason::MessageIndexSkip
-                    },
-                    Out::Delete { socket: s },
-                ]
-            );
+            assert_eq!(out, skip_closed(s, 1));
             assert!(h.runner.socket(s).is_none());
         }
         GapPolicy::Await => {
@@ -108,21 +96,12 @@ fn scenario_21_index_validation_table() {
 #[test]
 fn scenario_21_wrap_65535_to_0_is_in_order() {
     for gap_policy in [GapPolicy::Close, GapPolicy::Await] {
-        let mut h = policy(gap_policy);
-        h.start_actor();
         let s = sid(1, 2);
-        h.open(s, 65_533, true);
+        let mut h = policy(gap_policy).with_open_socket(s, 65_533);
         for r in [65_534u16, 65_535, 0, 1, 2] {
             h.msg(s, r, &r.to_le_bytes());
         }
-        let delivered: Vec<u16> = h
-            .drain()
-            .into_iter()
-            .filter_map(|o| match o {
-                Out::Msg { index, .. } => Some(index),
-                _ => None,
-            })
-            .collect();
+        let delivered: Vec<u16> = delivered(h.drain());
         assert_eq!(delivered, [65_534, 65_535, 0, 1, 2]);
         // 65 535 is now behind 2: a duplicate, not a gap.
         h.msg(s, 65_535, b"old");
@@ -133,10 +112,8 @@ fn scenario_21_wrap_65535_to_0_is_in_order() {
 
 #[test]
 fn scenario_22_gap_closes_with_1008_exactly_once() {
-    let mut h = Harness::default_config();
-    h.start_actor();
     let s = sid(2, 1);
-    h.open(s, 0, true);
+    let mut h = Harness::default_config().with_open_socket(s, 0);
     h.msg(s, 1, b"a");
     h.msg(s, 3, b"c");
     assert_eq!(
@@ -163,13 +140,7 @@ fn scenario_22_gap_closes_with_1008_exactly_once() {
             Err(ReceiveError::UnknownSocket { socket: s })
         );
     }
-    let not_found = Out::SendClose {
-        socket: s,
-        out: 0,
-        code: Some(1011),
-        reason: Some("ws.socket_not_found".into()),
-        hibernate: false,
-    };
+    let not_found = Out::close(s, 0, 1011, "ws.socket_not_found");
     assert_eq!(
         h.drain(),
         vec![not_found.clone(), not_found.clone(), not_found]
@@ -247,13 +218,7 @@ fn scenario_24_messages_while_connecting_or_closed_are_dropped() {
     );
     assert_eq!(
         h.drain(),
-        vec![Out::SendClose {
-            socket: s,
-            out: 0,
-            code: Some(1011),
-            reason: Some("ws.socket_not_found".into()),
-            hibernate: false,
-        }]
+        vec![Out::close(s, 0, 1011, "ws.socket_not_found")]
     );
     let st = h.runner.stats();
     assert_eq!((st.dropped_not_open, st.dropped_unknown_socket), (1, 1));
@@ -313,22 +278,10 @@ fn scenario_25_restore_mixed_lists_match_both_ids() {
                 reason: CloseReason::StaleMetadata,
             },
             Out::Delete { socket: s },
-            Out::SendClose {
-                socket: s,
-                out: 0,
-                code: Some(1000),
-                reason: Some("ws.stale_metadata".into()),
-                hibernate: false,
-            },
+            Out::close(s, 0, 1000, "ws.stale_metadata"),
         ]
     };
-    let zombie = |s| Out::SendClose {
-        socket: s,
-        out: 0,
-        code: Some(1000),
-        reason: Some("ws.meta_not_found_during_restore".into()),
-        hibernate: false,
-    };
+    let zombie = |s| Out::close(s, 0, 1000, "ws.meta_not_found_during_restore");
     let mut expected = vec![
         Out::Restored {
             socket: both,
@@ -361,12 +314,7 @@ fn scenario_25_restore_mixed_lists_match_both_ids() {
 fn scenario_25_double_restore_and_restore_error() {
     let mut h = Harness::default_config();
     let both = sid(10, 1);
-    h.runner
-        .actor_starting(h.now, ACTOR, vec![hib(both)])
-        .unwrap();
-    h.runner
-        .restore(h.now, ACTOR, vec![meta(both, 41, 9)])
-        .unwrap();
+    h.restore_socket(both, 41, 9);
     let _ = h.drain();
     // A second restore is refused; so is a restore for an actor that never started.
     assert_eq!(
@@ -390,13 +338,7 @@ fn scenario_25_double_restore_and_restore_error() {
     assert_eq!(
         h.drain(),
         vec![
-            Out::SendClose {
-                socket: both,
-                out: 10,
-                code: Some(1011),
-                reason: Some("ws.restore_error".into()),
-                hibernate: false
-            },
+            Out::close(both, 10, 1011, "ws.restore_error"),
             Out::Closed {
                 socket: both,
                 reason: CloseReason::AppClosed(KnownClose::RestoreError.frame())
@@ -410,10 +352,7 @@ fn scenario_25_double_restore_and_restore_error() {
 fn scenario_26_restored_socket_dedupes_replay_and_reacks() {
     let mut h = Harness::default_config();
     let s = sid(20, 1);
-    h.runner.actor_starting(h.now, ACTOR, vec![hib(s)]).unwrap();
-    h.runner
-        .restore(h.now, ACTOR, vec![meta(s, 10, 3)])
-        .unwrap();
+    h.restore_socket(s, 10, 3);
     // No Open event; the persisted index is re-acked at once (upstream: no ack on restore, so
     // an ack lost before sleep leaves the gateway's buffer full until the ack timeout).
     assert_eq!(
@@ -452,10 +391,7 @@ fn scenario_26_restored_socket_dedupes_replay_and_reacks() {
 fn scenario_26_ten_thousand_duplicates_yield_one_reack() {
     let mut h = Harness::default_config();
     let s = sid(20, 2);
-    h.runner.actor_starting(h.now, ACTOR, vec![hib(s)]).unwrap();
-    h.runner
-        .restore(h.now, ACTOR, vec![meta(s, 10_000, 0)])
-        .unwrap();
+    h.restore_socket(s, 10_000, 0);
     let _ = h.drain();
     h.advance(Duration::from_secs(2));
     for r in 1..=10_000u16 {
@@ -466,35 +402,19 @@ fn scenario_26_ten_thousand_duplicates_yield_one_reack() {
 
 #[test]
 fn scenario_27_duplicate_open_replay() {
-    let mut h = Harness::default_config();
-    h.start_actor();
     let s = sid(30, 1);
-    h.open(s, 0, true);
+    let mut h = Harness::default_config().with_open_socket(s, 0);
     for r in 1..=5u16 {
         h.msg(s, r, b"m");
     }
     let _ = h.drain();
     // k at/behind p: left alone; Open re-sent; no second Open event.
     h.feed(s, 3, open_kind(ACTOR)).unwrap();
-    assert_eq!(
-        h.drain(),
-        vec![Out::SendOpen {
-            socket: s,
-            out: 1,
-            can_hibernate: true
-        }]
-    );
+    assert_eq!(h.drain(), vec![Out::send_open(s, 1)]);
     assert_eq!(h.last_delivered(s), 5);
     // k ahead of p: advanced (as upstream does); 9 is next.
     h.feed(s, 8, open_kind(ACTOR)).unwrap();
-    assert_eq!(
-        h.drain(),
-        vec![Out::SendOpen {
-            socket: s,
-            out: 2,
-            can_hibernate: true
-        }]
-    );
+    assert_eq!(h.drain(), vec![Out::send_open(s, 2)]);
     assert_eq!(h.last_delivered(s), 8);
     h.msg(s, 9, b"nine");
     assert_eq!(h.drain(), vec![Out::msg(s, 9, b"nine")]);
@@ -503,16 +423,9 @@ fn scenario_27_duplicate_open_replay() {
     // Open is re-sent, nothing is rewound or persisted.
     h.advance(Duration::from_secs(5)); // the debounced persist of 9
     let out = h.drain();
-    assert_eq!(out, vec![Out::persist(s, 9, 3)]);
+    assert_eq!(out, vec![Out::persist(s, 9, 4)]);
     h.feed(s, 0, open_kind(ACTOR)).unwrap();
-    assert_eq!(
-        h.drain(),
-        vec![Out::SendOpen {
-            socket: s,
-            out: 3,
-            can_hibernate: true
-        }]
-    );
+    assert_eq!(h.drain(), vec![Out::send_open(s, 3)]);
     assert_eq!(h.last_delivered(s), 9);
     h.persist_and_expect_ack(s, 9, 4);
     h.msg(s, 1, b"stale");
@@ -541,10 +454,7 @@ fn scenario_27_duplicate_open_replay() {
 fn scenario_28_outgoing_index_wraps_and_restored_sockets_continue() {
     let mut h = Harness::default_config();
     let s = sid(40, 1);
-    h.runner.actor_starting(h.now, ACTOR, vec![hib(s)]).unwrap();
-    h.runner
-        .restore(h.now, ACTOR, vec![meta(s, 0, 65_533)])
-        .unwrap();
+    h.restore_socket(s, 0, 65_533);
     // The restore ack takes 65 533.
     assert_eq!(h.drain()[1], Out::ack(s, 65_533, 0));
     let mut taken = Vec::new();
@@ -571,18 +481,43 @@ fn scenario_28_outgoing_index_wraps_and_restored_sockets_continue() {
     );
 }
 
+/// Regression: the final persist of a stopping actor stored the next outgoing index before the
+/// ack that answers it took that index, so the socket restored from the record sent its restore
+/// ack with the same index again (the official engine accepts such reuse silently). The stored
+/// index now covers that ack.
 #[test]
-fn scenario_29_ack_only_after_durable_write() {
+fn scenario_28_a_restored_socket_never_reuses_the_index_of_the_last_ack() {
     let mut h = Harness::default_config();
     h.start_actor();
-    let s = sid(50, 1);
+    let s = sid(41, 1);
     h.open(s, 0, true);
+    h.msg(s, 1, b"a");
+    let out = h.runner.send(h.now, s, b"a", false).unwrap().get();
+    assert_eq!(out, 1);
+    // The stop persists index 1; the ack that answers it takes outgoing index 2.
+    h.runner.actor_stopping(h.now, ACTOR).unwrap();
+    let drained = h.drain();
+    assert!(drained.contains(&Out::persist(s, 1, 3)), "{drained:?}");
+    h.persisted(s, 1);
+    let drained = h.drain();
+    assert!(drained.contains(&Out::ack(s, 2, 1)), "{drained:?}");
+    // Restored from that record, the socket continues at 3: its restore ack takes 3.
+    h.runner.actor_starting(h.now, ACTOR, vec![hib(s)]).unwrap();
+    h.runner.restore(h.now, ACTOR, vec![meta(s, 1, 3)]).unwrap();
+    assert!(h.drain().contains(&Out::ack(s, 3, 1)));
+    assert_eq!(h.runner.send(h.now, s, b"b", false).unwrap().get(), 4);
+}
+
+#[test]
+fn scenario_29_ack_only_after_durable_write() {
+    let s = sid(50, 1);
+    let mut h = Harness::default_config().with_open_socket(s, 0);
     for r in 1..=3u16 {
         h.msg(s, r, b"abc");
     }
     let _ = h.drain();
     h.advance(Duration::from_secs(5));
-    h.expect_persist(s, 3, 1);
+    h.expect_persist(s, 3, 2);
     h.msg(s, 4, b"d");
     let _ = h.drain();
     // The write fails: nothing is acked; a retry of the latest index comes after 100 ms.
@@ -595,7 +530,7 @@ fn scenario_29_ack_only_after_durable_write() {
         Some(h.now + Duration::from_millis(100))
     );
     h.advance(Duration::from_millis(100));
-    h.expect_persist(s, 4, 1);
+    h.expect_persist(s, 4, 2);
     // The result must match the persist in flight.
     assert_eq!(
         h.runner.persisted(h.now, s, MessageIndex::new(3)),
@@ -619,16 +554,14 @@ fn scenario_29_ack_only_after_durable_write() {
 fn scenario_30_wrapping_increase_acks_across_65535_to_0() {
     // Upstream rivetkit compares `new > old` without wrapping: a persist cycle crossing the
     // wrap produces no ack. hws acks whatever was persisted if it differs from the last ack.
-    let mut h = Harness::default_config();
-    h.start_actor();
     let s = sid(60, 1);
-    h.open(s, 65_533, true);
+    let mut h = Harness::default_config().with_open_socket(s, 65_533);
     for r in [65_534u16, 65_535, 0, 1] {
         h.msg(s, r, b"w");
     }
     let _ = h.drain();
     h.advance(Duration::from_secs(5));
-    h.expect_persist(s, 1, 1);
+    h.expect_persist(s, 1, 2);
     h.persist_and_expect_ack(s, 1, 1);
 }
 
@@ -636,17 +569,15 @@ fn scenario_30_wrapping_increase_acks_across_65535_to_0() {
 fn scenario_31_bytes_threshold_forces_a_write() {
     // Upstream: the 500 000-byte "immediate" save is a no-op unless the actor's own state is
     // dirty. hws persists at once when the threshold is reached, whatever else happens.
-    let mut h = Harness::default_config();
-    h.start_actor();
     let s = sid(70, 1);
-    h.open(s, 0, true);
+    let mut h = Harness::default_config().with_open_socket(s, 0);
     h.msg(s, 1, &vec![0u8; 499_998]);
     h.msg(s, 2, b"x"); // 499 999 bytes: not yet
     assert_eq!(h.drain().len(), 2);
     h.msg(s, 3, b"y"); // 500 000 bytes: persist now, no time passed
     assert_eq!(
         h.drain(),
-        vec![Out::msg(s, 3, b"y"), Out::persist(s, 3, 1),]
+        vec![Out::msg(s, 3, b"y"), Out::persist(s, 3, 2),]
     );
     h.persist_and_expect_ack(s, 3, 1);
 }
@@ -657,10 +588,8 @@ fn scenario_31_bytes_threshold_forces_a_write() {
 
 #[test]
 fn persist_interval_boundary_5s_minus_1us_and_5s() {
-    let mut h = Harness::default_config();
-    h.start_actor();
     let s = sid(80, 1);
-    h.open(s, 0, true);
+    let mut h = Harness::default_config().with_open_socket(s, 0);
     h.msg(s, 1, b"first");
     let _ = h.drain();
     let first = h.now;
@@ -677,7 +606,7 @@ fn persist_interval_boundary_5s_minus_1us_and_5s() {
     assert_eq!(h.drain(), vec![], "5 s − 1 µs: no persist yet");
     h.now = first + Duration::from_secs(5);
     h.runner.handle_timeout(h.now);
-    h.expect_persist(s, 2, 1);
+    h.expect_persist(s, 2, 2);
     // A second call at the same instant is a no-op; no deadline is left.
     h.runner.handle_timeout(h.now);
     assert_eq!(h.drain(), vec![]);
@@ -687,23 +616,19 @@ fn persist_interval_boundary_5s_minus_1us_and_5s() {
 #[test]
 fn persist_bytes_boundary_499_999_and_500_000() {
     for (bytes, persists) in [(499_999usize, false), (500_000, true)] {
-        let mut h = Harness::default_config();
-        h.start_actor();
         let s = sid(81, 1);
-        h.open(s, 0, true);
+        let mut h = Harness::default_config().with_open_socket(s, 0);
         h.msg(s, 1, &vec![7u8; bytes]);
         let out = h.drain();
         assert_eq!(out.len(), if persists { 2 } else { 1 }, "{bytes} bytes");
-        assert_eq!(out.contains(&Out::persist(s, 1, 1)), persists);
+        assert_eq!(out.contains(&Out::persist(s, 1, 2)), persists);
     }
 }
 
 #[test]
 fn deliveries_during_a_persist_in_flight_are_persisted_next() {
-    let mut h = Harness::default_config();
-    h.start_actor();
     let s = sid(82, 1);
-    h.open(s, 0, true);
+    let mut h = Harness::default_config().with_open_socket(s, 0);
     h.msg(s, 1, b"a");
     h.advance(Duration::from_secs(5));
     let _ = h.drain();
@@ -712,15 +637,13 @@ fn deliveries_during_a_persist_in_flight_are_persisted_next() {
     h.advance(Duration::from_secs(6));
     assert_eq!(h.drain(), vec![Out::msg(s, 2, b"b")]);
     h.persisted(s, 1);
-    assert_eq!(h.drain(), vec![Out::ack(s, 1, 1), Out::persist(s, 2, 2),]);
+    assert_eq!(h.drain(), vec![Out::ack(s, 1, 1), Out::persist(s, 2, 3),]);
 }
 
 #[test]
 fn failed_persists_back_off_and_are_never_acked() {
-    let mut h = Harness::default_config();
-    h.start_actor();
     let s = sid(83, 1);
-    h.open(s, 0, true);
+    let mut h = Harness::default_config().with_open_socket(s, 0);
     h.msg(s, 1, b"a");
     h.advance(Duration::from_secs(5));
     let _ = h.drain();
@@ -734,7 +657,7 @@ fn failed_persists_back_off_and_are_never_acked() {
         delays.push((at - h.now).as_millis());
         h.now = at;
         h.runner.handle_timeout(h.now);
-        h.expect_persist(s, 1, 1);
+        h.expect_persist(s, 1, 2);
     }
     assert_eq!(delays, [100, 200, 400, 800, 1600, 3200, 5000, 5000]);
     // Success resets the backoff.
@@ -758,10 +681,8 @@ fn failed_persists_back_off_and_are_never_acked() {
 
 #[test]
 fn await_heals_a_lost_message_by_retransmit() {
-    let mut h = policy(GapPolicy::Await);
-    h.start_actor();
     let s = sid(90, 1);
-    h.open(s, 0, true);
+    let mut h = policy(GapPolicy::Await).with_open_socket(s, 0);
     h.msg(s, 1, b"1");
     // 2 is lost in transit; 3, 4 and a duplicate 3 arrive.
     h.msg(s, 3, b"3");
@@ -773,14 +694,7 @@ fn await_heals_a_lost_message_by_retransmit() {
     h.msg(s, 2, b"2");
     h.msg(s, 3, b"3");
     h.msg(s, 4, b"4");
-    let delivered: Vec<u16> = h
-        .drain()
-        .into_iter()
-        .filter_map(|o| match o {
-            Out::Msg { index, .. } => Some(index),
-            _ => None,
-        })
-        .collect();
+    let delivered: Vec<u16> = delivered(h.drain());
     assert_eq!(delivered, [2, 3, 4]);
     let info = h.runner.socket(s).unwrap();
     assert_eq!(
@@ -801,43 +715,31 @@ fn await_heals_a_lost_message_by_retransmit() {
 
 #[test]
 fn await_closes_on_held_count_overflow() {
+    let s = sid(91, 1);
     let mut h = Harness::new(
         RunnerConfig::default()
             .with_gap_policy(GapPolicy::Await)
             .with_max_held_messages(3),
-    );
-    h.start_actor();
-    let s = sid(91, 1);
-    h.open(s, 0, true);
+    )
+    .with_open_socket(s, 0);
     for r in [3u16, 4, 5] {
         h.msg(s, r, b"h");
     }
     assert_eq!(h.drain(), vec![]);
     h.msg(s, 6, b"h");
-    assert_eq!(
-        h.drain(),
-        vec![
-            skip_close(s, 1),
-            Out::Closed {
-                socket: s,
-                reason: CloseReason::MessageIndexSkip
-            },
-            Out::Delete { socket: s }
-        ]
-    );
+    assert_eq!(h.drain(), skip_closed(s, 1));
     assert_eq!(h.runner.stats().held_overflows, 1);
 }
 
 #[test]
 fn await_closes_on_held_bytes_overflow() {
+    let s = sid(92, 1);
     let mut h = Harness::new(
         RunnerConfig::default()
             .with_gap_policy(GapPolicy::Await)
             .with_max_held_bytes(10),
-    );
-    h.start_actor();
-    let s = sid(92, 1);
-    h.open(s, 0, true);
+    )
+    .with_open_socket(s, 0);
     h.msg(s, 2, &[0; 6]);
     h.msg(s, 3, &[0; 4]); // exactly 10 bytes held: allowed
     assert_eq!(h.runner.socket(s).unwrap().held_bytes, 10);
@@ -848,10 +750,8 @@ fn await_closes_on_held_bytes_overflow() {
 
 #[test]
 fn await_closes_when_the_gap_times_out() {
-    let mut h = policy(GapPolicy::Await);
-    h.start_actor();
     let s = sid(93, 1);
-    h.open(s, 0, true);
+    let mut h = policy(GapPolicy::Await).with_open_socket(s, 0);
     h.msg(s, 2, b"x");
     let held_at = h.now;
     h.now = held_at + Duration::from_secs(30) - Duration::from_micros(1);
@@ -859,17 +759,7 @@ fn await_closes_when_the_gap_times_out() {
     assert_eq!(h.drain(), vec![]);
     h.now = held_at + Duration::from_secs(30);
     h.runner.handle_timeout(h.now);
-    assert_eq!(
-        h.drain(),
-        vec![
-            skip_close(s, 1),
-            Out::Closed {
-                socket: s,
-                reason: CloseReason::MessageIndexSkip
-            },
-            Out::Delete { socket: s }
-        ]
-    );
+    assert_eq!(h.drain(), skip_closed(s, 1));
     assert_eq!(h.runner.stats().gap_timeouts, 1);
     assert_eq!(h.runner.poll_timeout(), None);
 }
@@ -916,13 +806,7 @@ fn actor_stop_persists_unconditionally_then_settles_silently() {
     );
     assert_eq!(
         h.drain(),
-        vec![Out::SendClose {
-            socket: fresh,
-            out: 0,
-            code: Some(1011),
-            reason: Some("Actor not found".into()),
-            hibernate: false
-        }]
+        vec![Out::close(fresh, 0, 1011, "Actor not found")]
     );
     assert_eq!(
         h.runner.send(h.now, hs, b"x", true),
@@ -936,12 +820,7 @@ fn actor_stop_persists_unconditionally_then_settles_silently() {
     );
     // The flush completes: no ack (0 was already the acked open index), socket forgotten.
     h.persisted(hs, 0);
-    assert_eq!(
-        h.drain(),
-        vec![Out::ActorStopped {
-            actor_id: ACTOR.into()
-        }]
-    );
+    assert_eq!(h.drain(), vec![Out::actor_stopped()]);
     assert!(h.runner.is_empty());
     assert_eq!(h.runner.actor(ACTOR), None);
     assert_eq!(h.runner.stats().settled_on_stop, 1);
@@ -949,10 +828,8 @@ fn actor_stop_persists_unconditionally_then_settles_silently() {
 
 #[test]
 fn actor_stop_waits_for_the_persist_in_flight_then_flushes_again() {
-    let mut h = Harness::default_config();
-    h.start_actor();
     let s = sid(101, 1);
-    h.open(s, 0, true);
+    let mut h = Harness::default_config().with_open_socket(s, 0);
     h.msg(s, 1, b"a");
     h.advance(Duration::from_secs(5));
     let _ = h.drain(); // Persist 1 in flight
@@ -961,17 +838,12 @@ fn actor_stop_waits_for_the_persist_in_flight_then_flushes_again() {
     h.runner.actor_stopping(h.now, ACTOR).unwrap();
     assert_eq!(h.drain(), vec![]);
     h.persisted(s, 1);
-    assert_eq!(h.drain(), vec![Out::ack(s, 1, 1), Out::persist(s, 2, 2)]);
+    assert_eq!(h.drain(), vec![Out::ack(s, 1, 1), Out::persist(s, 2, 3)]);
     // A failed final flush settles without an ack: the gateway replays 2 after wake.
     h.runner
         .persist_failed(h.now, s, MessageIndex::new(2))
         .unwrap();
-    assert_eq!(
-        h.drain(),
-        vec![Out::ActorStopped {
-            actor_id: ACTOR.into()
-        }]
-    );
+    assert_eq!(h.drain(), vec![Out::actor_stopped()]);
 }
 
 #[test]
@@ -982,12 +854,7 @@ fn stopping_a_starting_actor_drops_its_queue() {
     h.msg(s, 5, b"q");
     assert_eq!(h.runner.actor(ACTOR).unwrap().queued, 1);
     h.runner.actor_stopping(h.now, ACTOR).unwrap();
-    assert_eq!(
-        h.drain(),
-        vec![Out::ActorStopped {
-            actor_id: ACTOR.into()
-        }]
-    );
+    assert_eq!(h.drain(), vec![Out::actor_stopped()]);
     assert_eq!(
         h.feed(s, 6, msg_kind(b"q")),
         Err(ReceiveError::UnknownSocket { socket: s })
@@ -1122,13 +989,7 @@ fn app_commands_reject_close_hibernate() {
     assert_eq!(
         h.drain(),
         vec![
-            Out::SendClose {
-                socket: s,
-                out: 0,
-                code: Some(1011),
-                reason: Some("nope".into()),
-                hibernate: false
-            },
+            Out::close(s, 0, 1011, "nope"),
             Out::Closed {
                 socket: s,
                 reason: CloseReason::Rejected(frame_of(1011, "nope"))
@@ -1176,7 +1037,7 @@ fn app_commands_reject_close_hibernate() {
     assert_eq!(
         h.drain(),
         vec![
-            Out::persist(hs, 1, 1),
+            Out::persist(hs, 1, 2),
             Out::SendClose {
                 socket: hs,
                 out: 1,
@@ -1293,16 +1154,7 @@ fn socket_limit_answers_server_error() {
         h.feed(third, 0, open_kind(ACTOR)),
         Err(ReceiveError::SocketLimit { socket: third })
     );
-    assert_eq!(
-        h.drain(),
-        vec![Out::SendClose {
-            socket: third,
-            out: 0,
-            code: Some(1011),
-            reason: Some("Server Error".into()),
-            hibernate: false
-        }]
-    );
+    assert_eq!(h.drain(), vec![Out::close(third, 0, 1011, "Server Error")]);
     assert_eq!(h.runner.stats().dropped_socket_limit, 1);
     // Room again once a socket closes.
     h.runner
@@ -1337,13 +1189,7 @@ fn ping_is_answered_with_a_pong_only_for_a_socket_the_runner_holds() {
     h.runner.handle_frame(h.now, &ping(unknown)).unwrap();
     assert_eq!(
         h.drain(),
-        vec![Out::SendClose {
-            socket: unknown,
-            out: 0,
-            code: Some(1011),
-            reason: Some("ws.socket_not_found".into()),
-            hibernate: false,
-        }]
+        vec![Out::close(unknown, 0, 1011, "ws.socket_not_found")]
     );
     // A socket it holds: a pong.
     h.start_actor();
@@ -1396,10 +1242,8 @@ fn frame_for_pubsub(s: hibernating_ws::runner::SocketId) -> Vec<u8> {
 
 #[test]
 fn time_never_goes_backwards_and_handled_deadlines_do_not_return() {
-    let mut h = Harness::default_config();
-    h.start_actor();
     let s = sid(150, 1);
-    h.open(s, 0, true);
+    let mut h = Harness::default_config().with_open_socket(s, 0);
     h.msg(s, 1, b"a");
     let _ = h.drain();
     let deadline = h.runner.poll_timeout().unwrap();

@@ -3,6 +3,7 @@
 //! open and a runner close (with the request id, code and reason).
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
+use hibernating_ws::testing::msg;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
@@ -13,7 +14,7 @@ use hibernating_ws::driver::tokio::{ClientOutput, GatewayDriver, GatewayIo, Toki
 use hibernating_ws::gateway::{self, Frame, Gateway, GatewayConfig, RouteId};
 use hibernating_ws::wire::{
     self, GatewayId, MessageId, RequestId, ToGateway, ToServerTunnelMessage,
-    ToServerTunnelMessageKind, ToServerWebSocketClose, ToServerWebSocketOpen,
+    ToServerTunnelMessageKind, ToServerWebSocketClose,
 };
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -96,15 +97,7 @@ impl GatewayIo for Sink {
 }
 
 fn runner_frame(index: u16, kind: ToServerTunnelMessageKind) -> Vec<u8> {
-    let msg = ToServerTunnelMessage {
-        message_id: MessageId {
-            gateway_id: GW,
-            request_id: REQ,
-            message_index: MessageIndex::new(index),
-        },
-        kind,
-    };
-    wire::encode_versioned(7, &ToGateway::TunnelMessage(msg))
+    msg::to_gateway_frame(GW, REQ, index, kind)
 }
 
 // The current-thread runtime runs the driver task on this thread, under the subscriber.
@@ -135,9 +128,7 @@ async fn a_malformed_frame_an_open_and_a_close_are_reported_with_their_ids() {
             request_id: REQ,
             message_index: MessageIndex::new(0),
         },
-        kind: ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {
-            can_hibernate: false,
-        }),
+        kind: msg::runner_open(false),
     };
     gw.runner_frame(
         ROUTE,
@@ -162,9 +153,7 @@ async fn a_malformed_frame_an_open_and_a_close_are_reported_with_their_ids() {
         "one event per dropped frame, none from the engine"
     );
 
-    let accept = ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {
-        can_hibernate: false,
-    });
+    let accept = msg::runner_open(false);
     gw.runner_frame(ROUTE, &runner_frame(0, accept))
         .expect("driver runs");
     let opened = capture.one("hws: request opened");

@@ -23,10 +23,8 @@ fn idx(i: u16) -> MessageIndex {
 /// the ack timeout. hws: the restore re-ack, the replay's duplicate re-ack, or both heal it.
 #[test]
 fn weak_spot_4_lost_ack_heals_after_the_actor_moves() {
-    let mut net = Pair::new(GatewayConfig::default(), &RunnerConfig::default(), 2);
     let req = RequestId::from_u32(4);
-    net.start_actor(0);
-    net.open(req, 0);
+    let mut net = Pair::with_runners(2).with_open(req);
     net.send(req, b"one").expect("fits");
     // Persisted at the debounce deadline; its ack is lost.
     net.lose(What::Ack(1));
@@ -36,10 +34,7 @@ fn weak_spot_4_lost_ack_heals_after_the_actor_moves() {
     assert_eq!(net.pending(req), 1);
 
     net.sleep_actor(0, &[req]);
-    assert_eq!(
-        net.gw.request(req).map(|i| i.phase),
-        Some(Phase::Hibernating)
-    );
+    assert_eq!(net.phase(req), Some(Phase::Hibernating));
     // The actor starts on runner 1, then the gateway wakes the request there (upstream's
     // order: the wake follows the actor's `Ready`).
     net.start_actor(1);
@@ -60,17 +55,12 @@ fn weak_spot_4_lost_ack_heals_after_the_actor_moves() {
 /// replay into a runner that has no socket and collect it 30 s later.
 #[test]
 fn weak_spot_12_restore_close_reaches_a_hibernating_request() {
-    let mut net = Pair::new(GatewayConfig::default(), &RunnerConfig::default(), 2);
     let req = RequestId::from_u32(12);
-    net.start_actor(0);
-    net.open(req, 0);
+    let mut net = Pair::with_runners(2).with_open(req);
     net.send(req, b"one").expect("fits");
     net.drive();
     net.sleep_actor(0, &[req]);
-    assert_eq!(
-        net.gw.request(req).map(|i| i.phase),
-        Some(Phase::Hibernating)
-    );
+    assert_eq!(net.phase(req), Some(Phase::Hibernating));
     // The app's metadata for the socket is lost.
     net.storage.remove(&Pair::socket(req));
     net.start_actor(1);
@@ -103,10 +93,7 @@ fn failed_record_upsert_leaves_no_ghost_request() {
     net.open(req, 0);
     assert!(!net.records.contains_key(&req), "the upsert failed");
     net.sleep_actor(0, &[req]);
-    assert_eq!(
-        net.gw.request(req).map(|i| i.phase),
-        Some(Phase::Hibernating)
-    );
+    assert_eq!(net.phase(req), Some(Phase::Hibernating));
     net.start_actor(0);
     net.drive();
     let frame = hibernating_ws::KnownClose::StaleMetadata.frame();
@@ -133,10 +120,8 @@ fn failed_record_upsert_leaves_no_ghost_request() {
 /// `Runner::hibernate` documents the drain contract.)
 #[test]
 fn weak_spot_17_hand_back_then_stop_resumes_on_the_next_runner() {
-    let mut net = Pair::new(GatewayConfig::default(), &RunnerConfig::default(), 2);
     let req = RequestId::from_u32(17);
-    net.start_actor(0);
-    net.open(req, 0);
+    let mut net = Pair::with_runners(2).with_open(req);
     net.send(req, b"one").expect("fits");
     net.send(req, b"two").expect("fits");
     net.drive();
@@ -145,10 +130,7 @@ fn weak_spot_17_hand_back_then_stop_resumes_on_the_next_runner() {
         .hibernate(net.now, Pair::socket(req))
         .expect("open hibernatable socket");
     net.drive();
-    assert_eq!(
-        net.gw.request(req).map(|i| i.phase),
-        Some(Phase::Hibernating)
-    );
+    assert_eq!(net.phase(req), Some(Phase::Hibernating));
     assert!(
         net.gw_events.iter().any(
             |a| matches!(a, gateway::Action::RequestWake { request_id, .. } if *request_id == req)
@@ -201,10 +183,8 @@ fn weak_spot_1_pending_bytes_are_released_on_ack() {
     gateway.max_pending_bytes = 4_096;
     gateway.max_gateway_pending_bytes = 4_096;
     let runner = RunnerConfig::default().with_persist_bytes(1_000);
-    let mut net = Pair::new(gateway, &runner, 1);
     let req = RequestId::from_u32(1);
-    net.start_actor(0);
-    net.open(req, 0);
+    let mut net = Pair::new(gateway, &runner, 1).with_open(req);
     let payload = [0x5a_u8; 200];
     for round in 0..100u32 {
         for _ in 0..5 {
@@ -230,10 +210,8 @@ fn weak_spot_2_count_cap_matches_the_wrap_window() {
     too_big.max_pending_messages = 32_768;
     assert!(too_big.validate().is_err());
 
-    let mut net = Pair::new(GatewayConfig::default(), &RunnerConfig::default(), 1);
     let req = RequestId::from_u32(2);
-    net.start_actor(0);
-    net.open(req, 0);
+    let mut net = Pair::with_runners(1).with_open(req);
     for _ in 0..32_767 {
         net.send(req, b"m").expect("within the window");
     }
@@ -268,10 +246,8 @@ fn weak_spot_2_count_cap_matches_the_wrap_window() {
 
     // 70 000 messages across the wrap, end to end.
     let runner = RunnerConfig::default().with_persist_bytes(50);
-    let mut net = Pair::new(GatewayConfig::default(), &runner, 1);
     let req = RequestId::from_u32(23);
-    net.start_actor(0);
-    net.open(req, 0);
+    let mut net = Pair::new(GatewayConfig::default(), &runner, 1).with_open(req);
     for _ in 0..70 {
         for _ in 0..1_000 {
             net.send(req, b"0123456789").expect("acks keep room");
@@ -293,10 +269,8 @@ fn weak_spot_2_count_cap_matches_the_wrap_window() {
 /// behind, is ignored and counted; a valid one releases exactly what it covers.
 #[test]
 fn weak_spot_3_acks_are_validated() {
-    let mut net = Pair::new(GatewayConfig::default(), &RunnerConfig::default(), 1);
     let req = RequestId::from_u32(3);
-    net.start_actor(0);
-    net.open(req, 0);
+    let mut net = Pair::with_runners(1).with_open(req);
     for _ in 0..5 {
         net.send(req, b"m").expect("room");
     }
@@ -329,19 +303,14 @@ fn weak_spot_3_acks_are_validated() {
 /// the message is delivered and acked after the wake.
 #[test]
 fn weak_spot_5_ack_timeout_pauses_while_hibernating() {
-    let mut net = Pair::new(GatewayConfig::default(), &RunnerConfig::default(), 1);
     let req = RequestId::from_u32(5);
-    net.start_actor(0);
-    net.open(req, 0);
+    let mut net = Pair::with_runners(1).with_open(req);
     net.send(req, b"late").expect("room");
     // The actor stops before the message reaches it.
     net.lose(What::Msg(1));
     net.drive();
     net.sleep_actor(0, &[req]);
-    assert_eq!(
-        net.gw.request(req).map(|i| i.phase),
-        Some(Phase::Hibernating)
-    );
+    assert_eq!(net.phase(req), Some(Phase::Hibernating));
     net.advance(Duration::from_secs(45));
     assert_eq!(net.closed(req), None, "no ack timeout while hibernating");
     net.start_actor(0);
@@ -490,10 +459,8 @@ fn weak_spot_7_one_arithmetic_for_both_engines() {
         (32_768, false),
         (32_769, false),
     ] {
-        let mut net = Pair::new(GatewayConfig::default(), &RunnerConfig::default(), 1);
         let req = RequestId::from_u32(70);
-        net.start_actor(0);
-        net.open(req, 0);
+        let mut net = Pair::with_runners(1).with_open(req);
         for _ in 0..5 {
             net.send(req, b"m").expect("room");
         }
@@ -521,10 +488,8 @@ fn weak_spot_8_a_lost_message_heals_by_retransmit() {
     let mut gateway = GatewayConfig::default();
     gateway.retransmit_timeout = Some(Duration::from_secs(1));
     let runner = RunnerConfig::default().with_gap_policy(GapPolicy::Await);
-    let mut net = Pair::new(gateway.clone(), &runner, 1);
     let req = RequestId::from_u32(8);
-    net.start_actor(0);
-    net.open(req, 0);
+    let mut net = Pair::new(gateway.clone(), &runner, 1).with_open(req);
     net.lose(What::Msg(2));
     for _ in 0..3 {
         net.send(req, b"m").expect("room");

@@ -409,6 +409,19 @@ impl Control {
         let generation = actor.generation.unwrap_or(0);
         let seq = actor.runner.take();
         actor.phase = ActorPhase::Sleeping;
+        // A generation given up on by a timeout may still run on its runner (the stop command
+        // went nowhere while it was disconnected): the runner keeps the stop until it
+        // acknowledges it.
+        let abandoned = if matches!(reason, StopReason::StartTimeout | StopReason::StopTimeout) {
+            actor
+                .commands
+                .iter()
+                .rev()
+                .find(|c| !c.start)
+                .map(|c| (c.generation, c.index, c.frame.clone()))
+        } else {
+            None
+        };
         actor.commands.clear();
         let old = core::mem::replace(&mut actor.deadline, Timestamp::MAX);
         let destroy = actor.destroy_after_stop;
@@ -418,6 +431,9 @@ impl Control {
         self.rearm(TimerKey::Actor(slot), old, Timestamp::MAX);
         if let Some(runner) = seq.and_then(|seq| self.runners.get_mut(&seq)) {
             runner.actors.remove(&slot);
+            if let Some(stop) = abandoned {
+                runner.abandoned.insert(slot, stop);
+            }
         }
         self.stats.stops += 1;
         let start_failed = matches!(reason, StopReason::StartTimeout);
@@ -463,6 +479,9 @@ impl Control {
             runner.actors.remove(&slot);
         }
         self.actor_index.remove(&actor.id);
+        for runner in self.runners.values_mut() {
+            runner.abandoned.remove(&slot);
+        }
         for request_id in &actor.requests {
             self.requests.remove(request_id);
             let _ = self.gateway.actor_destroyed(now, *request_id);

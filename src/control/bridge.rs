@@ -133,7 +133,7 @@ impl Control {
         waiting: VecDeque<(RequestId, OpenRequest)>,
     ) {
         for (request_id, open) in waiting {
-            let actor_id = String::from(open.actor_id());
+            let actor_id = alloc::string::String::from(open.actor_id());
             match self.gateway.open(now, request_id, RouteId(seq), open) {
                 Ok(()) => {
                     if let Some(actor) = self.actor_mut(slot) {

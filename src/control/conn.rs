@@ -1,10 +1,11 @@
 //! Runner connections: handshake and runner ids, ping/pong, disconnects and lost runners.
 
-use alloc::collections::BTreeSet;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use crate::gateway::Frame;
 use crate::time::Timestamp;
 use crate::wire::{
     self, ToClient, ToClientInit, ToClientKvResponse, ToClientPing, ToServer, ToServerInit,
@@ -53,6 +54,11 @@ pub(super) struct RunnerEntry {
     pub(super) draining: bool,
     /// When it is lost (`MAX` while connected).
     pub(super) lost_at: Timestamp,
+    /// Stop commands of generations the engine gave up on while they were placed here (a start
+    /// or stop timeout), by actor slot: `(generation, index, frame)`. Resent when the runner
+    /// comes back, until it acknowledges them, so an actor the engine counts as sleeping does
+    /// not keep running here. At most one per actor.
+    pub(super) abandoned: BTreeMap<u32, (u32, i64, Frame)>,
 }
 
 impl Control {
@@ -285,6 +291,7 @@ impl Control {
                     actors: BTreeSet::new(),
                     draining: false,
                     lost_at: Timestamp::MAX,
+                    abandoned: BTreeMap::new(),
                 },
             );
             self.keys.insert(key, seq);
@@ -320,6 +327,9 @@ impl Control {
                 if let Some(actor) = self.actor_ref(slot) {
                     frames.extend(actor.commands.iter().map(|c| c.frame.clone()));
                 }
+            }
+            if let Some(runner) = self.runners.get(&seq) {
+                frames.extend(runner.abandoned.values().map(|(_, _, f)| f.clone()));
             }
             self.stats.commands_resent += frames.len() as u64;
             for frame in frames {

@@ -209,9 +209,10 @@ impl Control {
                     actor
                         .commands
                         .retain(|c| (c.generation, c.index) > (cp.generation, cp.index));
+                    self.forget_abandoned(seq, &cp);
                 }
-                // An older placement's ack: nothing of it is kept.
-                Some(actor) if actor.generation.is_some() => {}
+                // An older placement's ack: only a stop it abandoned may be kept.
+                Some(actor) if actor.generation.is_some() => self.forget_abandoned(seq, &cp),
                 _ => {
                     first_error.get_or_insert(ReceiveError::ForeignActor {
                         conn,
@@ -221,6 +222,23 @@ impl Control {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl Control {
+    /// The runner acknowledged commands up to `cp`: an abandoned stop at or below it is done.
+    fn forget_abandoned(&mut self, seq: u64, cp: &ActorCheckpoint) {
+        let Some(slot) = self.slot_of(&cp.actor_id) else {
+            return;
+        };
+        if let Some(runner) = self.runners.get_mut(&seq)
+            && runner
+                .abandoned
+                .get(&slot)
+                .is_some_and(|&(g, i, _)| (g, i) <= (cp.generation, cp.index))
+        {
+            runner.abandoned.remove(&slot);
+        }
     }
 }
 

@@ -26,21 +26,22 @@
 //! * [`blocking`] (std only): a thread loop around `std::sync::mpsc::Receiver::recv_timeout` that
 //!   feeds one engine and hands its actions to a callback.
 //!
-//! [`control`] (feature `tokio`) runs that loop, unsplit, on one task around the control engine
-//! ([`crate::control::Control`], which owns a gateway): runner connections and clients are
-//! bounded channel halves.
+//! [`control`] (feature `tokio`; also `driver::tokio::control`) is the tokio adapter of the
+//! control engine ([`crate::control::Control`], which owns a gateway), in the same shape and on
+//! the same pieces: the run loop, the bounded queues and the client halves of [`tokio`].
 //!
 //! None contains protocol logic: every decision is the engine's.
 
 pub mod blocking;
 #[cfg(feature = "tokio")]
-pub mod control;
+pub use self::tokio::control;
 #[cfg(feature = "tungstenite")]
 pub mod session;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 mod trace;
 
+use crate::control::Control;
 use crate::gateway::{self, Gateway};
 use crate::runner::{self, Runner};
 use crate::session::Session;
@@ -50,11 +51,12 @@ mod sealed {
     pub trait Sealed {}
     impl Sealed for crate::gateway::Gateway {}
     impl Sealed for crate::runner::Runner {}
+    impl Sealed for crate::control::Control {}
     impl Sealed for crate::session::Session {}
 }
 
 /// The part of an engine's API every adapter needs: outputs and timers. Implemented by
-/// [`Gateway`], [`Runner`] and [`Session`] (sealed).
+/// [`Gateway`], [`Runner`], [`Control`] and [`Session`] (sealed).
 pub trait Engine: sealed::Sealed {
     /// What the engine asks its caller to do.
     type Action;
@@ -89,6 +91,19 @@ impl Engine for Runner {
     }
     fn handle_timeout(&mut self, now: Timestamp) {
         Runner::handle_timeout(self, now);
+    }
+}
+
+impl Engine for Control {
+    type Action = crate::control::Action;
+    fn poll_action(&mut self) -> Option<crate::control::Action> {
+        Control::poll_action(self)
+    }
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        Control::poll_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: Timestamp) {
+        Control::handle_timeout(self, now);
     }
 }
 

@@ -19,14 +19,8 @@ impl Gateway {
         request_id: RequestId,
     ) -> Result<(), UnknownRequest> {
         self.advance(now);
-        let slot = self
-            .slot_of(request_id)
-            .ok_or(UnknownRequest { request_id })?;
-        let phase = self
-            .requests
-            .get(slot)
-            .ok_or(UnknownRequest { request_id })?
-            .phase;
+        let (slot, req) = self.live_mut(request_id)?;
+        let phase = req.phase;
         let reason = match phase {
             Phase::AwaitingOpen => CloseReason::ActorStoppedBeforeOpen,
             Phase::Active | Phase::Hibernating => CloseReason::ActorStopped,

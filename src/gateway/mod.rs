@@ -401,13 +401,7 @@ impl Gateway {
         frame: Option<CloseFrame>,
     ) -> Result<(), UnknownRequest> {
         let now = self.advance(now);
-        let slot = self
-            .slot_of(request_id)
-            .ok_or(UnknownRequest { request_id })?;
-        let req = self
-            .requests
-            .get_mut(slot)
-            .ok_or(UnknownRequest { request_id })?;
+        let (slot, req) = self.live_mut(request_id)?;
         let reason = frame.map_or(CloseReason::ClientGone, CloseReason::ClientClosed);
         if req.phase != Phase::Hibernating {
             self.terminate(slot, reason);
@@ -437,13 +431,7 @@ impl Gateway {
         request_id: RequestId,
     ) -> Result<(), UnknownRequest> {
         let now = self.advance(now);
-        let slot = self
-            .slot_of(request_id)
-            .ok_or(UnknownRequest { request_id })?;
-        let req = self
-            .requests
-            .get(slot)
-            .ok_or(UnknownRequest { request_id })?;
+        let (slot, req) = self.live_mut(request_id)?;
         match (req.phase, req.hibernatable) {
             (Phase::Active, true) => self.hibernate(slot, now),
             (Phase::Active, false) => self.terminate(slot, CloseReason::ActorStopped),
@@ -533,16 +521,11 @@ impl Gateway {
         request_id: RequestId,
     ) -> Result<(), UnknownRequest> {
         let now = self.advance(now);
-        let slot = self
-            .slot_of(request_id)
-            .ok_or(UnknownRequest { request_id })?;
-        let req = self
-            .requests
-            .get_mut(slot)
-            .ok_or(UnknownRequest { request_id })?;
+        let timeout = self.config.hibernation_timeout;
+        let (_, req) = self.live_mut(request_id)?;
         if req.hibernatable {
             // Only ever moves later: the timer entry already in the queue is early enough.
-            req.record_expiry = now + self.config.hibernation_timeout;
+            req.record_expiry = now + timeout;
             self.stats.record_upserts_succeeded += 1;
         }
         Ok(())
@@ -559,8 +542,7 @@ impl Gateway {
         request_id: RequestId,
     ) -> Result<(), UnknownRequest> {
         self.advance(now);
-        self.slot_of(request_id)
-            .ok_or(UnknownRequest { request_id })?;
+        self.live_mut(request_id)?;
         self.stats.record_upserts_failed += 1;
         Ok(())
     }
@@ -658,6 +640,18 @@ impl Gateway {
 
     fn slot_of(&self, request_id: RequestId) -> Option<u32> {
         self.index.get(&request_id).copied()
+    }
+
+    /// The slot and the state of live request `request_id`.
+    fn live_mut(&mut self, request_id: RequestId) -> Result<(u32, &mut Request), UnknownRequest> {
+        let slot = self
+            .slot_of(request_id)
+            .ok_or(UnknownRequest { request_id })?;
+        let req = self
+            .requests
+            .get_mut(slot)
+            .ok_or(UnknownRequest { request_id })?;
+        Ok((slot, req))
     }
 
     fn message_id(&self, request_id: RequestId, index: MessageIndex) -> MessageId {

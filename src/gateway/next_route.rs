@@ -31,13 +31,7 @@ impl Gateway {
         route: RouteId,
     ) -> Result<(), UnknownRequest> {
         self.advance(now);
-        let slot = self
-            .slot_of(request_id)
-            .ok_or(UnknownRequest { request_id })?;
-        let req = self
-            .requests
-            .get_mut(slot)
-            .ok_or(UnknownRequest { request_id })?;
+        let (_, req) = self.live_mut(request_id)?;
         if req.phase != Phase::Hibernating {
             return Ok(());
         }

@@ -8,10 +8,7 @@ use core::time::Duration;
 use proptest::prelude::*;
 
 use super::*;
-use crate::wire::{
-    ToGatewayPong, ToServerTunnelMessage, ToServerTunnelMessageKind, ToServerWebSocketMessageAck,
-    ToServerWebSocketOpen,
-};
+use crate::wire::{ToGatewayPong, ToServerTunnelMessage, ToServerTunnelMessageKind};
 
 const GW: GatewayId = GatewayId([1, 2, 3, 4]);
 
@@ -20,14 +17,7 @@ fn drain(gw: &mut Gateway) -> Vec<Action> {
 }
 
 fn runner_msg(id: RequestId, kind: ToServerTunnelMessageKind) -> ToServerTunnelMessage {
-    ToServerTunnelMessage {
-        message_id: MessageId {
-            gateway_id: GW,
-            request_id: id,
-            message_index: MessageIndex::ZERO,
-        },
-        kind,
-    }
+    crate::testing::msg::to_gateway(GW, id, 0, kind)
 }
 
 fn open_accepted(gw: &mut Gateway, now: Timestamp, id: RequestId, hibernatable: bool) {
@@ -38,9 +28,7 @@ fn open_accepted(gw: &mut Gateway, now: Timestamp, id: RequestId, hibernatable: 
         OpenRequest::new("", "/").expect("a path starting with /"),
     )
     .expect("open");
-    let open = ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {
-        can_hibernate: hibernatable,
-    });
+    let open = crate::testing::msg::runner_open(hibernatable);
     gw.handle_runner_message(now, RouteId(1), runner_msg(id, open))
         .expect("accepted");
     drain(gw);
@@ -174,19 +162,14 @@ fn apply(gw: &mut Gateway, now: &mut Timestamp, op: Op) {
             );
         }
         Op::Accept(i, h) => {
-            let kind = ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {
-                can_hibernate: h,
-            });
+            let kind = crate::testing::msg::runner_open(h);
             let _ = gw.handle_runner_message(t, route(0), runner_msg(rid(i), kind));
         }
         Op::Send(i, n) => {
             let _ = gw.client_message(t, rid(i), &alloc::vec![7; usize::from(n)], false);
         }
         Op::Ack(i, n) => {
-            let kind =
-                ToServerTunnelMessageKind::WebSocketMessageAck(ToServerWebSocketMessageAck {
-                    index: MessageIndex::new(n),
-                });
+            let kind = crate::testing::msg::runner_ack(n);
             let r = gw.request(rid(i)).map_or(route(0), |r| r.route);
             let _ = gw.handle_runner_message(t, r, runner_msg(rid(i), kind));
         }

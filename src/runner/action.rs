@@ -68,7 +68,8 @@ pub enum Action {
         actor_id: String,
         /// Last delivered gateway index.
         server_index: MessageIndex,
-        /// Next outgoing index.
+        /// The outgoing index a socket restored from this record starts at: the next one,
+        /// after the ack that a successful persist sends (so no index is used twice).
         client_index: MessageIndex,
     },
     /// Delete the socket's stored metadata.

@@ -104,11 +104,15 @@ impl Runner {
 
     /// Whether a frame for `id` (which the runner does not hold) is for a socket handed back
     /// recently by an actor that has not started here again since (once it has, its restore
-    /// decided the socket's fate).
+    /// decided the socket's fate). An actor still stopping has not: its other sockets' final
+    /// persists keep it here after this one was handed back.
     pub(super) fn recently_handed_back(&self, id: SocketId) -> bool {
         self.handed_back
             .get(id, self.now, self.config.handed_back_memory)
-            .is_some_and(|actor| self.actor_by_id(actor).is_none())
+            .is_some_and(|actor| {
+                self.actor_by_id(actor)
+                    .is_none_or(|a| a.state == super::actor::ActorState::Stopping)
+            })
     }
 
     /// Answers a frame for a socket the runner does not hold: nothing if it handed the socket

@@ -209,6 +209,12 @@ impl Runner {
     }
 
     /// Emits [`Action::Persist`] of the latest delivered index and marks it in flight.
+    ///
+    /// The stored outgoing index covers the ack that follows a successful persist: that ack
+    /// takes the next outgoing index, so a socket restored from this record (after the actor's
+    /// stop, whose final persist this is) continues after it instead of reusing it. If the
+    /// persist fails, no ack is sent and one outgoing index is skipped: indices stay
+    /// increasing, never reused.
     pub(super) fn emit_persist(&mut self, slot: usize) {
         let actor_id = self.actor_id_of(slot);
         let Some(s) = slot_mut(&mut self.slots, slot) else {
@@ -225,11 +231,12 @@ impl Runner {
         p.deadline = None;
         p.retry_at = None;
         self.stats.persists_requested += 1;
+        let acks = s.last_delivered != s.last_acked;
         self.actions.push_back(Action::Persist {
             socket: s.id,
             actor_id,
             server_index: s.last_delivered,
-            client_index: s.next_client,
+            client_index: s.next_client.wrapping_add(u16::from(acks)),
         });
     }
 }

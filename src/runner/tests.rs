@@ -10,8 +10,8 @@ use super::deadline::TIMER_SLACK;
 use super::*;
 use crate::close::KnownClose;
 use crate::wire::{
-    self, GatewayId, Headers, MessageId, RequestId, ToClientTunnelMessageKind,
-    ToClientWebSocketClose, ToClientWebSocketMessage, ToClientWebSocketOpen, ToGateway,
+    self, GatewayId, Headers, RequestId, ToClientTunnelMessageKind, ToClientWebSocketClose,
+    ToClientWebSocketMessage, ToClientWebSocketOpen, ToGateway,
 };
 
 const A: &str = "a";
@@ -21,14 +21,7 @@ fn sid(r: u32) -> SocketId {
 }
 
 fn tunnel(s: SocketId, index: u16, kind: ToClientTunnelMessageKind) -> ToClientTunnelMessage {
-    ToClientTunnelMessage {
-        message_id: MessageId {
-            gateway_id: s.gateway_id,
-            request_id: s.request_id,
-            message_index: MessageIndex::new(index),
-        },
-        kind,
-    }
+    crate::testing::msg::to_runner(s.gateway_id, s.request_id, index, kind)
 }
 
 fn open(actor: &str) -> ToClientTunnelMessageKind {

@@ -51,12 +51,14 @@ impl Session {
         }
     }
 
-    /// `ToClientInit`: a new runner id stops every actor of the old one; then every event the
-    /// engine has not acknowledged is sent again, oldest first per actor.
+    /// `ToClientInit`: a new runner id stops every actor of the old one (and drops the tunnel
+    /// frames kept for it); otherwise the kept tunnel frames go out; then every event the engine
+    /// has not acknowledged is sent again, oldest first per actor.
     fn on_init(&mut self, now: Timestamp, init: ToClientInit) {
         let new_id = self.runner_id.as_deref() != Some(init.runner_id.as_str());
         if new_id {
             self.orphan_all(now);
+            self.drop_offline();
         }
         self.runner_id = Some(init.runner_id.clone());
         self.metadata = Some(init.metadata);
@@ -67,6 +69,10 @@ impl Session {
             metadata: init.metadata,
             new_id,
         });
+        if self.draining {
+            self.send(&ToServer::Stopping);
+        }
+        self.flush_offline();
         let events: Vec<_> = self
             .actors
             .values()

@@ -30,6 +30,13 @@ pub struct SessionConfig {
     pub max_unacked_events: usize,
     /// Limits for decoding the engine's frames.
     pub decode_limits: DecodeLimits,
+    /// Tunnel frames the tunnel engine produces while the link is not ready are kept (at most
+    /// this many, and [`max_offline_bytes`](Self::max_offline_bytes)) and sent after the next
+    /// handshake that keeps the runner id; past either limit they are dropped and counted.
+    /// Default 4 096.
+    pub max_offline_frames: usize,
+    /// Bytes of kept tunnel frames, at most. Default 4 MiB.
+    pub max_offline_bytes: usize,
 }
 
 impl SessionConfig {
@@ -45,6 +52,8 @@ impl SessionConfig {
             runner: RunnerConfig::default(),
             max_unacked_events: 4096,
             decode_limits: DecodeLimits::default(),
+            max_offline_frames: 4096,
+            max_offline_bytes: 4 << 20,
         }
     }
 

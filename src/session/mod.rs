@@ -30,7 +30,10 @@
 //! ```
 //!
 //! Events produced while not `Ready` are kept and sent after the next `ToClientInit`, together
-//! with every event the engine has not acknowledged.
+//! with every event the engine has not acknowledged. So are the tunnel engine's frames (acks,
+//! messages to clients, closes), up to [`SessionConfig::max_offline_frames`] and
+//! [`SessionConfig::max_offline_bytes`]: sent after a handshake that keeps the runner id,
+//! dropped (and counted) when the id changed or the runner was lost.
 //!
 //! # Actor life
 //!
@@ -174,6 +177,14 @@ pub struct Session {
     unacked_intents: usize,
     /// When the runner counts as lost (`MAX`: not disconnected, or no threshold known).
     lost_at: Timestamp,
+    /// Tunnel frames produced while the link was not ready, oldest first.
+    offline: VecDeque<Vec<u8>>,
+    /// Bytes in `offline`.
+    offline_bytes: usize,
+    /// Tunnel frames dropped because `offline` was full or the runner id changed.
+    offline_dropped: u64,
+    /// `drain` was called: `ToServerStopping` is repeated after every handshake.
+    draining: bool,
     now: Timestamp,
     actions: VecDeque<Action>,
 }
@@ -196,6 +207,10 @@ impl Session {
             actors: BTreeMap::new(),
             unacked_intents: 0,
             lost_at: Timestamp::MAX,
+            offline: VecDeque::new(),
+            offline_bytes: 0,
+            offline_dropped: 0,
+            draining: false,
             now,
             actions: VecDeque::new(),
         })
@@ -362,9 +377,13 @@ impl Session {
 
     /// The runner is shutting down (`ToServerStopping`): the engine places no new actors here
     /// and stops the current ones.
+    /// While disconnected, it is sent after the next handshake.
     pub fn drain(&mut self, now: Timestamp) {
         self.advance(now);
-        self.send(&ToServer::Stopping);
+        self.draining = true;
+        if self.link == Link::Ready {
+            self.send(&ToServer::Stopping);
+        }
         self.pump();
     }
 
@@ -397,6 +416,18 @@ impl Session {
         self.runner_id.as_deref()
     }
 
+    /// Tunnel frames kept while the link is not ready: how many, and their bytes.
+    pub fn offline_frames(&self) -> (usize, usize) {
+        (self.offline.len(), self.offline_bytes)
+    }
+
+    /// Tunnel frames dropped while the link was not ready: past
+    /// [`SessionConfig::max_offline_frames`] or [`SessionConfig::max_offline_bytes`], or kept
+    /// for a runner id the engine replaced.
+    pub fn offline_frames_dropped(&self) -> u64 {
+        self.offline_dropped
+    }
+
     /// Events not yet acknowledged by the engine, across all actors.
     pub fn unacked_events(&self) -> usize {
         self.actors.values().map(|a| a.events.len()).sum()
@@ -410,6 +441,7 @@ impl Session {
             self.lost_at = Timestamp::MAX;
             self.orphan_all(now);
             self.runner_id = None;
+            self.drop_offline();
             self.actions.push_back(Action::Lost);
         }
         self.pump();
@@ -515,16 +547,46 @@ impl Session {
         );
     }
 
-    /// Moves the tunnel engine's actions out: publishes become sends, a stopped actor reports.
+    /// Moves the tunnel engine's actions out: publishes become sends (kept while the link is
+    /// not ready), a stopped actor reports.
     fn pump(&mut self) {
         while let Some(action) = self.runner.poll_action() {
             match action {
-                runner::Action::Publish { frame, .. } => {
+                runner::Action::Publish { frame, .. } if self.link == Link::Ready => {
                     self.actions.push_back(Action::Send { frame });
                 }
+                runner::Action::Publish { frame, .. } => self.keep_offline(frame),
                 runner::Action::ActorStopped { actor_id } => self.on_stopped(&actor_id),
                 other => self.actions.push_back(Action::Runner(other)),
             }
+        }
+    }
+
+    /// Keeps a tunnel frame for the next handshake, within the limits.
+    fn keep_offline(&mut self, frame: Vec<u8>) {
+        let bytes = self.offline_bytes.saturating_add(frame.len());
+        if self.offline.len() >= self.config.max_offline_frames
+            || bytes > self.config.max_offline_bytes
+        {
+            self.offline_dropped += 1;
+            return;
+        }
+        self.offline_bytes = bytes;
+        self.offline.push_back(frame);
+    }
+
+    /// Drops the kept tunnel frames (their runner id is gone).
+    pub(super) fn drop_offline(&mut self) {
+        self.offline_dropped += self.offline.len() as u64;
+        self.offline.clear();
+        self.offline_bytes = 0;
+    }
+
+    /// Sends the kept tunnel frames, oldest first.
+    pub(super) fn flush_offline(&mut self) {
+        self.offline_bytes = 0;
+        while let Some(frame) = self.offline.pop_front() {
+            self.actions.push_back(Action::Send { frame });
         }
     }
 

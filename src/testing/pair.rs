@@ -144,6 +144,19 @@ impl Pair {
         }
     }
 
+    /// A pair with default configurations and `runners` runners.
+    pub fn with_runners(runners: usize) -> Self {
+        Self::new(GatewayConfig::default(), &RunnerConfig::default(), runners)
+    }
+
+    /// This pair with the actor started on runner 0 and client `req` connected through it.
+    #[must_use]
+    pub fn with_open(mut self, req: RequestId) -> Self {
+        self.start_actor(0);
+        self.open(req, 0);
+        self
+    }
+
     pub fn socket(req: RequestId) -> SocketId {
         SocketId::new(GW, req)
     }
@@ -341,6 +354,11 @@ impl Pair {
 
     pub fn send(&mut self, req: RequestId, data: &[u8]) -> Result<MessageIndex, SendError> {
         self.gw.client_message(self.now, req, data, true)
+    }
+
+    /// The phase of request `req` at the gateway (`None` once it is gone).
+    pub fn phase(&self, req: RequestId) -> Option<Phase> {
+        self.gw.request(req).map(|i| i.phase)
     }
 
     pub fn pending(&self, req: RequestId) -> usize {

@@ -97,6 +97,7 @@ mod envelope;
 pub mod envoy;
 mod error;
 mod kv;
+mod map;
 mod reframe;
 mod types;
 
@@ -118,6 +119,7 @@ pub use kv::{
     KvListPrefixQuery, KvListQuery, KvListRangeQuery, KvListRequest, KvListResponse, KvMetadata,
     KvPutRequest, KvRequestData, KvResponseData, KvValue, ToClientKvResponse, ToServerKvRequest,
 };
+pub use map::WireMap;
 pub use reframe::{
     Reframed, gateway_of, to_client_as_to_runner, to_gateway_as_to_server, to_runner_as_to_client,
     to_server_as_to_gateway,

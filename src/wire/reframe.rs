@@ -49,29 +49,23 @@ pub fn to_runner_as_to_client(
 ) -> Result<(u16, Reframed<ToRunner>), DecodeError> {
     let (version, mut r) = versioned_reader::<ToRunner>(frame, limits)?;
     let (tag, offset) = r.tag()?;
-    let new_tag = match tag {
-        0 | 1 => {
-            let mut r = Reader::new(frame, limits);
-            r.u16()?;
-            let msg = ToRunner::read(&mut r)?;
-            r.finish()?;
-            return Ok((version, Reframed::Local(msg)));
-        }
-        2 => skip_read::<super::ToClientCommands>(&mut r).map(|()| 1)?,
-        3 => skip_read::<super::ToClientAckEvents>(&mut r).map(|()| 2)?,
-        4 => validate_to_client_tunnel(&mut r).map(|()| 4)?,
-        tag => {
-            return Err(DecodeError::UnknownTag {
-                union: "ToRunner",
-                tag,
-                offset,
-            });
-        }
+    if matches!(tag, 0 | 1) {
+        return Ok((version, Reframed::Local(local(frame, limits, true)?)));
+    }
+    let Some(&(runner_tag, client_tag)) = RUNNER_BOUND_TAGS
+        .iter()
+        .find(|&&(t, _)| u64::from(t) == tag)
+    else {
+        return Err(DecodeError::UnknownTag {
+            union: "ToRunner",
+            tag,
+            offset,
+        });
     };
-    r.finish()?;
+    validate_runner_bound(runner_tag, &mut r)?;
     Ok((
         version,
-        Reframed::Frame(splice(None, new_tag, &frame[offset + 1..])),
+        spliced(&r, None, client_tag, &frame[offset + 1..])?,
     ))
 }
 
@@ -88,26 +82,21 @@ pub fn to_client_as_to_runner(
     check_size(frame, limits)?;
     let mut r = Reader::new(frame, limits);
     let (tag, offset) = r.tag()?;
-    let new_tag = match tag {
-        1 => skip_read::<super::ToClientCommands>(&mut r).map(|()| 2)?,
-        2 => skip_read::<super::ToClientAckEvents>(&mut r).map(|()| 3)?,
-        4 => validate_to_client_tunnel(&mut r).map(|()| 4)?,
-        0 | 3 | 5 => {
-            let mut r = Reader::new(frame, limits);
-            let msg = ToClient::read(&mut r)?;
-            r.finish()?;
-            return Ok(Reframed::Local(msg));
-        }
-        tag => {
-            return Err(DecodeError::UnknownTag {
-                union: "ToClient",
-                tag,
-                offset,
-            });
-        }
+    if matches!(tag, 0 | 3 | 5) {
+        return Ok(Reframed::Local(local(frame, limits, false)?));
+    }
+    let Some(&(runner_tag, _)) = RUNNER_BOUND_TAGS
+        .iter()
+        .find(|&&(_, t)| u64::from(t) == tag)
+    else {
+        return Err(DecodeError::UnknownTag {
+            union: "ToClient",
+            tag,
+            offset,
+        });
     };
-    r.finish()?;
-    Ok(Reframed::Frame(splice(Some(version), new_tag, &frame[1..])))
+    validate_runner_bound(runner_tag, &mut r)?;
+    spliced(&r, Some(version), runner_tag, &frame[1..])
 }
 
 /// A plain `ToServer` frame (runner WebSocket) as a versioned `ToGateway` frame with `version`
@@ -124,15 +113,12 @@ pub fn to_server_as_to_gateway(
     check_size(frame, limits)?;
     let mut r = Reader::new(frame, limits);
     let (tag, _) = r.tag()?;
+    // 6: a tunnel message (tag 1 in `ToGateway`).
     if tag != 6 {
-        let mut r = Reader::new(frame, limits);
-        let msg = ToServer::read(&mut r)?;
-        r.finish()?;
-        return Ok(Reframed::Local(msg));
+        return Ok(Reframed::Local(local(frame, limits, false)?));
     }
     validate_to_server_tunnel(&mut r)?;
-    r.finish()?;
-    Ok(Reframed::Frame(splice(Some(version), 1, &frame[1..])))
+    spliced(&r, Some(version), 1, &frame[1..])
 }
 
 /// A versioned `ToGateway` frame (pub/sub) as a plain `ToServer` frame (runner WebSocket).
@@ -147,18 +133,11 @@ pub fn to_gateway_as_to_server(
     let (version, mut r) = versioned_reader::<ToGateway>(frame, limits)?;
     let (tag, offset) = r.tag()?;
     match tag {
-        0 => {
-            let msg = ToGateway::Pong(Read::read(&mut r)?);
-            r.finish()?;
-            Ok((version, Reframed::Local(msg)))
-        }
+        0 => Ok((version, Reframed::Local(local(frame, limits, true)?))),
         1 => {
             validate_to_server_tunnel(&mut r)?;
-            r.finish()?;
-            Ok((
-                version,
-                Reframed::Frame(splice(None, 6, &frame[offset + 1..])),
-            ))
+            let body = &frame[offset + 1..];
+            Ok((version, spliced(&r, None, 6, body)?))
         }
         tag => Err(DecodeError::UnknownTag {
             union: "ToGateway",
@@ -192,6 +171,43 @@ fn versioned_reader<'a, M: super::Message>(
         check_legacy::<M>(version, frame)?;
     }
     Ok((version, r))
+}
+
+/// The messages both runner-bound hops carry, as `(ToRunner tag, ToClient tag)`: commands,
+/// event acks and tunnel messages. No other tag has a form on the other hop.
+const RUNNER_BOUND_TAGS: [(u8, u8); 3] = [(2, 1), (3, 2), (4, 4)];
+
+/// Checks the body of a runner-bound message by its `ToRunner` tag (one of
+/// [`RUNNER_BOUND_TAGS`]).
+fn validate_runner_bound(to_runner_tag: u8, r: &mut Reader<'_>) -> Result<(), DecodeError> {
+    match to_runner_tag {
+        2 => skip_read::<super::ToClientCommands>(r),
+        3 => skip_read::<super::ToClientAckEvents>(r),
+        _ => validate_to_client_tunnel(r),
+    }
+}
+
+/// The whole frame decoded as `M` (`versioned`: after its version prefix): a message that stays
+/// on this hop.
+fn local<M: Read>(frame: &[u8], limits: &DecodeLimits, versioned: bool) -> Result<M, DecodeError> {
+    let mut r = Reader::new(frame, limits);
+    if versioned {
+        r.u16()?;
+    }
+    let msg = M::read(&mut r)?;
+    r.finish()?;
+    Ok(msg)
+}
+
+/// Once `r` checked the body to the frame's end: the frame for the other hop.
+fn spliced<M>(
+    r: &Reader<'_>,
+    version: Option<u16>,
+    tag: u8,
+    body: &[u8],
+) -> Result<Reframed<M>, DecodeError> {
+    r.finish()?;
+    Ok(Reframed::Frame(splice(version, tag, body)))
 }
 
 /// Output frame: an optional version prefix, the new tag, then the body bytes unchanged.

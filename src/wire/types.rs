@@ -9,9 +9,10 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use serde::ser::{SerializeMap, SerializeSeq, SerializeStruct};
+use serde::ser::{SerializeSeq, SerializeStruct};
 use serde::{Serialize, Serializer};
 
+use super::map::WireMap;
 use crate::index::MessageIndex;
 
 /// Identifies a gateway process: 4 opaque bytes (upstream: a random `u32`, little-endian).
@@ -73,129 +74,10 @@ pub struct MessageId {
     pub message_index: MessageIndex,
 }
 
-/// An ordered header map (`map<str, str>` on the wire).
-///
-/// Entries keep their wire order, so decoding and re-encoding a frame is the identity. Keys are
-/// unique: decoding rejects a duplicate key (as the official codec does), and [`Headers::insert`]
-/// replaces an existing value in place.
-#[derive(Clone, PartialEq, Eq, Hash, Default)]
-pub struct Headers(Vec<(String, String)>);
-
-impl Headers {
-    /// An empty map.
-    #[must_use]
-    pub const fn new() -> Self {
-        Self(Vec::new())
-    }
-
-    /// Sets `key` to `value`, keeping the position of an existing key.
-    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
-        let key = key.into();
-        let value = value.into();
-        if let Some(entry) = self.0.iter_mut().find(|(k, _)| *k == key) {
-            entry.1 = value;
-        } else {
-            self.0.push((key, value));
-        }
-    }
-
-    /// The value of `key`, if present.
-    #[must_use]
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Entries in wire order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
-    }
-
-    /// Number of entries.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether the map is empty.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Builds a map from entries in order, without checking for duplicate keys. Encoding a map
-    /// with duplicate keys produces a frame the official codec rejects; prefer
-    /// [`insert`](Self::insert) or [`FromIterator`].
-    #[must_use]
-    pub fn from_entries_unchecked(entries: Vec<(String, String)>) -> Self {
-        Self(entries)
-    }
-
-    /// The entries in wire order.
-    #[must_use]
-    pub fn into_entries(self) -> Vec<(String, String)> {
-        self.0
-    }
-}
-
-impl fmt::Debug for Headers {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.iter()).finish()
-    }
-}
-
-impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Headers {
-    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        let mut h = Self::new();
-        for (k, v) in iter {
-            h.insert(k, v);
-        }
-        h
-    }
-}
-
-impl Serialize for Headers {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
-            m.serialize_entry(k, v)?;
-        }
-        m.end()
-    }
-}
-
-/// A map in entry order; a repeated key is an error (as on the wire).
-#[cfg(feature = "serde")]
-impl<'de> serde::Deserialize<'de> for Headers {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Headers;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a map of header names to values")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Headers, A::Error> {
-                let mut entries: Vec<(String, String)> = Vec::new();
-                let mut keys = alloc::collections::BTreeSet::new();
-                while let Some((k, v)) = map.next_entry::<String, String>()? {
-                    if !keys.insert(k.clone()) {
-                        return Err(serde::de::Error::custom(alloc::format!(
-                            "duplicate header {k:?}"
-                        )));
-                    }
-                    entries.push((k, v));
-                }
-                Ok(Headers(entries))
-            }
-        }
-        d.deserialize_map(Visitor)
-    }
-}
+/// An ordered header map (`map<str, str>` on the wire): entries keep their wire order, keys are
+/// unique (decoding rejects a duplicate key, as the official codec does, and
+/// [`insert`](WireMap::insert) replaces an existing value in place).
+pub type Headers = WireMap<String>;
 
 /// `data` on the wire: a length-prefixed byte string.
 pub(crate) struct Bytes<'a>(pub(crate) &'a [u8]);

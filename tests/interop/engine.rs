@@ -2,17 +2,16 @@
 //! `hibernating_ws::driver::control`, a runner WebSocket listener on loopback
 //! (`/runners/connect`, the `rivet` subprotocol), an in-memory actor KV, and in-process clients.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use hibernating_ws::Clock;
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use hibernating_ws::CloseFrame;
 use hibernating_ws::control::{Action, ActorSpec, Control, ControlConfig, StopReason};
-use hibernating_ws::driver::control::{
-    self, ClientEvent, ClientEvents, ClientSender, ControlHandle, ControlIo, RunnerOutput,
-};
-use hibernating_ws::gateway::{Gateway, GatewayConfig, OpenRequest, Phase};
+use hibernating_ws::driver::control::{ControlDriver, ControlHandle, ControlIo, RunnerOutput};
+use hibernating_ws::driver::tokio::{ClientEvents, ClientOutput, ClientSender, TokioClock};
+use hibernating_ws::gateway::{CloseReason, Gateway, GatewayConfig, OpenRequest, Phase};
 use hibernating_ws::wire::{
     ActorConfig, GatewayId, KvErrorResponse, KvGetResponse, KvListQuery, KvListResponse,
     KvMetadata, KvRequestData, KvResponseData, RequestId, StopCode,
@@ -29,6 +28,31 @@ pub const RUNNER_NAME: &str = "hws-interop";
 const MAX_KV_BYTES: usize = 64 << 20;
 
 type Store = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
+/// Each client's life-cycle events ([`ControlIo::opened`], `hibernated`, `closed`), in order.
+type Lifecycle = BTreeMap<RequestId, VecDeque<ClientEvent>>;
+
+/// What a client saw: its outputs ([`ClientOutput`]) and its request's life-cycle hooks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// The runner accepted the WebSocket.
+    Opened {
+        /// Whether it survives the actor sleeping.
+        hibernatable: bool,
+    },
+    /// A message from the actor.
+    Message {
+        /// Payload.
+        data: Vec<u8>,
+        /// Binary or text.
+        binary: bool,
+    },
+    /// Close the client's WebSocket with this frame.
+    Close(CloseFrame),
+    /// The request hibernates.
+    Hibernated,
+    /// The request is gone, for this reason.
+    Closed(CloseReason),
+}
 
 /// What the engine reported besides client traffic.
 #[derive(Debug, Default, Clone)]
@@ -51,6 +75,14 @@ pub struct Events {
 struct Io {
     store: Arc<Mutex<Store>>,
     events: Arc<Mutex<Events>>,
+    lifecycle: Arc<Mutex<Lifecycle>>,
+}
+
+impl Io {
+    fn lifecycle(&self, request_id: RequestId, event: ClientEvent) {
+        let mut l = self.lifecycle.lock().unwrap();
+        l.entry(request_id).or_default().push_back(event);
+    }
 }
 
 impl ControlIo for Io {
@@ -78,6 +110,18 @@ impl ControlIo for Io {
             Action::ActorStopped { .. } => e.stopped_other += 1,
             _ => {}
         }
+    }
+
+    fn opened(&mut self, request_id: RequestId, hibernatable: bool) {
+        self.lifecycle(request_id, ClientEvent::Opened { hibernatable });
+    }
+
+    fn hibernated(&mut self, request_id: RequestId) {
+        self.lifecycle(request_id, ClientEvent::Hibernated);
+    }
+
+    fn closed(&mut self, request_id: RequestId, reason: &CloseReason) {
+        self.lifecycle(request_id, ClientEvent::Closed(reason.clone()));
     }
 }
 
@@ -190,6 +234,7 @@ pub struct Engine {
     pub endpoint: String,
     store: Arc<Mutex<Store>>,
     events: Arc<Mutex<Events>>,
+    lifecycle: Arc<Mutex<Lifecycle>>,
 }
 
 /// An in-process client of the gateway.
@@ -198,23 +243,65 @@ pub struct Client {
     pub request_id: RequestId,
     sender: ClientSender,
     events: ClientEvents,
+    /// Its outputs ended.
+    ended: bool,
+    lifecycle: Arc<Mutex<Lifecycle>>,
 }
 
 impl Client {
     /// Sends a text message.
-    pub async fn send(&self, text: &str) {
+    pub async fn send(&mut self, text: &str) {
         self.sender
-            .message(text.as_bytes().to_vec(), false)
+            .message(text.as_bytes(), false)
             .await
             .expect("engine gone");
     }
 
-    /// The next event, or `None` after `timeout`.
+    /// The next event, or `None` after `timeout`: outputs already queued first (the driver queues
+    /// them before it reports the life-cycle event that follows them), then life-cycle events.
     pub async fn next(&mut self, timeout: Duration) -> Option<ClientEvent> {
-        tokio::time::timeout(timeout, self.events.recv())
-            .await
-            .ok()
-            .flatten()
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if !self.ended {
+                match self.events.next().now_or_never() {
+                    Some(Some(out)) => return Some(output(out)),
+                    Some(None) => self.ended = true,
+                    None => {}
+                }
+            }
+            let event = self
+                .lifecycle
+                .lock()
+                .unwrap()
+                .get_mut(&self.request_id)
+                .and_then(VecDeque::pop_front);
+            if event.is_some() {
+                return event;
+            }
+            let tick = tokio::time::sleep(Duration::from_millis(5));
+            if self.ended {
+                tick.await;
+            } else {
+                tokio::select! {
+                    out = self.events.next() => match out {
+                        Some(out) => return Some(output(out)),
+                        None => self.ended = true,
+                    },
+                    () = tick => {}
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+        }
+    }
+}
+
+fn output(out: ClientOutput) -> ClientEvent {
+    match out {
+        ClientOutput::Message { data, binary } => ClientEvent::Message { data, binary },
+        ClientOutput::Close(frame) => ClientEvent::Close(frame),
+        other => panic!("unexpected output {other:?}"),
     }
 }
 
@@ -226,18 +313,20 @@ impl Engine {
             .await
             .expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
-        let clock = Clock::start();
+        let clock = TokioClock::new();
         let gw = Gateway::new(gateway, GatewayId([0xa1, 0xb2, 0xc3, 0xd4]), clock.now())
             .expect("gateway config");
         let control =
             Control::new(ControlConfig::default(), gw, 1, clock.now()).expect("control config");
         let store = Arc::new(Mutex::new(Store::new()));
         let events = Arc::new(Mutex::new(Events::default()));
+        let lifecycle = Arc::new(Mutex::new(Lifecycle::new()));
         let io = Io {
             store: Arc::clone(&store),
             events: Arc::clone(&events),
+            lifecycle: Arc::clone(&lifecycle),
         };
-        let (handle, _task) = control::spawn(control, io, clock);
+        let (handle, _task) = ControlDriver::spawn(control, io, clock);
         for actor in actors {
             let actor = (*actor).to_string();
             handle
@@ -254,7 +343,6 @@ impl Engine {
                     };
                     c.create_actor(now, &actor, spec)
                 })
-                .await
                 .expect("engine")
                 .expect("actor created");
         }
@@ -269,31 +357,29 @@ impl Engine {
             endpoint: format!("http://{addr}"),
             store,
             events,
+            lifecycle,
         }
     }
 
     /// Opens a client WebSocket on `actor` at `path`.
-    pub async fn connect(&self, actor: &str, path: &str, request_id: RequestId) -> Client {
+    pub fn connect(&self, actor: &str, path: &str, request_id: RequestId) -> Client {
         // The `emptypath` scenario sends, on purpose, a path `OpenRequest::new` refuses.
         let open = OpenRequest::new(actor, path)
             .unwrap_or_else(|_| OpenRequest::with_unchecked_path(actor, path));
-        let (sender, events) = self
-            .handle
-            .open(request_id, open)
-            .await
-            .expect("open accepted");
+        let (sender, events) = self.handle.open(request_id, open).expect("open accepted");
         Client {
             request_id,
             sender,
             events,
+            ended: false,
+            lifecycle: Arc::clone(&self.lifecycle),
         }
     }
 
     /// The phase of a live request.
-    pub async fn phase(&self, r: RequestId) -> Option<Phase> {
+    pub fn phase(&self, r: RequestId) -> Option<Phase> {
         self.handle
             .call(move |c, _| c.gateway().request(r).map(|i| i.phase))
-            .await
             .expect("engine")
     }
 
@@ -340,37 +426,28 @@ async fn runner_connection(tcp: TcpStream, handle: ControlHandle) {
     let (Ok(ws), Some(key)) = (ws, key) else {
         return;
     };
-    let Ok((sender, mut events)) = handle.runner_connected(key).await else {
+    let Ok((sender, mut events)) = handle.runner_connected(&key) else {
         return;
     };
     let (mut sink, mut stream) = ws.split();
+    // Everything queued at once, one flush per batch; a close ends the connection.
     let writer = tokio::spawn(async move {
-        while let Some(out) = events.recv().await {
-            let msg = match out {
-                RunnerOutput::Frame(frame) => Message::Binary(Bytes::from(frame.to_vec())),
-                RunnerOutput::Close(reason) => {
-                    let frame = WsCloseFrame {
-                        code: 1000.into(),
-                        reason: reason.reason().into(),
-                    };
-                    let _ = sink.send(Message::Close(Some(frame))).await;
-                    return;
-                }
-                _ => continue,
-            };
-            if sink.feed(msg).await.is_err() {
-                return;
-            }
-            while let Some(out) = events.try_recv() {
-                let RunnerOutput::Frame(frame) = out else {
-                    let _ = sink.send(Message::Close(None)).await;
-                    return;
+        let mut batch = Vec::new();
+        while events.recv_many(&mut batch).await > 0 {
+            for out in batch.drain(..) {
+                let msg = match out {
+                    RunnerOutput::Frame(frame) => Message::Binary(Bytes::from(frame.into_vec())),
+                    RunnerOutput::Close(reason) => {
+                        let frame = WsCloseFrame {
+                            code: 1000.into(),
+                            reason: reason.reason().into(),
+                        };
+                        let _ = sink.send(Message::Close(Some(frame))).await;
+                        return;
+                    }
+                    _ => continue,
                 };
-                if sink
-                    .feed(Message::Binary(Bytes::from(frame.to_vec())))
-                    .await
-                    .is_err()
-                {
+                if sink.feed(msg).await.is_err() {
                     return;
                 }
             }
@@ -378,19 +455,16 @@ async fn runner_connection(tcp: TcpStream, handle: ControlHandle) {
                 return;
             }
         }
+        // Dropped by the engine (or overflowed): close the socket.
+        let _ = sink.send(Message::Close(None)).await;
     });
     while let Some(Ok(msg)) = stream.next().await {
         match msg {
-            Message::Binary(b) => {
-                let handed = sender.frame(b.to_vec()).await;
-                if handed.is_err() {
-                    break;
-                }
-            }
+            Message::Binary(b) if sender.frame(&b).is_err() => break,
             Message::Close(_) => break,
             _ => {}
         }
     }
-    sender.disconnected().await;
+    sender.disconnected();
     writer.abort();
 }

@@ -38,9 +38,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use engine::{Client, Engine};
+use engine::{Client, ClientEvent, Engine};
 use hibernating_ws::control::Control;
-use hibernating_ws::driver::control::ClientEvent;
 use hibernating_ws::gateway::{CloseReason, GatewayConfig, GcReason, OpenRequest, Phase};
 use hibernating_ws::wire::RequestId;
 use hibernating_ws::{CloseFrame, Timestamp};
@@ -166,9 +165,7 @@ struct Outcome {
 async fn open(engine: &Engine, actor: &str, n: u32) -> Client {
     static NEXT: AtomicU32 = AtomicU32::new(0x1000);
     let request_id = RequestId::from_u32(NEXT.fetch_add(1, Ordering::Relaxed));
-    let mut client = engine
-        .connect(actor, &format!("/{actor}/{n}"), request_id)
-        .await;
+    let mut client = engine.connect(actor, &format!("/{actor}/{n}"), request_id);
     match client.next(EVENT).await {
         Some(ClientEvent::Opened { hibernatable: true }) => {}
         other => panic!("{actor}: expected a hibernatable open, got {other:?}"),
@@ -212,8 +209,8 @@ async fn expect_hibernated(client: &mut Client, what: &str) {
     }
 }
 
-async fn phase(engine: &Engine, r: RequestId) -> Option<Phase> {
-    engine.phase(r).await
+fn phase(engine: &Engine, r: RequestId) -> Option<Phase> {
+    engine.phase(r)
 }
 
 /// Polls `f` until it holds (hang guard: [`EVENT`]).
@@ -233,11 +230,11 @@ where
 }
 
 /// Runs `f` on the control engine.
-async fn call<R: Send + 'static>(
+fn call<R: Send + 'static>(
     engine: &Engine,
     f: impl FnOnce(&mut Control, Timestamp) -> R + Send + 'static,
 ) -> R {
-    engine.handle.call(f).await.expect("engine running")
+    engine.handle.call(f).expect("engine running")
 }
 
 fn batch(prefix: &str, n: usize) -> Vec<String> {
@@ -264,8 +261,8 @@ async fn cycles(engine: Engine) -> Vec<Outcome> {
         sent_a.extend(sleep);
         expect_hibernated(&mut a, "cycles a").await;
         expect_hibernated(&mut b, "cycles b").await;
-        assert_eq!(phase(&engine, a.request_id).await, Some(Phase::Hibernating));
-        assert_eq!(phase(&engine, b.request_id).await, Some(Phase::Hibernating));
+        assert_eq!(phase(&engine, a.request_id), Some(Phase::Hibernating));
+        assert_eq!(phase(&engine, b.request_id), Some(Phase::Hibernating));
         // Traffic while asleep: buffered by the gateway, which asks for the actor.
         let (ma, mb) = (
             batch(&format!("asleep-a{cycle}"), 5),
@@ -310,8 +307,7 @@ async fn wrap(engine: Engine) -> Vec<Outcome> {
     let r = w.request_id;
     let next = call(&engine, move |c, _| {
         c.gateway().request(r).map(|i| i.next_index.get())
-    })
-    .await;
+    });
     // Open took index 0, so the last message has index 70 001 mod 65 536.
     assert_eq!(
         next,
@@ -369,8 +365,7 @@ async fn closing(engine: Engine) -> Vec<Outcome> {
         c.client_close(now, r, Some(CloseFrame::new(4001, "bye while hibernating")))
             .expect("live");
         (before, c.gateway().request(r).map(|i| i.phase))
-    })
-    .await;
+    });
     assert_eq!(phases, (Some(Phase::Hibernating), Some(Phase::Hibernating)));
     loop {
         match c.next(EVENT).await {
@@ -443,7 +438,7 @@ async fn idle(engine: Engine, actor: &'static str, reack: bool) -> Vec<Outcome> 
     // Pending messages wake it at once: replay, duplicates dropped by the SDK.
     let r = i.request_id;
     until("the replay", || async {
-        engine.phase(r).await == Some(Phase::Active)
+        engine.phase(r) == Some(Phase::Active)
     })
     .await;
     if reack {
@@ -454,8 +449,7 @@ async fn idle(engine: Engine, actor: &'static str, reack: bool) -> Vec<Outcome> 
         );
         let pending = call(&engine, move |c, _| {
             c.gateway().request(r).map(|i| i.pending_messages)
-        })
-        .await;
+        });
         assert_eq!(pending, Some(0), "{actor}: the re-ack released the replay");
         let last = vec![format!("{actor}-after-idle")];
         send_all(&mut i, &last, actor).await;
@@ -491,7 +485,7 @@ async fn empty_path(engine: Engine) -> Vec<Outcome> {
     let request_id = RequestId::from_u32(NEXT.fetch_add(1, Ordering::Relaxed));
     let refused = OpenRequest::new("emptypath", "").expect_err("an empty path is refused");
     assert_eq!(refused.path, "");
-    let mut e = engine.connect("emptypath", "", request_id).await;
+    let mut e = engine.connect("emptypath", "", request_id);
     match e.next(EVENT).await {
         Some(ClientEvent::Close(frame)) => {
             assert_eq!(frame, CloseFrame::new(1011, "guard.websocket_open_timeout"));
@@ -577,7 +571,6 @@ async fn official_typescript_runner_against_hibernating_ws() {
         call(&engine, move |c, now| {
             c.client_close(now, r, Some(CloseFrame::new(1000, "done")))
         })
-        .await
         .unwrap_or_else(|e| {
             let phase = outcomes.iter().find(|o| o.request_id == r).map(|o| o.actor);
             panic!("{phase:?} {r:?}: {e}")
@@ -626,11 +619,11 @@ async fn official_typescript_runner_against_hibernating_ws() {
     let echoes = open_ones.len() as u64 + 2;
     let deterministic = echoes + 5 + 1;
     until("the runner's close echoes", || async {
-        call(&engine, |c, _| c.gateway().stats().dropped_unknown_request).await >= deterministic
+        call(&engine, |c, _| c.gateway().stats().dropped_unknown_request) >= deterministic
     })
     .await;
 
-    let (control, gw) = call(&engine, |c, _| (c.stats(), c.gateway().stats())).await;
+    let (control, gw) = call(&engine, |c, _| (c.stats(), c.gateway().stats()));
     let events = engine.events();
     let report = format!("control: {control:#?}\ngateway: {gw:#?}\nevents: {events:#?}");
     let unknown = gw.dropped_unknown_request;
@@ -698,6 +691,6 @@ async fn official_typescript_runner_against_hibernating_ws() {
         node.find("app", "ignored_after_stop").len()
     );
 
-    engine.handle.shutdown().await;
+    engine.handle.shutdown();
     drop(node);
 }

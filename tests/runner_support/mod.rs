@@ -241,6 +241,34 @@ impl Out {
         Self::Ack { socket, out, index }
     }
 
+    /// `Out::SendClose`: a close the runner sends for `socket` with outgoing index `out`
+    /// (not a hand-back).
+    pub fn close(socket: SocketId, out: u16, code: u16, reason: &str) -> Self {
+        Self::SendClose {
+            socket,
+            out,
+            code: Some(code),
+            reason: Some(reason.into()),
+            hibernate: false,
+        }
+    }
+
+    /// `Out::SendOpen` of a hibernatable socket, with outgoing index `out`.
+    pub fn send_open(socket: SocketId, out: u16) -> Self {
+        Self::SendOpen {
+            socket,
+            out,
+            can_hibernate: true,
+        }
+    }
+
+    /// `Out::ActorStopped` of `ACTOR`.
+    pub fn actor_stopped() -> Self {
+        Self::ActorStopped {
+            actor_id: ACTOR.into(),
+        }
+    }
+
     /// `Out::Msg`: message `index` delivered to the app.
     pub fn msg(socket: SocketId, index: u16, data: &[u8]) -> Self {
         Self::Msg {
@@ -262,6 +290,26 @@ impl Harness {
 
     pub fn default_config() -> Self {
         Self::new(RunnerConfig::default())
+    }
+
+    /// This runner with `ACTOR` started and hibernatable socket `s` opened at index `k` (its
+    /// open index persisted).
+    #[must_use]
+    pub fn with_open_socket(mut self, s: SocketId, k: u16) -> Self {
+        self.start_actor();
+        self.open(s, k, true);
+        self
+    }
+
+    /// Starts `ACTOR` with `s` on the gateway's hibernating list and restores it from metadata
+    /// `server`/`client`.
+    pub fn restore_socket(&mut self, s: SocketId, server: u16, client: u16) {
+        self.runner
+            .actor_starting(self.now, ACTOR, vec![hib(s)])
+            .expect("start");
+        self.runner
+            .restore(self.now, ACTOR, vec![meta(s, server, client)])
+            .expect("restore");
     }
 
     /// Drains every action.
@@ -369,13 +417,30 @@ impl Harness {
 
 /// The `(code, reason)` of the 1008 `ws.message_index_skip` close.
 pub fn skip_close(s: SocketId, out: u16) -> Out {
-    Out::SendClose {
-        socket: s,
-        out,
-        code: Some(1008),
-        reason: Some("ws.message_index_skip".into()),
-        hibernate: false,
-    }
+    Out::close(s, out, 1008, "ws.message_index_skip")
+}
+
+/// A gap's end of socket `s`: the 1008 close (outgoing index `out`), `Closed` and the metadata
+/// delete.
+pub fn skip_closed(s: SocketId, out: u16) -> Vec<Out> {
+    vec![
+        skip_close(s, out),
+        Out::Closed {
+            socket: s,
+            reason: CloseReason::MessageIndexSkip,
+        },
+        Out::Delete { socket: s },
+    ]
+}
+
+/// The indices of the messages delivered among `out`, in order.
+pub fn delivered(out: Vec<Out>) -> Vec<u16> {
+    out.into_iter()
+        .filter_map(|o| match o {
+            Out::Msg { index, .. } => Some(index),
+            _ => None,
+        })
+        .collect()
 }
 
 pub fn frame_of(code: u16, reason: &str) -> CloseFrame {

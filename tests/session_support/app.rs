@@ -53,6 +53,10 @@ pub struct AppState {
     pub duplicates: u64,
     /// Whether the app takes events (a test pauses it to fill the queue).
     pub paused: bool,
+    /// Every delivered message: (text, index).
+    pub deliveries: Vec<(String, MessageIndex)>,
+    /// Persists to answer with `persist_failed` before succeeding again.
+    pub fail_persists: u32,
 }
 
 impl AppState {
@@ -66,6 +70,11 @@ impl AppState {
             }
         }
         out
+    }
+
+    /// The sockets the app holds.
+    pub fn sockets(&self) -> Vec<SocketId> {
+        self.live.keys().copied().collect()
     }
 
     /// How many events named `name` were seen.
@@ -227,8 +236,9 @@ fn handle_event(handle: &SessionHandle, s: &mut AppState, event: SessionEvent) {
                 s.duplicates += 1;
                 return;
             }
-            live.applied
-                .push((index, String::from_utf8(data.clone()).unwrap()));
+            let text = String::from_utf8(data.clone()).unwrap();
+            live.applied.push((index, text.clone()));
+            s.deliveries.push((text, index));
             // The echo may fail while the connection is down; the test checks what arrives.
             let _ = handle.send(socket, &data, binary);
         }
@@ -238,27 +248,12 @@ fn handle_event(handle: &SessionHandle, s: &mut AppState, event: SessionEvent) {
             server_index,
             client_index,
         } => {
-            let live = s.live.get_mut(&socket).expect("a live socket");
-            let applied: Vec<String> = live.applied.drain(..).map(|(_, t)| t).collect();
-            let (path, headers) = (live.path.clone(), live.headers.clone());
-            let record = s
-                .disk
-                .entry(actor_id)
-                .or_default()
-                .entry(socket)
-                .or_insert_with(|| Stored {
-                    meta: PersistedSocket {
-                        socket,
-                        server_index,
-                        client_index,
-                        path,
-                        headers,
-                    },
-                    committed: Vec::new(),
-                });
-            record.meta.server_index = server_index;
-            record.meta.client_index = client_index;
-            record.committed.extend(applied);
+            if s.fail_persists > 0 {
+                s.fail_persists -= 1;
+                handle.persist_failed(socket, server_index).unwrap();
+                return;
+            }
+            commit(s, socket, actor_id, server_index, client_index);
             handle.persisted(socket, server_index).unwrap();
         }
         SessionEvent::DeleteMetadata { socket, actor_id } => {
@@ -274,4 +269,35 @@ fn handle_event(handle: &SessionHandle, s: &mut AppState, event: SessionEvent) {
         }
         _ => {}
     }
+}
+
+/// Commits what the socket applied since its last commit, with its indices.
+fn commit(
+    s: &mut AppState,
+    socket: SocketId,
+    actor_id: String,
+    server_index: MessageIndex,
+    client_index: MessageIndex,
+) {
+    let live = s.live.get_mut(&socket).expect("a live socket");
+    let applied: Vec<String> = live.applied.drain(..).map(|(_, t)| t).collect();
+    let (path, headers) = (live.path.clone(), live.headers.clone());
+    let record = s
+        .disk
+        .entry(actor_id)
+        .or_default()
+        .entry(socket)
+        .or_insert_with(|| Stored {
+            meta: PersistedSocket {
+                socket,
+                server_index,
+                client_index,
+                path,
+                headers,
+            },
+            committed: Vec::new(),
+        });
+    record.meta.server_index = server_index;
+    record.meta.client_index = client_index;
+    record.committed.extend(applied);
 }

@@ -2,18 +2,23 @@
 //! WebSocket listener (`/runners/connect`, subprotocol `rivet`) that a test can cut
 //! (`kill`) and close to new connections (`refuse`).
 
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use hibernating_ws::Clock;
+use hibernating_ws::MessageIndex;
 use hibernating_ws::control::{Action, ActorSpec, Control, ControlConfig};
 use hibernating_ws::driver::control::{
-    self, ClientEvent, ClientEvents, ClientSender, ControlHandle, ControlIo, RunnerOutput,
+    ClientEvents, ClientOutput, ClientSender, ControlDriver, ControlHandle, ControlIo,
+    RunnerOutput, TokioClock,
 };
 use hibernating_ws::gateway::{Gateway, GatewayConfig, OpenRequest, Phase};
-use hibernating_ws::wire::{ActorConfig, GatewayId, KvRequestData, KvResponseData, RequestId};
+use hibernating_ws::wire::{
+    self, ActorConfig, GatewayId, KvRequestData, KvResponseData, RequestId, ToServer,
+    ToServerTunnelMessageKind,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
@@ -26,9 +31,32 @@ pub const POOL: &str = "pool";
 /// How long a test waits for anything.
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// What a client saw: its outputs and its request's life-cycle hooks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// The runner accepted the WebSocket.
+    Opened {
+        /// Whether it survives the actor sleeping.
+        hibernatable: bool,
+    },
+    /// A message from the actor.
+    Message {
+        /// Payload.
+        data: Vec<u8>,
+    },
+    /// The gateway closes the client.
+    Close,
+    /// The request hibernates.
+    Hibernated,
+}
+
+/// Each request's life-cycle events, in order.
+type Lifecycle = Arc<Mutex<BTreeMap<RequestId, VecDeque<ClientEvent>>>>;
+
 /// Records the engine's events.
 struct Io {
     events: Arc<Mutex<Vec<Action>>>,
+    lifecycle: Lifecycle,
 }
 
 impl ControlIo for Io {
@@ -38,6 +66,19 @@ impl ControlIo for Io {
 
     fn event(&mut self, action: &Action) {
         self.events.lock().unwrap().push(action.clone());
+    }
+
+    fn opened(&mut self, request_id: RequestId, hibernatable: bool) {
+        let mut l = self.lifecycle.lock().unwrap();
+        let events = l.entry(request_id).or_default();
+        events.push_back(ClientEvent::Opened { hibernatable });
+    }
+
+    fn hibernated(&mut self, request_id: RequestId) {
+        let mut l = self.lifecycle.lock().unwrap();
+        l.entry(request_id)
+            .or_default()
+            .push_back(ClientEvent::Hibernated);
     }
 }
 
@@ -49,10 +90,13 @@ pub struct Engine {
     /// Where runners connect (`http://127.0.0.1:PORT`).
     pub endpoint: String,
     events: Arc<Mutex<Vec<Action>>>,
+    lifecycle: Lifecycle,
     kill: Arc<Notify>,
     refuse: Arc<AtomicBool>,
     /// The runner keys of every accepted connection, in order.
     pub keys: Arc<Mutex<Vec<String>>>,
+    /// The runner's tunnel messages (index and kind), in arrival order.
+    pub outgoing: Arc<Mutex<Vec<(MessageIndex, ToServerTunnelMessageKind)>>>,
 }
 
 /// A client of the engine's gateway.
@@ -62,23 +106,46 @@ pub struct Client {
     /// What it sends.
     pub sender: ClientSender,
     events: ClientEvents,
+    lifecycle: Lifecycle,
 }
 
 impl Client {
     /// Sends a text message.
-    pub async fn send(&self, text: &str) {
+    pub async fn send(&mut self, text: &str) {
         self.sender
-            .message(text.as_bytes().to_vec(), false)
+            .message(text.as_bytes(), false)
             .await
             .expect("engine running");
     }
 
-    /// The next event within [`WAIT`].
+    /// The next event within [`WAIT`]: outputs already queued first (the driver queues them
+    /// before it reports the life-cycle event that follows them), then life-cycle events.
     pub async fn next(&mut self) -> ClientEvent {
-        tokio::time::timeout(WAIT, self.events.recv())
-            .await
-            .expect("a client event in time")
-            .expect("the request is alive")
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let out = tokio::time::timeout(Duration::from_millis(5), self.events.recv()).await;
+            match out {
+                Ok(Some(ClientOutput::Message { data, .. })) => {
+                    return ClientEvent::Message { data };
+                }
+                Ok(Some(_)) => return ClientEvent::Close,
+                Ok(None) => panic!("the request is gone"),
+                Err(_) => {}
+            }
+            let event = self
+                .lifecycle
+                .lock()
+                .unwrap()
+                .get_mut(&self.request_id)
+                .and_then(VecDeque::pop_front);
+            if let Some(event) = event {
+                return event;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "a client event in time"
+            );
+        }
     }
 
     /// The next message's text, skipping hibernations.
@@ -98,14 +165,16 @@ impl Engine {
     pub async fn start(gateway: GatewayConfig, config: ControlConfig, actors: &[&str]) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let clock = Clock::start();
+        let clock = TokioClock::new();
         let gw = Gateway::new(gateway, GatewayId(*b"gw01"), clock.now()).unwrap();
         let engine = Control::new(config, gw, 1, clock.now()).unwrap();
         let events = Arc::new(Mutex::new(Vec::new()));
+        let lifecycle = Lifecycle::default();
         let io = Io {
             events: events.clone(),
+            lifecycle: lifecycle.clone(),
         };
-        let (handle, _task) = control::spawn(engine, io, clock);
+        let (handle, _task) = ControlDriver::spawn(engine, io, clock);
         for actor in actors {
             let actor = (*actor).to_string();
             let spec = ActorSpec {
@@ -119,7 +188,6 @@ impl Engine {
             };
             handle
                 .call(move |c, now| c.create_actor(now, &actor, spec))
-                .await
                 .unwrap()
                 .unwrap();
         }
@@ -127,9 +195,11 @@ impl Engine {
             handle,
             endpoint,
             events,
+            lifecycle,
             kill: Arc::new(Notify::new()),
             refuse: Arc::new(AtomicBool::new(false)),
             keys: Arc::new(Mutex::new(Vec::new())),
+            outgoing: Arc::new(Mutex::new(Vec::new())),
         };
         let accept = engine.clone();
         tokio::spawn(async move {
@@ -167,11 +237,12 @@ impl Engine {
     /// Opens a client WebSocket on `actor` and waits until the runner accepted it.
     pub async fn open(&self, actor: &str, request_id: RequestId) -> Client {
         let open = OpenRequest::new(actor, "/").unwrap();
-        let (sender, events) = self.handle.open(request_id, open).await.unwrap();
+        let (sender, events) = self.handle.open(request_id, open).unwrap();
         let mut client = Client {
             request_id,
             sender,
             events,
+            lifecycle: self.lifecycle.clone(),
         };
         match client.next().await {
             ClientEvent::Opened { hibernatable } => assert!(hibernatable),
@@ -181,19 +252,22 @@ impl Engine {
     }
 
     /// The phase of a live request.
-    pub async fn phase(&self, r: RequestId) -> Option<Phase> {
+    pub fn phase(&self, r: RequestId) -> Option<Phase> {
         self.handle
             .call(move |c, _| c.gateway().request(r).map(|i| i.phase))
-            .await
             .unwrap()
     }
 
     /// Messages the gateway still holds unacknowledged.
-    pub async fn pending(&self) -> u64 {
+    pub fn pending(&self) -> u64 {
         self.handle
             .call(|c, _| c.gateway().stats().pending_messages)
-            .await
             .unwrap()
+    }
+
+    /// Open runner connections.
+    pub fn connections(&self) -> u64 {
+        self.handle.call(|c, _| c.stats().connections).unwrap()
     }
 
     /// One runner WebSocket.
@@ -225,9 +299,10 @@ impl Engine {
             return;
         };
         self.keys.lock().unwrap().push(key.clone());
-        let Ok((sender, mut events)) = self.handle.runner_connected(key).await else {
+        let Ok((sender, mut events)) = self.handle.runner_connected(&key) else {
             return;
         };
+        let mut batch = Vec::new();
         let (mut sink, mut stream) = ws.split();
         let killed = self.kill.notified();
         tokio::pin!(killed);
@@ -235,23 +310,17 @@ impl Engine {
         loop {
             tokio::select! {
                 () = &mut killed => break,
-                out = events.recv() => match out {
-                    Some(RunnerOutput::Frame(frame)) => {
-                        let msg = Message::Binary(Bytes::from(frame.to_vec()));
-                        if sink.send(msg).await.is_err() {
-                            break;
-                        }
-                    }
-                    Some(RunnerOutput::Close(reason)) => {
-                        let frame = WsCloseFrame { code: 1000.into(), reason: reason.reason().into() };
-                        let _ = sink.send(Message::Close(Some(frame))).await;
+                n = events.recv_many(&mut batch) => {
+                    if n == 0 || !write(&mut sink, &mut batch).await {
                         break;
                     }
-                    _ => break,
                 },
                 msg = stream.next() => match msg {
                     Some(Ok(Message::Binary(b))) => {
-                        if sender.frame(b.to_vec()).await.is_err() {
+                        if let Ok(ToServer::TunnelMessage(m)) = wire::decode::<ToServer>(&b) {
+                            self.outgoing.lock().unwrap().push((m.message_id.message_index, m.kind));
+                        }
+                        if sender.frame(&b).is_err() {
                             break;
                         }
                     }
@@ -261,8 +330,35 @@ impl Engine {
             }
         }
         drop((sink, stream));
-        sender.disconnected().await;
+        sender.disconnected();
     }
+}
+
+/// Writes a batch of runner outputs, one flush; `false` once the connection must end.
+async fn write<S>(sink: &mut S, batch: &mut Vec<RunnerOutput>) -> bool
+where
+    S: futures_util::Sink<Message> + Unpin,
+{
+    for out in batch.drain(..) {
+        match out {
+            RunnerOutput::Frame(frame) => {
+                let msg = Message::Binary(Bytes::from(frame.into_vec()));
+                if sink.feed(msg).await.is_err() {
+                    return false;
+                }
+            }
+            RunnerOutput::Close(reason) => {
+                let frame = WsCloseFrame {
+                    code: 1000.into(),
+                    reason: reason.reason().into(),
+                };
+                let _ = sink.send(Message::Close(Some(frame))).await;
+                return false;
+            }
+            _ => return false,
+        }
+    }
+    sink.flush().await.is_ok()
 }
 
 /// Waits (polling every 5 ms, at most [`WAIT`]) until `f` holds.

@@ -113,7 +113,7 @@ pub enum SessionEvent {
         actor_id: String,
         /// Last delivered gateway index.
         server_index: MessageIndex,
-        /// Next outgoing index.
+        /// The outgoing index a restored socket starts at (store it as given).
         client_index: MessageIndex,
     },
     /// Delete the socket's stored metadata.

@@ -44,8 +44,10 @@
 //! * The frames for the engine ([`SessionOptions::outbox`]): a connection whose socket does not
 //!   drain them goes past the limits; the frames are dropped, the connection closes with
 //!   [`Disconnect::OutboxFull`] and the driver reconnects (the session resends its events).
-//! * Tunnel frames produced while no connection is open are dropped and counted
-//!   ([`DriverStats::frames_dropped_offline`]): the gateway replays what was not acknowledged.
+//! * While no connection is ready the session keeps its events and, within
+//!   [`SessionConfig::max_offline_frames`](crate::session::SessionConfig::max_offline_frames),
+//!   its tunnel frames, and sends them after the next handshake; anything else produced with no
+//!   connection open is dropped and counted ([`DriverStats::frames_dropped_offline`]).
 //!
 //! # Example
 //!

@@ -28,8 +28,9 @@ pub struct DriverStats {
     pub frames_out: u64,
     /// Frames the session refused (malformed, or refused by the session or the runner engine).
     pub frames_rejected: u64,
-    /// Frames for the engine produced while no connection was open (tunnel frames; the session
-    /// keeps and resends its own events and acknowledgements).
+    /// Frames for the engine produced while no connection was open, and dropped (the session
+    /// itself keeps its events and tunnel frames for the next handshake: what reaches this
+    /// counter is a KV request, or a frame of a connection that just ended).
     pub frames_dropped_offline: u64,
     /// Times reading the engine paused because the app's queue was at half its limits.
     pub paused_reads: u64,

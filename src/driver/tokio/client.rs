@@ -13,7 +13,7 @@ use futures_core::Stream;
 use futures_sink::Sink;
 
 use super::Stopped;
-use super::gateway::GatewayPort;
+use super::clients::ClientPort;
 use super::queue::QueueLimits;
 use crate::close::CloseFrame;
 use crate::wire::RequestId;
@@ -130,7 +130,8 @@ impl Client {
     }
 }
 
-/// Read side of one client, given by [`GatewayHandle::open`](super::GatewayHandle::open): hand
+/// Read side of one client, given by [`GatewayHandle::open`](super::GatewayHandle::open) (or the
+/// control driver's [`ControlHandle::open`](crate::driver::control::ControlHandle::open)): hand
 /// it what the client sends.
 ///
 /// It is a [`Sink`] of [`ClientInput`]s: `poll_ready` is [`readable`](Self::readable), and
@@ -138,7 +139,7 @@ impl Client {
 /// socket only when it is ready, so a client the gateway cannot take more from is not read
 /// (and TCP pushes back on it) while every other client keeps flowing.
 pub struct ClientSender {
-    port: Arc<dyn GatewayPort>,
+    port: Arc<dyn ClientPort>,
     request_id: RequestId,
     serial: u64,
     closed: bool,
@@ -153,7 +154,7 @@ impl core::fmt::Debug for ClientSender {
 }
 
 impl ClientSender {
-    pub(super) fn new(port: Arc<dyn GatewayPort>, request_id: RequestId, serial: u64) -> Self {
+    pub(super) fn new(port: Arc<dyn ClientPort>, request_id: RequestId, serial: u64) -> Self {
         Self {
             port,
             request_id,
@@ -255,7 +256,8 @@ impl<B: AsRef<[u8]>> Sink<ClientInput<B>> for ClientSender {
     }
 }
 
-/// Write side of one client, given by [`GatewayHandle::open`](super::GatewayHandle::open): what
+/// Write side of one client, given by [`GatewayHandle::open`](super::GatewayHandle::open) (or
+/// [`ControlHandle::open`](crate::driver::control::ControlHandle::open)): what
 /// to send to the client, a [`Stream`] of [`ClientOutput`]s. It ends once the request is gone
 /// and everything queued before was taken (after a [`ClientOutput::Close`] if the gateway
 /// closed it).
@@ -263,8 +265,11 @@ impl<B: AsRef<[u8]>> Sink<ClientInput<B>> for ClientSender {
 /// The queue behind it is bounded ([`GatewayOptions::client_queue`](super::GatewayOptions)):
 /// at half its limits the client is not read anymore; past them the gateway closes the request
 /// with [`CLIENT_QUEUE_FULL`](super::CLIENT_QUEUE_FULL) and drops what was queued.
+///
+/// Dropping it while the request is live closes the request as if the client's stream had
+/// ended (nobody writes to the client anymore).
 pub struct ClientEvents {
-    port: Arc<dyn GatewayPort>,
+    port: Arc<dyn ClientPort>,
     request_id: RequestId,
     serial: u64,
 }
@@ -278,7 +283,7 @@ impl core::fmt::Debug for ClientEvents {
 }
 
 impl ClientEvents {
-    pub(super) fn new(port: Arc<dyn GatewayPort>, request_id: RequestId, serial: u64) -> Self {
+    pub(super) fn new(port: Arc<dyn ClientPort>, request_id: RequestId, serial: u64) -> Self {
         Self {
             port,
             request_id,

@@ -2,22 +2,17 @@
 //! links, its sink trait, its handle, and the dispatch of its actions.
 
 use alloc::boxed::Box;
-use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::sync::Arc;
-use alloc::vec::Vec;
-use core::task::{Context, Poll};
-use std::collections::HashMap;
 
 use ::tokio::task::JoinHandle;
 
-use super::client::{Client, ClientEvents, ClientOutput, ClientSender, Stalled};
+use super::client::{ClientEvents, ClientOutput, ClientSender};
+use super::clients::{ClientHooks, ClientPort, ClientState, Clients};
 use super::clock::TokioClock;
-use super::hash::IdHasher;
-use super::queue::{QueueFull, QueueLimits, QueueStats, wake};
+use super::queue::{QueueFull, QueueLimits, QueueStats};
 use super::run::{CrashGuard, Driven, Shared, run};
-use super::{CLIENT_QUEUE_FULL, CommandError, Stopped};
-use crate::close::{CODE_POLICY_VIOLATION, CloseFrame};
+use super::{CommandError, Stopped};
 use crate::gateway::{self, Frame, Gateway, OpenError, OpenRequest, RouteId, SendError};
 use crate::time::Timestamp;
 use crate::wire::RequestId;
@@ -122,12 +117,7 @@ impl GatewayDriver {
             engine: Some(gateway),
             d: Dispatch {
                 io: Box::new(io),
-                clients: HashMap::default(),
-                writable: VecDeque::new(),
-                overflowed: Vec::new(),
-                limits: options.client_queue,
-                next_serial: 0,
-                stats: QueueStats::default(),
+                clients: Clients::new(options.client_queue),
             },
         };
         let shared = Shared::new(state, clock);
@@ -166,14 +156,7 @@ pub(super) struct GatewayState {
 /// Everything but the engine, so actions can be performed while the engine is borrowed.
 struct Dispatch {
     io: Box<dyn GatewayIo>,
-    clients: HashMap<RequestId, Client, IdHasher>,
-    /// Requests that became writable, to retry after the current drain.
-    writable: VecDeque<RequestId>,
-    /// Requests whose outbound queue went past its limits, to close after the current drain.
-    overflowed: Vec<RequestId>,
-    limits: QueueLimits,
-    next_serial: u64,
-    stats: QueueStats,
+    clients: Clients,
 }
 
 impl Driven for GatewayState {
@@ -191,23 +174,33 @@ impl Driven for GatewayState {
             while let Some(action) = engine.poll_action() {
                 self.d.perform(action);
             }
-            if let Some(request_id) = self.d.overflowed.pop() {
-                self.d.overflow(engine, now, request_id);
-            } else if let Some(request_id) = self.d.writable.pop_front() {
-                self.d.retry(engine, now, request_id);
-            } else {
+            if !self.d.clients.follow_up(engine, now, &mut self.d.io) {
                 return;
             }
         }
     }
 
     fn stop(&mut self) -> Option<Gateway> {
-        for client in self.d.clients.values_mut() {
-            client.gone = true;
-            wake(&mut client.reader);
-            wake(&mut client.writer);
-        }
+        self.d.clients.stop();
         self.engine.take()
+    }
+}
+
+impl ClientState for GatewayState {
+    type Host = Gateway;
+
+    fn parts(&mut self) -> (Option<&mut Gateway>, &mut Clients, &mut dyn ClientHooks) {
+        (self.engine.as_mut(), &mut self.d.clients, &mut self.d.io)
+    }
+}
+
+impl ClientHooks for Box<dyn GatewayIo> {
+    fn send_error(&mut self, request_id: RequestId, error: &SendError) {
+        (**self).send_error(request_id, error);
+    }
+
+    fn client_queue_full(&mut self, request_id: RequestId, full: &QueueFull) {
+        (**self).client_queue_full(request_id, full);
     }
 }
 
@@ -225,22 +218,16 @@ impl Dispatch {
                 request_id,
                 data,
                 binary,
-            } => self.push_out(request_id, ClientOutput::Message { data, binary }),
+            } => (self.clients).push_out(request_id, ClientOutput::Message { data, binary }),
             Action::CloseClient { request_id, frame } => {
-                self.push_out(request_id, ClientOutput::Close(frame));
+                self.clients
+                    .push_out(request_id, ClientOutput::Close(frame));
             }
             Action::Opened {
                 request_id,
                 hibernatable,
             } => {
-                if let Some(c) = self.clients.get_mut(&request_id) {
-                    c.opened = true;
-                    if c.stalled.is_some() {
-                        self.writable.push_back(request_id);
-                    } else {
-                        wake(&mut c.reader);
-                    }
-                }
+                self.clients.opened(request_id);
                 self.io.opened(request_id, hibernatable);
             }
             Action::Hibernated { request_id } => self.io.hibernated(request_id),
@@ -256,131 +243,17 @@ impl Dispatch {
                 request_id,
                 actor_id,
             } => self.io.delete_hibernating_record(request_id, actor_id),
-            Action::ClientWritable { request_id } => self.writable.push_back(request_id),
+            Action::ClientWritable { request_id } => self.clients.writable(request_id),
             Action::Closed { request_id, reason } => {
-                if let Some(c) = self.clients.get_mut(&request_id) {
-                    c.gone = true;
-                    wake(&mut c.reader);
-                    wake(&mut c.writer);
-                    if c.events_dropped {
-                        self.clients.remove(&request_id);
-                    }
-                }
+                self.clients.closed(request_id);
                 self.io.closed(request_id, &reason);
             }
         }
     }
-
-    /// Queues an output for a client; a queue past its limits is closed after the drain.
-    fn push_out(&mut self, request_id: RequestId, out: ClientOutput) {
-        let Some(c) = self.clients.get_mut(&request_id) else {
-            return;
-        };
-        if c.closing || c.events_dropped {
-            return;
-        }
-        let len = out.queued_len();
-        c.out.push_back(out);
-        c.out_bytes += len;
-        self.stats.bytes += len;
-        self.stats.messages += 1;
-        self.stats.peak_bytes = self.stats.peak_bytes.max(c.out_bytes);
-        if self.limits.exceeded(c.out_bytes, c.out.len()) {
-            c.closing = true;
-            self.overflowed.push(request_id);
-        }
-        wake(&mut c.writer);
-    }
-
-    /// A client whose queue went past its limits: drop what is queued, close the request with
-    /// a typed reason, tell the client (if it ever reads again).
-    fn overflow(&mut self, engine: &mut Gateway, now: Timestamp, request_id: RequestId) {
-        let Some(c) = self.clients.get_mut(&request_id) else {
-            return;
-        };
-        let full = QueueFull {
-            bytes: c.out_bytes,
-            messages: c.out.len(),
-            limits: self.limits,
-        };
-        self.stats.bytes -= c.out_bytes;
-        self.stats.messages -= c.out.len();
-        self.stats.overflows += 1;
-        c.out = VecDeque::new();
-        c.out_bytes = 0;
-        let frame = CloseFrame::new(CODE_POLICY_VIOLATION, CLIENT_QUEUE_FULL);
-        let close = ClientOutput::Close(frame.clone());
-        c.out_bytes = close.queued_len();
-        self.stats.bytes += c.out_bytes;
-        self.stats.messages += 1;
-        c.out.push_back(close);
-        c.stalled = None;
-        wake(&mut c.reader);
-        wake(&mut c.writer);
-        crate::driver::trace::client_queue_full(request_id);
-        self.io.client_queue_full(request_id, &full);
-        // Unknown: the request closed meanwhile.
-        let _ = engine.client_close(now, request_id, Some(frame));
-    }
-
-    /// Hands one client message to the engine; `false` if refused with backpressure.
-    fn feed(
-        &mut self,
-        engine: &mut Gateway,
-        now: Timestamp,
-        request_id: RequestId,
-        data: &[u8],
-        binary: bool,
-    ) -> bool {
-        match engine.client_message(now, request_id, data, binary) {
-            Ok(_) => true,
-            Err(SendError::Backpressure { .. }) => false,
-            Err(e) => {
-                self.io.send_error(request_id, &e);
-                true
-            }
-        }
-    }
-
-    /// A writable (or newly opened) client: hand over what it stalled, in order.
-    fn retry(&mut self, engine: &mut Gateway, now: Timestamp, request_id: RequestId) {
-        let Some(c) = self.clients.get_mut(&request_id) else {
-            return;
-        };
-        c.blocked = false;
-        if !c.opened {
-            return;
-        }
-        let Some(mut stalled) = c.stalled.take() else {
-            wake(&mut c.reader);
-            return;
-        };
-        if let Some((data, binary)) = stalled.message.take()
-            && !self.feed(engine, now, request_id, &data, binary)
-        {
-            stalled.message = Some((data, binary));
-            if let Some(c) = self.clients.get_mut(&request_id) {
-                c.blocked = true;
-                c.stalled = Some(stalled);
-            }
-            return;
-        }
-        if stalled.closed {
-            let _ = engine.client_close(now, request_id, stalled.close_frame);
-        } else if let Some(c) = self.clients.get_mut(&request_id) {
-            wake(&mut c.reader);
-        }
-    }
-
-    fn client(&mut self, request_id: RequestId, serial: u64) -> Option<&mut Client> {
-        self.clients
-            .get_mut(&request_id)
-            .filter(|c| c.serial == serial)
-    }
 }
 
 /// What the handle and the client halves need from the driver, without its sink's type.
-pub(super) trait GatewayPort: Send + Sync {
+pub(super) trait GatewayPort: ClientPort {
     fn with_engine(&self, f: &mut dyn FnMut(&mut Gateway, Timestamp)) -> Result<(), Stopped>;
     fn open(
         &self,
@@ -391,40 +264,6 @@ pub(super) trait GatewayPort: Send + Sync {
     fn runner_frame(&self, route: RouteId, bytes: &[u8]) -> Result<(), Stopped>;
     fn shutdown(&self);
     fn queue_stats(&self) -> QueueStats;
-    fn poll_readable(
-        &self,
-        request_id: RequestId,
-        serial: u64,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<(), Stopped>>;
-    fn message(
-        &self,
-        request_id: RequestId,
-        serial: u64,
-        data: &[u8],
-        binary: bool,
-    ) -> Result<(), Stopped>;
-    /// Hands the message over if the client is readable (`true`); `false` leaves it untouched.
-    fn try_message(
-        &self,
-        request_id: RequestId,
-        serial: u64,
-        data: &[u8],
-        binary: bool,
-    ) -> Result<bool, Stopped>;
-    fn close(
-        &self,
-        request_id: RequestId,
-        serial: u64,
-        frame: Option<CloseFrame>,
-    ) -> Result<(), Stopped>;
-    fn poll_output(
-        &self,
-        request_id: RequestId,
-        serial: u64,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<ClientOutput>>;
-    fn events_dropped(&self, request_id: RequestId, serial: u64);
 }
 
 impl GatewayPort for Shared<GatewayState> {
@@ -447,15 +286,7 @@ impl GatewayPort for Shared<GatewayState> {
             engine
                 .open(now, request_id, route, open)
                 .map_err(CommandError::Engine)?;
-            let serial = s.d.next_serial;
-            s.d.next_serial += 1;
-            // A client of an earlier request with this id that is still draining is replaced;
-            // its halves see a different serial and end.
-            if let Some(old) = s.d.clients.insert(request_id, Client::new(serial)) {
-                s.d.stats.bytes -= old.out_bytes;
-                s.d.stats.messages -= old.out.len();
-            }
-            Ok(serial)
+            Ok(s.d.clients.insert(request_id))
         })?
     }
 
@@ -474,191 +305,7 @@ impl GatewayPort for Shared<GatewayState> {
     }
 
     fn queue_stats(&self) -> QueueStats {
-        self.lock().state.d.stats
-    }
-
-    fn poll_readable(
-        &self,
-        request_id: RequestId,
-        serial: u64,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<(), Stopped>> {
-        let mut slot = self.lock();
-        if slot.is_stopping() || slot.state.engine.is_none() {
-            return Poll::Ready(Err(Stopped));
-        }
-        let limits = slot.state.d.limits;
-        let Some(c) = slot.state.d.client(request_id, serial) else {
-            return Poll::Ready(Err(Stopped));
-        };
-        if c.finished() {
-            return Poll::Ready(Err(Stopped));
-        }
-        if c.readable(&limits) {
-            return Poll::Ready(Ok(()));
-        }
-        c.reader = Some(cx.waker().clone());
-        Poll::Pending
-    }
-
-    fn message(
-        &self,
-        request_id: RequestId,
-        serial: u64,
-        data: &[u8],
-        binary: bool,
-    ) -> Result<(), Stopped> {
-        self.with(|s, now| {
-            let limits = s.d.limits;
-            let Some(c) = s.d.client(request_id, serial) else {
-                return Err(Stopped);
-            };
-            if c.finished() {
-                return Err(Stopped);
-            }
-            if !c.readable(&limits) && (c.stalled.is_some() || c.blocked || !c.opened) {
-                // Handed over without waiting for `readable`: keep it for the retry (one).
-                let stalled = c.stalled.get_or_insert_with(Box::default);
-                if stalled.message.is_some() || stalled.closed {
-                    return Err(Stopped);
-                }
-                stalled.message = Some((data.to_vec(), binary));
-                return Ok(());
-            }
-            let Some(engine) = s.engine.as_mut() else {
-                return Err(Stopped);
-            };
-            if !s.d.feed(engine, now, request_id, data, binary)
-                && let Some(c) = s.d.client(request_id, serial)
-            {
-                c.blocked = true;
-                c.stalled = Some(Box::new(Stalled {
-                    message: Some((data.to_vec(), binary)),
-                    ..Stalled::default()
-                }));
-            }
-            Ok(())
-        })?
-    }
-
-    fn try_message(
-        &self,
-        request_id: RequestId,
-        serial: u64,
-        data: &[u8],
-        binary: bool,
-    ) -> Result<bool, Stopped> {
-        let mut slot = self.lock();
-        {
-            let d = &mut slot.state.d;
-            let limits = d.limits;
-            let Some(c) = d.client(request_id, serial) else {
-                return Err(Stopped);
-            };
-            if c.finished() {
-                return Err(Stopped);
-            }
-            if !c.readable(&limits) {
-                return Ok(false);
-            }
-        }
-        self.with_locked(&mut slot, |s, now| {
-            let Some(engine) = s.engine.as_mut() else {
-                return;
-            };
-            if !s.d.feed(engine, now, request_id, data, binary)
-                && let Some(c) = s.d.client(request_id, serial)
-            {
-                c.blocked = true;
-                c.stalled = Some(Box::new(Stalled {
-                    message: Some((data.to_vec(), binary)),
-                    ..Stalled::default()
-                }));
-            }
-        })?;
-        Ok(true)
-    }
-
-    fn close(
-        &self,
-        request_id: RequestId,
-        serial: u64,
-        frame: Option<CloseFrame>,
-    ) -> Result<(), Stopped> {
-        self.with(|s, now| {
-            let Some(c) = s.d.client(request_id, serial) else {
-                return Err(Stopped);
-            };
-            if c.gone {
-                return Err(Stopped);
-            }
-            if let Some(stalled) = c.stalled.as_mut() {
-                stalled.closed = true;
-                stalled.close_frame = frame;
-                return Ok(());
-            }
-            if let Some(engine) = s.engine.as_mut() {
-                // Unknown: the request closed meanwhile.
-                let _ = engine.client_close(now, request_id, frame);
-            }
-            Ok(())
-        })?
-    }
-
-    fn poll_output(
-        &self,
-        request_id: RequestId,
-        serial: u64,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<ClientOutput>> {
-        let mut slot = self.lock();
-        let d = &mut slot.state.d;
-        let limits = d.limits;
-        let Some(c) = d
-            .clients
-            .get_mut(&request_id)
-            .filter(|c| c.serial == serial)
-        else {
-            return Poll::Ready(None);
-        };
-        if let Some(out) = c.out.pop_front() {
-            let len = out.queued_len();
-            let was_full = limits.soft(c.out_bytes, c.out.len() + 1);
-            c.out_bytes -= len;
-            d.stats.bytes -= len;
-            d.stats.messages -= 1;
-            if was_full && c.readable(&limits) {
-                wake(&mut c.reader);
-            }
-            return Poll::Ready(Some(out));
-        }
-        if c.gone {
-            d.clients.remove(&request_id);
-            return Poll::Ready(None);
-        }
-        c.writer = Some(cx.waker().clone());
-        Poll::Pending
-    }
-
-    fn events_dropped(&self, request_id: RequestId, serial: u64) {
-        let mut slot = self.lock();
-        let d = &mut slot.state.d;
-        let Some(c) = d
-            .clients
-            .get_mut(&request_id)
-            .filter(|c| c.serial == serial)
-        else {
-            return;
-        };
-        d.stats.bytes -= c.out_bytes;
-        d.stats.messages -= c.out.len();
-        if c.gone {
-            d.clients.remove(&request_id);
-        } else {
-            c.events_dropped = true;
-            c.out = VecDeque::new();
-            c.out_bytes = 0;
-        }
+        self.lock().state.d.clients.stats()
     }
 }
 

@@ -139,7 +139,9 @@
 //! ```
 
 mod client;
+mod clients;
 mod clock;
+pub mod control;
 mod gateway;
 mod hash;
 pub(crate) mod queue;

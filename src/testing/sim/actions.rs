@@ -1,4 +1,5 @@
-//! What the world does with each engine action: the gateway's and the runners'.
+//! What the world does with each engine action: the gateway's client-side actions (through the
+//! control engine) and the runner sessions'.
 
 use alloc::format;
 use alloc::vec::Vec;
@@ -7,44 +8,22 @@ use crate::close::CloseFrame;
 use crate::close::KnownClose;
 use crate::gateway::{self, GcReason};
 use crate::index::MessageIndex;
-use crate::runner::{self, Runner, SocketId};
+use crate::runner::{self, SocketId};
+use crate::session;
 use crate::time::Timestamp;
-use crate::wire::{self, RequestId, ToGateway, ToServerTunnelMessageKind};
+use crate::wire::{self, RequestId, ToServer, ToServerTunnelMessageKind};
 
 use super::client::ClientState;
 use super::event::Ev;
-use super::format::{
-    PidFmt, close_to_runner, describe_to_gateway, describe_to_runner, gw_reason_name, parse_pid,
-    runner_reason_name,
-};
-use super::orchestrator::ActorPhase;
-#[cfg(test)]
-use super::world::Sabotage;
-use super::world::{GATEWAY_ID, Stage, World};
+use super::format::{PidFmt, describe_to_engine, gw_reason_name, parse_pid, runner_reason_name};
+use super::world::{GATEWAY_ID, Hosted, Stage, World};
 
 impl World {
-    pub(super) fn drain_gw(&mut self) {
-        while let Some(action) = self.gw.poll_action() {
-            self.on_gw_action(action);
-        }
-    }
-
+    /// A client-side action of the gateway (the control engine handles the others).
     #[allow(clippy::too_many_lines)] // one arm per action
     pub(super) fn on_gw_action(&mut self, action: gateway::Action) {
         use gateway::Action as A;
         match action {
-            A::Publish { route, frame, .. } => {
-                let r = usize::try_from(route.0 >> 32).unwrap_or(usize::MAX);
-                let inc = u32::try_from(route.0 & 0xffff_ffff).unwrap_or(u32::MAX);
-                if r >= self.runners.len() {
-                    self.violation(format!("gateway published to unknown route {route:?}"));
-                    return;
-                }
-                tr!(self, "gw → runner{r}.{inc}: {}", describe_to_runner(&frame));
-                let close_of =
-                    close_to_runner(&frame).and_then(|req| self.by_req.get(&req).copied());
-                self.send_to_runner(r, inc, &frame, close_of);
-            }
             A::SendToClient {
                 request_id,
                 data,
@@ -105,26 +84,6 @@ impl World {
                     self.conns[c].gw_hibernating = true;
                 }
             }
-            A::RequestWake {
-                request_id,
-                actor_id,
-            } => {
-                tr!(self, "gw: request wake [{request_id}] {actor_id}");
-                #[cfg(test)]
-                if self.sabotage == Some(Sabotage::IgnoreWakes) {
-                    return;
-                }
-                if let Some(&c) = self.by_req.get(&request_id) {
-                    self.conns[c].wake_requested = true;
-                    self.want_wake(c);
-                }
-            }
-            A::UpsertHibernatingRecord { request_id, .. } => {
-                self.record_op(request_id, true);
-            }
-            A::DeleteHibernatingRecord { request_id, .. } => {
-                self.record_op(request_id, false);
-            }
             A::ClientWritable { request_id } => {
                 if let Some(&c) = self.by_req.get(&request_id) {
                     tr!(self, "client{c} ← gw: writable");
@@ -132,7 +91,33 @@ impl World {
                 }
             }
             A::Closed { request_id, reason } => self.gw_closed(request_id, reason),
+            other => self.violation(format!(
+                "the control engine passed on a gateway action it handles: {other:?}"
+            )),
         }
+    }
+
+    /// A client open that waited for its actor failed: the client is closed.
+    pub(super) fn open_failed(
+        &mut self,
+        request_id: RequestId,
+        reason: &crate::control::OpenFailure,
+    ) {
+        let Some(&c) = self.by_req.get(&request_id) else {
+            self.violation(format!("OpenFailed for unknown request {request_id}"));
+            return;
+        };
+        tr!(self, "engine: open of conn{c} failed: {reason:?}");
+        *self
+            .oracle
+            .closes
+            .entry(format!("engine open failed ({reason:?})"))
+            .or_insert(0) += 1;
+        if self.conns[c].state != ClientState::Opening {
+            let state = self.conns[c].state;
+            self.violation(format!("OpenFailed for conn{c} in client state {state:?}"));
+        }
+        self.conns[c].state = ClientState::Closed;
     }
 
     pub(super) fn gw_closed(&mut self, request_id: RequestId, reason: gateway::CloseReason) {
@@ -153,7 +138,7 @@ impl World {
                 .entry(format!("heal: gateway {}", gw_reason_name(&reason)))
                 .or_insert(0) += 1;
         }
-        if self.gw.request(request_id).is_some() {
+        if self.gw().request(request_id).is_some() {
             self.violation(format!(
                 "conn{c}: request still in the gateway after Closed"
             ));
@@ -206,6 +191,14 @@ impl World {
             ) => conn.facts.lasting.is_none(),
             _ => false,
         };
+        // A runner answers `ws.socket_not_found` only for a socket a fault lost (a crash, a lost
+        // close, a failed write): a live connection must not end that way otherwise.
+        let not_found = matches!(
+            &reason,
+            gateway::CloseReason::RunnerClosed(f) if f.known() == Some(KnownClose::SocketNotFound)
+        );
+        let unexplained_not_found =
+            not_found && conn.facts.disturbed.is_none() && conn.facts.orphan_cause.is_none();
         conn.facts.gw_close = Some(reason);
         let undisturbed = conn.facts.disturbed.is_none() || ack_unexplained;
         if let Some(f) = echoed
@@ -220,6 +213,11 @@ impl World {
                 "liveness: conn{c} was collected by a timeout although no fault touched its path"
             ));
         }
+        if unexplained_not_found {
+            self.violation(format!(
+                "conn{c} was closed as ws.socket_not_found although no fault touched its path"
+            ));
+        }
     }
 
     pub(super) fn drain_runner(&mut self, r: usize) {
@@ -229,22 +227,56 @@ impl World {
         while let Some(action) = self.runners[r]
             .engine
             .as_mut()
-            .and_then(Runner::poll_action)
+            .and_then(session::Session::poll_action)
         {
-            match &action {
-                runner::Action::Closed { socket, .. } => closed.push(*socket),
-                runner::Action::Open { socket, .. } | runner::Action::Restored { socket, .. } => {
-                    closed.retain(|s| s != socket);
+            match action {
+                session::Action::Runner(action) => {
+                    match &action {
+                        runner::Action::Closed { socket, .. } => closed.push(*socket),
+                        runner::Action::Open { socket, .. }
+                        | runner::Action::Restored { socket, .. } => {
+                            closed.retain(|s| s != socket);
+                        }
+                        _ => {}
+                    }
+                    self.on_runner_action(r, action);
                 }
-                _ => {}
+                session::Action::Send { frame } => self.session_send(r, &frame),
+                session::Action::StartActor {
+                    actor_id,
+                    generation,
+                    ..
+                } => self.runner_started_actor(r, &actor_id, generation),
+                session::Action::ActorStopped {
+                    actor_id,
+                    generation,
+                } => self.runner_actor_stopped(r, &actor_id, generation),
+                session::Action::Connected {
+                    runner_id, new_id, ..
+                } => {
+                    tr!(
+                        self,
+                        "runner{r}: connected as {runner_id} (new id {new_id})"
+                    );
+                    if new_id {
+                        for h in self.runners[r].hosted.values_mut() {
+                            *h = Hosted::Orphaned;
+                        }
+                    }
+                }
+                session::Action::Lost => {
+                    tr!(self, "runner{r}: lost; its actors stop");
+                    for h in self.runners[r].hosted.values_mut() {
+                        *h = Hosted::Orphaned;
+                    }
+                }
+                other => self.violation(format!("unexpected session action {other:?}")),
             }
-            self.on_runner_action(r, action);
         }
         // Invariant 3: no socket left in a runner after its Closed.
         for socket in closed {
             if self.runners[r]
-                .engine
-                .as_ref()
+                .tunnel()
                 .and_then(|e| e.socket(socket))
                 .is_some()
             {
@@ -253,6 +285,36 @@ impl World {
                     socket.request_id
                 ));
             }
+        }
+    }
+
+    /// A frame the session sends to the engine: a runner close is recorded, then it travels.
+    fn session_send(&mut self, r: usize, frame: &[u8]) {
+        let inc = self.runners[r].inc;
+        let mut close_of = None;
+        if let Ok(ToServer::TunnelMessage(m)) =
+            wire::decode_with::<ToServer>(frame, &wire::DecodeLimits::default())
+            && let ToServerTunnelMessageKind::WebSocketClose(close) = &m.kind
+            && !close.hibernate
+            && let Some(&c) = self.by_req.get(&m.message_id.request_id)
+        {
+            if m.message_id.gateway_id != GATEWAY_ID {
+                self.violation(format!(
+                    "runner{r} published to unknown gateway {}",
+                    m.message_id.gateway_id
+                ));
+                return;
+            }
+            self.conns[c].facts.runner_published.push(CloseFrame {
+                code: close.code,
+                reason: close.reason.clone(),
+            });
+            close_of = Some(c);
+        }
+        tr!(self, "runner{r} → engine: {}", describe_to_engine(frame));
+        match self.runners[r].conn {
+            Some(conn) => self.send_to_engine(r, inc, conn, frame, close_of),
+            None => self.lost_on_closed_link(frame, false),
         }
     }
 
@@ -271,29 +333,6 @@ impl World {
         use runner::Action as A;
         let inc = self.runners[r].inc;
         match action {
-            A::Publish { gateway_id, frame } => {
-                if gateway_id != GATEWAY_ID {
-                    self.violation(format!(
-                        "runner{r} published to unknown gateway {gateway_id}"
-                    ));
-                    return;
-                }
-                let mut close_of = None;
-                if let Ok((_, ToGateway::TunnelMessage(m))) =
-                    wire::decode_versioned::<ToGateway>(&frame, &wire::DecodeLimits::default())
-                    && let ToServerTunnelMessageKind::WebSocketClose(close) = &m.kind
-                    && !close.hibernate
-                    && let Some(&c) = self.by_req.get(&m.message_id.request_id)
-                {
-                    self.conns[c].facts.runner_published.push(CloseFrame {
-                        code: close.code,
-                        reason: close.reason.clone(),
-                    });
-                    close_of = Some(c);
-                }
-                tr!(self, "runner{r} → gw: {}", describe_to_gateway(&frame));
-                self.send_to_gateway(r, inc, &frame, close_of);
-            }
             A::Open { socket, index, .. } => self.runner_opened(r, inc, socket, index),
             A::Restored {
                 socket,
@@ -321,7 +360,9 @@ impl World {
                 self.sched_at(at, Ev::MetaDelete { a, socket });
             }
             A::Closed { socket, reason } => self.runner_closed(r, socket, reason),
-            A::ActorStopped { actor_id } => self.runner_actor_stopped(r, inc, &actor_id),
+            other => self.violation(format!(
+                "the session passed on a tunnel action it handles: {other:?}"
+            )),
         }
     }
 
@@ -407,36 +448,7 @@ impl World {
             ));
         }
         self.conns[c].ever_opened = true;
-        self.conns[c].handed_back_on = None;
         self.new_session(r, c, socket, false, true);
-    }
-
-    /// The runner finished an actor's stop: the app's memory for it is gone.
-    fn runner_actor_stopped(&mut self, r: usize, inc: u32, actor_id: &str) {
-        let Some(a) = self.actor_index(actor_id) else {
-            return;
-        };
-        tr!(self, "runner{r}: actor {actor_id} stopped");
-        if self.actors[a].phase != ActorPhase::Stopping(r, inc) {
-            let phase = self.actors[a].phase;
-            self.violation(format!(
-                "{actor_id} stopped on runner{r} in phase {phase:?}"
-            ));
-        }
-        // The app's memory for the actor is gone.
-        let slot = &mut self.runners[r];
-        slot.dead_apps.remove(&a);
-        let ended: Vec<SocketId> = slot
-            .sessions
-            .iter()
-            .filter(|(_, s)| self.conns[s.c].actor == a)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in ended {
-            self.end_session(r, id);
-        }
-        let d = self.rng.range(0, self.p.signal_max_us);
-        self.sched(d, Ev::StoppedSignal { a, r, inc });
     }
 
     pub(super) fn runner_closed(
@@ -486,9 +498,6 @@ impl World {
             ));
         }
         if !zombie {
-            if reason == runner::CloseReason::Hibernated {
-                self.conns[c].handed_back_on = Some((r, self.runners[r].inc));
-            }
             self.conns[c].facts.runner_closes.push(reason);
         }
     }

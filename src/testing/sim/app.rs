@@ -20,7 +20,7 @@ use super::world::{ECHO_BIT, Entry, World};
 
 /// The app's in-memory state for one socket on one runner incarnation.
 #[derive(Debug)]
-pub(super) struct Session {
+pub(super) struct AppSession {
     pub(super) c: usize,
     pub(super) zombie: bool,
     /// Accepted as hibernatable (restored sessions are).
@@ -69,7 +69,7 @@ impl World {
         zombie: bool,
         restored: bool,
     ) {
-        let session = Session {
+        let session = AppSession {
             c,
             zombie,
             hibernatable: restored,
@@ -115,8 +115,7 @@ impl World {
             };
             tr!(self, "app@runner{r}: reject conn{c} {frame:?}");
             self.runners[r]
-                .engine
-                .as_mut()
+                .tunnel_mut()
                 .map(|e| e.reject(now, socket, frame))
         } else {
             let hib = self.rng.chance(self.p.hibernatable_ppm);
@@ -125,8 +124,7 @@ impl World {
                 s.hibernatable = hib;
             }
             self.runners[r]
-                .engine
-                .as_mut()
+                .tunnel_mut()
                 .map(|e| e.accept(now, socket, hib))
         };
         if let Some(Err(e)) = result {
@@ -341,7 +339,7 @@ impl World {
         }
         let now = self.now;
         let c = w.c.map_or(usize::MAX, |c| c);
-        let result = self.runners[w.r].engine.as_mut().map(|e| {
+        let result = self.runners[w.r].tunnel_mut().map(|e| {
             if applied {
                 e.persisted(now, w.socket, w.server_index)
             } else {
@@ -372,8 +370,7 @@ impl World {
         let data = make_payload(pid, binary, 24);
         let now = self.now;
         let result = self.runners[r]
-            .engine
-            .as_mut()
+            .tunnel_mut()
             .map(|e| e.send(now, socket, &data, binary));
         if let Some(Ok(_)) = result {
             self.conns[c].facts.app_sent.insert(pid);
@@ -394,8 +391,7 @@ impl World {
         let now = self.now;
         let frame = CloseFrame::new(4000, "app close");
         let result = self.runners[r]
-            .engine
-            .as_mut()
+            .tunnel_mut()
             .map(|e| e.close(now, socket, frame));
         tr!(
             self,
@@ -412,8 +408,7 @@ impl World {
         }
         let now = self.now;
         let result = self.runners[r]
-            .engine
-            .as_mut()
+            .tunnel_mut()
             .map(|e| e.hibernate(now, socket));
         tr!(
             self,

@@ -10,18 +10,15 @@ use crate::runner::SocketId;
 use crate::wire::RequestId;
 
 use super::event::Ev;
-use super::format::{PidFmt, make_payload, route_id};
+use super::format::{PidFmt, make_payload};
 use super::oracle::Facts;
-use super::orchestrator::ActorPhase;
 use super::world::{Entry, World};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum ClientState {
     /// Not connected yet.
     Idle,
-    /// Waiting for its actor to start before the gateway is asked to open.
-    Waiting,
-    /// `Gateway::open` called, no `Opened` yet.
+    /// `Control::open` called (the open may wait for its actor), no `Opened` yet.
     Opening,
     Open,
     Closed,
@@ -51,13 +48,8 @@ pub(super) struct Conn {
     pub(super) session: Option<(usize, u32)>,
     /// An app session was ever opened (a later `Open` for the same id is a zombie).
     pub(super) ever_opened: bool,
-    /// The gateway asked for a wake (once per hibernation) that has not happened yet.
-    pub(super) wake_requested: bool,
     /// The gateway request is hibernating (as far as its actions tell).
     pub(super) gw_hibernating: bool,
-    /// The app handed the socket back on this runner incarnation: only the actor's next start
-    /// restores it (`Runner::hibernate`'s drain contract).
-    pub(super) handed_back_on: Option<(usize, u32)>,
     /// What the oracle knows about the connection.
     pub(super) facts: Facts,
 }
@@ -69,36 +61,14 @@ impl World {
         }
         let a = self.conns[c].actor;
         tr!(self, "client{c}: connect to {}", self.actors[a].id);
-        self.conns[c].state = ClientState::Waiting;
-        match self.actors[a].phase {
-            ActorPhase::Starting(r, inc) | ActorPhase::Running(r, inc)
-                if self.runner_alive(r, inc) =>
-            {
-                self.gw_open(c, r, inc);
-            }
-            _ => {
-                self.actors[a].pending_opens.push(c);
-                self.ensure_started(a);
-            }
-        }
-    }
-
-    pub(super) fn gw_open(&mut self, c: usize, r: usize, inc: u32) {
-        if self.conns[c].state != ClientState::Waiting {
-            return;
-        }
-        let a = self.conns[c].actor;
         let open =
             OpenRequest::new(self.actors[a].id.clone(), "/ws").expect("a path starting with /");
         let req = self.conns[c].req;
-        match self.gw.open(self.now, req, route_id(r, inc), open) {
-            Ok(()) => {
-                tr!(self, "client{c}: gw.open via runner{r}.{inc}");
-                self.conns[c].state = ClientState::Opening;
-            }
-            Err(e) => self.violation(format!("conn{c}: open refused: {e}")),
+        self.conns[c].state = ClientState::Opening;
+        if let Err(e) = self.ctl.open(self.now, req, open) {
+            self.violation(format!("conn{c}: open refused: {e}"));
         }
-        self.drain_gw();
+        self.drain_ctl();
     }
 
     pub(super) fn next_payload(&mut self) -> Payload {
@@ -145,7 +115,7 @@ impl World {
             burst -= 1;
             let req = self.conns[c].req;
             let result = self
-                .gw
+                .ctl
                 .client_message(self.now, req, &payload.data, payload.binary);
             match result {
                 Ok(index) => {
@@ -160,7 +130,7 @@ impl World {
                     self.conns[c].facts.accepted_at.push(self.now);
                     self.payloads.insert(payload.pid, (c, index));
                     self.mark(c);
-                    self.drain_gw();
+                    self.drain_ctl();
                 }
                 Err(SendError::Backpressure { limit, .. }) => {
                     tr!(
@@ -170,7 +140,7 @@ impl World {
                     );
                     self.count("backpressured");
                     self.conns[c].blocked = Some(payload);
-                    self.drain_gw();
+                    self.drain_ctl();
                     return;
                 }
                 Err(e) => {
@@ -182,7 +152,7 @@ impl World {
                     if matches!(e, SendError::NotOpen { .. }) {
                         self.violation(format!("conn{c}: NotOpen after Opened"));
                     }
-                    self.drain_gw();
+                    self.drain_ctl();
                     return;
                 }
             }
@@ -205,18 +175,18 @@ impl World {
                     1 => Some(CloseFrame::new(4001, "client reason")),
                     _ => None,
                 };
-                tr!(self, "client{c} → gw: close {frame:?}");
                 let req = self.conns[c].req;
-                if let Err(e) = self.gw.client_close(self.now, req, frame) {
+                if self.gw().request(req).is_none() {
+                    // The open still waits for its actor: the engine drops it, nothing follows.
+                    tr!(self, "client{c}: gives up before the open");
+                    self.conns[c].state = ClientState::Closed;
+                } else {
+                    tr!(self, "client{c} → gw: close {frame:?}");
+                }
+                if let Err(e) = self.ctl.client_close(self.now, req, frame) {
                     self.violation(format!("conn{c}: client_close: {e}"));
                 }
-                self.drain_gw();
-            }
-            ClientState::Waiting => {
-                tr!(self, "client{c}: gives up before the open");
-                self.conns[c].state = ClientState::Closed;
-                let a = self.conns[c].actor;
-                self.actors[a].pending_opens.retain(|&x| x != c);
+                self.drain_ctl();
             }
             ClientState::Idle | ClientState::Closed => {}
         }

@@ -7,6 +7,7 @@ use alloc::string::String;
 use core::ops::RangeInclusive;
 use core::time::Duration;
 
+use crate::control::ControlConfig;
 use crate::gateway::{GatewayConfig, OverflowPolicy};
 use crate::index::MAX_WINDOW;
 use crate::runner::{GapPolicy, RunnerConfig};
@@ -38,8 +39,9 @@ pub struct Faults {
     pub sleeps: bool,
     /// Most probability that a persist write fails.
     pub persist_failure_ppm: u32,
-    /// Most probability that a hibernating-record upsert fails.
-    pub record_failure_ppm: u32,
+    /// Most probability that an actor's start fails (after the engine heard `Running`, while
+    /// the replays of its woken requests travel to the runner).
+    pub start_failure_ppm: u32,
     /// The whole world stalls and its clock jumps forward (up to 2 minutes).
     pub clock_jumps: bool,
 }
@@ -56,7 +58,7 @@ impl Default for Faults {
             actor_crashes: true,
             sleeps: true,
             persist_failure_ppm: 100_000,
-            record_failure_ppm: 100_000,
+            start_failure_ppm: 50_000,
             clock_jumps: true,
         }
     }
@@ -76,7 +78,7 @@ impl Faults {
             actor_crashes: false,
             sleeps: true,
             persist_failure_ppm: 0,
-            record_failure_ppm: 0,
+            start_failure_ppm: 0,
             clock_jumps: false,
         }
     }
@@ -213,7 +215,7 @@ pub(crate) struct Params {
     pub(crate) jump_every_us: u64,
     pub(crate) jump_max_us: u64,
     pub(crate) persist_fail_ppm: u32,
-    pub(crate) record_fail_ppm: u32,
+    pub(crate) start_fail_ppm: u32,
     pub(crate) storage_max_us: u64,
     pub(crate) signal_max_us: u64,
     pub(crate) start_max_us: u64,
@@ -225,8 +227,12 @@ pub(crate) struct Params {
     pub(crate) app_hibernate_ppm: u32,
     pub(crate) app_delay_max_us: u64,
 
+    /// Actors each runner hosts at once.
+    pub(crate) slots: u32,
+
     pub(crate) gateway: GatewayConfig,
     pub(crate) runner: RunnerConfig,
+    pub(crate) control: ControlConfig,
 }
 
 const MS: u64 = 1_000;
@@ -309,7 +315,7 @@ impl Params {
             jump_every_us: every(e, f.clock_jumps, 20, 120),
             jump_max_us: e.range(S, 120 * S),
             persist_fail_ppm: rate(e, f.persist_failure_ppm),
-            record_fail_ppm: rate(e, f.record_failure_ppm),
+            start_fail_ppm: rate(e, f.start_failure_ppm),
             storage_max_us: e.range(100, 50 * MS),
             signal_max_us: e.range(100, 500 * MS),
             start_max_us: e.range(MS, 2 * S),
@@ -321,6 +327,11 @@ impl Params {
             app_hibernate_ppm: e.pick(&[0, 0, 5_000, 30_000]),
             app_delay_max_us: e.range(0, 50 * MS),
 
+            // Enough slots across the runners for every actor at once (the heal phase's final
+            // round runs them all), sometimes no more than that.
+            slots: u32::try_from(e.range(actors.div_ceil(runners) as u64, actors as u64))
+                .unwrap_or(1),
+            control: draw_control(e),
             gateway,
             runner,
             // Drawn last so that adding it did not move the other draws.
@@ -333,9 +344,10 @@ impl Params {
     }
 
     /// One line per group of parameters, logged at the start of a trace.
-    pub(crate) fn describe(&self) -> [String; 5] {
+    pub(crate) fn describe(&self) -> [String; 6] {
         let g = &self.gateway;
         let r = &self.runner;
+        let c = &self.control;
         [
             format!(
                 "world: {} runners, {} actors, {} connections, messages {:?}, payload {:?}, burst<={}, send gap~{}ms, hibernatable {}ppm",
@@ -362,7 +374,7 @@ impl Params {
                 self.partition_max_us / S
             ),
             format!(
-                "crash: runner every~{}s (notice<{}ms) actor every~{}s, at a persist {}ppm, sleep every~{}s, clock jump every~{}s (<{}s), persist fail {}ppm, record fail {}ppm, write lands on crash {}ppm",
+                "crash: runner every~{}s (notice<{}ms) actor every~{}s, at a persist {}ppm, sleep every~{}s, clock jump every~{}s (<{}s), persist fail {}ppm, start fail {}ppm, write lands on crash {}ppm",
                 self.crash_every_us / S,
                 self.crash_notice_max_us / MS,
                 self.app_crash_every_us / S,
@@ -371,7 +383,7 @@ impl Params {
                 self.jump_every_us / S,
                 self.jump_max_us / S,
                 self.persist_fail_ppm,
-                self.record_fail_ppm,
+                self.start_fail_ppm,
                 self.write_lands_on_crash_ppm
             ),
             format!(
@@ -395,6 +407,15 @@ impl Params {
                 r.gap_timeout,
                 r.max_queued_per_actor,
                 r.reack_interval
+            ),
+            format!(
+                "control: {} slots per runner, runner lost after {:?}, ping {:?} / {:?}, start timeout {:?}, stop threshold {:?}",
+                self.slots,
+                c.runner_lost_threshold,
+                c.ping_interval,
+                c.ping_timeout,
+                c.actor_start_timeout,
+                c.actor_stop_threshold
             ),
         ]
     }
@@ -458,4 +479,17 @@ fn draw_engines(
         ..RunnerConfig::default()
     };
     (gateway, runner)
+}
+
+/// The control engine's timings: the runner-lost threshold short or long against partitions and
+/// crash notices, the other timeouts around their defaults.
+fn draw_control(e: &mut Entropy) -> ControlConfig {
+    ControlConfig {
+        runner_lost_threshold: Duration::from_millis(e.range(1_000, 20_000)),
+        ping_interval: Duration::from_millis(e.range(500, 3_000)),
+        ping_timeout: Duration::from_millis(e.range(5_000, 15_000)),
+        actor_start_timeout: Duration::from_millis(e.range(5_000, 30_000)),
+        actor_stop_threshold: Duration::from_millis(e.range(5_000, 30_000)),
+        ..ControlConfig::default()
+    }
 }

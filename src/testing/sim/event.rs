@@ -4,22 +4,24 @@ use alloc::collections::BinaryHeap;
 use alloc::vec::Vec;
 use core::cmp::{Ordering, Reverse};
 
-use crate::gateway::Frame;
+use crate::control::{ConnId, OutFrame};
 use crate::runner::SocketId;
 use crate::time::Timestamp;
 
 #[derive(Debug)]
 pub(super) enum Ev {
-    /// A gateway frame reaches runner `r` (incarnation `inc`).
+    /// An engine frame (plain `ToClient`) reaches runner `r` (incarnation `inc`) on `conn`.
     ToRunner {
         r: usize,
         inc: u32,
-        frame: Frame,
+        conn: ConnId,
+        frame: OutFrame,
     },
-    /// A runner frame reaches the gateway.
-    ToGateway {
+    /// A runner frame (plain `ToServer`) reaches the engine on `conn`.
+    ToEngine {
         r: usize,
         inc: u32,
+        conn: ConnId,
         frame: Vec<u8>,
     },
     Connect {
@@ -58,7 +60,7 @@ pub(super) enum Ev {
         inc: u32,
         runner: bool,
     },
-    /// The app drains its actor after a hand-back: the actor stops.
+    /// The app drains its actor after a hand-back: the runner asks the engine to let it sleep.
     Drain {
         a: usize,
         r: usize,
@@ -71,31 +73,28 @@ pub(super) enum Ev {
         a: usize,
         socket: SocketId,
     },
-    RecordDone {
-        c: usize,
-        a: usize,
-        upsert: bool,
-        ok: bool,
-    },
+    /// The app has loaded actor `a`'s metadata for the start of `generation` on runner `r`.
     Restore {
         a: usize,
         r: usize,
         inc: u32,
+        generation: u32,
     },
-    GwWake {
-        c: usize,
+    /// Runner `r` notices that its WebSocket to the engine broke.
+    LinkDown {
         r: usize,
         inc: u32,
     },
-    StoppedSignal {
-        a: usize,
+    /// The engine notices that the runner connection `conn` broke (its runner crashed).
+    EngineNotices {
+        conn: ConnId,
+    },
+    /// Runner `r` opens a new WebSocket to the engine.
+    Reconnect {
         r: usize,
         inc: u32,
     },
-    CrashNoticed {
-        r: usize,
-        inc: u32,
-    },
+    /// A crashed runner process starts again (a new incarnation).
     Restart {
         r: usize,
     },

@@ -3,20 +3,17 @@
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use core::fmt;
+use core::fmt::{self, Write as _};
 
 use crate::close::CloseFrame;
-use crate::gateway::{self, GcReason, RouteId};
+use crate::gateway::{self, GcReason};
 use crate::runner::{self};
 use crate::wire::{
-    self, RequestId, ToClientTunnelMessageKind, ToGateway, ToRunner, ToServerTunnelMessageKind,
+    self, Command, RequestId, ToClient, ToClientTunnelMessageKind, ToServer,
+    ToServerTunnelMessageKind,
 };
 
 use super::world::{ECHO_BIT, Entry};
-
-pub(super) fn route_id(r: usize, inc: u32) -> RouteId {
-    RouteId(((r as u64) << 32) | u64::from(inc))
-}
 
 /// `pid` in front of the payload: 8 bytes little-endian (binary) or 16 hex digits (text), then
 /// filler up to `len`.
@@ -64,28 +61,34 @@ impl fmt::Display for EntryFmt<'_> {
     }
 }
 
-/// The request a gateway → runner frame is about.
+fn down(frame: &[u8]) -> Option<ToClient> {
+    wire::decode_with::<ToClient>(frame, &wire::DecodeLimits::default()).ok()
+}
+
+fn up(frame: &[u8]) -> Option<ToServer> {
+    wire::decode_with::<ToServer>(frame, &wire::DecodeLimits::default()).ok()
+}
+
+/// The request an engine → runner frame is about.
 pub(super) fn request_of_down(frame: &[u8]) -> Option<RequestId> {
-    match wire::decode_versioned::<ToRunner>(frame, &wire::DecodeLimits::default()) {
-        Ok((_, ToRunner::TunnelMessage(m))) => Some(m.message_id.request_id),
-        Ok((_, ToRunner::Ping(p))) => Some(p.request_id),
+    match down(frame)? {
+        ToClient::TunnelMessage(m) => Some(m.message_id.request_id),
         _ => None,
     }
 }
 
-/// The request a runner → gateway frame is about.
+/// The request a runner → engine frame is about.
 pub(super) fn request_of_up(frame: &[u8]) -> Option<RequestId> {
-    match wire::decode_versioned::<ToGateway>(frame, &wire::DecodeLimits::default()) {
-        Ok((_, ToGateway::TunnelMessage(m))) => Some(m.message_id.request_id),
-        Ok((_, ToGateway::Pong(p))) => Some(p.request_id),
+    match up(frame)? {
+        ToServer::TunnelMessage(m) => Some(m.message_id.request_id),
         _ => None,
     }
 }
 
-/// The request a gateway → runner close frame closes.
+/// The request an engine → runner close frame closes.
 pub(super) fn close_to_runner(frame: &[u8]) -> Option<RequestId> {
-    match wire::decode_versioned::<ToRunner>(frame, &wire::DecodeLimits::default()) {
-        Ok((_, ToRunner::TunnelMessage(m)))
+    match down(frame)? {
+        ToClient::TunnelMessage(m)
             if matches!(m.kind, ToClientTunnelMessageKind::WebSocketClose(_)) =>
         {
             Some(m.message_id.request_id)
@@ -94,12 +97,26 @@ pub(super) fn close_to_runner(frame: &[u8]) -> Option<RequestId> {
     }
 }
 
-/// A short description of a gateway → runner frame.
+/// The request a runner → engine close frame (not a hand-back) closes.
+pub(super) fn close_to_engine(frame: &[u8]) -> Option<RequestId> {
+    match up(frame)? {
+        ToServer::TunnelMessage(m) => match m.kind {
+            ToServerTunnelMessageKind::WebSocketClose(c) if !c.hibernate => {
+                Some(m.message_id.request_id)
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A short description of an engine → runner frame.
 pub(super) fn describe_to_runner(frame: &[u8]) -> String {
-    match wire::decode_versioned::<ToRunner>(frame, &wire::DecodeLimits::default()) {
-        Ok((_, ToRunner::Ping(p))) => format!("ping [{}]", p.request_id),
-        Ok((_, ToRunner::Close)) => "runner close".into(),
-        Ok((_, ToRunner::TunnelMessage(m))) => {
+    let Some(msg) = down(frame) else {
+        return "undecodable frame".into();
+    };
+    match msg {
+        ToClient::TunnelMessage(m) => {
             let i = m.message_id.message_index.get();
             let req = m.message_id.request_id;
             match m.kind {
@@ -117,16 +134,37 @@ pub(super) fn describe_to_runner(frame: &[u8]) -> String {
                 other => format!("{other:?} #{i} [{req}]"),
             }
         }
-        Ok((_, other)) => format!("{other:?}"),
-        Err(e) => format!("undecodable frame ({e})"),
+        ToClient::Commands(cs) => {
+            let mut out = String::from("commands");
+            for c in cs.0 {
+                let what = match c.inner {
+                    Command::StartActor(s) => {
+                        format!("start (listing {})", s.hibernating_requests.len())
+                    }
+                    Command::StopActor => "stop".into(),
+                };
+                let _ = write!(
+                    out,
+                    " [{} {} gen {} #{}]",
+                    what, c.checkpoint.actor_id, c.checkpoint.generation, c.checkpoint.index
+                );
+            }
+            out
+        }
+        ToClient::Init(i) => format!("init {}", i.runner_id),
+        ToClient::Ping(_) => "ping".into(),
+        ToClient::AckEvents(a) => format!("ack events {:?}", a.last_event_checkpoints.len()),
+        other @ ToClient::KvResponse(_) => format!("{other:?}"),
     }
 }
 
-/// A short description of a runner → gateway frame.
-pub(super) fn describe_to_gateway(frame: &[u8]) -> String {
-    match wire::decode_versioned::<ToGateway>(frame, &wire::DecodeLimits::default()) {
-        Ok((_, ToGateway::Pong(p))) => format!("pong [{}]", p.request_id),
-        Ok((_, ToGateway::TunnelMessage(m))) => {
+/// A short description of a runner → engine frame.
+pub(super) fn describe_to_engine(frame: &[u8]) -> String {
+    let Some(msg) = up(frame) else {
+        return "undecodable frame".into();
+    };
+    match msg {
+        ToServer::TunnelMessage(m) => {
             let i = m.message_id.message_index.get();
             let req = m.message_id.request_id;
             match m.kind {
@@ -153,7 +191,21 @@ pub(super) fn describe_to_gateway(frame: &[u8]) -> String {
                 other => format!("{other:?} out#{i} [{req}]"),
             }
         }
-        Err(e) => format!("undecodable frame ({e})"),
+        ToServer::Events(es) => {
+            let mut out = String::from("events");
+            for e in es.0 {
+                let _ = write!(
+                    out,
+                    " [{:?} {} gen {} #{}]",
+                    e.inner, e.checkpoint.actor_id, e.checkpoint.generation, e.checkpoint.index
+                );
+            }
+            out
+        }
+        ToServer::Init(i) => format!("init {} slots {}", i.name, i.total_slots),
+        ToServer::Pong(_) => "pong".into(),
+        ToServer::AckCommands(a) => format!("ack commands ({})", a.last_command_checkpoints.len()),
+        other => format!("{other:?}"),
     }
 }
 

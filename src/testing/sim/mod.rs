@@ -1,32 +1,38 @@
-//! The deterministic simulator (feature `sim`): a whole hws deployment — clients, one
-//! [`Gateway`](crate::gateway::Gateway), several [`Runner`](crate::runner::Runner)s, actors with
-//! durable storage, the hibernating-request record store, an orchestrator, and a faulty network
-//! — in one single-threaded discrete-event world fully determined by a `u64` seed.
+//! The deterministic simulator (feature `sim`): a whole hws deployment — clients, the engine side
+//! of the control plane ([`Control`](crate::control::Control), which owns the
+//! [`Gateway`](crate::gateway::Gateway)), several runner processes (each a
+//! [`Session`](crate::session::Session) around a [`Runner`](crate::runner::Runner)), actors with
+//! durable storage, and a faulty network — in one single-threaded discrete-event world fully
+//! determined by a `u64` seed.
 //!
 //! The world has a virtual clock, one event queue ordered by `(time, insertion sequence)`, and a
 //! `SplitMix64` PRNG seeded from the seed; nothing reads a wall clock or iterates a hash map.
 //! Every fault rate is drawn from the seed (swarm testing: some seeds have no drops, some many),
-//! as are the gateway's overflow policy and limits and the runner's gap policy.
+//! as are the gateway's overflow policy and limits, the runner's gap policy and the control
+//! engine's timings.
 //!
 //! # What happens in a run
 //!
-//! * **Chaos phase** ([`SimConfig::chaos_duration`]): clients connect to actors, send scripted
-//!   messages with unique payload ids (text and binary, in bursts that go past the limits, with
-//!   oversize messages sometimes) and close, sometimes while their actor sleeps. The app accepts
-//!   opens (hibernatable or not, sometimes rejects), appends each delivered message to an
-//!   in-memory log, commits log and index atomically on `Persist`, echoes, closes, and hands
-//!   sockets back to drain its actor now and then. The orchestrator places actors on runners,
-//!   puts them to sleep, wakes them (on `RequestWake` or a connecting client) on a possibly
-//!   different runner with the records upserted within the last 90 s and the stored metadata,
-//!   and wakes their hibernating requests once they run. Faults: message drop, duplication,
-//!   reordering, link stalls, partitions, runner crashes (engine dropped, storage kept; writes in
-//!   flight land or not), app crashes, crashes timed to hit a write in flight, failed persists
-//!   and record upserts, and clock jumps.
+//! * **Chaos phase** ([`SimConfig::chaos_duration`]): clients connect to actors (the engine
+//!   starts a sleeping actor and holds the open until it runs), send scripted messages with
+//!   unique payload ids (text and binary, in bursts that go past the limits, with oversize
+//!   messages sometimes) and close, sometimes while their actor sleeps. The app accepts opens
+//!   (hibernatable or not, sometimes rejects), appends each delivered message to an in-memory
+//!   log, commits log and index atomically on `Persist`, echoes, closes, and hands sockets back
+//!   to drain its actor now and then. The control engine places actors on runners with free
+//!   slots, sends start and stop commands, keeps each actor's list of hibernating requests, and
+//!   wakes them when the actor runs again (possibly on another runner); the app loads the
+//!   actor's stored metadata and restores it, or fails the start. Faults: tunnel message drop,
+//!   duplication, reordering, link stalls; runner WebSockets that break (partitions: the runner
+//!   reconnects, within the engine's lost threshold or not); runner crashes (process gone,
+//!   storage kept, writes in flight land or not; the restarted process is a new runner); app
+//!   crashes and failed actor starts (the actor stops with an error); crashes timed to hit a
+//!   write in flight; failed persists; sleeps asked by the engine or by the runner; clock jumps.
 //! * **Heal phase**: faults off, no crashes, no new client data. Within
 //!   [`SimConfig::heal_budget`] every buffer must drain (every accepted message of every open
 //!   hibernatable connection committed and acked); then every actor sleeps and starts again, and
 //!   at the end every live request is active with one runner socket, storage holds the metadata
-//!   of exactly the sockets runners hold, and the record store no record of a closed request.
+//!   of exactly the sockets runners hold, and no actor lists a closed request.
 //!
 //! # Invariants (checked after every step)
 //!
@@ -37,17 +43,17 @@
 //!    log ends. A close one side reports as the other's agrees with what the other sent, through
 //!    the close frames.
 //! 2. Pending counts and bytes of every request within the limits; the gateway total within the
-//!    global limit and equal to the sum; [`Gateway::check_invariants`](crate::gateway::Gateway);
-//!    runners' held buffers within their limits.
+//!    global limit and equal to the sum; [`Control::check_invariants`](crate::control::Control)
+//!    (which checks the gateway's too); runners' held buffers within their limits.
 //! 3. No request left in the gateway after its `Closed`; no socket left in a runner after its
 //!    `Closed`.
 //! 4. No timer in the past: after `handle_timeout(now)`, `poll_timeout()` is `None` or later.
 //! 5. Causality: a connection is collected by a timeout (ack, ping, open, wake, hibernation) or
 //!    closed for a gap only if a fault touched its path — a frame of it lost, reordered or
 //!    duplicated (for an ack timeout: after the oldest unacked message was last sent), a crash, a
-//!    clock jump, a failed record upsert, a full runner queue. An orphan at the end (a live
-//!    request no runner holds, or the reverse) needs a lost or unsendable close, or a socket
-//!    recreated by a stale duplicated open; both are counted in [`SimReport::counts`].
+//!    broken runner link, a clock jump, a full runner queue. At the end no orphan is allowed: a
+//!    live request no runner holds (a ghost) and a runner socket whose request is closed (a
+//!    zombie) are violations whatever caused them.
 //!
 //! # Reproducing
 //!
@@ -85,7 +91,7 @@ mod event;
 mod format;
 mod net;
 mod oracle;
-mod orchestrator;
+mod plane;
 mod rng;
 mod trace;
 mod world;
@@ -269,8 +275,8 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_wake_is_caught() {
-        caught(Sabotage::IgnoreWakes, "liveness");
+    fn a_start_never_restored_is_caught() {
+        caught(Sabotage::IgnoreStarts, "liveness");
     }
 
     #[test]

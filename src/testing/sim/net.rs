@@ -1,28 +1,30 @@
-//! The simulated network: per-runner links with FIFO clocks, and the seed's faults (drop,
-//! stall, reorder, duplicate, partition) applied to every frame between gateway and runners.
+//! The simulated network: per-runner links with FIFO clocks between the engine and the runners.
+//! Tunnel frames cross the gateway's pub/sub hop and get the seed's faults (drop, stall, reorder,
+//! duplicate); control-plane frames (handshake, commands, events, pings, acks) ride the runner
+//! WebSocket in order and are lost only when it breaks (a partition, a crash).
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use crate::gateway::Frame;
-use crate::runner::{self};
+use crate::control::{ConnId, OutFrame, ReceiveError};
+use crate::runner;
+use crate::session::SessionReceiveError;
 use crate::time::Timestamp;
 
 use super::event::Ev;
 use super::format::{
-    close_to_runner, describe_to_gateway, describe_to_runner, request_of_down, request_of_up,
-    route_id,
+    close_to_engine, close_to_runner, describe_to_engine, describe_to_runner, request_of_down,
+    request_of_up,
 };
 use super::rng::Entropy;
 #[cfg(test)]
 use super::world::Sabotage;
 use super::world::World;
 
-/// One runner's link to the gateway: a FIFO clock per direction and a partition deadline.
+/// One runner's link to the engine: a FIFO clock per direction.
 #[derive(Debug, Default, Clone, Copy)]
 struct Link {
-    down_until: Timestamp,
     to_runner_at: Timestamp,
     to_gateway_at: Timestamp,
 }
@@ -54,8 +56,8 @@ pub(super) struct Weather {
     pub(super) reorder_max_us: u64,
 }
 
-/// A netem-style network between the gateway and the runners: per-link FIFO delivery with a
-/// seeded latency, and in the chaos phase drop, stall, reorder, duplicate and partitions. It
+/// A netem-style network between the engine and the runners: per-link FIFO delivery with a
+/// seeded latency, and in the chaos phase drop, stall, reorder and duplicate. It
 /// owns the links and counts its own faults; the world schedules the arrivals it returns.
 #[derive(Debug)]
 pub(super) struct Net {
@@ -99,10 +101,6 @@ impl Net {
             arrivals: Vec::new(),
             shuffled: false,
         };
-        if self.links[r].down_until > now {
-            self.fault("partition_drop");
-            return lost;
-        }
         if rng.chance(w.drop_ppm) {
             self.fault("drop");
             return lost;
@@ -144,11 +142,6 @@ impl Net {
         }
     }
 
-    /// Cuts runner `r`'s link until `until`: every frame submitted meanwhile is lost.
-    pub(super) fn partition(&mut self, r: usize, until: Timestamp) {
-        self.links[r].down_until = until;
-    }
-
     /// A restarted runner gets a fresh link.
     pub(super) fn reset(&mut self, r: usize) {
         self.links[r] = Link::default();
@@ -172,37 +165,40 @@ impl Net {
     }
 }
 
+/// `ToClient` tag of a tunnel message (the first byte of a plain frame).
+const TUNNEL_TO_RUNNER: u8 = 4;
+/// `ToServer` tag of a tunnel message.
+const TUNNEL_TO_ENGINE: u8 = 6;
+
 impl World {
-    /// Puts a frame on runner `r`'s link under the phase's weather.
-    fn transit(&mut self, r: usize, dir: Dir) -> Transit {
-        let weather = self.chaos().then_some(&self.weather);
+    /// Puts a frame on runner `r`'s link: a tunnel frame under the phase's weather, a control
+    /// frame in order.
+    fn transit(&mut self, r: usize, dir: Dir, tunnel: bool) -> Transit {
+        let weather = (tunnel && self.chaos()).then_some(&self.weather);
         self.net.submit(&mut self.rng, self.now, r, dir, weather)
     }
 
-    pub(super) fn send_to_runner(
-        &mut self,
-        r: usize,
-        inc: u32,
-        frame: &Frame,
-        close_of: Option<usize>,
-    ) {
+    pub(super) fn send_to_runner(&mut self, r: usize, inc: u32, conn: ConnId, frame: &OutFrame) {
+        tr!(
+            self,
+            "engine → runner{r}.{inc}: {}",
+            describe_to_runner(frame)
+        );
         #[cfg(test)]
         if self.sabotage == Some(Sabotage::HiddenLoss) && self.queue.seq().is_multiple_of(50) {
             self.queue.skip();
             return;
         }
+        let tunnel = frame.first() == Some(&TUNNEL_TO_RUNNER);
         let Transit {
             arrivals: times,
             shuffled,
-        } = self.transit(r, Dir::ToRunner);
+        } = self.transit(r, Dir::ToRunner, tunnel);
         if shuffled {
             self.disturb_req(request_of_down(frame), "frame reordered or duplicated");
         }
         if times.is_empty() {
-            self.disturb_req(request_of_down(frame), "frame lost");
-            if let Some(c) = close_of {
-                self.conns[c].facts.orphan_cause = Some("gateway close lost");
-            }
+            self.lost_on_closed_link(frame, true);
         }
         for at in times {
             self.sched_at(
@@ -210,23 +206,26 @@ impl World {
                 Ev::ToRunner {
                     r,
                     inc,
+                    conn,
                     frame: frame.clone(),
                 },
             );
         }
     }
 
-    pub(super) fn send_to_gateway(
+    pub(super) fn send_to_engine(
         &mut self,
         r: usize,
         inc: u32,
+        conn: ConnId,
         frame: &[u8],
         close_of: Option<usize>,
     ) {
+        let tunnel = frame.first() == Some(&TUNNEL_TO_ENGINE);
         let Transit {
             arrivals: times,
             shuffled,
-        } = self.transit(r, Dir::ToGateway);
+        } = self.transit(r, Dir::ToGateway, tunnel);
         if shuffled {
             self.disturb_req(request_of_up(frame), "frame reordered or duplicated");
         }
@@ -237,26 +236,41 @@ impl World {
             }
         }
         for at in times {
+            let frame = frame.to_vec();
             self.sched_at(
                 at,
-                Ev::ToGateway {
+                Ev::ToEngine {
                     r,
                     inc,
-                    frame: frame.to_vec(),
+                    conn,
+                    frame,
                 },
             );
         }
     }
 
-    pub(super) fn deliver_to_runner(&mut self, r: usize, inc: u32, frame: &Frame) {
-        let desc = describe_to_runner(frame);
-        if !self.runner_alive(r, inc) {
-            tr!(self, "runner{r}.{inc} (down) ✗ {desc}");
-            self.count("lost_to_dead_runner");
-            self.disturb_req(request_of_down(frame), "frame to a dead runner");
+    /// A frame lost in transit (or sent on a link that is gone): the request it concerns met a
+    /// fault, and a lost close may leave an orphan.
+    pub(super) fn lost_on_closed_link(&mut self, frame: &[u8], to_runner: bool) {
+        if to_runner {
+            self.disturb_req(request_of_down(frame), "frame lost");
             if let Some(c) = close_to_runner(frame).and_then(|req| self.by_req.get(&req).copied()) {
                 self.conns[c].facts.orphan_cause = Some("gateway close lost");
             }
+        } else {
+            self.disturb_req(request_of_up(frame), "frame lost");
+            if let Some(c) = close_to_engine(frame).and_then(|req| self.by_req.get(&req).copied()) {
+                self.conns[c].facts.orphan_cause = Some("runner close lost");
+            }
+        }
+    }
+
+    pub(super) fn deliver_to_runner(&mut self, r: usize, inc: u32, conn: ConnId, frame: &[u8]) {
+        let desc = describe_to_runner(frame);
+        if !self.runner_alive(r, inc) || self.runners[r].conn != Some(conn) {
+            tr!(self, "runner{r}.{inc} (link gone) ✗ {desc}");
+            self.count("lost_on_broken_link");
+            self.lost_on_closed_link(frame, true);
             return;
         }
         let now = self.now;
@@ -266,25 +280,31 @@ impl World {
             .map(|e| e.handle_frame(now, frame));
         match result {
             Some(Err(e)) => {
-                tr!(self, "runner{r} ← gw: {desc} (dropped: {e})");
-                if matches!(e, runner::ReceiveError::QueueFull { .. }) {
+                tr!(self, "runner{r} ← engine: {desc} (dropped: {e})");
+                if matches!(
+                    e,
+                    SessionReceiveError::Tunnel(runner::ReceiveError::QueueFull { .. })
+                ) {
                     self.disturb_req(request_of_down(frame), "runner queue full");
                 }
             }
-            _ => tr!(self, "runner{r} ← gw: {desc}"),
+            _ => tr!(self, "runner{r} ← engine: {desc}"),
         }
         self.drain_runner(r);
     }
 
-    pub(super) fn deliver_to_gateway(&mut self, r: usize, inc: u32, frame: &[u8]) {
-        let desc = describe_to_gateway(frame);
-        let result = self
-            .gw
-            .handle_runner_frame(self.now, route_id(r, inc), frame);
+    pub(super) fn deliver_to_engine(&mut self, r: usize, inc: u32, conn: ConnId, frame: &[u8]) {
+        let desc = describe_to_engine(frame);
+        let result = self.ctl.handle_runner_frame(self.now, conn, frame);
         match result {
-            Err(e) => tr!(self, "gw ← runner{r}.{inc}: {desc} (dropped: {e})"),
-            Ok(()) => tr!(self, "gw ← runner{r}.{inc}: {desc}"),
+            Err(ReceiveError::UnknownConnection { .. }) => {
+                tr!(self, "engine ✗ runner{r}.{inc} (link gone): {desc}");
+                self.count("lost_on_broken_link");
+                self.lost_on_closed_link(frame, false);
+            }
+            Err(e) => tr!(self, "engine ← runner{r}.{inc}: {desc} (dropped: {e})"),
+            Ok(()) => tr!(self, "engine ← runner{r}.{inc}: {desc}"),
         }
-        self.drain_gw();
+        self.drain_ctl();
     }
 }

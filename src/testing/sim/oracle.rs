@@ -73,8 +73,6 @@ pub(super) struct Facts {
     /// The last transient fault on its path (a frame lost, reordered or duplicated): explains
     /// an ack timeout only if it came after the oldest unacked message was last sent.
     pub(super) last_transient_at: Option<Timestamp>,
-    /// A record upsert of this request failed at least once.
-    pub(super) record_failed: bool,
     /// A metadata write of its socket landed at least once.
     pub(super) meta_written: bool,
     /// When each accepted message was accepted (parallel to `accepted`).
@@ -145,7 +143,7 @@ impl World {
         let mut total = 0u64;
         for c in 0..self.conns.len() {
             let req = self.conns[c].req;
-            let Some(info) = self.gw.request(req) else {
+            let Some(info) = self.gw().request(req) else {
                 continue;
             };
             total += info.pending_bytes;
@@ -172,7 +170,7 @@ impl World {
                 }
             }
         }
-        let stats = self.gw.stats();
+        let stats = self.gw().stats();
         if total != stats.pending_bytes || stats.pending_bytes > g.max_gateway_pending_bytes {
             self.violation(format!(
                 "gateway pending bytes {} (requests sum to {total}, limit {})",
@@ -180,14 +178,14 @@ impl World {
             ));
         }
         if (self.steps.is_multiple_of(8) || self.stage != Stage::Chaos)
-            && let Err(e) = self.gw.check_invariants()
+            && let Err(e) = self.ctl.check_invariants()
         {
-            self.violation(format!("gateway invariant: {e}"));
+            self.violation(format!("control invariant: {e}"));
         }
         let rc = &self.p.runner;
         let mut bad = None;
         for (r, slot) in self.runners.iter().enumerate() {
-            let Some(engine) = slot.engine.as_ref() else {
+            let Some(engine) = slot.tunnel() else {
                 continue;
             };
             if (self.steps.is_multiple_of(8) || self.stage != Stage::Chaos)
@@ -255,7 +253,7 @@ impl World {
     pub(super) fn check_drained(&mut self, when: &str) {
         for c in 0..self.conns.len() {
             let conn = &self.conns[c];
-            let Some(info) = self.gw.request(conn.req) else {
+            let Some(info) = self.gw().request(conn.req) else {
                 continue;
             };
             if info.hibernatable && conn.committed != conn.facts.accepted {
@@ -271,8 +269,8 @@ impl World {
 
     /// After the final sleep/wake round: every live request is active and hibernatable, held by
     /// exactly one runner socket; every runner socket belongs to a live request; storage holds
-    /// the metadata of exactly the sockets runners hold, the record store no record of a
-    /// closed request. An orphan is a violation, whatever caused it: a live request no runner
+    /// the metadata of exactly the sockets runners hold, and no actor lists a closed request as
+    /// hibernating. An orphan is a violation, whatever caused it: a live request no runner
     /// holds (a ghost) or a runner socket whose request is closed (a zombie).
     #[allow(clippy::too_many_lines)] // one check after another
     pub(super) fn check_final(&mut self) {
@@ -282,7 +280,7 @@ impl World {
         }
         for (r, slot) in self.runners.iter().enumerate() {
             let expected = f.held_by.get(&r).copied().unwrap_or(0);
-            if let Some(e) = slot.engine.as_ref()
+            if let Some(e) = slot.tunnel()
                 && e.len() != expected
             {
                 f.problems.push(format!(
@@ -303,19 +301,28 @@ impl World {
                 ));
             }
         }
-        for req in self.records.keys() {
-            if self.gw.request(*req).is_none() {
-                f.problems
-                    .push(format!("record of closed request {req} left (leak)"));
+        for actor in &self.actors {
+            let listed = self
+                .ctl
+                .actor(&actor.id)
+                .map(|i| i.hibernating_requests)
+                .unwrap_or_default();
+            for req in listed {
+                if self.gw().request(req).is_none() {
+                    f.problems.push(format!(
+                        "{} lists closed request {req} as hibernating (leak)",
+                        actor.id
+                    ));
+                }
             }
         }
-        let stats = self.gw.stats();
+        let stats = self.gw().stats();
         if stats.pending_bytes != 0 || stats.pending_messages != 0 {
             f.problems
                 .push(format!("gateway still buffers {} B", stats.pending_bytes));
         }
-        if let Err(e) = self.gw.check_invariants() {
-            f.problems.push(format!("gateway invariant: {e}"));
+        if let Err(e) = self.ctl.check_invariants() {
+            f.problems.push(format!("control invariant: {e}"));
         }
         for cause in f.orphans {
             *self.oracle.counts.entry(cause).or_insert(0) += 1;
@@ -332,12 +339,7 @@ impl World {
             .runners
             .iter()
             .enumerate()
-            .filter(|(_, slot)| {
-                slot.engine
-                    .as_ref()
-                    .and_then(|e| e.socket(conn.socket))
-                    .is_some()
-            })
+            .filter(|(_, slot)| slot.tunnel().and_then(|e| e.socket(conn.socket)).is_some())
             .map(|(r, _)| r)
             .collect();
         for &r in &holders {
@@ -347,7 +349,7 @@ impl World {
                 .or_default()
                 .insert(conn.socket);
         }
-        let Some(info) = self.gw.request(conn.req) else {
+        let Some(info) = self.gw().request(conn.req) else {
             if conn.state != ClientState::Closed {
                 f.problems
                     .push(format!("conn{c} is gone from the gateway without a Closed"));
@@ -372,14 +374,13 @@ impl World {
                 info.phase, info.hibernatable, info.pending_messages
             ));
         }
-        let r = usize::try_from(info.route.0 >> 32).unwrap_or(usize::MAX);
-        let inc = u32::try_from(info.route.0 & 0xffff_ffff).unwrap_or(u32::MAX);
-        let socket = self
-            .runners
-            .get(r)
-            .filter(|s| s.inc == inc)
-            .and_then(|s| s.engine.as_ref())
-            .and_then(|e| e.socket(conn.socket));
+        let socket = self.route_owner(info.route).and_then(|(r, inc)| {
+            self.runners
+                .get(r)
+                .filter(|s| s.inc == inc)
+                .and_then(|s| s.tunnel())
+                .and_then(|e| e.socket(conn.socket))
+        });
         match socket {
             Some(s) if s.state == SocketState::Open && s.hibernatable => {}
             None => {

@@ -1,7 +1,8 @@
 //! The simulated world: the clock, the event queue, `step` and the dispatch of events, and the
-//! state every part shares (the gateway, the runners, the actors, the connections). The network
-//! ([`Net`]), the oracle ([`Oracle`], [`Facts`]), the app, the clients, the orchestrator and the
-//! formatters live in their own files.
+//! state every part shares (the control engine with its gateway, the runner sessions, the actors,
+//! the connections). The network ([`Net`]), the oracle ([`Oracle`], [`Facts`]), the app, the
+//! clients, the control plane's links, crashes and heal phase, and the formatters live in their
+//! own files.
 
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
@@ -9,20 +10,21 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use crate::gateway::Gateway;
+use crate::control::{ActorSpec, ConnId, Control};
+use crate::gateway::{Gateway, RouteId};
 use crate::index::MessageIndex;
 use crate::runner::{PersistedSocket, Runner, SocketId};
+use crate::session::Session;
 use crate::time::Timestamp;
-use crate::wire::{GatewayId, RequestId};
+use crate::wire::{ActorConfig, GatewayId, RequestId};
 
 use super::SimReport;
-use super::app::{Session, Write};
+use super::app::{AppSession, Write};
 use super::client::{ClientState, Conn};
 use super::config::{Params, SimConfig};
 use super::event::{Chaos, Ev, EventQueue};
 use super::net::{Net, Weather};
 use super::oracle::{Facts, Oracle};
-use super::orchestrator::ActorPhase;
 use super::rng::Entropy;
 use super::trace::{Time, Trace};
 
@@ -41,21 +43,50 @@ pub(super) const ECHO_BIT: u64 = 1 << 63;
 /// `(index, payload id)` of one message in a log.
 pub(super) type Entry = (MessageIndex, u64);
 
+/// The runner pool name every simulated runner serves and every actor asks for.
+pub(super) const POOL: &str = "sim";
+
+/// Where an actor stands on one runner incarnation, as its app sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Hosted {
+    /// `StartActor` came; the app loads the metadata and restores.
+    Starting,
+    /// Restored.
+    Running,
+    /// The session gave it up (its runner id was lost); it stops without reporting.
+    Orphaned,
+}
+
+/// One runner process: its [`Session`] (`None` while crashed), its WebSocket to the engine, and
+/// the app's state on it.
 #[derive(Debug)]
 pub(super) struct RunnerSlot {
-    pub(super) engine: Option<Runner>,
+    pub(super) engine: Option<Session>,
+    /// Incarnation: a restart after a crash is a new process with a new runner key.
     pub(super) inc: u32,
-    pub(super) sessions: BTreeMap<SocketId, Session>,
+    /// The runner WebSocket both ends consider open.
+    pub(super) conn: Option<ConnId>,
+    pub(super) sessions: BTreeMap<SocketId, AppSession>,
     pub(super) dead_apps: BTreeSet<usize>,
-    pub(super) restart_pending: bool,
+    /// Actors this incarnation hosts.
+    pub(super) hosted: BTreeMap<usize, Hosted>,
+}
+
+impl RunnerSlot {
+    /// The tunnel engine of the session.
+    pub(super) fn tunnel(&self) -> Option<&Runner> {
+        self.engine.as_ref().map(Session::runner)
+    }
+
+    /// The tunnel engine of the session, for the app's socket-level calls.
+    pub(super) fn tunnel_mut(&mut self) -> Option<&mut Runner> {
+        self.engine.as_mut().map(Session::runner_mut)
+    }
 }
 
 #[derive(Debug)]
 pub(super) struct ActorSim {
     pub(super) id: String,
-    pub(super) phase: ActorPhase,
-    pub(super) start_wanted: bool,
-    pub(super) pending_opens: Vec<usize>,
     pub(super) conns: Vec<usize>,
     /// FIFO clock of the actor's storage: operations complete in issue order.
     pub(super) storage_at: Timestamp,
@@ -88,7 +119,11 @@ pub(crate) struct World {
     pub(super) net: Net,
     /// The network's faults in the chaos phase.
     pub(super) weather: Weather,
-    pub(super) gw: Gateway,
+    /// The engine side of the control plane; it owns the gateway.
+    pub(super) ctl: Control,
+    /// Runner routes (the control engine's runner sequence numbers) → runner and incarnation.
+    pub(super) routes: BTreeMap<u64, (usize, u32)>,
+    pub(super) next_conn: u64,
     pub(super) runners: Vec<RunnerSlot>,
     pub(super) actors: Vec<ActorSim>,
     pub(super) conns: Vec<Conn>,
@@ -97,13 +132,11 @@ pub(crate) struct World {
     pub(super) next_pid: u64,
     pub(super) writes: BTreeMap<u64, Write>,
     pub(super) next_write: u64,
-    pub(super) records: BTreeMap<RequestId, (usize, Timestamp)>,
-    pub(super) record_at: Timestamp,
     pub(super) stage: Stage,
     pub(super) heal_deadline: Timestamp,
     pub(super) oracle: Oracle,
     pub(super) trace: Trace,
-    /// A deliberate defect in the simulated app or orchestrator, to prove the checks fire.
+    /// A deliberate defect in the simulated app or network, to prove the checks fire.
     #[cfg(test)]
     pub(crate) sabotage: Option<Sabotage>,
 }
@@ -116,8 +149,8 @@ pub(crate) enum Sabotage {
     DoubleApply,
     /// The app's write stores the index but not the log (a non-atomic commit).
     IndexWithoutLog,
-    /// The orchestrator ignores wake requests.
-    IgnoreWakes,
+    /// The app never restores a started actor.
+    IgnoreStarts,
     /// The network silently loses every 50th frame without telling the checker.
     HiddenLoss,
 }
@@ -128,27 +161,37 @@ impl World {
         let start = Timestamp::from_secs(1);
         let gw = Gateway::new(p.gateway.clone(), GATEWAY_ID, start)
             .expect("drawn gateway configs are valid: every drawn value is within its bounds");
-        let runners = (0..p.runners)
-            .map(|_| RunnerSlot {
-                engine: Some(
-                    Runner::new(p.runner.clone(), start)
-                        .expect("drawn runner configs are valid: every value is within bounds"),
-                ),
-                inc: 0,
-                sessions: BTreeMap::new(),
-                dead_apps: BTreeSet::new(),
-                restart_pending: false,
-            })
-            .collect();
-        let actors = (0..p.actors)
+        let mut ctl = Control::new(p.control.clone(), gw, seed, start)
+            .expect("drawn control configs are valid: every drawn value is within its bounds");
+        let actors: Vec<ActorSim> = (0..p.actors)
             .map(|a| ActorSim {
                 id: format!("actor-{a}"),
-                phase: ActorPhase::Asleep,
-                start_wanted: false,
-                pending_opens: Vec::new(),
                 conns: Vec::new(),
                 storage_at: Timestamp::ZERO,
                 meta: BTreeMap::new(),
+            })
+            .collect();
+        for actor in &actors {
+            let spec = ActorSpec {
+                runner_name: POOL.into(),
+                config: ActorConfig {
+                    name: actor.id.clone(),
+                    key: None,
+                    create_ts: 0,
+                    input: None,
+                },
+            };
+            ctl.create_actor(start, &actor.id, spec)
+                .expect("a few actors with distinct ids fit");
+        }
+        let runners = (0..p.runners)
+            .map(|_| RunnerSlot {
+                engine: None,
+                inc: 0,
+                conn: None,
+                sessions: BTreeMap::new(),
+                dead_apps: BTreeSet::new(),
+                hosted: BTreeMap::new(),
             })
             .collect();
         let heal_deadline = start + Duration::from_micros(p.chaos_us) + cfg.heal_budget;
@@ -171,7 +214,9 @@ impl World {
             queue: EventQueue::default(),
             net,
             weather,
-            gw,
+            ctl,
+            routes: BTreeMap::new(),
+            next_conn: 1,
             runners,
             actors,
             conns: Vec::new(),
@@ -180,8 +225,6 @@ impl World {
             next_pid: 1,
             writes: BTreeMap::new(),
             next_write: 0,
-            records: BTreeMap::new(),
-            record_at: Timestamp::ZERO,
             stage: Stage::Chaos,
             heal_deadline,
             oracle: Oracle::default(),
@@ -189,6 +232,16 @@ impl World {
             #[cfg(test)]
             sabotage: None,
         }
+    }
+
+    /// The gateway inside the control engine.
+    pub(super) fn gw(&self) -> &Gateway {
+        self.ctl.gateway()
+    }
+
+    /// The runner incarnation behind a gateway route.
+    pub(super) fn route_owner(&self, route: RouteId) -> Option<(usize, u32)> {
+        self.routes.get(&route.0).copied()
     }
 
     pub(crate) fn run(mut self) -> (SimReport, Vec<String>) {
@@ -206,6 +259,9 @@ impl World {
     }
 
     pub(super) fn setup(&mut self) {
+        for r in 0..self.runners.len() {
+            self.start_runner(r);
+        }
         for c in 0..self.p.connections {
             let a = usize::try_from(self.rng.below(self.p.actors as u64)).unwrap_or(0);
             let req = RequestId::from_u32(u32::try_from(c).unwrap_or(0) + 1);
@@ -225,9 +281,7 @@ impl World {
                 committed: Vec::new(),
                 session: None,
                 ever_opened: false,
-                wake_requested: false,
                 gw_hibernating: false,
-                handed_back_on: None,
                 facts: Facts::default(),
             });
             self.by_req.insert(req, c);
@@ -275,17 +329,17 @@ impl World {
             return false;
         }
         let next_ev = self.queue.next_at();
-        let next_gw = self.gw.poll_timeout();
+        let next_ctl = self.ctl.poll_timeout();
         let mut next_rn: Option<(Timestamp, usize)> = None;
         for (r, slot) in self.runners.iter().enumerate() {
-            if let Some(t) = slot.engine.as_ref().and_then(Runner::poll_timeout)
+            if let Some(t) = slot.engine.as_ref().and_then(Session::poll_timeout)
                 && next_rn.is_none_or(|(best, _)| t < best)
             {
                 next_rn = Some((t, r));
             }
         }
-        let candidates = [next_gw, next_rn.map(|(t, _)| t), next_ev];
-        let Some(t) = candidates.iter().flatten().min().copied() else {
+        let candidates = [next_ctl, next_rn.map(|(t, _)| t), next_ev];
+        let Some(first) = candidates.iter().flatten().min().copied() else {
             if self.stage != Stage::Chaos {
                 let stage = self.stage;
                 self.heal_progress();
@@ -300,7 +354,7 @@ impl World {
             ));
             return false;
         };
-        let t = t.max(self.jump_until).max(self.now);
+        let t = first.max(self.jump_until).max(self.now);
         if self.stage != Stage::Chaos && t > self.heal_deadline {
             let why = self.not_quiescent_reason();
             self.violation(format!(
@@ -310,21 +364,20 @@ impl World {
             return false;
         }
         self.now = t;
-        if next_gw.is_some_and(|g| g <= t && Some(g) == candidates.iter().flatten().min().copied())
-        {
-            self.gw.handle_timeout(t);
-            self.drain_gw();
-            if let Some(next) = self.gw.poll_timeout()
+        if next_ctl == Some(first) {
+            self.ctl.handle_timeout(t);
+            self.drain_ctl();
+            if let Some(next) = self.ctl.poll_timeout()
                 && next <= t
             {
                 self.violation(format!(
-                    "gateway poll_timeout {} not after handled now {}",
+                    "control poll_timeout {} not after handled now {}",
                     Time(next),
                     Time(t)
                 ));
             }
         } else if let Some((rt, r)) = next_rn
-            && Some(rt) == candidates.iter().flatten().min().copied()
+            && rt == first
         {
             if let Some(e) = self.runners[r].engine.as_mut() {
                 e.handle_timeout(t);
@@ -333,7 +386,7 @@ impl World {
             if let Some(next) = self.runners[r]
                 .engine
                 .as_ref()
-                .and_then(Runner::poll_timeout)
+                .and_then(Session::poll_timeout)
                 && next <= t
             {
                 self.violation(format!(
@@ -354,8 +407,18 @@ impl World {
 
     pub(super) fn handle(&mut self, ev: Ev) {
         match ev {
-            Ev::ToRunner { r, inc, frame } => self.deliver_to_runner(r, inc, &frame),
-            Ev::ToGateway { r, inc, frame } => self.deliver_to_gateway(r, inc, &frame),
+            Ev::ToRunner {
+                r,
+                inc,
+                conn,
+                frame,
+            } => self.deliver_to_runner(r, inc, conn, &frame),
+            Ev::ToEngine {
+                r,
+                inc,
+                conn,
+                frame,
+            } => self.deliver_to_engine(r, inc, conn, &frame),
             Ev::Connect { c } => self.connect(c),
             Ev::ClientSend { c } => self.client_send(c),
             Ev::ClientClose { c } => self.client_close(c),
@@ -364,18 +427,18 @@ impl World {
             Ev::AppClose { r, inc, socket } => self.app_close(r, inc, socket),
             Ev::AppHibernate { r, inc, socket } => self.app_hibernate(r, inc, socket),
             Ev::CrashAtPersist { a, r, inc, runner } => {
-                if self.chaos() && self.actors[a].phase == ActorPhase::Running(r, inc) {
+                if self.chaos() && self.hosted(a, r, inc) == Some(Hosted::Running) {
                     if runner {
                         self.crash_runner(r);
                     } else {
-                        self.app_crash(a);
+                        self.app_crash(a, r);
                     }
                 }
             }
             Ev::Drain { a, r, inc } => {
-                if self.actors[a].phase == ActorPhase::Running(r, inc) {
+                if self.hosted(a, r, inc) == Some(Hosted::Running) {
                     tr!(self, "app@runner{r}: drains {}", self.actors[a].id);
-                    self.sleep_actor(a);
+                    self.runner_sleep_intent(a, r);
                 }
             }
             Ev::WriteDone { id } => self.write_done(id),
@@ -388,11 +451,15 @@ impl World {
                 );
                 self.actors[a].meta.remove(&socket);
             }
-            Ev::RecordDone { c, a, upsert, ok } => self.record_done(c, a, upsert, ok),
-            Ev::Restore { a, r, inc } => self.restore(a, r, inc),
-            Ev::GwWake { c, r, inc } => self.gw_wake(c, r, inc),
-            Ev::StoppedSignal { a, r, inc } => self.stopped_signal(a, r, inc),
-            Ev::CrashNoticed { r, inc } => self.crash_noticed(r, inc),
+            Ev::Restore {
+                a,
+                r,
+                inc,
+                generation,
+            } => self.restore(a, r, inc, generation),
+            Ev::LinkDown { r, inc } => self.link_down(r, inc),
+            Ev::EngineNotices { conn } => self.engine_notices(conn),
+            Ev::Reconnect { r, inc } => self.reconnect(r, inc),
             Ev::Restart { r } => self.restart(r),
             Ev::Chaos(kind) => self.chaos_event(kind),
             Ev::EndChaos => {
@@ -400,6 +467,14 @@ impl World {
                 self.stage = Stage::Drain;
             }
         }
+    }
+
+    /// Where actor `a` stands on runner `r`, if that is incarnation `inc` and alive.
+    pub(super) fn hosted(&self, a: usize, r: usize, inc: u32) -> Option<Hosted> {
+        if !self.runner_alive(r, inc) {
+            return None;
+        }
+        self.runners[r].hosted.get(&a).copied()
     }
 
     pub(super) fn runner_alive(&self, r: usize, inc: u32) -> bool {
@@ -411,10 +486,11 @@ impl World {
     pub(super) fn finish(mut self) -> (SimReport, Vec<String>) {
         for r in 0..self.runners.len() {
             if let Some(e) = self.runners[r].engine.take() {
-                self.add_stats(&e);
+                self.add_stats(e.runner());
             }
         }
-        let g = self.gw.stats();
+        let g = self.gw().stats();
+        let cs = self.ctl.stats();
         let mut counts: BTreeMap<String, u64> = self
             .oracle
             .counts
@@ -435,6 +511,13 @@ impl World {
             "gateway_dropped_invalid_for_phase".into(),
             g.dropped_invalid_for_phase,
         );
+        counts.insert("control_starts".into(), cs.starts);
+        counts.insert("control_stops".into(), cs.stops);
+        counts.insert("control_runners_lost".into(), cs.runners_lost);
+        counts.insert("control_runners_resumed".into(), cs.runners_resumed);
+        counts.insert("control_commands_resent".into(), cs.commands_resent);
+        counts.insert("control_events_duplicate".into(), cs.events_duplicate);
+        counts.insert("control_events_stale".into(), cs.events_stale);
         counts.insert("steps".into(), self.steps);
         counts.insert("trace_lines".into(), self.trace.lines());
         let report = SimReport {

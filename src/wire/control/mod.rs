@@ -9,11 +9,10 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt;
 
-use serde::ser::SerializeMap;
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
+use super::map::WireMap;
 use super::types::{HibernatingRequest, ser_opt_bytes};
 
 mod codec;
@@ -45,94 +44,10 @@ pub struct ActorName {
 }
 
 /// An ordered `map<str, ActorName>` (the type of
-/// [`ToServerInit::prepopulate_actor_names`]).
-///
-/// Entries keep their wire order, so decoding and re-encoding a frame is the identity. Keys are
-/// unique: decoding rejects a duplicate key (as the official codec does), and
-/// [`ActorNames::insert`] replaces an existing value in place.
-#[derive(Clone, PartialEq, Eq, Hash, Default)]
-pub struct ActorNames(Vec<(String, ActorName)>);
-
-impl ActorNames {
-    /// An empty map.
-    #[must_use]
-    pub const fn new() -> Self {
-        Self(Vec::new())
-    }
-
-    /// Sets `name` to `value`, keeping the position of an existing name.
-    pub fn insert(&mut self, name: impl Into<String>, value: ActorName) {
-        let name = name.into();
-        if let Some(entry) = self.0.iter_mut().find(|(k, _)| *k == name) {
-            entry.1 = value;
-        } else {
-            self.0.push((name, value));
-        }
-    }
-
-    /// The entry of `name`, if present.
-    #[must_use]
-    pub fn get(&self, name: &str) -> Option<&ActorName> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v)
-    }
-
-    /// Entries in wire order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &ActorName)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v))
-    }
-
-    /// Number of entries.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether the map is empty.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Builds a map from entries in order, without checking for duplicate names. Encoding a map
-    /// with duplicate names produces a frame the official codec rejects; prefer
-    /// [`insert`](Self::insert) or [`FromIterator`].
-    #[must_use]
-    pub fn from_entries_unchecked(entries: Vec<(String, ActorName)>) -> Self {
-        Self(entries)
-    }
-
-    /// The entries in wire order.
-    #[must_use]
-    pub fn into_entries(self) -> Vec<(String, ActorName)> {
-        self.0
-    }
-}
-
-impl fmt::Debug for ActorNames {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.iter()).finish()
-    }
-}
-
-impl<K: Into<String>> FromIterator<(K, ActorName)> for ActorNames {
-    fn from_iter<I: IntoIterator<Item = (K, ActorName)>>(iter: I) -> Self {
-        let mut m = Self::new();
-        for (k, v) in iter {
-            m.insert(k, v);
-        }
-        m
-    }
-}
-
-impl Serialize for ActorNames {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
-            m.serialize_entry(k, v)?;
-        }
-        m.end()
-    }
-}
+/// [`ToServerInit::prepopulate_actor_names`]): entries keep their wire order, names are unique
+/// (decoding rejects a duplicate name, as the official codec does, and
+/// [`insert`](WireMap::insert) replaces an existing value in place).
+pub type ActorNames = WireMap<ActorName>;
 
 /// The engine's answer to [`ToServerInit`] (`ToClient` tag 0).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize)]

@@ -133,8 +133,12 @@ impl Harness {
         if !s.hibernatable || s.state == SocketState::Connecting {
             self.fail("Persist for a socket that is not hibernatable and open");
         }
-        if !replay && (o.server_index != s.last_delivered || o.client_index != s.next_out) {
-            let (d, n) = (s.last_delivered, s.next_out);
+        // The stored outgoing index covers the ack a successful persist will send.
+        let next = s
+            .next_out
+            .wrapping_add(u16::from(s.last_delivered != s.last_acked));
+        if !replay && (o.server_index != s.last_delivered || o.client_index != next) {
+            let (d, n) = (s.last_delivered, next);
             self.fail(&format!(
                 "Persist {:?}/{:?}, model {d:?}/{n:?}",
                 o.server_index, o.client_index
@@ -277,6 +281,7 @@ impl Harness {
                 if !s.jumped && !a.index.is_at_or_before(s.last_delivered) {
                     self.fail("acked past the last delivered index");
                 }
+                s.last_acked = a.index;
                 self.acks.push((id, a.index));
             }
             other => self.fail(&format!("published {other:?}")),

@@ -123,6 +123,8 @@ struct Sock {
     state: SocketState,
     hibernatable: bool,
     last_delivered: MessageIndex,
+    /// The last index acked (the open's or the restored one before any ack).
+    last_acked: MessageIndex,
     next_out: MessageIndex,
     in_flight: Option<MessageIndex>,
     /// Indices the app reported durable for this socket (or restored from storage).
@@ -143,6 +145,7 @@ impl Sock {
             state: SocketState::Connecting,
             hibernatable: false,
             last_delivered: index,
+            last_acked: index,
             next_out: MessageIndex::ZERO,
             in_flight: None,
             durable: BTreeSet::new(),
@@ -159,6 +162,7 @@ impl Sock {
             state: SocketState::Open,
             hibernatable: true,
             last_delivered: server_index,
+            last_acked: server_index,
             next_out: client,
             in_flight: None,
             durable: BTreeSet::from([server_index.get()]),

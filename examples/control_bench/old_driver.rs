@@ -1,50 +1,28 @@
-//! The tokio adapter of the control engine: one task owns a [`Control`] (and the gateway inside
-//! it); runner connections and clients talk to it through bounded channels.
-//!
-//! hws brings no WebSocket library: the embedder accepts the runner's WebSocket (the official
-//! runner connects to `/runners/connect?protocol_version=7&namespace=…&runner_key=…` and asks
-//! for the `rivet` subprotocol, which the server must select), then hands its frames over.
-//! Frames on that socket are plain `ToClient`/`ToServer` messages, without a version prefix:
-//!
-//! * [`ControlHandle::runner_connected`] registers the connection with its runner key and gives a
-//!   [`RunnerSender`] (feed it every binary frame the runner sends, then
-//!   [`disconnected`](RunnerSender::disconnected)) and a [`RunnerEvents`] (write every
-//!   [`RunnerOutput::Frame`] to the socket as a binary message, in order; close it on
-//!   [`RunnerOutput::Close`] or when the stream ends);
-//! * [`ControlHandle::open`] opens a client WebSocket on an actor and gives a [`ClientSender`]
-//!   (the client's messages and close) and a [`ClientEvents`] (what to do to the client).
-//! * Actors, KV and everything else: [`ControlHandle::call`] runs a closure on the engine, and
-//!   [`ControlIo`] receives the KV requests and the engine's other actions.
-//!
-//! # Queues
-//!
-//! Every queue is bounded. Inputs wait (asynchronously) when the engine's queue is full. Outputs
-//! are never waited on, so the engine task never blocks on a slow peer: a runner connection
-//! whose output queue ([`RUNNER_QUEUE`] frames) is full is dropped as disconnected (its runner
-//! keeps its actors for the lost threshold and may reconnect), and a client whose queue
-//! ([`CLIENT_QUEUE`] events) is full, or whose [`ClientEvents`] was dropped, is closed as gone
-//! (as if its stream had ended).
-//!
-//! # Backpressure
-//!
-//! This adapter reads a client only through [`ClientSender::message`]; a message sent before
-//! [`ClientEvent::Opened`], or refused by the gateway, is reported as [`ClientEvent::Refused`].
-//! Use [`OverflowPolicy::Close`](crate::gateway::OverflowPolicy::Close) (the default) with it.
+//! The baseline: `driver::control` as it was before it was rebuilt on `driver::tokio`'s pieces
+//! (one engine task fed by bounded channels, a channel per runner connection and per client),
+//! kept here unchanged apart from its paths so both are measured in the same run. Not a public
+//! API; not maintained beyond what the benchmark needs.
 
-use alloc::collections::BTreeMap;
-use alloc::string::String;
-use alloc::vec::Vec;
+#![allow(
+    dead_code,
+    missing_docs,
+    unreachable_pub,
+    clippy::pedantic,
+    clippy::missing_errors_doc
+)]
 
-use ::tokio::sync::{mpsc, oneshot};
-use ::tokio::task::JoinHandle;
+use std::collections::BTreeMap;
 
-use crate::close::CloseFrame;
-use crate::control::{
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use hibernating_ws::close::CloseFrame;
+use hibernating_ws::control::{
     Action, ConnCloseReason, ConnId, ConnectError, Control, OpenError, OpenFailure, OutFrame,
 };
-use crate::gateway::{self, CloseReason, OpenRequest, SendError};
-use crate::time::{Clock, Timestamp};
-use crate::wire::{KvRequestData, KvResponseData, RequestId, ToClientKvResponse};
+use hibernating_ws::gateway::{self, CloseReason, OpenRequest, SendError};
+use hibernating_ws::time::{Clock, Timestamp};
+use hibernating_ws::wire::{KvRequestData, KvResponseData, RequestId, ToClientKvResponse};
 
 /// Capacity of the engine's input queue.
 pub const INPUT_QUEUE: usize = 1024;
@@ -81,8 +59,6 @@ pub trait ControlIo: Send + 'static {
     ///
     /// With the `tracing` feature, the default reports each as a `debug` event.
     fn event(&mut self, action: &Action) {
-        #[cfg(feature = "tracing")]
-        ::tracing::debug!(?action, "hws: control event");
         let _ = action;
     }
 }
@@ -366,7 +342,7 @@ pub fn spawn<Io: ControlIo>(
         clients: BTreeMap::new(),
         next_conn: 1,
     };
-    (ControlHandle { tx }, ::tokio::spawn(driver.run()))
+    (ControlHandle { tx }, tokio::spawn(driver.run()))
 }
 
 struct Driver<Io> {
@@ -383,9 +359,9 @@ impl<Io: ControlIo> Driver<Io> {
     async fn run(mut self) -> Control {
         loop {
             let deadline = self.control.poll_timeout();
-            let sleep = deadline.map(|d| ::tokio::time::sleep_until(self.clock.instant(d).into()));
+            let sleep = deadline.map(|d| tokio::time::sleep_until(self.clock.instant(d).into()));
             let input = match sleep {
-                Some(sleep) => ::tokio::select! {
+                Some(sleep) => tokio::select! {
                     input = self.rx.recv() => Some(input),
                     () = sleep => None,
                 },
@@ -422,10 +398,6 @@ impl<Io: ControlIo> Driver<Io> {
             Input::RunnerFrame { conn, bytes } => {
                 // A dropped frame is counted by the engine; it is only reported.
                 let result = self.control.handle_runner_frame(now, conn, &bytes);
-                #[cfg(feature = "tracing")]
-                if let Err(error) = &result {
-                    ::tracing::warn!(?conn, %error, "hws: runner frame dropped");
-                }
                 let _ = result;
             }
             Input::RunnerDisconnected { conn } => {
@@ -450,8 +422,6 @@ impl<Io: ControlIo> Driver<Io> {
                 binary,
             } => {
                 if let Err(e) = self.control.client_message(now, request_id, &data, binary) {
-                    #[cfg(feature = "tracing")]
-                    ::tracing::debug!(?request_id, error = %e, "hws: client message refused");
                     self.client(request_id, ClientEvent::Refused(e));
                 }
             }
@@ -481,7 +451,6 @@ impl<Io: ControlIo> Driver<Io> {
             }
             for request_id in slow_clients {
                 if self.clients.remove(&request_id).is_some() {
-                    super::trace::client_queue_full(request_id);
                     let _ = self.control.client_close(now, request_id, None);
                 }
             }
@@ -511,7 +480,6 @@ impl<Io: ControlIo> Driver<Io> {
                 }
             }
             Action::Gateway(action) => {
-                super::trace::gateway_action(&action);
                 self.gateway_action(action, slow_clients);
             }
             Action::OpenFailed {
