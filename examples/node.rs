@@ -22,9 +22,9 @@ use alloc::sync::Arc;
 use bytes::Bytes;
 use futures_util::{SinkExt as _, StreamExt as _};
 use hibernating_ws::cluster::{Node, NodeConfig, async_nats};
-use hibernating_ws::driver::control::{ClientEvent, ControlHandle, RunnerOutput};
+use hibernating_ws::driver::control::{ControlHandle, RunnerOutput};
+use hibernating_ws::driver::tokio::{ClientOutput, TokioClock};
 use hibernating_ws::gateway::OpenRequest;
-use hibernating_ws::time::Clock;
 use hibernating_ws::wire::{GatewayId, RequestId};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
@@ -86,7 +86,7 @@ async fn main() -> Result<(), Box<dyn core::error::Error>> {
     getrandom::fill(&mut epoch).map_err(|e| format!("getrandom: {e}"))?;
     let mut config = NodeConfig::new(&args.node, GatewayId(gateway), u64::from_le_bytes(epoch));
     config.gateway.retransmit_timeout = Some(core::time::Duration::from_millis(500));
-    let node = Arc::new(Node::start(client, config, Clock::start()).await?);
+    let node = Arc::new(Node::start(client, config, TokioClock::new()).await?);
     let listener = TcpListener::bind(&args.listen).await?;
     println!(
         "hws node {} (gateway {:02x?}) on ws://{} — runners: /runners/connect, clients: /actors/ACTOR/PATH",
@@ -142,77 +142,68 @@ async fn connection(tcp: TcpStream, node: Arc<Node>) {
 type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
 
 async fn runner(ws: Ws, handle: ControlHandle, key: String) {
-    let Ok((sender, mut events)) = handle.runner_connected(key).await else {
+    let Ok((sender, mut events)) = handle.runner_connected(&key) else {
         return;
     };
     let (mut sink, mut stream) = ws.split();
     let writer = tokio::spawn(async move {
-        while let Some(out) = events.recv().await {
-            let msg = match out {
-                RunnerOutput::Frame(frame) => Message::Binary(Bytes::from(frame.to_vec())),
-                RunnerOutput::Close(reason) => {
-                    let frame = WsCloseFrame {
-                        code: 1000.into(),
-                        reason: reason.reason().into(),
-                    };
-                    let _ = sink.send(Message::Close(Some(frame))).await;
+        let mut batch = Vec::new();
+        while events.recv_many(&mut batch).await > 0 {
+            for out in batch.drain(..) {
+                let msg = match out {
+                    RunnerOutput::Frame(frame) => Message::Binary(Bytes::from(frame.to_vec())),
+                    RunnerOutput::Close(reason) => {
+                        let frame = WsCloseFrame {
+                            code: 1000.into(),
+                            reason: reason.reason().into(),
+                        };
+                        let _ = sink.send(Message::Close(Some(frame))).await;
+                        return;
+                    }
+                    _ => continue,
+                };
+                if sink.feed(msg).await.is_err() {
                     return;
                 }
-                _ => continue,
-            };
-            if sink.send(msg).await.is_err() {
+            }
+            if sink.flush().await.is_err() {
                 return;
             }
         }
     });
     while let Some(Ok(msg)) = stream.next().await {
         match msg {
-            Message::Binary(b) if sender.frame(b.to_vec()).await.is_err() => break,
+            Message::Binary(b) if sender.frame(&b).is_err() => break,
             Message::Close(_) => break,
             _ => {}
         }
     }
-    sender.disconnected().await;
+    sender.disconnected();
     writer.abort();
 }
 
 async fn client(ws: Ws, node: &Node, actor: &str, path: &str) {
     let mut id = [0u8; 4];
-    if getrandom::fill(&mut id).is_err() || node.ensure_actor(actor).await.is_err() {
+    if getrandom::fill(&mut id).is_err() || node.ensure_actor(actor).is_err() {
         return;
     }
     let Ok(open) = OpenRequest::new(actor, path) else {
         return;
     };
-    let Ok((sender, mut events)) = node.handle().open(RequestId(id), open).await else {
+    let Ok((mut sender, mut events)) = node.handle().open(RequestId(id), open) else {
         return;
     };
     let (mut sink, mut stream) = ws.split();
-    // Read the client only once the runner accepted it.
-    loop {
-        match events.recv().await {
-            Some(ClientEvent::Opened { .. }) => break,
-            Some(ClientEvent::Message { data, binary }) => {
-                let _ = sink.send(ws_message(data, binary)).await;
-            }
-            Some(ClientEvent::Close(_) | ClientEvent::Closed(_) | ClientEvent::OpenFailed(_))
-            | None => {
-                let _ = sink.send(Message::Close(None)).await;
-                return;
-            }
-            Some(_) => {}
-        }
-    }
     let writer = tokio::spawn(async move {
         while let Some(event) = events.recv().await {
             match event {
-                ClientEvent::Message { data, binary } => {
+                ClientOutput::Message { data, binary } => {
                     let sent = sink.send(ws_message(data, binary)).await;
                     if sent.is_err() {
                         return;
                     }
                 }
-                ClientEvent::Close(frame) => {
+                ClientOutput::Close(frame) => {
                     let close = frame.code.map(|code| WsCloseFrame {
                         code: code.into(),
                         reason: frame.reason.unwrap_or_default().into(),
@@ -220,15 +211,19 @@ async fn client(ws: Ws, node: &Node, actor: &str, path: &str) {
                     let _ = sink.send(Message::Close(close)).await;
                     return;
                 }
-                ClientEvent::Closed(_) | ClientEvent::OpenFailed(_) => return,
                 _ => {}
             }
         }
+        let _ = sink.send(Message::Close(None)).await;
     });
-    while let Some(Ok(msg)) = stream.next().await {
+    // Read the client only once the runner accepted it, and only while the engine takes it.
+    while sender.readable().await.is_ok() {
+        let Some(Ok(msg)) = stream.next().await else {
+            break;
+        };
         let sent = match msg {
-            Message::Binary(b) => sender.message(b.to_vec(), true).await,
-            Message::Text(t) => sender.message(t.as_bytes().to_vec(), false).await,
+            Message::Binary(b) => sender.message(&b, true).await,
+            Message::Text(t) => sender.message(t.as_bytes(), false).await,
             Message::Close(_) => break,
             _ => continue,
         };
@@ -236,7 +231,7 @@ async fn client(ws: Ws, node: &Node, actor: &str, path: &str) {
             break;
         }
     }
-    let _ = sender.close(None).await;
+    let _ = sender.close(None);
     let _ = writer.await;
 }
 

@@ -14,8 +14,8 @@ use core::time::Duration;
 use std::sync::Mutex;
 
 use cluster_support::{Storage, client, gw, node, runner, scratch, server};
+use hibernating_ws::driver::tokio::TokioClock;
 use hibernating_ws::runner::SocketId;
-use hibernating_ws::time::Clock;
 use hibernating_ws::wire::RequestId;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -91,7 +91,7 @@ fn a_client_on_one_node_reaches_a_runner_on_another_over_nats() {
         return;
     };
     runtime().block_on(async {
-        let clock = Clock::start();
+        let clock = TokioClock::new();
         let a = node(&server.url(), 0, clock).await;
         let b = node(&server.url(), 1, clock).await;
         let storage = Arc::new(Mutex::new(Storage::default()));
@@ -167,7 +167,7 @@ fn scenario(name: &str, faults: Faults) {
     };
     let rt = runtime();
     rt.block_on(async {
-        let clock = Clock::start();
+        let clock = TokioClock::new();
         let url = server.url();
         let mut nodes = Vec::new();
         for i in 0..3 {
@@ -208,7 +208,7 @@ fn scenario(name: &str, faults: Faults) {
         let sleep_all = |nodes: Vec<Arc<hibernating_ws::cluster::Node>>| async move {
             for actor in actors {
                 for n in &nodes {
-                    let _ = n.sleep_actor(actor).await;
+                    let _ = n.sleep_actor(actor);
                 }
             }
         };

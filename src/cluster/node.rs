@@ -37,9 +37,10 @@ use futures_util::StreamExt as _;
 use super::state::{Claim, Placement, PlacementState, RunnerEntry, SharedState, decode_placement};
 use super::subjects;
 use crate::control::{Action, ActorPhase, ActorSpec, Control, ControlConfig, StopReason};
-use crate::driver::control::{ControlHandle, ControlIo, spawn};
-use crate::gateway::{Gateway, GatewayConfig, RouteId};
-use crate::time::{Clock, Timestamp};
+use crate::driver::control::{ControlDriver, ControlHandle, ControlIo};
+use crate::driver::tokio::TokioClock;
+use crate::gateway::{Gateway, GatewayConfig, RouteId, SendError};
+use crate::time::Timestamp;
 use crate::wire::{ActorConfig, GatewayId, KvRequestData, KvResponseData};
 
 /// Frames queued for the publisher before new ones are dropped (and healed by the protocol).
@@ -124,6 +125,9 @@ pub struct NodeStats {
     pub dropped: AtomicU64,
     /// Frames over the server's `max_payload`, not published.
     pub too_large: AtomicU64,
+    /// Client messages the engine refused (other than backpressure): dropped, so a client must
+    /// not count them as sent.
+    pub client_refused: AtomicU64,
     /// Shared-state events dropped (queue full).
     pub state_dropped: AtomicU64,
     /// Shared-state operations that failed (retried where it matters).
@@ -187,6 +191,10 @@ struct ClusterIo {
 impl ControlIo for ClusterIo {
     fn kv(&mut self, _actor_id: &str, _request: KvRequestData) -> KvResponseData {
         KvResponseData::Drop
+    }
+
+    fn send_error(&mut self, _request_id: crate::wire::RequestId, _error: &SendError) {
+        bump(&self.shared.stats.client_refused);
     }
 
     fn event(&mut self, action: &Action) {
@@ -284,7 +292,7 @@ impl Node {
     pub async fn start(
         client: async_nats::Client,
         mut config: NodeConfig,
-        clock: Clock,
+        clock: TokioClock,
     ) -> Result<Self, NodeError> {
         subjects::check_token("node", &config.node_id)?;
         config.control.cluster = true;
@@ -310,7 +318,7 @@ impl Node {
             shared: Arc::clone(&shared),
             frames: frames_tx,
         };
-        let (handle, driver) = spawn(control, io, clock);
+        let (handle, driver) = ControlDriver::spawn(control, io, clock);
         let runner_sub = subscribe(&client, subjects::runners_of(&config.node_id)).await?;
         let gateway_sub = subscribe(&client, subjects::gateway_of(config.gateway_id)).await?;
         shared
@@ -367,15 +375,11 @@ impl Node {
     ///
     /// # Errors
     /// [`Stopped`](crate::driver::control::Stopped) if the driver is gone.
-    pub async fn ensure_actor(
-        &self,
-        actor_id: &str,
-    ) -> Result<(), crate::driver::control::Stopped> {
+    pub fn ensure_actor(&self, actor_id: &str) -> Result<(), crate::driver::control::Stopped> {
         let actor_id = actor_id.to_string();
         let name = self.shared.runner_name.clone();
         self.handle
             .call(move |c, now| ensure_actor(c, now, &actor_id, &name))
-            .await
     }
 
     /// Puts the actor to sleep if it runs on a runner of this node (`CommandStopActor`); on any
@@ -383,20 +387,15 @@ impl Node {
     ///
     /// # Errors
     /// [`Stopped`](crate::driver::control::Stopped) if the driver is gone.
-    pub async fn sleep_actor(
-        &self,
-        actor_id: &str,
-    ) -> Result<bool, crate::driver::control::Stopped> {
+    pub fn sleep_actor(&self, actor_id: &str) -> Result<bool, crate::driver::control::Stopped> {
         let actor_id = actor_id.to_string();
-        self.handle
-            .call(move |c, now| {
-                let local = c
-                    .actor(&actor_id)
-                    .and_then(|a| a.runner_id)
-                    .is_some_and(|r| c.runner(&r).is_some());
-                local && c.stop_actor(now, &actor_id).is_ok()
-            })
-            .await
+        self.handle.call(move |c, now| {
+            let local = c
+                .actor(&actor_id)
+                .and_then(|a| a.runner_id)
+                .is_some_and(|r| c.runner(&r).is_some());
+            local && c.stop_actor(now, &actor_id).is_ok()
+        })
     }
 
     /// Stops every task and the driver; returns the engine.
@@ -404,7 +403,7 @@ impl Node {
         for task in self.tasks.drain(..) {
             task.abort();
         }
-        self.handle.shutdown().await;
+        self.handle.shutdown();
         match self.driver.take() {
             Some(driver) => driver.await.ok(),
             None => None,
@@ -499,9 +498,7 @@ async fn inbound_runner(
         let runner_id = runner_id.to_string();
         let payload = msg.payload;
         bump(&shared.stats.received);
-        let result = handle
-            .call(move |c, now| c.handle_forwarded_frame(now, &runner_id, &payload))
-            .await;
+        let result = handle.call(move |c, now| c.handle_forwarded_frame(now, &runner_id, &payload));
         match result {
             Ok(Ok(())) => {}
             Ok(Err(_)) => bump(&shared.stats.refused),
@@ -523,12 +520,10 @@ async fn inbound_gateway(
         let payload = msg.payload;
         bump(&shared.stats.received);
         let shared2 = Arc::clone(&shared);
-        let result = handle
-            .call(move |c, now| {
-                let route = remote_route(&shared2, c, &node, &runner_id)?;
-                c.handle_remote_frame(now, route, &payload).map_err(drop)
-            })
-            .await;
+        let result = handle.call(move |c, now| {
+            let route = remote_route(&shared2, c, &node, &runner_id)?;
+            c.handle_remote_frame(now, route, &payload).map_err(drop)
+        });
         match result {
             Ok(Ok(())) => {}
             Ok(Err(())) => bump(&shared.stats.refused),
@@ -609,7 +604,7 @@ async fn state_worker(
                     let id = runner_id.clone();
                     move |c, _| c.runner(&id)
                 });
-                match info.await {
+                match info {
                     Ok(Some(info)) => {
                         let entry = RunnerEntry {
                             node: shared.node_id.clone(),
@@ -643,12 +638,10 @@ async fn state_worker(
 
 /// The actor must run: follow a placement that stands, or claim a runner for it.
 async fn place(shared: &Arc<Shared>, handle: &ControlHandle, actor_id: &str) -> bool {
-    let phase = handle
-        .call({
-            let id = actor_id.to_string();
-            move |c, _| c.actor(&id).map(|a| a.phase)
-        })
-        .await;
+    let phase = handle.call({
+        let id = actor_id.to_string();
+        move |c, _| c.actor(&id).map(|a| a.phase)
+    });
     if phase != Ok(Some(ActorPhase::Pending)) {
         // Nothing here waits for it any more.
         return true;
@@ -660,7 +653,7 @@ async fn place(shared: &Arc<Shared>, handle: &ControlHandle, actor_id: &str) -> 
     if let Some((p, _)) = &current
         && p.state != PlacementState::Sleeping
     {
-        follow(shared, handle, actor_id, p).await;
+        follow(shared, handle, actor_id, p);
         return true;
     }
     let Some(runner) = pick_runner(shared, actor_id, current.map(|(p, _)| p.generation)).await
@@ -680,7 +673,7 @@ async fn place(shared: &Arc<Shared>, handle: &ControlHandle, actor_id: &str) -> 
         // The runner's node starts it when its watch sees the claim.
         Ok(Claim::Won { .. }) => true,
         Ok(Claim::Taken(p)) => {
-            follow(shared, handle, actor_id, &p).await;
+            follow(shared, handle, actor_id, &p);
             true
         }
         Err(_) => {
@@ -728,7 +721,7 @@ async fn pick_runner(
 }
 
 /// Follows a standing placement: a running actor elsewhere gets its route.
-async fn follow(shared: &Arc<Shared>, handle: &ControlHandle, actor_id: &str, p: &Placement) {
+fn follow(shared: &Arc<Shared>, handle: &ControlHandle, actor_id: &str, p: &Placement) {
     if p.state != PlacementState::Running || p.node == shared.node_id {
         return;
     }
@@ -740,14 +733,12 @@ async fn follow(shared: &Arc<Shared>, handle: &ControlHandle, actor_id: &str, p:
         p.generation,
     );
     let name = shared.runner_name.clone();
-    let _ = handle
-        .call(move |c, now| {
-            ensure_actor(c, now, &actor_id, &name);
-            if let Ok(route) = remote_route(&shared2, c, &node, &runner_id) {
-                let _ = c.running_elsewhere(now, &actor_id, route, generation);
-            }
-        })
-        .await;
+    let _ = handle.call(move |c, now| {
+        ensure_actor(c, now, &actor_id, &name);
+        if let Ok(route) = remote_route(&shared2, c, &node, &runner_id) {
+            let _ = c.running_elsewhere(now, &actor_id, route, generation);
+        }
+    });
 }
 
 /// This node won a claim for its runner: start the actor here with every gateway's records;
@@ -761,15 +752,13 @@ async fn start_here(
 ) {
     let records = shared.state.records(actor_id).await.unwrap_or_default();
     let name = shared.runner_name.clone();
-    let result = handle
-        .call({
-            let (actor_id, runner_id) = (actor_id.to_string(), runner_id.to_string());
-            move |c, now| {
-                ensure_actor(c, now, &actor_id, &name);
-                c.place_here(now, &actor_id, &runner_id, generation, &records)
-            }
-        })
-        .await;
+    let result = handle.call({
+        let (actor_id, runner_id) = (actor_id.to_string(), runner_id.to_string());
+        move |c, now| {
+            ensure_actor(c, now, &actor_id, &name);
+            c.place_here(now, &actor_id, &runner_id, generation, &records)
+        }
+    });
     if let Ok(Ok(())) = result {
         bump(&shared.stats.placed_here);
     } else {
@@ -824,7 +813,6 @@ async fn on_placement(shared: &Arc<Shared>, handle: &ControlHandle, actor_id: &s
                     let id = actor_id.to_string();
                     move |c, _| c.actor(&id).map(|a| (a.phase, a.generation))
                 })
-                .await
                 .ok()
                 .flatten();
             // Already started here at this generation (a replayed watch entry): nothing to do.
@@ -835,7 +823,7 @@ async fn on_placement(shared: &Arc<Shared>, handle: &ControlHandle, actor_id: &s
                 start_here(shared, handle, actor_id, &p.runner_id, p.generation).await;
             }
         }
-        PlacementState::Running => follow(shared, handle, actor_id, &p).await,
+        PlacementState::Running => follow(shared, handle, actor_id, &p),
         PlacementState::Sleeping => {
             let generation = p.generation;
             let pending = handle
@@ -857,7 +845,6 @@ async fn on_placement(shared: &Arc<Shared>, handle: &ControlHandle, actor_id: &s
                         c.actor(&id).map(|a| a.phase)
                     }
                 })
-                .await
                 .ok()
                 .flatten();
             // A request here still needs it (the claim it followed was given back).

@@ -12,13 +12,12 @@ use core::time::Duration;
 use std::sync::Mutex;
 
 use hibernating_ws::cluster::{NatsServer, Node, NodeConfig, async_nats};
-use hibernating_ws::driver::control::{
-    ClientEvent, ClientEvents, ClientSender, ControlHandle, RunnerOutput,
-};
+use hibernating_ws::driver::control::{ControlHandle, RunnerOutput};
+use hibernating_ws::driver::tokio::TokioClock;
+use hibernating_ws::driver::tokio::{ClientEvents, ClientOutput, ClientSender};
 use hibernating_ws::gateway::OpenRequest;
 use hibernating_ws::runner::{self, GapPolicy, PersistedSocket, RunnerConfig, SocketId};
 use hibernating_ws::session::{self, Session, SessionConfig};
-use hibernating_ws::time::Clock;
 use hibernating_ws::wire::{GatewayId, RequestId};
 use hibernating_ws::{MessageIndex, Timestamp};
 use tokio::sync::oneshot;
@@ -49,7 +48,7 @@ pub fn gw(i: usize) -> GatewayId {
 }
 
 /// Node `i` on `url`, with short timers so that losses heal within the test.
-pub async fn node(url: &str, i: usize, clock: Clock) -> Node {
+pub async fn node(url: &str, i: usize, clock: TokioClock) -> Node {
     let client = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
         .connect(url)
@@ -101,7 +100,7 @@ pub fn runner(
     nodes: Vec<ControlHandle>,
     first: usize,
     storage: Shared,
-    clock: Clock,
+    clock: TokioClock,
 ) -> RunnerProc {
     let (kill_tx, mut kill_rx) = oneshot::channel();
     let task = tokio::spawn(async move {
@@ -113,19 +112,19 @@ pub fn runner(
         let mut session = Session::new(config, clock.now()).unwrap();
         let mut at = first;
         loop {
-            let Ok((sender, mut events)) =
-                nodes[at % nodes.len()].runner_connected(key.clone()).await
-            else {
+            let Ok((sender, mut events)) = nodes[at % nodes.len()].runner_connected(&key) else {
                 at += 1;
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
             session.connected(clock.now());
+            let mut batch = Vec::new();
+            let mut closed = false;
             loop {
                 while let Some(action) = session.poll_action() {
                     match action {
                         session::Action::Send { frame } => {
-                            let _ = sender.frame(frame.clone()).await;
+                            let _ = sender.frame(&frame);
                         }
                         other => app(
                             &key,
@@ -140,21 +139,32 @@ pub fn runner(
                 let deadline = session.poll_timeout();
                 let sleep = async {
                     match deadline {
-                        Some(d) => tokio::time::sleep_until(clock.instant(d).into()).await,
+                        Some(d) => tokio::time::sleep_until(clock.instant(d)).await,
                         None => core::future::pending().await,
                     }
                 };
                 tokio::select! {
                     _ = &mut kill_rx => {
-                        sender.disconnected().await;
+                        sender.disconnected();
                         return;
                     }
-                    out = events.recv() => match out {
-                        Some(RunnerOutput::Frame(frame)) => {
-                            let _ = session.handle_frame(clock.now(), &frame);
+                    n = events.recv_many(&mut batch) => {
+                        if n == 0 {
+                            break;
                         }
-                        _ => break,
-                    },
+                        let now = clock.now();
+                        for out in batch.drain(..) {
+                            match out {
+                                RunnerOutput::Frame(frame) => {
+                                    let _ = session.handle_frame(now, &frame);
+                                }
+                                _ => closed = true,
+                            }
+                        }
+                        if closed {
+                            break;
+                        }
+                    }
                     () = sleep => {
                         let now = clock.now();
                         if deadline.is_some_and(|d| d <= now) {
@@ -267,7 +277,7 @@ type Pending = BTreeMap<SocketId, Vec<(MessageIndex, Vec<u8>)>>;
 pub struct ClientReport {
     pub sent: Vec<Vec<u8>>,
     pub closed: Option<String>,
-    pub keep: Option<(ClientSender, Arc<tokio::sync::Mutex<ClientEvents>>)>,
+    pub keep: Option<(ClientSender, ClientEvents)>,
 }
 
 /// Opens `request` on `actor` at `node` and sends `count` numbered messages, `gap` apart.
@@ -278,48 +288,38 @@ pub async fn client(
     count: u32,
     gap: Duration,
 ) -> ClientReport {
-    node.ensure_actor(actor).await.unwrap();
+    node.ensure_actor(actor).unwrap();
     let open = OpenRequest::new(actor, "/ws").unwrap();
-    let (sender, mut events) = node.handle().open(request, open).await.unwrap();
+    let (mut sender, mut events) = node.handle().open(request, open).unwrap();
     let mut report = ClientReport::default();
-    loop {
-        match events.recv().await {
-            Some(ClientEvent::Opened { .. }) => break,
-            Some(ClientEvent::Closed(reason)) => {
-                report.closed = Some(format!("{reason:?}"));
-                return report;
-            }
-            Some(ClientEvent::OpenFailed(reason)) => {
-                report.closed = Some(format!("{reason:?}"));
-                return report;
-            }
-            Some(_) => {}
-            None => return report,
-        }
+    // The sender is ready once the runner accepted the WebSocket.
+    let opened = tokio::time::timeout(Duration::from_secs(30), sender.readable()).await;
+    if !matches!(opened, Ok(Ok(()))) {
+        report.closed = Some(format!("not opened: {opened:?}"));
+        return report;
     }
-    let events = Arc::new(tokio::sync::Mutex::new(events));
     for n in 0..count {
         let mut data = request.0.to_vec();
         data.extend_from_slice(&n.to_be_bytes());
-        if sender.message(data.clone(), true).await.is_err() {
-            break;
+        if sender.message(&data, true).await.is_err() {
+            report.closed = Some("the driver stopped".into());
+            return report;
         }
         report.sent.push(data);
-        // Refusals and closes are reported as events.
-        let mut ev = events.lock().await;
-        while let Ok(Some(e)) = tokio::time::timeout(Duration::ZERO, ev.recv()).await {
-            match e {
-                ClientEvent::Refused(error) => {
-                    panic!("request {request}: message refused: {error}")
-                }
-                ClientEvent::Closed(reason) => {
-                    report.closed = Some(format!("{reason:?}"));
+        // A close from the gateway shows in the events (which end after it).
+        while let Ok(event) = tokio::time::timeout(Duration::ZERO, events.recv()).await {
+            match event {
+                None => {
+                    report.closed = Some("events ended".into());
                     return report;
                 }
-                _ => {}
+                Some(ClientOutput::Close(frame)) => {
+                    report.closed = Some(format!("{frame:?}"));
+                    return report;
+                }
+                Some(_) => {}
             }
         }
-        drop(ev);
         tokio::time::sleep(gap).await;
     }
     report.keep = Some((sender, events));
