@@ -9,6 +9,7 @@
 //! `nats-server` for tests and demos. `docs/cluster.md` describes the whole design.
 
 pub mod node;
+mod placement;
 pub mod server;
 pub mod state;
 pub mod subjects;

@@ -34,9 +34,9 @@ use async_nats::jetstream;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 
-use super::state::{Claim, Placement, PlacementState, RunnerEntry, SharedState, decode_placement};
-use super::subjects;
-use crate::control::{Action, ActorPhase, ActorSpec, Control, ControlConfig, StopReason};
+use super::state::SharedState;
+use super::{placement, subjects};
+use crate::control::{Action, ActorSpec, Control, ControlConfig, StopReason};
 use crate::driver::control::{ControlDriver, ControlHandle, ControlIo};
 use crate::driver::tokio::TokioClock;
 use crate::gateway::{Gateway, GatewayConfig, RouteId, SendError};
@@ -49,9 +49,9 @@ pub const FRAME_QUEUE: usize = 16 * 1024;
 /// [`NodeStats::state_dropped`]; a dropped placement is asked for again by the next wake).
 pub const STATE_QUEUE: usize = 16 * 1024;
 /// Delay before a placement that found no runner is tried again.
-const PLACE_RETRY: Duration = Duration::from_millis(200);
+pub(super) const PLACE_RETRY: Duration = Duration::from_millis(200);
 /// Attempts of a shared-state write before it is given up (with [`PLACE_RETRY`] between them).
-const MAX_STATE_ATTEMPTS: u32 = 150;
+pub(super) const MAX_STATE_ATTEMPTS: u32 = 150;
 
 /// How a node is set up.
 #[derive(Debug, Clone)]
@@ -138,7 +138,7 @@ pub struct NodeStats {
     pub reaped: AtomicU64,
 }
 
-fn bump(c: &AtomicU64) {
+pub(super) fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
@@ -148,7 +148,7 @@ enum FrameOut {
 }
 
 #[derive(Clone)]
-enum StateOut {
+pub(super) enum StateOut {
     Place(String),
     Record {
         actor_id: String,
@@ -168,17 +168,17 @@ enum StateOut {
     RunnerLost(String),
 }
 
-struct Shared {
-    node_id: String,
-    gateway_id: GatewayId,
-    runner_name: String,
-    client: async_nats::Client,
-    state: SharedState,
+pub(super) struct Shared {
+    pub(super) node_id: String,
+    pub(super) gateway_id: GatewayId,
+    pub(super) runner_name: String,
+    pub(super) client: async_nats::Client,
+    pub(super) state: SharedState,
     /// Remote route → its runner subject.
-    routes: Mutex<BTreeMap<RouteId, String>>,
-    stats: NodeStats,
+    pub(super) routes: Mutex<BTreeMap<RouteId, String>>,
+    pub(super) stats: NodeStats,
     /// Shared-state events, with the number of earlier failed attempts.
-    state_tx: mpsc::Sender<(StateOut, u32)>,
+    pub(super) state_tx: mpsc::Sender<(StateOut, u32)>,
 }
 
 /// The engine's actions the control driver does not perform, routed to the node's queues.
@@ -337,9 +337,13 @@ impl Node {
                 handle.clone(),
                 gateway_sub,
             )),
-            ::tokio::spawn(state_worker(Arc::clone(&shared), handle.clone(), state_rx)),
-            ::tokio::spawn(watcher(Arc::clone(&shared), handle.clone())),
-            ::tokio::spawn(liveness(Arc::clone(&shared), config.node_ttl)),
+            ::tokio::spawn(placement::state_worker(
+                Arc::clone(&shared),
+                handle.clone(),
+                state_rx,
+            )),
+            ::tokio::spawn(placement::watcher(Arc::clone(&shared), handle.clone())),
+            ::tokio::spawn(placement::liveness(Arc::clone(&shared), config.node_ttl)),
         ];
         Ok(Self {
             handle,
@@ -435,7 +439,12 @@ async fn subscribe(
         })
 }
 
-fn ensure_actor(control: &mut Control, now: Timestamp, actor_id: &str, runner_name: &str) {
+pub(super) fn ensure_actor(
+    control: &mut Control,
+    now: Timestamp,
+    actor_id: &str,
+    runner_name: &str,
+) {
     if control.actor(actor_id).is_none() {
         let spec = ActorSpec {
             runner_name: runner_name.into(),
@@ -533,7 +542,7 @@ async fn inbound_gateway(
 }
 
 /// The route to (node, runner), remembered with its subject for the publisher.
-fn remote_route(
+pub(super) fn remote_route(
     shared: &Shared,
     control: &mut Control,
     node: &str,
@@ -546,353 +555,4 @@ fn remote_route(
             .or_insert_with(|| subjects::runner(node, runner_id));
     }
     Ok(route)
-}
-
-async fn state_worker(
-    shared: Arc<Shared>,
-    handle: ControlHandle,
-    mut rx: mpsc::Receiver<(StateOut, u32)>,
-) {
-    while let Some((out, attempts)) = rx.recv().await {
-        let again = out.clone();
-        let ok = match out {
-            StateOut::Place(actor_id) => place(&shared, &handle, &actor_id).await,
-            StateOut::Record {
-                actor_id,
-                request,
-                live,
-            } => shared
-                .state
-                .record(&actor_id, shared.gateway_id, request, live)
-                .await
-                .is_ok(),
-            StateOut::Running {
-                actor_id,
-                generation,
-                runner_id,
-            } => {
-                let expect = Placement {
-                    state: PlacementState::Starting,
-                    node: shared.node_id.clone(),
-                    runner_id,
-                    generation,
-                };
-                shared
-                    .state
-                    .transition(&actor_id, &expect, PlacementState::Running)
-                    .await
-                    .is_ok()
-            }
-            StateOut::Stopped {
-                actor_id,
-                generation,
-            } => {
-                let expect = Placement {
-                    state: PlacementState::Running,
-                    node: shared.node_id.clone(),
-                    runner_id: String::new(),
-                    generation,
-                };
-                shared
-                    .state
-                    .transition(&actor_id, &expect, PlacementState::Sleeping)
-                    .await
-                    .is_ok()
-            }
-            StateOut::RunnerUp(runner_id) => {
-                let info = handle.call({
-                    let id = runner_id.clone();
-                    move |c, _| c.runner(&id)
-                });
-                match info {
-                    Ok(Some(info)) => {
-                        let entry = RunnerEntry {
-                            node: shared.node_id.clone(),
-                            name: info.name,
-                            slots: info.total_slots,
-                        };
-                        shared
-                            .state
-                            .register_runner(&runner_id, &entry)
-                            .await
-                            .is_ok()
-                    }
-                    _ => true,
-                }
-            }
-            StateOut::RunnerLost(runner_id) => shared.state.remove_runner(&runner_id).await.is_ok(),
-        };
-        if !ok {
-            bump(&shared.stats.state_errors);
-            // The broker is away (a restart): try again later, in a bounded number of attempts.
-            if attempts < MAX_STATE_ATTEMPTS && !matches!(again, StateOut::Place(_)) {
-                let tx = shared.state_tx.clone();
-                ::tokio::spawn(async move {
-                    ::tokio::time::sleep(PLACE_RETRY).await;
-                    let _ = tx.send((again, attempts + 1)).await;
-                });
-            }
-        }
-    }
-}
-
-/// The actor must run: follow a placement that stands, or claim a runner for it.
-async fn place(shared: &Arc<Shared>, handle: &ControlHandle, actor_id: &str) -> bool {
-    let phase = handle.call({
-        let id = actor_id.to_string();
-        move |c, _| c.actor(&id).map(|a| a.phase)
-    });
-    if phase != Ok(Some(ActorPhase::Pending)) {
-        // Nothing here waits for it any more.
-        return true;
-    }
-    let Ok(current) = shared.state.placement(actor_id).await else {
-        retry_place(shared, actor_id);
-        return false;
-    };
-    if let Some((p, _)) = &current
-        && p.state != PlacementState::Sleeping
-    {
-        follow(shared, handle, actor_id, p);
-        return true;
-    }
-    let Some(runner) = pick_runner(shared, actor_id, current.map(|(p, _)| p.generation)).await
-    else {
-        retry_place(shared, actor_id);
-        return true;
-    };
-    match shared
-        .state
-        .claim(actor_id, &runner.1.node, &runner.0)
-        .await
-    {
-        Ok(Claim::Won { generation }) if runner.1.node == shared.node_id => {
-            start_here(shared, handle, actor_id, &runner.0, generation).await;
-            true
-        }
-        // The runner's node starts it when its watch sees the claim.
-        Ok(Claim::Won { .. }) => true,
-        Ok(Claim::Taken(p)) => {
-            follow(shared, handle, actor_id, &p);
-            true
-        }
-        Err(_) => {
-            retry_place(shared, actor_id);
-            false
-        }
-    }
-}
-
-/// Asks for the placement again a little later.
-fn retry_place(shared: &Arc<Shared>, actor_id: &str) {
-    let tx = shared.state_tx.clone();
-    let actor_id = actor_id.to_string();
-    ::tokio::spawn(async move {
-        ::tokio::time::sleep(PLACE_RETRY).await;
-        let _ = tx.send((StateOut::Place(actor_id), 0)).await;
-    });
-}
-
-/// A registered runner of a live node: the actor's generation picks among them, so an actor
-/// that wakes usually wakes on another runner than before.
-async fn pick_runner(
-    shared: &Shared,
-    actor_id: &str,
-    last_generation: Option<u32>,
-) -> Option<(String, RunnerEntry)> {
-    let live = shared.state.live_nodes().await.ok()?;
-    let runners: Vec<_> = shared
-        .state
-        .runners()
-        .await
-        .ok()?
-        .into_iter()
-        .filter(|(_, r)| live.contains(&r.node) && r.name == shared.runner_name)
-        .collect();
-    if runners.is_empty() {
-        return None;
-    }
-    let hash = actor_id
-        .bytes()
-        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-    let next = last_generation.map_or(0, |g| g.wrapping_add(1));
-    let i = (hash.wrapping_add(next) as usize) % runners.len();
-    runners.into_iter().nth(i)
-}
-
-/// Follows a standing placement: a running actor elsewhere gets its route.
-fn follow(shared: &Arc<Shared>, handle: &ControlHandle, actor_id: &str, p: &Placement) {
-    if p.state != PlacementState::Running || p.node == shared.node_id {
-        return;
-    }
-    let shared2 = Arc::clone(shared);
-    let (actor_id, node, runner_id, generation) = (
-        actor_id.to_string(),
-        p.node.clone(),
-        p.runner_id.clone(),
-        p.generation,
-    );
-    let name = shared.runner_name.clone();
-    let _ = handle.call(move |c, now| {
-        ensure_actor(c, now, &actor_id, &name);
-        if let Ok(route) = remote_route(&shared2, c, &node, &runner_id) {
-            let _ = c.running_elsewhere(now, &actor_id, route, generation);
-        }
-    });
-}
-
-/// This node won a claim for its runner: start the actor here with every gateway's records;
-/// if the runner cannot take it, give the claim back.
-async fn start_here(
-    shared: &Arc<Shared>,
-    handle: &ControlHandle,
-    actor_id: &str,
-    runner_id: &str,
-    generation: u32,
-) {
-    let records = shared.state.records(actor_id).await.unwrap_or_default();
-    let name = shared.runner_name.clone();
-    let result = handle.call({
-        let (actor_id, runner_id) = (actor_id.to_string(), runner_id.to_string());
-        move |c, now| {
-            ensure_actor(c, now, &actor_id, &name);
-            c.place_here(now, &actor_id, &runner_id, generation, &records)
-        }
-    });
-    if let Ok(Ok(())) = result {
-        bump(&shared.stats.placed_here);
-    } else {
-        {
-            let expect = Placement {
-                state: PlacementState::Starting,
-                node: shared.node_id.clone(),
-                runner_id: runner_id.to_string(),
-                generation,
-            };
-            let _ = shared
-                .state
-                .transition(actor_id, &expect, PlacementState::Sleeping)
-                .await;
-        }
-    }
-}
-
-async fn watcher(shared: Arc<Shared>, handle: ControlHandle) {
-    let stats = shared.client.statistics();
-    loop {
-        let connects = stats.connects.load(Ordering::Relaxed);
-        if let Ok(mut watch) = shared.state.watch_placements().await {
-            let mut tick = ::tokio::time::interval(PLACE_RETRY);
-            loop {
-                ::tokio::select! {
-                    entry = watch.next() => {
-                        let Some(Ok(entry)) = entry else { break };
-                        if let Some(p) = decode_placement(&entry) {
-                            on_placement(&shared, &handle, &entry.key, p).await;
-                        }
-                    }
-                    _ = tick.tick() => {
-                        // The client reconnected (a broker restart): a watch may have missed
-                        // changes or stalled, so watch again from the current values.
-                        if stats.connects.load(Ordering::Relaxed) != connects {
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        ::tokio::time::sleep(PLACE_RETRY).await;
-    }
-}
-
-async fn on_placement(shared: &Arc<Shared>, handle: &ControlHandle, actor_id: &str, p: Placement) {
-    match p.state {
-        PlacementState::Starting if p.node == shared.node_id => {
-            let phase = handle
-                .call({
-                    let id = actor_id.to_string();
-                    move |c, _| c.actor(&id).map(|a| (a.phase, a.generation))
-                })
-                .ok()
-                .flatten();
-            // Already started here at this generation (a replayed watch entry): nothing to do.
-            let started = phase.is_some_and(|(ph, g)| {
-                g == Some(p.generation) && !matches!(ph, ActorPhase::Sleeping | ActorPhase::Pending)
-            });
-            if !started {
-                start_here(shared, handle, actor_id, &p.runner_id, p.generation).await;
-            }
-        }
-        PlacementState::Running => follow(shared, handle, actor_id, &p),
-        PlacementState::Sleeping => {
-            let generation = p.generation;
-            let pending = handle
-                .call({
-                    let id = actor_id.to_string();
-                    move |c, now| {
-                        let info = c.actor(&id);
-                        let hosted_here = info.as_ref().is_some_and(|a| {
-                            a.generation == Some(generation)
-                                && a.runner_id.as_ref().is_some_and(|r| c.runner(r).is_some())
-                        });
-                        if hosted_here {
-                            // The cluster took it as dead here (its node was reaped): stop
-                            // this copy, the shared state already lets it start elsewhere.
-                            let _ = c.stop_actor(now, &id);
-                        } else {
-                            let _ = c.stopped_elsewhere(now, &id, generation);
-                        }
-                        c.actor(&id).map(|a| a.phase)
-                    }
-                })
-                .ok()
-                .flatten();
-            // A request here still needs it (the claim it followed was given back).
-            if pending == Some(ActorPhase::Pending) {
-                let _ = shared
-                    .state_tx
-                    .try_send((StateOut::Place(actor_id.to_string()), 0));
-            }
-        }
-        PlacementState::Starting => {}
-    }
-}
-
-async fn liveness(shared: Arc<Shared>, ttl: Duration) {
-    let period = ttl / 3;
-    let stats = shared.client.statistics();
-    let mut connects = stats.connects.load(Ordering::Relaxed);
-    // Heartbeats in a row since the last (re)connect: a node's entry is missing for sure only
-    // after every node had time to write it again, so nothing is reaped before a full TTL of
-    // heartbeats (after a broker restart every entry may have expired at once).
-    let mut streak = 0u32;
-    loop {
-        ::tokio::time::sleep(period).await;
-        let now_connects = stats.connects.load(Ordering::Relaxed);
-        if now_connects != connects {
-            connects = now_connects;
-            streak = 0;
-        }
-        if shared
-            .state
-            .heartbeat(&shared.node_id, shared.gateway_id)
-            .await
-            .is_err()
-        {
-            bump(&shared.stats.state_errors);
-            streak = 0;
-            continue;
-        }
-        streak += 1;
-        if streak <= 6 {
-            continue;
-        }
-        if let Ok(live) = shared.state.live_nodes().await
-            && let Ok(reaped) = shared.state.reap(&live).await
-        {
-            for _ in reaped {
-                bump(&shared.stats.reaped);
-            }
-        }
-    }
 }
