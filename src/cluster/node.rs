@@ -4,7 +4,7 @@
 //! Tasks of a node (all stopped by [`Node::shutdown`] or on drop):
 //!
 //! * **publisher**: the engine's `PublishRemote` and `ForwardToGateway` frames, in order, to
-//!   their subjects ([`subjects`](super::subjects)); a frame over the server's `max_payload` is
+//!   their subjects ([`super::subjects`]); a frame over the server's `max_payload` is
 //!   not published ([`NodeStats::too_large`]). Its queue is bounded: when NATS stalls (a broker
 //!   restart) frames past [`FRAME_QUEUE`] are dropped and counted, and the protocol heals them
 //!   (the gateway replays or retransmits whatever the runner did not acknowledge).
