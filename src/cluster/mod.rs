@@ -8,8 +8,15 @@
 //! `max_payload`, [`state`] keeps the shared state in JetStream KV, and [`server`] runs a real
 //! `nats-server` for tests and demos. `docs/cluster.md` describes the whole design.
 
+pub mod node;
+mod placement;
 pub mod server;
 pub mod state;
 pub mod subjects;
 
+pub use node::{Node, NodeConfig, NodeError, NodeStats};
 pub use server::{NatsServer, ServerError};
+pub use state::{Claim, Placement, PlacementState, SharedState, StateError};
+
+/// The NATS client this module is built on (its version is the one to use with it).
+pub use async_nats;

