@@ -143,6 +143,26 @@ struct Model {
     metas: BTreeMap<u8, (u16, u16)>,
     /// Sockets the gateway holds hibernating (settled silently on stop).
     listed: BTreeSet<u8>,
+    /// When each socket was handed back, until a restore decides it: the runner drops an open
+    /// of such an id within its hand-back memory as a stale copy (ids are never reused).
+    handed_back: BTreeMap<u8, u64>,
+}
+
+/// `RunnerConfig::handed_back_memory` (the default), in microseconds.
+const HANDED_BACK_MEMORY: u64 = 60_000_000;
+
+impl Model {
+    /// Whether `s` may be opened: absent, without metadata, not listed, not a recent hand-back.
+    fn openable(&self, s: u8) -> bool {
+        self.actor == ActorPhase::Running
+            && self.socks[s as usize].phase == Phase::Absent
+            && !self.metas.contains_key(&s)
+            && !self.listed.contains(&s)
+            && self
+                .handed_back
+                .get(&s)
+                .is_none_or(|&at| at + HANDED_BACK_MEMORY <= self.now)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -309,6 +329,12 @@ impl Model {
 
     fn stop(&mut self) {
         self.actor = ActorPhase::Stopping;
+        // The runner remembers every socket of a stopping actor as handed back.
+        for i in 0..self.socks.len() {
+            if self.socks[i].phase != Phase::Absent {
+                self.handed_back.insert(idx(i), self.now);
+            }
+        }
         for i in 0..self.socks.len() {
             let k = &mut self.socks[i];
             match k.phase {
@@ -337,6 +363,7 @@ impl Model {
         let listed = core::mem::take(&mut self.listed);
         let metas = self.metas.clone();
         for (&s, &(server, client)) in &metas {
+            self.handed_back.remove(&s);
             if listed.contains(&s) {
                 let k = &mut self.socks[s as usize];
                 *k = Sock::absent();
@@ -403,6 +430,7 @@ impl ReferenceStateMachine for RefMachine {
                 socks: (0..SOCKETS).map(|_| Sock::absent()).collect(),
                 metas: BTreeMap::new(),
                 listed: BTreeSet::new(),
+                handed_back: BTreeMap::new(),
             })
             .boxed()
     }
@@ -445,14 +473,7 @@ impl ReferenceStateMachine for RefMachine {
             ),
             (1, sock.clone().prop_map(|s| Transition::Send { s }).boxed()),
         ];
-        let openable: Vec<u8> = (0..SOCKETS)
-            .filter(|&s| {
-                state.actor == ActorPhase::Running
-                    && state.socks[s as usize].phase == Phase::Absent
-                    && !state.metas.contains_key(&s)
-                    && !state.listed.contains(&s)
-            })
-            .collect();
+        let openable: Vec<u8> = (0..SOCKETS).filter(|&s| state.openable(s)).collect();
         if !openable.is_empty() {
             options.push((
                 3,
@@ -488,12 +509,7 @@ impl ReferenceStateMachine for RefMachine {
 
     fn preconditions(state: &Model, t: &Transition) -> bool {
         match t {
-            Transition::Open { s, .. } => {
-                state.actor == ActorPhase::Running
-                    && state.socks[*s as usize].phase == Phase::Absent
-                    && !state.metas.contains_key(s)
-                    && !state.listed.contains(s)
-            }
+            Transition::Open { s, .. } => state.openable(*s),
             Transition::PersistOk { s } | Transition::PersistFail { s } => {
                 state.socks[*s as usize].in_flight.is_some()
             }
