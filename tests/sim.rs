@@ -173,7 +173,7 @@ fn seeds_that_found_bugs() {
     let default = SimConfig::default();
     let large = SimConfig::large();
     let small = SimConfig::small();
-    let pinned: [(&str, &SimConfig, &[u64]); 16] = [
+    let pinned: [(&str, &SimConfig, &[u64]); 17] = [
         // (The fuzzer found two more on this simulator, pinned as corpus entries and replayed by
         // `tests/fuzz_corpus.rs`: `regression-stale-open-after-hand-back` (runner) and
         // `regression-restore-behind-the-log` (storage fencing).)
@@ -185,6 +185,10 @@ fn seeds_that_found_bugs() {
             &default,
             &[49, 127, 202, 240, 277],
         ),
+        // Control plane: an actor whose start timed out (its runner crashed) was not started
+        // again although a hibernating request had asked for the wake; the request waited out
+        // its wake timeout and was collected while another runner had room.
+        ("wake lost to a start timeout", &small, &[45_740]),
         // Runner: a socket handed back by an actor still stopping (another socket's final
         // persist in flight) was answered `ws.socket_not_found`, closing a live client.
         ("hand-back while the actor stops", &default, &[3_737]),

@@ -439,6 +439,17 @@ impl Control {
             }
             if start_failed {
                 self.fail_waiting(slot, &OpenFailure::ActorStartFailed);
+                // A hibernating request that asked for the wake still waits for it (its wake
+                // timeout runs): start again, on whichever runner has room. Each attempt waits
+                // out the start timeout, so this cannot spin.
+                let wanted = self.actor_ref(slot).is_some_and(|a| {
+                    a.requests
+                        .iter()
+                        .any(|&request_id| self.gateway.wake_pending(request_id))
+                });
+                if wanted {
+                    self.ensure_running(now, slot);
+                }
             } else if restart {
                 self.ensure_running(now, slot);
             }

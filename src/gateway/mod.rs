@@ -624,6 +624,14 @@ impl Gateway {
         })
     }
 
+    /// Whether `request_id` is hibernating with a wake requested and not yet answered (a client
+    /// message or close waits for the actor).
+    pub(crate) fn wake_pending(&self, request_id: RequestId) -> bool {
+        self.slot_of(request_id)
+            .and_then(|slot| self.requests.get(slot))
+            .is_some_and(|req| req.phase == Phase::Hibernating && req.wake_requested())
+    }
+
     /// Number of live requests.
     pub fn len(&self) -> usize {
         self.requests.len()
