@@ -282,14 +282,22 @@ async fn a_wake_replays_more_buffered_messages_than_the_runner_queues_for_a_star
     // Slow storage: the replay reaches the runner long before the restore could happen.
     let config = demo::scenario::runner_config(&demo::args::Args::default())
         .with_persist_interval(Duration::from_millis(10));
-    let rn = slow_storage_runner(&server, &dir, config, Duration::from_millis(500)).await;
+    let first = slow_storage_runner(&server, &dir, config.clone(), Duration::ZERO).await;
     let mut client = Client::connect(&server.url(), "bulk")
         .await
         .expect("connect");
     let d = stream(&mut client, 8, 0, 10, 20, 0).await;
     assert_eq!(client.wait_echo(10, WAIT).await, Some((10, d)));
     server.sleep_actor("bulk").await;
+    // No runner while the client streams on: the gateway buffers everything, and the actor
+    // waits for a runner to start on.
+    let _ = first.shutdown().await;
     let d = stream(&mut client, 8, 10, 3_010, 20, d).await;
+    eventually("3 000 messages buffered", || async {
+        (server.stats().pending_messages >= 3_000).then_some(())
+    })
+    .await;
+    let rn = slow_storage_runner(&server, &dir, config, Duration::from_millis(200)).await;
     assert_eq!(client.wait_echo(3_010, WAIT).await, Some((3_010, d)));
     let stats = server.stats();
     assert_eq!(stats.closed, 0, "no gap close: {stats:?}");

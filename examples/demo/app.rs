@@ -175,7 +175,7 @@ impl App {
                 client_index,
             } => {
                 self.persist(socket, actor_id, server_index, client_index)
-                    .await
+                    .await;
             }
             SessionEvent::DeleteMetadata { socket, actor_id } => {
                 self.delete(socket, actor_id).await;

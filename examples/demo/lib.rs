@@ -19,8 +19,7 @@
     unreachable_pub,
     clippy::missing_errors_doc,
     clippy::missing_panics_doc,
-    // A demo reads top to bottom: long functions and short names are fine here.
-    clippy::too_many_lines,
+    // A demo reads top to bottom: short names are fine here.
     clippy::many_single_char_names,
     clippy::similar_names
 )]

@@ -130,13 +130,11 @@ impl Report {
     /// The report as text.
     #[allow(clippy::cast_precision_loss)]
     pub fn render(&self) -> String {
-        let (a, c, g, s) = (&self.args, &self.client, &self.gateway, &self.snapshot);
+        let (a, c) = (&self.args, &self.client);
         let mut r = self.runners.clone();
         if let Some(d) = self.app_deliveries {
             r.delivered = d;
         }
-        let committed = self.committed();
-        let secs = self.elapsed.as_secs_f64().max(1e-9);
         let mut o = String::new();
         let _ = writeln!(
             o,
@@ -182,6 +180,15 @@ impl Report {
                 None => "none",
             }
         );
+        self.render_engines(&mut o, &r);
+        self.render_outcome(&mut o, &r);
+        o
+    }
+
+    /// The gateway's and the runners' counters.
+    fn render_engines(&self, o: &mut String, r: &RunnerReport) {
+        let (g, s) = (&self.gateway, &self.snapshot);
+        let committed = self.committed();
         let _ = writeln!(o, "gateway");
         let _ = writeln!(
             o,
@@ -242,6 +249,14 @@ impl Report {
             r.persists, r.acks
         );
         let _ = writeln!(o, "  sockets restored          {:>9}", r.restored);
+    }
+
+    /// Closes, the committed log, churn, throughput and the verdict.
+    #[allow(clippy::cast_precision_loss)]
+    fn render_outcome(&self, o: &mut String, r: &RunnerReport) {
+        let (c, s) = (&self.client, &self.snapshot);
+        let committed = self.committed();
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
         let _ = writeln!(o, "closes by reason");
         for (reason, n) in &s.closes {
             let _ = writeln!(o, "  gateway: {reason}: {n}");
@@ -302,6 +317,5 @@ impl Report {
                 "FAIL: messages lost or delivered twice"
             }
         );
-        o
     }
 }

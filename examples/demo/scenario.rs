@@ -199,6 +199,55 @@ pub async fn wait_for_first_ack(gw: &hibernating_ws::driver::control::ControlHan
     }
 }
 
+/// The runner of a demo run and what its supervisor needs to replace it.
+struct Runners {
+    slot: Arc<Mutex<Option<RunnerProc>>>,
+    kills: Arc<std::sync::atomic::AtomicU32>,
+    delivered: Arc<AtomicU64>,
+    url: String,
+    path: PathBuf,
+}
+
+/// The supervisor: kills the runner each time `kill` fires (once the gateway saw a first ack),
+/// then starts a new one.
+async fn supervise(
+    kill: Option<tokio::sync::mpsc::Receiver<()>>,
+    gw: hibernating_ws::driver::control::ControlHandle,
+    args: Args,
+    runners: Runners,
+) {
+    let Some(mut rx) = kill else {
+        return;
+    };
+    while rx.recv().await.is_some() {
+        wait_for_first_ack(&gw).await;
+        let mut slot = runners.slot.lock().await;
+        if let Some(r) = slot.take() {
+            if args.drop_link {
+                r.drop_link().await;
+            } else {
+                r.kill().await;
+            }
+        }
+        let n = runners
+            .kills
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        if args.verbose {
+            eprintln!("[demo] runner killed; starting runner-{}", n + 1);
+        }
+        *slot = RunnerProc::start(
+            &args,
+            &runners.url,
+            &runners.path,
+            n + 1,
+            &runners.delivered,
+        )
+        .await
+        .ok();
+    }
+}
+
 /// Runs the demo (role `all`).
 pub async fn run_all(args: &Args) -> io::Result<Report> {
     let dir = DataDir::new(args.data_dir.as_deref())?;
@@ -219,43 +268,19 @@ pub async fn run_all(args: &Args) -> io::Result<Report> {
         RunnerProc::start(args, &url, &dir.path, 1, &delivered).await?,
     )));
 
-    // The supervisor: kills the runner when the schedule says so, then starts a new one.
     let kills = Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let mut kill_rx = server.kill.take();
-    let supervisor = {
-        let delivered = delivered.clone();
-        let gw = server.handle().clone();
-        let (runner, kills, args, url, path) = (
-            runner.clone(),
-            kills.clone(),
-            args.clone(),
-            url.clone(),
-            dir.path.clone(),
-        );
-        tokio::spawn(async move {
-            let Some(rx) = kill_rx.as_mut() else {
-                return;
-            };
-            while rx.recv().await.is_some() {
-                wait_for_first_ack(&gw).await;
-                let mut slot = runner.lock().await;
-                if let Some(r) = slot.take() {
-                    if args.drop_link {
-                        r.drop_link().await;
-                    } else {
-                        r.kill().await;
-                    }
-                }
-                let n = kills.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                if args.verbose {
-                    eprintln!("[demo] runner killed; starting runner-{}", n + 1);
-                }
-                *slot = RunnerProc::start(&args, &url, &path, n + 1, &delivered)
-                    .await
-                    .ok();
-            }
-        })
-    };
+    let supervisor = tokio::spawn(supervise(
+        server.kill.take(),
+        server.handle().clone(),
+        args.clone(),
+        Runners {
+            slot: runner.clone(),
+            kills: kills.clone(),
+            delivered: delivered.clone(),
+            url: url.clone(),
+            path: dir.path.clone(),
+        },
+    ));
 
     let churn = Churn::start(args, &url, &dir.path);
     #[allow(clippy::disallowed_methods)] // the demo measures wall-clock time
