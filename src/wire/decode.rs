@@ -11,15 +11,14 @@ use alloc::vec::Vec;
 
 use bytes::Bytes;
 
-use super::DecodeLimits;
 use super::error::DecodeError;
-use super::types::{
-    GatewayId, Headers, HibernatingRequest, MessageId, RequestId, ToClientRequestChunk,
-    ToClientRequestStart, ToClientTunnelMessage, ToClientTunnelMessageKind, ToClientWebSocketClose,
-    ToClientWebSocketMessage, ToClientWebSocketOpen, ToGatewayPong, ToRunnerPing,
-    ToServerResponseChunk, ToServerResponseStart, ToServerTunnelMessage, ToServerTunnelMessageKind,
-    ToServerWebSocketClose, ToServerWebSocketMessage, ToServerWebSocketMessageAck,
-    ToServerWebSocketOpen,
+use super::{
+    DecodeLimits, GatewayId, Headers, HibernatingRequest, MessageId, RequestId,
+    ToClientRequestChunk, ToClientRequestStart, ToClientTunnelMessage, ToClientTunnelMessageKind,
+    ToClientWebSocketClose, ToClientWebSocketMessage, ToClientWebSocketOpen, ToGatewayPong,
+    ToRunnerPing, ToServerResponseChunk, ToServerResponseStart, ToServerTunnelMessage,
+    ToServerTunnelMessageKind, ToServerWebSocketClose, ToServerWebSocketMessage,
+    ToServerWebSocketMessageAck, ToServerWebSocketOpen,
 };
 use crate::index::MessageIndex;
 
