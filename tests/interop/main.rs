@@ -31,6 +31,8 @@
     unreachable_pub
 )] // test code on std
 
+#[path = "../common/mod.rs"]
+mod common;
 mod engine;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +41,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use engine::{Client, ClientEvent, Engine};
+use futures_util::FutureExt;
 use hibernating_ws::control::Control;
 use hibernating_ws::gateway::{CloseReason, GatewayConfig, GcReason, OpenRequest, Phase};
 use hibernating_ws::wire::RequestId;
@@ -219,14 +222,8 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + EVENT;
-    while !f().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let every = Duration::from_millis(20);
+    common::eventually(what, EVENT, every, || f().map(|done| done.then_some(()))).await;
 }
 
 /// Runs `f` on the control engine.
