@@ -1,5 +1,6 @@
-//! What the integration-test harnesses share: the polling wait every real-time test uses, and
-//! the pieces of an engine's runner listener (the runner key of a handshake, the batch writer).
+//! What the integration-test harnesses share: the polling wait every real-time test uses, the
+//! pieces of an engine's runner listener (the runner key of a handshake, the batch writer), and
+//! starting an actor on a tokio runner driver.
 //!
 //! A test crate includes it with `mod common;`; a support module (`tests/*_support/`,
 //! `tests/interop/`) with `#[path = "../common/mod.rs"] mod common;`. Every wait is a hang guard
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use futures_util::{Sink, SinkExt};
 use hibernating_ws::driver::control::RunnerOutput;
+use hibernating_ws::driver::tokio::RunnerHandle;
 use tokio_tungstenite::tungstenite::handshake::server::Request;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame as WsCloseFrame;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
@@ -82,4 +84,14 @@ where
         }
     }
     sink.flush().await.is_ok()
+}
+
+/// Starts `actor` on the runner with nothing to restore.
+pub fn start_actor(rn: &RunnerHandle, actor: &str) {
+    rn.call(|r, now| r.actor_starting(now, actor, Vec::new()))
+        .expect("driver runs")
+        .expect("starting");
+    rn.call(|r, now| r.restore(now, actor, Vec::new()))
+        .expect("driver runs")
+        .expect("restore");
 }
