@@ -25,18 +25,18 @@ use core::time::Duration;
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
+mod common;
 #[path = "../tests/common/control_events.rs"]
 mod control_events;
 
 use control_events::{event, intent, running, stopped};
+use hibernating_ws::Timestamp;
 use hibernating_ws::control::{Action, ActorSpec, ConnId, Control, ControlConfig};
 use hibernating_ws::gateway::{Gateway, GatewayConfig, OpenRequest, RouteId};
 use hibernating_ws::wire::{
-    self, ActorConfig, ActorIntent, DecodeLimits, Event, GatewayId, MessageId, RequestId, StopCode,
-    ToServer, ToServerEvents, ToServerInit, ToServerTunnelMessage, ToServerTunnelMessageKind,
-    ToServerWebSocketOpen,
+    self, ActorConfig, ActorIntent, DecodeLimits, Event, GatewayId, RequestId, StopCode, ToServer,
+    ToServerEvents, ToServerInit,
 };
-use hibernating_ws::{MessageIndex, Timestamp};
 
 const GW: GatewayId = GatewayId(*b"bnch");
 const RUNNERS: u64 = 10;
@@ -91,20 +91,6 @@ fn drain(c: &mut Control) -> Option<ConnId> {
         }
     }
     conn
-}
-
-/// The runner accepts request `id`'s WebSocket, hibernatable (index 0).
-fn accept(id: RequestId) -> ToServerTunnelMessage {
-    ToServerTunnelMessage {
-        message_id: MessageId {
-            gateway_id: GW,
-            request_id: id,
-            message_index: MessageIndex::new(0),
-        },
-        kind: ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {
-            can_hibernate: true,
-        }),
-    }
 }
 
 fn event_frame(actor: &str, generation: u32, index: i64, inner: Event) -> Vec<u8> {
@@ -194,7 +180,7 @@ fn mass_setup(actors: usize, per_actor: u32) -> Control {
             let id = RequestId((u32::try_from(i).expect("fits") * per_actor + k).to_be_bytes());
             let open = OpenRequest::new(a.clone(), "/ws").expect("a path starting with /");
             c.open(now, id, open).expect("open");
-            let accept = ToServer::TunnelMessage(accept(id));
+            let accept = ToServer::TunnelMessage(common::accept(GW, id));
             c.handle_runner_message(now, conn, accept).expect("accept");
         }
         drain(&mut c);
@@ -284,7 +270,7 @@ fn bench_mass_wake_gateway_only(cr: &mut Criterion<ThreadCpu>) {
             let open = OpenRequest::new(actor_id((i / 10) as usize), "/ws")
                 .expect("a path starting with /");
             gw.open(now, id, RouteId(1), open).expect("open");
-            gw.handle_runner_message(now, RouteId(1), accept(id))
+            gw.handle_runner_message(now, RouteId(1), common::accept(GW, id))
                 .expect("accept");
         }
         while gw.poll_action().is_some() {}
