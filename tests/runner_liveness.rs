@@ -62,8 +62,7 @@ fn settle(h: &mut Harness) -> Vec<Out> {
 
 #[test]
 fn a_probe_for_a_socket_its_stopping_actor_handed_back_is_dropped() {
-    let mut h = Harness::default_config();
-    h.start_actor();
+    let mut h = Harness::started();
     let (s1, s2) = (sid(1, 1), sid(1, 2));
     h.open(s1, 0, true);
     h.open(s2, 0, true);
@@ -89,8 +88,7 @@ fn a_probe_for_a_socket_its_stopping_actor_handed_back_is_dropped() {
 
 #[test]
 fn a_probe_for_a_socket_the_app_handed_back_is_dropped_before_the_actor_stops() {
-    let mut h = Harness::default_config();
-    h.start_actor();
+    let mut h = Harness::started();
     let s = sid(2, 1);
     h.open(s, 0, true);
     h.runner.hibernate(h.now, s).expect("hand back");
@@ -103,8 +101,7 @@ fn a_probe_for_a_socket_the_app_handed_back_is_dropped_before_the_actor_stops() 
 
 #[test]
 fn a_probe_after_a_later_incarnation_restored_without_the_socket_is_answered() {
-    let mut h = Harness::default_config();
-    h.start_actor();
+    let mut h = Harness::started();
     let s = sid(3, 1);
     h.open(s, 0, true);
     h.runner.actor_stopping(h.now, ACTOR).expect("stopping");
