@@ -413,9 +413,7 @@ fn scenario_28_outgoing_index_wraps_and_restored_sockets_continue() {
 /// index now covers that ack.
 #[test]
 fn scenario_28_a_restored_socket_never_reuses_the_index_of_the_last_ack() {
-    let mut h = Harness::started();
-    let s = sid(41, 1);
-    h.open(s, 0, true);
+    let (mut h, s) = Harness::open_socket(41);
     h.msg(s, 1, b"a");
     let out = h.runner.send(h.now, s, b"a", false).unwrap().get();
     assert_eq!(out, 1);
