@@ -437,7 +437,7 @@ async fn a_runner_that_does_not_drain_is_dropped_and_may_reconnect() {
     assert_eq!(seen.lock().unwrap().runner_overflows[0].0, conn);
     drop(runner.sender);
 
-    let again = RunnerEnd::connect(&handle).await;
+    let _again = RunnerEnd::connect(&handle).await;
     let resumed = seen
         .lock()
         .unwrap()
