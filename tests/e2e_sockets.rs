@@ -53,9 +53,7 @@ async fn client_close_while_the_actor_sleeps_reaches_the_actor_after_wake_and_de
     let server = gateway(GatewayConfig::default()).await;
     let _runner = runner(&server, &dir, fast_runner()).await;
 
-    let mut client = Client::connect(&server.url(), "sleepy")
-        .await
-        .expect("connect");
+    let mut client = connect(&server, "sleepy").await;
     let digest = stream(&mut client, 3, 0, 20, 2_000, 0).await;
     assert_eq!(client.wait_echo(20, WAIT).await, Some((20, digest)));
 
@@ -113,19 +111,33 @@ fn slow_runner(persist_interval: Duration) -> RunnerConfig {
         .with_persist_bytes(u64::MAX / 2)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn close_policy_closes_only_the_connection_over_its_limit() {
+/// A gateway holding at most 64 KiB per connection under `policy`, and a [`slow_runner`]
+/// persisting every `persist_interval`.
+async fn limited(
+    policy: OverflowPolicy,
+    persist_interval: Duration,
+) -> (DataDir, GatewayServer, RunnerInstance) {
     let dir = DataDir::new(None).expect("temp dir");
     let mut config = GatewayConfig::default();
     config.max_pending_bytes = 64 * 1024;
-    config.overflow_policy = OverflowPolicy::Close;
+    config.overflow_policy = policy;
     let server = gateway(config).await;
-    let _runner = runner(&server, &dir, slow_runner(Duration::from_secs(3600))).await;
+    let runner = runner(&server, &dir, slow_runner(persist_interval)).await;
+    (dir, server, runner)
+}
+
+async fn connect(server: &GatewayServer, actor: &str) -> Client {
+    Client::connect(&server.url(), actor)
+        .await
+        .expect("connect")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_policy_closes_only_the_connection_over_its_limit() {
+    let (_dir, server, _runner) = limited(OverflowPolicy::Close, Duration::from_secs(3600)).await;
 
     // A: 40 messages of 4 KiB, never acked: the 17th exceeds 64 KiB.
-    let mut big = Client::connect(&server.url(), "actor-a")
-        .await
-        .expect("connect");
+    let mut big = connect(&server, "actor-a").await;
     for seq in 0..40u64 {
         let mut data = format!("{seq:010}").into_bytes();
         data.resize(4096, b'x');
@@ -141,9 +153,7 @@ async fn close_policy_closes_only_the_connection_over_its_limit() {
     );
 
     // B, on another actor of the same runner and gateway, keeps working.
-    let mut small = Client::connect(&server.url(), "actor-b")
-        .await
-        .expect("connect");
+    let mut small = connect(&server, "actor-b").await;
     let mut digest = 0;
     for seq in 0..50u64 {
         digest = stream(&mut small, 9, seq, seq + 1, 64, digest).await;
@@ -160,17 +170,11 @@ async fn close_policy_closes_only_the_connection_over_its_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backpressure_policy_stops_reading_only_the_full_connection() {
-    let dir = DataDir::new(None).expect("temp dir");
-    let mut config = GatewayConfig::default();
-    config.max_pending_bytes = 64 * 1024;
-    config.overflow_policy = OverflowPolicy::Backpressure;
-    let server = gateway(config).await;
     // Persist (and ack) only every 300 ms: A fills its 64 KiB long before that.
-    let _runner = runner(&server, &dir, slow_runner(Duration::from_millis(300))).await;
+    let (_dir, server, _runner) =
+        limited(OverflowPolicy::Backpressure, Duration::from_millis(300)).await;
 
-    let mut big = Client::connect(&server.url(), "actor-a")
-        .await
-        .expect("connect");
+    let mut big = connect(&server, "actor-a").await;
     let digest_a = stream(&mut big, 5, 0, 60, 4096, 0).await;
     // A is refused with backpressure at least once: the gateway stopped reading it.
     eventually("A to be backpressured", || async {
@@ -179,9 +183,7 @@ async fn backpressure_policy_stops_reading_only_the_full_connection() {
     .await;
 
     // Meanwhile B works, one round trip at a time.
-    let mut small = Client::connect(&server.url(), "actor-b")
-        .await
-        .expect("connect");
+    let mut small = connect(&server, "actor-b").await;
     let mut digest_b = 0;
     for seq in 0..20u64 {
         digest_b = stream(&mut small, 11, seq, seq + 1, 64, digest_b).await;
@@ -205,9 +207,7 @@ async fn malformed_runner_frames_are_typed_errors_and_the_gateway_keeps_serving(
     let dir = DataDir::new(None).expect("temp dir");
     let server = gateway(GatewayConfig::default()).await;
     let _runner = runner(&server, &dir, fast_runner()).await;
-    let mut client = Client::connect(&server.url(), "steady")
-        .await
-        .expect("connect");
+    let mut client = connect(&server, "steady").await;
     let d = stream(&mut client, 4, 0, 10, 512, 0).await;
     assert_eq!(client.wait_echo(10, WAIT).await, Some((10, d)));
 
@@ -277,9 +277,7 @@ async fn a_wake_replays_more_buffered_messages_than_the_runner_queues_for_a_star
     let config = demo::scenario::runner_config(&demo::args::Args::default())
         .with_persist_interval(Duration::from_millis(10));
     let _runner = slow_storage_runner(&server, &dir, config, Duration::from_millis(200)).await;
-    let mut client = Client::connect(&server.url(), "bulk")
-        .await
-        .expect("connect");
+    let mut client = connect(&server, "bulk").await;
     let d = stream(&mut client, 8, 0, 10, 20, 0).await;
     assert_eq!(client.wait_echo(10, WAIT).await, Some((10, d)));
     server.sleep_actor("bulk").await;
@@ -332,9 +330,7 @@ async fn a_never_reading_flooder_stays_bounded_and_another_client_keeps_working(
         }
     });
 
-    let mut client = Client::connect(&server.url(), "other")
-        .await
-        .expect("connect");
+    let mut client = connect(&server, "other").await;
     let filled = eventually(
         "the flooder's queue to reach its push-back point",
         || async {
