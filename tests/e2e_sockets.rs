@@ -126,6 +126,20 @@ async fn limited(
     (dir, server, runner)
 }
 
+/// Sends `n` messages of 64 bytes of stream `seed`, each echoed before the next; returns the
+/// stream's digest.
+async fn round_trips(client: &mut Client, seed: u64, n: u64) -> u64 {
+    let mut digest = 0;
+    for seq in 0..n {
+        digest = stream(client, seed, seq, seq + 1, 64, digest).await;
+        assert_eq!(
+            client.wait_echo(seq + 1, WAIT).await.map(|e| e.0),
+            Some(seq + 1)
+        );
+    }
+    digest
+}
+
 async fn connect(server: &GatewayServer, actor: &str) -> Client {
     Client::connect(&server.url(), actor)
         .await
@@ -154,14 +168,7 @@ async fn close_policy_closes_only_the_connection_over_its_limit() {
 
     // B, on another actor of the same runner and gateway, keeps working.
     let mut small = connect(&server, "actor-b").await;
-    let mut digest = 0;
-    for seq in 0..50u64 {
-        digest = stream(&mut small, 9, seq, seq + 1, 64, digest).await;
-        assert_eq!(
-            small.wait_echo(seq + 1, WAIT).await.map(|e| e.0),
-            Some(seq + 1)
-        );
-    }
+    let digest = round_trips(&mut small, 9, 50).await;
     assert_eq!(small.wait_echo(50, WAIT).await, Some((50, digest)));
     let stats = server.stats();
     assert_eq!(stats.closed_pending_limit, 1);
@@ -184,14 +191,7 @@ async fn backpressure_policy_stops_reading_only_the_full_connection() {
 
     // Meanwhile B works, one round trip at a time.
     let mut small = connect(&server, "actor-b").await;
-    let mut digest_b = 0;
-    for seq in 0..20u64 {
-        digest_b = stream(&mut small, 11, seq, seq + 1, 64, digest_b).await;
-        assert_eq!(
-            small.wait_echo(seq + 1, WAIT).await.map(|e| e.0),
-            Some(seq + 1)
-        );
-    }
+    let digest_b = round_trips(&mut small, 11, 20).await;
 
     // A was never closed, never over its limit, and completes exactly once as acks free room.
     assert_eq!(big.wait_echo(60, WAIT).await, Some((60, digest_a)));
