@@ -49,9 +49,7 @@ async fn slow_storage_runner(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_close_while_the_actor_sleeps_reaches_the_actor_after_wake_and_deletes_metadata() {
-    let dir = DataDir::new(None).expect("temp dir");
-    let server = gateway(GatewayConfig::default()).await;
-    let _runner = runner(&server, &dir, fast_runner()).await;
+    let (dir, server, _runner) = deployed(GatewayConfig::default(), fast_runner()).await;
 
     let mut client = connect(&server, "sleepy").await;
     let digest = stream(&mut client, 3, 0, 20, 2_000, 0).await;
@@ -117,12 +115,20 @@ async fn limited(
     policy: OverflowPolicy,
     persist_interval: Duration,
 ) -> (DataDir, GatewayServer, RunnerInstance) {
-    let dir = DataDir::new(None).expect("temp dir");
     let mut config = GatewayConfig::default();
     config.max_pending_bytes = 64 * 1024;
     config.overflow_policy = policy;
+    deployed(config, slow_runner(persist_interval)).await
+}
+
+/// A gateway with `config` and a runner with `runner_config` on a fresh data directory.
+async fn deployed(
+    config: GatewayConfig,
+    runner_config: RunnerConfig,
+) -> (DataDir, GatewayServer, RunnerInstance) {
+    let dir = DataDir::new(None).expect("temp dir");
     let server = gateway(config).await;
-    let runner = runner(&server, &dir, slow_runner(persist_interval)).await;
+    let runner = runner(&server, &dir, runner_config).await;
     (dir, server, runner)
 }
 
@@ -204,9 +210,7 @@ async fn backpressure_policy_stops_reading_only_the_full_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_runner_frames_are_typed_errors_and_the_gateway_keeps_serving() {
-    let dir = DataDir::new(None).expect("temp dir");
-    let server = gateway(GatewayConfig::default()).await;
-    let _runner = runner(&server, &dir, fast_runner()).await;
+    let (_dir, server, _runner) = deployed(GatewayConfig::default(), fast_runner()).await;
     let mut client = connect(&server, "steady").await;
     let d = stream(&mut client, 4, 0, 10, 512, 0).await;
     assert_eq!(client.wait_echo(10, WAIT).await, Some((10, d)));
