@@ -66,6 +66,25 @@ struct RunnerEnd {
 }
 
 impl RunnerEnd {
+    /// Runner `key-1` of pool `pool` (4 slots) connects and completes its handshake.
+    async fn connect(handle: &ControlHandle) -> Self {
+        let (sender, events) = handle.runner_connected("key-1").unwrap();
+        let mut runner = Self {
+            sender,
+            events,
+            queued: VecDeque::new(),
+        };
+        runner.send(&ToServer::Init(ToServerInit {
+            name: "pool".into(),
+            version: 1,
+            total_slots: 4,
+            prepopulate_actor_names: None,
+            metadata: None,
+        }));
+        assert!(matches!(runner.next_frame().await, ToClient::Init(_)));
+        runner
+    }
+
     fn send(&self, msg: &ToServer) {
         self.sender.frame(&wire::encode(msg)).unwrap();
     }
@@ -131,20 +150,7 @@ async fn setup_with(
         .call(move |c, now| c.create_actor(now, "a1", spec))
         .unwrap()
         .unwrap();
-    let (sender, events) = handle.runner_connected("key-1").unwrap();
-    let mut runner = RunnerEnd {
-        sender,
-        events,
-        queued: VecDeque::new(),
-    };
-    runner.send(&ToServer::Init(ToServerInit {
-        name: "pool".into(),
-        version: 1,
-        total_slots: 4,
-        prepopulate_actor_names: None,
-        metadata: None,
-    }));
-    assert!(matches!(runner.next_frame().await, ToClient::Init(_)));
+    let runner = RunnerEnd::connect(&handle).await;
     (handle, task, runner, seen)
 }
 
@@ -444,20 +450,7 @@ async fn a_runner_that_does_not_drain_is_dropped_and_may_reconnect() {
     assert_eq!(seen.lock().unwrap().runner_overflows[0].0, conn);
     drop(runner.sender);
 
-    let (sender, events) = handle.runner_connected("key-1").unwrap();
-    let mut again = RunnerEnd {
-        sender,
-        events,
-        queued: VecDeque::new(),
-    };
-    again.send(&ToServer::Init(ToServerInit {
-        name: "pool".into(),
-        version: 1,
-        total_slots: 4,
-        prepopulate_actor_names: None,
-        metadata: None,
-    }));
-    assert!(matches!(again.next_frame().await, ToClient::Init(_)));
+    let _again = RunnerEnd::connect(&handle).await;
     let resumed = seen
         .lock()
         .unwrap()
