@@ -169,10 +169,11 @@ pub async fn asleep(engine: &RivetEngine, actor_id: &str) {
     .await;
 }
 
-/// Sends `!sleep` (the example asks the engine to sleep the actor) and waits until the runner
-/// reports the actor stopped. The engine shows `sleep_ts` as soon as it sends the stop, while
-/// the runner still serves the actor: a client message in that window reaches the actor, but
-/// the engine drops its echo, so the test waits for the runner's own report. The engine now and
+/// Sends `!sleep` (the example asks the engine to sleep the actor) and waits until the engine
+/// shows the actor asleep, then for the runner's own report of the stop ([`stopped`]). The
+/// engine shows `sleep_ts` as soon as it sends the stop, while the runner still serves the
+/// actor: a client message in that window reaches the actor, but the engine drops its echo.
+/// The engine now and
 /// then acknowledges a sleep intent without acting on it: after [`SLEEP_RETRY`] the test asks the
 /// engine itself (`POST /actors/{id}/sleep`), and reports it.
 pub async fn sleep(engine: &RivetEngine, o: &mut Outcome) {
@@ -190,13 +191,29 @@ pub async fn sleep(engine: &RivetEngine, o: &mut Outcome) {
         }
         let deadline = tokio::time::Instant::now() + SLEEP_RETRY;
         while tokio::time::Instant::now() < deadline {
-            if stops(&o.actor_id) > before {
+            if !engine.actor(&o.actor_id).await["sleep_ts"].is_null() {
+                stopped(&o.actor_id, before).await;
                 return;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
-    panic!("{}: the actor never slept", o.path);
+    panic!(
+        "{}: the actor never slept; the engine shows {}",
+        o.path,
+        engine.actor(&o.actor_id).await
+    );
+}
+
+/// Waits (at most [`SLEEP_RETRY`]) for the runner to report `actor_id` stopped more than
+/// `before` times. The engine does not always send the stop it shows with `sleep_ts` (seen for
+/// an actor that carried 66 000 messages): then the test goes on after the wait, as it did when
+/// it watched `sleep_ts` alone.
+async fn stopped(actor_id: &str, before: usize) {
+    let deadline = tokio::time::Instant::now() + SLEEP_RETRY;
+    while stops(actor_id) <= before && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 async fn open(engine: &RivetEngine, actor_id: &str, path: &str) -> Outcome {
