@@ -78,6 +78,9 @@ pub struct Storage {
     pub committed: BTreeMap<SocketId, Vec<Vec<u8>>>,
     /// Who committed what: (socket, runner key, actor id, first index committed, count).
     pub log: Vec<(SocketId, String, String, u16, usize)>,
+    /// Messages delivered to an actor per socket (committed or not: a delivery lost with its
+    /// runner before the commit is delivered again, a replay).
+    pub delivered: BTreeMap<SocketId, u64>,
     /// Actor starts and stops: (runner key, actor id, generation, hibernating requests listed).
     pub starts: Vec<(String, String, u32, Vec<String>)>,
 }
@@ -249,6 +252,7 @@ fn app(
         }) => {
             // Committed at the next persist; kept aside until then.
             st.committed.entry(socket).or_default();
+            *st.delivered.entry(socket).or_default() += 1;
             pending
                 .entry(socket)
                 .or_default()
