@@ -157,6 +157,7 @@ impl App {
                 self.sockets.remove(&socket);
             }
             SessionEvent::ActorStopped { actor_id, .. } => {
+                eprintln!("runner: actor {actor_id} stopped");
                 self.actors = self.actors.saturating_sub(1);
                 self.sockets.retain(|_, s| s.actor_id != actor_id);
                 self.loaded.remove(&actor_id);

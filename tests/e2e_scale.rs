@@ -14,8 +14,6 @@
 mod demo;
 mod hostile_support;
 
-use std::time::Duration;
-
 use demo::client::Client;
 use demo::gateway::{GatewayOptions, GatewayServer, Schedule};
 use demo::scenario::DataDir;
@@ -29,14 +27,11 @@ const CONNS: u64 = 300;
 const ACTORS: u64 = 10;
 
 async fn gateway() -> GatewayServer {
-    GatewayServer::start(GatewayOptions {
-        cold_start: Duration::from_millis(5),
-        ..GatewayOptions::new(
-            "127.0.0.1:0".into(),
-            GatewayConfig::default(),
-            Schedule::default(),
-        )
-    })
+    GatewayServer::start(GatewayOptions::new(
+        "127.0.0.1:0".into(),
+        GatewayConfig::default(),
+        Schedule::default(),
+    ))
     .await
     .expect("gateway starts")
 }

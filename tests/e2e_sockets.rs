@@ -51,7 +51,7 @@ async fn slow_storage_runner(
 async fn client_close_while_the_actor_sleeps_reaches_the_actor_after_wake_and_deletes_metadata() {
     let dir = DataDir::new(None).expect("temp dir");
     let server = gateway(GatewayConfig::default()).await;
-    let _runner = runner(&server, &dir, fast_runner()).await;
+    let rn = runner(&server, &dir, fast_runner()).await;
 
     let mut client = Client::connect(&server.url(), "sleepy")
         .await
@@ -87,12 +87,13 @@ async fn client_close_while_the_actor_sleeps_reaches_the_actor_after_wake_and_de
     let file = store.load("sleepy").expect("actor file");
     assert!(file.sockets.is_empty(), "metadata deleted: {file:?}");
 
-    let snapshot = eventually("the request to close and its record to go", || async {
-        let s = server.snapshot().await;
-        (s.requests == 0 && s.records == 0 && s.runner_total().closes.len() == 1).then_some(s)
-    })
-    .await;
-    let runner_closes = snapshot.runner_total().closes;
+    let (snapshot, runner_closes) =
+        eventually("the request to close and its record to go", || async {
+            let s = server.snapshot().await;
+            let closes = rn.report()?.closes;
+            (s.requests == 0 && s.records == 0 && closes.len() == 1).then_some((s, closes))
+        })
+        .await;
     assert_eq!(
         runner_closes.get("gateway closed (4001 bye)"),
         Some(&1),
@@ -213,13 +214,20 @@ async fn malformed_runner_frames_are_typed_errors_and_the_gateway_keeps_serving(
 
     // A runner with the token (a buggy one, or one whose token leaked) publishes garbage.
     let mut rogue = connect_as_runner(&server).await.expect("rogue connects");
-    let hello = demo::control::Control::Hello {
-        runner: "rogue".into(),
-    };
+    // Its handshake (one slot: nothing is placed on it).
+    let init = hibernating_ws::wire::ToServer::Init(hibernating_ws::wire::ToServerInit {
+        name: demo::gateway::RUNNER_POOL.into(),
+        version: 1,
+        total_slots: 1,
+        prepopulate_actor_names: None,
+        metadata: None,
+    });
     rogue
-        .send(Message::text(hello.to_text()))
+        .send(Message::Binary(Bytes::from(hibernating_ws::wire::encode(
+            &init,
+        ))))
         .await
-        .expect("hello");
+        .expect("init");
     let garbage: [&[u8]; 4] = [
         &[],
         &[0xff, 0xff, 1, 2, 3],
@@ -245,8 +253,9 @@ async fn malformed_runner_frames_are_typed_errors_and_the_gateway_keeps_serving(
         "typed errors: {:?}",
         snapshot.receive_errors
     );
-    let stats = server.stats();
-    assert_eq!(stats.dropped_malformed, 4);
+    // The control engine decodes the runner's connection: it dropped them.
+    let dropped = server.handle().call(|c, _| c.stats().frames_dropped);
+    assert_eq!(dropped, Ok(4));
 
     // The gateway keeps serving the real client.
     let d = stream(&mut client, 4, 10, 30, 512, d).await;
@@ -263,32 +272,37 @@ async fn a_wake_replays_more_buffered_messages_than_the_runner_queues_for_a_star
     // dropped and the socket closed on the gap; the default now holds two full windows, and the
     // demo's runner config sizes the byte limit for its larger window.
     let dir = DataDir::new(None).expect("temp dir");
-    let server = GatewayServer::start(GatewayOptions {
-        cold_start: Duration::from_millis(300),
-        ..GatewayOptions::new(
-            "127.0.0.1:0".into(),
-            GatewayConfig::default(),
-            Schedule::default(),
-        )
-    })
+    let server = GatewayServer::start(GatewayOptions::new(
+        "127.0.0.1:0".into(),
+        GatewayConfig::default(),
+        Schedule::default(),
+    ))
     .await
     .expect("gateway starts");
     // Slow storage: the replay reaches the runner long before the restore could happen.
     let config = demo::scenario::runner_config(&demo::args::Args::default())
         .with_persist_interval(Duration::from_millis(10));
-    let _runner = slow_storage_runner(&server, &dir, config, Duration::from_millis(200)).await;
+    let first = slow_storage_runner(&server, &dir, config.clone(), Duration::ZERO).await;
     let mut client = Client::connect(&server.url(), "bulk")
         .await
         .expect("connect");
     let d = stream(&mut client, 8, 0, 10, 20, 0).await;
     assert_eq!(client.wait_echo(10, WAIT).await, Some((10, d)));
     server.sleep_actor("bulk").await;
+    // No runner while the client streams on: the gateway buffers everything, and the actor
+    // waits for a runner to start on.
+    let _ = first.shutdown().await;
     let d = stream(&mut client, 8, 10, 3_010, 20, d).await;
+    eventually("3 000 messages buffered", || async {
+        (server.stats().pending_messages >= 3_000).then_some(())
+    })
+    .await;
+    let rn = slow_storage_runner(&server, &dir, config, Duration::from_millis(200)).await;
     assert_eq!(client.wait_echo(3_010, WAIT).await, Some((3_010, d)));
     let stats = server.stats();
     assert_eq!(stats.closed, 0, "no gap close: {stats:?}");
     assert!(stats.messages_replayed >= 1_025, "{stats:?}");
-    let runner = server.snapshot().await.runner_total();
+    let runner = rn.report().expect("the runner runs");
     assert_eq!(runner.gaps, 0, "{runner:?}");
 }
 

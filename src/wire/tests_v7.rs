@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 
 use proptest::prelude::*;
 
-use super::tests::{arb_bytes, arb_string, arb_to_client, arb_to_server, check_frame};
+use super::tests::{arb_bytes, arb_ping, arb_string, arb_to_client, arb_to_server, check_frame};
 use super::*;
 
 // ----- strategies ------------------------------------------------------------------------------
@@ -242,13 +242,7 @@ pub(super) fn arb_full_to_server() -> BoxedStrategy<ToServer> {
 
 pub(super) fn arb_full_to_runner() -> BoxedStrategy<ToRunner> {
     prop_oneof![
-        (any::<[u8; 4]>(), any::<[u8; 4]>(), any::<i64>()).prop_map(|(g, r, ts)| {
-            ToRunner::Ping(ToRunnerPing {
-                gateway_id: GatewayId(g),
-                request_id: RequestId(r),
-                ts,
-            })
-        }),
+        arb_ping(),
         Just(ToRunner::Close),
         arb_commands().prop_map(ToRunner::Commands),
         arb_checkpoints().prop_map(|c| ToRunner::AckEvents(ToClientAckEvents {

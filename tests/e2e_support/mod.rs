@@ -27,12 +27,13 @@ use hibernating_ws::runner::RunnerConfig;
 /// The longest any test waits for one event.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// A gateway with `config` and no cold start, on a free port of 127.0.0.1.
+/// A gateway with `config`, on a free port of 127.0.0.1.
 pub async fn gateway(config: GatewayConfig) -> GatewayServer {
-    GatewayServer::start(GatewayOptions {
-        cold_start: Duration::ZERO,
-        ..GatewayOptions::new("127.0.0.1:0".into(), config, Schedule::default())
-    })
+    GatewayServer::start(GatewayOptions::new(
+        "127.0.0.1:0".into(),
+        config,
+        Schedule::default(),
+    ))
     .await
     .expect("gateway starts")
 }
@@ -114,8 +115,8 @@ pub async fn connect_as_runner(
 ) -> std::io::Result<
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
 > {
-    demo::runner::connect_runner(
-        &format!("{}/runner", server.url()),
+    demo::runner::connect_raw(
+        &server.url(),
         server.runner_token(),
         GatewayOptions::default().websocket,
     )

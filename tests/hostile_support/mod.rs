@@ -123,7 +123,7 @@ impl Mitm {
     pub async fn start(server: &GatewayServer) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("ws://{}", listener.local_addr().expect("addr"));
-        let upstream_url = format!("{}/runner", server.url());
+        let upstream_url = server.url();
         let token = server.runner_token().to_string();
         let (to_runner_tx, mut to_runner_rx) = unbounded_channel::<Message>();
         let (to_gateway_tx, mut to_gateway_rx) = unbounded_channel::<Message>();
@@ -149,7 +149,7 @@ impl Mitm {
             let down = tokio_tungstenite::accept_hdr_async(tcp, callback)
                 .await
                 .expect("runner handshake");
-            let up = demo::runner::connect_runner(
+            let up = demo::runner::connect_raw(
                 &upstream_url,
                 &token,
                 GatewayOptions::default().websocket,

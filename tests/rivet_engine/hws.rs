@@ -2,8 +2,10 @@
 //! test binary re-executes itself as the runner: see `runner_child` in `main.rs`), and the
 //! scenarios it must survive.
 
+use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use hibernating_ws::storage::{ActorRecord, FileStore, Store as _, StoredSocket};
@@ -29,6 +31,39 @@ pub fn digest(messages: &[String]) -> u64 {
     })
 }
 
+/// The actors every runner process of this test binary reported stopped (`runner: actor <id>
+/// stopped` on its stderr), one entry per stop.
+static STOPS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// How many times a runner process reported `actor_id` stopped.
+fn stops(actor_id: &str) -> usize {
+    STOPS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .filter(|a| *a == actor_id)
+        .count()
+}
+
+/// Copies a runner's stderr to this process's stderr and records the stops it reports.
+fn watch(stderr: impl std::io::Read + Send + 'static) {
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            eprintln!("{line}");
+            if let Some(actor) = line
+                .strip_prefix("runner: actor ")
+                .and_then(|l| l.strip_suffix(" stopped"))
+            {
+                STOPS
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(actor.to_owned());
+            }
+        }
+    });
+}
+
 /// A runner process of `examples/runner.rs` on the file store in `data`; killed on drop.
 pub struct RunnerProcess {
     child: Child,
@@ -46,14 +81,17 @@ impl RunnerProcess {
             data.to_str().expect("a UTF-8 path"),
         ]
         .join("\n");
-        let child = Command::new(std::env::current_exe().expect("the test binary"))
+        let mut child = Command::new(std::env::current_exe().expect("the test binary"))
             .args(["runner_child", "--exact", "--ignored", "--nocapture"])
             .env(RUNNER_ARGS, args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn the runner");
+        if let Some(stderr) = child.stderr.take() {
+            watch(stderr);
+        }
         Self { child }
     }
 
@@ -131,10 +169,14 @@ pub async fn asleep(engine: &RivetEngine, actor_id: &str) {
     .await;
 }
 
-/// Sends `!sleep` (the example asks the engine to sleep the actor) and waits until it sleeps.
-/// The engine now and then acknowledges a sleep intent without acting on it: after
-/// [`SLEEP_RETRY`] the test asks the engine itself (`POST /actors/{id}/sleep`), and reports it.
+/// Sends `!sleep` (the example asks the engine to sleep the actor) and waits until the runner
+/// reports the actor stopped. The engine shows `sleep_ts` as soon as it sends the stop, while
+/// the runner still serves the actor: a client message in that window reaches the actor, but
+/// the engine drops its echo, so the test waits for the runner's own report. The engine now and
+/// then acknowledges a sleep intent without acting on it: after [`SLEEP_RETRY`] the test asks the
+/// engine itself (`POST /actors/{id}/sleep`), and reports it.
 pub async fn sleep(engine: &RivetEngine, o: &mut Outcome) {
+    let before = stops(&o.actor_id);
     let msg = vec!["!sleep".to_string()];
     o.client.send_all(&msg, &o.path).await;
     o.sent.extend(msg);
@@ -148,7 +190,7 @@ pub async fn sleep(engine: &RivetEngine, o: &mut Outcome) {
         }
         let deadline = tokio::time::Instant::now() + SLEEP_RETRY;
         while tokio::time::Instant::now() < deadline {
-            if !engine.actor(&o.actor_id).await["sleep_ts"].is_null() {
+            if stops(&o.actor_id) > before {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;

@@ -17,7 +17,6 @@ use core::time::Duration;
 
 use super::{Before, Harness, Op, Req, actor_of, request_id};
 use crate::close::CloseFrame;
-use crate::fuzz::{Clock, Input};
 
 impl Harness {
     pub(super) fn before(&self, req: u8) -> Before {
@@ -459,39 +458,4 @@ impl Harness {
     }
 }
 
-impl EngineHarness for Harness {
-    type Op = Op;
-
-    fn clock(&mut self) -> &mut Clock<Op> {
-        &mut self.clock
-    }
-
-    fn next_op(&mut self, input: &mut Input<'_>) -> Op {
-        Harness::next_op(self, input)
-    }
-
-    fn run(&mut self, op: Op) {
-        self.run_op(op);
-    }
-
-    fn check_all(&mut self) {
-        Harness::check_all(self);
-    }
-
-    fn settle(&mut self) {
-        self.settle_all();
-    }
-
-    fn poll_timeout(&self) -> Option<Timestamp> {
-        self.gw.poll_timeout()
-    }
-
-    fn handle_timeout(&mut self, at: Timestamp) {
-        self.gw.handle_timeout(at);
-        self.drain();
-    }
-
-    fn fail(&self, what: &str) -> ! {
-        Harness::fail(self, what)
-    }
-}
+crate::fuzz::engine_harness!(Harness, Op, gw);
