@@ -230,10 +230,13 @@ fn finish(shared: &Arc<Shared<SessionState>>) {
     });
 }
 
-/// The reason of an engine's close frame.
+/// The reason of an engine's close frame. The official engine appends `#<ray id>` to its
+/// reasons (`ws.eviction#9ibf…`).
 fn closed(frame: Option<WsCloseFrame>) -> Disconnect {
     match frame {
-        Some(f) if f.reason.as_str() == EVICTION_REASON => Disconnect::Evicted,
+        Some(f) if f.reason.as_str().split('#').next() == Some(EVICTION_REASON) => {
+            Disconnect::Evicted
+        }
         Some(f) => Disconnect::Closed {
             code: f.code.into(),
             reason: String::from(f.reason.as_str()),
@@ -331,4 +334,28 @@ async fn flush(ws: &mut Ws) -> Result<(), tungstenite::Error> {
 async fn send(ws: &mut Ws, msg: Message) -> Result<(), tungstenite::Error> {
     feed(ws, msg).await?;
     flush(ws).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_eviction_is_recognised_with_or_without_the_engines_ray_id() {
+        let frame = |reason: &str| {
+            Some(WsCloseFrame {
+                code: CloseCode::Normal,
+                reason: reason.into(),
+            })
+        };
+        assert!(matches!(closed(frame("ws.eviction")), Disconnect::Evicted));
+        assert!(matches!(
+            closed(frame("ws.eviction#9ibf4agetbbficrpkmkk564k36cl00")),
+            Disconnect::Evicted
+        ));
+        assert!(matches!(
+            closed(frame("ws.evictions")),
+            Disconnect::Closed { code: 1000, .. }
+        ));
+    }
 }
