@@ -2,7 +2,6 @@
 //! against the model after every transition.
 
 use super::*;
-use crate::model::*;
 
 pub(crate) struct Sut {
     runner: Runner,
