@@ -312,6 +312,16 @@ impl Harness {
         (Self::default_config().with_open_socket(s, 0), s)
     }
 
+    /// A runner with `ACTOR` started and sockets `sid(g, 1)` and `sid(g, 2)` open at index 0,
+    /// hibernatable as `hibernatable` says.
+    pub fn two_open(g: u32, hibernatable: [bool; 2]) -> (Self, SocketId, SocketId) {
+        let mut h = Self::started();
+        let (a, b) = (sid(g, 1), sid(g, 2));
+        h.open(a, 0, hibernatable[0]);
+        h.open(b, 0, hibernatable[1]);
+        (h, a, b)
+    }
+
     /// Delivers message 1 (`a`) to `s` and lets the debounce pass: its persist is in flight.
     pub fn persist_first(&mut self, s: SocketId) {
         self.msg(s, 1, b"a");
