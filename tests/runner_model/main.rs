@@ -28,7 +28,9 @@ use hibernating_ws::runner::{
     CloseReason, GapPolicy, ReceiveError, Runner, RunnerConfig, SendError, SocketError, SocketState,
 };
 use hibernating_ws::{MessageIndex, Timestamp};
-use runner_support::{ACTOR, Out, close_kind, decode, hib, meta, msg_kind, open_kind, sid};
+use runner_support::{
+    ACTOR, Out, close_kind, decode, handle_timeout_checked, hib, meta, msg_kind, open_kind, sid,
+};
 
 const SOCKETS: u8 = 3;
 const PERSIST_BYTES: u64 = 16;

@@ -77,6 +77,17 @@ pub enum Out {
     },
 }
 
+/// `handle_timeout(now)`, then the timer contract: the next deadline is after `now`.
+pub fn handle_timeout_checked(runner: &mut Runner, now: Timestamp) {
+    runner.handle_timeout(now);
+    if let Some(t) = runner.poll_timeout() {
+        assert!(
+            t > now,
+            "poll_timeout {t:?} not after the handled now {now:?}"
+        );
+    }
+}
+
 pub fn sid(g: u32, r: u32) -> SocketId {
     SocketId::new(GatewayId::from_u32(g), RequestId::from_u32(r))
 }
