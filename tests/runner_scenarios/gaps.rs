@@ -46,9 +46,7 @@ fn await_heals_a_lost_message_by_retransmit() {
 #[test]
 fn await_closes_on_held_count_overflow() {
     let (mut h, s) = awaiting(91, RunnerConfig::default().with_max_held_messages(3));
-    for r in [3u16, 4, 5] {
-        h.msg(s, r, b"h");
-    }
+    h.msgs(s, [3u16, 4, 5], b"h");
     assert_eq!(h.drain(), vec![]);
     h.msg(s, 6, b"h");
     assert_eq!(h.drain(), skip_closed(s, 1));

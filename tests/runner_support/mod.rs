@@ -432,6 +432,13 @@ impl Harness {
         self.runner.handle_frame(self.now, &frame(s, index, kind))
     }
 
+    /// [`Harness::msg`] for each of `indices`, in order.
+    pub fn msgs(&mut self, s: SocketId, indices: impl IntoIterator<Item = u16>, data: &[u8]) {
+        for index in indices {
+            self.msg(s, index, data);
+        }
+    }
+
     /// Feeds one WebSocket message.
     pub fn msg(&mut self, s: SocketId, index: u16, data: &[u8]) {
         self.feed(s, index, msg_kind(data))
