@@ -5,6 +5,10 @@
 //!
 //! * `scale/gateway_client_message/N`: `Gateway::client_message` (lookup, limits, index, encode,
 //!   publish) and the drain, for an accepted non-hibernatable request among N.
+//! * `scale/gateway_client_message_at/N`: the same through `Gateway::client_message_at` with the
+//!   request's `RequestSlot` (no request-id lookup), as an adapter keeping the handle calls it.
+//! * `scale/floor_random_read/N`: no engine; one dependent read of a 128-byte record among N in
+//!   the same order: the cost of touching one connection's memory at all.
 //! * `scale/gateway_runner_message/N`: `Gateway::handle_runner_frame` of a versioned `ToGateway`
 //!   WebSocket message (decode, lookup, route check, `SendToClient`) and the drain.
 //! * `scale/runner_message/N`: `Runner::handle_frame` of a versioned `ToRunner` WebSocket
@@ -22,7 +26,7 @@ use core::hint::black_box;
 use core::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use hibernating_ws::gateway::{Gateway, GatewayConfig, OpenRequest, RouteId};
+use hibernating_ws::gateway::{Gateway, GatewayConfig, OpenRequest, RequestSlot, RouteId};
 use hibernating_ws::runner::{Runner, RunnerConfig, SocketId};
 use hibernating_ws::wire::{
     self, GatewayId, Headers, MessageId, RequestId, ToClientTunnelMessage,
@@ -156,6 +160,24 @@ fn gateway_benches(c: &mut Criterion) {
                 }
             });
         });
+        let slots: Vec<RequestSlot> = (0..n)
+            .map(|i| gw.request_slot(RequestId::from_u32(i)).expect("live"))
+            .collect();
+        group.bench_function(BenchmarkId::new("gateway_client_message_at", n), |b| {
+            b.iter(|| {
+                for _ in 0..BATCH {
+                    let i = order[at % order.len()];
+                    at += 1;
+                    let id = RequestId::from_u32(i);
+                    gw.client_message_at(now, slots[i as usize], id, &payload, true)
+                        .expect("room");
+                    while let Some(a) = gw.poll_action() {
+                        black_box(a);
+                    }
+                }
+            });
+        });
+        drop(slots);
         group.bench_function(BenchmarkId::new("gateway_runner_message", n), |b| {
             b.iter(|| {
                 for _ in 0..BATCH {
@@ -223,11 +245,38 @@ fn runner_benches(c: &mut Criterion) {
     group.finish();
 }
 
+/// The memory floor: one dependent read of a 128-byte record (a request slot's size class)
+/// among N, in the benches' order. At a million records each read misses the caches and the
+/// TLB; no per-message path that touches one record of its connection can be cheaper.
+fn floor_benches(c: &mut Criterion) {
+    let mut group = c.benchmark_group("scale");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.sample_size(20);
+    for n in SIZES {
+        let records: Vec<[u64; 16]> = (0..u64::from(n)).map(|i| [i; 16]).collect();
+        let order = order(n);
+        let mut at = 0;
+        let mut carry = 0_u64;
+        group.bench_function(BenchmarkId::new("floor_random_read", n), |b| {
+            b.iter(|| {
+                for _ in 0..BATCH {
+                    // The next index depends on the read, as a lookup's slot depends on its key.
+                    let i = order[(at + (carry & 1) as usize) % order.len()];
+                    at += 1;
+                    carry = records[i as usize][7];
+                }
+                black_box(carry)
+            });
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
-    targets = gateway_benches, runner_benches
+    targets = floor_benches, gateway_benches, runner_benches
 }
 criterion_main!(benches);

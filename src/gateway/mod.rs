@@ -82,7 +82,7 @@ mod tests;
 pub use action::{Action, CloseReason, Frame, GcReason, Limit};
 pub use config::{GatewayConfig, OverflowPolicy};
 pub use error::{OpenError, ReceiveError, SendError, UnknownRequest, WakeError};
-pub use request::{InvalidPath, OpenRequest, Phase, RouteId};
+pub use request::{InvalidPath, OpenRequest, Phase, RequestSlot, RouteId};
 pub use stats::{GatewayStats, RequestInfo, RequestStats};
 
 use request::{Active, PhaseState, Request, Slab};
@@ -221,8 +221,8 @@ impl Gateway {
     /// `request_id` is the embedder's choice, and it must be unguessable: draw it from a
     /// cryptographic random source (the engine never reads one itself; randomness is an input
     /// like time). A runner-side peer that could guess live request ids could address frames to
-    /// other clients' sockets. The engine finds a request by id in O(1) (a hash index with
-    /// `std`), whatever the ids look like.
+    /// other clients' sockets. The engine finds a request by id in O(1) (a hash index),
+    /// whatever the ids look like.
     ///
     /// # Errors
     /// [`OpenError::AlreadyExists`] if `request_id` is live (nothing changes; upstream reused the
@@ -307,6 +307,52 @@ impl Gateway {
         let slot = self
             .slot_of(request_id)
             .ok_or(SendError::UnknownRequest { request_id })?;
+        self.client_message_in(now, slot, request_id, data, binary)
+    }
+
+    /// Where live request `request_id` sits, for [`client_message_at`](Self::client_message_at);
+    /// `None` if it is not live. The handle stays valid until the request ends.
+    #[must_use]
+    pub fn request_slot(&self, request_id: RequestId) -> Option<RequestSlot> {
+        let index = self.slot_of(request_id)?;
+        let (_, generation) = self.requests.get_with_generation(index)?;
+        Some(RequestSlot { index, generation })
+    }
+
+    /// [`client_message`](Self::client_message) for the request at `at` (from
+    /// [`request_slot`](Self::request_slot)), without looking `request_id` up: an adapter that
+    /// keeps the handle with its own per-client state reaches the engine's state directly. The
+    /// same rules, results and errors; a handle of a request that has ended, or of another
+    /// request than `request_id`, gives [`SendError::UnknownRequest`] and changes nothing.
+    ///
+    /// # Errors
+    /// As [`client_message`](Self::client_message).
+    pub fn client_message_at(
+        &mut self,
+        now: Timestamp,
+        at: RequestSlot,
+        request_id: RequestId,
+        data: &[u8],
+        binary: bool,
+    ) -> Result<MessageIndex, SendError> {
+        let now = self.advance(now);
+        match self.requests.get_with_generation(at.index) {
+            Some((req, generation)) if generation == at.generation && req.id == request_id => {
+                self.client_message_in(now, at.index, request_id, data, binary)
+            }
+            _ => Err(SendError::UnknownRequest { request_id }),
+        }
+    }
+
+    /// [`client_message`](Self::client_message) for the request in `slot`.
+    fn client_message_in(
+        &mut self,
+        now: Timestamp,
+        slot: u32,
+        request_id: RequestId,
+        data: &[u8],
+        binary: bool,
+    ) -> Result<MessageIndex, SendError> {
         let req = self
             .requests
             .get(slot)

@@ -129,6 +129,17 @@ impl fmt::Display for Phase {
     }
 }
 
+/// Where a live request sits in its [`Gateway`](super::Gateway): its slot and the slot's
+/// generation, from [`Gateway::request_slot`](super::Gateway::request_slot). Passing it to
+/// [`Gateway::client_message_at`](super::Gateway::client_message_at) skips the request-id
+/// lookup. It names one request only: once that request ends, its slot's generation changes and
+/// the handle matches nothing, even if the slot holds a new request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequestSlot {
+    pub(super) index: u32,
+    pub(super) generation: u32,
+}
+
 /// One client WebSocket.
 #[derive(Debug)]
 pub(crate) struct Request {
@@ -330,6 +341,12 @@ impl<T> Slab<T> {
 
     pub(crate) fn get_mut(&mut self, index: u32) -> Option<&mut T> {
         self.slot_mut(index)?.value.as_mut()
+    }
+
+    /// The value in `index` and its generation.
+    pub(crate) fn get_with_generation(&self, index: u32) -> Option<(&T, u32)> {
+        let slot = self.slot(index)?;
+        slot.value.as_ref().map(|v| (v, slot.generation))
     }
 
     /// The value in `index` if its generation is still `generation`.
