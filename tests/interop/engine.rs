@@ -7,10 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use hibernating_ws::CloseFrame;
 use hibernating_ws::control::{Action, ActorSpec, Control, ControlConfig, StopReason};
 use hibernating_ws::driver::control::{ControlDriver, ControlHandle, ControlIo};
-use hibernating_ws::driver::tokio::{ClientEvents, ClientOutput, ClientSender, TokioClock};
+use hibernating_ws::driver::tokio::{ClientEvents, ClientSender, TokioClock};
 use hibernating_ws::gateway::{CloseReason, Gateway, GatewayConfig, OpenRequest, Phase};
 use hibernating_ws::wire::{
     ActorConfig, GatewayId, KvErrorResponse, KvGetResponse, KvListQuery, KvListResponse,
@@ -21,7 +20,8 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
-use crate::common::{runner_key, write_batch};
+pub use crate::common::ClientEvent;
+use crate::common::{output, runner_key, write_batch};
 
 /// The runner name the Node runner registers with (`runnerName`).
 pub const RUNNER_NAME: &str = "hws-interop";
@@ -31,29 +31,6 @@ const MAX_KV_BYTES: usize = 64 << 20;
 type Store = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
 /// Each client's life-cycle events ([`ControlIo::opened`], `hibernated`, `closed`), in order.
 type Lifecycle = BTreeMap<RequestId, VecDeque<ClientEvent>>;
-
-/// What a client saw: its outputs ([`ClientOutput`]) and its request's life-cycle hooks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientEvent {
-    /// The runner accepted the WebSocket.
-    Opened {
-        /// Whether it survives the actor sleeping.
-        hibernatable: bool,
-    },
-    /// A message from the actor.
-    Message {
-        /// Payload.
-        data: Vec<u8>,
-        /// Binary or text.
-        binary: bool,
-    },
-    /// Close the client's WebSocket with this frame.
-    Close(CloseFrame),
-    /// The request hibernates.
-    Hibernated,
-    /// The request is gone, for this reason.
-    Closed(CloseReason),
-}
 
 /// What the engine reported besides client traffic.
 #[derive(Debug, Default, Clone)]
@@ -301,17 +278,6 @@ impl Client {
                 return None;
             }
         }
-    }
-}
-
-fn output(out: ClientOutput) -> ClientEvent {
-    match out {
-        ClientOutput::Message { data, binary } => ClientEvent::Message {
-            data: data.to_vec(),
-            binary,
-        },
-        ClientOutput::Close(frame) => ClientEvent::Close(frame),
-        other => panic!("unexpected output {other:?}"),
     }
 }
 

@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use hibernating_ws::MessageIndex;
 use hibernating_ws::control::{Action, ActorSpec, Control, ControlConfig};
 use hibernating_ws::driver::control::{
-    ClientEvents, ClientOutput, ClientSender, ControlDriver, ControlHandle, ControlIo, TokioClock,
+    ClientEvents, ClientSender, ControlDriver, ControlHandle, ControlIo, TokioClock,
 };
 use hibernating_ws::gateway::{Gateway, GatewayConfig, OpenRequest, Phase};
 use hibernating_ws::wire::{
@@ -24,31 +24,13 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 
-use super::common::{runner_key, until, write_batch};
+pub use super::common::ClientEvent;
+use super::common::{output, runner_key, until, write_batch};
 
 /// The pool the test runners serve.
 pub const POOL: &str = "pool";
 /// How long a test waits for anything.
 pub const WAIT: Duration = Duration::from_secs(20);
-
-/// What a client saw: its outputs and its request's life-cycle hooks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientEvent {
-    /// The runner accepted the WebSocket.
-    Opened {
-        /// Whether it survives the actor sleeping.
-        hibernatable: bool,
-    },
-    /// A message from the actor.
-    Message {
-        /// Payload.
-        data: Vec<u8>,
-    },
-    /// The gateway closes the client.
-    Close,
-    /// The request hibernates.
-    Hibernated,
-}
 
 /// Each request's life-cycle events, in order.
 type Lifecycle = Arc<Mutex<BTreeMap<RequestId, VecDeque<ClientEvent>>>>;
@@ -130,12 +112,7 @@ impl Client {
         loop {
             let out = tokio::time::timeout(Duration::from_millis(5), self.events.recv()).await;
             match out {
-                Ok(Some(ClientOutput::Message { data, .. })) => {
-                    return ClientEvent::Message {
-                        data: data.to_vec(),
-                    };
-                }
-                Ok(Some(_)) => return ClientEvent::Close,
+                Ok(Some(out)) => return output(out),
                 Ok(None) => panic!("the request is gone"),
                 Err(_) => {}
             }
