@@ -8,7 +8,9 @@
 
 #![allow(dead_code, unreachable_pub)] // each test crate uses a part of it
 
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use futures_util::{Sink, SinkExt};
@@ -16,7 +18,9 @@ use hibernating_ws::CloseFrame;
 use hibernating_ws::driver::control::RunnerOutput;
 use hibernating_ws::driver::tokio::{ClientOutput, RunnerHandle};
 use hibernating_ws::gateway::CloseReason;
-use tokio_tungstenite::tungstenite::handshake::server::Request;
+use hibernating_ws::wire::RequestId;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame as WsCloseFrame;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
@@ -42,6 +46,26 @@ pub enum ClientEvent {
     Hibernated,
     /// The request is gone, for this reason.
     Closed(CloseReason),
+}
+
+/// Each request's life-cycle events, in order.
+pub type Lifecycle = BTreeMap<RequestId, VecDeque<ClientEvent>>;
+
+/// The next life-cycle event of `request_id`, if one is queued.
+pub fn next_lifecycle(lifecycle: &Mutex<Lifecycle>, request_id: RequestId) -> Option<ClientEvent> {
+    lifecycle
+        .lock()
+        .expect("lifecycle lock")
+        .get_mut(&request_id)
+        .and_then(VecDeque::pop_front)
+}
+
+/// `resp` answering the `rivet` subprotocol, which the official runner's WebSocket library
+/// requires to be selected.
+pub fn rivet_protocol(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert("sec-websocket-protocol", HeaderValue::from_static("rivet"));
+    resp
 }
 
 /// A client output as a [`ClientEvent`].

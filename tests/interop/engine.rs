@@ -2,7 +2,7 @@
 //! `hibernating_ws::driver::control`, a runner WebSocket listener on loopback
 //! (`/runners/connect`, the `rivet` subprotocol), an in-memory actor KV, and in-process clients.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,10 +18,9 @@ use hibernating_ws::wire::{
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 pub use crate::common::ClientEvent;
-use crate::common::{output, runner_key, write_batch};
+use crate::common::{Lifecycle, next_lifecycle, output, rivet_protocol, runner_key, write_batch};
 
 /// The runner name the Node runner registers with (`runnerName`).
 pub const RUNNER_NAME: &str = "hws-interop";
@@ -29,8 +28,6 @@ pub const RUNNER_NAME: &str = "hws-interop";
 const MAX_KV_BYTES: usize = 64 << 20;
 
 type Store = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
-/// Each client's life-cycle events ([`ControlIo::opened`], `hibernated`, `closed`), in order.
-type Lifecycle = BTreeMap<RequestId, VecDeque<ClientEvent>>;
 
 /// What the engine reported besides client traffic.
 #[derive(Debug, Default, Clone)]
@@ -253,12 +250,7 @@ impl Client {
                     None => {}
                 }
             }
-            let event = self
-                .lifecycle
-                .lock()
-                .unwrap()
-                .get_mut(&self.request_id)
-                .and_then(VecDeque::pop_front);
+            let event = next_lifecycle(&self.lifecycle, self.request_id);
             if event.is_some() {
                 return event;
             }
@@ -384,11 +376,9 @@ impl Engine {
 async fn runner_connection(tcp: TcpStream, handle: ControlHandle) {
     let mut key = None;
     #[allow(clippy::result_large_err)] // tungstenite's callback signature
-    let ws = tokio_tungstenite::accept_hdr_async(tcp, |req: &Request, mut resp: Response| {
+    let ws = tokio_tungstenite::accept_hdr_async(tcp, |req: &Request, resp: Response| {
         key = runner_key(req);
-        resp.headers_mut()
-            .insert("sec-websocket-protocol", HeaderValue::from_static("rivet"));
-        Ok(resp)
+        Ok(rivet_protocol(resp))
     })
     .await;
     let (Ok(ws), Some(key)) = (ws, key) else {

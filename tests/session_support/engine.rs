@@ -2,7 +2,6 @@
 //! WebSocket listener (`/runners/connect`, subprotocol `rivet`) that a test can cut
 //! (`kill`) and close to new connections (`refuse`).
 
-use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,10 +21,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::http::StatusCode;
 
 pub use super::common::ClientEvent;
-use super::common::{output, runner_key, until, write_batch};
+use super::common::{next_lifecycle, output, rivet_protocol, runner_key, until, write_batch};
 
 /// The pool the test runners serve.
 pub const POOL: &str = "pool";
@@ -33,7 +32,7 @@ pub const POOL: &str = "pool";
 pub const WAIT: Duration = Duration::from_secs(20);
 
 /// Each request's life-cycle events, in order.
-type Lifecycle = Arc<Mutex<BTreeMap<RequestId, VecDeque<ClientEvent>>>>;
+type Lifecycle = Arc<Mutex<super::common::Lifecycle>>;
 
 /// Records the engine's events.
 struct Io {
@@ -116,13 +115,7 @@ impl Client {
                 Ok(None) => panic!("the request is gone"),
                 Err(_) => {}
             }
-            let event = self
-                .lifecycle
-                .lock()
-                .unwrap()
-                .get_mut(&self.request_id)
-                .and_then(VecDeque::pop_front);
-            if let Some(event) = event {
+            if let Some(event) = next_lifecycle(&self.lifecycle, self.request_id) {
                 return event;
             }
             assert!(
@@ -273,7 +266,7 @@ impl Engine {
         let mut key = None;
         let token = self.token.lock().unwrap().clone();
         #[allow(clippy::result_large_err)] // tungstenite's callback signature
-        let ws = tokio_tungstenite::accept_hdr_async(tcp, |req: &Request, mut resp: Response| {
+        let ws = tokio_tungstenite::accept_hdr_async(tcp, |req: &Request, resp: Response| {
             let protocols = req
                 .headers()
                 .get("sec-websocket-protocol")
@@ -294,9 +287,7 @@ impl Engine {
             if offered {
                 key = runner_key(req);
             }
-            resp.headers_mut()
-                .insert("sec-websocket-protocol", HeaderValue::from_static("rivet"));
-            Ok(resp)
+            Ok(rivet_protocol(resp))
         })
         .await;
         let (Ok(ws), Some(key)) = (ws, key) else {
