@@ -30,7 +30,8 @@ fn scenario_01_open_is_index_0_messages_from_1_and_open_is_not_buffered() {
     // Only the five WebSocket messages are buffered; the open (index 0) never was.
     assert_eq!(h.window(id), (5, Some(idx(1))));
     assert_eq!(h.gw.request(id).map(|i| i.next_index), Some(idx(6)));
-    // A close consumes the next index too.
+    // A close consumes the next index too (sent once everything is acked).
+    h.ack(id, 5);
     h.gw.client_close(h.now, id, Some(CloseFrame::new(1000, "bye")))
         .expect("live");
     let a = h.drain();
@@ -359,8 +360,11 @@ fn scenario_15_client_close_while_hibernating_is_delivered_after_the_replay() {
         "the wake was already requested; nothing is deleted yet: {a:?}"
     );
     h.gw.wake(h.now, id, ROUTE2).expect("hibernating");
-    let a = h.drain();
+    let mut a = h.drain();
     assert_eq!(ws_indices(&a), [1, 2]);
+    // The close waits for the acks of the replay.
+    assert_eq!(runner_closes(&a), []);
+    a.extend(h.ack(id, 2));
     assert_eq!(runner_closes(&a), [(3, Some(4000), Some("bye".into()))]);
     let kinds: Vec<&str> = a
         .iter()
