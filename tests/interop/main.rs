@@ -259,6 +259,20 @@ fn batch(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}-{i}")).collect()
 }
 
+/// Each client, in turn, sends `n` messages named `{prefix}{name}{cycle}-…` and records them.
+async fn send_batches(
+    clients: [(&mut Client, &mut Vec<String>, &str); 2],
+    prefix: &str,
+    cycle: u32,
+    n: usize,
+) {
+    for (client, sent, name) in clients {
+        let msgs = batch(&format!("{prefix}{name}{cycle}"), n);
+        send_all(client, &msgs, &format!("cycles {prefix}{name}")).await;
+        sent.extend(msgs);
+    }
+}
+
 /// 10 sleep/wake cycles of an actor with two sockets; each cycle the clients talk, the actor asks
 /// to sleep, both requests hibernate, and the clients send while it is asleep (which wakes it).
 async fn cycles(engine: Engine) -> Vec<Outcome> {
@@ -266,14 +280,8 @@ async fn cycles(engine: Engine) -> Vec<Outcome> {
     let mut b = open(&engine, "cycles", 2).await;
     let (mut sent_a, mut sent_b) = (Vec::new(), Vec::new());
     for cycle in 0..10 {
-        let (ma, mb) = (
-            batch(&format!("a{cycle}"), 20),
-            batch(&format!("b{cycle}"), 20),
-        );
-        send_all(&mut a, &ma, "cycles a").await;
-        send_all(&mut b, &mb, "cycles b").await;
-        sent_a.extend(ma);
-        sent_b.extend(mb);
+        let both = [(&mut a, &mut sent_a, "a"), (&mut b, &mut sent_b, "b")];
+        send_batches(both, "", cycle, 20).await;
         let sleep = vec!["!sleep".to_string()];
         send_all(&mut a, &sleep, "cycles a sleep").await;
         sent_a.extend(sleep);
@@ -282,14 +290,8 @@ async fn cycles(engine: Engine) -> Vec<Outcome> {
         assert_eq!(phase(&engine, a.request_id), Some(Phase::Hibernating));
         assert_eq!(phase(&engine, b.request_id), Some(Phase::Hibernating));
         // Traffic while asleep: buffered by the gateway, which asks for the actor.
-        let (ma, mb) = (
-            batch(&format!("asleep-a{cycle}"), 5),
-            batch(&format!("asleep-b{cycle}"), 5),
-        );
-        send_all(&mut a, &ma, "cycles a asleep").await;
-        send_all(&mut b, &mb, "cycles b asleep").await;
-        sent_a.extend(ma);
-        sent_b.extend(mb);
+        let both = [(&mut a, &mut sent_a, "a"), (&mut b, &mut sent_b, "b")];
+        send_batches(both, "asleep-", cycle, 5).await;
     }
     vec![
         Outcome::committed("cycles", a, sent_a),
