@@ -16,6 +16,7 @@ mod hostile_support;
 
 use demo::client::Client;
 use demo::gateway::{GatewayOptions, GatewayServer, Schedule};
+use demo::runner::RunnerInstance;
 use demo::scenario::DataDir;
 use hibernating_ws::gateway::GatewayConfig;
 use hostile_support::{WAIT, runner, settled};
@@ -36,6 +37,14 @@ async fn gateway() -> GatewayServer {
     .expect("gateway starts")
 }
 
+/// A gateway and the honest runner on a fresh data directory.
+async fn deployment() -> (DataDir, GatewayServer, RunnerInstance) {
+    let dir = DataDir::new(None).expect("temp dir");
+    let server = gateway().await;
+    let runner = runner(server.url(), server.runner_token(), &dir).await;
+    (dir, server, runner)
+}
+
 /// Client `i` sends message `seq` and waits for its echo.
 async fn round_trip(mut c: Client, i: u64, seq: u64) -> Client {
     let (data, binary) = demo::payload::message(i, seq, 16, 64);
@@ -50,9 +59,7 @@ async fn round_trip(mut c: Client, i: u64, seq: u64) -> Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_sockets_survive_sleep_wake_cycles_and_leave_nothing_behind() {
-    let dir = DataDir::new(None).expect("temp dir");
-    let server = gateway().await;
-    let runner = runner(server.url(), server.runner_token(), &dir).await;
+    let (_dir, server, runner) = deployment().await;
     let url = server.url();
     let mut set = JoinSet::new();
     for i in 0..CONNS {
@@ -100,9 +107,7 @@ async fn concurrent_sockets_survive_sleep_wake_cycles_and_leave_nothing_behind()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_close_churn_leaves_nothing_behind() {
     const CYCLES: u64 = 3_000;
-    let dir = DataDir::new(None).expect("temp dir");
-    let server = gateway().await;
-    let runner = runner(server.url(), server.runner_token(), &dir).await;
+    let (_dir, server, runner) = deployment().await;
     let url = server.url();
     let mut set = JoinSet::new();
     for i in 0..CYCLES {

@@ -77,6 +77,8 @@ mod stats;
 mod timer;
 
 #[cfg(test)]
+mod held_close_tests;
+#[cfg(test)]
 mod tests;
 
 pub use action::{Action, CloseReason, Frame, GcReason, Limit};
@@ -85,7 +87,7 @@ pub use error::{OpenError, ReceiveError, SendError, UnknownRequest, WakeError};
 pub use request::{InvalidPath, OpenRequest, Phase, RequestSlot, RouteId};
 pub use stats::{GatewayStats, RequestInfo, RequestStats};
 
-use request::{Active, PhaseState, Request, Slab};
+use request::{Active, Closing, PhaseState, Request, Slab};
 use timer::TimerQueue;
 
 /// The gateway engine: every request of one gateway process. See the [module docs](self) for the
@@ -362,6 +364,9 @@ impl Gateway {
         if phase == Phase::AwaitingOpen {
             return Err(SendError::NotOpen { request_id });
         }
+        if req.client_closed() {
+            return Err(SendError::ClientClosed { request_id });
+        }
         if hibernatable {
             let size = u64::try_from(wire::ws_message_frame_len(data.len())).unwrap_or(u64::MAX);
             let max = self.config.max_pending_bytes;
@@ -433,13 +438,24 @@ impl Gateway {
     /// The client closed its WebSocket (`frame`) or its stream ended without a close frame
     /// (`None`).
     ///
-    /// Awaiting open or active: the close is published to the runner (client's code and reason;
-    /// `None` → 1000), the request is removed ([`CloseReason::ClientClosed`] or
-    /// [`CloseReason::ClientGone`]). Hibernating: the close is remembered and a wake requested;
-    /// [`wake`](Self::wake) then replays the pending messages, publishes the close, and removes the
-    /// request (a second close while hibernating changes nothing). If no wake comes within
-    /// [`GatewayConfig::wake_timeout`] the request is collected without a close frame to the
-    /// client, which is already gone.
+    /// **A client close never drops an accepted message.** The close is published to the runner
+    /// (client's code and reason; `None` → 1000) and the request removed
+    /// ([`CloseReason::ClientClosed`] or [`CloseReason::ClientGone`]) only once the runner
+    /// acknowledged every message the gateway accepted:
+    ///
+    /// * Awaiting open, not hibernatable, or active with nothing pending: at once.
+    /// * Active with pending messages: the close is held; the request stays active (pings,
+    ///   retransmits, ack timeout and limits as before, nothing more is read from the client, the
+    ///   runner's messages to the client are dropped) and closes when the ack of the last pending
+    ///   message arrives. If the runner is lost meanwhile the request hibernates as usual, asks
+    ///   for a wake, and the wake replays the pending messages to the actor's next runner.
+    /// * Hibernating: the close is held and a wake requested; [`wake`](Self::wake) replays the
+    ///   pending messages and then waits for their acks as above.
+    ///
+    /// A held close is bounded by [`GatewayConfig::close_timeout`] from this call (then
+    /// [`GcReason::CloseTimeout`]) and by the other deadlines (ack, wake, hibernation timeouts);
+    /// every such end is reported with its own [`Action::Closed`] reason, never as a client close.
+    /// No close frame goes to the client, which is already gone. A second close changes nothing.
     ///
     /// The hibernating record is deleted only after the close is published, so the woken actor
     /// restores the socket, receives every pending message and then the client's real close
@@ -454,18 +470,30 @@ impl Gateway {
         frame: Option<CloseFrame>,
     ) -> Result<(), UnknownRequest> {
         let now = self.advance(now);
+        let deadline = now + self.config.close_timeout;
         let (slot, req) = self.live_mut(request_id)?;
-        let reason = frame.map_or(CloseReason::ClientGone, CloseReason::ClientClosed);
-        if req.phase != Phase::Hibernating {
-            self.terminate(slot, reason);
+        if req.client_closed() {
+            // A second close of the same client changes nothing.
             return Ok(());
         }
-        match req.phase_state.as_deref_mut() {
-            Some(PhaseState::WakeRequested { client_close, .. }) => {
-                // A second close of the same client changes nothing.
-                client_close.get_or_insert(reason);
+        let reason = frame.map_or(CloseReason::ClientGone, CloseReason::ClientClosed);
+        let closing = Closing { reason, deadline };
+        match req.phase {
+            Phase::Hibernating => match req.phase_state.as_deref_mut() {
+                // A wake is already requested: it now also carries the close.
+                Some(PhaseState::WakeRequested { client_close, .. }) => {
+                    *client_close = Some(closing);
+                }
+                _ => self.request_wake(slot, now, Some(closing)),
+            },
+            Phase::Active if req.pending_len() > 0 => {
+                if let Some(active) = req.active_mut() {
+                    active.closing = Some(closing);
+                }
+                self.stats.client_closes_held += 1;
+                self.schedule(slot);
             }
-            _ => self.request_wake(slot, now, Some(reason)),
+            Phase::AwaitingOpen | Phase::Active => self.terminate(slot, closing.reason),
         }
         Ok(())
     }
@@ -498,8 +526,8 @@ impl Gateway {
     /// message is re-published there verbatim (same frames, same indices, same order; no open),
     /// and the request is active again. Numbering continues where it was.
     ///
-    /// If the client closed while hibernating, its close is published after the replay and the
-    /// request is removed.
+    /// If the client closed, its close is published once the replayed messages are acknowledged
+    /// (at once if none is pending), and the request is removed.
     ///
     /// # Errors
     /// [`WakeError::UnknownRequest`] (for example it was collected meanwhile), or
@@ -533,11 +561,18 @@ impl Gateway {
         };
         req.route = route;
         req.phase = Phase::Active;
-        req.phase_state = Some(Box::new(PhaseState::Active(Active {
-            next_ping: now + config.ping_interval,
-            last_pong: now,
-            last_retransmit: Timestamp::ZERO,
-        })));
+        let mut active = Active::new(now, config.ping_interval);
+        let has_pending = req.pending_len() > 0;
+        let client_close = match client_close {
+            // The close waits for the acks of the replayed messages.
+            Some(closing) if has_pending => {
+                active.closing = Some(closing);
+                stats.client_closes_held += 1;
+                None
+            }
+            other => other,
+        };
+        req.phase_state = Some(Box::new(PhaseState::Active(active)));
         let mut replayed = 0u64;
         if let Some(buffer) = req.buffer.as_deref_mut() {
             for entry in buffer.pending.iter() {
@@ -556,7 +591,7 @@ impl Gateway {
         stats.wakes += 1;
         self.hibernating -= 1;
         match client_close {
-            Some(reason) => self.terminate(slot, reason),
+            Some(closing) => self.terminate(slot, closing.reason),
             None => self.schedule(slot),
         }
         Ok(())

@@ -52,12 +52,22 @@ fn arb_command() -> impl Strategy<Value = Command> {
     ]
 }
 
-fn arb_commands() -> impl Strategy<Value = ToClientCommands> {
+/// Up to three `inner` values, each wrapped with a checkpoint by `wrap`.
+fn arb_batch<T: core::fmt::Debug, W: core::fmt::Debug>(
+    inner: impl Strategy<Value = T>,
+    wrap: fn(ActorCheckpoint, T) -> W,
+) -> impl Strategy<Value = Vec<W>> {
     proptest::collection::vec(
-        (arb_checkpoint(), arb_command())
-            .prop_map(|(checkpoint, inner)| CommandWrapper { checkpoint, inner }),
+        (arb_checkpoint(), inner).prop_map(move |(c, i)| wrap(c, i)),
         0..4,
     )
+}
+
+fn arb_commands() -> impl Strategy<Value = ToClientCommands> {
+    arb_batch(arb_command(), |checkpoint, inner| CommandWrapper {
+        checkpoint,
+        inner,
+    })
     .prop_map(ToClientCommands)
 }
 
@@ -84,11 +94,10 @@ fn arb_event() -> impl Strategy<Value = Event> {
 }
 
 fn arb_events() -> impl Strategy<Value = ToServerEvents> {
-    proptest::collection::vec(
-        (arb_checkpoint(), arb_event())
-            .prop_map(|(checkpoint, inner)| EventWrapper { checkpoint, inner }),
-        0..4,
-    )
+    arb_batch(arb_event(), |checkpoint, inner| EventWrapper {
+        checkpoint,
+        inner,
+    })
     .prop_map(ToServerEvents)
 }
 

@@ -8,6 +8,8 @@
 //! broken system.
 #![allow(dead_code, unreachable_pub)]
 
+#[path = "../common/mod.rs"]
+mod common;
 #[path = "../../examples/demo/lib.rs"]
 pub mod demo;
 
@@ -86,23 +88,13 @@ pub async fn stream(
     d
 }
 
-/// Polls `f` until it returns `Some`, or panics after [`WAIT`].
-pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+/// Polls `f` every 10 ms until it returns `Some`; panics after [`WAIT`].
+pub async fn eventually<T, F, Fut>(what: &str, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::eventually(what, WAIT, Duration::from_millis(10), f).await
 }
 
 /// A WebSocket to `server`'s runner endpoint presenting its token: a runner the test drives by

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use hibernating_ws::CloseFrame;
 use hibernating_ws::control::{Action, ActorSpec, Control, ControlConfig, StopReason};
-use hibernating_ws::driver::control::{ControlDriver, ControlHandle, ControlIo, RunnerOutput};
+use hibernating_ws::driver::control::{ControlDriver, ControlHandle, ControlIo};
 use hibernating_ws::driver::tokio::{ClientEvents, ClientOutput, ClientSender, TokioClock};
 use hibernating_ws::gateway::{CloseReason, Gateway, GatewayConfig, OpenRequest, Phase};
 use hibernating_ws::wire::{
@@ -17,10 +17,11 @@ use hibernating_ws::wire::{
     KvMetadata, KvRequestData, KvResponseData, RequestId, StopCode,
 };
 use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame as WsCloseFrame;
-use tokio_tungstenite::tungstenite::{Bytes, Message};
+
+use crate::common::{runner_key, write_batch};
 
 /// The runner name the Node runner registers with (`runnerName`).
 pub const RUNNER_NAME: &str = "hws-interop";
@@ -418,15 +419,7 @@ async fn runner_connection(tcp: TcpStream, handle: ControlHandle) {
     let mut key = None;
     #[allow(clippy::result_large_err)] // tungstenite's callback signature
     let ws = tokio_tungstenite::accept_hdr_async(tcp, |req: &Request, mut resp: Response| {
-        let query = req.uri().query().unwrap_or_default();
-        if req.uri().path() == "/runners/connect"
-            && query.split('&').any(|p| p == "protocol_version=7")
-        {
-            key = query
-                .split('&')
-                .find_map(|p| p.strip_prefix("runner_key="))
-                .map(str::to_string);
-        }
+        key = runner_key(req);
         resp.headers_mut()
             .insert("sec-websocket-protocol", HeaderValue::from_static("rivet"));
         Ok(resp)
@@ -443,24 +436,7 @@ async fn runner_connection(tcp: TcpStream, handle: ControlHandle) {
     let writer = tokio::spawn(async move {
         let mut batch = Vec::new();
         while events.recv_many(&mut batch).await > 0 {
-            for out in batch.drain(..) {
-                let msg = match out {
-                    RunnerOutput::Frame(frame) => Message::Binary(Bytes::from(frame.into_vec())),
-                    RunnerOutput::Close(reason) => {
-                        let frame = WsCloseFrame {
-                            code: 1000.into(),
-                            reason: reason.reason().into(),
-                        };
-                        let _ = sink.send(Message::Close(Some(frame))).await;
-                        return;
-                    }
-                    _ => continue,
-                };
-                if sink.feed(msg).await.is_err() {
-                    return;
-                }
-            }
-            if sink.flush().await.is_err() {
+            if !write_batch(&mut sink, &mut batch).await {
                 return;
             }
         }

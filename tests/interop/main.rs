@@ -31,6 +31,8 @@
     unreachable_pub
 )] // test code on std
 
+#[path = "../common/mod.rs"]
+mod common;
 mod engine;
 
 use std::path::{Path, PathBuf};
@@ -39,6 +41,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use engine::{Client, ClientEvent, Engine};
+use futures_util::FutureExt;
 use hibernating_ws::control::Control;
 use hibernating_ws::gateway::{CloseReason, GatewayConfig, GcReason, OpenRequest, Phase};
 use hibernating_ws::wire::RequestId;
@@ -162,6 +165,27 @@ struct Outcome {
     _client: Client,
 }
 
+impl Outcome {
+    /// `client` on `actor` sent `sent`, and the actor must have committed every message.
+    fn committed(actor: &'static str, client: Client, sent: Vec<String>) -> Self {
+        Self {
+            actor,
+            request_id: client.request_id,
+            sent,
+            all_committed: true,
+            _client: client,
+        }
+    }
+
+    /// As [`Outcome::committed`], where the actor may have committed only some messages.
+    fn uncommitted(actor: &'static str, client: Client, sent: Vec<String>) -> Self {
+        Self {
+            all_committed: false,
+            ..Self::committed(actor, client, sent)
+        }
+    }
+}
+
 async fn open(engine: &Engine, actor: &str, n: u32) -> Client {
     static NEXT: AtomicU32 = AtomicU32::new(0x1000);
     let request_id = RequestId::from_u32(NEXT.fetch_add(1, Ordering::Relaxed));
@@ -219,14 +243,8 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + EVENT;
-    while !f().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let every = Duration::from_millis(20);
+    common::eventually(what, EVENT, every, || f().map(|done| done.then_some(()))).await;
 }
 
 /// Runs `f` on the control engine.
@@ -274,20 +292,8 @@ async fn cycles(engine: Engine) -> Vec<Outcome> {
         sent_b.extend(mb);
     }
     vec![
-        Outcome {
-            actor: "cycles",
-            request_id: a.request_id,
-            sent: sent_a,
-            all_committed: true,
-            _client: a,
-        },
-        Outcome {
-            actor: "cycles",
-            request_id: b.request_id,
-            sent: sent_b,
-            all_committed: true,
-            _client: b,
-        },
+        Outcome::committed("cycles", a, sent_a),
+        Outcome::committed("cycles", b, sent_b),
     ]
 }
 
@@ -314,13 +320,7 @@ async fn wrap(engine: Engine) -> Vec<Outcome> {
         Some((sent.len() as u32 + 1).rem_euclid(65_536) as u16),
         "the index wrapped"
     );
-    vec![Outcome {
-        actor: "wrap",
-        request_id: r,
-        sent,
-        all_committed: true,
-        _client: w,
-    }]
+    vec![Outcome::committed("wrap", w, sent)]
 }
 
 /// Messages sent right behind the sleep request reach the SDK during or after `onActorStop`; the
@@ -335,13 +335,7 @@ async fn racing(engine: Engine) -> Vec<Outcome> {
         send_all(&mut r, &msgs, "racing").await;
         sent.extend(msgs);
     }
-    vec![Outcome {
-        actor: "racing",
-        request_id: r.request_id,
-        sent,
-        all_committed: true,
-        _client: r,
-    }]
+    vec![Outcome::committed("racing", r, sent)]
 }
 
 /// The client sends and then closes while its request hibernates: the actor is woken, gets every
@@ -380,13 +374,7 @@ async fn closing(engine: Engine) -> Vec<Outcome> {
             other => panic!("closing: expected the request to close, got {other:?}"),
         }
     }
-    vec![Outcome {
-        actor: "closing",
-        request_id: r,
-        sent,
-        all_committed: true,
-        _client: c,
-    }]
+    vec![Outcome::committed("closing", c, sent)]
 }
 
 /// The actor loses the socket's record; on the next start the SDK closes it with
@@ -420,13 +408,7 @@ async fn forgetful(engine: Engine) -> Vec<Outcome> {
             other => panic!("forgetful: expected RunnerClosed, got {other:?}"),
         }
     }
-    vec![Outcome {
-        actor: "forgetful",
-        request_id: f.request_id,
-        sent,
-        all_committed: false,
-        _client: f,
-    }]
+    vec![Outcome::uncommitted("forgetful", f, sent)]
 }
 
 /// Messages persisted but never acked are replayed to a runner that already has them; the SDK
@@ -477,13 +459,7 @@ async fn idle(engine: Engine, actor: &'static str, reack: bool) -> Vec<Outcome> 
             other => panic!("{actor}: expected an ack-timeout collection, got {other:?}"),
         }
     }
-    vec![Outcome {
-        actor,
-        request_id: r,
-        sent,
-        all_committed: true,
-        _client: i,
-    }]
+    vec![Outcome::committed(actor, i, sent)]
 }
 
 /// An open whose path does not start with `/`: the SDK fails it before it maps the request to

@@ -227,6 +227,11 @@ pub struct Harness {
 }
 
 impl Out {
+    /// `Out::Open` of `socket` at open index `index`.
+    pub fn open(socket: SocketId, index: u16) -> Self {
+        Self::Open { socket, index }
+    }
+
     /// `Out::Persist` of `server_index` with the next outgoing index `client_index`.
     pub fn persist(socket: SocketId, server_index: u16, client_index: u16) -> Self {
         Self::Persist {
@@ -301,6 +306,19 @@ impl Harness {
         self
     }
 
+    /// A default runner with hibernatable socket `sid(g, 1)` open at index 0, and that socket.
+    pub fn open_socket(g: u32) -> (Self, SocketId) {
+        let s = sid(g, 1);
+        (Self::default_config().with_open_socket(s, 0), s)
+    }
+
+    /// Delivers message 1 (`a`) to `s` and lets the debounce pass: its persist is in flight.
+    pub fn persist_first(&mut self, s: SocketId) {
+        self.msg(s, 1, b"a");
+        self.advance(Duration::from_secs(5));
+        let _ = self.drain();
+    }
+
     /// Starts `ACTOR` with `s` on the gateway's hibernating list and restores it from metadata
     /// `server`/`client`.
     pub fn restore_socket(&mut self, s: SocketId, server: u16, client: u16) {
@@ -326,6 +344,19 @@ impl Harness {
         self.runner.handle_timeout(self.now);
     }
 
+    /// A default runner with `ACTOR` started.
+    pub fn started() -> Self {
+        let mut h = Self::default_config();
+        h.start_actor();
+        h
+    }
+
+    /// Feeds the gateway's open of `s` at index `k`: the app is asked to accept or reject it.
+    pub fn offer(&mut self, s: SocketId, k: u16) {
+        self.feed(s, k, open_kind(ACTOR)).expect("open");
+        assert_eq!(self.drain(), vec![Out::open(s, k)]);
+    }
+
     /// Starts `ACTOR` with nothing to restore; drains.
     pub fn start_actor(&mut self) {
         self.runner
@@ -339,14 +370,7 @@ impl Harness {
 
     /// Opens and accepts `s` at open index `k`; answers the initial persist if hibernatable.
     pub fn open(&mut self, s: SocketId, k: u16, hibernatable: bool) {
-        self.feed(s, k, open_kind(ACTOR)).expect("open");
-        assert_eq!(
-            self.drain(),
-            vec![Out::Open {
-                socket: s,
-                index: k
-            }]
-        );
+        self.offer(s, k);
         self.runner
             .accept(self.now, s, hibernatable)
             .expect("accept");
