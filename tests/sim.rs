@@ -173,7 +173,7 @@ fn seeds_that_found_bugs() {
     let default = SimConfig::default();
     let large = SimConfig::large();
     let small = SimConfig::small();
-    let pinned: [(&str, &SimConfig, &[u64]); 18] = [
+    let pinned: [(&str, &SimConfig, &[u64]); 19] = [
         // (The fuzzer found two more on this simulator, pinned as corpus entries and replayed by
         // `tests/fuzz_corpus.rs`: `regression-stale-open-after-hand-back` (runner) and
         // `regression-restore-behind-the-log` (storage fencing).)
@@ -230,6 +230,11 @@ fn seeds_that_found_bugs() {
         // delivered but not persisted (the runner then closed the socket, or crashed) never
         // reached the committed log. The close now waits for the acks.
         ("client close before the acks", &small, &[63, 117, 154]),
+        // Session: the engine gave up on a generation (start timeout) whose start the runner had
+        // queued behind the previous generation's stop; the stop for it was ignored, the queued
+        // start then ran, and the actor kept running after the engine saw it stopped. The stop
+        // is now carried out right after the queued start.
+        ("stop of a queued start", &large, &[14_126]),
     ];
     for (what, config, seeds) in pinned {
         for &seed in seeds {

@@ -117,7 +117,7 @@ impl Session {
         first_error.map_or(Ok(()), Err)
     }
 
-    fn command(
+    pub(super) fn command(
         &mut self,
         now: Timestamp,
         actor_id: &str,
@@ -148,6 +148,7 @@ impl Session {
                 } else if let Some(actor) = self.actors.get_mut(actor_id) {
                     // The previous generation is still stopping here: start once it stopped.
                     actor.queued_start = Some((generation, index, start));
+                    actor.queued_stop = None;
                     if !actor.stopping {
                         actor.stopping = true;
                         let _ = self.runner.actor_stopping(now, actor_id);
@@ -171,8 +172,22 @@ impl Session {
                 }
                 Ok(())
             }
+            // A stop for the generation whose start waits for the previous one to stop: carried
+            // out right after that start (dropping it would leave the generation running after
+            // the engine gave up on it).
+            (Command::StopActor, Some(_)) => {
+                if let Some(actor) = self.actors.get_mut(actor_id)
+                    && actor
+                        .queued_start
+                        .as_ref()
+                        .is_some_and(|(g, i, _)| *g == generation && index > *i)
+                {
+                    actor.queued_stop = Some(index);
+                }
+                Ok(())
+            }
             // A stop for a generation this session never started, or for an orphan.
-            (Command::StopActor, _) => Ok(()),
+            (Command::StopActor, None) => Ok(()),
         }
     }
 
@@ -236,6 +251,7 @@ impl Session {
                 gone: false,
                 orphaned: false,
                 queued_start: None,
+                queued_stop: None,
             },
         );
     }

@@ -162,6 +162,9 @@ struct SessionActor {
     orphaned: bool,
     /// A start of a newer generation that waits for this one to stop.
     queued_start: Option<(u32, i64, CommandStartActor)>,
+    /// The index of a stop of that queued generation, which arrived before it could start: it
+    /// is carried out right after the start, in command order.
+    queued_stop: Option<i64>,
 }
 
 /// A runner process's session with the engine. See the [module docs](self).
@@ -613,7 +616,22 @@ impl Session {
             .get_mut(actor_id)
             .and_then(|a| a.queued_start.take());
         if let Some((generation, index, start)) = queued {
+            let stop = self
+                .actors
+                .get_mut(actor_id)
+                .and_then(|a| a.queued_stop.take());
             self.start(self.now, actor_id, generation, index, start);
+            if let Some(stop) = stop {
+                // Already acknowledged in order with the start; a runner error here leaves the
+                // actor running, which the engine's resent stop retries.
+                let _ = self.command(
+                    self.now,
+                    actor_id,
+                    generation,
+                    stop,
+                    crate::wire::Command::StopActor,
+                );
+            }
         }
         self.forget_if_done(actor_id);
     }
@@ -639,6 +657,7 @@ impl Session {
             };
             actor.events.clear();
             actor.queued_start = None;
+            actor.queued_stop = None;
             if actor.gone {
                 self.actors.remove(&id);
                 continue;
