@@ -197,9 +197,9 @@ async fn hws_scenarios(protocol: &'static str, wrap: bool) {
     let _one = ONE_AT_A_TIME.lock().await;
     let started = std::time::Instant::now();
     let engine = RivetEngine::start().await;
-    if protocol == "envoy" {
-        engine.configure_pool(hws::RUNNER_NAME).await;
-    }
+    // An envoy needs its pool before it connects; a v7 runner creates one when it connects, but
+    // on a loaded machine the engine took more than a minute to accept actors for it.
+    engine.configure_pool(hws::RUNNER_NAME).await;
     let data = hws::data_dir(&engine);
     let before = hws::connects();
     let mut runner = hws::RunnerProcess::spawn(&engine.endpoint(), &data, protocol);
