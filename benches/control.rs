@@ -25,15 +25,18 @@ use core::time::Duration;
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
+mod common;
+#[path = "../tests/common/control_events.rs"]
+mod control_events;
+
+use control_events::{event, intent, running, stopped};
+use hibernating_ws::Timestamp;
 use hibernating_ws::control::{Action, ActorSpec, ConnId, Control, ControlConfig};
 use hibernating_ws::gateway::{Gateway, GatewayConfig, OpenRequest, RouteId};
 use hibernating_ws::wire::{
-    self, ActorCheckpoint, ActorConfig, ActorIntent, ActorState, ActorStateStopped, DecodeLimits,
-    Event, EventActorIntent, EventActorStateUpdate, EventWrapper, GatewayId, MessageId, RequestId,
-    StopCode, ToServer, ToServerEvents, ToServerInit, ToServerTunnelMessage,
-    ToServerTunnelMessageKind, ToServerWebSocketOpen,
+    self, ActorConfig, ActorIntent, DecodeLimits, Event, GatewayId, RequestId, StopCode, ToServer,
+    ToServerEvents, ToServerInit,
 };
-use hibernating_ws::{MessageIndex, Timestamp};
 
 const GW: GatewayId = GatewayId(*b"bnch");
 const RUNNERS: u64 = 10;
@@ -91,35 +94,8 @@ fn drain(c: &mut Control) -> Option<ConnId> {
 }
 
 fn event_frame(actor: &str, generation: u32, index: i64, inner: Event) -> Vec<u8> {
-    wire::encode(&ToServer::Events(ToServerEvents(vec![EventWrapper {
-        checkpoint: ActorCheckpoint {
-            actor_id: actor.into(),
-            generation,
-            index,
-        },
-        inner,
-    }])))
-}
-
-fn running() -> Event {
-    Event::ActorStateUpdate(EventActorStateUpdate {
-        state: ActorState::Running,
-    })
-}
-
-fn stopped() -> Event {
-    Event::ActorStateUpdate(EventActorStateUpdate {
-        state: ActorState::Stopped(ActorStateStopped {
-            code: StopCode::Ok,
-            message: None,
-        }),
-    })
-}
-
-fn sleep() -> Event {
-    Event::ActorIntent(EventActorIntent {
-        intent: ActorIntent::Sleep,
-    })
+    let batch = vec![event(actor, generation, index, inner)];
+    wire::encode(&ToServer::Events(ToServerEvents(batch)))
 }
 
 /// Start, `Running`, sleep intent, stop, `Stopped` for every actor; returns the events fed.
@@ -142,8 +118,8 @@ fn bench_cycle(cr: &mut Criterion<ThreadCpu>) {
             let a = actor_id(i);
             [
                 event_frame(&a, 0, 0, running()),
-                event_frame(&a, 0, 1, sleep()),
-                event_frame(&a, 0, 2, stopped()),
+                event_frame(&a, 0, 1, intent(ActorIntent::Sleep)),
+                event_frame(&a, 0, 2, stopped(StopCode::Ok)),
             ]
         })
         .collect();
@@ -204,16 +180,7 @@ fn mass_setup(actors: usize, per_actor: u32) -> Control {
             let id = RequestId((u32::try_from(i).expect("fits") * per_actor + k).to_be_bytes());
             let open = OpenRequest::new(a.clone(), "/ws").expect("a path starting with /");
             c.open(now, id, open).expect("open");
-            let accept = ToServer::TunnelMessage(ToServerTunnelMessage {
-                message_id: MessageId {
-                    gateway_id: GW,
-                    request_id: id,
-                    message_index: MessageIndex::new(0),
-                },
-                kind: ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {
-                    can_hibernate: true,
-                }),
-            });
+            let accept = ToServer::TunnelMessage(common::accept(GW, id));
             c.handle_runner_message(now, conn, accept).expect("accept");
         }
         drain(&mut c);
@@ -253,7 +220,7 @@ fn bench_mass_wake(cr: &mut Criterion<ThreadCpu>) {
     const ACTORS: usize = 10_000;
     const PER_ACTOR: u32 = 10;
     let stopped_frames: Vec<Vec<u8>> = (0..ACTORS)
-        .map(|i| event_frame(&actor_id(i), 0, 1, stopped()))
+        .map(|i| event_frame(&actor_id(i), 0, 1, stopped(StopCode::Ok)))
         .collect();
     let running_frames: Vec<Vec<u8>> = (0..ACTORS)
         .map(|i| event_frame(&actor_id(i), 1, 0, running()))
@@ -303,17 +270,7 @@ fn bench_mass_wake_gateway_only(cr: &mut Criterion<ThreadCpu>) {
             let open = OpenRequest::new(actor_id((i / 10) as usize), "/ws")
                 .expect("a path starting with /");
             gw.open(now, id, RouteId(1), open).expect("open");
-            let accept = ToServerTunnelMessage {
-                message_id: MessageId {
-                    gateway_id: GW,
-                    request_id: id,
-                    message_index: MessageIndex::new(0),
-                },
-                kind: ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {
-                    can_hibernate: true,
-                }),
-            };
-            gw.handle_runner_message(now, RouteId(1), accept)
+            gw.handle_runner_message(now, RouteId(1), common::accept(GW, id))
                 .expect("accept");
         }
         while gw.poll_action().is_some() {}

@@ -13,31 +13,19 @@
 //!
 //! Run: `cargo bench --bench gateway`.
 
+mod common;
+
 use core::hint::black_box;
 use core::time::Duration;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use hibernating_ws::gateway::{Action, Frame, Gateway, GatewayConfig, OpenRequest, RouteId};
-use hibernating_ws::wire::{
-    self, GatewayId, MessageId, RequestId, ToServerTunnelMessage, ToServerTunnelMessageKind,
-    ToServerWebSocketMessageAck, ToServerWebSocketOpen,
-};
+use hibernating_ws::wire::{self, GatewayId, MessageId, RequestId};
 use hibernating_ws::{MessageIndex, Timestamp};
 
 const GW: GatewayId = GatewayId([1, 2, 3, 4]);
 const ROUTE: RouteId = RouteId(1);
 const BATCH: u64 = 32;
-
-fn runner_msg(id: RequestId, kind: ToServerTunnelMessageKind) -> ToServerTunnelMessage {
-    ToServerTunnelMessage {
-        message_id: MessageId {
-            gateway_id: GW,
-            request_id: id,
-            message_index: MessageIndex::ZERO,
-        },
-        kind,
-    }
-}
 
 fn drain(gw: &mut Gateway) -> usize {
     let mut n = 0;
@@ -55,10 +43,7 @@ fn active_gateway(config: GatewayConfig, n: u32, now: Timestamp) -> Gateway {
         let id = RequestId::from_u32(i);
         let open = OpenRequest::new(format!("{i:032}"), "/").expect("a path starting with /");
         gw.open(now, id, ROUTE, open).expect("open");
-        let kind = ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {
-            can_hibernate: true,
-        });
-        gw.handle_runner_message(now, ROUTE, runner_msg(id, kind))
+        gw.handle_runner_message(now, ROUTE, common::accept(GW, id))
             .expect("accepted");
         drain(&mut gw);
     }
@@ -105,10 +90,7 @@ fn message_path(c: &mut Criterion) {
                     black_box(action);
                 }
             }
-            let ack = ToServerTunnelMessageKind::WebSocketMessageAck(ToServerWebSocketMessageAck {
-                index: last,
-            });
-            gw.handle_runner_message(now, ROUTE, runner_msg(id, ack))
+            gw.handle_runner_message(now, ROUTE, common::ack(GW, id, last))
                 .expect("ack");
             drain(&mut gw);
         });

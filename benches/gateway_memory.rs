@@ -9,14 +9,13 @@
 //!
 //! Run: `cargo bench --bench gateway_memory`.
 
+mod common;
+
 use core::time::Duration;
 
+use hibernating_ws::Timestamp;
 use hibernating_ws::gateway::{Gateway, GatewayConfig, OpenRequest, RouteId};
-use hibernating_ws::wire::{
-    GatewayId, MessageId, RequestId, ToServerTunnelMessage, ToServerTunnelMessageKind,
-    ToServerWebSocketMessageAck, ToServerWebSocketOpen,
-};
-use hibernating_ws::{MessageIndex, Timestamp};
+use hibernating_ws::wire::{GatewayId, RequestId};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use std::alloc::System;
 
@@ -26,17 +25,6 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 const GW: GatewayId = GatewayId([1, 2, 3, 4]);
 const ROUTE: RouteId = RouteId(1);
 const N: u32 = 1_000_000;
-
-fn runner_msg(id: RequestId, kind: ToServerTunnelMessageKind) -> ToServerTunnelMessage {
-    ToServerTunnelMessage {
-        message_id: MessageId {
-            gateway_id: GW,
-            request_id: id,
-            message_index: MessageIndex::ZERO,
-        },
-        kind,
-    }
-}
 
 fn main() {
     // `cargo test --benches` and `cargo bench -- --list` run bench binaries with arguments; only
@@ -56,16 +44,11 @@ fn main() {
         )
         .expect("a path starting with /");
         gw.open(now, id, ROUTE, open).expect("open");
-        let kind = ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen {
-            can_hibernate: true,
-        });
-        gw.handle_runner_message(now, ROUTE, runner_msg(id, kind))
+        gw.handle_runner_message(now, ROUTE, common::accept(GW, id))
             .expect("accepted");
         // Each request exchanged one acked message before it went idle.
         let index = gw.client_message(now, id, b"hello", false).expect("room");
-        let ack =
-            ToServerTunnelMessageKind::WebSocketMessageAck(ToServerWebSocketMessageAck { index });
-        gw.handle_runner_message(now, ROUTE, runner_msg(id, ack))
+        gw.handle_runner_message(now, ROUTE, common::ack(GW, id, index))
             .expect("ack");
         gw.hibernating_record_upserted(now, id).expect("live");
         gw.actor_stopped(now, id).expect("live");

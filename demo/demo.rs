@@ -74,7 +74,6 @@ async fn all(args: &Args) -> std::io::Result<bool> {
 
 async fn gateway(args: &Args) -> std::io::Result<bool> {
     let server = GatewayServer::start(GatewayOptions {
-        cold_start: args.cold_start,
         verbose: args.verbose,
         runner_token: args.runner_token.clone(),
         websocket: demo::gateway::websocket_config(args.ws_read_buffer, args.ws_write_buffer),
@@ -90,8 +89,9 @@ async fn gateway(args: &Args) -> std::io::Result<bool> {
         println!("  runner token: {}", server.runner_token());
     }
     println!(
-        "  runners: {}/runner   clients: {}/actors/<actor>",
+        "  runners: {}{}   clients: {}/actors/<actor>",
         server.url(),
+        demo::accept::RUNNER_PATH,
         server.url()
     );
     // Serve until the first client session is over.
@@ -129,7 +129,7 @@ async fn runner(args: &Args) -> std::io::Result<bool> {
         config: scenario::runner_config(args),
         report_interval: Duration::from_millis(20),
         delivered: std::sync::Arc::default(),
-        load_delay: Duration::ZERO,
+        load_delay: args.cold_start,
         websocket: demo::gateway::websocket_config(args.ws_read_buffer, args.ws_write_buffer),
         token: args.runner_token.clone(),
     })

@@ -205,7 +205,6 @@ impl Load {
 async fn start_gateway(o: &Opts) -> Result<GatewayServer, String> {
     let args = Args::default();
     GatewayServer::start(GatewayOptions {
-        cold_start: Duration::from_millis(5),
         websocket: if o.defaults {
             WebSocketConfig::default()
         } else {
@@ -266,9 +265,9 @@ async fn idle(o: &Opts) -> Result<(), String> {
         if let Err(e) = load.ask("send").await {
             let s = server.snapshot().await;
             return Err(format!(
-                "{e}\ngateway closes: {:?}\nrunner: {:?}\n{:?}",
+                "{e}\ngateway closes: {:?}\nrunner frames dropped: {:?}\n{:?}",
                 s.closes,
-                s.runner_total(),
+                s.receive_errors,
                 server.stats()
             ));
         }

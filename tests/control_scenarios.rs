@@ -7,6 +7,10 @@
 
 use core::time::Duration;
 
+#[path = "common/control_events.rs"]
+mod control_events;
+
+use control_events::{event, intent, running, stopped};
 use hibernating_ws::Timestamp;
 use hibernating_ws::control::{
     Action, ActorError, ActorPhase, ConnCloseReason, ConnId, ConnectError, Control, ControlConfig,
@@ -17,9 +21,8 @@ use hibernating_ws::gateway::{self, Gateway, GatewayConfig, Phase};
 use hibernating_ws::runner::SocketId;
 use hibernating_ws::session;
 use hibernating_ws::wire::{
-    self, ActorCheckpoint, ActorIntent, ActorState, ActorStateStopped, Command, Event,
-    EventActorIntent, EventActorStateUpdate, EventWrapper, RequestId, StopCode, ToClient, ToServer,
-    ToServerAckCommands, ToServerEvents, ToServerInit,
+    self, ActorCheckpoint, ActorIntent, Command, EventWrapper, RequestId, StopCode, ToClient,
+    ToServer, ToServerAckCommands, ToServerEvents, ToServerInit,
 };
 
 const R1: RequestId = RequestId([0, 0, 0, 1]);
@@ -495,32 +498,6 @@ fn draining_runner_gets_no_actors_and_stops_its_own() {
 // Checkpoints, acks, idempotence (scripted runner)
 // ---------------------------------------------------------------------------------------------
 
-fn event(actor: &str, generation: u32, index: i64, inner: Event) -> EventWrapper {
-    EventWrapper {
-        checkpoint: ActorCheckpoint {
-            actor_id: actor.into(),
-            generation,
-            index,
-        },
-        inner,
-    }
-}
-
-fn running() -> Event {
-    Event::ActorStateUpdate(EventActorStateUpdate {
-        state: ActorState::Running,
-    })
-}
-
-fn stopped_ev() -> Event {
-    Event::ActorStateUpdate(EventActorStateUpdate {
-        state: ActorState::Stopped(ActorStateStopped {
-            code: StopCode::Error,
-            message: None,
-        }),
-    })
-}
-
 fn events(c: &mut Control, now: Timestamp, evs: Vec<EventWrapper>) -> Result<(), ReceiveError> {
     c.handle_runner_frame(
         now,
@@ -557,10 +534,8 @@ fn duplicate_and_stale_events_are_acked_but_applied_once() {
     assert_eq!(c.stats().events_applied, 1);
     assert_eq!(c.stats().events_duplicate, 1);
     // A sleep intent: stop command with the next command index.
-    let intent = Event::ActorIntent(EventActorIntent {
-        intent: ActorIntent::Sleep,
-    });
-    events(&mut c, now, vec![event("a", 0, 1, intent)]).unwrap();
+    let sleep = intent(ActorIntent::Sleep);
+    events(&mut c, now, vec![event("a", 0, 1, sleep)]).unwrap();
     let out = sent(&mut c);
     let stop = out.iter().find_map(|(_, m)| match m {
         ToClient::Commands(cmds) => Some(cmds.0[0].clone()),
@@ -569,7 +544,12 @@ fn duplicate_and_stale_events_are_acked_but_applied_once() {
     let stop = stop.unwrap();
     assert_eq!(stop.inner, Command::StopActor);
     assert_eq!((stop.checkpoint.generation, stop.checkpoint.index), (0, 1));
-    events(&mut c, now, vec![event("a", 0, 2, stopped_ev())]).unwrap();
+    events(
+        &mut c,
+        now,
+        vec![event("a", 0, 2, stopped(StopCode::Error))],
+    )
+    .unwrap();
     assert_eq!(c.actor("a").unwrap().phase, ActorPhase::Sleeping);
     // Start again: generation 1; a late event of generation 0 is stale.
     c.start_actor(now, "a").unwrap();

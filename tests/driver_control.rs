@@ -7,7 +7,6 @@
 use core::time::Duration;
 use std::collections::VecDeque;
 
-use hibernating_ws::CloseFrame;
 use hibernating_ws::control::ConnId;
 use hibernating_ws::control::{Action, ActorSpec, Control, ControlConfig};
 use hibernating_ws::driver::control::{
@@ -23,6 +22,7 @@ use hibernating_ws::wire::{
     ToServerKvRequest, ToServerTunnelMessage, ToServerTunnelMessageKind, ToServerWebSocketMessage,
     ToServerWebSocketMessageAck, ToServerWebSocketOpen,
 };
+use hibernating_ws::{CloseFrame, MessageIndex};
 use std::sync::{Arc, Mutex};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -66,6 +66,25 @@ struct RunnerEnd {
 }
 
 impl RunnerEnd {
+    /// Runner `key-1` of pool `pool` (4 slots) connects and completes its handshake.
+    async fn connect(handle: &ControlHandle) -> Self {
+        let (sender, events) = handle.runner_connected("key-1").unwrap();
+        let mut runner = Self {
+            sender,
+            events,
+            queued: VecDeque::new(),
+        };
+        runner.send(&ToServer::Init(ToServerInit {
+            name: "pool".into(),
+            version: 1,
+            total_slots: 4,
+            prepopulate_actor_names: None,
+            metadata: None,
+        }));
+        assert!(matches!(runner.next_frame().await, ToClient::Init(_)));
+        runner
+    }
+
     fn send(&self, msg: &ToServer) {
         self.sender.frame(&wire::encode(msg)).unwrap();
     }
@@ -131,20 +150,7 @@ async fn setup_with(
         .call(move |c, now| c.create_actor(now, "a1", spec))
         .unwrap()
         .unwrap();
-    let (sender, events) = handle.runner_connected("key-1").unwrap();
-    let mut runner = RunnerEnd {
-        sender,
-        events,
-        queued: VecDeque::new(),
-    };
-    runner.send(&ToServer::Init(ToServerInit {
-        name: "pool".into(),
-        version: 1,
-        total_slots: 4,
-        prepopulate_actor_names: None,
-        metadata: None,
-    }));
-    assert!(matches!(runner.next_frame().await, ToClient::Init(_)));
+    let runner = RunnerEnd::connect(&handle).await;
     (handle, task, runner, seen)
 }
 
@@ -217,8 +223,13 @@ async fn a_runner_and_a_client_through_the_control_driver() {
         data: b"hi back".to_vec().into(),
         binary: false,
     });
+    // The runner numbers its messages after the open answer (index 0).
+    let next = |n: u16| MessageId {
+        message_index: MessageIndex::new(n),
+        ..message_id
+    };
     runner.send(&ToServer::TunnelMessage(ToServerTunnelMessage {
-        message_id,
+        message_id: next(1),
         kind: echo,
     }));
     let got = tokio::time::timeout(WAIT, client_events.recv())
@@ -246,7 +257,15 @@ async fn a_runner_and_a_client_through_the_control_driver() {
     assert_eq!(r.request_id, 42);
     assert!(matches!(r.data, KvResponseData::Get(g) if g.values == vec![b"k".to_vec()]));
 
-    // The client closes: the runner gets the close, the client's events end.
+    // The runner acks "hi" (persisted), then the client closes: the runner gets the close (a
+    // close waits for the acks of what the client sent), the client's events end.
+    let ack = ToServerTunnelMessageKind::WebSocketMessageAck(ToServerWebSocketMessageAck {
+        index: MessageIndex::new(1),
+    });
+    runner.send(&ToServer::TunnelMessage(ToServerTunnelMessage {
+        message_id: next(2),
+        kind: ack,
+    }));
     client.close(Some(CloseFrame::new(4000, "bye"))).unwrap();
     let ToClient::TunnelMessage(c) = runner.next_frame().await else {
         panic!("the close")
@@ -431,20 +450,7 @@ async fn a_runner_that_does_not_drain_is_dropped_and_may_reconnect() {
     assert_eq!(seen.lock().unwrap().runner_overflows[0].0, conn);
     drop(runner.sender);
 
-    let (sender, events) = handle.runner_connected("key-1").unwrap();
-    let mut again = RunnerEnd {
-        sender,
-        events,
-        queued: VecDeque::new(),
-    };
-    again.send(&ToServer::Init(ToServerInit {
-        name: "pool".into(),
-        version: 1,
-        total_slots: 4,
-        prepopulate_actor_names: None,
-        metadata: None,
-    }));
-    assert!(matches!(again.next_frame().await, ToClient::Init(_)));
+    let _again = RunnerEnd::connect(&handle).await;
     let resumed = seen
         .lock()
         .unwrap()

@@ -20,6 +20,7 @@ use hibernating_ws::driver::session::{Backoff, ConnectOptions, SessionOptions};
 use hibernating_ws::driver::tokio::QueueLimits;
 use hibernating_ws::gateway::{GatewayConfig, Phase};
 use hibernating_ws::runner::GapPolicy;
+use hibernating_ws::session::SessionConfig;
 use hibernating_ws::wire::RequestId;
 use session_support::app::App;
 use session_support::engine::{ClientEvent, Engine, wait};
@@ -33,25 +34,56 @@ async fn traffic(client: &mut session_support::engine::Client, range: core::ops:
     }
 }
 
+/// An engine hosting actor `a1` and the app connected to it as runner `key-1`.
+async fn connected(
+    gateway: GatewayConfig,
+    control: ControlConfig,
+    config: SessionConfig,
+    options: SessionOptions,
+) -> (Engine, App) {
+    let engine = Engine::start(gateway, control, &["a1"]).await;
+    let app = App::start(&engine.endpoint, "key-1", config, options);
+    app.wait_count("connected", 1).await;
+    (engine, app)
+}
+
+/// [`connected`] with every default but the session's `options`.
+async fn started_with(options: SessionOptions) -> (Engine, App) {
+    let (gateway, control) = (GatewayConfig::default(), ControlConfig::default());
+    connected(gateway, control, App::config(), options).await
+}
+
+/// [`connected`] with every default.
+async fn started() -> (Engine, App) {
+    started_with(SessionOptions::default()).await
+}
+
+/// Queue limits of `max_messages` messages and 1 MiB.
+fn limits(max_messages: usize) -> QueueLimits {
+    QueueLimits {
+        max_bytes: 1 << 20,
+        max_messages,
+    }
+}
+
+/// A client of `a1` (request `req1`) that exchanged messages `m0` to `m{n-1}` with it.
+async fn opened(engine: &Engine, n: u32) -> (RequestId, session_support::engine::Client) {
+    let request = RequestId(*b"req1");
+    let mut client = engine.open("a1", request).await;
+    traffic(&mut client, 0..n).await;
+    (request, client)
+}
+
 fn sent(range: core::ops::Range<u32>) -> Vec<String> {
     range.map(|i| format!("m{i}")).collect()
 }
 
 #[tokio::test]
 async fn an_actor_starts_sleeps_and_wakes_with_replay() {
-    let engine = Engine::start(GatewayConfig::default(), ControlConfig::default(), &["a1"]).await;
-    let app = App::start(
-        &engine.endpoint,
-        "key-1",
-        App::config(),
-        SessionOptions::default(),
-    );
-    app.wait_count("connected", 1).await;
+    let (engine, app) = started().await;
 
     // A client opens a socket: the engine starts the actor on the runner.
-    let request = RequestId(*b"req1");
-    let mut client = engine.open("a1", request).await;
-    traffic(&mut client, 0..20).await;
+    let (request, mut client) = opened(&engine, 20).await;
 
     // The actor asks to sleep: the engine stops it, the socket hibernates.
     app.handle.sleep_actor("a1").unwrap();
@@ -101,14 +133,10 @@ async fn a_dropped_connection_comes_back_under_the_same_key_and_keeps_its_actors
     // out-of-order messages: client messages sent while the runner is away are not lost.
     let gateway =
         GatewayConfig::default().with_retransmit_timeout(Some(Duration::from_millis(200)));
-    let engine = Engine::start(gateway, ControlConfig::default(), &["a1"]).await;
     let mut config = App::config();
     config.runner.gap_policy = GapPolicy::Await;
-    let app = App::start(&engine.endpoint, "key-1", config, quick());
-    app.wait_count("connected", 1).await;
-    let request = RequestId(*b"req1");
-    let mut client = engine.open("a1", request).await;
-    traffic(&mut client, 0..10).await;
+    let (engine, app) = connected(gateway, ControlConfig::default(), config, quick()).await;
+    let (request, mut client) = opened(&engine, 10).await;
 
     // The network drops the runner's connection; the client keeps sending.
     engine.refuse(true);
@@ -155,12 +183,8 @@ async fn a_dropped_connection_comes_back_under_the_same_key_and_keeps_its_actors
 async fn a_runner_back_after_the_lost_threshold_gets_a_new_id_and_its_actors_restart() {
     let mut control = ControlConfig::default();
     control.runner_lost_threshold = Duration::from_millis(300);
-    let engine = Engine::start(GatewayConfig::default(), control, &["a1"]).await;
-    let app = App::start(&engine.endpoint, "key-1", App::config(), quick());
-    app.wait_count("connected", 1).await;
-    let request = RequestId(*b"req1");
-    let mut client = engine.open("a1", request).await;
-    traffic(&mut client, 0..10).await;
+    let (engine, app) = connected(GatewayConfig::default(), control, App::config(), quick()).await;
+    let (_, mut client) = opened(&engine, 10).await;
     settled(&engine).await;
 
     // Away longer than the threshold: the engine declares the runner lost and stops its
@@ -197,20 +221,9 @@ async fn a_runner_back_after_the_lost_threshold_gets_a_new_id_and_its_actors_res
 
 #[tokio::test]
 async fn a_full_app_queue_pauses_reading_the_engine_until_the_app_catches_up() {
-    let engine = Engine::start(GatewayConfig::default(), ControlConfig::default(), &["a1"]).await;
-    let limits = QueueLimits {
-        max_bytes: 1 << 20,
-        max_messages: 8,
-    };
-    let app = App::start(
-        &engine.endpoint,
-        "key-1",
-        App::config(),
-        SessionOptions::default().with_app_queue(limits),
-    );
-    app.wait_count("connected", 1).await;
-    let mut client = engine.open("a1", RequestId(*b"req1")).await;
-    traffic(&mut client, 0..5).await;
+    let limits = limits(8);
+    let (engine, app) = started_with(SessionOptions::default().with_app_queue(limits)).await;
+    let (_, mut client) = opened(&engine, 5).await;
 
     // The app stops taking events; the client keeps sending.
     app.state.lock().unwrap().paused = true;
@@ -236,20 +249,9 @@ async fn a_full_app_queue_pauses_reading_the_engine_until_the_app_catches_up() {
 
 #[tokio::test]
 async fn an_outbox_past_its_limits_drops_the_connection_with_a_typed_reason() {
-    let engine = Engine::start(GatewayConfig::default(), ControlConfig::default(), &["a1"]).await;
-    let limits = QueueLimits {
-        max_bytes: 1 << 20,
-        max_messages: 4,
-    };
-    let app = App::start(
-        &engine.endpoint,
-        "key-1",
-        App::config(),
-        quick().with_outbox(limits),
-    );
-    app.wait_count("connected", 1).await;
-    let mut client = engine.open("a1", RequestId(*b"req1")).await;
-    traffic(&mut client, 0..5).await;
+    let limits = limits(4);
+    let (engine, app) = started_with(quick().with_outbox(limits)).await;
+    let (_, mut client) = opened(&engine, 5).await;
 
     // Twenty sends without yielding: the connection's writer cannot run in between.
     let socket = app.state.lock().unwrap().sockets()[0];
@@ -302,17 +304,8 @@ async fn an_evicted_runner_does_not_reconnect() {
 
 #[tokio::test]
 async fn drain_stops_the_actors_then_shutdown_closes_and_returns_the_session() {
-    let engine = Engine::start(GatewayConfig::default(), ControlConfig::default(), &["a1"]).await;
-    let app = App::start(
-        &engine.endpoint,
-        "key-1",
-        App::config(),
-        SessionOptions::default(),
-    );
-    app.wait_count("connected", 1).await;
-    let request = RequestId(*b"req1");
-    let mut client = engine.open("a1", request).await;
-    traffic(&mut client, 0..3).await;
+    let (engine, app) = started().await;
+    let (_, mut client) = opened(&engine, 3).await;
 
     // Draining: the engine stops the actor (its socket persists and hibernates).
     app.handle.drain().unwrap();
@@ -351,14 +344,16 @@ fn consecutive(indices: &[MessageIndex]) -> bool {
 /// the app (which dropped the uncommitted state with the actor) commits each once.
 #[tokio::test]
 async fn a_sleep_without_acks_wakes_again_and_replays_with_the_original_indices() {
-    let engine = Engine::start(GatewayConfig::default(), ControlConfig::default(), &["a1"]).await;
     let mut config = App::config();
     config.runner.persist_interval = Duration::from_secs(3600);
-    let app = App::start(&engine.endpoint, "key-1", config, SessionOptions::default());
-    app.wait_count("connected", 1).await;
-    let request = RequestId(*b"req1");
-    let mut client = engine.open("a1", request).await;
-    traffic(&mut client, 0..10).await;
+    let (engine, app) = connected(
+        GatewayConfig::default(),
+        ControlConfig::default(),
+        config,
+        SessionOptions::default(),
+    )
+    .await;
+    let (_, _client) = opened(&engine, 10).await;
 
     // The stop's persist fails: nothing is acknowledged.
     app.state.lock().unwrap().fail_persists = 1;
@@ -386,12 +381,8 @@ async fn a_sleep_without_acks_wakes_again_and_replays_with_the_original_indices(
 /// across a same-key reconnection.
 #[tokio::test]
 async fn outgoing_indices_stay_consecutive_across_sleep_wake_and_reconnection() {
-    let engine = Engine::start(GatewayConfig::default(), ControlConfig::default(), &["a1"]).await;
-    let app = App::start(&engine.endpoint, "key-1", App::config(), quick());
-    app.wait_count("connected", 1).await;
-    let request = RequestId(*b"req1");
-    let mut client = engine.open("a1", request).await;
-    traffic(&mut client, 0..10).await;
+    let (engine, app) = started_with(quick()).await;
+    let (_, mut client) = opened(&engine, 10).await;
     app.handle.sleep_actor("a1").unwrap();
     assert_eq!(client.next().await, ClientEvent::Hibernated);
     traffic(&mut client, 10..20).await;
@@ -410,12 +401,9 @@ async fn outgoing_indices_stay_consecutive_across_sleep_wake_and_reconnection() 
 async fn a_silent_connection_is_dropped_after_the_idle_timeout_and_made_again() {
     let mut control = ControlConfig::default();
     control.ping_interval = Duration::from_millis(20);
-    let engine = Engine::start(GatewayConfig::default(), control, &["a1"]).await;
     let options = quick().with_idle_timeout(Duration::from_secs(1));
-    let app = App::start(&engine.endpoint, "key-1", App::config(), options);
-    app.wait_count("connected", 1).await;
-    let mut client = engine.open("a1", RequestId(*b"req1")).await;
-    traffic(&mut client, 0..5).await;
+    let (engine, app) = connected(GatewayConfig::default(), control, App::config(), options).await;
+    let (_, mut client) = opened(&engine, 5).await;
     // Pings every 20 ms keep a live connection well inside the timeout; a frozen one is not.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(app.handle.stats().connections, 1);
@@ -446,22 +434,15 @@ async fn the_token_travels_as_a_subprotocol_and_a_refusal_is_typed() {
     app.wait_count("connected", 1).await;
     let offered = engine.offered.lock().unwrap().clone();
     assert_eq!(offered.last().unwrap(), "rivet, rivet_token.s3cret");
-    let mut client = engine.open("a1", RequestId(*b"req1")).await;
-    traffic(&mut client, 0..3).await;
+    let (_, _client) = opened(&engine, 3).await;
 }
 
 #[tokio::test]
 async fn an_app_that_waits_for_writable_never_overflows_the_outbox() {
-    let engine = Engine::start(GatewayConfig::default(), ControlConfig::default(), &["a1"]).await;
-    let limits = QueueLimits {
-        max_bytes: 1 << 20,
-        max_messages: 4,
-    };
+    let limits = limits(4);
     let options = quick().with_outbox(limits);
-    let app = App::start(&engine.endpoint, "key-1", App::config(), options);
-    app.wait_count("connected", 1).await;
-    let mut client = engine.open("a1", RequestId(*b"req1")).await;
-    traffic(&mut client, 0..3).await;
+    let (engine, app) = started_with(options).await;
+    let (_, mut client) = opened(&engine, 3).await;
 
     let socket = app.state.lock().unwrap().sockets()[0];
     for i in 0..200 {

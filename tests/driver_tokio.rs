@@ -2,13 +2,15 @@
 //! `Opened`, none while backpressured), timers driven by the clock, commands, shutdown.
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
+mod common;
+
 use hibernating_ws::testing::msg;
 use std::time::Duration;
 
 use hibernating_ws::Timestamp;
 use hibernating_ws::driver::tokio::{
-    AppEvents, ClientOutput, GatewayDriver, GatewayHandle, GatewayIo, RunnerDriver, RunnerIo,
-    TokioClock,
+    AppEvents, ClientEvents, ClientOutput, ClientSender, GatewayDriver, GatewayHandle, GatewayIo,
+    RunnerDriver, RunnerIo, TokioClock,
 };
 use hibernating_ws::gateway::{self, Frame, Gateway, GatewayConfig, OverflowPolicy, RouteId};
 use hibernating_ws::runner::{self, Runner, RunnerConfig, SocketId};
@@ -62,6 +64,17 @@ fn published_message(seen: Option<Seen>) -> (u16, Vec<u8>) {
         }))) => (message_id.message_index.get(), m.data.to_vec()),
         other => panic!("expected a published message, got {other:?}"),
     }
+}
+
+/// Opens request `REQ` on actor `a` and has the runner accept it (not hibernatable).
+async fn open_accepted(gw: &GatewayHandle) -> (ClientSender, ClientEvents) {
+    let open = gateway::OpenRequest::new("a", "/").expect("a path starting with /");
+    let (mut sender, events) = gw.open(REQ, ROUTE, open).expect("open");
+    let accept = msg::runner_open(false);
+    gw.runner_frame(ROUTE, &runner_frame(0, accept))
+        .expect("driver runs");
+    sender.readable().await.expect("opened");
+    (sender, events)
 }
 
 fn next_publish(rx: &mut UnboundedReceiver<Seen>) -> Option<Seen> {
@@ -158,12 +171,7 @@ async fn the_client_is_not_read_before_opened_and_pings_follow_the_clock() {
     );
 
     // A runner close reaches the client and ends its channels.
-    let close =
-        ToServerTunnelMessageKind::WebSocketClose(hibernating_ws::wire::ToServerWebSocketClose {
-            code: Some(4000),
-            reason: Some("bye".into()),
-            hibernate: false,
-        });
+    let close = msg::runner_close(4000, "bye");
     gw.runner_frame(ROUTE, &runner_frame(2, close))
         .expect("driver runs");
     assert_eq!(
@@ -265,12 +273,7 @@ async fn runner_driver_persists_after_the_debounce_and_acks_only_what_was_persis
     let runner = Runner::new(RunnerConfig::default(), clock.now()).expect("valid config");
     let (rn, mut app, task) = RunnerDriver::spawn(runner, RunnerRecorder(tx), clock);
     let socket = SocketId::new(GW, REQ);
-    rn.call(|r, now| r.actor_starting(now, "a", Vec::new()))
-        .expect("driver runs")
-        .expect("start");
-    rn.call(|r, now| r.restore(now, "a", Vec::new()))
-        .expect("driver runs")
-        .expect("restore");
+    common::start_actor(&rn, "a");
     let _ = next_app(&mut app); // Restored
     let open = ToClientTunnelMessageKind::WebSocketOpen(ToClientWebSocketOpen {
         actor_id: "a".into(),
@@ -387,12 +390,7 @@ async fn commands_report_engine_errors_and_a_stopped_driver() {
 #[tokio::test(start_paused = true)]
 async fn a_burst_of_inputs_is_handled_in_order_up_to_a_shutdown() {
     let (gw, task, mut seen) = gateway(GatewayConfig::default());
-    let open = gateway::OpenRequest::new("a", "/").expect("a path starting with /");
-    let (mut sender, _events) = gw.open(REQ, ROUTE, open).expect("open");
-    let accept = msg::runner_open(false);
-    gw.runner_frame(ROUTE, &runner_frame(0, accept))
-        .expect("driver runs");
-    sender.readable().await.expect("opened");
+    let (mut sender, _events) = open_accepted(&gw).await;
     let _ = next_publish(&mut seen); // the open
 
     // 150 messages (more than two batches), the shutdown, then 10 more.
@@ -431,12 +429,7 @@ async fn a_burst_of_inputs_is_handled_in_order_up_to_a_shutdown() {
 #[tokio::test(start_paused = true)]
 async fn an_open_gate_never_waits_and_reports_a_driver_that_is_gone() {
     let (gw, task, _seen) = gateway(GatewayConfig::default());
-    let open = gateway::OpenRequest::new("a", "/").expect("a path starting with /");
-    let (mut sender, _events) = gw.open(REQ, ROUTE, open).expect("open");
-    let accept = msg::runner_open(false);
-    gw.runner_frame(ROUTE, &runner_frame(0, accept))
-        .expect("driver runs");
-    sender.readable().await.expect("opened");
+    let (mut sender, _events) = open_accepted(&gw).await;
     // An open gate never makes the reader wait, nor spends the task's cooperative budget (128
     // units per turn): a reader checks the gate for every message.
     let many = async {

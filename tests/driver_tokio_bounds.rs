@@ -3,13 +3,15 @@
 //! links; a link outbox that does not drain closes. Every assertion is on counters and bytes.
 #![allow(clippy::std_instead_of_core, clippy::std_instead_of_alloc)]
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 
 use futures_util::FutureExt;
 use hibernating_ws::driver::tokio::{
     AppEvents, CLIENT_QUEUE_FULL, ClientEvents, ClientOutput, ClientSender, GatewayDriver,
-    GatewayHandle, GatewayIo, GatewayOptions, Outbox, QueueFull, QueueLimits, RunnerDriver,
-    RunnerHandle, RunnerIo, RunnerOptions, TokioClock, outbox,
+    GatewayHandle, GatewayIo, GatewayOptions, Outbox, OutboxReceiver, QueueFull, QueueLimits,
+    RunnerDriver, RunnerHandle, RunnerIo, RunnerOptions, TokioClock, outbox,
 };
 use hibernating_ws::gateway::{
     Frame, Gateway, GatewayConfig, OpenRequest, OverflowPolicy, RouteId,
@@ -48,37 +50,42 @@ impl RunnerIo for ToGateway {
 /// `N` messages of 1 KiB to that socket instead.
 async fn app(rn: RunnerHandle, mut events: AppEvents) {
     while let Some(action) = events.recv().await {
+        // Errors are the test's to find through counters, not the app's to act on.
         let _ = rn.call(|r, now| match action {
-            Action::Open { socket, .. } => {
-                let _ = r.accept(now, socket, true);
-            }
+            Action::Open { socket, .. } => r.accept(now, socket, true).is_ok(),
             Action::Message {
                 socket,
                 data,
                 binary,
                 ..
-            } => {
-                if let Some(n) = std::str::from_utf8(&data)
-                    .ok()
-                    .and_then(|t| t.strip_prefix("blast "))
-                    .and_then(|n| n.parse::<usize>().ok())
-                {
-                    for _ in 0..n {
-                        let _ = r.send(now, socket, &[7; 1024], true);
-                    }
-                } else {
-                    let _ = r.send(now, socket, &data, binary);
-                }
-            }
+            } => match std::str::from_utf8(&data)
+                .ok()
+                .and_then(|t| t.strip_prefix("blast "))
+                .and_then(|n| n.parse::<usize>().ok())
+            {
+                // Every send is tried: a refused one does not stop the blast.
+                Some(n) => (0..n).fold(true, |ok, _| {
+                    r.send(now, socket, &[7; 1024], true).is_ok() && ok
+                }),
+                None => r.send(now, socket, &data, binary).is_ok(),
+            },
             Action::Persist {
                 socket,
                 server_index,
                 ..
-            } => {
-                let _ = r.persisted(now, socket, server_index);
-            }
-            _ => {}
+            } => r.persisted(now, socket, server_index).is_ok(),
+            _ => true,
         });
+    }
+}
+
+/// Hands every frame of a link to `deliver`, a batch at a time, until the link closes.
+async fn pump<T: AsRef<[u8]>>(mut rx: OutboxReceiver<T>, mut deliver: impl AsyncFnMut(T)) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch).await > 0 {
+        for f in batch.drain(..) {
+            deliver(f).await;
+        }
     }
 }
 
@@ -90,8 +97,8 @@ struct Setup {
 /// A gateway and a runner with one started actor, linked in memory.
 fn setup(client_queue: QueueLimits) -> Setup {
     let clock = TokioClock::new();
-    let (to_runner, mut runner_rx) = outbox(QueueLimits::LINK);
-    let (to_gateway, mut gateway_rx) = outbox(QueueLimits::LINK);
+    let (to_runner, runner_rx) = outbox(QueueLimits::LINK);
+    let (to_gateway, gateway_rx) = outbox(QueueLimits::LINK);
     let full = Arc::new(Mutex::new(Vec::new()));
     let mut config = GatewayConfig::default();
     config.overflow_policy = OverflowPolicy::Backpressure;
@@ -106,29 +113,14 @@ fn setup(client_queue: QueueLimits) -> Setup {
     let runner = Runner::new(RunnerConfig::default(), clock.now()).expect("config");
     let (rn, events, _task) = RunnerDriver::spawn(runner, ToGateway(to_gateway), clock);
     let rn2 = rn.clone();
-    tokio::spawn(async move {
-        let mut batch = Vec::new();
-        while runner_rx.recv_many(&mut batch).await > 0 {
-            for f in batch.drain(..) {
-                let _ = rn2.frame(f.as_ref()).await;
-            }
-        }
-    });
+    tokio::spawn(pump(runner_rx, async move |f: Frame| {
+        let _ = rn2.frame(f.as_ref()).await;
+    }));
     let gw2 = gw.clone();
-    tokio::spawn(async move {
-        let mut batch = Vec::new();
-        while gateway_rx.recv_many(&mut batch).await > 0 {
-            for f in batch.drain(..) {
-                let _ = gw2.runner_frame(ROUTE, &f);
-            }
-        }
-    });
-    rn.call(|r, now| r.actor_starting(now, "a", Vec::new()))
-        .expect("runs")
-        .expect("starting");
-    rn.call(|r, now| r.restore(now, "a", Vec::new()))
-        .expect("runs")
-        .expect("restore");
+    tokio::spawn(pump(gateway_rx, async move |f: Vec<u8>| {
+        let _ = gw2.runner_frame(ROUTE, &f);
+    }));
+    common::start_actor(&rn, "a");
     tokio::spawn(app(rn, events));
     Setup { gw, full }
 }
@@ -297,12 +289,7 @@ async fn the_app_queue_pushes_back_on_the_gateway_link() {
     let options = RunnerOptions::default().with_app_queue(limits);
     let (driver, rn, mut app) = RunnerDriver::new(runner, Drop0, clock, options);
     tokio::spawn(driver.run());
-    rn.call(|r, now| r.actor_starting(now, "a", Vec::new()))
-        .expect("runs")
-        .expect("starting");
-    rn.call(|r, now| r.restore(now, "a", Vec::new()))
-        .expect("runs")
-        .expect("restore");
+    common::start_actor(&rn, "a");
     let open = ToClientTunnelMessageKind::WebSocketOpen(ToClientWebSocketOpen {
         actor_id: "a".into(),
         path: "/".into(),

@@ -24,6 +24,7 @@
     dead_code
 )] // test code on std
 
+mod common;
 #[path = "interop/engine.rs"]
 mod engine;
 

@@ -1,5 +1,5 @@
-//! Hostile peers against the real adapters (`driver::tokio`'s gateway and runner in the demo)
-//! over WebSockets on 127.0.0.1, each alongside a well-behaved client whose every message must
+//! Hostile peers against the real adapters (the demo's `driver::control` gateway and
+//! `driver::session` runner) over WebSockets on 127.0.0.1, each alongside a well-behaved client whose every message must
 //! arrive exactly once:
 //!
 //! * the runner hop, through a man in the middle: garbage and oversized frames both ways, acks
@@ -37,9 +37,9 @@ use futures_util::{SinkExt, StreamExt};
 use hibernating_ws::MessageIndex;
 use hibernating_ws::gateway::GatewayConfig;
 use hibernating_ws::wire::{
-    self, DecodeLimits, GatewayId, MessageId, RequestId, ToClientTunnelMessage,
-    ToClientTunnelMessageKind, ToClientWebSocketClose, ToClientWebSocketMessage, ToGateway,
-    ToRunner, ToServerTunnelMessage, ToServerTunnelMessageKind, ToServerWebSocketMessage,
+    self, DecodeLimits, GatewayId, MessageId, RequestId, ToClient, ToClientTunnelMessage,
+    ToClientTunnelMessageKind, ToClientWebSocketClose, ToClientWebSocketMessage, ToServer,
+    ToServerTunnelMessage, ToServerTunnelMessageKind, ToServerWebSocketMessage,
     ToServerWebSocketMessageAck,
 };
 use hostile_support::{MAX_FRAME, Mitm, WAIT, eventually, runner, settled, stream};
@@ -49,12 +49,7 @@ use tokio_tungstenite::tungstenite::{Bytes, Message};
 const DEMO: GatewayId = GatewayId(*b"demo");
 
 async fn gateway(opts: GatewayOptions) -> GatewayServer {
-    GatewayServer::start(GatewayOptions {
-        cold_start: Duration::ZERO,
-        ..opts
-    })
-    .await
-    .expect("gateway starts")
+    GatewayServer::start(opts).await.expect("gateway starts")
 }
 
 fn default_gateway() -> GatewayOptions {
@@ -73,20 +68,36 @@ fn id(gateway_id: GatewayId, request_id: RequestId, index: u16) -> MessageId {
     }
 }
 
-/// A gateway → runner tunnel frame.
+/// A gateway → runner tunnel frame (plain `ToClient`, as on a runner's connection).
 fn to_runner(message_id: MessageId, kind: ToClientTunnelMessageKind) -> Vec<u8> {
-    wire::encode_versioned(
-        7,
-        &ToRunner::TunnelMessage(ToClientTunnelMessage { message_id, kind }),
-    )
+    wire::encode(&ToClient::TunnelMessage(ToClientTunnelMessage {
+        message_id,
+        kind,
+    }))
 }
 
-/// A runner → gateway tunnel frame.
+/// A runner → gateway tunnel frame (plain `ToServer`).
 fn to_gateway(message_id: MessageId, kind: ToServerTunnelMessageKind) -> Vec<u8> {
-    wire::encode_versioned(
-        7,
-        &ToGateway::TunnelMessage(ToServerTunnelMessage { message_id, kind }),
-    )
+    wire::encode(&ToServer::TunnelMessage(ToServerTunnelMessage {
+        message_id,
+        kind,
+    }))
+}
+
+/// The gateway → runner tunnel message in `frame`, if it is one.
+fn down_tunnel(frame: &[u8]) -> Option<ToClientTunnelMessage> {
+    match wire::decode::<ToClient>(frame) {
+        Ok(ToClient::TunnelMessage(m)) => Some(m),
+        _ => None,
+    }
+}
+
+/// The runner → gateway tunnel message in `frame`, if it is one.
+fn up_tunnel(frame: &[u8]) -> Option<ToServerTunnelMessage> {
+    match wire::decode::<ToServer>(frame) {
+        Ok(ToServer::TunnelMessage(m)) => Some(m),
+        _ => None,
+    }
 }
 
 /// The request id of the first open the gateway sent through the man in the middle.
@@ -94,16 +105,11 @@ fn opened_request(mitm: &Mitm) -> RequestId {
     mitm.to_runner
         .seen()
         .iter()
-        .find_map(
-            |f| match wire::decode_versioned::<ToRunner>(f, &DecodeLimits::default()) {
-                Ok((_, ToRunner::TunnelMessage(m)))
-                    if matches!(m.kind, ToClientTunnelMessageKind::WebSocketOpen(_)) =>
-                {
-                    Some(m.message_id.request_id)
-                }
-                _ => None,
-            },
-        )
+        .find_map(|f| {
+            down_tunnel(f)
+                .filter(|m| matches!(m.kind, ToClientTunnelMessageKind::WebSocketOpen(_)))
+                .map(|m| m.message_id.request_id)
+        })
         .expect("the gateway sent an open")
 }
 
@@ -112,12 +118,7 @@ fn runner_frames_for(mitm: &Mitm, request_id: RequestId) -> usize {
     mitm.to_gateway
         .seen()
         .iter()
-        .filter(|f| {
-            matches!(
-                wire::decode_versioned::<ToGateway>(f, &DecodeLimits::default()),
-                Ok((_, ToGateway::TunnelMessage(m))) if m.message_id.request_id == request_id
-            )
-        })
+        .filter(|f| up_tunnel(f).is_some_and(|m| m.message_id.request_id == request_id))
         .count()
 }
 
@@ -125,8 +126,11 @@ fn runner_frames_for(mitm: &Mitm, request_id: RequestId) -> usize {
 async fn a_hostile_runner_hop_gets_typed_answers_and_the_client_keeps_every_message() {
     let dir = DataDir::new(None).expect("temp dir");
     let limits = DecodeLimits::default().with_max_frame_size(MAX_FRAME);
+    let mut control = demo::gateway::control_config();
+    control.decode_limits = limits.clone();
     let server = gateway(GatewayOptions {
         config: GatewayConfig::default().with_decode_limits(limits),
+        control,
         ..default_gateway()
     })
     .await;
@@ -143,12 +147,19 @@ async fn a_hostile_runner_hop_gets_typed_answers_and_the_client_keeps_every_mess
     })
     .await;
     let request = opened_request(&mitm);
-    let old_down = mitm.to_runner.seen();
+    // The tunnel frames (the connection also carries the handshake, commands, events, pings).
+    let old_down: Vec<_> = mitm
+        .to_runner
+        .seen()
+        .into_iter()
+        .filter(|f| down_tunnel(f).is_some())
+        .collect();
     let old_up = mitm.to_gateway.seen();
     let stranger = RequestId(*b"\x00\x01\x02\x03");
 
     // --- Gateway → runner ---------------------------------------------------------------
     let before = runner.handle().call(|r, _| r.stats()).expect("runner");
+    let rejected_before = runner.handle().session().stats().frames_rejected;
     // Garbage and an oversized frame (past the decode limit).
     let garbage: [&[u8]; 3] = [&[], &[0xff, 0xff, 1, 2, 3], &[7, 0, 4, 9, 9, 9, 9]];
     for g in garbage {
@@ -188,7 +199,8 @@ async fn a_hostile_runner_hop_gets_typed_answers_and_the_client_keeps_every_mess
         "the runner to drop or answer every injected frame",
         || async {
             let r = runner.handle().call(|r, _| r.stats()).ok()?;
-            (r.dropped_malformed >= before.dropped_malformed + 4
+            let rejected = runner.handle().session().stats().frames_rejected;
+            (rejected >= rejected_before + 4
                 && r.duplicates >= before.duplicates + 20
                 && r.not_found_answers > before.not_found_answers
                 && r.dropped_unknown_socket >= before.dropped_unknown_socket + 2)
@@ -196,7 +208,6 @@ async fn a_hostile_runner_hop_gets_typed_answers_and_the_client_keeps_every_mess
         },
     )
     .await;
-    assert_eq!(after.dropped_malformed, before.dropped_malformed + 4);
     assert_eq!(after.delivered, before.delivered, "nothing delivered twice");
     assert_eq!(
         runner_frames_for(&mitm, never_held),
@@ -206,6 +217,14 @@ async fn a_hostile_runner_hop_gets_typed_answers_and_the_client_keeps_every_mess
 
     // --- Runner → gateway ---------------------------------------------------------------
     let before = server.stats();
+    let malformed = |s: &demo::gateway::Snapshot| -> u64 {
+        s.receive_errors
+            .iter()
+            .filter(|(e, _)| e.starts_with("malformed frame"))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let malformed_before = malformed(&server.snapshot().await);
     for g in garbage {
         mitm.to_gateway.inject(g.to_vec());
     }
@@ -245,11 +264,9 @@ async fn a_hostile_runner_hop_gets_typed_answers_and_the_client_keeps_every_mess
     let old_acks: Vec<_> = old_up
         .iter()
         .filter(|f| {
-            matches!(
-                wire::decode_versioned::<ToGateway>(f, &DecodeLimits::default()),
-                Ok((_, ToGateway::TunnelMessage(m)))
-                    if matches!(m.kind, ToServerTunnelMessageKind::WebSocketMessageAck(_))
-            )
+            up_tunnel(f).is_some_and(|m| {
+                matches!(m.kind, ToServerTunnelMessageKind::WebSocketMessageAck(_))
+            })
         })
         .collect();
     assert!(!old_acks.is_empty());
@@ -258,7 +275,9 @@ async fn a_hostile_runner_hop_gets_typed_answers_and_the_client_keeps_every_mess
     }
     let after = eventually("the gateway to drop every injected frame", || async {
         let g = server.stats();
-        (g.dropped_malformed == before.dropped_malformed + 4
+        // Malformed frames are the control engine's to drop (it decodes the connection).
+        let m = malformed(&server.snapshot().await);
+        (m == malformed_before + 4
             && g.acks_invalid == before.acks_invalid + 1
             && g.dropped_wrong_gateway == before.dropped_wrong_gateway + 1
             && g.unknown_request_answers == before.unknown_request_answers + 1
@@ -611,7 +630,7 @@ async fn slow_readers_stay_within_their_queue_bound() {
 }
 
 /// Half-open peers: clients that opened, sent a message and then neither read nor write (nor
-/// close), and a runner link that said hello and went silent. The keepalive closes each client
+/// close), and a runner link that completed its handshake and went silent. The keepalive closes each client
 /// with 1001 `hws.idle_timeout` (the runner gets the close too) and drops the link; the
 /// well-behaved client, which answers pings, keeps streaming.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -638,21 +657,25 @@ async fn half_open_clients_and_runner_links_are_closed_by_the_keepalive() {
         tcp.write_all(&frame(0x2, &data)).await.expect("write");
         frozen.push(tcp);
     }
-    let url = format!("{}/runner", server.url());
-    let mut silent = demo::runner::connect_runner(
-        &url,
+    let mut silent = demo::runner::connect_raw(
+        &server.url(),
         server.runner_token(),
         GatewayOptions::default().websocket,
     )
     .await
     .expect("the silent runner connects");
-    let hello = demo::control::Control::Hello {
-        runner: "silent".into(),
-    };
+    // Its handshake (one slot: nothing is placed on it), then silence.
+    let init = ToServer::Init(wire::ToServerInit {
+        name: demo::gateway::RUNNER_POOL.into(),
+        version: 1,
+        total_slots: 1,
+        prepopulate_actor_names: None,
+        metadata: None,
+    });
     silent
-        .send(Message::text(hello.to_text()))
+        .send(Message::Binary(Bytes::from(wire::encode(&init))))
         .await
-        .expect("hello");
+        .expect("init");
 
     // The steady client streams (and answers pings) meanwhile.
     let mut d = 0;

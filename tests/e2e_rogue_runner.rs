@@ -1,9 +1,11 @@
 //! The demo's runner hop against rogue runners, over real WebSockets on 127.0.0.1: each rogue is
 //! refused with a typed reason ([`RunnerRejection`]) and the honest client's stream is untouched.
 //!
-//! * no token, or a wrong token: the upgrade is refused (HTTP 401, reason in the body);
-//! * the right token but a tunnel frame before the hello: closed with 1008
-//!   `runner.hello_required`, the frame never reaches the engine;
+//! * no token, a wrong token, or no runner key: the upgrade is refused (HTTP 401, reason in the
+//!   body);
+//! * the right token but a tunnel frame before `ToServerInit`: the control engine drops it
+//!   (`NotInitialized`) and the connection is closed with 1008 `runner.init_required`; no frame
+//!   reaches the gateway;
 //! * request ids are random: sequential guesses name no live request.
 //!
 //! Real time, not paused; no timing assertions (every wait is for an event, bounded by a generous
@@ -26,19 +28,27 @@ use futures_util::{SinkExt, StreamExt};
 use hibernating_ws::MessageIndex;
 use hibernating_ws::gateway::GatewayConfig;
 use hibernating_ws::wire::{
-    self, GatewayId, MessageId, RequestId, ToGateway, ToServerTunnelMessage,
+    self, GatewayId, MessageId, RequestId, ToServer, ToServerTunnelMessage,
     ToServerTunnelMessageKind, ToServerWebSocketClose, ToServerWebSocketMessage,
 };
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message};
 
-/// Connects to `/runner` offering `protocols` (none if `None`); returns the HTTP refusal's
-/// status and body, or `None` if the upgrade succeeded.
-async fn refused(server: &GatewayServer, protocols: Option<&str>) -> Option<(u16, String)> {
-    let mut request = format!("{}/runner", server.url())
-        .into_client_request()
-        .expect("a request");
+/// Connects to the runner endpoint (with a runner key if `key`) offering `protocols` (none if
+/// `None`); returns the HTTP refusal's status and body, or `None` if the upgrade succeeded.
+async fn refused(
+    server: &GatewayServer,
+    protocols: Option<&str>,
+    key: bool,
+) -> Option<(u16, String)> {
+    let query = if key { "&runner_key=rogue" } else { "" };
+    let mut request = format!(
+        "{}/runners/connect?protocol_version=7&namespace=default{query}",
+        server.url()
+    )
+    .into_client_request()
+    .expect("a request");
     if let Some(p) = protocols {
         request.headers_mut().insert(
             "sec-websocket-protocol",
@@ -69,17 +79,15 @@ fn injected(request_id: RequestId, close: bool) -> Vec<u8> {
             binary: false,
         })
     };
-    wire::encode_versioned(
-        7,
-        &ToGateway::TunnelMessage(ToServerTunnelMessage {
-            message_id: MessageId {
-                gateway_id: GatewayId(*b"demo"),
-                request_id,
-                message_index: MessageIndex::ZERO,
-            },
-            kind,
-        }),
-    )
+    // Plain `ToServer`, as runners send on their connection.
+    wire::encode(&ToServer::TunnelMessage(ToServerTunnelMessage {
+        message_id: MessageId {
+            gateway_id: GatewayId(*b"demo"),
+            request_id,
+            message_index: MessageIndex::ZERO,
+        },
+        kind,
+    }))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,19 +105,30 @@ async fn rogue_runners_are_refused_with_a_typed_reason_and_the_hibernating_clien
     assert_eq!(server.stats().hibernating, 1);
 
     // 1. No token at all, 2. a wrong token: the upgrade itself is refused.
-    let missing = refused(&server, None).await;
+    let missing = refused(&server, None, true).await;
     assert_eq!(
         missing,
         Some((401, RunnerRejection::MissingToken.reason().to_string()))
     );
-    let wrong = refused(&server, Some(&auth::subprotocol_header("not-the-token"))).await;
+    let wrong = refused(
+        &server,
+        Some(&auth::subprotocol_header("not-the-token")),
+        true,
+    )
+    .await;
     assert_eq!(
         wrong,
         Some((401, RunnerRejection::BadToken.reason().to_string()))
     );
+    // (The right token without a runner key is refused too.)
+    let right = auth::subprotocol_header(server.runner_token());
+    assert_eq!(
+        refused(&server, Some(&right), false).await,
+        Some((401, RunnerRejection::MissingKey.reason().to_string()))
+    );
 
-    // 3. The right token but no hello: its first tunnel frame closes it (1008), and the frames
-    // (a close 4000 and a message for every guessable id) never reach the engine.
+    // 3. The right token but no `ToServerInit`: its first tunnel frame closes it (1008), and the
+    // frames (a close 4000 and a message for every guessable id) never reach the gateway.
     let ws = connect_as_runner(&server)
         .await
         .expect("the upgrade succeeds with the token");
@@ -134,7 +153,7 @@ async fn rogue_runners_are_refused_with_a_typed_reason_and_the_hibernating_clien
     .expect("closed in time");
     assert_eq!(
         close,
-        Some((1008, RunnerRejection::HelloRequired.reason().to_string()))
+        Some((1008, RunnerRejection::InitRequired.reason().to_string()))
     );
 
     let snapshot = server.snapshot().await;
@@ -151,13 +170,28 @@ async fn rogue_runners_are_refused_with_a_typed_reason_and_the_hibernating_clien
     assert_eq!(
         snapshot
             .runners_rejected
-            .get(&RunnerRejection::HelloRequired),
+            .get(&RunnerRejection::InitRequired),
         Some(&1)
     );
+    assert_eq!(
+        snapshot.runners_rejected.get(&RunnerRejection::MissingKey),
+        Some(&1)
+    );
+    // The engine dropped what the rogue sent before its handshake (typed: NotInitialized) and
+    // nothing else: no tunnel message reached the gateway.
     assert!(
-        snapshot.receive_errors.is_empty(),
-        "no rogue frame reached the engine: {:?}",
+        !snapshot.receive_errors.is_empty()
+            && snapshot
+                .receive_errors
+                .keys()
+                .all(|e| e.contains("before ToServerInit")),
+        "only frames before the handshake were dropped: {:?}",
         snapshot.receive_errors
+    );
+    assert_eq!(
+        server.stats().messages_acked,
+        10,
+        "no rogue ack or message counted"
     );
 
     // The victim is still there, hibernating; it wakes on its next message and every message

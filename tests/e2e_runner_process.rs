@@ -145,18 +145,15 @@ async fn parent(storage: StorageKind) -> Result<(), String> {
         ..demo::args::Args::default()
     };
     let dir = DataDir::new(None).map_err(|e| e.to_string())?;
-    let mut server = GatewayServer::start(GatewayOptions {
-        cold_start: Duration::ZERO,
-        ..GatewayOptions::new(
-            "127.0.0.1:0".into(),
-            gateway_config(&args),
-            Schedule {
-                actor: "proc-actor".into(),
-                sleep_at: Vec::new(),
-                kill_at: Some(MESSAGES / 3),
-            },
-        )
-    })
+    let mut server = GatewayServer::start(GatewayOptions::new(
+        "127.0.0.1:0".into(),
+        gateway_config(&args),
+        Schedule {
+            actor: "proc-actor".into(),
+            sleep_at: Vec::new(),
+            kill_at: Some(MESSAGES / 3),
+        },
+    ))
     .await
     .map_err(|e| e.to_string())?;
     let url = server.url();

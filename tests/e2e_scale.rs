@@ -14,10 +14,9 @@
 mod demo;
 mod hostile_support;
 
-use std::time::Duration;
-
 use demo::client::Client;
 use demo::gateway::{GatewayOptions, GatewayServer, Schedule};
+use demo::runner::RunnerInstance;
 use demo::scenario::DataDir;
 use hibernating_ws::gateway::GatewayConfig;
 use hostile_support::{WAIT, runner, settled};
@@ -29,16 +28,21 @@ const CONNS: u64 = 300;
 const ACTORS: u64 = 10;
 
 async fn gateway() -> GatewayServer {
-    GatewayServer::start(GatewayOptions {
-        cold_start: Duration::from_millis(5),
-        ..GatewayOptions::new(
-            "127.0.0.1:0".into(),
-            GatewayConfig::default(),
-            Schedule::default(),
-        )
-    })
+    GatewayServer::start(GatewayOptions::new(
+        "127.0.0.1:0".into(),
+        GatewayConfig::default(),
+        Schedule::default(),
+    ))
     .await
     .expect("gateway starts")
+}
+
+/// A gateway and the honest runner on a fresh data directory.
+async fn deployment() -> (DataDir, GatewayServer, RunnerInstance) {
+    let dir = DataDir::new(None).expect("temp dir");
+    let server = gateway().await;
+    let runner = runner(server.url(), server.runner_token(), &dir).await;
+    (dir, server, runner)
 }
 
 /// Client `i` sends message `seq` and waits for its echo.
@@ -55,9 +59,7 @@ async fn round_trip(mut c: Client, i: u64, seq: u64) -> Client {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_sockets_survive_sleep_wake_cycles_and_leave_nothing_behind() {
-    let dir = DataDir::new(None).expect("temp dir");
-    let server = gateway().await;
-    let runner = runner(server.url(), server.runner_token(), &dir).await;
+    let (_dir, server, runner) = deployment().await;
     let url = server.url();
     let mut set = JoinSet::new();
     for i in 0..CONNS {
@@ -105,9 +107,7 @@ async fn concurrent_sockets_survive_sleep_wake_cycles_and_leave_nothing_behind()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_close_churn_leaves_nothing_behind() {
     const CYCLES: u64 = 3_000;
-    let dir = DataDir::new(None).expect("temp dir");
-    let server = gateway().await;
-    let runner = runner(server.url(), server.runner_token(), &dir).await;
+    let (_dir, server, runner) = deployment().await;
     let url = server.url();
     let mut set = JoinSet::new();
     for i in 0..CYCLES {

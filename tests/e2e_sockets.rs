@@ -49,13 +49,9 @@ async fn slow_storage_runner(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_close_while_the_actor_sleeps_reaches_the_actor_after_wake_and_deletes_metadata() {
-    let dir = DataDir::new(None).expect("temp dir");
-    let server = gateway(GatewayConfig::default()).await;
-    let _runner = runner(&server, &dir, fast_runner()).await;
+    let (dir, server, rn) = deployed(GatewayConfig::default(), fast_runner()).await;
 
-    let mut client = Client::connect(&server.url(), "sleepy")
-        .await
-        .expect("connect");
+    let mut client = connect(&server, "sleepy").await;
     let digest = stream(&mut client, 3, 0, 20, 2_000, 0).await;
     assert_eq!(client.wait_echo(20, WAIT).await, Some((20, digest)));
 
@@ -87,12 +83,13 @@ async fn client_close_while_the_actor_sleeps_reaches_the_actor_after_wake_and_de
     let file = store.load("sleepy").expect("actor file");
     assert!(file.sockets.is_empty(), "metadata deleted: {file:?}");
 
-    let snapshot = eventually("the request to close and its record to go", || async {
-        let s = server.snapshot().await;
-        (s.requests == 0 && s.records == 0 && s.runner_total().closes.len() == 1).then_some(s)
-    })
-    .await;
-    let runner_closes = snapshot.runner_total().closes;
+    let (snapshot, runner_closes) =
+        eventually("the request to close and its record to go", || async {
+            let s = server.snapshot().await;
+            let closes = rn.report()?.closes;
+            (s.requests == 0 && s.records == 0 && closes.len() == 1).then_some((s, closes))
+        })
+        .await;
     assert_eq!(
         runner_closes.get("gateway closed (4001 bye)"),
         Some(&1),
@@ -113,19 +110,55 @@ fn slow_runner(persist_interval: Duration) -> RunnerConfig {
         .with_persist_bytes(u64::MAX / 2)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn close_policy_closes_only_the_connection_over_its_limit() {
-    let dir = DataDir::new(None).expect("temp dir");
+/// A gateway holding at most 64 KiB per connection under `policy`, and a [`slow_runner`]
+/// persisting every `persist_interval`.
+async fn limited(
+    policy: OverflowPolicy,
+    persist_interval: Duration,
+) -> (DataDir, GatewayServer, RunnerInstance) {
     let mut config = GatewayConfig::default();
     config.max_pending_bytes = 64 * 1024;
-    config.overflow_policy = OverflowPolicy::Close;
+    config.overflow_policy = policy;
+    deployed(config, slow_runner(persist_interval)).await
+}
+
+/// A gateway with `config` and a runner with `runner_config` on a fresh data directory.
+async fn deployed(
+    config: GatewayConfig,
+    runner_config: RunnerConfig,
+) -> (DataDir, GatewayServer, RunnerInstance) {
+    let dir = DataDir::new(None).expect("temp dir");
     let server = gateway(config).await;
-    let _runner = runner(&server, &dir, slow_runner(Duration::from_secs(3600))).await;
+    let runner = runner(&server, &dir, runner_config).await;
+    (dir, server, runner)
+}
+
+/// Sends `n` messages of 64 bytes of stream `seed`, each echoed before the next; returns the
+/// stream's digest.
+async fn round_trips(client: &mut Client, seed: u64, n: u64) -> u64 {
+    let mut digest = 0;
+    for seq in 0..n {
+        digest = stream(client, seed, seq, seq + 1, 64, digest).await;
+        assert_eq!(
+            client.wait_echo(seq + 1, WAIT).await.map(|e| e.0),
+            Some(seq + 1)
+        );
+    }
+    digest
+}
+
+async fn connect(server: &GatewayServer, actor: &str) -> Client {
+    Client::connect(&server.url(), actor)
+        .await
+        .expect("connect")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_policy_closes_only_the_connection_over_its_limit() {
+    let (_dir, server, _runner) = limited(OverflowPolicy::Close, Duration::from_secs(3600)).await;
 
     // A: 40 messages of 4 KiB, never acked: the 17th exceeds 64 KiB.
-    let mut big = Client::connect(&server.url(), "actor-a")
-        .await
-        .expect("connect");
+    let mut big = connect(&server, "actor-a").await;
     for seq in 0..40u64 {
         let mut data = format!("{seq:010}").into_bytes();
         data.resize(4096, b'x');
@@ -141,17 +174,8 @@ async fn close_policy_closes_only_the_connection_over_its_limit() {
     );
 
     // B, on another actor of the same runner and gateway, keeps working.
-    let mut small = Client::connect(&server.url(), "actor-b")
-        .await
-        .expect("connect");
-    let mut digest = 0;
-    for seq in 0..50u64 {
-        digest = stream(&mut small, 9, seq, seq + 1, 64, digest).await;
-        assert_eq!(
-            small.wait_echo(seq + 1, WAIT).await.map(|e| e.0),
-            Some(seq + 1)
-        );
-    }
+    let mut small = connect(&server, "actor-b").await;
+    let digest = round_trips(&mut small, 9, 50).await;
     assert_eq!(small.wait_echo(50, WAIT).await, Some((50, digest)));
     let stats = server.stats();
     assert_eq!(stats.closed_pending_limit, 1);
@@ -160,17 +184,11 @@ async fn close_policy_closes_only_the_connection_over_its_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backpressure_policy_stops_reading_only_the_full_connection() {
-    let dir = DataDir::new(None).expect("temp dir");
-    let mut config = GatewayConfig::default();
-    config.max_pending_bytes = 64 * 1024;
-    config.overflow_policy = OverflowPolicy::Backpressure;
-    let server = gateway(config).await;
     // Persist (and ack) only every 300 ms: A fills its 64 KiB long before that.
-    let _runner = runner(&server, &dir, slow_runner(Duration::from_millis(300))).await;
+    let (_dir, server, _runner) =
+        limited(OverflowPolicy::Backpressure, Duration::from_millis(300)).await;
 
-    let mut big = Client::connect(&server.url(), "actor-a")
-        .await
-        .expect("connect");
+    let mut big = connect(&server, "actor-a").await;
     let digest_a = stream(&mut big, 5, 0, 60, 4096, 0).await;
     // A is refused with backpressure at least once: the gateway stopped reading it.
     eventually("A to be backpressured", || async {
@@ -179,17 +197,8 @@ async fn backpressure_policy_stops_reading_only_the_full_connection() {
     .await;
 
     // Meanwhile B works, one round trip at a time.
-    let mut small = Client::connect(&server.url(), "actor-b")
-        .await
-        .expect("connect");
-    let mut digest_b = 0;
-    for seq in 0..20u64 {
-        digest_b = stream(&mut small, 11, seq, seq + 1, 64, digest_b).await;
-        assert_eq!(
-            small.wait_echo(seq + 1, WAIT).await.map(|e| e.0),
-            Some(seq + 1)
-        );
-    }
+    let mut small = connect(&server, "actor-b").await;
+    let digest_b = round_trips(&mut small, 11, 20).await;
 
     // A was never closed, never over its limit, and completes exactly once as acks free room.
     assert_eq!(big.wait_echo(60, WAIT).await, Some((60, digest_a)));
@@ -202,24 +211,27 @@ async fn backpressure_policy_stops_reading_only_the_full_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_runner_frames_are_typed_errors_and_the_gateway_keeps_serving() {
-    let dir = DataDir::new(None).expect("temp dir");
-    let server = gateway(GatewayConfig::default()).await;
-    let _runner = runner(&server, &dir, fast_runner()).await;
-    let mut client = Client::connect(&server.url(), "steady")
-        .await
-        .expect("connect");
+    let (_dir, server, _runner) = deployed(GatewayConfig::default(), fast_runner()).await;
+    let mut client = connect(&server, "steady").await;
     let d = stream(&mut client, 4, 0, 10, 512, 0).await;
     assert_eq!(client.wait_echo(10, WAIT).await, Some((10, d)));
 
     // A runner with the token (a buggy one, or one whose token leaked) publishes garbage.
     let mut rogue = connect_as_runner(&server).await.expect("rogue connects");
-    let hello = demo::control::Control::Hello {
-        runner: "rogue".into(),
-    };
+    // Its handshake (one slot: nothing is placed on it).
+    let init = hibernating_ws::wire::ToServer::Init(hibernating_ws::wire::ToServerInit {
+        name: demo::gateway::RUNNER_POOL.into(),
+        version: 1,
+        total_slots: 1,
+        prepopulate_actor_names: None,
+        metadata: None,
+    });
     rogue
-        .send(Message::text(hello.to_text()))
+        .send(Message::Binary(Bytes::from(hibernating_ws::wire::encode(
+            &init,
+        ))))
         .await
-        .expect("hello");
+        .expect("init");
     let garbage: [&[u8]; 4] = [
         &[],
         &[0xff, 0xff, 1, 2, 3],
@@ -245,8 +257,9 @@ async fn malformed_runner_frames_are_typed_errors_and_the_gateway_keeps_serving(
         "typed errors: {:?}",
         snapshot.receive_errors
     );
-    let stats = server.stats();
-    assert_eq!(stats.dropped_malformed, 4);
+    // The control engine decodes the runner's connection: it dropped them.
+    let dropped = server.handle().call(|c, _| c.stats().frames_dropped);
+    assert_eq!(dropped, Ok(4));
 
     // The gateway keeps serving the real client.
     let d = stream(&mut client, 4, 10, 30, 512, d).await;
@@ -263,32 +276,35 @@ async fn a_wake_replays_more_buffered_messages_than_the_runner_queues_for_a_star
     // dropped and the socket closed on the gap; the default now holds two full windows, and the
     // demo's runner config sizes the byte limit for its larger window.
     let dir = DataDir::new(None).expect("temp dir");
-    let server = GatewayServer::start(GatewayOptions {
-        cold_start: Duration::from_millis(300),
-        ..GatewayOptions::new(
-            "127.0.0.1:0".into(),
-            GatewayConfig::default(),
-            Schedule::default(),
-        )
-    })
+    let server = GatewayServer::start(GatewayOptions::new(
+        "127.0.0.1:0".into(),
+        GatewayConfig::default(),
+        Schedule::default(),
+    ))
     .await
     .expect("gateway starts");
     // Slow storage: the replay reaches the runner long before the restore could happen.
     let config = demo::scenario::runner_config(&demo::args::Args::default())
         .with_persist_interval(Duration::from_millis(10));
-    let _runner = slow_storage_runner(&server, &dir, config, Duration::from_millis(200)).await;
-    let mut client = Client::connect(&server.url(), "bulk")
-        .await
-        .expect("connect");
+    let first = slow_storage_runner(&server, &dir, config.clone(), Duration::ZERO).await;
+    let mut client = connect(&server, "bulk").await;
     let d = stream(&mut client, 8, 0, 10, 20, 0).await;
     assert_eq!(client.wait_echo(10, WAIT).await, Some((10, d)));
     server.sleep_actor("bulk").await;
+    // No runner while the client streams on: the gateway buffers everything, and the actor
+    // waits for a runner to start on.
+    let _ = first.shutdown().await;
     let d = stream(&mut client, 8, 10, 3_010, 20, d).await;
+    eventually("3 000 messages buffered", || async {
+        (server.stats().pending_messages >= 3_000).then_some(())
+    })
+    .await;
+    let rn = slow_storage_runner(&server, &dir, config, Duration::from_millis(200)).await;
     assert_eq!(client.wait_echo(3_010, WAIT).await, Some((3_010, d)));
     let stats = server.stats();
     assert_eq!(stats.closed, 0, "no gap close: {stats:?}");
     assert!(stats.messages_replayed >= 1_025, "{stats:?}");
-    let runner = server.snapshot().await.runner_total();
+    let runner = rn.report().expect("the runner runs");
     assert_eq!(runner.gaps, 0, "{runner:?}");
 }
 
@@ -332,9 +348,7 @@ async fn a_never_reading_flooder_stays_bounded_and_another_client_keeps_working(
         }
     });
 
-    let mut client = Client::connect(&server.url(), "other")
-        .await
-        .expect("connect");
+    let mut client = connect(&server, "other").await;
     let filled = eventually(
         "the flooder's queue to reach its push-back point",
         || async {

@@ -55,27 +55,22 @@ fn replay(target: &str, harness: fn(&[u8])) {
     );
 }
 
-#[test]
-fn wire_decode_corpus() {
-    replay("wire_decode", hibernating_ws::fuzz::wire_decode);
+/// One test per fuzz target, each replaying that target's committed corpus.
+macro_rules! corpus_tests {
+    ($($test:ident: $target:literal => $harness:path;)*) => {
+        $(
+            #[test]
+            fn $test() {
+                replay($target, $harness);
+            }
+        )*
+    };
 }
 
-#[test]
-fn gateway_ops_corpus() {
-    replay("gateway_ops", hibernating_ws::fuzz::gateway_ops);
-}
-
-#[test]
-fn runner_ops_corpus() {
-    replay("runner_ops", hibernating_ws::fuzz::runner_ops);
-}
-
-#[test]
-fn sim_schedule_corpus() {
-    replay("sim_schedule", hibernating_ws::sim::fuzz_schedule);
-}
-
-#[test]
-fn control_ops_corpus() {
-    replay("control_ops", hibernating_ws::fuzz::control_ops);
+corpus_tests! {
+    wire_decode_corpus: "wire_decode" => hibernating_ws::fuzz::wire_decode;
+    gateway_ops_corpus: "gateway_ops" => hibernating_ws::fuzz::gateway_ops;
+    runner_ops_corpus: "runner_ops" => hibernating_ws::fuzz::runner_ops;
+    sim_schedule_corpus: "sim_schedule" => hibernating_ws::sim::fuzz_schedule;
+    control_ops_corpus: "control_ops" => hibernating_ws::fuzz::control_ops;
 }

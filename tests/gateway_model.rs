@@ -40,6 +40,7 @@ const MAX_MESSAGES: u16 = 4;
 const OPEN_TIMEOUT: u64 = 15_000_000;
 const ACK_TIMEOUT: u64 = 20_000_000;
 const WAKE_TIMEOUT: u64 = 25_000_000;
+const CLOSE_TIMEOUT: u64 = 45_000_000;
 const BASE: u64 = 1_000_000_000;
 
 fn frame_len(payload: usize) -> u64 {
@@ -63,6 +64,7 @@ fn config(policy: OverflowPolicy) -> GatewayConfig {
     c.open_timeout = Duration::from_micros(OPEN_TIMEOUT);
     c.ack_timeout = Duration::from_micros(ACK_TIMEOUT);
     c.wake_timeout = Duration::from_micros(WAKE_TIMEOUT);
+    c.close_timeout = Duration::from_micros(CLOSE_TIMEOUT);
     c
 }
 
@@ -96,6 +98,8 @@ struct MReq {
     opened_at: u64,
     wake_deadline: Option<u64>,
     client_closed: bool,
+    /// A held client close is collected at this instant.
+    close_deadline: Option<u64>,
     acks_ignored: u64,
 }
 
@@ -217,6 +221,7 @@ fn step(m: &mut Model, t: &Transition) -> (Outcome, BTreeSet<u32>) {
                     opened_at: now,
                     wake_deadline: None,
                     client_closed: false,
+                    close_deadline: None,
                     acks_ignored: 0,
                 });
                 Outcome::Open(Ok(()))
@@ -245,6 +250,14 @@ fn step(m: &mut Model, t: &Transition) -> (Outcome, BTreeSet<u32>) {
             if r.phase == MPhase::AwaitingOpen {
                 return (
                     Outcome::Send(Err(SendError::NotOpen {
+                        request_id: rid(id),
+                    })),
+                    closed,
+                );
+            }
+            if r.client_closed {
+                return (
+                    Outcome::Send(Err(SendError::ClientClosed {
                         request_id: rid(id),
                     })),
                     closed,
@@ -314,6 +327,11 @@ fn step(m: &mut Model, t: &Transition) -> (Outcome, BTreeSet<u32>) {
                     let ack = resolve_ack(r, sel);
                     apply_ack(r, ack);
                 }
+                // The ack of the last pending message forwards a held client close.
+                if r.client_closed && r.phase == MPhase::Active && r.pending.is_empty() {
+                    m.reqs.remove(&id);
+                    closed.insert(id);
+                }
                 Ok(())
             }
         }),
@@ -371,7 +389,8 @@ fn step(m: &mut Model, t: &Transition) -> (Outcome, BTreeSet<u32>) {
                 for e in &mut r.pending {
                     e.sent_at = now;
                 }
-                if r.client_closed {
+                // A held client close waits for the acks of the replay.
+                if r.client_closed && r.pending.is_empty() {
                     m.reqs.remove(&id);
                     closed.insert(id);
                 }
@@ -380,10 +399,14 @@ fn step(m: &mut Model, t: &Transition) -> (Outcome, BTreeSet<u32>) {
         }),
         Transition::ClientClose(id, _) => Outcome::Unit(match m.reqs.get_mut(&id) {
             None => false,
+            Some(r) if r.client_closed => true,
             Some(r) => {
-                if r.phase == MPhase::Hibernating {
+                let held = r.phase == MPhase::Hibernating
+                    || (r.phase == MPhase::Active && r.hibernatable && !r.pending.is_empty());
+                if held {
                     r.client_closed = true;
-                    if r.wake_deadline.is_none() {
+                    r.close_deadline = Some(now + CLOSE_TIMEOUT);
+                    if r.phase == MPhase::Hibernating && r.wake_deadline.is_none() {
                         r.wake_deadline = Some(now + WAKE_TIMEOUT);
                     }
                 } else {
@@ -402,14 +425,15 @@ fn step(m: &mut Model, t: &Transition) -> (Outcome, BTreeSet<u32>) {
             m.now += us;
             let now = m.now;
             m.reqs.retain(|&id, r| {
-                let expired = match r.phase {
-                    MPhase::AwaitingOpen => r.opened_at + OPEN_TIMEOUT <= now,
-                    MPhase::Active => r
-                        .pending
-                        .front()
-                        .is_some_and(|e| e.sent_at + ACK_TIMEOUT <= now),
-                    MPhase::Hibernating => r.wake_deadline.is_some_and(|d| d <= now),
-                };
+                let expired = r.close_deadline.is_some_and(|d| d <= now)
+                    || match r.phase {
+                        MPhase::AwaitingOpen => r.opened_at + OPEN_TIMEOUT <= now,
+                        MPhase::Active => r
+                            .pending
+                            .front()
+                            .is_some_and(|e| e.sent_at + ACK_TIMEOUT <= now),
+                        MPhase::Hibernating => r.wake_deadline.is_some_and(|d| d <= now),
+                    };
                 if expired {
                     closed.insert(id);
                 }
@@ -423,7 +447,7 @@ fn step(m: &mut Model, t: &Transition) -> (Outcome, BTreeSet<u32>) {
 
 fn hibernate_model(r: &mut MReq, now: u64) {
     r.phase = MPhase::Hibernating;
-    if !r.pending.is_empty() {
+    if !r.pending.is_empty() || r.client_closed {
         r.wake_deadline = Some(now + WAKE_TIMEOUT);
     }
 }

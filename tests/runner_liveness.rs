@@ -60,13 +60,16 @@ fn settle(h: &mut Harness) -> Vec<Out> {
     }
 }
 
+/// A probe (a ping) for `s` is dropped: no answer, and no not-found answer counted.
+fn assert_probe_dropped(h: &mut Harness, s: SocketId) {
+    h.runner.handle_frame(h.now, &ping(s)).expect("a ping");
+    assert_eq!(h.drain(), vec![]);
+    assert_eq!(h.runner.stats().not_found_answers, 0);
+}
+
 #[test]
 fn a_probe_for_a_socket_its_stopping_actor_handed_back_is_dropped() {
-    let mut h = Harness::default_config();
-    h.start_actor();
-    let (s1, s2) = (sid(1, 1), sid(1, 2));
-    h.open(s1, 0, true);
-    h.open(s2, 0, true);
+    let (mut h, s1, s2) = Harness::two_open(1, [true, true]);
     h.runner.actor_stopping(h.now, ACTOR).expect("stopping");
     let persists: Vec<Out> = h.drain();
     assert_eq!(persists.len(), 2, "{persists:?}");
@@ -82,31 +85,21 @@ fn a_probe_for_a_socket_its_stopping_actor_handed_back_is_dropped() {
     assert_eq!(h.runner.stats().dropped_handed_back, 1);
     // Once the actor finished stopping, the same.
     let _ = settle(&mut h);
-    h.runner.handle_frame(h.now, &ping(s1)).expect("a ping");
-    assert_eq!(h.drain(), vec![]);
-    assert_eq!(h.runner.stats().not_found_answers, 0);
+    assert_probe_dropped(&mut h, s1);
 }
 
 #[test]
 fn a_probe_for_a_socket_the_app_handed_back_is_dropped_before_the_actor_stops() {
-    let mut h = Harness::default_config();
-    h.start_actor();
-    let s = sid(2, 1);
-    h.open(s, 0, true);
+    let (mut h, s) = Harness::open_socket(2);
     h.runner.hibernate(h.now, s).expect("hand back");
     let _ = settle(&mut h);
     assert!(h.runner.socket(s).is_none());
-    h.runner.handle_frame(h.now, &ping(s)).expect("a ping");
-    assert_eq!(h.drain(), vec![]);
-    assert_eq!(h.runner.stats().not_found_answers, 0);
+    assert_probe_dropped(&mut h, s);
 }
 
 #[test]
 fn a_probe_after_a_later_incarnation_restored_without_the_socket_is_answered() {
-    let mut h = Harness::default_config();
-    h.start_actor();
-    let s = sid(3, 1);
-    h.open(s, 0, true);
+    let (mut h, s) = Harness::open_socket(3);
     h.runner.actor_stopping(h.now, ACTOR).expect("stopping");
     let _ = settle(&mut h);
     h.advance(core::time::Duration::from_secs(1));

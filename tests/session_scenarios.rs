@@ -15,16 +15,23 @@ use hibernating_ws::wire::RequestId;
 
 const R1: RequestId = RequestId([0, 0, 0, 1]);
 
-/// One runner (2 slots), connected, actor `a` defined, a client on it that sent one message.
-fn world() -> World {
+/// One runner (2 slots), connected, declared lost after `lost`, actor `a` defined, a client on
+/// it.
+fn opened(lost: Duration) -> World {
     let mut config = ControlConfig::default();
-    config.runner_lost_threshold = Duration::from_secs(10);
+    config.runner_lost_threshold = lost;
     let mut w = World::new(config, GatewayConfig::default(), 1, 2);
     w.connect(0);
     w.control
         .create_actor(w.now, "a", World::spec("a"))
         .unwrap();
     w.open(R1, "a").unwrap();
+    w
+}
+
+/// [`opened`] with a 10 s threshold and a client that sent one message.
+fn world() -> World {
+    let mut w = opened(Duration::from_secs(10));
     w.send(R1).unwrap();
     w
 }
@@ -72,14 +79,7 @@ fn frames_kept_for_a_lost_runner_id_are_dropped() {
 
 #[test]
 fn kept_frames_are_bounded() {
-    let mut config = ControlConfig::default();
-    config.runner_lost_threshold = Duration::from_secs(60);
-    let mut w = World::new(config, GatewayConfig::default(), 1, 2);
-    w.connect(0);
-    w.control
-        .create_actor(w.now, "a", World::spec("a"))
-        .unwrap();
-    w.open(R1, "a").unwrap();
+    let mut w = opened(Duration::from_secs(60));
     w.disconnect(0);
     // The app sends while disconnected: only `max_offline_frames` are kept.
     let session = &mut w.runners[0].session;

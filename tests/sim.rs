@@ -173,7 +173,7 @@ fn seeds_that_found_bugs() {
     let default = SimConfig::default();
     let large = SimConfig::large();
     let small = SimConfig::small();
-    let pinned: [(&str, &SimConfig, &[u64]); 17] = [
+    let pinned: [(&str, &SimConfig, &[u64]); 18] = [
         // (The fuzzer found two more on this simulator, pinned as corpus entries and replayed by
         // `tests/fuzz_corpus.rs`: `regression-stale-open-after-hand-back` (runner) and
         // `regression-restore-behind-the-log` (storage fencing).)
@@ -226,6 +226,10 @@ fn seeds_that_found_bugs() {
             &[907, 5_896, 20_679, 21_703, 31_616, 32_755, 33_309],
         ),
         ("zombie: close while hibernating", &default, &[13_744]),
+        // Gateway: a client close ended the request at once, so messages its runner had
+        // delivered but not persisted (the runner then closed the socket, or crashed) never
+        // reached the committed log. The close now waits for the acks.
+        ("client close before the acks", &small, &[63, 117, 154]),
     ];
     for (what, config, seeds) in pinned {
         for &seed in seeds {

@@ -6,7 +6,8 @@
 use core::time::Duration;
 
 use hibernating_ws::gateway::{self, CloseReason, GatewayConfig, Phase, SendError};
-use hibernating_ws::runner::{self, GapPolicy, PersistedSocket, Runner, RunnerConfig};
+use hibernating_ws::runner::{self, GapPolicy, PersistedSocket, Runner, RunnerConfig, SocketId};
+use hibernating_ws::testing::msg;
 use hibernating_ws::testing::pair::{ACTOR, GW, Pair, What, route, what_up};
 use hibernating_ws::wire::{
     self, Headers, RequestId, ToClientTunnelMessageKind, ToServerTunnelMessageKind,
@@ -145,13 +146,15 @@ fn weak_spot_17_hand_back_then_stop_resumes_on_the_next_runner() {
     net.drive();
     net.send(req, b"three").expect("fits");
     net.advance(Duration::from_secs(6));
-    assert_eq!(
-        net.delivered_indices(req),
-        [1, 2, 3],
-        "nothing lost or repeated"
-    );
-    assert_eq!(net.pending(req), 0);
-    assert_eq!(net.closed(req), None);
+    assert_settled(&net, req, &[1, 2, 3], "nothing lost or repeated");
+}
+
+/// `req` got exactly the messages `delivered` (by index, in order), holds nothing unacked and is
+/// still open.
+fn assert_settled(net: &Pair, req: RequestId, delivered: &[u16], what: &str) {
+    assert_eq!(net.delivered_indices(req), delivered, "{what}");
+    assert_eq!(net.pending(req), 0, "{what}: nothing pending");
+    assert_eq!(net.closed(req), None, "{what}: still open");
 }
 
 fn runner_frame(req: RequestId, kind: ToServerTunnelMessageKind) -> wire::ToServerTunnelMessage {
@@ -317,28 +320,42 @@ fn weak_spot_5_ack_timeout_pauses_while_hibernating() {
     net.gw.wake(net.now, req, route(0)).expect("hibernating");
     net.drive();
     net.advance(Duration::from_secs(20));
-    assert_eq!(net.delivered_indices(req), [1]);
-    assert_eq!(net.pending(req), 0);
-    assert_eq!(net.closed(req), None);
+    assert_settled(&net, req, &[1], "delivered once each");
+}
+
+/// A runner (at 1 s) whose actor [`ACTOR`] restored socket `s` at server index `server_index`.
+fn restored(s: SocketId, server_index: u16) -> Runner {
+    let now = Timestamp::from_secs(1);
+    let mut r = Runner::new(RunnerConfig::default(), now).expect("valid");
+    r.actor_starting(now, ACTOR, vec![s.into()])
+        .expect("new actor");
+    let meta = PersistedSocket {
+        socket: s,
+        server_index: idx(server_index),
+        client_index: idx(0),
+        path: "/".into(),
+        headers: Headers::new(),
+    };
+    r.restore(now, ACTOR, vec![meta]).expect("restore");
+    r
+}
+
+/// A one-byte binary message with index `i` for socket `s`.
+fn ws_message(s: SocketId, i: u16) -> wire::ToClientTunnelMessage {
+    let kind = ToClientTunnelMessageKind::WebSocketMessage(wire::ToClientWebSocketMessage {
+        data: b"x".to_vec().into(),
+        binary: true,
+    });
+    msg::to_runner(GW, s.request_id, i, kind)
 }
 
 /// Weak spot 6 (rivetkit's non-wrapping "index increased" check skips an ack at 65 535 → 0):
 /// the runner acks exactly the persisted index on both sides of the wrap.
 #[test]
 fn weak_spot_6_acks_continue_across_the_wrap() {
-    let mut r = Runner::new(RunnerConfig::default(), Timestamp::from_secs(1)).expect("valid");
     let now = Timestamp::from_secs(1);
     let s = Pair::socket(RequestId::from_u32(6));
-    r.actor_starting(now, ACTOR, vec![s.into()])
-        .expect("new actor");
-    let meta = PersistedSocket {
-        socket: s,
-        server_index: idx(65_534),
-        client_index: idx(0),
-        path: "/".into(),
-        headers: Headers::new(),
-    };
-    r.restore(now, ACTOR, vec![meta]).expect("restore");
+    let mut r = restored(s, 65_534);
     let mut acks = Vec::new();
     let drain = |r: &mut Runner, acks: &mut Vec<u16>| {
         while let Some(a) = r.poll_action() {
@@ -357,18 +374,8 @@ fn weak_spot_6_acks_continue_across_the_wrap() {
     };
     drain(&mut r, &mut acks);
     for (i, then) in [(65_535u16, true), (0, true), (1, false)] {
-        let msg = wire::ToClientTunnelMessage {
-            message_id: wire::MessageId {
-                gateway_id: GW,
-                request_id: s.request_id,
-                message_index: idx(i),
-            },
-            kind: ToClientTunnelMessageKind::WebSocketMessage(wire::ToClientWebSocketMessage {
-                data: b"x".to_vec().into(),
-                binary: true,
-            }),
-        };
-        r.handle_tunnel_message(now, msg).expect("in order");
+        r.handle_tunnel_message(now, ws_message(s, i))
+            .expect("in order");
         if then {
             // Persist now (the actor stops and flushes; simplest way to force a cycle).
             let deadline = r.poll_timeout().expect("a persist deadline");
@@ -399,33 +406,11 @@ fn weak_spot_7_one_arithmetic_for_both_engines() {
         assert_eq!(before, d >= 32_769, "δ {d}");
 
         // Runner: a socket at p receives index r.
-        let mut runner =
-            Runner::new(RunnerConfig::default(), Timestamp::from_secs(1)).expect("valid");
         let now = Timestamp::from_secs(1);
         let s = Pair::socket(RequestId::from_u32(7));
-        runner
-            .actor_starting(now, ACTOR, vec![s.into()])
-            .expect("new actor");
-        let meta = PersistedSocket {
-            socket: s,
-            server_index: idx(p - 1),
-            client_index: idx(0),
-            path: "/".into(),
-            headers: Headers::new(),
-        };
-        runner.restore(now, ACTOR, vec![meta]).expect("restore");
+        let mut runner = restored(s, p - 1);
         // Deliver p: the socket is at p and past the restore's "before the replay" state.
-        let message = |i: u16| wire::ToClientTunnelMessage {
-            message_id: wire::MessageId {
-                gateway_id: GW,
-                request_id: s.request_id,
-                message_index: idx(i),
-            },
-            kind: ToClientTunnelMessageKind::WebSocketMessage(wire::ToClientWebSocketMessage {
-                data: b"x".to_vec().into(),
-                binary: true,
-            }),
-        };
+        let message = |i: u16| ws_message(s, i);
         runner
             .handle_tunnel_message(now, message(p))
             .expect("in order");
@@ -497,13 +482,7 @@ fn weak_spot_8_a_lost_message_heals_by_retransmit() {
     net.drive();
     assert_eq!(net.delivered_indices(req), [1], "3 is held behind the gap");
     net.advance(Duration::from_secs(8));
-    assert_eq!(
-        net.delivered_indices(req),
-        [1, 2, 3],
-        "healed, in order, once"
-    );
-    assert_eq!(net.pending(req), 0);
-    assert_eq!(net.closed(req), None);
+    assert_settled(&net, req, &[1, 2, 3], "healed, in order, once");
     assert!(net.gw.stats().messages_retransmitted > 0);
 
     // Rivet-compatible policy: the same loss closes with 1008.

@@ -46,7 +46,7 @@ pub struct Args {
     pub storage: StorageKind,
     /// The actor the client talks to.
     pub actor: String,
-    /// How long a sleeping actor takes to start again.
+    /// How long an actor takes to start on the runner (a cold start).
     pub cold_start: Duration,
     /// The runner's persist debounce interval.
     pub persist_interval: Duration,
@@ -123,7 +123,7 @@ usage: demo [flags]
   --storage file|sqlite     the runner's store: one file per actor (default), or SQLite
                             (actors.db; needs a build with --features sqlite)
   --actor NAME              the actor the client talks to (default demo-actor)
-  --cold-start-ms MS        how long a sleeping actor takes to wake (default 20)
+  --cold-start-ms MS        how long an actor takes to start on the runner (default 20)
   --persist-interval-ms MS  the runner's persist debounce (default 50)
   --max-pending-bytes B     the gateway's per-request pending limit (default 8388608)
   --runner-name NAME        the runner's name (role runner)

@@ -3,9 +3,10 @@
 //! A runner proves who it is when it connects, the way Rivet's runner protocol carries a token:
 //! in the WebSocket subprotocol list, `Sec-WebSocket-Protocol: rivet, rivet_token.<token>`. The
 //! gateway compares the token in constant time before the upgrade completes and refuses the
-//! handshake otherwise (HTTP 401 with the [`RunnerRejection`] in the body). After the upgrade a
-//! runner must say hello (a text control frame) before any binary tunnel frame; a tunnel frame
-//! before it closes the connection with 1008 `runner.hello_required`.
+//! handshake otherwise (HTTP 401 with the [`RunnerRejection`] in the body); the connect URL must
+//! carry a `runner_key`. After the upgrade the runner speaks runner protocol v7: any frame before
+//! its `ToServerInit` is dropped by the control engine and closes the connection with 1008
+//! `runner.init_required`.
 //!
 //! Randomness is an input here, as everywhere in hws: the token and the request ids come from
 //! the operating system's generator ([`getrandom`]), so a rogue cannot guess the id of another
@@ -26,10 +27,10 @@ pub enum RunnerRejection {
     MissingToken,
     /// The token does not match the gateway's.
     BadToken,
-    /// A binary (tunnel) frame came before the hello.
-    HelloRequired,
-    /// A second hello on the same connection.
-    DuplicateHello,
+    /// The connect URL carries no `runner_key`.
+    MissingKey,
+    /// A frame other than `ToServerInit` came first.
+    InitRequired,
 }
 
 impl RunnerRejection {
@@ -38,8 +39,8 @@ impl RunnerRejection {
         match self {
             Self::MissingToken => "runner.token_missing",
             Self::BadToken => "runner.token_invalid",
-            Self::HelloRequired => "runner.hello_required",
-            Self::DuplicateHello => "runner.duplicate_hello",
+            Self::MissingKey => "runner.key_missing",
+            Self::InitRequired => "runner.init_required",
         }
     }
 
@@ -48,8 +49,8 @@ impl RunnerRejection {
         [
             Self::MissingToken,
             Self::BadToken,
-            Self::HelloRequired,
-            Self::DuplicateHello,
+            Self::MissingKey,
+            Self::InitRequired,
         ]
         .into_iter()
         .find(|r| r.reason() == reason)

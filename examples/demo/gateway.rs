@@ -1,89 +1,56 @@
-//! The gateway process: one WebSocket listener for clients (`/actors/<actor>`) and runners
-//! (`/runner`), a [`GatewayDriver`], and an orchestrator that plays Rivet's engine: it places
-//! actors on runners, starts and stops them, keeps the hibernating-request records, and turns a
-//! lost runner into "actor stopped" for its requests.
+//! The gateway process: hws's control engine ([`ControlDriver`]) behind one WebSocket listener
+//! for clients (`/actors/<actor>`) and runners (`/runners/connect`, runner protocol v7).
 //!
-//! Runners authenticate at `/runner` with the token in their subprotocol list and must say hello
-//! before any tunnel frame (see [`auth`](super::auth)); request ids are random. The accept loop
-//! survives accept errors and the WebSocket buffers are sized per hop (see [`net`](super::net)).
+//! The engine does everything Rivet's engine does around the tunnel: the runner handshake, actor
+//! placement and generations, start and stop commands, hibernating-request records, wakes, lost
+//! runners. The demo adds its own policy on top: actors are created when a client first opens
+//! one, and the [`Scheduler`] puts the demo's actor to sleep and has its runner killed on a
+//! schedule.
+//!
+//! Runners authenticate with the token in their subprotocol list (see [`auth`](super::auth));
+//! request ids are random. The accept loop survives accept errors and the WebSocket buffers are
+//! sized per hop (see [`net`](super::net)); the connections are in [`accept`](super::accept).
 
 use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
-use hibernating_ws::CloseFrame;
-use hibernating_ws::driver::tokio::{
-    ClientEvents, ClientOutput, ClientSender, GatewayDriver, GatewayHandle, GatewayIo,
-    GatewayOptions as DriverOptions, Outbox, QueueLimits, QueueStats, TokioClock, outbox,
+use hibernating_ws::control::{ActorSpec, Control, ControlConfig};
+use hibernating_ws::driver::control::{
+    ControlDriver, ControlHandle, ControlOptions, QueueLimits, QueueStats, TokioClock,
 };
-use hibernating_ws::gateway::{
-    CloseReason, Frame, Gateway, GatewayConfig, GatewayStats, GcReason, OpenRequest, RouteId,
-};
-use hibernating_ws::wire::{GatewayId, RequestId};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
-use tokio::sync::oneshot;
+use hibernating_ws::gateway::{Gateway, GatewayConfig, GatewayStats};
+use hibernating_ws::wire::{ActorConfig, GatewayId};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
-use tokio_tungstenite::tungstenite::protocol::CloseFrame as WsCloseFrame;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{Bytes, Message};
-use tokio_tungstenite::{WebSocketStream, accept_hdr_async_with_config};
 
+use super::accept::{self, Shared};
 use super::auth::{self, RunnerRejection};
-use super::control::{Control, RunnerReport};
-use super::keepalive::{self, CloseSlot, Keepalive};
+use super::hooks::{Book, DemoIo};
+use super::keepalive::Keepalive;
 use super::net;
+pub use super::schedule::Schedule;
+use super::schedule::Scheduler;
 
-/// When the orchestrator puts the actor to sleep and when the runner is killed, counted in
-/// client messages read by the gateway.
-#[derive(Debug, Clone, Default)]
-pub struct Schedule {
-    /// The actor the schedule applies to.
-    pub actor: String,
-    /// Put the actor to sleep after this many messages (each entry once).
-    pub sleep_at: Vec<u64>,
-    /// Kill the runner after this many messages.
-    pub kill_at: Option<u64>,
-}
-
-impl Schedule {
-    /// `sleeps` sleeps evenly spread over `messages`, and a kill halfway between two of them.
-    pub fn spread(actor: &str, messages: u64, sleeps: u32, kill: bool) -> Self {
-        let parts = u64::from(sleeps) + 1;
-        let sleep_at = (1..parts)
-            .map(|k| k * messages / parts)
-            .filter(|&n| n > 0)
-            .collect();
-        // Halfway between two sleeps, near the middle of the stream.
-        let k = parts / 2;
-        let kill_at =
-            kill.then(|| ((2 * k + 1) * messages / (2 * parts)).clamp(1, messages.max(1)));
-        Self {
-            actor: actor.into(),
-            sleep_at,
-            kill_at,
-        }
-    }
-}
+/// The runner name (pool) of the demo's runners and actors.
+pub const RUNNER_POOL: &str = "hws-demo";
 
 /// How to start a gateway.
 #[derive(Debug, Clone)]
 pub struct GatewayOptions {
     /// `host:port` to listen on.
     pub listen: String,
-    /// The engine's configuration.
+    /// The gateway engine's configuration.
     pub config: GatewayConfig,
+    /// The control engine's configuration ([`control_config`] by default).
+    pub control: ControlConfig,
     /// Sleeps and kill triggers.
     pub schedule: Schedule,
-    /// How long a sleeping actor takes to start again.
-    pub cold_start: Duration,
     /// Progress lines on stderr.
     pub verbose: bool,
     /// Limits of each client's outbound queue: a client that does not read is paused, then
@@ -103,8 +70,8 @@ impl Default for GatewayOptions {
         Self {
             listen: "127.0.0.1:0".into(),
             config: GatewayConfig::default(),
+            control: control_config(),
             schedule: Schedule::default(),
-            cold_start: Duration::ZERO,
             verbose: false,
             client_queue: QueueLimits::CLIENT,
             websocket: websocket_config(WS_READ_BUFFER, WS_WRITE_BUFFER),
@@ -125,6 +92,16 @@ impl GatewayOptions {
         }
     }
 }
+
+/// The control engine's configuration in the demo: the defaults, except a runner lost threshold
+/// of 250 ms (a runner process that dies is replaced by a new one with a new key on loopback,
+/// so its actors may start elsewhere almost at once).
+pub fn control_config() -> ControlConfig {
+    let mut c = ControlConfig::default();
+    c.runner_lost_threshold = Duration::from_millis(250);
+    c
+}
+
 /// Default read buffer of a WebSocket. tungstenite's own default (128 KiB per connection,
 /// allocated up front) is what an idle connection mostly costs; 8 KiB reads a frame of the
 /// demo's sizes in a few calls.
@@ -144,26 +121,24 @@ pub fn websocket_config(read: usize, write: usize) -> WebSocketConfig {
         .max_write_buffer_size(WS_MAX_WRITE_BUFFER.max(write + 1))
 }
 
-/// What the orchestrator saw (for the report and the tests).
+/// What the gateway saw (for the report and the tests).
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
-    /// Sleeps completed (the actor stopped and its requests hibernated).
+    /// Sleeps completed (the actor stopped cleanly and its requests hibernated).
     pub sleeps: u32,
-    /// Actor starts (first start and wakes).
+    /// Actor starts (`CommandStartActor` sent: first starts and wakes).
     pub starts: u32,
-    /// Runner connections lost while they hosted an actor.
+    /// Runners lost (without a connection past the lost threshold): their actors stopped.
     pub runners_lost: u32,
-    /// Runner connections accepted.
+    /// Runner handshakes completed.
     pub runners_connected: u32,
     /// Requests closed, by reason.
     pub closes: BTreeMap<String, u64>,
-    /// Runner frames the gateway engine dropped, by error.
+    /// Runner frames the engine dropped, by error.
     pub receive_errors: BTreeMap<String, u64>,
-    /// The latest counters of every runner connection, by route.
-    pub runner_reports: BTreeMap<u64, RunnerReport>,
     /// Live requests.
     pub requests: usize,
-    /// Hibernating-request records.
+    /// Hibernating-request records (the lists the next starts carry).
     pub records: usize,
     /// Client messages read.
     pub client_messages: u64,
@@ -176,187 +151,76 @@ pub struct Snapshot {
     pub last_start_error: Option<String>,
 }
 
-impl Snapshot {
-    /// Counters summed over every runner connection.
-    pub fn runner_total(&self) -> RunnerReport {
-        let mut t = RunnerReport::default();
-        for r in self.runner_reports.values() {
-            t.delivered += r.delivered;
-            t.duplicates_dropped += r.duplicates_dropped;
-            t.gaps += r.gaps;
-            t.persists += r.persists;
-            t.acks += r.acks;
-            t.restored += r.restored;
-            t.malformed += r.malformed;
-            for (k, v) in &r.closes {
-                *t.closes.entry(k.clone()).or_insert(0) += v;
-            }
-        }
-        t
-    }
-}
-
-/// Events of the orchestrator task.
-enum Orch {
-    RunnerUp {
-        route: RouteId,
-        name: String,
-    },
-    RunnerDown {
-        route: RouteId,
-    },
-    RunnerControl {
-        route: RouteId,
-        control: Control,
-    },
-    EnsureRunning {
-        actor: String,
-        reply: oneshot::Sender<RouteId>,
-    },
-    ClientOpened {
-        request_id: RequestId,
-        actor: String,
-        /// Whether the id was free (it is taken then).
-        reply: oneshot::Sender<bool>,
-    },
-    RunnerRejected {
-        why: RunnerRejection,
-    },
-    Wake {
-        request_id: RequestId,
-        actor: String,
-    },
-    Closed {
-        request_id: RequestId,
-        reason: String,
-    },
-    Upsert {
-        request_id: RequestId,
-        actor: String,
-    },
-    Delete {
-        request_id: RequestId,
-    },
-    Sleep {
-        actor: String,
-        reply: Option<oneshot::Sender<()>>,
-    },
-    DoStart {
-        actor: String,
-    },
-    ReceiveError {
-        error: String,
-    },
-    Snapshot {
-        reply: oneshot::Sender<Snapshot>,
-    },
-}
-
 /// A running gateway.
 pub struct GatewayServer {
     /// Where it listens.
     pub addr: SocketAddr,
-    handle: GatewayHandle,
-    orch: UnboundedSender<Orch>,
-    driver: JoinHandle<Gateway>,
+    handle: ControlHandle,
+    driver: JoinHandle<Control>,
     tasks: Vec<JoinHandle<()>>,
-    /// Fires when the schedule says to kill the runner.
-    pub kill: Option<UnboundedReceiver<()>>,
+    /// Fires once when the schedule says to kill the runner.
+    pub kill: Option<mpsc::Receiver<()>>,
     runner_token: String,
-}
-
-/// Runner connections: where to publish for each route.
-type Routes = Arc<Mutex<BTreeMap<RouteId, Outbox<LinkOut>>>>;
-
-/// A message for a runner connection, in its bounded outbox.
-pub(crate) struct LinkOut(pub(crate) Message);
-
-impl AsRef<[u8]> for LinkOut {
-    fn as_ref(&self) -> &[u8] {
-        match &self.0 {
-            Message::Binary(b) => b,
-            Message::Text(t) => t.as_bytes(),
-            _ => &[],
-        }
-    }
+    book: Book,
+    scheduler: Arc<Scheduler>,
+    accept_errors: Arc<AtomicU64>,
 }
 
 impl GatewayServer {
-    /// Binds, then starts the driver, the orchestrator and the accept loop.
+    /// Binds, then starts the driver, the scheduler and the accept loop.
     pub async fn start(opts: GatewayOptions) -> io::Result<Self> {
         let listener = TcpListener::bind(&opts.listen).await?;
         let addr = listener.local_addr()?;
         let clock = TokioClock::new();
         let gateway = Gateway::new(opts.config.clone(), GatewayId(*b"demo"), clock.now())
             .map_err(io::Error::other)?;
-        let routes: Routes = Arc::default();
-        let (orch_tx, orch_rx) = unbounded_channel();
-        let io_side = GatewaySide {
-            routes: routes.clone(),
-            orch: orch_tx.clone(),
-        };
-        let (driver, handle) = GatewayDriver::new(
-            gateway,
-            io_side,
-            clock,
-            DriverOptions::default().with_client_queue(opts.client_queue),
+        let epoch = u64::from_le_bytes(
+            [auth::random_request_id(), auth::random_request_id()]
+                .concat()
+                .try_into()
+                .unwrap_or_default(),
         );
-        let driver = tokio::spawn(driver.run());
-        let client_messages = Arc::new(AtomicU64::new(0));
-        let accept_errors = Arc::new(AtomicU64::new(0));
-        let running = Arc::new(AtomicBool::new(false));
-        let killed = Arc::new(AtomicBool::new(false));
-        let (kill_tx, kill_rx) = unbounded_channel();
-        let orchestrator = Orchestrator {
-            kill_at: opts.schedule.kill_at,
-            killed: killed.clone(),
-            kill: kill_tx.clone(),
-            running: running.clone(),
-            scheduled_actor: opts.schedule.actor.clone(),
-            gw: handle.clone(),
-            tx: orch_tx.clone(),
-            routes: routes.clone(),
-            runners: BTreeMap::new(),
-            actors: BTreeMap::new(),
-            requests: BTreeMap::new(),
-            records: BTreeMap::new(),
-            snapshot: Snapshot::default(),
-            cold_start: opts.cold_start,
+        let control = Control::new(opts.control.clone(), gateway, epoch, clock.now())
+            .map_err(io::Error::other)?;
+        let book = Book::default();
+        let (scheduler, kill) = Scheduler::new(opts.schedule.clone());
+        let io_side = DemoIo {
+            book: book.clone(),
+            scheduler: scheduler.clone(),
             verbose: opts.verbose,
-            client_messages: client_messages.clone(),
-            accept_errors: accept_errors.clone(),
         };
-        let mut tasks = vec![tokio::spawn(orchestrator.run(orch_rx))];
+        let options = ControlOptions::default().with_client_queue(opts.client_queue);
+        let (driver, handle) = ControlDriver::new(control, io_side, clock, options);
+        let driver = tokio::spawn(driver.run());
+        let mut tasks = vec![tokio::spawn(scheduler.clone().run(handle.clone()))];
+        let accept_errors = Arc::new(AtomicU64::new(0));
         let shared = Arc::new(Shared {
             handle: handle.clone(),
-            orch: orch_tx.clone(),
-            routes,
-            next_route: AtomicU32::new(1),
+            book: book.clone(),
+            scheduler: scheduler.clone(),
             runner_token: opts.runner_token.clone(),
-            schedule: opts.schedule.clone(),
-            client_messages,
-            kill: kill_tx,
-            running,
-            killed,
             websocket: opts.websocket,
             keepalive: opts.keepalive,
+            spec: actor_spec(),
         });
         tasks.push(tokio::spawn(net::accept_loop(
             listener,
-            accept_errors,
+            accept_errors.clone(),
             move |tcp| {
                 let _ = tcp.set_nodelay(true);
-                tokio::spawn(connection(tcp, shared.clone()));
+                tokio::spawn(accept::connection(tcp, shared.clone()));
             },
         )));
         Ok(Self {
             addr,
             handle,
-            orch: orch_tx,
             driver,
             tasks,
-            kill: Some(kill_rx),
-            runner_token: opts.runner_token.clone(),
+            kill: Some(kill),
+            runner_token: opts.runner_token,
+            book,
+            scheduler,
+            accept_errors,
         })
     }
 
@@ -371,25 +235,49 @@ impl GatewayServer {
     }
 
     /// The driver's handle.
-    pub fn handle(&self) -> &GatewayHandle {
+    pub fn handle(&self) -> &ControlHandle {
         &self.handle
     }
 
-    /// Puts the actor to sleep and waits until its requests hibernated.
+    /// Puts the actor to sleep (now if it runs, else after its next start) and waits until it
+    /// stopped and its requests hibernated.
     pub async fn sleep_actor(&self, actor: &str) {
-        let (reply, rx) = oneshot::channel();
-        let _ = self.orch.send(Orch::Sleep {
-            actor: actor.into(),
-            reply: Some(reply),
-        });
+        let (done, rx) = oneshot::channel();
+        self.scheduler.sleep(actor, Some(done));
         let _ = rx.await;
     }
 
-    /// What the orchestrator saw so far.
+    /// What the gateway saw so far.
+    #[allow(clippy::unused_async)] // awaited alongside the other waits of the tests and demo
     pub async fn snapshot(&self) -> Snapshot {
-        let (reply, rx) = oneshot::channel();
-        let _ = self.orch.send(Orch::Snapshot { reply });
-        rx.await.unwrap_or_default()
+        let (sleeps, start_failures, last_start_error) = self.scheduler.counts();
+        let (mut s, actors) = {
+            let t = self.book.lock();
+            let s = Snapshot {
+                sleeps,
+                runners_lost: t.runners_lost,
+                runners_connected: t.runners_connected,
+                closes: t.closes.clone(),
+                receive_errors: t.receive_errors.clone(),
+                requests: t.requests.len(),
+                runners_rejected: t.runners_rejected.clone(),
+                start_failures,
+                last_start_error,
+                ..Snapshot::default()
+            };
+            (s, t.actors.iter().cloned().collect::<Vec<_>>())
+        };
+        s.client_messages = self.scheduler.client_messages.load(Ordering::Relaxed);
+        s.accept_errors = self.accept_errors.load(Ordering::Relaxed);
+        let _ = self.handle.call(|c, _| {
+            s.starts = u32::try_from(c.stats().starts).unwrap_or(u32::MAX);
+            s.records = actors
+                .iter()
+                .filter_map(|a| c.actor(a))
+                .map(|a| a.hibernating_requests.len())
+                .sum();
+        });
+        s
     }
 
     /// Fill levels of the clients' outbound queues.
@@ -397,821 +285,33 @@ impl GatewayServer {
         self.handle.queue_stats()
     }
 
-    /// The engine's counters.
+    /// The gateway engine's counters.
     pub fn stats(&self) -> GatewayStats {
-        self.handle.call(|g, _| g.stats()).unwrap_or_default()
+        self.handle
+            .call(|c, _| c.gateway().stats())
+            .unwrap_or_default()
     }
 
     /// Stops everything; returns the engine.
-    pub async fn shutdown(self) -> Option<Gateway> {
+    pub async fn shutdown(self) -> Option<Control> {
         self.handle.shutdown();
-        let gateway = self.driver.await.ok();
+        let control = self.driver.await.ok();
         for t in self.tasks {
             t.abort();
         }
-        gateway
+        control
     }
 }
 
-/// What the connection tasks share.
-struct Shared {
-    handle: GatewayHandle,
-    orch: UnboundedSender<Orch>,
-    routes: Routes,
-    next_route: AtomicU32,
-    runner_token: String,
-    schedule: Schedule,
-    client_messages: Arc<AtomicU64>,
-    kill: UnboundedSender<()>,
-    /// Whether the scheduled actor runs (maintained by the orchestrator).
-    running: Arc<AtomicBool>,
-    killed: Arc<AtomicBool>,
-    websocket: WebSocketConfig,
-    keepalive: Keepalive,
-}
-
-/// How long a connection may take to complete its WebSocket handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// One TCP connection: a runner (`/runner`, authenticated) or a client (`/actors/<actor>`).
-async fn connection(tcp: TcpStream, shared: Arc<Shared>) {
-    let mut path = String::new();
-    let mut rejected = None;
-    let token = shared.runner_token.as_str();
-    #[allow(clippy::result_large_err)] // tungstenite's callback signature
-    let callback = |req: &Request, mut resp: Response| {
-        path = req.uri().path().to_string();
-        if path != "/runner" {
-            return Ok(resp);
-        }
-        let offered = req
-            .headers()
-            .get_all("sec-websocket-protocol")
-            .iter()
-            .filter_map(|v| v.to_str().ok());
-        match auth::check_subprotocols(offered, token) {
-            Ok(()) => {
-                resp.headers_mut().insert(
-                    "sec-websocket-protocol",
-                    HeaderValue::from_static(auth::SUBPROTOCOL),
-                );
-                Ok(resp)
-            }
-            Err(why) => {
-                rejected = Some(why);
-                let mut refusal = ErrorResponse::new(Some(why.reason().to_string()));
-                *refusal.status_mut() = StatusCode::UNAUTHORIZED;
-                Err(refusal)
-            }
-        }
-    };
-    let ws = tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
-        accept_hdr_async_with_config(tcp, callback, Some(shared.websocket)),
-    )
-    .await;
-    if let Some(why) = rejected {
-        let _ = shared.orch.send(Orch::RunnerRejected { why });
-    }
-    let Ok(Ok(ws)) = ws else {
-        return;
-    };
-    if path == "/runner" {
-        runner_connection(ws, shared).await;
-    } else if let Some(actor) = path.strip_prefix("/actors/").filter(|a| !a.is_empty()) {
-        let actor = actor.to_string();
-        client_connection(ws, actor, path.clone(), shared).await;
-    }
-}
-
-async fn runner_connection(ws: WebSocketStream<TcpStream>, shared: Arc<Shared>) {
-    let route = RouteId(u64::from(shared.next_route.fetch_add(1, Ordering::Relaxed)));
-    let (mut ws_tx, mut ws_rx) = ws.split();
-    let (out_tx, mut out_rx) = outbox::<LinkOut>(QueueLimits::LINK);
-    let mut ping = tokio::time::interval(shared.keepalive.interval);
-    let writer = tokio::spawn(async move {
-        // Everything queued at once, one flush per batch; a ping when the interval comes.
-        let mut batch = Vec::new();
-        loop {
-            let n = tokio::select! {
-                n = out_rx.recv_many(&mut batch) => n,
-                _ = ping.tick() => {
-                    if ws_tx.send(Message::Ping(Bytes::new())).await.is_err() {
-                        return;
-                    }
-                    continue;
-                }
-            };
-            if n == 0 {
-                break;
-            }
-            for LinkOut(msg) in batch.drain(..) {
-                if ws_tx.feed(msg).await.is_err() {
-                    return;
-                }
-            }
-            if ws_tx.flush().await.is_err() {
-                return;
-            }
-        }
-        // The runner did not drain its link (the outbox overflowed), or the link ends.
-        let _ = ws_tx.close().await;
-    });
-    let mut up = false;
-    // A link that stays silent (no frame, no pong) past the keepalive timeout is dropped.
-    while let Ok(Some(Ok(msg))) = tokio::time::timeout(shared.keepalive.timeout, ws_rx.next()).await
-    {
-        match msg {
-            Message::Binary(_) if !up => {
-                // No tunnel frame counts before the runner said who it is.
-                let why = RunnerRejection::HelloRequired;
-                let _ = shared.orch.send(Orch::RunnerRejected { why });
-                let _ = out_tx.push(LinkOut(Message::Close(Some(WsCloseFrame {
-                    code: CloseCode::from(RunnerRejection::CLOSE_CODE),
-                    reason: why.reason().into(),
-                }))));
-                break;
-            }
-            Message::Binary(b) => {
-                let handed = shared.handle.runner_frame(route, &b);
-                if handed.is_err() {
-                    break;
-                }
-            }
-            Message::Text(t) => match Control::from_text(t.as_str()) {
-                Some(Control::Hello { runner }) if !up => {
-                    up = true;
-                    lock(&shared.routes).insert(route, out_tx.clone());
-                    let _ = shared.orch.send(Orch::RunnerUp {
-                        route,
-                        name: runner,
-                    });
-                }
-                Some(control) if up => {
-                    let _ = shared.orch.send(Orch::RunnerControl { route, control });
-                }
-                _ => {}
-            },
-            Message::Close(_) => {
-                let _ = out_tx.push(LinkOut(Message::Close(None)));
-                break;
-            }
-            _ => {}
-        }
-    }
-    lock(&shared.routes).remove(&route);
-    if up {
-        let _ = shared.orch.send(Orch::RunnerDown { route });
-    }
-    drop(out_tx);
-    let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
-}
-
-async fn client_connection(
-    ws: WebSocketStream<TcpStream>,
-    actor: String,
-    path: String,
-    shared: Arc<Shared>,
-) {
-    let (reply, rx) = oneshot::channel();
-    let _ = shared.orch.send(Orch::EnsureRunning {
-        actor: actor.clone(),
-        reply,
-    });
-    let Ok(route) = rx.await else {
-        return;
-    };
-    // A random id nobody can guess; the orchestrator takes it only if no live request has it.
-    let mut request_id = None;
-    for _ in 0..16 {
-        let candidate = RequestId(auth::random_request_id());
-        let (reply, rx) = oneshot::channel();
-        let _ = shared.orch.send(Orch::ClientOpened {
-            request_id: candidate,
-            actor: actor.clone(),
-            reply,
-        });
-        if rx.await == Ok(true) {
-            request_id = Some(candidate);
-            break;
-        }
-    }
-    let Some(request_id) = request_id else {
-        return;
-    };
-    // (The path starts with `/actors/`, so it is a valid open path.)
-    let opened = OpenRequest::new(actor.clone(), path)
-        .ok()
-        .and_then(|open| shared.handle.open(request_id, route, open).ok());
-    let Some((sender, events)) = opened else {
-        let _ = shared.orch.send(Orch::Closed {
-            request_id,
-            reason: "open refused".into(),
-        });
-        return;
-    };
-    let (ws_tx, ws_rx) = ws.split();
-    let slot = CloseSlot::default();
-    let ping = shared.keepalive.interval;
-    let writer = tokio::spawn(client_writer(ws_tx, events, slot.clone(), ping));
-    client_reader(ws_rx, sender, &actor, &shared, &slot).await;
-    let _ = writer.await;
-}
-
-type WsSink = futures_util::stream::SplitSink<WebSocketStream<TcpStream>, Message>;
-type WsSource = futures_util::stream::SplitStream<WebSocketStream<TcpStream>>;
-
-/// Client reads: never before the gate opens, one frame at a time. A client silent past the
-/// keepalive timeout, or whose frame breaks the protocol, is closed with a typed frame (see
-/// [`keepalive`]), which the runner gets too.
-async fn client_reader(
-    mut ws_rx: WsSource,
-    mut sender: ClientSender,
-    actor: &str,
-    shared: &Shared,
-    slot: &CloseSlot,
-) {
-    loop {
-        if sender.readable().await.is_err() {
-            return;
-        }
-        let Ok(next) = tokio::time::timeout(shared.keepalive.timeout, ws_rx.next()).await else {
-            // Decided before the engine closes: the writer sends it once the events end.
-            let frame = keepalive::idle_close();
-            let engine_frame = keepalive::engine_frame(&frame);
-            keepalive::decide(slot, frame);
-            let _ = sender.close(Some(engine_frame));
-            return;
-        };
-        let handed = match next {
-            Some(Ok(Message::Text(t))) => sender.message(t.as_bytes(), false).await,
-            Some(Ok(Message::Binary(b))) => sender.message(&b, true).await,
-            Some(Ok(Message::Close(frame))) => {
-                let frame = frame.map(|f| CloseFrame {
-                    code: Some(u16::from(f.code)),
-                    reason: (!f.reason.is_empty()).then(|| f.reason.as_str().to_string()),
-                });
-                let _ = sender.close(Some(frame.unwrap_or_else(|| CloseFrame::code(1005))));
-                return;
-            }
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => {
-                let frame = keepalive::error_close(&e);
-                let engine_frame = frame.as_ref().map(keepalive::engine_frame);
-                if let Some(frame) = frame {
-                    keepalive::decide(slot, frame);
-                }
-                let _ = sender.close(engine_frame);
-                return;
-            }
-            None => {
-                let _ = sender.close(None);
-                return;
-            }
-        };
-        if handed.is_err() {
-            return;
-        }
-        let n = shared.client_messages.fetch_add(1, Ordering::Relaxed) + 1;
-        if actor == shared.schedule.actor {
-            if shared.schedule.sleep_at.contains(&n) {
-                let _ = shared.orch.send(Orch::Sleep {
-                    actor: actor.into(),
-                    reply: None,
-                });
-            }
-            // Kill while the actor runs (so it holds delivered, unpersisted messages): at the
-            // scheduled message, or at the first message after it that finds the actor running.
-            if shared.schedule.kill_at.is_some_and(|k| n >= k)
-                && shared.running.load(Ordering::Relaxed)
-                && !shared.killed.swap(true, Ordering::Relaxed)
-            {
-                let _ = shared.kill.send(());
-            }
-        }
-    }
-}
-
-/// Client writes: messages from the actor and pings, then the close frame if the gateway closes
-/// (or the one the reader decided on).
-async fn client_writer(
-    mut ws_tx: WsSink,
-    mut events: ClientEvents,
-    slot: CloseSlot,
-    ping: Duration,
-) {
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + ping, ping);
-    loop {
-        let out = tokio::select! {
-            out = events.recv() => out,
-            _ = ping.tick() => {
-                if ws_tx.send(Message::Ping(Bytes::new())).await.is_err() {
-                    return;
-                }
-                continue;
-            }
-        };
-        let Some(out) = out else { break };
-        let msg = match out {
-            ClientOutput::Message { data, binary: true } => Message::Binary(data),
-            ClientOutput::Message {
-                data,
-                binary: false,
-            } => match String::from_utf8(Vec::from(data)) {
-                Ok(text) => Message::text(text),
-                Err(e) => Message::Binary(Bytes::from(e.into_bytes())),
-            },
-            ClientOutput::Close(frame) => {
-                let close = WsCloseFrame {
-                    code: CloseCode::from(frame.code.unwrap_or(1000)),
-                    reason: frame.reason.unwrap_or_default().into(),
-                };
-                let _ = ws_tx.send(Message::Close(Some(close))).await;
-                return;
-            }
-            _ => continue,
-        };
-        if ws_tx.send(msg).await.is_err() {
-            return;
-        }
-    }
-    match keepalive::decided(&slot) {
-        Some(frame) => {
-            let _ = ws_tx.send(Message::Close(Some(frame))).await;
-        }
-        None => {
-            let _ = ws_tx.close().await;
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// The [`GatewayIo`] sink: frames to the runner connection of the route, the rest to the
-/// orchestrator.
-struct GatewaySide {
-    routes: Routes,
-    orch: UnboundedSender<Orch>,
-}
-
-impl GatewayIo for GatewaySide {
-    fn publish(&mut self, route: RouteId, _request_id: RequestId, frame: Frame) {
-        // No subscriber (the runner is gone): dropped, as on a pub/sub subject; the pending
-        // buffer replays it after the next wake.
-        if let Some(tx) = lock(&self.routes).get(&route) {
-            let _ = tx.push(LinkOut(Message::Binary(Bytes::from_owner(frame))));
-        }
-    }
-
-    fn request_wake(&mut self, request_id: RequestId, actor_id: String) {
-        let _ = self.orch.send(Orch::Wake {
-            request_id,
-            actor: actor_id,
-        });
-    }
-
-    fn upsert_hibernating_record(&mut self, request_id: RequestId, actor_id: String) {
-        let _ = self.orch.send(Orch::Upsert {
-            request_id,
-            actor: actor_id,
-        });
-    }
-
-    fn delete_hibernating_record(&mut self, request_id: RequestId, _actor_id: String) {
-        let _ = self.orch.send(Orch::Delete { request_id });
-    }
-
-    fn closed(&mut self, request_id: RequestId, reason: &CloseReason) {
-        let _ = self.orch.send(Orch::Closed {
-            request_id,
-            reason: close_reason_name(reason),
-        });
-    }
-
-    fn receive_error(&mut self, _route: RouteId, error: &hibernating_ws::gateway::ReceiveError) {
-        let _ = self.orch.send(Orch::ReceiveError {
-            error: error.to_string(),
-        });
-    }
-}
-
-/// A short name for a gateway close reason, with the client's close frame.
-pub fn close_reason_name(reason: &CloseReason) -> String {
-    let frame = reason
-        .client_frame()
-        .map_or_else(|| "none".into(), |f| super::runner::frame_text(&f));
-    let what = match reason {
-        CloseReason::ClientClosed(f) => format!("client closed ({})", super::runner::frame_text(f)),
-        CloseReason::ClientGone => "client gone".into(),
-        CloseReason::RunnerClosed(_) => "runner closed".into(),
-        CloseReason::ClosedBeforeOpen(_) => "closed before open".into(),
-        CloseReason::OpenTimeout => "open timeout".into(),
-        CloseReason::ActorStopped => "actor stopped".into(),
-        CloseReason::ActorStoppedBeforeOpen => "actor stopped before open".into(),
-        CloseReason::PendingLimit(l) => format!("pending limit ({l})"),
-        CloseReason::PingTimeout => "ping timeout".into(),
-        CloseReason::Collected(GcReason::AckTimeout { .. }) => "collected: ack timeout".into(),
-        CloseReason::Collected(GcReason::HibernationTimeout) => {
-            "collected: hibernation timeout".into()
-        }
-        CloseReason::Collected(GcReason::WakeTimeout) => "collected: wake timeout".into(),
-        other => format!("{other:?}"),
-    };
-    format!("{what}; client frame: {frame}")
-}
-
-/// Where an actor is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Stopped,
-    Starting(RouteId),
-    Running(RouteId),
-    Stopping(RouteId),
-}
-
-struct Placement {
-    phase: Phase,
-    /// Clients waiting for the actor to run.
-    waiters: Vec<oneshot::Sender<RouteId>>,
-    /// A start is scheduled (cold start) or waits for a runner.
-    start_pending: bool,
-    /// Sleeps requested while the actor was not running.
-    deferred_sleeps: Vec<Option<oneshot::Sender<()>>>,
-    /// Waiting for the actor to stop.
-    sleepers: Vec<oneshot::Sender<()>>,
-    /// A hibernating request asked for a wake that no start has served yet (the gateway asks
-    /// once per hibernation, so a start lost with its runner must be retried).
-    wake_wanted: bool,
-    /// Starts in a row that failed on storage: the next start waits longer (doubling).
-    start_failures: u32,
-}
-
-struct Orchestrator {
-    gw: GatewayHandle,
-    tx: UnboundedSender<Orch>,
-    routes: Routes,
-    runners: BTreeMap<RouteId, String>,
-    actors: BTreeMap<String, Placement>,
-    /// Live requests and their actor.
-    requests: BTreeMap<RequestId, String>,
-    /// Hibernating-request records: request → actor.
-    records: BTreeMap<RequestId, String>,
-    snapshot: Snapshot,
-    cold_start: Duration,
-    verbose: bool,
-    client_messages: Arc<AtomicU64>,
-    accept_errors: Arc<AtomicU64>,
-    running: Arc<AtomicBool>,
-    scheduled_actor: String,
-    kill_at: Option<u64>,
-    killed: Arc<AtomicBool>,
-    kill: UnboundedSender<()>,
-}
-
-impl Orchestrator {
-    async fn run(mut self, mut rx: UnboundedReceiver<Orch>) {
-        while let Some(ev) = rx.recv().await {
-            self.event(ev);
-        }
-    }
-
-    fn log(&self, what: impl AsRef<str>) {
-        if self.verbose {
-            eprintln!("[gateway] {}", what.as_ref());
-        }
-    }
-
-    fn placement(&mut self, actor: &str) -> &mut Placement {
-        self.actors
-            .entry(actor.to_string())
-            .or_insert_with(|| Placement {
-                phase: Phase::Stopped,
-                waiters: Vec::new(),
-                start_pending: false,
-                deferred_sleeps: Vec::new(),
-                sleepers: Vec::new(),
-                wake_wanted: false,
-                start_failures: 0,
-            })
-    }
-
-    #[allow(clippy::too_many_lines)]
-    fn event(&mut self, ev: Orch) {
-        match ev {
-            Orch::RunnerUp { route, name } => {
-                self.log(format!("runner {name} connected (route {})", route.0));
-                self.runners.insert(route, name);
-                self.snapshot.runners_connected += 1;
-                let waiting: Vec<String> = self
-                    .actors
-                    .iter()
-                    .filter(|(_, p)| p.phase == Phase::Stopped && p.start_pending)
-                    .map(|(a, _)| a.clone())
-                    .collect();
-                for actor in waiting {
-                    self.do_start(&actor);
-                }
-            }
-            Orch::RunnerDown { route } => {
-                self.runners.remove(&route);
-                let hosted: Vec<String> = self
-                    .actors
-                    .iter()
-                    .filter(|(_, p)| {
-                        matches!(p.phase, Phase::Starting(r) | Phase::Running(r) | Phase::Stopping(r) if r == route)
-                    })
-                    .map(|(a, _)| a.clone())
-                    .collect();
-                if !hosted.is_empty() {
-                    self.snapshot.runners_lost += 1;
-                    self.log(format!(
-                        "runner on route {} lost; its actors stopped",
-                        route.0
-                    ));
-                }
-                for actor in hosted {
-                    // A sleep in progress did not happen as a sleep (the runner died first):
-                    // it is done again after the next start.
-                    let p = self.placement(&actor);
-                    if matches!(p.phase, Phase::Stopping(_)) {
-                        p.deferred_sleeps.push(None);
-                    }
-                    self.stopped(&actor);
-                }
-            }
-            Orch::RunnerControl { route, control } => match control {
-                Control::Started { actor } => {
-                    let p = self.placement(&actor);
-                    if p.phase != Phase::Starting(route) {
-                        return;
-                    }
-                    p.phase = Phase::Running(route);
-                    p.wake_wanted = false;
-                    for w in p.waiters.drain(..) {
-                        let _ = w.send(route);
-                    }
-                    // One deferred sleep per start: each sleep is a real stop and wake. A kill
-                    // that is due goes first (shortly after the start, once the replay is
-                    // being delivered); the sleep waits for the next start.
-                    let kill_due = actor == self.scheduled_actor
-                        && self
-                            .kill_at
-                            .is_some_and(|k| self.client_messages.load(Ordering::Relaxed) >= k)
-                        && !self.killed.load(Ordering::Relaxed);
-                    let p = self.placement(&actor);
-                    let deferred = (!kill_due && !p.deferred_sleeps.is_empty())
-                        .then(|| p.deferred_sleeps.remove(0));
-                    if kill_due {
-                        let (running, killed, kill) =
-                            (self.running.clone(), self.killed.clone(), self.kill.clone());
-                        tokio::spawn(async move {
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                            if running.load(Ordering::Relaxed)
-                                && !killed.swap(true, Ordering::Relaxed)
-                            {
-                                let _ = kill.send(());
-                            }
-                        });
-                    }
-                    self.set_running(&actor, true);
-                    self.log(format!("actor {actor} running on route {}", route.0));
-                    // Every live request of the actor that hibernated continues here: the
-                    // gateway replays its pending messages (they queue until the restore).
-                    let requests: Vec<RequestId> = self
-                        .requests
-                        .iter()
-                        .filter(|(_, a)| **a == actor)
-                        .map(|(r, _)| *r)
-                        .collect();
-                    for request_id in requests {
-                        let _ = self.gw.call(|g, now| g.wake(now, request_id, route));
-                    }
-                    if let Some(reply) = deferred {
-                        self.sleep(&actor, reply);
-                    }
-                }
-                Control::Stopped { actor } => {
-                    let p = self.placement(&actor);
-                    if matches!(p.phase, Phase::Running(r) | Phase::Stopping(r) if r == route) {
-                        p.start_failures = 0;
-                        self.stopped(&actor);
-                        self.snapshot.sleeps += 1;
-                    }
-                }
-                Control::StartFailed { actor, error } => {
-                    // The actor never ran: its requests hibernate again (nothing is closed, the
-                    // gateway still holds every unacked message) and the start is retried later.
-                    let p = self.placement(&actor);
-                    if matches!(p.phase, Phase::Starting(r) | Phase::Running(r) | Phase::Stopping(r) if r == route)
-                    {
-                        p.start_failures = p.start_failures.saturating_add(1);
-                        p.wake_wanted = true;
-                        self.log(format!("actor {actor}: start failed: {error}"));
-                        self.snapshot.start_failures += 1;
-                        self.snapshot.last_start_error = Some(error);
-                        self.stopped(&actor);
-                    }
-                }
-                Control::Stats(report) => {
-                    self.snapshot.runner_reports.insert(route.0, report);
-                }
-                _ => {}
-            },
-            Orch::EnsureRunning { actor, reply } => {
-                let p = self.placement(&actor);
-                if let Phase::Running(route) = p.phase {
-                    let _ = reply.send(route);
-                    return;
-                }
-                p.waiters.push(reply);
-                self.want_running(&actor, Duration::ZERO);
-            }
-            Orch::ClientOpened {
-                request_id,
-                actor,
-                reply,
-            } => {
-                let free = !self.requests.contains_key(&request_id);
-                if free {
-                    self.requests.insert(request_id, actor);
-                }
-                let _ = reply.send(free);
-            }
-            Orch::RunnerRejected { why } => {
-                self.log(format!("runner connection refused: {why}"));
-                *self.snapshot.runners_rejected.entry(why).or_insert(0) += 1;
-            }
-            Orch::Wake { request_id, actor } => {
-                let p = self.placement(&actor);
-                let phase = p.phase;
-                if !matches!(phase, Phase::Running(_)) {
-                    p.wake_wanted = true;
-                }
-                match phase {
-                    Phase::Running(route) => {
-                        let _ = self.gw.call(|g, now| g.wake(now, request_id, route));
-                    }
-                    Phase::Stopped => self.want_running(&actor, self.cold_start),
-                    // Woken when the actor runs (Started).
-                    Phase::Starting(_) | Phase::Stopping(_) => {}
-                }
-            }
-            Orch::Closed { request_id, reason } => {
-                self.requests.remove(&request_id);
-                *self.snapshot.closes.entry(reason).or_insert(0) += 1;
-            }
-            Orch::Upsert { request_id, actor } => {
-                self.records.insert(request_id, actor);
-                let _ = self
-                    .gw
-                    .call(|g, now| g.hibernating_record_upserted(now, request_id));
-            }
-            Orch::Delete { request_id } => {
-                self.records.remove(&request_id);
-            }
-            Orch::Sleep { actor, reply } => self.sleep(&actor, reply),
-            Orch::DoStart { actor } => self.do_start(&actor),
-            Orch::ReceiveError { error } => {
-                *self.snapshot.receive_errors.entry(error).or_insert(0) += 1;
-            }
-            Orch::Snapshot { reply } => {
-                let mut s = self.snapshot.clone();
-                s.requests = self.requests.len();
-                s.records = self.records.len();
-                s.client_messages = self.client_messages.load(Ordering::Relaxed);
-                s.accept_errors = self.accept_errors.load(Ordering::Relaxed);
-                let _ = reply.send(s);
-            }
-        }
-    }
-
-    /// Schedules a start of a stopped actor after `delay` (its cold start), or later after
-    /// failed starts (10 ms doubling, at most 2 s).
-    fn want_running(&mut self, actor: &str, delay: Duration) {
-        let p = self.placement(actor);
-        if p.phase != Phase::Stopped || p.start_pending {
-            return;
-        }
-        let backoff = match p.start_failures {
-            0 => Duration::ZERO,
-            n => Duration::from_millis(10 << n.min(8)).min(Duration::from_secs(2)),
-        };
-        let delay = delay.max(backoff);
-        p.start_pending = true;
-        let tx = self.tx.clone();
-        let actor = actor.to_string();
-        if delay.is_zero() {
-            let _ = tx.send(Orch::DoStart { actor });
-        } else {
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                let _ = tx.send(Orch::DoStart { actor });
-            });
-        }
-    }
-
-    /// Starts the actor on the newest runner (or waits for one).
-    fn do_start(&mut self, actor: &str) {
-        let Some((&route, _)) = self.runners.iter().next_back() else {
-            return; // start_pending stays set: RunnerUp retries
-        };
-        let hibernating: Vec<([u8; 4], [u8; 4])> = self
-            .records
-            .iter()
-            .filter(|(_, a)| a.as_str() == actor)
-            .map(|(r, _)| (*b"demo", r.0))
-            .collect();
-        let p = self.placement(actor);
-        if p.phase != Phase::Stopped {
-            return;
-        }
-        p.start_pending = false;
-        p.phase = Phase::Starting(route);
-        self.log(format!("actor {actor}: starting on route {}", route.0));
-        self.snapshot.starts += 1;
-        // The actor's hibernating requests accept the restore's answers from this runner (and
-        // no other connection) until they are woken here.
-        let requests: Vec<RequestId> = self
-            .requests
-            .iter()
-            .filter(|(_, a)| a.as_str() == actor)
-            .map(|(r, _)| *r)
-            .collect();
-        for request_id in requests {
-            let _ = self
-                .gw
-                .call(|g, now| g.actor_starting(now, request_id, route));
-        }
-        self.send(
-            route,
-            &Control::Start {
-                actor: actor.into(),
-                hibernating,
-            },
-        );
-    }
-
-    fn set_running(&self, actor: &str, running: bool) {
-        if actor == self.scheduled_actor {
-            self.running.store(running, Ordering::Relaxed);
-        }
-    }
-
-    fn sleep(&mut self, actor: &str, reply: Option<oneshot::Sender<()>>) {
-        self.set_running(actor, false);
-        let p = self.placement(actor);
-        match p.phase {
-            Phase::Running(route) => {
-                p.phase = Phase::Stopping(route);
-                p.sleepers.extend(reply);
-                self.log(format!("actor {actor}: sleep"));
-                self.send(
-                    route,
-                    &Control::Stop {
-                        actor: actor.into(),
-                    },
-                );
-            }
-            // The client keeps streaming while the actor is away (the gateway buffers), so
-            // later sleeps come due meanwhile: each waits for the next start.
-            Phase::Stopping(_) | Phase::Stopped | Phase::Starting(_) => {
-                p.deferred_sleeps.push(reply);
-            }
-        }
-    }
-
-    /// The actor stopped (it slept, or its runner is gone): its requests hibernate.
-    fn stopped(&mut self, actor: &str) {
-        self.log(format!("actor {actor} stopped"));
-        self.set_running(actor, false);
-        let p = self.placement(actor);
-        p.phase = Phase::Stopped;
-        let sleepers = std::mem::take(&mut p.sleepers);
-        let requests: Vec<RequestId> = self
-            .requests
-            .iter()
-            .filter(|(_, a)| a.as_str() == actor)
-            .map(|(r, _)| *r)
-            .collect();
-        for request_id in requests {
-            let _ = self.gw.call(|g, now| g.actor_stopped(now, request_id));
-        }
-        for s in sleepers {
-            let _ = s.send(());
-        }
-        // Clients still waiting for the actor, or wakes not served yet (it stopped while
-        // starting): start it again.
-        let p = self.placement(actor);
-        if !p.waiters.is_empty() || p.wake_wanted {
-            self.want_running(actor, self.cold_start);
-        }
-    }
-
-    fn send(&self, route: RouteId, c: &Control) {
-        if let Some(tx) = lock(&self.routes).get(&route) {
-            let _ = tx.push(LinkOut(Message::text(c.to_text())));
-        }
+/// The spec of every actor clients open: hosted by the demo's runners.
+fn actor_spec() -> ActorSpec {
+    ActorSpec {
+        runner_name: RUNNER_POOL.into(),
+        config: ActorConfig {
+            name: "demo".into(),
+            key: None,
+            create_ts: 0,
+            input: None,
+        },
     }
 }

@@ -1,15 +1,80 @@
 //! The demo's report.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::Path;
 use std::time::Duration;
 
 use hibernating_ws::gateway::GatewayStats;
+use serde::{Deserialize, Serialize};
 
 use super::args::Args;
 use super::client::ClientReport;
 use super::gateway::Snapshot;
 use super::scenario::ChurnTally;
 use super::storage::StreamState;
+
+/// Counters a runner reports (cumulative for its lifetime), written to its report file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunnerReport {
+    /// Messages handed to the app, duplicates of a crash included.
+    pub delivered: u64,
+    /// Duplicates the runner engine dropped.
+    pub duplicates_dropped: u64,
+    /// Gaps the runner engine saw.
+    pub gaps: u64,
+    /// Persists completed.
+    pub persists: u64,
+    /// Acks sent.
+    pub acks: u64,
+    /// Sockets restored after a wake.
+    pub restored: u64,
+    /// Frames the runner engine dropped as malformed.
+    pub malformed: u64,
+    /// Socket closes seen by the runner, by reason.
+    pub closes: BTreeMap<String, u64>,
+}
+
+impl RunnerReport {
+    /// Adds `o`'s counters to these.
+    pub fn add(&mut self, o: &Self) {
+        self.delivered += o.delivered;
+        self.duplicates_dropped += o.duplicates_dropped;
+        self.gaps += o.gaps;
+        self.persists += o.persists;
+        self.acks += o.acks;
+        self.restored += o.restored;
+        self.malformed += o.malformed;
+        for (k, v) in &o.closes {
+            *self.closes.entry(k.clone()).or_insert(0) += v;
+        }
+    }
+}
+
+/// The latest report of every runner that kept its actors in `data_dir`, by runner name (see
+/// [`report_path`](super::runner::report_path)).
+pub fn runner_reports(data_dir: &Path) -> BTreeMap<String, RunnerReport> {
+    let Ok(entries) = std::fs::read_dir(data_dir.join("reports")) else {
+        return BTreeMap::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.strip_suffix(".json")?.to_string();
+            let report = serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;
+            Some((name, report))
+        })
+        .collect()
+}
+
+/// The counters of every runner that kept its actors in `data_dir`, summed.
+pub fn runner_total(data_dir: &Path) -> RunnerReport {
+    let mut t = RunnerReport::default();
+    for r in runner_reports(data_dir).values() {
+        t.add(r);
+    }
+    t
+}
 
 /// Everything the demo measured.
 #[derive(Debug, Clone)]
@@ -18,6 +83,8 @@ pub struct Report {
     pub client: ClientReport,
     pub gateway: GatewayStats,
     pub snapshot: Snapshot,
+    /// Every runner's counters, summed (a killed one as of its last report).
+    pub runners: RunnerReport,
     /// The actor's committed result for the client's stream (`None`: never committed).
     pub committed: Option<StreamState>,
     pub kills: u32,
@@ -63,13 +130,11 @@ impl Report {
     /// The report as text.
     #[allow(clippy::cast_precision_loss)]
     pub fn render(&self) -> String {
-        let (a, c, g, s) = (&self.args, &self.client, &self.gateway, &self.snapshot);
-        let mut r = s.runner_total();
+        let (a, c) = (&self.args, &self.client);
+        let mut r = self.runners.clone();
         if let Some(d) = self.app_deliveries {
             r.delivered = d;
         }
-        let committed = self.committed();
-        let secs = self.elapsed.as_secs_f64().max(1e-9);
         let mut o = String::new();
         let _ = writeln!(
             o,
@@ -115,6 +180,15 @@ impl Report {
                 None => "none",
             }
         );
+        self.render_engines(&mut o, &r);
+        self.render_outcome(&mut o, &r);
+        o
+    }
+
+    /// The gateway's and the runners' counters.
+    fn render_engines(&self, o: &mut String, r: &RunnerReport) {
+        let (g, s) = (&self.gateway, &self.snapshot);
+        let committed = self.committed();
         let _ = writeln!(o, "gateway");
         let _ = writeln!(
             o,
@@ -175,6 +249,14 @@ impl Report {
             r.persists, r.acks
         );
         let _ = writeln!(o, "  sockets restored          {:>9}", r.restored);
+    }
+
+    /// Closes, the committed log, churn, throughput and the verdict.
+    #[allow(clippy::cast_precision_loss)]
+    fn render_outcome(&self, o: &mut String, r: &RunnerReport) {
+        let (c, s) = (&self.client, &self.snapshot);
+        let committed = self.committed();
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
         let _ = writeln!(o, "closes by reason");
         for (reason, n) in &s.closes {
             let _ = writeln!(o, "  gateway: {reason}: {n}");
@@ -235,6 +317,5 @@ impl Report {
                 "FAIL: messages lost or delivered twice"
             }
         );
-        o
     }
 }

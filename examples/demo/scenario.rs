@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 use super::args::Args;
 use super::client::{ClientOptions, run_client};
 use super::gateway::{GatewayOptions, GatewayServer, Schedule};
-use super::report::Report;
+use super::report::{Report, runner_total};
 use super::runner::{RunnerInstance, RunnerOptions};
 use super::storage::{StorageKind, StreamState, finished_stream};
 
@@ -70,6 +70,7 @@ impl RunnerProc {
                     &args.persist_interval.as_millis().to_string(),
                 ])
                 .args(["--runner-name", &format!("runner-{n}")])
+                .args(["--cold-start-ms", &args.cold_start.as_millis().to_string()])
                 .env(super::args::TOKEN_ENV, &args.runner_token)
                 .stdin(std::process::Stdio::null())
                 .kill_on_drop(true);
@@ -86,7 +87,7 @@ impl RunnerProc {
                 config: runner_config(args),
                 report_interval: Duration::from_millis(20),
                 delivered: delivered.clone(),
-                load_delay: Duration::ZERO,
+                load_delay: args.cold_start,
                 websocket: super::gateway::websocket_config(
                     args.ws_read_buffer,
                     args.ws_write_buffer,
@@ -187,14 +188,63 @@ pub async fn committed_result(
 /// Waits (bounded) until the gateway got a first ack: from then on the socket's metadata is
 /// durable on the runner, so a kill tests recovery, not a socket that never existed there (whose
 /// restore correctly ends in 1000 `ws.meta_not_found_during_restore`).
-pub async fn wait_for_first_ack(gw: &hibernating_ws::driver::tokio::GatewayHandle) {
+pub async fn wait_for_first_ack(gw: &hibernating_ws::driver::control::ControlHandle) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while gw
-        .call(|g, _| g.stats())
+        .call(|c, _| c.gateway().stats())
         .is_ok_and(|s| s.messages_acked == 0)
         && tokio::time::Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// The runner of a demo run and what its supervisor needs to replace it.
+struct Runners {
+    slot: Arc<Mutex<Option<RunnerProc>>>,
+    kills: Arc<std::sync::atomic::AtomicU32>,
+    delivered: Arc<AtomicU64>,
+    url: String,
+    path: PathBuf,
+}
+
+/// The supervisor: kills the runner each time `kill` fires (once the gateway saw a first ack),
+/// then starts a new one.
+async fn supervise(
+    kill: Option<tokio::sync::mpsc::Receiver<()>>,
+    gw: hibernating_ws::driver::control::ControlHandle,
+    args: Args,
+    runners: Runners,
+) {
+    let Some(mut rx) = kill else {
+        return;
+    };
+    while rx.recv().await.is_some() {
+        wait_for_first_ack(&gw).await;
+        let mut slot = runners.slot.lock().await;
+        if let Some(r) = slot.take() {
+            if args.drop_link {
+                r.drop_link().await;
+            } else {
+                r.kill().await;
+            }
+        }
+        let n = runners
+            .kills
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        if args.verbose {
+            eprintln!("[demo] runner killed; starting runner-{}", n + 1);
+        }
+        *slot = RunnerProc::start(
+            &args,
+            &runners.url,
+            &runners.path,
+            n + 1,
+            &runners.delivered,
+        )
+        .await
+        .ok();
     }
 }
 
@@ -203,7 +253,6 @@ pub async fn run_all(args: &Args) -> io::Result<Report> {
     let dir = DataDir::new(args.data_dir.as_deref())?;
     let schedule = Schedule::spread(&args.actor, args.messages, args.sleeps, args.kill_runner);
     let mut server = GatewayServer::start(GatewayOptions {
-        cold_start: args.cold_start,
         verbose: args.verbose,
         websocket: super::gateway::websocket_config(args.ws_read_buffer, args.ws_write_buffer),
         runner_token: args.runner_token.clone(),
@@ -219,43 +268,19 @@ pub async fn run_all(args: &Args) -> io::Result<Report> {
         RunnerProc::start(args, &url, &dir.path, 1, &delivered).await?,
     )));
 
-    // The supervisor: kills the runner when the schedule says so, then starts a new one.
     let kills = Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let mut kill_rx = server.kill.take();
-    let supervisor = {
-        let delivered = delivered.clone();
-        let gw = server.handle().clone();
-        let (runner, kills, args, url, path) = (
-            runner.clone(),
-            kills.clone(),
-            args.clone(),
-            url.clone(),
-            dir.path.clone(),
-        );
-        tokio::spawn(async move {
-            let Some(rx) = kill_rx.as_mut() else {
-                return;
-            };
-            while rx.recv().await.is_some() {
-                wait_for_first_ack(&gw).await;
-                let mut slot = runner.lock().await;
-                if let Some(r) = slot.take() {
-                    if args.drop_link {
-                        r.drop_link().await;
-                    } else {
-                        r.kill().await;
-                    }
-                }
-                let n = kills.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                if args.verbose {
-                    eprintln!("[demo] runner killed; starting runner-{}", n + 1);
-                }
-                *slot = RunnerProc::start(&args, &url, &path, n + 1, &delivered)
-                    .await
-                    .ok();
-            }
-        })
-    };
+    let supervisor = tokio::spawn(supervise(
+        server.kill.take(),
+        server.handle().clone(),
+        args.clone(),
+        Runners {
+            slot: runner.clone(),
+            kills: kills.clone(),
+            delivered: delivered.clone(),
+            url: url.clone(),
+            path: dir.path.clone(),
+        },
+    ));
 
     let churn = Churn::start(args, &url, &dir.path);
     #[allow(clippy::disallowed_methods)] // the demo measures wall-clock time
@@ -313,8 +338,9 @@ pub async fn run_all(args: &Args) -> io::Result<Report> {
     Ok(Report {
         args: args.clone(),
         client,
-        gateway: gateway.map(|g| g.stats()).unwrap_or_default(),
+        gateway: gateway.map(|c| c.gateway().stats()).unwrap_or_default(),
         snapshot,
+        runners: runner_total(&dir.path),
         committed,
         kills: kills.load(std::sync::atomic::Ordering::Relaxed),
         app_deliveries: (!args.runner_process)

@@ -233,6 +233,9 @@ pub enum GcReason {
     /// The request asked for a wake and was not woken within
     /// [`GatewayConfig::wake_timeout`](super::GatewayConfig::wake_timeout).
     WakeTimeout,
+    /// The client closed while messages were unacknowledged, and the runner did not acknowledge
+    /// them all within [`GatewayConfig::close_timeout`](super::GatewayConfig::close_timeout).
+    CloseTimeout,
 }
 
 /// Why a request closed ([`Action::Closed`]).

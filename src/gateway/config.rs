@@ -78,6 +78,11 @@ pub struct GatewayConfig {
     /// A hibernating request that asked for a wake and was not woken within this time is
     /// collected. Default 60 s.
     pub wake_timeout: Duration,
+    /// How long a client close waits for the runner to acknowledge the messages still pending
+    /// when the client closed ([`Gateway::client_close`](super::Gateway::client_close)); then the
+    /// request is collected ([`GcReason::CloseTimeout`](super::GcReason::CloseTimeout)). Default
+    /// 60 s. Must be positive.
+    pub close_timeout: Duration,
     /// Re-publish all pending messages of an active request when the oldest has gone unacked this
     /// long (pair with the runner's `Await` gap policy). Default `None` (off); 5 s is a good
     /// value when used (`docs/design.md#defaults`).
@@ -109,6 +114,7 @@ impl Default for GatewayConfig {
             keepalive_interval: Duration::from_secs(45),
             hibernation_timeout: Duration::from_secs(90),
             wake_timeout: Duration::from_secs(60),
+            close_timeout: Duration::from_secs(60),
             retransmit_timeout: None,
             hibernate_on_ping_timeout: true,
             protocol_version: PROTOCOL_VERSION,
@@ -130,6 +136,7 @@ crate::config::with_setters!(GatewayConfig {
     with_keepalive_interval => keepalive_interval: Duration,
     with_hibernation_timeout => hibernation_timeout: Duration,
     with_wake_timeout => wake_timeout: Duration,
+    with_close_timeout => close_timeout: Duration,
     with_retransmit_timeout => retransmit_timeout: Option<Duration>,
     with_hibernate_on_ping_timeout => hibernate_on_ping_timeout: bool,
     with_protocol_version => protocol_version: u16,
@@ -178,6 +185,7 @@ impl GatewayConfig {
         positive(self.keepalive_interval, "keepalive_interval")?;
         positive(self.hibernation_timeout, "hibernation_timeout")?;
         positive(self.wake_timeout, "wake_timeout")?;
+        positive(self.close_timeout, "close_timeout")?;
         if let Some(d) = self.retransmit_timeout {
             positive(d, "retransmit_timeout")?;
         }
@@ -214,6 +222,7 @@ mod tests {
         assert_eq!(c.keepalive_interval, Duration::from_secs(45));
         assert_eq!(c.hibernation_timeout, Duration::from_secs(90));
         assert_eq!(c.wake_timeout, Duration::from_secs(60));
+        assert_eq!(c.close_timeout, Duration::from_secs(60));
         assert_eq!(c.retransmit_timeout, None);
         assert!(c.hibernate_on_ping_timeout);
         assert_eq!(c.protocol_version, 7);

@@ -71,6 +71,9 @@ impl Gateway {
                 );
                 Some(CloseReason::Collected(GcReason::AckTimeout { first, last }))
             }
+            _ if req.closing().is_some_and(|c| c.deadline <= now) => {
+                Some(CloseReason::Collected(GcReason::CloseTimeout))
+            }
             Some(PhaseState::WakeRequested { deadline, .. }) if *deadline <= now => {
                 Some(CloseReason::Collected(GcReason::WakeTimeout))
             }
@@ -166,6 +169,9 @@ pub(super) fn next_deadline(req: &Request, cfg: &GatewayConfig) -> Timestamp {
     let mut d = Timestamp::MAX;
     if req.hibernatable {
         d = d.min(req.keepalive_at).min(req.record_expiry);
+    }
+    if let Some(closing) = req.closing() {
+        d = d.min(closing.deadline);
     }
     match req.phase_state.as_deref() {
         Some(

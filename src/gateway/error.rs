@@ -44,6 +44,13 @@ pub enum SendError {
         /// The request.
         request_id: RequestId,
     },
+    /// The client already closed this request (its close waits for the runner's acks): nothing
+    /// more is read from it.
+    #[error("request {request_id}: the client already closed it")]
+    ClientClosed {
+        /// The request.
+        request_id: RequestId,
+    },
     /// [`OverflowPolicy::Backpressure`](super::OverflowPolicy::Backpressure): the message would
     /// exceed `limit`. Nothing changed. Stop reading the client and send the message again after
     /// [`Action::ClientWritable`](super::Action::ClientWritable).
@@ -86,6 +93,7 @@ impl SendError {
         match *self {
             Self::UnknownRequest { request_id }
             | Self::NotOpen { request_id }
+            | Self::ClientClosed { request_id }
             | Self::Backpressure { request_id, .. }
             | Self::LimitExceeded { request_id, .. }
             | Self::MessageTooLarge { request_id, .. } => request_id,

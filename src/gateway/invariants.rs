@@ -60,6 +60,9 @@ impl Gateway {
             bytes += req_bytes;
             messages += len as u64;
             self.check_pending(req)?;
+            if req.phase == Phase::Active && req.client_closed() && len == 0 {
+                return Err(format!("{id}: a client close is held with nothing pending"));
+            }
             if req.phase == Phase::Active && req.sent_through() != req.next_index.prev() {
                 return Err(format!("{id}: active but not everything was sent"));
             }

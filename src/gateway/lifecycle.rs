@@ -6,7 +6,7 @@ use alloc::string::ToString;
 use crate::time::Timestamp;
 use crate::wire::{ToClientTunnelMessageKind, ToClientWebSocketClose};
 
-use super::request::{Active, Phase, PhaseState, Request};
+use super::request::{Active, Closing, Phase, PhaseState, Request};
 use super::{Action, CloseReason, Gateway, GcReason};
 
 impl Gateway {
@@ -18,14 +18,7 @@ impl Gateway {
         };
         req.phase = Phase::Active;
         req.hibernatable = hibernatable;
-        set_phase_state(
-            req,
-            PhaseState::Active(Active {
-                next_ping: now + cfg.ping_interval,
-                last_pong: now,
-                last_retransmit: Timestamp::ZERO,
-            }),
-        );
+        set_phase_state(req, PhaseState::Active(Active::new(now, cfg.ping_interval)));
         self.stats.accepted += 1;
         self.actions.push_back(Action::Opened {
             request_id: req.id,
@@ -43,13 +36,17 @@ impl Gateway {
         self.schedule(slot);
     }
 
-    /// Enters hibernation (the request is active and hibernatable).
+    /// Enters hibernation (the request is active and hibernatable). A client close still
+    /// waiting for acks stays held and asks for the wake that replays them.
     pub(super) fn hibernate(&mut self, slot: u32, now: Timestamp) {
         let Some(req) = self.requests.get_mut(slot) else {
             return;
         };
         req.phase = Phase::Hibernating;
-        req.phase_state = None;
+        let closing = match req.phase_state.take().map(|b| *b) {
+            Some(PhaseState::Active(Active { closing, .. })) => closing,
+            _ => None,
+        };
         let has_pending = req.pending_len() > 0;
         // An idle hibernating request keeps no buffer.
         if req
@@ -63,9 +60,9 @@ impl Gateway {
         self.stats.hibernations += 1;
         self.actions
             .push_back(Action::Hibernated { request_id: req.id });
-        if has_pending {
-            // Pending data needs the actor now: ask for a wake at once.
-            self.request_wake(slot, now, None);
+        if has_pending || closing.is_some() {
+            // Pending data (or a held close) needs the actor now: ask for a wake at once.
+            self.request_wake(slot, now, closing);
         }
     }
 
@@ -74,7 +71,7 @@ impl Gateway {
         &mut self,
         slot: u32,
         now: Timestamp,
-        client_close: Option<CloseReason>,
+        client_close: Option<Closing>,
     ) {
         let Some(req) = self.requests.get_mut(slot) else {
             return;
@@ -125,13 +122,7 @@ impl Gateway {
                 frame,
             });
         }
-        let client_gone = matches!(
-            req.phase_state.as_deref(),
-            Some(PhaseState::WakeRequested {
-                client_close: Some(_),
-                ..
-            })
-        );
+        let client_gone = req.client_closed();
         if !client_gone && let Some(frame) = reason.client_frame() {
             self.actions
                 .push_back(Action::CloseClient { request_id, frame });
@@ -171,6 +162,9 @@ impl Gateway {
                 &mut self.stats.collected_hibernation_timeout
             }
             CloseReason::Collected(GcReason::WakeTimeout) => &mut self.stats.collected_wake_timeout,
+            CloseReason::Collected(GcReason::CloseTimeout) => {
+                &mut self.stats.collected_close_timeout
+            }
         };
         *counter += 1;
         self.stats.closed += 1;

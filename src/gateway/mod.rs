@@ -77,15 +77,17 @@ mod stats;
 mod timer;
 
 #[cfg(test)]
+mod held_close_tests;
+#[cfg(test)]
 mod tests;
 
 pub use action::{Action, CloseReason, Frame, GcReason, Limit};
 pub use config::{GatewayConfig, OverflowPolicy};
 pub use error::{OpenError, ReceiveError, SendError, UnknownRequest, WakeError};
-pub use request::{InvalidPath, OpenRequest, Phase, RouteId};
+pub use request::{InvalidPath, OpenRequest, Phase, RequestSlot, RouteId};
 pub use stats::{GatewayStats, RequestInfo, RequestStats};
 
-use request::{Active, PhaseState, Request, Slab};
+use request::{Active, Closing, PhaseState, Request, Slab};
 use timer::TimerQueue;
 
 /// The gateway engine: every request of one gateway process. See the [module docs](self) for the
@@ -221,8 +223,8 @@ impl Gateway {
     /// `request_id` is the embedder's choice, and it must be unguessable: draw it from a
     /// cryptographic random source (the engine never reads one itself; randomness is an input
     /// like time). A runner-side peer that could guess live request ids could address frames to
-    /// other clients' sockets. The engine finds a request by id in O(1) (a hash index with
-    /// `std`), whatever the ids look like.
+    /// other clients' sockets. The engine finds a request by id in O(1) (a hash index),
+    /// whatever the ids look like.
     ///
     /// # Errors
     /// [`OpenError::AlreadyExists`] if `request_id` is live (nothing changes; upstream reused the
@@ -307,6 +309,52 @@ impl Gateway {
         let slot = self
             .slot_of(request_id)
             .ok_or(SendError::UnknownRequest { request_id })?;
+        self.client_message_in(now, slot, request_id, data, binary)
+    }
+
+    /// Where live request `request_id` sits, for [`client_message_at`](Self::client_message_at);
+    /// `None` if it is not live. The handle stays valid until the request ends.
+    #[must_use]
+    pub fn request_slot(&self, request_id: RequestId) -> Option<RequestSlot> {
+        let index = self.slot_of(request_id)?;
+        let (_, generation) = self.requests.get_with_generation(index)?;
+        Some(RequestSlot { index, generation })
+    }
+
+    /// [`client_message`](Self::client_message) for the request at `at` (from
+    /// [`request_slot`](Self::request_slot)), without looking `request_id` up: an adapter that
+    /// keeps the handle with its own per-client state reaches the engine's state directly. The
+    /// same rules, results and errors; a handle of a request that has ended, or of another
+    /// request than `request_id`, gives [`SendError::UnknownRequest`] and changes nothing.
+    ///
+    /// # Errors
+    /// As [`client_message`](Self::client_message).
+    pub fn client_message_at(
+        &mut self,
+        now: Timestamp,
+        at: RequestSlot,
+        request_id: RequestId,
+        data: &[u8],
+        binary: bool,
+    ) -> Result<MessageIndex, SendError> {
+        let now = self.advance(now);
+        match self.requests.get_with_generation(at.index) {
+            Some((req, generation)) if generation == at.generation && req.id == request_id => {
+                self.client_message_in(now, at.index, request_id, data, binary)
+            }
+            _ => Err(SendError::UnknownRequest { request_id }),
+        }
+    }
+
+    /// [`client_message`](Self::client_message) for the request in `slot`.
+    fn client_message_in(
+        &mut self,
+        now: Timestamp,
+        slot: u32,
+        request_id: RequestId,
+        data: &[u8],
+        binary: bool,
+    ) -> Result<MessageIndex, SendError> {
         let req = self
             .requests
             .get(slot)
@@ -315,6 +363,9 @@ impl Gateway {
         let (count, request_bytes) = (req.pending_len(), req.pending_bytes());
         if phase == Phase::AwaitingOpen {
             return Err(SendError::NotOpen { request_id });
+        }
+        if req.client_closed() {
+            return Err(SendError::ClientClosed { request_id });
         }
         if hibernatable {
             let size = u64::try_from(wire::ws_message_frame_len(data.len())).unwrap_or(u64::MAX);
@@ -387,13 +438,24 @@ impl Gateway {
     /// The client closed its WebSocket (`frame`) or its stream ended without a close frame
     /// (`None`).
     ///
-    /// Awaiting open or active: the close is published to the runner (client's code and reason;
-    /// `None` → 1000), the request is removed ([`CloseReason::ClientClosed`] or
-    /// [`CloseReason::ClientGone`]). Hibernating: the close is remembered and a wake requested;
-    /// [`wake`](Self::wake) then replays the pending messages, publishes the close, and removes the
-    /// request (a second close while hibernating changes nothing). If no wake comes within
-    /// [`GatewayConfig::wake_timeout`] the request is collected without a close frame to the
-    /// client, which is already gone.
+    /// **A client close never drops an accepted message.** The close is published to the runner
+    /// (client's code and reason; `None` → 1000) and the request removed
+    /// ([`CloseReason::ClientClosed`] or [`CloseReason::ClientGone`]) only once the runner
+    /// acknowledged every message the gateway accepted:
+    ///
+    /// * Awaiting open, not hibernatable, or active with nothing pending: at once.
+    /// * Active with pending messages: the close is held; the request stays active (pings,
+    ///   retransmits, ack timeout and limits as before, nothing more is read from the client, the
+    ///   runner's messages to the client are dropped) and closes when the ack of the last pending
+    ///   message arrives. If the runner is lost meanwhile the request hibernates as usual, asks
+    ///   for a wake, and the wake replays the pending messages to the actor's next runner.
+    /// * Hibernating: the close is held and a wake requested; [`wake`](Self::wake) replays the
+    ///   pending messages and then waits for their acks as above.
+    ///
+    /// A held close is bounded by [`GatewayConfig::close_timeout`] from this call (then
+    /// [`GcReason::CloseTimeout`]) and by the other deadlines (ack, wake, hibernation timeouts);
+    /// every such end is reported with its own [`Action::Closed`] reason, never as a client close.
+    /// No close frame goes to the client, which is already gone. A second close changes nothing.
     ///
     /// The hibernating record is deleted only after the close is published, so the woken actor
     /// restores the socket, receives every pending message and then the client's real close
@@ -408,18 +470,30 @@ impl Gateway {
         frame: Option<CloseFrame>,
     ) -> Result<(), UnknownRequest> {
         let now = self.advance(now);
+        let deadline = now + self.config.close_timeout;
         let (slot, req) = self.live_mut(request_id)?;
-        let reason = frame.map_or(CloseReason::ClientGone, CloseReason::ClientClosed);
-        if req.phase != Phase::Hibernating {
-            self.terminate(slot, reason);
+        if req.client_closed() {
+            // A second close of the same client changes nothing.
             return Ok(());
         }
-        match req.phase_state.as_deref_mut() {
-            Some(PhaseState::WakeRequested { client_close, .. }) => {
-                // A second close of the same client changes nothing.
-                client_close.get_or_insert(reason);
+        let reason = frame.map_or(CloseReason::ClientGone, CloseReason::ClientClosed);
+        let closing = Closing { reason, deadline };
+        match req.phase {
+            Phase::Hibernating => match req.phase_state.as_deref_mut() {
+                // A wake is already requested: it now also carries the close.
+                Some(PhaseState::WakeRequested { client_close, .. }) => {
+                    *client_close = Some(closing);
+                }
+                _ => self.request_wake(slot, now, Some(closing)),
+            },
+            Phase::Active if req.pending_len() > 0 => {
+                if let Some(active) = req.active_mut() {
+                    active.closing = Some(closing);
+                }
+                self.stats.client_closes_held += 1;
+                self.schedule(slot);
             }
-            _ => self.request_wake(slot, now, Some(reason)),
+            Phase::AwaitingOpen | Phase::Active => self.terminate(slot, closing.reason),
         }
         Ok(())
     }
@@ -452,8 +526,8 @@ impl Gateway {
     /// message is re-published there verbatim (same frames, same indices, same order; no open),
     /// and the request is active again. Numbering continues where it was.
     ///
-    /// If the client closed while hibernating, its close is published after the replay and the
-    /// request is removed.
+    /// If the client closed, its close is published once the replayed messages are acknowledged
+    /// (at once if none is pending), and the request is removed.
     ///
     /// # Errors
     /// [`WakeError::UnknownRequest`] (for example it was collected meanwhile), or
@@ -487,11 +561,18 @@ impl Gateway {
         };
         req.route = route;
         req.phase = Phase::Active;
-        req.phase_state = Some(Box::new(PhaseState::Active(Active {
-            next_ping: now + config.ping_interval,
-            last_pong: now,
-            last_retransmit: Timestamp::ZERO,
-        })));
+        let mut active = Active::new(now, config.ping_interval);
+        let has_pending = req.pending_len() > 0;
+        let client_close = match client_close {
+            // The close waits for the acks of the replayed messages.
+            Some(closing) if has_pending => {
+                active.closing = Some(closing);
+                stats.client_closes_held += 1;
+                None
+            }
+            other => other,
+        };
+        req.phase_state = Some(Box::new(PhaseState::Active(active)));
         let mut replayed = 0u64;
         if let Some(buffer) = req.buffer.as_deref_mut() {
             for entry in buffer.pending.iter() {
@@ -510,7 +591,7 @@ impl Gateway {
         stats.wakes += 1;
         self.hibernating -= 1;
         match client_close {
-            Some(reason) => self.terminate(slot, reason),
+            Some(closing) => self.terminate(slot, closing.reason),
             None => self.schedule(slot),
         }
         Ok(())

@@ -117,7 +117,8 @@ impl Gateway {
         let Some(req) = self.requests.get_mut(slot) else {
             return Err(ReceiveError::UnknownRequest { request_id });
         };
-        let (phase, hibernatable) = (req.phase, req.hibernatable);
+        let (phase, hibernatable, client_closed) =
+            (req.phase, req.hibernatable, req.client_closed());
         self.heard_from(slot, route, now);
         match (phase, kind) {
             (
@@ -147,12 +148,7 @@ impl Gateway {
                 Phase::Active | Phase::Hibernating,
                 ToServerTunnelMessageKind::WebSocketMessage(m),
             ) => {
-                self.stats.messages_to_client += 1;
-                self.actions.push_back(Action::SendToClient {
-                    request_id,
-                    data: m.data,
-                    binary: m.binary,
-                });
+                self.forward_to_client(request_id, m, client_closed);
                 Ok(())
             }
             (
@@ -325,6 +321,7 @@ impl Gateway {
                 self.pending_bytes = self.pending_bytes.saturating_sub(released);
                 self.unblock(slot);
                 self.drain_blocked();
+                self.finish_held_close(slot);
             }
             AckVerdict::Stale => {
                 req.stats.acks_ignored += 1;
@@ -334,6 +331,40 @@ impl Gateway {
                 req.stats.acks_ignored += 1;
                 self.stats.acks_invalid += 1;
             }
+        }
+    }
+
+    /// A runner message for the client; dropped (counted) once the client closed, its close
+    /// waiting for acks.
+    fn forward_to_client(
+        &mut self,
+        request_id: RequestId,
+        m: crate::wire::ToServerWebSocketMessage,
+        client_closed: bool,
+    ) {
+        if client_closed {
+            self.stats.messages_to_closed_client += 1;
+            return;
+        }
+        self.stats.messages_to_client += 1;
+        self.actions.push_back(Action::SendToClient {
+            request_id,
+            data: m.data,
+            binary: m.binary,
+        });
+    }
+
+    /// A held client close whose messages are all acknowledged now is forwarded: the request
+    /// closes with the client's reason.
+    fn finish_held_close(&mut self, slot: u32) {
+        let Some(req) = self.requests.get_mut(slot) else {
+            return;
+        };
+        if req.pending_len() > 0 {
+            return;
+        }
+        if let Some(closing) = req.active_mut().and_then(|a| a.closing.take()) {
+            self.terminate(slot, closing.reason);
         }
     }
 }

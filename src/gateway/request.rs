@@ -129,6 +129,17 @@ impl fmt::Display for Phase {
     }
 }
 
+/// Where a live request sits in its [`Gateway`](super::Gateway): its slot and the slot's
+/// generation, from [`Gateway::request_slot`](super::Gateway::request_slot). Passing it to
+/// [`Gateway::client_message_at`](super::Gateway::client_message_at) skips the request-id
+/// lookup. It names one request only: once that request ends, its slot's generation changes and
+/// the handle matches nothing, even if the slot holds a new request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequestSlot {
+    pub(super) index: u32,
+    pub(super) generation: u32,
+}
+
 /// One client WebSocket.
 #[derive(Debug)]
 pub(crate) struct Request {
@@ -159,9 +170,9 @@ pub(crate) enum PhaseState {
     /// Hibernating after a [`RequestWake`](super::Action::RequestWake).
     WakeRequested {
         deadline: Timestamp,
-        /// The client closed while hibernating: [`CloseReason::ClientClosed`] or
-        /// [`CloseReason::ClientGone`], applied after the wake replay.
-        client_close: Option<CloseReason>,
+        /// The client closed: its close waits for the wake replay and then for the runner's
+        /// acks of every pending message.
+        client_close: Option<Closing>,
         /// The actor's next runner, once declared
         /// ([`Gateway::actor_starting`](super::Gateway::actor_starting)).
         next_route: Option<RouteId>,
@@ -178,6 +189,31 @@ pub(crate) struct Active {
     pub(crate) last_pong: Timestamp,
     /// Last retransmit round; `Timestamp::ZERO` when none this activation.
     pub(crate) last_retransmit: Timestamp,
+    /// The client closed while messages were unacknowledged: the close is forwarded once the
+    /// runner acked them all.
+    pub(crate) closing: Option<Closing>,
+}
+
+impl Active {
+    /// A new activation: pings due one interval from `now`, nothing heard yet.
+    pub(crate) fn new(now: Timestamp, ping_interval: core::time::Duration) -> Self {
+        Self {
+            next_ping: now + ping_interval,
+            last_pong: now,
+            last_retransmit: Timestamp::ZERO,
+            closing: None,
+        }
+    }
+}
+
+/// A client close held back until the runner acknowledged every accepted message.
+#[derive(Debug)]
+pub(crate) struct Closing {
+    /// [`CloseReason::ClientClosed`] or [`CloseReason::ClientGone`].
+    pub(crate) reason: CloseReason,
+    /// When the request is collected ([`GcReason::CloseTimeout`](super::GcReason::CloseTimeout))
+    /// if the acks have not all come.
+    pub(crate) deadline: Timestamp,
 }
 
 /// Buffered messages of a hibernatable request and its backpressure state.
@@ -224,6 +260,25 @@ impl Request {
         match self.phase_state.as_deref() {
             Some(PhaseState::WakeRequested { next_route, .. }) => *next_route,
             Some(PhaseState::Restoring { next_route }) => Some(*next_route),
+            _ => None,
+        }
+    }
+
+    /// The client closed: its close waits for acks (or for the wake that replays them).
+    pub(crate) fn client_closed(&self) -> bool {
+        self.closing().is_some()
+    }
+
+    /// The held-back client close, if the client closed.
+    pub(crate) fn closing(&self) -> Option<&Closing> {
+        match self.phase_state.as_deref() {
+            Some(
+                PhaseState::Active(Active { closing, .. })
+                | PhaseState::WakeRequested {
+                    client_close: closing,
+                    ..
+                },
+            ) => closing.as_ref(),
             _ => None,
         }
     }
@@ -330,6 +385,12 @@ impl<T> Slab<T> {
 
     pub(crate) fn get_mut(&mut self, index: u32) -> Option<&mut T> {
         self.slot_mut(index)?.value.as_mut()
+    }
+
+    /// The value in `index` and its generation.
+    pub(crate) fn get_with_generation(&self, index: u32) -> Option<(&T, u32)> {
+        let slot = self.slot(index)?;
+        slot.value.as_ref().map(|v| (v, slot.generation))
     }
 
     /// The value in `index` if its generation is still `generation`.

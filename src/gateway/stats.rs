@@ -71,6 +71,8 @@ pub struct GatewayStats {
     // ---- runner → client ----
     /// Runner messages forwarded to the client.
     pub messages_to_client: u64,
+    /// Runner messages dropped because the client had closed (its close waited for acks).
+    pub messages_to_closed_client: u64,
     /// Pings published.
     pub pings_sent: u64,
     /// Pongs accepted.
@@ -108,6 +110,10 @@ pub struct GatewayStats {
     pub collected_hibernation_timeout: u64,
     /// Collected: not woken in time.
     pub collected_wake_timeout: u64,
+    /// Collected: a held client close whose messages were not all acknowledged in time.
+    pub collected_close_timeout: u64,
+    /// Client closes held until the runner acknowledged the pending messages.
+    pub client_closes_held: u64,
 
     // ---- dropped runner input (one per `ReceiveError` variant) ----
     /// Frames that did not decode.
@@ -192,6 +198,7 @@ compact_debug!(GatewayStats {
     backpressured,
     client_writable,
     messages_to_client,
+    messages_to_closed_client,
     pings_sent,
     pongs_received,
     record_upserts,
@@ -208,6 +215,8 @@ compact_debug!(GatewayStats {
     collected_ack_timeout,
     collected_hibernation_timeout,
     collected_wake_timeout,
+    collected_close_timeout,
+    client_closes_held,
     dropped_malformed,
     dropped_unknown_request,
     dropped_wrong_gateway,

@@ -304,3 +304,53 @@ fn a_shared_runner_frame_reaches_the_client_without_copying_the_payload() {
     assert!(inside(&payloads[0], &shared));
     assert!(!inside(&payloads[1], &copied));
 }
+
+/// `client_message_at` acts exactly as `client_message` (same frames, same indexes) while its
+/// handle is live, and refuses with `UnknownRequest`, changing nothing, once the request ended
+/// (even with its slot reused by a new request), or for another request id.
+#[test]
+fn client_message_at_matches_client_message_and_refuses_stale_handles() {
+    let now = Timestamp::from_secs(1);
+    let mut by_id = Gateway::new(GatewayConfig::default(), GW, now).expect("valid");
+    let mut by_slot = Gateway::new(GatewayConfig::default(), GW, now).expect("valid");
+    let (a, b) = (RequestId::from_u32(7), RequestId::from_u32(8));
+    for gw in [&mut by_id, &mut by_slot] {
+        open_accepted(gw, now, a, true);
+        open_accepted(gw, now, b, false);
+    }
+    let (at_a, at_b) = (
+        by_slot.request_slot(a).expect("live"),
+        by_slot.request_slot(b).expect("live"),
+    );
+    for (i, id, at) in [(0_u8, a, at_a), (1, b, at_b), (2, a, at_a), (3, b, at_b)] {
+        let data = [i; 10];
+        assert_eq!(
+            by_id.client_message(now, id, &data, true),
+            by_slot.client_message_at(now, at, id, &data, true)
+        );
+        assert_eq!(drain(&mut by_id), drain(&mut by_slot));
+    }
+    assert_eq!(
+        by_slot.client_message_at(now, at_a, b, b"x", true),
+        Err(SendError::UnknownRequest { request_id: b })
+    );
+    by_slot.client_close(now, b, None).expect("live");
+    drain(&mut by_slot);
+    assert_eq!(by_slot.request_slot(b), None);
+    let c = RequestId::from_u32(9);
+    open_accepted(&mut by_slot, now, c, false);
+    let at_c = by_slot.request_slot(c).expect("live");
+    assert_eq!(at_c.index, at_b.index, "the freed slot is reused");
+    for (id, at) in [(b, at_b), (c, at_b)] {
+        assert_eq!(
+            by_slot.client_message_at(now, at, id, b"x", true),
+            Err(SendError::UnknownRequest { request_id: id })
+        );
+    }
+    assert!(
+        by_slot.poll_action().is_none(),
+        "a refused handle changes nothing"
+    );
+    assert!(by_slot.client_message_at(now, at_c, c, b"x", true).is_ok());
+    by_slot.check_invariants().expect("invariants");
+}

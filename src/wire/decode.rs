@@ -11,15 +11,14 @@ use alloc::vec::Vec;
 
 use bytes::Bytes;
 
-use super::DecodeLimits;
 use super::error::DecodeError;
-use super::types::{
-    GatewayId, Headers, HibernatingRequest, MessageId, RequestId, ToClientRequestChunk,
-    ToClientRequestStart, ToClientTunnelMessage, ToClientTunnelMessageKind, ToClientWebSocketClose,
-    ToClientWebSocketMessage, ToClientWebSocketOpen, ToGatewayPong, ToRunnerPing,
-    ToServerResponseChunk, ToServerResponseStart, ToServerTunnelMessage, ToServerTunnelMessageKind,
-    ToServerWebSocketClose, ToServerWebSocketMessage, ToServerWebSocketMessageAck,
-    ToServerWebSocketOpen,
+use super::{
+    DecodeLimits, GatewayId, Headers, HibernatingRequest, MessageId, RequestId,
+    ToClientRequestChunk, ToClientRequestStart, ToClientTunnelMessage, ToClientTunnelMessageKind,
+    ToClientWebSocketClose, ToClientWebSocketMessage, ToClientWebSocketOpen, ToGatewayPong,
+    ToRunnerPing, ToServerResponseChunk, ToServerResponseStart, ToServerTunnelMessage,
+    ToServerTunnelMessageKind, ToServerWebSocketClose, ToServerWebSocketMessage,
+    ToServerWebSocketMessageAck, ToServerWebSocketOpen,
 };
 use crate::index::MessageIndex;
 
@@ -357,24 +356,15 @@ impl Read for ToClientTunnelMessageKind {
                 body: r.opt(Reader::data)?,
                 stream: r.bool()?,
             }),
-            1 => Self::RequestChunk(ToClientRequestChunk {
-                body: r.data()?,
-                finish: r.bool()?,
-            }),
+            1 => Self::RequestChunk(ToClientRequestChunk::read(r)?),
             2 => Self::RequestAbort,
             3 => Self::WebSocketOpen(ToClientWebSocketOpen {
                 actor_id: r.string()?,
                 path: r.string()?,
                 headers: r.headers()?,
             }),
-            4 => Self::WebSocketMessage(ToClientWebSocketMessage {
-                data: r.data_bytes()?,
-                binary: r.bool()?,
-            }),
-            5 => Self::WebSocketClose(ToClientWebSocketClose {
-                code: r.opt(Reader::u16)?,
-                reason: r.opt(Reader::string)?,
-            }),
+            4 => Self::WebSocketMessage(ToClientWebSocketMessage::read(r)?),
+            5 => Self::WebSocketClose(ToClientWebSocketClose::read(r)?),
             tag => {
                 return Err(DecodeError::UnknownTag {
                     union: "ToClientTunnelMessageKind",
@@ -398,32 +388,13 @@ impl Read for ToServerTunnelMessageKind {
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let (tag, offset) = r.tag()?;
         Ok(match tag {
-            0 => Self::ResponseStart(ToServerResponseStart {
-                status: r.u16()?,
-                headers: r.headers()?,
-                body: r.opt(Reader::data)?,
-                stream: r.bool()?,
-            }),
-            1 => Self::ResponseChunk(ToServerResponseChunk {
-                body: r.data()?,
-                finish: r.bool()?,
-            }),
+            0 => Self::ResponseStart(ToServerResponseStart::read(r)?),
+            1 => Self::ResponseChunk(ToServerResponseChunk::read(r)?),
             2 => Self::ResponseAbort,
-            3 => Self::WebSocketOpen(ToServerWebSocketOpen {
-                can_hibernate: r.bool()?,
-            }),
-            4 => Self::WebSocketMessage(ToServerWebSocketMessage {
-                data: r.data_bytes()?,
-                binary: r.bool()?,
-            }),
-            5 => Self::WebSocketMessageAck(ToServerWebSocketMessageAck {
-                index: MessageIndex::new(r.u16()?),
-            }),
-            6 => Self::WebSocketClose(ToServerWebSocketClose {
-                code: r.opt(Reader::u16)?,
-                reason: r.opt(Reader::string)?,
-                hibernate: r.bool()?,
-            }),
+            3 => Self::WebSocketOpen(ToServerWebSocketOpen::read(r)?),
+            4 => Self::WebSocketMessage(ToServerWebSocketMessage::read(r)?),
+            5 => Self::WebSocketMessageAck(ToServerWebSocketMessageAck::read(r)?),
+            6 => Self::WebSocketClose(ToServerWebSocketClose::read(r)?),
             tag => {
                 return Err(DecodeError::UnknownTag {
                     union: "ToServerTunnelMessageKind",
@@ -432,6 +403,42 @@ impl Read for ToServerTunnelMessageKind {
                 });
             }
         })
+    }
+}
+
+/// The tunnel-message bodies v7 and envoy v8 share, each read on its own (the kinds' unions
+/// read their tag, then one of these).
+macro_rules! read_struct {
+    ($($t:ident { $($field:ident: $read:expr),* $(,)? })*) => {$(
+        impl Read for $t {
+            fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+                Ok(Self { $($field: $read(r)?),* })
+            }
+        }
+    )*};
+}
+
+read_struct! {
+    ToClientRequestChunk { body: Reader::data, finish: Reader::bool }
+    ToClientWebSocketMessage { data: Reader::data_bytes, binary: Reader::bool }
+    ToClientWebSocketClose {
+        code: |r: &mut Reader<'_>| r.opt(Reader::u16),
+        reason: |r: &mut Reader<'_>| r.opt(Reader::string),
+    }
+    ToServerResponseStart {
+        status: Reader::u16,
+        headers: Reader::headers,
+        body: |r: &mut Reader<'_>| r.opt(Reader::data),
+        stream: Reader::bool,
+    }
+    ToServerResponseChunk { body: Reader::data, finish: Reader::bool }
+    ToServerWebSocketOpen { can_hibernate: Reader::bool }
+    ToServerWebSocketMessage { data: Reader::data_bytes, binary: Reader::bool }
+    ToServerWebSocketMessageAck { index: |r: &mut Reader<'_>| r.u16().map(MessageIndex::new) }
+    ToServerWebSocketClose {
+        code: |r: &mut Reader<'_>| r.opt(Reader::u16),
+        reason: |r: &mut Reader<'_>| r.opt(Reader::string),
+        hibernate: Reader::bool,
     }
 }
 

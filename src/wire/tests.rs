@@ -572,15 +572,20 @@ pub(super) fn arb_to_server() -> impl Strategy<Value = ToServerTunnelMessage> {
     (arb_mid(), kind).prop_map(|(message_id, kind)| ToServerTunnelMessage { message_id, kind })
 }
 
+/// A gateway's ping as a `ToRunner`.
+pub(super) fn arb_ping() -> impl Strategy<Value = ToRunner> {
+    (any::<[u8; 4]>(), any::<[u8; 4]>(), any::<i64>()).prop_map(|(g, r, ts)| {
+        ToRunner::Ping(ToRunnerPing {
+            gateway_id: GatewayId(g),
+            request_id: RequestId(r),
+            ts,
+        })
+    })
+}
+
 fn arb_to_runner() -> impl Strategy<Value = ToRunner> {
     prop_oneof![
-        (any::<[u8; 4]>(), any::<[u8; 4]>(), any::<i64>()).prop_map(|(g, r, ts)| {
-            ToRunner::Ping(ToRunnerPing {
-                gateway_id: GatewayId(g),
-                request_id: RequestId(r),
-                ts,
-            })
-        }),
+        arb_ping(),
         Just(ToRunner::Close),
         arb_to_client().prop_map(ToRunner::TunnelMessage),
     ]

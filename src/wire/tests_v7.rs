@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 
 use proptest::prelude::*;
 
-use super::tests::{arb_bytes, arb_string, arb_to_client, arb_to_server, check_frame};
+use super::tests::{arb_bytes, arb_ping, arb_string, arb_to_client, arb_to_server, check_frame};
 use super::*;
 
 // ----- strategies ------------------------------------------------------------------------------
@@ -52,12 +52,22 @@ fn arb_command() -> impl Strategy<Value = Command> {
     ]
 }
 
-fn arb_commands() -> impl Strategy<Value = ToClientCommands> {
+/// Up to three `inner` values, each wrapped with a checkpoint by `wrap`.
+fn arb_batch<T: core::fmt::Debug, W: core::fmt::Debug>(
+    inner: impl Strategy<Value = T>,
+    wrap: fn(ActorCheckpoint, T) -> W,
+) -> impl Strategy<Value = Vec<W>> {
     proptest::collection::vec(
-        (arb_checkpoint(), arb_command())
-            .prop_map(|(checkpoint, inner)| CommandWrapper { checkpoint, inner }),
+        (arb_checkpoint(), inner).prop_map(move |(c, i)| wrap(c, i)),
         0..4,
     )
+}
+
+fn arb_commands() -> impl Strategy<Value = ToClientCommands> {
+    arb_batch(arb_command(), |checkpoint, inner| CommandWrapper {
+        checkpoint,
+        inner,
+    })
     .prop_map(ToClientCommands)
 }
 
@@ -84,11 +94,10 @@ fn arb_event() -> impl Strategy<Value = Event> {
 }
 
 fn arb_events() -> impl Strategy<Value = ToServerEvents> {
-    proptest::collection::vec(
-        (arb_checkpoint(), arb_event())
-            .prop_map(|(checkpoint, inner)| EventWrapper { checkpoint, inner }),
-        0..4,
-    )
+    arb_batch(arb_event(), |checkpoint, inner| EventWrapper {
+        checkpoint,
+        inner,
+    })
     .prop_map(ToServerEvents)
 }
 
@@ -242,13 +251,7 @@ pub(super) fn arb_full_to_server() -> BoxedStrategy<ToServer> {
 
 pub(super) fn arb_full_to_runner() -> BoxedStrategy<ToRunner> {
     prop_oneof![
-        (any::<[u8; 4]>(), any::<[u8; 4]>(), any::<i64>()).prop_map(|(g, r, ts)| {
-            ToRunner::Ping(ToRunnerPing {
-                gateway_id: GatewayId(g),
-                request_id: RequestId(r),
-                ts,
-            })
-        }),
+        arb_ping(),
         Just(ToRunner::Close),
         arb_commands().prop_map(ToRunner::Commands),
         arb_checkpoints().prop_map(|c| ToRunner::AckEvents(ToClientAckEvents {

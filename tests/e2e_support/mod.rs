@@ -8,6 +8,8 @@
 //! broken system.
 #![allow(dead_code, unreachable_pub)]
 
+#[path = "../common/mod.rs"]
+mod common;
 #[path = "../../examples/demo/lib.rs"]
 pub mod demo;
 
@@ -27,12 +29,13 @@ use hibernating_ws::runner::RunnerConfig;
 /// The longest any test waits for one event.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// A gateway with `config` and no cold start, on a free port of 127.0.0.1.
+/// A gateway with `config`, on a free port of 127.0.0.1.
 pub async fn gateway(config: GatewayConfig) -> GatewayServer {
-    GatewayServer::start(GatewayOptions {
-        cold_start: Duration::ZERO,
-        ..GatewayOptions::new("127.0.0.1:0".into(), config, Schedule::default())
-    })
+    GatewayServer::start(GatewayOptions::new(
+        "127.0.0.1:0".into(),
+        config,
+        Schedule::default(),
+    ))
     .await
     .expect("gateway starts")
 }
@@ -85,23 +88,13 @@ pub async fn stream(
     d
 }
 
-/// Polls `f` until it returns `Some`, or panics after [`WAIT`].
-pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+/// Polls `f` every 10 ms until it returns `Some`; panics after [`WAIT`].
+pub async fn eventually<T, F, Fut>(what: &str, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::eventually(what, WAIT, Duration::from_millis(10), f).await
 }
 
 /// A WebSocket to `server`'s runner endpoint presenting its token: a runner the test drives by
@@ -114,8 +107,8 @@ pub async fn connect_as_runner(
 ) -> std::io::Result<
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
 > {
-    demo::runner::connect_runner(
-        &format!("{}/runner", server.url()),
+    demo::runner::connect_raw(
+        &server.url(),
         server.runner_token(),
         GatewayOptions::default().websocket,
     )

@@ -4,6 +4,9 @@
 
 #![allow(dead_code, unreachable_pub)] // each suite uses a part
 
+#[path = "../common/mod.rs"]
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,22 +34,12 @@ pub const MAX_FRAME: usize = 1 << 20;
 pub const WAIT: Duration = Duration::from_secs(30);
 
 /// Polls `f` every 10 ms until it returns `Some`; panics after [`WAIT`].
-pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::eventually(what, WAIT, Duration::from_millis(10), f).await
 }
 
 /// Sends messages `from..to` of stream `seed`; returns the digest of `0..to` given that of
@@ -123,7 +116,7 @@ impl Mitm {
     pub async fn start(server: &GatewayServer) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("ws://{}", listener.local_addr().expect("addr"));
-        let upstream_url = format!("{}/runner", server.url());
+        let upstream_url = server.url();
         let token = server.runner_token().to_string();
         let (to_runner_tx, mut to_runner_rx) = unbounded_channel::<Message>();
         let (to_gateway_tx, mut to_gateway_rx) = unbounded_channel::<Message>();
@@ -149,7 +142,7 @@ impl Mitm {
             let down = tokio_tungstenite::accept_hdr_async(tcp, callback)
                 .await
                 .expect("runner handshake");
-            let up = demo::runner::connect_runner(
+            let up = demo::runner::connect_raw(
                 &upstream_url,
                 &token,
                 GatewayOptions::default().websocket,

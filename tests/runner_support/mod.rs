@@ -77,6 +77,17 @@ pub enum Out {
     },
 }
 
+/// `handle_timeout(now)`, then the timer contract: the next deadline is after `now`.
+pub fn handle_timeout_checked(runner: &mut Runner, now: Timestamp) {
+    runner.handle_timeout(now);
+    if let Some(t) = runner.poll_timeout() {
+        assert!(
+            t > now,
+            "poll_timeout {t:?} not after the handled now {now:?}"
+        );
+    }
+}
+
 pub fn sid(g: u32, r: u32) -> SocketId {
     SocketId::new(GatewayId::from_u32(g), RequestId::from_u32(r))
 }
@@ -227,6 +238,11 @@ pub struct Harness {
 }
 
 impl Out {
+    /// `Out::Open` of `socket` at open index `index`.
+    pub fn open(socket: SocketId, index: u16) -> Self {
+        Self::Open { socket, index }
+    }
+
     /// `Out::Persist` of `server_index` with the next outgoing index `client_index`.
     pub fn persist(socket: SocketId, server_index: u16, client_index: u16) -> Self {
         Self::Persist {
@@ -301,6 +317,29 @@ impl Harness {
         self
     }
 
+    /// A default runner with hibernatable socket `sid(g, 1)` open at index 0, and that socket.
+    pub fn open_socket(g: u32) -> (Self, SocketId) {
+        let s = sid(g, 1);
+        (Self::default_config().with_open_socket(s, 0), s)
+    }
+
+    /// A runner with `ACTOR` started and sockets `sid(g, 1)` and `sid(g, 2)` open at index 0,
+    /// hibernatable as `hibernatable` says.
+    pub fn two_open(g: u32, hibernatable: [bool; 2]) -> (Self, SocketId, SocketId) {
+        let mut h = Self::started();
+        let (a, b) = (sid(g, 1), sid(g, 2));
+        h.open(a, 0, hibernatable[0]);
+        h.open(b, 0, hibernatable[1]);
+        (h, a, b)
+    }
+
+    /// Delivers message 1 (`a`) to `s` and lets the debounce pass: its persist is in flight.
+    pub fn persist_first(&mut self, s: SocketId) {
+        self.msg(s, 1, b"a");
+        self.advance(Duration::from_secs(5));
+        let _ = self.drain();
+    }
+
     /// Starts `ACTOR` with `s` on the gateway's hibernating list and restores it from metadata
     /// `server`/`client`.
     pub fn restore_socket(&mut self, s: SocketId, server: u16, client: u16) {
@@ -326,6 +365,19 @@ impl Harness {
         self.runner.handle_timeout(self.now);
     }
 
+    /// A default runner with `ACTOR` started.
+    pub fn started() -> Self {
+        let mut h = Self::default_config();
+        h.start_actor();
+        h
+    }
+
+    /// Feeds the gateway's open of `s` at index `k`: the app is asked to accept or reject it.
+    pub fn offer(&mut self, s: SocketId, k: u16) {
+        self.feed(s, k, open_kind(ACTOR)).expect("open");
+        assert_eq!(self.drain(), vec![Out::open(s, k)]);
+    }
+
     /// Starts `ACTOR` with nothing to restore; drains.
     pub fn start_actor(&mut self) {
         self.runner
@@ -339,14 +391,7 @@ impl Harness {
 
     /// Opens and accepts `s` at open index `k`; answers the initial persist if hibernatable.
     pub fn open(&mut self, s: SocketId, k: u16, hibernatable: bool) {
-        self.feed(s, k, open_kind(ACTOR)).expect("open");
-        assert_eq!(
-            self.drain(),
-            vec![Out::Open {
-                socket: s,
-                index: k
-            }]
-        );
+        self.offer(s, k);
         self.runner
             .accept(self.now, s, hibernatable)
             .expect("accept");
@@ -385,6 +430,13 @@ impl Harness {
         kind: ToClientTunnelMessageKind,
     ) -> Result<(), hibernating_ws::runner::ReceiveError> {
         self.runner.handle_frame(self.now, &frame(s, index, kind))
+    }
+
+    /// [`Harness::msg`] for each of `indices`, in order.
+    pub fn msgs(&mut self, s: SocketId, indices: impl IntoIterator<Item = u16>, data: &[u8]) {
+        for index in indices {
+            self.msg(s, index, data);
+        }
     }
 
     /// Feeds one WebSocket message.

@@ -3,4 +3,6 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 pub mod app;
+#[path = "../common/mod.rs"]
+pub mod common;
 pub mod engine;

@@ -61,8 +61,8 @@ function writeWhole(write, x) {
 	return new Uint8Array(bc.view.buffer, bc.view.byteOffset, bc.offset).slice();
 }
 
-// The types hws decodes; `subset` says whether an official value lies in what hws models (the
-// envelopes' tunnel and ping/pong variants; hws answers `UnsupportedVariant` for the others).
+// The types hws decodes; `subset` says whether an official value lies in what hws models (every
+// envelope variant but the SQLite ones; hws answers `UnsupportedVariant` for those).
 const TYPES = {
 	ToEnvoyTunnelMessage: {
 		read: p.readToEnvoyTunnelMessage,
@@ -77,12 +77,12 @@ const TYPES = {
 	ToEnvoy: {
 		read: p.readToEnvoy,
 		write: p.writeToEnvoy,
-		subset: (o) => o.tag === "ToEnvoyTunnelMessage" || o.tag === "ToEnvoyPing",
+		subset: (o) => !o.tag.startsWith("ToEnvoySqlite"),
 	},
 	ToRivet: {
 		read: p.readToRivet,
 		write: p.writeToRivet,
-		subset: (o) => o.tag === "ToRivetTunnelMessage" || o.tag === "ToRivetPong",
+		subset: (o) => !o.tag.startsWith("ToRivetSqlite"),
 	},
 };
 
@@ -182,6 +182,48 @@ for (const ts of [0n, -1n, -9223372036854775808n, 9223372036854775807n]) {
 for (const [name, kind] of rivetKinds.filter(([n]) => n.startsWith("ws_"))) {
 	add(`to_rivet/${name}`, "ToRivet", { tag: "ToRivetTunnelMessage", val: { messageId: mid(7), messageKind: kind } });
 }
+
+// The control variants: handshake, commands (start with and without preloaded KV, every stop
+// reason), events, acknowledgements, KV, stopping.
+const cp = (actorId, generation, index) => ({ actorId, generation, index });
+const config = { name: "echo", key: "k", createTs: 1700000000000n, input: ab(utf8("in")) };
+const hib = [{ gatewayId: id4("01020304"), requestId: id4("0a0b0c0d") }, { gatewayId: id4("ffffffff"), requestId: id4("00000000") }];
+const kvMeta = { version: ab(utf8("v1")), updateTs: -1n };
+const preloaded = {
+	entries: [{ key: ab(utf8("a")), value: ab(new Uint8Array(0)), metadata: kvMeta }],
+	requestedGetKeys: [ab(utf8("a")), ab(utf8("b"))],
+	requestedPrefixes: [ab(new Uint8Array(0))],
+};
+const names = new Map([["echo", { metadata: "{}" }], ["other", { metadata: '{"x":1}' }]]);
+const toEnvoyControl = [
+	["init", { tag: "ToEnvoyInit", val: { metadata: { envoyLostThreshold: 15000n, actorStopThreshold: -1n, maxResponsePayloadSize: 18446744073709551615n } } }],
+	["commands_empty", { tag: "ToEnvoyCommands", val: [] }],
+	["commands_start", { tag: "ToEnvoyCommands", val: [
+		{ checkpoint: cp("actor-1", 0, 0n), inner: { tag: "CommandStartActor", val: { config: { name: "n", key: null, createTs: 0n, input: null }, hibernatingRequests: [], preloadedKv: null } } },
+		{ checkpoint: cp("actor-2", 4294967295, 9223372036854775807n), inner: { tag: "CommandStartActor", val: { config, hibernatingRequests: hib, preloadedKv: preloaded } } },
+	] }],
+	["commands_stop", { tag: "ToEnvoyCommands", val: Object.values(p.StopActorReason).map((reason, i) => ({ checkpoint: cp(`a${i}`, i, BigInt(i)), inner: { tag: "CommandStopActor", val: { reason } } })) }],
+	["ack_events", { tag: "ToEnvoyAckEvents", val: { lastEventCheckpoints: [cp("actor-1", 3, 7n), cp("", 0, -1n)] } }],
+	["kv_response_get", { tag: "ToEnvoyKvResponse", val: { requestId: 4294967295, data: { tag: "KvGetResponse", val: { keys: [ab(utf8("k"))], values: [ab(utf8("v"))], metadata: [kvMeta] } } } }],
+	["kv_response_error", { tag: "ToEnvoyKvResponse", val: { requestId: 0, data: { tag: "KvErrorResponse", val: { message: "no" } } } }],
+	["kv_response_put", { tag: "ToEnvoyKvResponse", val: { requestId: 1, data: { tag: "KvPutResponse", val: null } } }],
+];
+const toRivetControl = [
+	["metadata_none", { tag: "ToRivetMetadata", val: { prepopulateActorNames: null, metadata: null } }],
+	["metadata_full", { tag: "ToRivetMetadata", val: { prepopulateActorNames: names, metadata: '{"hws":true}' } }],
+	["events", { tag: "ToRivetEvents", val: [
+		{ checkpoint: cp("actor-1", 1, 0n), inner: { tag: "EventActorStateUpdate", val: { state: { tag: "ActorStateRunning", val: null } } } },
+		{ checkpoint: cp("actor-1", 1, 1n), inner: { tag: "EventActorIntent", val: { intent: { tag: "ActorIntentSleep", val: null } } } },
+		{ checkpoint: cp("actor-1", 1, 2n), inner: { tag: "EventActorStateUpdate", val: { state: { tag: "ActorStateStopped", val: { code: p.StopCode.Ok, message: null } } } } },
+		{ checkpoint: cp("actor-1", 1, 3n), inner: { tag: "EventActorSetAlarm", val: { alarmTs: 5n } } },
+	] }],
+	["ack_commands", { tag: "ToRivetAckCommands", val: { lastCommandCheckpoints: [cp("actor-1", 2, 5n)] } }],
+	["stopping", { tag: "ToRivetStopping", val: null }],
+	["kv_request_put", { tag: "ToRivetKvRequest", val: { actorId: "actor-1", requestId: 7, data: { tag: "KvPutRequest", val: { keys: [ab(utf8("k"))], values: [ab(utf8("v"))] } } } }],
+	["kv_request_list", { tag: "ToRivetKvRequest", val: { actorId: "a", requestId: 0, data: { tag: "KvListRequest", val: { query: { tag: "KvListPrefixQuery", val: { key: ab(utf8("p")) } }, reverse: true, limit: 10n } } } }],
+];
+for (const [name, value] of toEnvoyControl) add(`to_envoy/${name}`, "ToEnvoy", value);
+for (const [name, value] of toRivetControl) add(`to_rivet/${name}`, "ToRivet", value);
 
 // ---------------------------------------------------------------------------------------------
 // Rejections: every truncation, a trailing byte, unknown tags, bad bools
@@ -287,12 +329,12 @@ for (let round = 0; round < 12; round++) {
 	}
 }
 
-// Official values outside the tunnel subset: hws answers `UnsupportedVariant`.
+// Official values outside the modelled subset (SQLite): hws answers `UnsupportedVariant`.
 for (const [type, value] of [
-	["ToRivet", { tag: "ToRivetStopping", val: null }],
-	["ToRivet", { tag: "ToRivetAckCommands", val: { lastCommandCheckpoints: [] } }],
-	["ToEnvoy", { tag: "ToEnvoyInit", val: { metadata: { envoyLostThreshold: 1n, actorStopThreshold: 2n, maxResponsePayloadSize: 3n } } }],
-	["ToEnvoy", { tag: "ToEnvoyAckEvents", val: { lastEventCheckpoints: [] } }],
+	["ToRivet", { tag: "ToRivetSqliteGetPagesRequest", val: { requestId: 1, data: { actorId: "a", pgnos: [1], expectedGeneration: null, expectedHeadTxid: null } } }],
+	["ToRivet", { tag: "ToRivetSqliteCommitStageBeginRequest", val: { requestId: 2, data: { actorId: "a", expectedGeneration: 1n, expectedHeadTxid: null } } }],
+	["ToEnvoy", { tag: "ToEnvoySqliteCommitResponse", val: { requestId: 1, data: { tag: "SqliteCommitOk", val: { headTxid: null } } } }],
+	["ToEnvoy", { tag: "ToEnvoySqliteGetPagesResponse", val: { requestId: 2, data: { tag: "SqliteGetPagesOk", val: { pages: [], headTxid: 3n } } } }],
 ]) {
 	const bytes = writeWhole(TYPES[type].write, value);
 	differential.push({ type, bytes: toHex(bytes), ...verdict(type, bytes) });
@@ -305,5 +347,5 @@ writeFileSync(
 const accepted = differential.filter((d) => d.accept).length;
 const outside = differential.filter((d) => d.accept_outside_subset).length;
 console.log(
-	`envoy.json: ${vectors.length} vectors, ${rejections.length} rejections, ${differential.length} differential (${accepted} accepted, ${outside} accepted outside the tunnel subset)`,
+	`envoy.json: ${vectors.length} vectors, ${rejections.length} rejections, ${differential.length} differential (${accepted} accepted, ${outside} accepted outside the modelled subset)`,
 );

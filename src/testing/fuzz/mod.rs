@@ -325,6 +325,57 @@ pub(crate) trait EngineHarness {
     }
 }
 
+/// Implements [`EngineHarness`] for a harness `$harness` with inherent `next_op`, `run_op`,
+/// `check_all`, `settle_all` and `fail`, a `clock` field and its engine in field `$engine`; and
+/// `From<Tick>` for `$op`, whose clock operations are `$op::Clock`.
+macro_rules! engine_harness {
+    ($harness:ident, $op:ident, $engine:ident) => {
+        impl From<crate::fuzz::Tick> for $op {
+            fn from(tick: crate::fuzz::Tick) -> Self {
+                Self::Clock(tick)
+            }
+        }
+
+        impl crate::fuzz::EngineHarness for $harness {
+            type Op = $op;
+
+            fn clock(&mut self) -> &mut crate::fuzz::Clock<$op> {
+                &mut self.clock
+            }
+
+            fn next_op(&mut self, input: &mut crate::fuzz::Input<'_>) -> $op {
+                $harness::next_op(self, input)
+            }
+
+            fn run(&mut self, op: $op) {
+                self.run_op(op);
+            }
+
+            fn check_all(&mut self) {
+                $harness::check_all(self);
+            }
+
+            fn settle(&mut self) {
+                self.settle_all();
+            }
+
+            fn poll_timeout(&self) -> Option<crate::time::Timestamp> {
+                self.$engine.poll_timeout()
+            }
+
+            fn handle_timeout(&mut self, at: crate::time::Timestamp) {
+                self.$engine.handle_timeout(at);
+                self.drain();
+            }
+
+            fn fail(&self, what: &str) -> ! {
+                $harness::fail(self, what)
+            }
+        }
+    };
+}
+pub(crate) use engine_harness;
+
 /// Runs operations drawn from `input` on `h` (at most [`MAX_OPS`]), each followed by every
 /// check, then the liveness phase.
 pub(crate) fn drive<H: EngineHarness>(h: &mut H, input: &mut Input<'_>) {
@@ -336,6 +387,32 @@ pub(crate) fn drive<H: EngineHarness>(h: &mut H, input: &mut Input<'_>) {
         h.clock().step += 1;
     }
     h.settle();
+}
+
+/// Draws a configuration (with `config`) and a [`Clock`] from `data`, builds the engine with
+/// `new` and the harness around it with `harness`, then [`drive`]s it.
+///
+/// # Panics
+/// When `new` refuses the drawn configuration (a harness bug), or a property is violated.
+pub(crate) fn run_engine<C, E, R, H>(
+    data: &[u8],
+    config: fn(&mut Input<'_>) -> C,
+    new: impl FnOnce(C, Timestamp) -> Result<E, R>,
+    harness: impl FnOnce(E, C, Clock<H::Op>) -> H,
+) where
+    C: Clone + core::fmt::Debug,
+    R: core::fmt::Debug,
+    H: EngineHarness,
+{
+    let mut input = Input::new(data);
+    let config = config(&mut input);
+    let clock = Clock::draw(&mut input);
+    let engine = match new(config.clone(), clock.now) {
+        Ok(engine) => engine,
+        Err(e) => panic!("a valid configuration was refused: {e:?} {config:?}"),
+    };
+    let mut h = harness(engine, config, clock);
+    drive(&mut h, &mut input);
 }
 
 impl Tick {

@@ -112,61 +112,50 @@ fn check_envelopes(
     to_client: Option<&ToClient>,
     to_server: Option<&ToServer>,
 ) {
+    fn agree<T: PartialEq + Debug>(got: Option<&T>, want: Option<&T>, what: &str) {
+        assert_eq!(got, want, "{what}");
+    }
     let body = data.get(1..).unwrap_or_default();
-    let tag = data.first().copied();
-    if tag == Some(4) {
-        let inner = wire::decode::<ToClientTunnelMessage>(body).ok();
-        assert_eq!(
-            to_client,
-            inner.clone().map(ToClient::TunnelMessage).as_ref(),
-            "ToClient tag 4 disagrees with ToClientTunnelMessage"
-        );
-        assert_eq!(
-            to_runner,
-            inner.map(ToRunner::TunnelMessage).as_ref(),
-            "ToRunner tag 4 disagrees with ToClientTunnelMessage"
-        );
-    }
-    if tag == Some(6) {
-        let inner = wire::decode::<ToServerTunnelMessage>(body).ok();
-        assert_eq!(
-            to_server,
-            inner.map(ToServer::TunnelMessage).as_ref(),
-            "ToServer tag 6 disagrees with ToServerTunnelMessage"
-        );
-    }
-    if tag == Some(0) {
-        assert_eq!(
-            to_runner,
-            wire::decode::<ToRunnerPing>(body)
-                .ok()
-                .map(ToRunner::Ping)
-                .as_ref(),
-            "ToRunner tag 0 disagrees with ToRunnerPing"
-        );
-        assert_eq!(
-            to_gateway,
-            wire::decode::<ToGatewayPong>(body)
-                .ok()
-                .map(ToGateway::Pong)
-                .as_ref(),
-            "ToGateway tag 0 disagrees with ToGatewayPong"
-        );
-    }
-    if tag == Some(1) {
-        assert_eq!(
-            to_gateway,
-            wire::decode::<ToServerTunnelMessage>(body)
-                .ok()
-                .map(ToGateway::TunnelMessage)
-                .as_ref(),
-            "ToGateway tag 1 disagrees with ToServerTunnelMessage"
-        );
-        assert_eq!(
-            to_runner,
-            body.is_empty().then_some(&ToRunner::Close),
-            "ToRunner tag 1 is the bodiless close"
-        );
+    match data.first() {
+        Some(4) => {
+            let inner = wire::decode::<ToClientTunnelMessage>(body).ok();
+            let what = "ToClient tag 4 disagrees with ToClientTunnelMessage";
+            agree(
+                to_client,
+                inner.clone().map(ToClient::TunnelMessage).as_ref(),
+                what,
+            );
+            let what = "ToRunner tag 4 disagrees with ToClientTunnelMessage";
+            agree(to_runner, inner.map(ToRunner::TunnelMessage).as_ref(), what);
+        }
+        Some(6) => {
+            let inner = wire::decode::<ToServerTunnelMessage>(body).ok();
+            let what = "ToServer tag 6 disagrees with ToServerTunnelMessage";
+            agree(to_server, inner.map(ToServer::TunnelMessage).as_ref(), what);
+        }
+        Some(0) => {
+            let ping = wire::decode::<ToRunnerPing>(body).ok();
+            agree(
+                to_runner,
+                ping.map(ToRunner::Ping).as_ref(),
+                "ToRunner tag 0 disagrees with ToRunnerPing",
+            );
+            let answer = wire::decode::<ToGatewayPong>(body).ok();
+            let what = "ToGateway tag 0 disagrees with ToGatewayPong";
+            agree(to_gateway, answer.map(ToGateway::Pong).as_ref(), what);
+        }
+        Some(1) => {
+            let inner = wire::decode::<ToServerTunnelMessage>(body).ok();
+            let what = "ToGateway tag 1 disagrees with ToServerTunnelMessage";
+            agree(
+                to_gateway,
+                inner.map(ToGateway::TunnelMessage).as_ref(),
+                what,
+            );
+            let close = body.is_empty().then_some(&ToRunner::Close);
+            agree(to_runner, close, "ToRunner tag 1 is the bodiless close");
+        }
+        _ => {}
     }
 }
 

@@ -233,6 +233,7 @@ pub(super) fn gw_reason_name(r: &gateway::CloseReason) -> String {
         R::Collected(GcReason::AckTimeout { .. }) => "collected: ack timeout".into(),
         R::Collected(GcReason::HibernationTimeout) => "collected: hibernation timeout".into(),
         R::Collected(GcReason::WakeTimeout) => "collected: wake timeout".into(),
+        R::Collected(GcReason::CloseTimeout) => "collected: close timeout".into(),
     }
 }
 

@@ -354,6 +354,23 @@ impl World {
                 f.problems
                     .push(format!("conn{c} is gone from the gateway without a Closed"));
             }
+            // A client close is reported only after the runner acknowledged (so committed)
+            // every message the gateway accepted: nothing the client sent before its close may
+            // be missing from the committed log, whatever crashed meanwhile.
+            let client_closed = matches!(
+                conn.facts.gw_close,
+                Some(gateway::CloseReason::ClientClosed(_) | gateway::CloseReason::ClientGone)
+            );
+            if client_closed
+                && conn.hibernatable == Some(true)
+                && conn.committed.len() < conn.facts.accepted.len()
+            {
+                f.problems.push(format!(
+                    "conn{c} was closed by its client, but only {} of its {} accepted messages were committed (lost)",
+                    conn.committed.len(),
+                    conn.facts.accepted.len()
+                ));
+            }
             if !holders.is_empty() {
                 // Per-socket liveness: the gateway answers the socket's next message with
                 // `ws.request_not_found`, and the final sleep/wake round drops any socket whose

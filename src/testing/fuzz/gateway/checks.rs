@@ -127,6 +127,9 @@ impl Harness {
                 if !matches!(r.phase, Phase::Active | Phase::Hibernating) {
                     self.fail("SendToClient before the open");
                 }
+                if r.client_gone {
+                    self.fail("SendToClient after the client's close");
+                }
             }
             Action::CloseClient { frame, .. } => {
                 if frame.code.is_none() {

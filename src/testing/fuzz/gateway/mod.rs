@@ -6,7 +6,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use super::{Clock, Input, Tick, drive, duration, payload};
+use super::{Clock, Input, Tick, duration, payload, run_engine};
 use crate::close::CloseFrame;
 use crate::gateway::{
     Action, CloseReason, Gateway, GatewayConfig, OverflowPolicy, Phase, RequestInfo, RouteId,
@@ -126,32 +126,23 @@ struct Harness {
     live: BTreeMap<RequestId, Req>,
 }
 
-impl From<Tick> for Op {
-    fn from(tick: Tick) -> Self {
-        Self::Clock(tick)
-    }
-}
-
 /// Drives a [`Gateway`] through an operation sequence drawn from `data` and checks its
 /// properties after every operation. See the [module docs](super).
 ///
 /// # Panics
 /// When a property is violated (with the last operations in the message).
 pub fn gateway_ops(data: &[u8]) {
-    let mut input = Input::new(data);
-    let config = config(&mut input);
-    let clock = Clock::draw(&mut input);
-    let gw = match Gateway::new(config.clone(), GW, clock.now) {
-        Ok(gw) => gw,
-        Err(e) => panic!("a valid configuration was refused: {e:?} {config:?}"),
-    };
-    let mut h = Harness {
-        gw,
+    run_engine(
+        data,
         config,
-        clock,
-        live: BTreeMap::new(),
-    };
-    drive(&mut h, &mut input);
+        |config, now| Gateway::new(config, GW, now),
+        |gw, config, clock| Harness {
+            gw,
+            config,
+            clock,
+            live: BTreeMap::new(),
+        },
+    );
 }
 
 /// A valid configuration drawn from the input: small limits, short timers, either policy.

@@ -17,7 +17,6 @@ use core::time::Duration;
 
 use super::{Before, Harness, Op, Req, actor_of, request_id};
 use crate::close::CloseFrame;
-use crate::fuzz::{Clock, Input};
 
 impl Harness {
     pub(super) fn before(&self, req: u8) -> Before {
@@ -143,28 +142,36 @@ impl Harness {
         }
     }
 
-    /// `Gateway::client_close`: closes at once, except while hibernating (a wake is requested).
+    /// `Gateway::client_close`: closes at once, except while hibernating (a wake is requested)
+    /// and while active with messages pending (the close waits for their acks).
     fn client_close(&mut self, now: Timestamp, req: u8, frame: Option<CloseFrame>) {
         let id = request_id(req);
-        let phase = self.live.get(&id).map(|r| r.phase);
+        let model = self.live.get(&id).map(|r| (r.phase, r.client_gone));
+        let pending = self.gw.request(id).map_or(0, |i| i.pending_messages);
         let result = self.gw.client_close(now, id, frame);
         self.check_unknown(req, result.is_err(), "client_close");
         let fx = self.drain();
-        if result.is_ok() {
-            let closed = fx.closed.contains_key(&id);
-            self.fail_if(
-                phase != Some(Phase::Hibernating) && !closed,
-                "client close of a non-hibernating request did not close it",
-            );
-            self.fail_if(
-                phase == Some(Phase::Hibernating) && closed,
-                "client close while hibernating closed at once instead of waking",
-            );
-            if let Some(r) = self.live.get_mut(&id) {
-                r.client_gone = true;
-                if !r.wake_requested {
-                    self.fail("client close while hibernating did not request a wake");
-                }
+        let (Ok(()), Some((phase, gone))) = (result, model) else {
+            return;
+        };
+        let closed = fx.closed.contains_key(&id);
+        if gone {
+            self.fail_if(fx.actions > 0, "a second client close did something");
+            return;
+        }
+        let held = phase == Phase::Hibernating || (phase == Phase::Active && pending > 0);
+        self.fail_if(
+            !held && !closed,
+            "client close with nothing pending did not close it",
+        );
+        self.fail_if(
+            held && closed,
+            "client close closed at once although messages wait for acks",
+        );
+        if let Some(r) = self.live.get_mut(&id) {
+            r.client_gone = true;
+            if phase == Phase::Hibernating && !r.wake_requested {
+                self.fail("client close while hibernating did not request a wake");
             }
         }
     }
@@ -285,7 +292,20 @@ impl Harness {
             "runner input re-published client messages",
         );
         if let (Some(ack), Some(b)) = (ack, before) {
-            self.check_ack(id, ack, &b);
+            if let Some(reason) = fx.closed.get(&id) {
+                // Only a held client close ends with an ack: the one that releases the last
+                // pending message.
+                let client = matches!(
+                    reason,
+                    CloseReason::ClientClosed(_) | CloseReason::ClientGone
+                );
+                self.fail_if(
+                    !client || b.pending_messages == 0,
+                    "an ack closed the request",
+                );
+            } else {
+                self.check_ack(id, ack, &b);
+            }
         }
     }
 
@@ -402,6 +422,11 @@ impl Harness {
                 );
                 self.expect_quiet("a send to an unknown request");
             }
+            SendError::ClientClosed { .. } => {
+                let gone = self.live.get(&id).map(|r| r.client_gone);
+                self.fail_if(gone != Some(true), "ClientClosed before the client closed");
+                self.expect_quiet("a send after the client's close");
+            }
             SendError::NotOpen { .. } => {
                 let phase = self.live.get(&id).map(|r| r.phase);
                 self.fail_if(
@@ -459,39 +484,4 @@ impl Harness {
     }
 }
 
-impl EngineHarness for Harness {
-    type Op = Op;
-
-    fn clock(&mut self) -> &mut Clock<Op> {
-        &mut self.clock
-    }
-
-    fn next_op(&mut self, input: &mut Input<'_>) -> Op {
-        Harness::next_op(self, input)
-    }
-
-    fn run(&mut self, op: Op) {
-        self.run_op(op);
-    }
-
-    fn check_all(&mut self) {
-        Harness::check_all(self);
-    }
-
-    fn settle(&mut self) {
-        self.settle_all();
-    }
-
-    fn poll_timeout(&self) -> Option<Timestamp> {
-        self.gw.poll_timeout()
-    }
-
-    fn handle_timeout(&mut self, at: Timestamp) {
-        self.gw.handle_timeout(at);
-        self.drain();
-    }
-
-    fn fail(&self, what: &str) -> ! {
-        Harness::fail(self, what)
-    }
-}
+crate::fuzz::engine_harness!(Harness, Op, gw);

@@ -6,7 +6,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use super::{Clock, Input, Tick, drive, duration, payload};
+use super::{Clock, Input, Tick, duration, payload, run_engine};
 use crate::index::MessageIndex;
 use crate::runner::{
     ActorState, CloseReason, Framing, GapPolicy, PersistedSocket, Runner, RunnerConfig, SocketId,
@@ -211,26 +211,13 @@ struct Harness {
     acks: Vec<(SocketId, MessageIndex)>,
 }
 
-impl From<Tick> for Op {
-    fn from(tick: Tick) -> Self {
-        Self::Clock(tick)
-    }
-}
-
 /// Drives a [`Runner`] through an operation sequence drawn from `data` and checks its properties
 /// after every operation. See the [module docs](super).
 ///
 /// # Panics
 /// When a property is violated (with the last operations in the message).
 pub fn runner_ops(data: &[u8]) {
-    let mut input = Input::new(data);
-    let config = config(&mut input);
-    let clock = Clock::draw(&mut input);
-    let runner = match Runner::new(config.clone(), clock.now) {
-        Ok(r) => r,
-        Err(e) => panic!("a valid configuration was refused: {e:?} {config:?}"),
-    };
-    let mut h = Harness {
+    run_engine(data, config, Runner::new, |runner, config, clock| Harness {
         runner,
         config,
         clock,
@@ -247,8 +234,7 @@ pub fn runner_ops(data: &[u8]) {
         delivered: Vec::new(),
         closes: Vec::new(),
         acks: Vec::new(),
-    };
-    drive(&mut h, &mut input);
+    });
 }
 
 /// A valid configuration drawn from the input.

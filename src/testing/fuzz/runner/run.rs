@@ -2,7 +2,7 @@
 //! the shadow model's expectations for it.
 
 use crate::close::CloseFrame;
-use crate::fuzz::{Clock, EngineHarness, Input, payload};
+use crate::fuzz::{EngineHarness, payload};
 use crate::index::MessageIndex;
 use crate::runner::{
     ActorError, ActorState, CloseReason, Framing, GapPolicy, PersistedSocket, ReceiveError,
@@ -121,21 +121,9 @@ impl Harness {
                 self.check_ping_answered();
             }
             Op::Accept { sock, hibernatable } => self.accept(now, sock, hibernatable),
-            Op::Reject { sock } => {
-                let id = socket_id(sock);
-                let result = self.runner.reject(now, id, CloseFrame::new(4001, "no"));
-                let wrong = SocketError::WrongState { socket: id };
-                self.socket_command(result, id, SocketState::Connecting, wrong, "reject");
-                self.drain();
-            }
+            Op::Reject { sock } => self.end_socket(now, sock, false),
             Op::Send { sock, len } => self.send(now, sock, len),
-            Op::Close { sock } => {
-                let id = socket_id(sock);
-                let result = self.runner.close(now, id, CloseFrame::new(1000, "done"));
-                let wrong = SocketError::NotOpen { socket: id };
-                self.socket_command(result, id, SocketState::Open, wrong, "close");
-                self.drain();
-            }
+            Op::Close { sock } => self.end_socket(now, sock, true),
             Op::Hibernate { sock } => self.hibernate(now, sock),
             Op::PersistDone { k, ok } => self.persist_done(now, k, ok),
             Op::PersistBogus { sock, index, ok } => self.persist_bogus(now, sock, index, ok),
@@ -447,6 +435,23 @@ impl Harness {
         }
     }
 
+    /// `close` (`close`: an open socket) or `reject` (a connecting one), checked by
+    /// [`Self::socket_command`].
+    fn end_socket(&mut self, now: Timestamp, sock: u8, close: bool) {
+        let id = socket_id(sock);
+        let (result, want, wrong, what) = if close {
+            let result = self.runner.close(now, id, CloseFrame::new(1000, "done"));
+            let wrong = SocketError::NotOpen { socket: id };
+            (result, SocketState::Open, wrong, "close")
+        } else {
+            let result = self.runner.reject(now, id, CloseFrame::new(4001, "no"));
+            let wrong = SocketError::WrongState { socket: id };
+            (result, SocketState::Connecting, wrong, "reject")
+        };
+        self.socket_command(result, id, want, wrong, what);
+        self.drain();
+    }
+
     /// A socket command succeeds iff the socket is in state `want`; otherwise it fails with
     /// `UnknownSocket` (no socket) or `wrong`, and does nothing.
     fn socket_command(
@@ -471,39 +476,4 @@ impl Harness {
     }
 }
 
-impl EngineHarness for Harness {
-    type Op = Op;
-
-    fn clock(&mut self) -> &mut Clock<Op> {
-        &mut self.clock
-    }
-
-    fn next_op(&mut self, input: &mut Input<'_>) -> Op {
-        Harness::next_op(self, input)
-    }
-
-    fn run(&mut self, op: Op) {
-        self.run_op(op);
-    }
-
-    fn check_all(&mut self) {
-        Harness::check_all(self);
-    }
-
-    fn settle(&mut self) {
-        self.settle_all();
-    }
-
-    fn poll_timeout(&self) -> Option<Timestamp> {
-        self.runner.poll_timeout()
-    }
-
-    fn handle_timeout(&mut self, at: Timestamp) {
-        self.runner.handle_timeout(at);
-        self.drain();
-    }
-
-    fn fail(&self, what: &str) -> ! {
-        Harness::fail(self, what)
-    }
-}
+crate::fuzz::engine_harness!(Harness, Op, runner);

@@ -1,5 +1,5 @@
-//! Envoy protocol v8 (the engine's `/envoys/connect`): its tunnel messages and the tunnel and
-//! ping/pong variants of its two envelopes, byte for byte as the official codec
+//! Envoy protocol v8 (the engine's `/envoys/connect`): its tunnel messages, its control messages
+//! and its two envelopes (all but the SQLite variants), byte for byte as the official codec
 //! `@rivetkit/engine-envoy-protocol@2.3.19` encodes them.
 //!
 //! For hibernatable WebSockets v8 keeps v7's ids, the `u16` index, the message, ack and close
@@ -11,12 +11,16 @@
 //! * the WebSocket open and the HTTP request start carry an optional `actor_generation`; the
 //!   request start says whether the gateway takes a streamed response; the HTTP aborts carry a
 //!   reason;
-//! * the envelopes are `ToEnvoy` (tunnel message = tag 4, ping = tag 5) and `ToRivet` (pong =
-//!   tag 4, tunnel message = tag 6); their control variants (init, commands, events, KV, SQLite)
-//!   are not decoded here: [`DecodeError::UnsupportedVariant`].
+//! * the handshake: the envoy sends [`ToRivetMetadata`] (its pool name, version and key travel in
+//!   the connection URL) and the engine answers [`ToEnvoyInit`], which names no connection id;
+//! * a start command carries optional preloaded KV, a stop command its reason
+//!   ([`EnvoyCommand`]);
+//! * the envelopes are [`ToEnvoy`] and [`ToRivet`], with v7's tags for what they share; their
+//!   SQLite variants are not decoded here: [`DecodeError::UnsupportedVariant`].
 //!
-//! [`ToEnvoyTunnelMessage::into_v7`] and [`ToRivetTunnelMessage::from`] translate to and from the
-//! v7 types the engines consume, so one engine serves both versions; which one a connection
+//! [`ToEnvoy::into_v7`] and [`ToRivet::from`] (with the tunnel messages' own
+//! [`ToEnvoyTunnelMessage::into_v7`] and [`ToRivetTunnelMessage::from`]) translate to and from
+//! the v7 types the engines consume, so one engine serves both versions; which one a connection
 //! speaks is the version it negotiated.
 
 use alloc::string::String;
@@ -34,7 +38,15 @@ use super::types::{
     ToServerTunnelMessageKind, ToServerWebSocketClose, ToServerWebSocketMessage,
     ToServerWebSocketMessageAck, ToServerWebSocketOpen, ser_opt_bytes,
 };
-use crate::index::MessageIndex;
+
+mod control;
+mod envelope;
+
+pub use control::{
+    EnvoyCommand, EnvoyCommandStartActor, EnvoyCommandWrapper, EnvoyProtocolMetadata, PreloadedKv,
+    PreloadedKvEntry, StopActorReason, ToEnvoyCommands, ToEnvoyInit, ToRivetMetadata,
+};
+pub use envelope::{ToEnvoy, ToRivet};
 
 /// The envoy protocol version these types implement.
 pub const ENVOY_PROTOCOL_VERSION: u16 = 8;
@@ -208,88 +220,6 @@ pub enum ToRivetTunnelMessageKind {
 pub struct ToRivetResponseAbort {
     /// Why.
     pub reason: HttpStreamAbortReason,
-}
-
-// ---------------------------------------------------------------------------------------------
-// Envelopes (tunnel and liveness variants)
-// ---------------------------------------------------------------------------------------------
-
-/// The engine → envoy envelope `ToEnvoy`, its tunnel and ping variants.
-#[derive(Clone, PartialEq, Eq, Debug)]
-#[non_exhaustive]
-pub enum ToEnvoy {
-    /// Tag 4.
-    TunnelMessage(ToEnvoyTunnelMessage),
-    /// Tag 5: a liveness probe with the engine's timestamp (answered by [`ToRivet::Pong`]).
-    Ping {
-        /// Milliseconds, echoed by the pong.
-        ts: i64,
-    },
-}
-
-/// The envoy → engine envelope `ToRivet`, its pong and tunnel variants.
-#[derive(Clone, PartialEq, Eq, Debug)]
-#[non_exhaustive]
-pub enum ToRivet {
-    /// Tag 4: the answer to [`ToEnvoy::Ping`].
-    Pong {
-        /// The ping's timestamp.
-        ts: i64,
-    },
-    /// Tag 6.
-    TunnelMessage(ToRivetTunnelMessage),
-}
-
-/// Tags of `ToEnvoy` (15 in all) and `ToRivet` (15 in all).
-const TO_ENVOY_TUNNEL: u8 = 4;
-const TO_ENVOY_PING: u8 = 5;
-const TO_ENVOY_TAGS: u64 = 15;
-const TO_RIVET_PONG: u8 = 4;
-const TO_RIVET_TUNNEL: u8 = 6;
-const TO_RIVET_TAGS: u64 = 15;
-
-/// The body of a ping or pong: the engine's timestamp.
-#[derive(Serialize)]
-struct Ts {
-    ts: i64,
-}
-
-impl Serialize for ToEnvoy {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Self::TunnelMessage(m) => s.serialize_newtype_variant(
-                "ToEnvoy",
-                TO_ENVOY_TUNNEL.into(),
-                "ToEnvoyTunnelMessage",
-                m,
-            ),
-            &Self::Ping { ts } => s.serialize_newtype_variant(
-                "ToEnvoy",
-                TO_ENVOY_PING.into(),
-                "ToEnvoyPing",
-                &Ts { ts },
-            ),
-        }
-    }
-}
-
-impl Serialize for ToRivet {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            &Self::Pong { ts } => s.serialize_newtype_variant(
-                "ToRivet",
-                TO_RIVET_PONG.into(),
-                "ToRivetPong",
-                &Ts { ts },
-            ),
-            Self::TunnelMessage(m) => s.serialize_newtype_variant(
-                "ToRivet",
-                TO_RIVET_TUNNEL.into(),
-                "ToRivetTunnelMessage",
-                m,
-            ),
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -560,10 +490,7 @@ impl Read for ToEnvoyTunnelMessageKind {
                 stream: r.bool()?,
                 response_stream: r.bool()?,
             }),
-            1 => Self::RequestChunk(ToClientRequestChunk {
-                body: r.data()?,
-                finish: r.bool()?,
-            }),
+            1 => Self::RequestChunk(ToClientRequestChunk::read(r)?),
             2 => Self::RequestAbort(ToEnvoyRequestAbort {
                 actor_id: r.opt(Reader::string)?,
                 actor_generation: r.opt(Reader::u32)?,
@@ -579,14 +506,8 @@ impl Read for ToEnvoyTunnelMessageKind {
                 path: r.string()?,
                 headers: r.headers()?,
             }),
-            6 => Self::WebSocketMessage(ToClientWebSocketMessage {
-                data: r.data_bytes()?,
-                binary: r.bool()?,
-            }),
-            7 => Self::WebSocketClose(ToClientWebSocketClose {
-                code: r.opt(Reader::u16)?,
-                reason: r.opt(Reader::string)?,
-            }),
+            6 => Self::WebSocketMessage(ToClientWebSocketMessage::read(r)?),
+            7 => Self::WebSocketClose(ToClientWebSocketClose::read(r)?),
             tag => {
                 return Err(DecodeError::UnknownTag {
                     union: "ToEnvoyTunnelMessageKind",
@@ -610,16 +531,8 @@ impl Read for ToRivetTunnelMessageKind {
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let (tag, offset) = r.tag()?;
         Ok(match tag {
-            0 => Self::ResponseStart(ToServerResponseStart {
-                status: r.u16()?,
-                headers: r.headers()?,
-                body: r.opt(Reader::data)?,
-                stream: r.bool()?,
-            }),
-            1 => Self::ResponseChunk(ToServerResponseChunk {
-                body: r.data()?,
-                finish: r.bool()?,
-            }),
+            0 => Self::ResponseStart(ToServerResponseStart::read(r)?),
+            1 => Self::ResponseChunk(ToServerResponseChunk::read(r)?),
             2 => Self::ResponseAbort(ToRivetResponseAbort {
                 reason: r.abort_reason()?,
             }),
@@ -627,21 +540,10 @@ impl Read for ToRivetTunnelMessageKind {
                 consumed_bytes: r.u64()?,
             }),
             4 => Self::RequestBodyCancel,
-            5 => Self::WebSocketOpen(ToServerWebSocketOpen {
-                can_hibernate: r.bool()?,
-            }),
-            6 => Self::WebSocketMessage(ToServerWebSocketMessage {
-                data: r.data_bytes()?,
-                binary: r.bool()?,
-            }),
-            7 => Self::WebSocketMessageAck(ToServerWebSocketMessageAck {
-                index: MessageIndex::new(r.u16()?),
-            }),
-            8 => Self::WebSocketClose(ToServerWebSocketClose {
-                code: r.opt(Reader::u16)?,
-                reason: r.opt(Reader::string)?,
-                hibernate: r.bool()?,
-            }),
+            5 => Self::WebSocketOpen(ToServerWebSocketOpen::read(r)?),
+            6 => Self::WebSocketMessage(ToServerWebSocketMessage::read(r)?),
+            7 => Self::WebSocketMessageAck(ToServerWebSocketMessageAck::read(r)?),
+            8 => Self::WebSocketClose(ToServerWebSocketClose::read(r)?),
             tag => {
                 return Err(DecodeError::UnknownTag {
                     union: "ToRivetTunnelMessageKind",
@@ -650,46 +552,6 @@ impl Read for ToRivetTunnelMessageKind {
                 });
             }
         })
-    }
-}
-
-impl Read for ToEnvoy {
-    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let (tag, offset) = r.tag()?;
-        match tag {
-            4 => ToEnvoyTunnelMessage::read(r).map(Self::TunnelMessage),
-            5 => Ok(Self::Ping { ts: r.i64()? }),
-            tag if tag < TO_ENVOY_TAGS => Err(DecodeError::UnsupportedVariant {
-                union: "ToEnvoy",
-                tag,
-                offset,
-            }),
-            tag => Err(DecodeError::UnknownTag {
-                union: "ToEnvoy",
-                tag,
-                offset,
-            }),
-        }
-    }
-}
-
-impl Read for ToRivet {
-    fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let (tag, offset) = r.tag()?;
-        match tag {
-            4 => Ok(Self::Pong { ts: r.i64()? }),
-            6 => ToRivetTunnelMessage::read(r).map(Self::TunnelMessage),
-            tag if tag < TO_RIVET_TAGS => Err(DecodeError::UnsupportedVariant {
-                union: "ToRivet",
-                tag,
-                offset,
-            }),
-            tag => Err(DecodeError::UnknownTag {
-                union: "ToRivet",
-                tag,
-                offset,
-            }),
-        }
     }
 }
 
@@ -760,26 +622,6 @@ impl EncodedLen for ToRivetTunnelMessage {
                         + opt_len(m.reason.as_ref(), |r| bytes_len(r.len()))
                         + 1
                 }
-            }
-    }
-}
-
-impl EncodedLen for ToEnvoy {
-    fn encoded_len(&self) -> usize {
-        TAG_LEN
-            + match self {
-                Self::TunnelMessage(m) => m.encoded_len(),
-                Self::Ping { .. } => 8,
-            }
-    }
-}
-
-impl EncodedLen for ToRivet {
-    fn encoded_len(&self) -> usize {
-        TAG_LEN
-            + match self {
-                Self::Pong { .. } => 8,
-                Self::TunnelMessage(m) => m.encoded_len(),
             }
     }
 }
