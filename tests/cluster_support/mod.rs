@@ -54,11 +54,23 @@ pub async fn node(url: &str, i: usize, clock: TokioClock) -> Node {
 
 /// Node `node-i` with the gateway id `gw(gateway)` (a restarted node takes a fresh one).
 pub async fn node_as(url: &str, i: usize, gateway: usize, clock: TokioClock) -> Node {
+    let config = node_config(i, gateway);
+    Box::pin(start_node(url, config, clock)).await
+}
+
+/// Starts a node with `config` on `url`.
+pub async fn start_node(url: &str, config: NodeConfig, clock: TokioClock) -> Node {
     let client = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
         .connect(url)
         .await
         .unwrap();
+    Box::pin(Node::start(client, config, clock)).await.unwrap()
+}
+
+/// The configuration of node `node-i` with the gateway id `gw(gateway)`: short timers so that
+/// losses heal within a test.
+pub fn node_config(i: usize, gateway: usize) -> NodeConfig {
     let mut config = NodeConfig::new(format!("node-{i}"), gw(gateway), 1000 + gateway as u64);
     config.gateway.retransmit_timeout = Some(Duration::from_millis(300));
     config.gateway.ack_timeout = Duration::from_secs(60);
@@ -67,7 +79,7 @@ pub async fn node_as(url: &str, i: usize, gateway: usize, clock: TokioClock) -> 
     config.control.runner_lost_threshold = Duration::from_secs(2);
     config.control.ping_timeout = Duration::from_secs(5);
     config.node_ttl = Duration::from_millis(1500);
-    Box::pin(Node::start(client, config, clock)).await.unwrap()
+    config
 }
 
 /// What every runner's actors committed, per socket: messages processed and persisted
@@ -112,11 +124,30 @@ pub fn runner(
     storage: Shared,
     clock: TokioClock,
 ) -> RunnerProc {
+    runner_persisting(
+        key,
+        nodes,
+        first,
+        storage,
+        clock,
+        Duration::from_millis(100),
+    )
+}
+
+/// [`runner`] persisting (and acknowledging) at most `persist_interval` after a delivery.
+pub fn runner_persisting(
+    key: String,
+    nodes: Vec<ControlHandle>,
+    first: usize,
+    storage: Shared,
+    clock: TokioClock,
+    persist_interval: Duration,
+) -> RunnerProc {
     let (kill_tx, mut kill_rx) = oneshot::channel();
     let task = tokio::spawn(async move {
         let mut config = SessionConfig::new("default", 4);
         let mut rc = RunnerConfig::default().with_gap_policy(GapPolicy::Await);
-        rc.persist_interval = Duration::from_millis(100);
+        rc.persist_interval = persist_interval;
         config.runner = rc;
         let mut pending = Pending::new();
         let mut session = Session::new(config, clock.now()).unwrap();
@@ -416,4 +447,30 @@ pub async fn client_retrying(
         }
         attempt += 1;
     }
+}
+
+/// Sends `count` messages of `size` bytes (at least 8: the request id and the message number,
+/// then padding) as fast as the gateway takes them; stops at the first refusal.
+pub async fn drive_client_sized(
+    mut sender: ClientSender,
+    mut events: ClientEvents,
+    request: RequestId,
+    count: u32,
+    size: usize,
+) -> ClientReport {
+    let mut report = ClientReport {
+        request,
+        ..ClientReport::default()
+    };
+    let mut data = vec![0u8; size.max(8)];
+    data[..4].copy_from_slice(&request.0);
+    for n in 0..count {
+        data[4..8].copy_from_slice(&n.to_be_bytes());
+        if sender.message(&data, true).await.is_err() {
+            report.closed = Some(format!("the request stopped: {}", why(&mut events).await));
+            return report;
+        }
+    }
+    report.keep = Some((sender, events));
+    report
 }
