@@ -86,7 +86,7 @@ async fn main() -> Result<(), Box<dyn core::error::Error>> {
     getrandom::fill(&mut epoch).map_err(|e| format!("getrandom: {e}"))?;
     let mut config = NodeConfig::new(&args.node, GatewayId(gateway), u64::from_le_bytes(epoch));
     config.gateway.retransmit_timeout = Some(core::time::Duration::from_millis(500));
-    let node = Arc::new(Node::start(client, config, TokioClock::new()).await?);
+    let node = Arc::new(Box::pin(Node::start(client, config, TokioClock::new())).await?);
     let listener = TcpListener::bind(&args.listen).await?;
     println!(
         "hws node {} (gateway {:02x?}) on ws://{} — runners: /runners/connect, clients: /actors/ACTOR/PATH",

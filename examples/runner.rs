@@ -13,8 +13,13 @@
 //! ```sh
 //! cargo run --example runner --features tungstenite -- \
 //!     --endpoint http://127.0.0.1:6420 --namespace default --runner-name hws-echo \
-//!     --data /tmp/hws-runner [--storage file|sqlite] [--token T] [--runner-key K] [--slots N]
+//!     --data /tmp/hws-runner [--storage file|sqlite] [--token T] [--runner-key K] [--slots N] \
+//!     [--protocol runner|envoy|negotiate]
 //! ```
+//!
+//! `--protocol` picks the engine endpoint: runner protocol v7 on `/runners/connect` (the
+//! default), envoy protocol v8 on `/envoys/connect` (the runner name is the envoy's pool), or v8
+//! when the engine offers it and v7 otherwise.
 //!
 //! Ctrl-C drains the runner (the engine stops its actors; their sockets persist and hibernate)
 //! and exits; a SIGKILL loses nothing that was acknowledged.
@@ -27,7 +32,8 @@ use std::sync::Arc;
 
 use hibernating_ws::MessageIndex;
 use hibernating_ws::driver::session::{
-    ConnectOptions, SessionDriver, SessionEvent, SessionHandle, SessionOptions,
+    ConnectOptions, EnvoyParams, Protocol, SessionDriver, SessionEvent, SessionHandle,
+    SessionOptions,
 };
 use hibernating_ws::driver::tokio::TokioClock;
 use hibernating_ws::runner::{PersistedSocket, SocketId};
@@ -248,6 +254,7 @@ pub struct Args {
     data: String,
     storage: String,
     slots: u32,
+    protocol: String,
 }
 
 /// Parses the flags (without the program name).
@@ -264,6 +271,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         data: "hws-runner-data".into(),
         storage: "file".into(),
         slots: 1000,
+        protocol: "runner".into(),
     };
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or(format!("{flag} needs a value"));
@@ -276,6 +284,7 @@ pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--data" => a.data = value()?,
             "--storage" => a.storage = value()?,
             "--slots" => a.slots = value()?.parse().map_err(|e| format!("--slots: {e}"))?,
+            "--protocol" => a.protocol = value()?,
             other => return Err(format!("unknown flag {other} (see the file's header)")),
         }
     }
@@ -320,15 +329,28 @@ async fn main() -> Result<(), Error> {
 pub async fn run(args: Args, stop: impl Future<Output = ()>) -> Result<(), Error> {
     let store = open_store(&args)?;
     let clock = TokioClock::new();
-    let config = SessionConfig::new(&args.runner_name, args.slots);
+    let mut config = SessionConfig::new(&args.runner_name, args.slots);
+    let envoy = EnvoyParams::new(&args.runner_name, 1);
+    let protocol = match args.protocol.as_str() {
+        "runner" => Protocol::Runner,
+        "envoy" => Protocol::Envoy(envoy),
+        "negotiate" => Protocol::Negotiate(envoy),
+        other => return Err(format!("--protocol {other}: runner, envoy or negotiate").into()),
+    };
+    if !matches!(protocol, Protocol::Runner) {
+        // The engine's envoy gateway slows its deliveries while acknowledgements lag (see
+        // docs/rivet-engine.md): persist (and so acknowledge) within 100 ms, not 5 s.
+        config.runner.persist_interval = std::time::Duration::from_millis(100);
+    }
     let session = Session::new(config, clock.now())?;
-    let mut connect = ConnectOptions::new(&args.endpoint, &args.namespace, &args.runner_key);
+    let mut connect = ConnectOptions::new(&args.endpoint, &args.namespace, &args.runner_key)
+        .with_protocol(protocol);
     connect.token.clone_from(&args.token);
     let options = SessionOptions::default();
     let (driver, runner, mut events) = SessionDriver::new(session, connect, clock, options);
     eprintln!(
-        "runner: {} as {:?}, key {}",
-        args.endpoint, args.runner_name, args.runner_key
+        "runner: {} as {:?} ({}), key {}",
+        args.endpoint, args.runner_name, args.protocol, args.runner_key
     );
     let app = async move {
         let mut app = App {

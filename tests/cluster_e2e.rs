@@ -13,7 +13,9 @@ use alloc::sync::Arc;
 use core::time::Duration;
 use std::sync::Mutex;
 
-use cluster_support::{Storage, client, gw, node, runner, scratch, server};
+use cluster_support::{
+    Storage, client, client_retrying, drive_client, gw, node, open_client, runner, scratch, server,
+};
 use hibernating_ws::driver::tokio::TokioClock;
 use hibernating_ws::runner::SocketId;
 use hibernating_ws::wire::RequestId;
@@ -126,42 +128,116 @@ fn a_client_on_one_node_reaches_a_runner_on_another_over_nats() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Three nodes, three runners (each reconnects to another node when its node goes), eight
-/// clients on six actors spread over the nodes. Meanwhile: every actor sleeps and wakes twice
-/// (usually on another runner, often behind another node), one runner is killed, the
-/// nats-server restarts, and one node is killed (its runner moves to another node; its own
-/// clients' sockets end). Every message of every client whose node survived is committed
-/// exactly once, in order.
 /// Which faults a scenario injects.
 #[derive(Clone, Copy)]
 struct Faults {
     kill_runner: bool,
     restart_broker: bool,
-    kill_node: bool,
+    restart_node: bool,
 }
 
-#[test]
-fn the_cluster_survives_sleeps_a_runner_kill_a_broker_restart_and_a_node_kill() {
-    let all = Faults {
-        kill_runner: true,
-        restart_broker: true,
-        kill_node: true,
-    };
-    let only = std::env::var("HWS_FAULTS").unwrap_or_default();
-    let faults = if only.is_empty() {
-        all
-    } else {
-        Faults {
+impl Faults {
+    /// Every fault, or those `HWS_FAULTS` names (`runner`, `broker`, `node`).
+    fn from_env() -> Self {
+        let only = std::env::var("HWS_FAULTS").unwrap_or_default();
+        if only.is_empty() {
+            return Self {
+                kill_runner: true,
+                restart_broker: true,
+                restart_node: true,
+            };
+        }
+        Self {
             kill_runner: only.contains("runner"),
             restart_broker: only.contains("broker"),
-            kill_node: only.contains("node"),
+            restart_node: only.contains("node"),
         }
-    };
-    scenario("e2e-faults", faults);
+    }
 }
 
-fn scenario(name: &str, faults: Faults) {
-    let dir = scratch(name);
+/// A small deterministic generator (splitmix64): the seed picks the scenario's choices.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// `base` plus up to `jitter` milliseconds.
+    fn millis(&mut self, base: u64, jitter: u64) -> Duration {
+        Duration::from_millis(base + self.below(jitter + 1))
+    }
+}
+
+/// What one seed does: which runner is killed, which node restarts, in which order the broker
+/// and the node restart, which actor each client talks to, and the delays between steps.
+struct Plan {
+    killed_runner: usize,
+    restarted_node: usize,
+    broker_first: bool,
+    client_actor: Vec<usize>,
+    gap: Duration,
+    delays: [Duration; 5],
+}
+
+impl Plan {
+    fn new(seed: u64) -> Self {
+        let mut rng = Rng(seed);
+        let killed_runner = usize::try_from(rng.below(3)).unwrap();
+        let restarted_node = usize::try_from(rng.below(3)).unwrap();
+        let broker_first = rng.below(2) == 0;
+        let client_actor = (0..CLIENTS)
+            .map(|_| usize::try_from(rng.below(ACTORS.len() as u64)).unwrap())
+            .collect();
+        // 400 messages take longer than the steps before the node restart: its clients are cut.
+        let gap = rng.millis(11, 4);
+        let delays = [
+            rng.millis(500, 400),
+            rng.millis(500, 400),
+            rng.millis(500, 400),
+            rng.millis(900, 500),
+            rng.millis(500, 400),
+        ];
+        Self {
+            killed_runner,
+            restarted_node,
+            broker_first,
+            client_actor,
+            gap,
+            delays,
+        }
+    }
+}
+
+const ACTORS: [&str; 6] = ["a0", "a1", "a2", "a3", "a4", "a5"];
+const CLIENTS: usize = 8;
+const MESSAGES: u32 = 400;
+/// Clients opened on the restarted node once it is back.
+const LATE_CLIENTS: usize = 2;
+
+/// Three nodes, three runners (each reconnects to another node when its node goes), eight
+/// clients on six actors spread over the nodes. Meanwhile, in an order and with delays the
+/// seed picks: every actor sleeps and wakes twice (usually on another runner, often behind
+/// another node), one runner is killed, the nats-server restarts, and one node is killed and
+/// started again under its id (its runner moves to another node; its own clients' sockets
+/// end; two new clients open on it). Every socket of every surviving node stays open and every
+/// message of its client is committed exactly once, in order.
+#[allow(clippy::too_many_lines)] // one timeline, read top to bottom
+fn scenario(seed: u64, faults: Faults) {
+    let plan = Plan::new(seed);
+    eprintln!(
+        "seed {seed}: runner {} killed, node {} restarted, broker first: {}, gap {:?}",
+        plan.killed_runner, plan.restarted_node, plan.broker_first, plan.gap
+    );
+    let dir = scratch(&format!("e2e-seed-{seed}"));
     let Some(mut server) = server(&dir) else {
         return;
     };
@@ -190,57 +266,101 @@ fn scenario(name: &str, faults: Faults) {
             .collect();
         tokio::time::sleep(Duration::from_millis(300)).await;
 
-        let actors = ["a0", "a1", "a2", "a3", "a4", "a5"];
+        // (node, incarnation, request, task)
         let mut clients = Vec::new();
-        for c in 0..8usize {
+        for c in 0..CLIENTS {
             let n = c % 3;
-            let node = Arc::clone(&nodes[n]);
             let id = RequestId([0, 0, 1, u8::try_from(c).unwrap()]);
-            let actor = actors[c % actors.len()];
+            let (sender, events) = open_client(&nodes[n], id, ACTORS[plan.client_actor[c]]);
+            let gap = plan.gap;
             clients.push((
                 n,
+                0,
                 id,
-                tokio::spawn(async move {
-                    client(&node, id, actor, 400, Duration::from_millis(12)).await
-                }),
+                tokio::spawn(drive_client(sender, events, id, MESSAGES, gap)),
             ));
         }
         let sleep_all = |nodes: Vec<Arc<hibernating_ws::cluster::Node>>| async move {
-            for actor in actors {
+            for actor in ACTORS {
                 for n in &nodes {
                     let _ = n.sleep_actor(actor);
                 }
             }
         };
-        tokio::time::sleep(Duration::from_millis(800)).await;
+        tokio::time::sleep(plan.delays[0]).await;
         sleep_all(nodes.clone()).await;
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        tokio::time::sleep(plan.delays[1]).await;
         // A runner is killed: its actors stop after the lost threshold and wake elsewhere.
         if faults.kill_runner {
-            runners[1].take().unwrap().kill().await;
+            runners[plan.killed_runner].take().unwrap().kill().await;
         }
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        if faults.restart_broker {
-            server.restart().unwrap();
+        tokio::time::sleep(plan.delays[2]).await;
+        for step in 0..2 {
+            if (step == 0) == plan.broker_first {
+                if faults.restart_broker {
+                    server.restart().unwrap();
+                }
+            } else if faults.restart_node {
+                // A node is killed and started again under its id with a fresh gateway id: its
+                // runner moves to the next node, its clients' sockets end, new clients open.
+                let k = plan.restarted_node;
+                if let Ok(old) = Arc::try_unwrap(nodes.remove(k)) {
+                    drop(old);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                nodes.insert(k, Arc::new(restarted(&url, k, clock).await));
+                for c in 0..LATE_CLIENTS {
+                    let node = Arc::clone(&nodes[k]);
+                    let actor = ACTORS[(k + c) % ACTORS.len()];
+                    let gap = plan.gap;
+                    let c = u8::try_from(c).unwrap();
+                    let retry = move |attempt| RequestId([0, attempt, 2, c]);
+                    clients.push((
+                        k,
+                        1,
+                        retry(0),
+                        tokio::spawn(async move {
+                            client_retrying(node, retry, actor, MESSAGES / 2, gap).await
+                        }),
+                    ));
+                }
+            }
+            tokio::time::sleep(plan.delays[3 + step]).await;
         }
-        tokio::time::sleep(Duration::from_millis(1200)).await;
-        // A node is killed: its runner moves to the next node, its clients' sockets end.
-        if faults.kill_node {
-            drop(nodes.remove(2));
-        }
-        tokio::time::sleep(Duration::from_millis(700)).await;
         sleep_all(nodes.clone()).await;
 
         let mut expected = Vec::new();
         let mut open = Vec::new();
-        for (n, id, task) in clients {
+        for (n, incarnation, _, task) in clients {
             let report = task.await.unwrap();
-            if n == 2 && faults.kill_node {
+            let id = report.request;
+            if faults.restart_node && n == plan.restarted_node && incarnation == 0 {
+                // Its node was killed while it sent: its socket ended.
+                assert!(
+                    report.closed.is_some(),
+                    "seed {seed}: client {id} of the killed node was not closed"
+                );
                 continue;
             }
-            assert_eq!(report.closed, None, "client {id} on node {n} was closed");
-            assert_eq!(report.sent.len(), 400, "client {id} on node {n}");
-            expected.push((n, id, report.sent));
+            let gateway = if incarnation == 0 { n } else { n + 3 };
+            if report.closed.is_some() {
+                let st = storage.lock().unwrap();
+                let socket = SocketId::new(gw(gateway), id);
+                let _ = socket;
+                let actor = Some(if incarnation == 0 {
+                    ACTORS[plan.client_actor[usize::from(id.0[3])]].to_string()
+                } else {
+                    ACTORS[(n + usize::from(id.0[3])) % ACTORS.len()].to_string()
+                });
+                for s in st.starts.iter().filter(|s| Some(&s.1) == actor.as_ref()) {
+                    eprintln!("seed {seed}: {actor:?} {s:?}");
+                }
+            }
+            assert_eq!(
+                report.closed, None,
+                "seed {seed}: client {id} on node {n} was closed"
+            );
+            expected.push((gateway, id, report.sent));
             // The connection stays open until the end.
             open.push(report.keep);
         }
@@ -253,4 +373,45 @@ fn scenario(name: &str, faults: Faults) {
     drop(rt);
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Node `k` started again: the same node id, a fresh gateway id (`gw(k + 3)`).
+async fn restarted(url: &str, k: usize, clock: TokioClock) -> hibernating_ws::cluster::Node {
+    cluster_support::node_as(url, k, k + 3, clock).await
+}
+
+/// One test per seed, so that the harness runs two at a time and names the seed that fails.
+macro_rules! seeds {
+    ($($name:ident = $seed:expr),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            scenario($seed, Faults::from_env());
+        }
+    )*};
+}
+
+seeds! {
+    faults_seed_0 = 0,
+    faults_seed_1 = 1,
+    faults_seed_2 = 2,
+    faults_seed_3 = 3,
+    faults_seed_4 = 4,
+    faults_seed_5 = 5,
+    faults_seed_6 = 6,
+    faults_seed_7 = 7,
+    faults_seed_8 = 8,
+    faults_seed_9 = 9,
+}
+
+/// More seeds: `HWS_SEEDS=100 cargo test --release --all-features --test cluster_e2e --
+/// --ignored many_seeds` (`HWS_SEED_FROM` moves the first one).
+#[test]
+#[ignore = "long: about 7 s per seed"]
+fn many_seeds() {
+    let count: u64 = std::env::var("HWS_SEEDS").map_or(50, |s| s.parse().unwrap());
+    let from: u64 = std::env::var("HWS_SEED_FROM").map_or(10, |s| s.parse().unwrap());
+    for seed in from..from + count {
+        eprintln!("seed {seed}");
+        scenario(seed, Faults::from_env());
+    }
 }

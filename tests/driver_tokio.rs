@@ -171,12 +171,7 @@ async fn the_client_is_not_read_before_opened_and_pings_follow_the_clock() {
     );
 
     // A runner close reaches the client and ends its channels.
-    let close =
-        ToServerTunnelMessageKind::WebSocketClose(hibernating_ws::wire::ToServerWebSocketClose {
-            code: Some(4000),
-            reason: Some("bye".into()),
-            hibernate: false,
-        });
+    let close = msg::runner_close(4000, "bye");
     gw.runner_frame(ROUTE, &runner_frame(2, close))
         .expect("driver runs");
     assert_eq!(

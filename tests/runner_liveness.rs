@@ -69,10 +69,7 @@ fn assert_probe_dropped(h: &mut Harness, s: SocketId) {
 
 #[test]
 fn a_probe_for_a_socket_its_stopping_actor_handed_back_is_dropped() {
-    let mut h = Harness::started();
-    let (s1, s2) = (sid(1, 1), sid(1, 2));
-    h.open(s1, 0, true);
-    h.open(s2, 0, true);
+    let (mut h, s1, s2) = Harness::two_open(1, [true, true]);
     h.runner.actor_stopping(h.now, ACTOR).expect("stopping");
     let persists: Vec<Out> = h.drain();
     assert_eq!(persists.len(), 2, "{persists:?}");

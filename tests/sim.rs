@@ -193,7 +193,7 @@ fn seeds_that_found_bugs() {
         // persist in flight) was answered `ws.socket_not_found`, closing a live client.
         ("hand-back while the actor stops", &default, &[3_737]),
         ("hand-back while the actor stops", &small, &[535]),
-        // Hand orchestrator (see `tests/runner_scenarios.rs`, stale opens): a duplicated first
+        // Hand orchestrator (see `tests/runner_scenarios/`, stale opens): a duplicated first
         // open rewound a live socket to index 0.
         ("stale open rewind", &default, &[1_149, 3_171]),
         ("stale open rewind", &large, &[1_517]),

@@ -14,7 +14,7 @@ use hibernating_ws::driver::tokio::{ClientOutput, GatewayDriver, GatewayIo, Toki
 use hibernating_ws::gateway::{self, Frame, Gateway, GatewayConfig, RouteId};
 use hibernating_ws::wire::{
     self, GatewayId, MessageId, RequestId, ToGateway, ToServerTunnelMessage,
-    ToServerTunnelMessageKind, ToServerWebSocketClose,
+    ToServerTunnelMessageKind,
 };
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -163,11 +163,7 @@ async fn a_malformed_frame_an_open_and_a_close_are_reported_with_their_ids() {
     );
     assert_eq!(opened.field("hibernatable"), Some("false"));
 
-    let close = ToServerTunnelMessageKind::WebSocketClose(ToServerWebSocketClose {
-        code: Some(4000),
-        reason: Some("bye".into()),
-        hibernate: false,
-    });
+    let close = msg::runner_close(4000, "bye");
     gw.runner_frame(ROUTE, &runner_frame(1, close))
         .expect("driver runs");
     assert_eq!(

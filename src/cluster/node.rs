@@ -186,6 +186,7 @@ struct ClusterIo {
     node_id: String,
     shared: Arc<Shared>,
     frames: mpsc::Sender<FrameOut>,
+    records: mpsc::Sender<StateOut>,
 }
 
 impl ControlIo for ClusterIo {
@@ -223,9 +224,14 @@ impl ControlIo for ClusterIo {
                 }
             }
             other => {
-                if let Some(out) = state_out(other)
-                    && self.shared.state_tx.try_send((out, 0)).is_err()
-                {
+                let queued = match state_out(other) {
+                    None => true,
+                    // Records have their own queue: one must reach the shared state before a
+                    // start elsewhere lists the actor's records, so none waits behind placements.
+                    Some(out @ StateOut::Record { .. }) => self.records.try_send(out).is_ok(),
+                    Some(out) => self.shared.state_tx.try_send((out, 0)).is_ok(),
+                };
+                if !queued {
                     bump(&stats.state_dropped);
                 }
             }
@@ -298,11 +304,14 @@ impl Node {
         config.control.cluster = true;
         let js = jetstream::new(client.clone());
         let state = SharedState::open(&js, config.node_ttl).await?;
+        // A restart under the same id: what the earlier run placed and registered is gone.
+        let forgotten = Box::pin(state.forget_node(&config.node_id)).await?.len();
         let now = clock.now();
         let gateway = Gateway::new(config.gateway.clone(), config.gateway_id, now)?;
         let control = Control::new(config.control.clone(), gateway, config.epoch, now)?;
         let (frames_tx, frames_rx) = mpsc::channel(FRAME_QUEUE);
         let (state_tx, state_rx) = mpsc::channel(STATE_QUEUE);
+        let (records_tx, records_rx) = mpsc::channel(STATE_QUEUE);
         let shared = Arc::new(Shared {
             node_id: config.node_id.clone(),
             gateway_id: config.gateway_id,
@@ -313,10 +322,15 @@ impl Node {
             stats: NodeStats::default(),
             state_tx,
         });
+        shared
+            .stats
+            .reaped
+            .fetch_add(forgotten as u64, Ordering::Relaxed);
         let io = ClusterIo {
             node_id: config.node_id.clone(),
             shared: Arc::clone(&shared),
             frames: frames_tx,
+            records: records_tx,
         };
         let (handle, driver) = ControlDriver::spawn(control, io, clock);
         let runner_sub = subscribe(&client, subjects::runners_of(&config.node_id)).await?;
@@ -342,6 +356,7 @@ impl Node {
                 handle.clone(),
                 state_rx,
             )),
+            ::tokio::spawn(placement::record_worker(Arc::clone(&shared), records_rx)),
             ::tokio::spawn(placement::watcher(Arc::clone(&shared), handle.clone())),
             ::tokio::spawn(placement::liveness(Arc::clone(&shared), config.node_ttl)),
         ];
@@ -416,10 +431,13 @@ impl Node {
 }
 
 impl Drop for Node {
+    /// Stops the engine too: a dropped node's runners and clients see their connections end (a
+    /// handle kept elsewhere must not keep serving them behind the cluster's back).
     fn drop(&mut self) {
         for task in &self.tasks {
             task.abort();
         }
+        self.handle.shutdown();
         if let Some(driver) = &self.driver {
             driver.abort();
         }

@@ -17,6 +17,9 @@ use super::state::{Claim, Placement, PlacementState, RunnerEntry, decode_placeme
 use crate::control::ActorPhase;
 use crate::driver::control::ControlHandle;
 
+/// Attempts to read an actor's records before a start here is given up.
+const RECORD_ATTEMPTS: u32 = 10;
+
 pub(super) async fn state_worker(
     shared: Arc<Shared>,
     handle: ControlHandle,
@@ -101,6 +104,32 @@ pub(super) async fn state_worker(
                     let _ = tx.send((again, attempts + 1)).await;
                 });
             }
+        }
+    }
+}
+
+/// Writes and deletes the local gateway's hibernating records, in order, each retried while
+/// the broker is away (a start elsewhere lists what is written by then).
+pub(super) async fn record_worker(shared: Arc<Shared>, mut rx: mpsc::Receiver<StateOut>) {
+    while let Some(out) = rx.recv().await {
+        let StateOut::Record {
+            actor_id,
+            request,
+            live,
+        } = out
+        else {
+            continue;
+        };
+        for _ in 0..MAX_STATE_ATTEMPTS {
+            let written = shared
+                .state
+                .record(&actor_id, shared.gateway_id, request, live)
+                .await;
+            if written.is_ok() {
+                break;
+            }
+            bump(&shared.stats.state_errors);
+            ::tokio::time::sleep(PLACE_RETRY).await;
         }
     }
 }
@@ -219,14 +248,28 @@ async fn start_here(
     runner_id: &str,
     generation: u32,
 ) {
-    let records = shared.state.records(actor_id).await.unwrap_or_default();
-    let name = shared.runner_name.clone();
-    let result = handle.call({
-        let (actor_id, runner_id) = (actor_id.to_string(), runner_id.to_string());
-        move |c, now| {
-            ensure_actor(c, now, &actor_id, &name);
-            c.place_here(now, &actor_id, &runner_id, generation, &records)
+    // Started without every record, the runner would close the missing sockets as not found:
+    // a broker away now gives the claim back (the actor is placed again) instead.
+    let mut records = None;
+    for _ in 0..RECORD_ATTEMPTS {
+        if let Ok(list) = shared.state.records(actor_id).await {
+            records = Some(list);
+            break;
         }
+        bump(&shared.stats.state_errors);
+        ::tokio::time::sleep(PLACE_RETRY).await;
+    }
+    let name = shared.runner_name.clone();
+    let result = records.ok_or(()).and_then(|records| {
+        handle
+            .call({
+                let (actor_id, runner_id) = (actor_id.to_string(), runner_id.to_string());
+                move |c, now| {
+                    ensure_actor(c, now, &actor_id, &name);
+                    c.place_here(now, &actor_id, &runner_id, generation, &records)
+                }
+            })
+            .map_err(drop)
     });
     if let Ok(Ok(())) = result {
         bump(&shared.stats.placed_here);

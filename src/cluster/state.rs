@@ -425,6 +425,31 @@ impl SharedState {
     /// # Errors
     /// [`StateError`].
     pub async fn reap(&self, live: &BTreeSet<String>) -> Result<Vec<String>, StateError> {
+        self.reap_where(|p| !live.contains(&p.node)).await
+    }
+
+    /// What a node starting under `node` finds of an earlier run under the same id (a node
+    /// restarted with its id): every actor placed there is set sleeping like a dead node's, and
+    /// every runner registered there is forgotten, since a node starts with no runner. Its
+    /// liveness entry may still be fresh, so [`reap`](Self::reap) would not see them.
+    ///
+    /// # Errors
+    /// [`StateError`].
+    pub async fn forget_node(&self, node: &str) -> Result<Vec<String>, StateError> {
+        for (runner_id, entry) in self.runners().await? {
+            if entry.node == node {
+                self.remove_runner(&runner_id).await?;
+            }
+        }
+        self.reap_where(|p| p.node == node).await
+    }
+
+    /// Every actor placed (starting or running) where `dead` says: set sleeping by
+    /// compare-and-set, and returned.
+    async fn reap_where(
+        &self,
+        dead: impl Fn(&Placement) -> bool,
+    ) -> Result<Vec<String>, StateError> {
         let mut keys = self
             .actors
             .keys()
@@ -438,7 +463,7 @@ impl SharedState {
         for id in ids {
             if let Some((p, _)) = self.placement(&id).await?
                 && p.state != PlacementState::Sleeping
-                && !live.contains(&p.node)
+                && dead(&p)
                 && self.transition(&id, &p, PlacementState::Sleeping).await?
             {
                 reaped.push(id);

@@ -4,7 +4,7 @@
 use alloc::collections::VecDeque;
 
 use crate::close::CloseFrame;
-use crate::gateway::{self, OpenRequest, RouteId, SendError, UnknownRequest};
+use crate::gateway::{self, OpenRequest, RequestSlot, RouteId, SendError, UnknownRequest};
 use crate::index::MessageIndex;
 use crate::time::Timestamp;
 use crate::wire::{self, RequestId, ToGatewayPong, ToRunner, VERSION_PREFIX_LEN};
@@ -83,6 +83,38 @@ impl Control {
     ) -> Result<MessageIndex, SendError> {
         let now = self.advance(now);
         let result = self.gateway.client_message(now, request_id, data, binary);
+        self.pump(now);
+        result
+    }
+
+    /// Where the gateway holds live request `request_id`
+    /// ([`Gateway::request_slot`](gateway::Gateway::request_slot)), for
+    /// [`client_message_at`](Self::client_message_at); `None` until the gateway opened it and
+    /// after it ended.
+    #[must_use]
+    pub fn request_slot(&self, request_id: RequestId) -> Option<RequestSlot> {
+        self.gateway.request_slot(request_id)
+    }
+
+    /// [`client_message`](Self::client_message) through the request's slot handle
+    /// ([`Gateway::client_message_at`](gateway::Gateway::client_message_at)): no request-id
+    /// lookup.
+    ///
+    /// # Errors
+    /// As [`client_message`](Self::client_message); [`SendError::UnknownRequest`] for a handle
+    /// of an ended request or of another request.
+    pub fn client_message_at(
+        &mut self,
+        now: Timestamp,
+        at: RequestSlot,
+        request_id: RequestId,
+        data: &[u8],
+        binary: bool,
+    ) -> Result<MessageIndex, SendError> {
+        let now = self.advance(now);
+        let result = self
+            .gateway
+            .client_message_at(now, at, request_id, data, binary);
         self.pump(now);
         result
     }

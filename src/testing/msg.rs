@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use crate::index::MessageIndex;
 use crate::wire::{
     self, GatewayId, MessageId, RequestId, ToClientTunnelMessage, ToClientTunnelMessageKind,
-    ToGateway, ToRunner, ToServerTunnelMessage, ToServerTunnelMessageKind,
+    ToGateway, ToRunner, ToServerTunnelMessage, ToServerTunnelMessageKind, ToServerWebSocketClose,
     ToServerWebSocketMessageAck, ToServerWebSocketOpen,
 };
 
@@ -72,6 +72,15 @@ pub fn to_runner_frame(
 /// The runner accepts the WebSocket (`can_hibernate`: hibernatable).
 pub fn runner_open(can_hibernate: bool) -> ToServerTunnelMessageKind {
     ToServerTunnelMessageKind::WebSocketOpen(ToServerWebSocketOpen { can_hibernate })
+}
+
+/// The runner closes the WebSocket with `code` and `reason` (not a hibernation).
+pub fn runner_close(code: u16, reason: &str) -> ToServerTunnelMessageKind {
+    ToServerTunnelMessageKind::WebSocketClose(ToServerWebSocketClose {
+        code: Some(code),
+        reason: Some(reason.into()),
+        hibernate: false,
+    })
 }
 
 /// The runner acks every client message up to `index`.

@@ -49,12 +49,29 @@ pub fn gw(i: usize) -> GatewayId {
 
 /// Node `i` on `url`, with short timers so that losses heal within the test.
 pub async fn node(url: &str, i: usize, clock: TokioClock) -> Node {
+    Box::pin(node_as(url, i, i, clock)).await
+}
+
+/// Node `node-i` with the gateway id `gw(gateway)` (a restarted node takes a fresh one).
+pub async fn node_as(url: &str, i: usize, gateway: usize, clock: TokioClock) -> Node {
+    let config = node_config(i, gateway);
+    Box::pin(start_node(url, config, clock)).await
+}
+
+/// Starts a node with `config` on `url`.
+pub async fn start_node(url: &str, config: NodeConfig, clock: TokioClock) -> Node {
     let client = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
         .connect(url)
         .await
         .unwrap();
-    let mut config = NodeConfig::new(format!("node-{i}"), gw(i), 1000 + i as u64);
+    Box::pin(Node::start(client, config, clock)).await.unwrap()
+}
+
+/// The configuration of node `node-i` with the gateway id `gw(gateway)`: short timers so that
+/// losses heal within a test.
+pub fn node_config(i: usize, gateway: usize) -> NodeConfig {
+    let mut config = NodeConfig::new(format!("node-{i}"), gw(gateway), 1000 + gateway as u64);
     config.gateway.retransmit_timeout = Some(Duration::from_millis(300));
     config.gateway.ack_timeout = Duration::from_secs(60);
     config.gateway.ping_timeout = Duration::from_secs(60);
@@ -62,7 +79,7 @@ pub async fn node(url: &str, i: usize, clock: TokioClock) -> Node {
     config.control.runner_lost_threshold = Duration::from_secs(2);
     config.control.ping_timeout = Duration::from_secs(5);
     config.node_ttl = Duration::from_millis(1500);
-    Node::start(client, config, clock).await.unwrap()
+    config
 }
 
 /// What every runner's actors committed, per socket: messages processed and persisted
@@ -73,6 +90,11 @@ pub struct Storage {
     pub committed: BTreeMap<SocketId, Vec<Vec<u8>>>,
     /// Who committed what: (socket, runner key, actor id, first index committed, count).
     pub log: Vec<(SocketId, String, String, u16, usize)>,
+    /// Messages delivered to an actor per socket (committed or not: a delivery lost with its
+    /// runner before the commit is delivered again, a replay).
+    pub delivered: BTreeMap<SocketId, u64>,
+    /// Actor starts and stops: (runner key, actor id, generation, hibernating requests listed).
+    pub starts: Vec<(String, String, u32, Vec<String>)>,
 }
 
 pub type Shared = Arc<Mutex<Storage>>;
@@ -102,11 +124,30 @@ pub fn runner(
     storage: Shared,
     clock: TokioClock,
 ) -> RunnerProc {
+    runner_persisting(
+        key,
+        nodes,
+        first,
+        storage,
+        clock,
+        Duration::from_millis(100),
+    )
+}
+
+/// [`runner`] persisting (and acknowledging) at most `persist_interval` after a delivery.
+pub fn runner_persisting(
+    key: String,
+    nodes: Vec<ControlHandle>,
+    first: usize,
+    storage: Shared,
+    clock: TokioClock,
+    persist_interval: Duration,
+) -> RunnerProc {
     let (kill_tx, mut kill_rx) = oneshot::channel();
     let task = tokio::spawn(async move {
         let mut config = SessionConfig::new("default", 4);
         let mut rc = RunnerConfig::default().with_gap_policy(GapPolicy::Await);
-        rc.persist_interval = Duration::from_millis(100);
+        rc.persist_interval = persist_interval;
         config.runner = rc;
         let mut pending = Pending::new();
         let mut session = Session::new(config, clock.now()).unwrap();
@@ -197,7 +238,18 @@ fn app(
 ) {
     let mut st = storage.lock().unwrap();
     match action {
-        session::Action::StartActor { actor_id, .. } => {
+        session::Action::StartActor {
+            actor_id,
+            generation,
+            hibernating_requests,
+            ..
+        } => {
+            let listed = hibernating_requests
+                .iter()
+                .map(|h| format!("{:?}/{:?}", h.gateway_id, h.request_id))
+                .collect();
+            st.starts
+                .push((key.to_string(), actor_id.clone(), generation, listed));
             let persisted: Vec<PersistedSocket> = st
                 .sockets
                 .values()
@@ -231,6 +283,7 @@ fn app(
         }) => {
             // Committed at the next persist; kept aside until then.
             st.committed.entry(socket).or_default();
+            *st.delivered.entry(socket).or_default() += 1;
             pending
                 .entry(socket)
                 .or_default()
@@ -264,6 +317,17 @@ fn app(
             drop(st);
             let _ = session.runner_mut().persisted(now, socket, server_index);
         }
+        session::Action::ActorStopped {
+            actor_id,
+            generation,
+        } => {
+            st.starts.push((
+                key.to_string(),
+                actor_id,
+                generation,
+                vec!["stopped".into()],
+            ));
+        }
         session::Action::Runner(runner::Action::DeleteMetadata { socket, .. }) => {
             st.sockets.remove(&socket);
         }
@@ -278,6 +342,8 @@ type Pending = BTreeMap<SocketId, Vec<(MessageIndex, Vec<u8>)>>;
 /// ends its request, and what the actor had not committed by then is not replayed).
 #[derive(Debug, Default)]
 pub struct ClientReport {
+    /// The request the messages went on.
+    pub request: RequestId,
     pub sent: Vec<Vec<u8>>,
     pub closed: Option<String>,
     pub keep: Option<(ClientSender, ClientEvents)>,
@@ -291,21 +357,41 @@ pub async fn client(
     count: u32,
     gap: Duration,
 ) -> ClientReport {
+    let (sender, events) = open_client(node, request, actor);
+    drive_client(sender, events, request, count, gap).await
+}
+
+/// Opens `request` on `actor` at `node` (the node itself is not needed afterwards, so a test
+/// can kill it while its clients run).
+pub fn open_client(node: &Node, request: RequestId, actor: &str) -> (ClientSender, ClientEvents) {
     node.ensure_actor(actor).unwrap();
     let open = OpenRequest::new(actor, "/ws").unwrap();
-    let (mut sender, mut events) = node.handle().open(request, open).unwrap();
-    let mut report = ClientReport::default();
+    node.handle().open(request, open).unwrap()
+}
+
+/// Sends `count` numbered messages, `gap` apart, on an opened request.
+pub async fn drive_client(
+    mut sender: ClientSender,
+    mut events: ClientEvents,
+    request: RequestId,
+    count: u32,
+    gap: Duration,
+) -> ClientReport {
+    let mut report = ClientReport {
+        request,
+        ..ClientReport::default()
+    };
     // The sender is ready once the runner accepted the WebSocket.
     let opened = tokio::time::timeout(Duration::from_secs(30), sender.readable()).await;
     if !matches!(opened, Ok(Ok(()))) {
-        report.closed = Some(format!("not opened: {opened:?}"));
+        report.closed = Some(format!("not opened: {opened:?} {}", why(&mut events).await));
         return report;
     }
     for n in 0..count {
         let mut data = request.0.to_vec();
         data.extend_from_slice(&n.to_be_bytes());
         if sender.message(&data, true).await.is_err() {
-            report.closed = Some("the driver stopped".into());
+            report.closed = Some(format!("the request stopped: {}", why(&mut events).await));
             return report;
         }
         report.sent.push(data);
@@ -324,6 +410,66 @@ pub async fn client(
             }
         }
         tokio::time::sleep(gap).await;
+    }
+    report.keep = Some((sender, events));
+    report
+}
+
+/// The close the gateway sent, if any (after a sender failed).
+async fn why(events: &mut ClientEvents) -> String {
+    let mut seen = Vec::new();
+    while let Ok(Some(event)) =
+        tokio::time::timeout(Duration::from_millis(100), events.recv()).await
+    {
+        if let ClientOutput::Close(frame) = event {
+            return format!("{frame:?}");
+        }
+        seen.push(event);
+    }
+    format!("no close ({} other events)", seen.len())
+}
+
+/// Like [`client`], but opens again (on request `retry(attempt)`) while the open fails before
+/// anything was sent, as a real client reconnects (an actor stopped while the open waited).
+pub async fn client_retrying(
+    node: Arc<Node>,
+    retry: impl Fn(u8) -> RequestId,
+    actor: &str,
+    count: u32,
+    gap: Duration,
+) -> ClientReport {
+    let mut attempt = 0;
+    loop {
+        let report = client(&node, retry(attempt), actor, count, gap).await;
+        let not_opened = report.sent.is_empty() && report.closed.is_some();
+        if !not_opened || attempt == 4 {
+            return report;
+        }
+        attempt += 1;
+    }
+}
+
+/// Sends `count` messages of `size` bytes (at least 8: the request id and the message number,
+/// then padding) as fast as the gateway takes them; stops at the first refusal.
+pub async fn drive_client_sized(
+    mut sender: ClientSender,
+    mut events: ClientEvents,
+    request: RequestId,
+    count: u32,
+    size: usize,
+) -> ClientReport {
+    let mut report = ClientReport {
+        request,
+        ..ClientReport::default()
+    };
+    let mut data = vec![0u8; size.max(8)];
+    data[..4].copy_from_slice(&request.0);
+    for n in 0..count {
+        data[4..8].copy_from_slice(&n.to_be_bytes());
+        if sender.message(&data, true).await.is_err() {
+            report.closed = Some(format!("the request stopped: {}", why(&mut events).await));
+            return report;
+        }
     }
     report.keep = Some((sender, events));
     report

@@ -1,6 +1,6 @@
 //! What the integration-test harnesses share: the polling wait every real-time test uses, the
-//! pieces of an engine's runner listener (the runner key of a handshake, the batch writer), and
-//! starting an actor on a tokio runner driver.
+//! pieces of an engine's runner listener (the runner key of a handshake, the batch writer), what
+//! a client of an engine sees (`ClientEvent`), and starting an actor on a tokio runner driver.
 //!
 //! A test crate includes it with `mod common;`; a support module (`tests/*_support/`,
 //! `tests/interop/`) with `#[path = "../common/mod.rs"] mod common;`. Every wait is a hang guard
@@ -8,15 +8,77 @@
 
 #![allow(dead_code, unreachable_pub)] // each test crate uses a part of it
 
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use futures_util::{Sink, SinkExt};
+use hibernating_ws::CloseFrame;
 use hibernating_ws::driver::control::RunnerOutput;
-use hibernating_ws::driver::tokio::RunnerHandle;
-use tokio_tungstenite::tungstenite::handshake::server::Request;
+use hibernating_ws::driver::tokio::{ClientOutput, RunnerHandle};
+use hibernating_ws::gateway::CloseReason;
+use hibernating_ws::wire::RequestId;
+use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame as WsCloseFrame;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
+
+/// What a test client of an engine saw: its outputs ([`ClientOutput`]) and its request's
+/// life-cycle hooks (`ControlIo::opened`, `hibernated`, `closed`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// The runner accepted the WebSocket.
+    Opened {
+        /// Whether it survives the actor sleeping.
+        hibernatable: bool,
+    },
+    /// A message from the actor.
+    Message {
+        /// Payload.
+        data: Vec<u8>,
+        /// Binary or text.
+        binary: bool,
+    },
+    /// Close the client's WebSocket with this frame.
+    Close(CloseFrame),
+    /// The request hibernates.
+    Hibernated,
+    /// The request is gone, for this reason.
+    Closed(CloseReason),
+}
+
+/// Each request's life-cycle events, in order.
+pub type Lifecycle = BTreeMap<RequestId, VecDeque<ClientEvent>>;
+
+/// The next life-cycle event of `request_id`, if one is queued.
+pub fn next_lifecycle(lifecycle: &Mutex<Lifecycle>, request_id: RequestId) -> Option<ClientEvent> {
+    lifecycle
+        .lock()
+        .expect("lifecycle lock")
+        .get_mut(&request_id)
+        .and_then(VecDeque::pop_front)
+}
+
+/// `resp` answering the `rivet` subprotocol, which the official runner's WebSocket library
+/// requires to be selected.
+pub fn rivet_protocol(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert("sec-websocket-protocol", HeaderValue::from_static("rivet"));
+    resp
+}
+
+/// A client output as a [`ClientEvent`].
+pub fn output(out: ClientOutput) -> ClientEvent {
+    match out {
+        ClientOutput::Message { data, binary } => ClientEvent::Message {
+            data: data.to_vec(),
+            binary,
+        },
+        ClientOutput::Close(frame) => ClientEvent::Close(frame),
+        other => panic!("unexpected output {other:?}"),
+    }
+}
 
 /// Polls `f` every `every` until it returns `Some`; panics after `limit`.
 pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, every: Duration, mut f: F) -> T

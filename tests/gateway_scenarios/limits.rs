@@ -8,6 +8,14 @@ fn limit_config(policy: OverflowPolicy) -> GatewayConfig {
     c
 }
 
+/// How a send past `limit` is refused under `policy`.
+fn refused(policy: OverflowPolicy, request_id: RequestId, limit: Limit) -> SendError {
+    match policy {
+        OverflowPolicy::Close => SendError::LimitExceeded { request_id, limit },
+        _ => SendError::Backpressure { request_id, limit },
+    }
+}
+
 /// A harness under `policy` and the limits `set` writes, with request `rid(n)` active.
 fn limited(
     policy: OverflowPolicy,
@@ -85,23 +93,10 @@ fn request_byte_limit_boundaries_under_both_policies() {
         // One byte of room left; the smallest frame does not fit.
         let over = h.send(id, b"");
         let limit = Limit::RequestBytes;
+        assert_eq!(over, Err(refused(policy, id, limit)));
         if policy == OverflowPolicy::Close {
-            assert_eq!(
-                over,
-                Err(SendError::LimitExceeded {
-                    request_id: id,
-                    limit
-                })
-            );
             assert!(h.gw.request(id).is_none());
         } else {
-            assert_eq!(
-                over,
-                Err(SendError::Backpressure {
-                    request_id: id,
-                    limit
-                })
-            );
             assert_eq!(h.gw.stats().backpressured, 1);
             assert_eq!(h.ack(id, 1), [Action::ClientWritable { request_id: id }]);
             assert_eq!(h.send(id, b""), Ok(idx(3)));
@@ -164,27 +159,14 @@ fn gateway_byte_limit_boundaries_under_both_policies() {
         assert_eq!(h.gw.stats().pending_bytes, 3 * f);
         let over = h.send(second, &[0; 50]); // N + 1
         let limit = Limit::GatewayBytes;
+        assert_eq!(over, Err(refused(policy, second, limit)));
         if policy == OverflowPolicy::Close {
-            assert_eq!(
-                over,
-                Err(SendError::LimitExceeded {
-                    request_id: second,
-                    limit
-                })
-            );
             let actions = h.drain();
             assert_eq!(closed(&actions), [CloseReason::PendingLimit(limit)]);
             // The closed request's bytes went back to the gateway pool: the first fits again.
             assert_eq!(h.gw.stats().pending_bytes, 2 * f);
             assert!(h.send(first, &[0; 50]).is_ok());
         } else {
-            assert_eq!(
-                over,
-                Err(SendError::Backpressure {
-                    request_id: second,
-                    limit
-                })
-            );
             assert_eq!(h.drain(), []);
             // Another request's ack frees gateway room: the second becomes writable.
             let actions = h.ack(first, 1);

@@ -2,15 +2,14 @@
 //! `hibernating_ws::driver::control`, a runner WebSocket listener on loopback
 //! (`/runners/connect`, the `rivet` subprotocol), an in-memory actor KV, and in-process clients.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{FutureExt, SinkExt, StreamExt};
-use hibernating_ws::CloseFrame;
 use hibernating_ws::control::{Action, ActorSpec, Control, ControlConfig, StopReason};
 use hibernating_ws::driver::control::{ControlDriver, ControlHandle, ControlIo};
-use hibernating_ws::driver::tokio::{ClientEvents, ClientOutput, ClientSender, TokioClock};
+use hibernating_ws::driver::tokio::{ClientEvents, ClientSender, TokioClock};
 use hibernating_ws::gateway::{CloseReason, Gateway, GatewayConfig, OpenRequest, Phase};
 use hibernating_ws::wire::{
     ActorConfig, GatewayId, KvErrorResponse, KvGetResponse, KvListQuery, KvListResponse,
@@ -19,9 +18,9 @@ use hibernating_ws::wire::{
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 
-use crate::common::{runner_key, write_batch};
+pub use crate::common::ClientEvent;
+use crate::common::{Lifecycle, next_lifecycle, output, rivet_protocol, runner_key, write_batch};
 
 /// The runner name the Node runner registers with (`runnerName`).
 pub const RUNNER_NAME: &str = "hws-interop";
@@ -29,31 +28,6 @@ pub const RUNNER_NAME: &str = "hws-interop";
 const MAX_KV_BYTES: usize = 64 << 20;
 
 type Store = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
-/// Each client's life-cycle events ([`ControlIo::opened`], `hibernated`, `closed`), in order.
-type Lifecycle = BTreeMap<RequestId, VecDeque<ClientEvent>>;
-
-/// What a client saw: its outputs ([`ClientOutput`]) and its request's life-cycle hooks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientEvent {
-    /// The runner accepted the WebSocket.
-    Opened {
-        /// Whether it survives the actor sleeping.
-        hibernatable: bool,
-    },
-    /// A message from the actor.
-    Message {
-        /// Payload.
-        data: Vec<u8>,
-        /// Binary or text.
-        binary: bool,
-    },
-    /// Close the client's WebSocket with this frame.
-    Close(CloseFrame),
-    /// The request hibernates.
-    Hibernated,
-    /// The request is gone, for this reason.
-    Closed(CloseReason),
-}
 
 /// What the engine reported besides client traffic.
 #[derive(Debug, Default, Clone)]
@@ -276,12 +250,7 @@ impl Client {
                     None => {}
                 }
             }
-            let event = self
-                .lifecycle
-                .lock()
-                .unwrap()
-                .get_mut(&self.request_id)
-                .and_then(VecDeque::pop_front);
+            let event = next_lifecycle(&self.lifecycle, self.request_id);
             if event.is_some() {
                 return event;
             }
@@ -301,17 +270,6 @@ impl Client {
                 return None;
             }
         }
-    }
-}
-
-fn output(out: ClientOutput) -> ClientEvent {
-    match out {
-        ClientOutput::Message { data, binary } => ClientEvent::Message {
-            data: data.to_vec(),
-            binary,
-        },
-        ClientOutput::Close(frame) => ClientEvent::Close(frame),
-        other => panic!("unexpected output {other:?}"),
     }
 }
 
@@ -418,11 +376,9 @@ impl Engine {
 async fn runner_connection(tcp: TcpStream, handle: ControlHandle) {
     let mut key = None;
     #[allow(clippy::result_large_err)] // tungstenite's callback signature
-    let ws = tokio_tungstenite::accept_hdr_async(tcp, |req: &Request, mut resp: Response| {
+    let ws = tokio_tungstenite::accept_hdr_async(tcp, |req: &Request, resp: Response| {
         key = runner_key(req);
-        resp.headers_mut()
-            .insert("sec-websocket-protocol", HeaderValue::from_static("rivet"));
-        Ok(resp)
+        Ok(rivet_protocol(resp))
     })
     .await;
     let (Ok(ws), Some(key)) = (ws, key) else {

@@ -205,6 +205,52 @@ impl RivetEngine {
             .to_string()
     }
 
+    /// `PUT /runner-configs/{pool}`: a normal (not serverless) pool in the engine's datacenter.
+    /// An envoy connection is refused (`ws.no_runner_config`) until its pool has one; a v7
+    /// runner creates its own when it connects. Retried until the namespace exists.
+    pub async fn configure_pool(&self, pool: &str) {
+        let dcs = self.datacenter().await;
+        let body = serde_json::json!({ "datacenters": { dcs: { "normal": {} } } });
+        let path = format!("/runner-configs/{pool}?namespace=default");
+        let deadline = tokio::time::Instant::now() + READY;
+        loop {
+            let (status, text) = self
+                .http("PUT", &path, Some(&body))
+                .await
+                .expect("PUT /runner-configs");
+            if status == 200 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "PUT /runner-configs/{pool}: {status} {text}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The name of the engine's (only) datacenter (`GET /datacenters`).
+    async fn datacenter(&self) -> String {
+        let deadline = tokio::time::Instant::now() + READY;
+        loop {
+            let (status, text) = self
+                .http("GET", "/datacenters", None)
+                .await
+                .expect("GET /datacenters");
+            if status == 200 {
+                let v: Value = serde_json::from_str(&text).expect("datacenters JSON");
+                if let Some(name) = v["datacenters"][0]["name"].as_str() {
+                    return name.to_owned();
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "GET /datacenters: {status} {text}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// `GET /actors?actor_ids=…`: the actor's record.
     pub async fn actor(&self, actor_id: &str) -> Value {
         let path = format!("/actors?namespace=default&actor_ids={actor_id}");

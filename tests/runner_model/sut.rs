@@ -2,7 +2,6 @@
 //! against the model after every transition.
 
 use super::*;
-use crate::model::*;
 
 pub(crate) struct Sut {
     runner: Runner,
@@ -253,14 +252,7 @@ impl StateMachineTest for RunnerTest {
             }
             Transition::Advance { micros } => {
                 sut.now = now + Duration::from_micros(micros);
-                sut.runner.handle_timeout(sut.now);
-                if let Some(t) = sut.runner.poll_timeout() {
-                    assert!(
-                        t > sut.now,
-                        "poll_timeout {t:?} not after now {:?}",
-                        sut.now
-                    );
-                }
+                handle_timeout_checked(&mut sut.runner, sut.now);
             }
             Transition::GatewayClose { s } => {
                 let existed = sut.runner.socket(socket_id(s)).is_some();

@@ -3,10 +3,16 @@
 
 use super::*;
 
+/// A runner with `config` under the await gap policy, with socket `sid(g, 1)` open at index 0.
+fn awaiting(g: u32, config: RunnerConfig) -> (Harness, hibernating_ws::runner::SocketId) {
+    let s = sid(g, 1);
+    let h = Harness::new(config.with_gap_policy(GapPolicy::Await)).with_open_socket(s, 0);
+    (h, s)
+}
+
 #[test]
 fn await_heals_a_lost_message_by_retransmit() {
-    let s = sid(90, 1);
-    let mut h = policy(GapPolicy::Await).with_open_socket(s, 0);
+    let (mut h, s) = awaiting(90, RunnerConfig::default());
     h.msg(s, 1, b"1");
     // 2 is lost in transit; 3, 4 and a duplicate 3 arrive.
     h.msg(s, 3, b"3");
@@ -39,16 +45,8 @@ fn await_heals_a_lost_message_by_retransmit() {
 
 #[test]
 fn await_closes_on_held_count_overflow() {
-    let s = sid(91, 1);
-    let mut h = Harness::new(
-        RunnerConfig::default()
-            .with_gap_policy(GapPolicy::Await)
-            .with_max_held_messages(3),
-    )
-    .with_open_socket(s, 0);
-    for r in [3u16, 4, 5] {
-        h.msg(s, r, b"h");
-    }
+    let (mut h, s) = awaiting(91, RunnerConfig::default().with_max_held_messages(3));
+    h.msgs(s, [3u16, 4, 5], b"h");
     assert_eq!(h.drain(), vec![]);
     h.msg(s, 6, b"h");
     assert_eq!(h.drain(), skip_closed(s, 1));
@@ -57,13 +55,7 @@ fn await_closes_on_held_count_overflow() {
 
 #[test]
 fn await_closes_on_held_bytes_overflow() {
-    let s = sid(92, 1);
-    let mut h = Harness::new(
-        RunnerConfig::default()
-            .with_gap_policy(GapPolicy::Await)
-            .with_max_held_bytes(10),
-    )
-    .with_open_socket(s, 0);
+    let (mut h, s) = awaiting(92, RunnerConfig::default().with_max_held_bytes(10));
     h.msg(s, 2, &[0; 6]);
     h.msg(s, 3, &[0; 4]); // exactly 10 bytes held: allowed
     assert_eq!(h.runner.socket(s).unwrap().held_bytes, 10);
@@ -74,8 +66,7 @@ fn await_closes_on_held_bytes_overflow() {
 
 #[test]
 fn await_closes_when_the_gap_times_out() {
-    let s = sid(93, 1);
-    let mut h = policy(GapPolicy::Await).with_open_socket(s, 0);
+    let (mut h, s) = awaiting(93, RunnerConfig::default());
     h.msg(s, 2, b"x");
     let held_at = h.now;
     h.now = held_at + Duration::from_secs(30) - Duration::from_micros(1);

@@ -83,10 +83,7 @@ fn actor_stop_waits_for_the_persist_in_flight_then_flushes_again() {
 /// hibernating client request. It is dropped silently like any frame after the stop.
 #[test]
 fn a_socket_settled_while_its_actor_still_stops_is_not_answered_as_unknown() {
-    let mut h = Harness::started();
-    let (first, second) = (sid(103, 1), sid(103, 2));
-    h.open(first, 0, true);
-    h.open(second, 0, true);
+    let (mut h, first, second) = Harness::two_open(103, [true, true]);
     let _ = h.drain();
     h.runner.actor_stopping(h.now, ACTOR).unwrap();
     let out = h.drain();
@@ -201,10 +198,7 @@ fn queue_is_bounded() {
 
 #[test]
 fn gateway_close_is_not_echoed() {
-    let mut h = Harness::started();
-    let (hs, ns) = (sid(110, 1), sid(110, 2));
-    h.open(hs, 0, true);
-    h.open(ns, 0, false);
+    let (mut h, hs, ns) = Harness::two_open(110, [true, false]);
     h.feed(hs, 1, close_kind(Some(1001), Some("going away")))
         .unwrap();
     h.feed(ns, 1, close_kind(None, None)).unwrap();

@@ -93,9 +93,7 @@ fn scenario_23_non_hibernatable_sockets_never_validate() {
     let mut h = Harness::started();
     let s = sid(3, 1);
     h.open(s, 0, false);
-    for r in [5u16, 5, 3, 40_000, 1] {
-        h.msg(s, r, b"m");
-    }
+    h.msgs(s, [5u16, 5, 3, 40_000, 1], b"m");
     let out = h.drain();
     let indices: Vec<u16> = out
         .iter()
@@ -296,17 +294,13 @@ fn scenario_26_restored_socket_dedupes_replay_and_reacks() {
     // gateway still routing the request to the previous runner drops it). The first duplicate
     // re-acks at once (the restore ack does not arm the rate limit; upstream drops duplicates
     // silently), the others fall within reack_interval.
-    for r in 5..=10u16 {
-        h.msg(s, r, b"old");
-    }
+    h.msgs(s, 5..=10u16, b"old");
     assert_eq!(h.drain(), vec![Out::ack(s, 4, 10)]);
     assert_eq!(h.runner.stats().duplicates, 6);
     assert_eq!(h.runner.stats().reacks, 1);
     // After reack_interval a duplicate re-acks once more.
     h.advance(Duration::from_secs(1));
-    for r in 8..=10u16 {
-        h.msg(s, r, b"old");
-    }
+    h.msgs(s, 8..=10u16, b"old");
     assert_eq!(h.drain(), vec![Out::ack(s, 5, 10)]);
     assert_eq!(h.runner.stats().reacks, 2);
     // The first new index is accepted.
@@ -321,18 +315,14 @@ fn scenario_26_ten_thousand_duplicates_yield_one_reack() {
     h.restore_socket(s, 10_000, 0);
     let _ = h.drain();
     h.advance(Duration::from_secs(2));
-    for r in 1..=10_000u16 {
-        h.msg(s, r, b"");
-    }
+    h.msgs(s, 1..=10_000u16, b"");
     assert_eq!(h.drain(), vec![Out::ack(s, 1, 10_000)]);
 }
 
 #[test]
 fn scenario_27_duplicate_open_replay() {
     let (mut h, s) = Harness::open_socket(30);
-    for r in 1..=5u16 {
-        h.msg(s, r, b"m");
-    }
+    h.msgs(s, 1..=5u16, b"m");
     let _ = h.drain();
     // k at/behind p: left alone; Open re-sent; no second Open event.
     h.feed(s, 3, open_kind(ACTOR)).unwrap();
@@ -434,9 +424,7 @@ fn scenario_28_a_restored_socket_never_reuses_the_index_of_the_last_ack() {
 #[test]
 fn scenario_29_ack_only_after_durable_write() {
     let (mut h, s) = Harness::open_socket(50);
-    for r in 1..=3u16 {
-        h.msg(s, r, b"abc");
-    }
+    h.msgs(s, 1..=3u16, b"abc");
     let _ = h.drain();
     h.advance(Duration::from_secs(5));
     h.expect_persist(s, 3, 2);
@@ -478,9 +466,7 @@ fn scenario_30_wrapping_increase_acks_across_65535_to_0() {
     // wrap produces no ack. hws acks whatever was persisted if it differs from the last ack.
     let s = sid(60, 1);
     let mut h = Harness::default_config().with_open_socket(s, 65_533);
-    for r in [65_534u16, 65_535, 0, 1] {
-        h.msg(s, r, b"w");
-    }
+    h.msgs(s, [65_534u16, 65_535, 0, 1], b"w");
     let _ = h.drain();
     h.advance(Duration::from_secs(5));
     h.expect_persist(s, 1, 2);

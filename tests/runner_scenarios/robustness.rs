@@ -128,14 +128,7 @@ fn apply_op(h: &mut Harness, op: Op) {
         Op::Stop { actor } => ignore(h.runner.actor_stopping(now, name(actor))),
         Op::Advance { micros } => {
             h.now += Duration::from_micros(u64::from(micros));
-            h.runner.handle_timeout(h.now);
-            if let Some(t) = h.runner.poll_timeout() {
-                assert!(
-                    t > h.now,
-                    "poll_timeout {t:?} returned after handle_timeout({:?})",
-                    h.now
-                );
-            }
+            handle_timeout_checked(&mut h.runner, h.now);
         }
         Op::Bytes { bytes } => ignore(h.runner.handle_frame(now, &bytes)),
     }

@@ -77,6 +77,17 @@ pub enum Out {
     },
 }
 
+/// `handle_timeout(now)`, then the timer contract: the next deadline is after `now`.
+pub fn handle_timeout_checked(runner: &mut Runner, now: Timestamp) {
+    runner.handle_timeout(now);
+    if let Some(t) = runner.poll_timeout() {
+        assert!(
+            t > now,
+            "poll_timeout {t:?} not after the handled now {now:?}"
+        );
+    }
+}
+
 pub fn sid(g: u32, r: u32) -> SocketId {
     SocketId::new(GatewayId::from_u32(g), RequestId::from_u32(r))
 }
@@ -312,6 +323,16 @@ impl Harness {
         (Self::default_config().with_open_socket(s, 0), s)
     }
 
+    /// A runner with `ACTOR` started and sockets `sid(g, 1)` and `sid(g, 2)` open at index 0,
+    /// hibernatable as `hibernatable` says.
+    pub fn two_open(g: u32, hibernatable: [bool; 2]) -> (Self, SocketId, SocketId) {
+        let mut h = Self::started();
+        let (a, b) = (sid(g, 1), sid(g, 2));
+        h.open(a, 0, hibernatable[0]);
+        h.open(b, 0, hibernatable[1]);
+        (h, a, b)
+    }
+
     /// Delivers message 1 (`a`) to `s` and lets the debounce pass: its persist is in flight.
     pub fn persist_first(&mut self, s: SocketId) {
         self.msg(s, 1, b"a");
@@ -409,6 +430,13 @@ impl Harness {
         kind: ToClientTunnelMessageKind,
     ) -> Result<(), hibernating_ws::runner::ReceiveError> {
         self.runner.handle_frame(self.now, &frame(s, index, kind))
+    }
+
+    /// [`Harness::msg`] for each of `indices`, in order.
+    pub fn msgs(&mut self, s: SocketId, indices: impl IntoIterator<Item = u16>, data: &[u8]) {
+        for index in indices {
+            self.msg(s, index, data);
+        }
     }
 
     /// Feeds one WebSocket message.

@@ -2,7 +2,6 @@
 //! WebSocket listener (`/runners/connect`, subprotocol `rivet`) that a test can cut
 //! (`kill`) and close to new connections (`refuse`).
 
-use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,7 +10,7 @@ use futures_util::StreamExt;
 use hibernating_ws::MessageIndex;
 use hibernating_ws::control::{Action, ActorSpec, Control, ControlConfig};
 use hibernating_ws::driver::control::{
-    ClientEvents, ClientOutput, ClientSender, ControlDriver, ControlHandle, ControlIo, TokioClock,
+    ClientEvents, ClientSender, ControlDriver, ControlHandle, ControlIo, TokioClock,
 };
 use hibernating_ws::gateway::{Gateway, GatewayConfig, OpenRequest, Phase};
 use hibernating_ws::wire::{
@@ -22,36 +21,18 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::http::StatusCode;
 
-use super::common::{runner_key, until, write_batch};
+pub use super::common::ClientEvent;
+use super::common::{next_lifecycle, output, rivet_protocol, runner_key, until, write_batch};
 
 /// The pool the test runners serve.
 pub const POOL: &str = "pool";
 /// How long a test waits for anything.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// What a client saw: its outputs and its request's life-cycle hooks.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientEvent {
-    /// The runner accepted the WebSocket.
-    Opened {
-        /// Whether it survives the actor sleeping.
-        hibernatable: bool,
-    },
-    /// A message from the actor.
-    Message {
-        /// Payload.
-        data: Vec<u8>,
-    },
-    /// The gateway closes the client.
-    Close,
-    /// The request hibernates.
-    Hibernated,
-}
-
 /// Each request's life-cycle events, in order.
-type Lifecycle = Arc<Mutex<BTreeMap<RequestId, VecDeque<ClientEvent>>>>;
+type Lifecycle = Arc<Mutex<super::common::Lifecycle>>;
 
 /// Records the engine's events.
 struct Io {
@@ -130,22 +111,11 @@ impl Client {
         loop {
             let out = tokio::time::timeout(Duration::from_millis(5), self.events.recv()).await;
             match out {
-                Ok(Some(ClientOutput::Message { data, .. })) => {
-                    return ClientEvent::Message {
-                        data: data.to_vec(),
-                    };
-                }
-                Ok(Some(_)) => return ClientEvent::Close,
+                Ok(Some(out)) => return output(out),
                 Ok(None) => panic!("the request is gone"),
                 Err(_) => {}
             }
-            let event = self
-                .lifecycle
-                .lock()
-                .unwrap()
-                .get_mut(&self.request_id)
-                .and_then(VecDeque::pop_front);
-            if let Some(event) = event {
+            if let Some(event) = next_lifecycle(&self.lifecycle, self.request_id) {
                 return event;
             }
             assert!(
@@ -296,7 +266,7 @@ impl Engine {
         let mut key = None;
         let token = self.token.lock().unwrap().clone();
         #[allow(clippy::result_large_err)] // tungstenite's callback signature
-        let ws = tokio_tungstenite::accept_hdr_async(tcp, |req: &Request, mut resp: Response| {
+        let ws = tokio_tungstenite::accept_hdr_async(tcp, |req: &Request, resp: Response| {
             let protocols = req
                 .headers()
                 .get("sec-websocket-protocol")
@@ -317,9 +287,7 @@ impl Engine {
             if offered {
                 key = runner_key(req);
             }
-            resp.headers_mut()
-                .insert("sec-websocket-protocol", HeaderValue::from_static("rivet"));
-            Ok(resp)
+            Ok(rivet_protocol(resp))
         })
         .await;
         let (Ok(ws), Some(key)) = (ws, key) else {

@@ -17,12 +17,14 @@ use tokio_tungstenite::tungstenite::{self, Bytes, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::SessionOptions;
-use super::connect::{ConnectOptions, seed_of};
+use super::connect::{ConnectOptions, Protocol, WireVersion, seed_of};
+use super::envoy;
 use super::events::{Disconnect, SessionEvent};
 use super::state::SessionState;
 use crate::driver::tokio::outbox;
 use crate::driver::tokio::run::Shared;
-use crate::session::Link;
+use crate::session::Link as SessionLink;
+use crate::wire::DecodeLimits;
 
 type Ws = WebSocketStream<MaybeTlsStream<::tokio::net::TcpStream>>;
 
@@ -40,11 +42,12 @@ pub(super) async fn connection_loop(
 ) {
     let seed = seed_of(&connect.runner_key);
     let mut failures = 0u32;
+    let mut version = connect.first_version();
     loop {
         if *stop.borrow_and_update() {
             return;
         }
-        let outcome = match connect.request() {
+        let outcome = match connect.request_for(version) {
             Err(e) => Outcome::Ended(Disconnect::Request(e), false),
             Ok(request) => {
                 let connecting = tokio_tungstenite::connect_async_with_config(
@@ -57,7 +60,22 @@ pub(super) async fn connection_loop(
                     _ = stop.changed() => return,
                 };
                 match connected {
-                    Ok((ws, _response)) => run_connection(&shared, ws, &options, &mut stop).await,
+                    Ok((ws, _response)) => {
+                        let link = Link {
+                            version,
+                            key: &connect.runner_key,
+                        };
+                        run_connection(&shared, ws, link, &options, &mut stop).await
+                    }
+                    Err(tungstenite::Error::Http(response))
+                        if version == WireVersion::V8
+                            && matches!(connect.protocol, Protocol::Negotiate(_)) =>
+                    {
+                        // The engine does not offer envoy v8: runner v7 from now on, at once.
+                        let _ = response;
+                        version = WireVersion::V7;
+                        continue;
+                    }
                     Err(tungstenite::Error::Http(response)) => {
                         let status = response.status().as_u16();
                         Outcome::Ended(Disconnect::Refused { status }, false)
@@ -103,10 +121,18 @@ enum Outcome {
     Ended(Disconnect, bool),
 }
 
+/// What a connection speaks, and the key the engine knows the session by.
+#[derive(Clone, Copy)]
+struct Link<'a> {
+    version: WireVersion,
+    key: &'a str,
+}
+
 /// Runs one connection until it ends: the session's frames out, the engine's frames in.
 async fn run_connection(
     shared: &Arc<Shared<SessionState>>,
     mut ws: Ws,
+    link: Link<'_>,
     options: &SessionOptions,
     stop: &mut watch::Receiver<bool>,
 ) -> Outcome {
@@ -114,6 +140,7 @@ async fn run_connection(
     let opened = shared.with(|s, now| {
         s.stats.connections += 1;
         s.outbox = Some(tx);
+        s.wire = link.version;
         if let Some(session) = s.engine.as_mut() {
             session.connected(now);
         }
@@ -149,7 +176,7 @@ async fn run_connection(
             }
             () = wait_room(shared), if held.is_some() => {
                 if let Some(frame) = held.take() {
-                    match hand(shared, frame) {
+                    match hand(shared, link, frame) {
                         Handed::Done(r) => ready |= r,
                         Handed::Full(frame) => held = Some(frame),
                         Handed::Stopped => return Outcome::Stopped,
@@ -166,7 +193,7 @@ async fn run_connection(
                 match msg {
                     None => break Disconnect::Ended,
                     Some(Err(e)) => break Disconnect::Socket(Arc::new(e)),
-                    Some(Ok(Message::Binary(frame))) => match hand(shared, frame) {
+                    Some(Ok(Message::Binary(frame))) => match hand(shared, link, frame) {
                         Handed::Done(r) => ready |= r,
                         Handed::Full(frame) => {
                             let _ = shared.with(|s, _| s.stats.paused_reads += 1);
@@ -203,10 +230,13 @@ fn finish(shared: &Arc<Shared<SessionState>>) {
     });
 }
 
-/// The reason of an engine's close frame.
+/// The reason of an engine's close frame. The official engine appends `#<ray id>` to its
+/// reasons (`ws.eviction#9ibf…`).
 fn closed(frame: Option<WsCloseFrame>) -> Disconnect {
     match frame {
-        Some(f) if f.reason.as_str() == EVICTION_REASON => Disconnect::Evicted,
+        Some(f) if f.reason.as_str().split('#').next() == Some(EVICTION_REASON) => {
+            Disconnect::Evicted
+        }
         Some(f) => Disconnect::Closed {
             code: f.code.into(),
             reason: String::from(f.reason.as_str()),
@@ -228,8 +258,9 @@ enum Handed {
     Stopped,
 }
 
-/// Hands `frame` to the session in place, unless the app's queue is at half its limits.
-fn hand(shared: &Arc<Shared<SessionState>>, frame: Bytes) -> Handed {
+/// Hands `frame` to the session in place (translated from v8 on an envoy connection), unless
+/// the app's queue is at half its limits.
+fn hand(shared: &Arc<Shared<SessionState>>, link: Link<'_>, frame: Bytes) -> Handed {
     let mut slot = shared.lock();
     if slot.state.app.is_full() && slot.state.engine.is_some() {
         return Handed::Full(frame);
@@ -239,13 +270,19 @@ fn hand(shared: &Arc<Shared<SessionState>>, frame: Bytes) -> Handed {
         let Some(session) = s.engine.as_mut() else {
             return false;
         };
-        if let Err(error) = session.handle_frame(now, &frame) {
+        let handled = match link.version {
+            WireVersion::V7 => session.handle_frame(now, &frame).map_err(|e| e.to_string()),
+            WireVersion::V8 => envoy::to_client(&frame, &DecodeLimits::default(), link.key)
+                .map_err(|e| e.to_string())
+                .and_then(|msg| session.handle_message(now, msg).map_err(|e| e.to_string())),
+        };
+        if let Err(error) = handled {
             s.stats.frames_rejected += 1;
             #[cfg(feature = "tracing")]
             ::tracing::warn!(%error, "hws: engine frame dropped");
             let _ = error;
         }
-        session.link() == Link::Ready
+        session.link() == SessionLink::Ready
     });
     match result {
         Ok(ready) => Handed::Done(ready),
@@ -297,4 +334,28 @@ async fn flush(ws: &mut Ws) -> Result<(), tungstenite::Error> {
 async fn send(ws: &mut Ws, msg: Message) -> Result<(), tungstenite::Error> {
     feed(ws, msg).await?;
     flush(ws).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_eviction_is_recognised_with_or_without_the_engines_ray_id() {
+        let frame = |reason: &str| {
+            Some(WsCloseFrame {
+                code: CloseCode::Normal,
+                reason: reason.into(),
+            })
+        };
+        assert!(matches!(closed(frame("ws.eviction")), Disconnect::Evicted));
+        assert!(matches!(
+            closed(frame("ws.eviction#9ibf4agetbbficrpkmkk564k36cl00")),
+            Disconnect::Evicted
+        ));
+        assert!(matches!(
+            closed(frame("ws.evictions")),
+            Disconnect::Closed { code: 1000, .. }
+        ));
+    }
 }

@@ -10,8 +10,58 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
-/// The runner protocol version the driver speaks (the `protocol_version` query parameter).
+/// The runner protocol version the driver speaks on `/runners/connect` (the `protocol_version`
+/// query parameter).
 pub const PROTOCOL_VERSION: u16 = 7;
+
+/// The envoy protocol version the driver speaks on `/envoys/connect`.
+pub const ENVOY_PROTOCOL_VERSION: u16 = crate::wire::envoy::ENVOY_PROTOCOL_VERSION;
+
+/// Which protocol the driver speaks with the engine.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// Runner protocol v7 on `/runners/connect` (the default).
+    #[default]
+    Runner,
+    /// Envoy protocol v8 on `/envoys/connect`.
+    Envoy(EnvoyParams),
+    /// Envoy protocol v8 when the engine offers it (its `/envoys/connect` upgrades), runner
+    /// protocol v7 when it refuses that upgrade with an HTTP status: the driver then stays on v7
+    /// for its lifetime.
+    Negotiate(EnvoyParams),
+}
+
+/// What an envoy connection says of itself in its URL (v8 carries in the URL what v7's
+/// `ToServerInit` carries).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EnvoyParams {
+    /// The pool the envoy serves (the `pool_name` query parameter; v7's runner name).
+    pub pool_name: String,
+    /// The envoy's own version (the `version` query parameter; not the protocol version).
+    pub version: u32,
+}
+
+impl EnvoyParams {
+    /// The parameters of an envoy serving `pool_name` at `version`.
+    #[must_use]
+    pub fn new(pool_name: impl Into<String>, version: u32) -> Self {
+        Self {
+            pool_name: pool_name.into(),
+            version,
+        }
+    }
+}
+
+/// The wire protocol of one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireVersion {
+    /// Runner protocol v7.
+    V7,
+    /// Envoy protocol v8.
+    V8,
+}
 
 /// The subprotocol every runner connection offers (the engine selects it).
 pub const SUBPROTOCOL: &str = "rivet";
@@ -19,12 +69,14 @@ pub const SUBPROTOCOL: &str = "rivet";
 /// The prefix of the subprotocol that carries the token: `rivet_token.<token>`.
 pub const TOKEN_SUBPROTOCOL_PREFIX: &str = "rivet_token.";
 
-/// Where the runner connects, and as whom. The driver connects to
-/// `<endpoint>/runners/connect?protocol_version=7&namespace=<namespace>&runner_key=<runner_key>`
-/// (`http://` becomes `ws://`, `https://` becomes `wss://`; namespace and key are
-/// percent-encoded), offering the subprotocols `rivet` and, with a token, `rivet_token.<token>`,
-/// as the official TypeScript runner does. Every reconnection uses the same runner key: an engine
-/// that still knows the key within its lost threshold keeps the runner's actors.
+/// Where the runner connects, and as whom. With [`Protocol::Runner`] the driver connects to
+/// `<endpoint>/runners/connect?protocol_version=7&namespace=<namespace>&runner_key=<runner_key>`,
+/// with [`Protocol::Envoy`] to
+/// `<endpoint>/envoys/connect?protocol_version=8&namespace=<namespace>&envoy_key=<runner_key>&version=<version>&pool_name=<pool_name>`
+/// (`http://` becomes `ws://`, `https://` becomes `wss://`; parameters are percent-encoded),
+/// offering the subprotocols `rivet` and, with a token, `rivet_token.<token>`, as the official
+/// TypeScript runner and the official envoy client do. Every reconnection uses the same key: an
+/// engine that still knows the key within its lost threshold keeps the runner's actors.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ConnectOptions {
@@ -37,6 +89,8 @@ pub struct ConnectOptions {
     pub runner_key: String,
     /// The token the engine authenticates runners with, if any.
     pub token: Option<String>,
+    /// The protocol to speak.
+    pub protocol: Protocol,
 }
 
 impl ConnectOptions {
@@ -52,6 +106,23 @@ impl ConnectOptions {
             namespace: namespace.into(),
             runner_key: runner_key.into(),
             token: None,
+            protocol: Protocol::Runner,
+        }
+    }
+
+    /// These options speaking `protocol`.
+    #[must_use]
+    pub fn with_protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// The version the first connection attempt speaks.
+    #[must_use]
+    pub fn first_version(&self) -> WireVersion {
+        match self.protocol {
+            Protocol::Runner => WireVersion::V7,
+            Protocol::Envoy(_) | Protocol::Negotiate(_) => WireVersion::V8,
         }
     }
 
@@ -62,9 +133,16 @@ impl ConnectOptions {
         self
     }
 
-    /// The WebSocket URL of the runner endpoint.
+    /// The WebSocket URL of the first connection attempt.
     #[must_use]
     pub fn url(&self) -> String {
+        self.url_for(self.first_version())
+    }
+
+    /// The WebSocket URL of the endpoint of `version` (v8 needs [`EnvoyParams`]: without them
+    /// the v7 URL).
+    #[must_use]
+    pub fn url_for(&self, version: WireVersion) -> String {
         let base = self.endpoint.trim_end_matches('/');
         let base = if let Some(rest) = base.strip_prefix("http://") {
             format!("ws://{rest}")
@@ -73,20 +151,41 @@ impl ConnectOptions {
         } else {
             String::from(base)
         };
-        format!(
-            "{base}/runners/connect?protocol_version={PROTOCOL_VERSION}&namespace={}&runner_key={}",
-            encode_component(&self.namespace),
-            encode_component(&self.runner_key),
-        )
+        let envoy = match (&self.protocol, version) {
+            (Protocol::Envoy(p) | Protocol::Negotiate(p), WireVersion::V8) => Some(p),
+            _ => None,
+        };
+        match envoy {
+            Some(p) => format!(
+                "{base}/envoys/connect?protocol_version={ENVOY_PROTOCOL_VERSION}&namespace={}&envoy_key={}&version={}&pool_name={}",
+                encode_component(&self.namespace),
+                encode_component(&self.runner_key),
+                p.version,
+                encode_component(&p.pool_name),
+            ),
+            None => format!(
+                "{base}/runners/connect?protocol_version={PROTOCOL_VERSION}&namespace={}&runner_key={}",
+                encode_component(&self.namespace),
+                encode_component(&self.runner_key),
+            ),
+        }
     }
 
-    /// The upgrade request: [`url`](Self::url) with the subprotocols.
+    /// The upgrade request of the first attempt: [`url`](Self::url) with the subprotocols.
     ///
     /// # Errors
     /// [`RequestError`] if the URL does not parse or the token cannot be a header value.
     pub fn request(&self) -> Result<Request, RequestError> {
+        self.request_for(self.first_version())
+    }
+
+    /// The upgrade request for `version`: [`url_for`](Self::url_for) with the subprotocols.
+    ///
+    /// # Errors
+    /// [`RequestError`] if the URL does not parse or the token cannot be a header value.
+    pub fn request_for(&self, version: WireVersion) -> Result<Request, RequestError> {
         let mut request = self
-            .url()
+            .url_for(version)
             .into_client_request()
             .map_err(|e| RequestError::Url(format!("{e}")))?;
         let protocols = match &self.token {
@@ -228,6 +327,30 @@ mod tests {
         assert!(
             o.url()
                 .starts_with("wss://api.example.com/base/runners/connect?")
+        );
+    }
+
+    #[test]
+    fn the_envoy_url_is_the_official_envoy_clients() {
+        let o = ConnectOptions::new("http://127.0.0.1:6420", "default", "k 1")
+            .with_protocol(Protocol::Envoy(EnvoyParams::new("pool/ü", 3)));
+        assert_eq!(
+            o.url(),
+            "ws://127.0.0.1:6420/envoys/connect?protocol_version=8&namespace=default&envoy_key=k%201&version=3&pool_name=pool%2F%C3%BC"
+        );
+        assert_eq!(o.first_version(), WireVersion::V8);
+        let n = o
+            .clone()
+            .with_protocol(Protocol::Negotiate(EnvoyParams::new("p", 1)));
+        assert!(n.url().contains("/envoys/connect?protocol_version=8&"));
+        assert!(
+            n.url_for(WireVersion::V7).ends_with(
+                "/runners/connect?protocol_version=7&namespace=default&runner_key=k%201"
+            )
+        );
+        assert_eq!(
+            ConnectOptions::new("http://h", "d", "k").first_version(),
+            WireVersion::V7
         );
     }
 

@@ -171,12 +171,15 @@ use crate::time::Timestamp;
 
 mod conn;
 mod connect;
+mod envoy;
 mod events;
 mod state;
 
 pub use connect::{
-    Backoff, ConnectOptions, PROTOCOL_VERSION, RequestError, SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX,
+    Backoff, ConnectOptions, ENVOY_PROTOCOL_VERSION, EnvoyParams, PROTOCOL_VERSION, Protocol,
+    RequestError, SUBPROTOCOL, TOKEN_SUBPROTOCOL_PREFIX, WireVersion,
 };
+pub use envoy::EnvoyFrameError;
 pub use events::{Disconnect, SessionEvent, SessionEvents};
 pub use state::DriverStats;
 

@@ -5,6 +5,8 @@ use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::task::{Context, Poll, Waker};
 
+use super::connect::WireVersion;
+use super::envoy;
 use super::events::SessionEvent;
 use crate::driver::tokio::queue::wake;
 use crate::driver::tokio::run::Driven;
@@ -130,6 +132,9 @@ pub(crate) struct SessionState {
     pub(super) stats: DriverStats,
     /// Set once the run loop stopped: the app's stream ends after the queue.
     pub(super) stopped: bool,
+    /// The protocol of the current (or last) connection: the session's v7 frames are written
+    /// as v8 on an envoy connection.
+    pub(super) wire: WireVersion,
 }
 
 impl SessionState {
@@ -141,6 +146,7 @@ impl SessionState {
             app: AppQueue::new(app_queue),
             stats: DriverStats::default(),
             stopped: false,
+            wire: WireVersion::V7,
         }
     }
 
@@ -164,6 +170,17 @@ impl Driven for SessionState {
         };
         while let Some(action) = engine.poll_action() {
             if let session::Action::Send { frame } = action {
+                let frame = match self.wire {
+                    WireVersion::V7 => frame,
+                    // The session writes valid frames only; a failure is counted, never sent.
+                    WireVersion::V8 => {
+                        let Ok(frame) = envoy::to_rivet(frame) else {
+                            self.stats.frames_rejected += 1;
+                            continue;
+                        };
+                        frame
+                    }
+                };
                 match &self.outbox {
                     Some(outbox) => {
                         self.stats.frames_out += 1;

@@ -16,6 +16,7 @@ use super::Stopped;
 use super::clients::ClientPort;
 use super::queue::QueueLimits;
 use crate::close::CloseFrame;
+use crate::gateway::RequestSlot;
 use crate::wire::RequestId;
 
 /// What the gateway sends to a client ([`ClientEvents`]).
@@ -95,6 +96,9 @@ pub(super) struct Client {
     pub(super) closing: bool,
     /// The [`ClientEvents`] were dropped: outputs are dropped.
     pub(super) events_dropped: bool,
+    /// Where the engine holds this client's request, once asked: its messages reach the
+    /// engine's state without a second request-id lookup.
+    pub(super) engine_slot: Option<RequestSlot>,
 }
 
 impl Client {
@@ -111,6 +115,7 @@ impl Client {
             gone: false,
             closing: false,
             events_dropped: false,
+            engine_slot: None,
         }
     }
 

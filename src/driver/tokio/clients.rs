@@ -16,7 +16,7 @@ use super::run::{Driven, Shared};
 use super::{CLIENT_QUEUE_FULL, Stopped};
 use crate::close::{CODE_POLICY_VIOLATION, CloseFrame};
 use crate::control::Control;
-use crate::gateway::{Gateway, SendError};
+use crate::gateway::{Gateway, RequestSlot, SendError};
 use crate::hash::IdHasher;
 use crate::time::Timestamp;
 use crate::wire::RequestId;
@@ -27,6 +27,20 @@ pub(super) trait ClientHost {
     fn client_message(
         &mut self,
         now: Timestamp,
+        request_id: RequestId,
+        data: &[u8],
+        binary: bool,
+    ) -> Result<(), SendError>;
+
+    /// Where the engine holds live request `request_id` (`None` if it does not).
+    fn request_slot(&self, request_id: RequestId) -> Option<RequestSlot>;
+
+    /// [`client_message`](Self::client_message) through the request's slot handle: no
+    /// request-id lookup in the engine.
+    fn client_message_at(
+        &mut self,
+        now: Timestamp,
+        at: RequestSlot,
         request_id: RequestId,
         data: &[u8],
         binary: bool,
@@ -53,6 +67,21 @@ impl ClientHost for Gateway {
         Gateway::client_message(self, now, request_id, data, binary).map(|_| ())
     }
 
+    fn request_slot(&self, request_id: RequestId) -> Option<RequestSlot> {
+        Gateway::request_slot(self, request_id)
+    }
+
+    fn client_message_at(
+        &mut self,
+        now: Timestamp,
+        at: RequestSlot,
+        request_id: RequestId,
+        data: &[u8],
+        binary: bool,
+    ) -> Result<(), SendError> {
+        Gateway::client_message_at(self, now, at, request_id, data, binary).map(|_| ())
+    }
+
     fn client_close(
         &mut self,
         now: Timestamp,
@@ -74,6 +103,21 @@ impl ClientHost for Control {
         binary: bool,
     ) -> Result<(), SendError> {
         Control::client_message(self, now, request_id, data, binary).map(|_| ())
+    }
+
+    fn request_slot(&self, request_id: RequestId) -> Option<RequestSlot> {
+        Control::request_slot(self, request_id)
+    }
+
+    fn client_message_at(
+        &mut self,
+        now: Timestamp,
+        at: RequestSlot,
+        request_id: RequestId,
+        data: &[u8],
+        binary: bool,
+    ) -> Result<(), SendError> {
+        Control::client_message_at(self, now, at, request_id, data, binary).map(|_| ())
     }
 
     fn client_close(
@@ -259,16 +303,21 @@ impl Clients {
         }
     }
 
-    /// Hands one client message to the engine; `false` if refused with backpressure.
+    /// Hands one client message to the engine (through its slot handle `at` if known);
+    /// `false` if refused with backpressure.
     fn feed<H: ClientHost + ?Sized>(
         host: &mut H,
         now: Timestamp,
         hooks: &mut dyn ClientHooks,
-        request_id: RequestId,
+        (request_id, at): (RequestId, Option<RequestSlot>),
         data: &[u8],
         binary: bool,
     ) -> bool {
-        match host.client_message(now, request_id, data, binary) {
+        let result = match at {
+            Some(at) => host.client_message_at(now, at, request_id, data, binary),
+            None => host.client_message(now, request_id, data, binary),
+        };
+        match result {
             Ok(()) => true,
             Err(SendError::Backpressure { .. }) => false,
             Err(e) => {
@@ -279,16 +328,28 @@ impl Clients {
     }
 
     /// Feeds a message to the engine; one refused with backpressure is kept for the retry.
+    /// `at` is the client's engine slot handle if the record has it; otherwise the engine is
+    /// asked once and the record keeps the answer, so later messages skip the engine's
+    /// request-id lookup.
+    #[allow(clippy::too_many_arguments)] // one client message: its client, its handle, its data
     fn feed_or_stall<H: ClientHost + ?Sized>(
         &mut self,
         host: &mut H,
         now: Timestamp,
         hooks: &mut dyn ClientHooks,
         (request_id, serial): (RequestId, u64),
+        at: Option<RequestSlot>,
         data: &[u8],
         binary: bool,
     ) {
-        if !Self::feed(host, now, hooks, request_id, data, binary)
+        let at = at.or_else(|| {
+            let at = host.request_slot(request_id)?;
+            if let Some(c) = self.client(request_id, serial) {
+                c.engine_slot = Some(at);
+            }
+            Some(at)
+        });
+        if !Self::feed(host, now, hooks, (request_id, at), data, binary)
             && let Some(c) = self.client(request_id, serial)
         {
             c.blocked = true;
@@ -319,7 +380,7 @@ impl Clients {
             return;
         };
         if let Some((data, binary)) = stalled.message.take()
-            && !Self::feed(host, now, hooks, request_id, &data, binary)
+            && !Self::feed(host, now, hooks, (request_id, None), &data, binary)
         {
             stalled.message = Some((data, binary));
             if let Some(c) = self.map.get_mut(&request_id) {
@@ -432,10 +493,11 @@ impl<S: ClientState> ClientPort for Shared<S> {
                 stalled.message = Some((data.to_vec(), binary));
                 return Ok(());
             }
+            let at = c.engine_slot;
             let Some(host) = host else {
                 return Err(Stopped);
             };
-            clients.feed_or_stall(host, now, hooks, (request_id, serial), data, binary);
+            clients.feed_or_stall(host, now, hooks, (request_id, serial), at, data, binary);
             Ok(())
         })?
     }
@@ -448,7 +510,7 @@ impl<S: ClientState> ClientPort for Shared<S> {
         binary: bool,
     ) -> Result<bool, Stopped> {
         let mut slot = self.lock();
-        {
+        let at = {
             let (_, clients, _) = slot.state.parts();
             let limits = clients.limits;
             let Some(c) = clients.client(request_id, serial) else {
@@ -460,11 +522,12 @@ impl<S: ClientState> ClientPort for Shared<S> {
             if !c.readable(&limits) {
                 return Ok(false);
             }
-        }
+            c.engine_slot
+        };
         self.with_locked(&mut slot, |s, now| {
             let (host, clients, hooks) = s.parts();
             if let Some(host) = host {
-                clients.feed_or_stall(host, now, hooks, (request_id, serial), data, binary);
+                clients.feed_or_stall(host, now, hooks, (request_id, serial), at, data, binary);
             }
         })?;
         Ok(true)
