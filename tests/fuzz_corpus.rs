@@ -75,18 +75,15 @@ corpus_tests! {
     control_ops_corpus: "control_ops" => hibernating_ws::fuzz::control_ops;
 }
 
-/// A `sim_schedule` input the final campaign found and that is not fixed yet
-/// (`fuzz/open/sim_schedule/stale-open-after-app-close`): the app closed a socket, its close to
-/// the gateway was lost, and a duplicated open reopened the socket at index 0 on the same runner
-/// (only hand-backs are remembered against stale opens, not app closes); the gateway's
-/// retransmit then delivered the pending messages to the reopened socket a second time. Once
-/// fixed, the file moves to `fuzz/corpus/sim_schedule/regression-stale-open-after-app-close`
-/// and this test loses its `ignore`.
+/// A `sim_schedule` input the fuzzer found
+/// (`fuzz/corpus/sim_schedule/regression-stale-open-after-app-close`): the app closed a socket,
+/// its close to the gateway was lost, and a duplicated open must not reopen the socket on the
+/// same runner (the gateway's retransmit would then deliver the pending messages a second
+/// time); the runner answers it with a close instead.
 #[test]
-#[ignore = "open bug: a stale open reopens a socket the app closed"]
 fn sim_schedule_stale_open_after_app_close() {
     let file = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/open/sim_schedule/stale-open-after-app-close");
+        .join("fuzz/corpus/sim_schedule/regression-stale-open-after-app-close");
     let data = fs::read(&file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
     hibernating_ws::sim::fuzz_schedule(&data);
 }

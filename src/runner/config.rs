@@ -122,10 +122,11 @@ pub struct RunnerConfig {
     /// meanwhile is dropped silently (the gateway is hibernating the request), while one for a
     /// socket the runner neither holds nor remembers is answered with close 1011
     /// `ws.socket_not_found`. Covers the time the gateway takes to learn of the stop. Default
-    /// 60 s. Must be positive.
+    /// 60 s. Must be positive. Sockets the app closed are remembered as long: a stale copy of
+    /// such a socket's open is answered with that close instead of reopening the socket.
     pub handed_back_memory: Duration,
-    /// Most handed-back sockets remembered (the oldest is forgotten first). Default 65 536. Must
-    /// be at least 1.
+    /// Most handed-back sockets remembered, and apart from them most app-closed sockets (the
+    /// oldest is forgotten first). Default 65 536. Must be at least 1.
     pub max_handed_back: usize,
 }
 

@@ -130,6 +130,20 @@ impl Runner {
 
     /// Answers a frame for a socket the runner does not hold: nothing if it handed the socket
     /// back recently, close 1011 `ws.socket_not_found` otherwise.
+    pub(super) fn remember_app_closed(&mut self, id: SocketId, actor: &str) {
+        let (memory, max) = (self.config.handed_back_memory, self.config.max_handed_back);
+        self.app_closed
+            .insert(id, (actor, 0), self.now, memory, max);
+    }
+
+    /// Whether the app closed `id` within the hand-back memory (a stale open of it is answered
+    /// with a close, see [`answer_not_held`](Self::answer_not_held)).
+    pub(super) fn app_closed_lately(&self, id: SocketId) -> bool {
+        self.app_closed
+            .get(id, self.now, self.config.handed_back_memory)
+            .is_some()
+    }
+
     pub(super) fn answer_not_held(&mut self, id: SocketId) {
         if self.recently_handed_back(id) {
             self.stats.dropped_handed_back += 1;

@@ -208,6 +208,9 @@ pub struct Runner {
     live_sockets: usize,
     /// Sockets handed back recently (see [`handed_back`]).
     handed_back: handed_back::HandedBack,
+    /// Sockets the app closed recently: a stale copy of such a socket's open is answered with a
+    /// close, never reopened (the gateway would replay what the app already had).
+    app_closed: handed_back::HandedBack,
     /// Actor starts so far (numbers each start, see `Actor::start`).
     starts: u64,
     timers: TimerQueue,
@@ -236,6 +239,7 @@ impl Runner {
             orphan_count: 0,
             live_sockets: 0,
             handed_back: handed_back::HandedBack::default(),
+            app_closed: handed_back::HandedBack::default(),
             starts: 0,
             timers: TimerQueue::default(),
             actions: VecDeque::new(),
@@ -581,6 +585,8 @@ impl Runner {
         if hibernatable {
             self.push_delete_metadata(slot);
         }
+        let actor_id = self.actor_id_of(slot);
+        self.remember_app_closed(socket, &actor_id);
         self.remove_socket(slot);
         self.finish();
         Ok(())

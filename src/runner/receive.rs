@@ -213,6 +213,14 @@ impl Runner {
                     self.stats.dropped_handed_back += 1;
                     return Err(self.dropped(ReceiveError::UnknownSocket { socket: id }));
                 }
+                if self.app_closed_lately(id) {
+                    // A stale copy of the open of a socket the app closed: its close may have
+                    // been lost, so answer as for any socket not held (close 1011
+                    // `ws.socket_not_found`); reopening it would deliver the gateway's
+                    // retransmits a second time.
+                    self.answer_not_held(id);
+                    return Err(self.dropped(ReceiveError::UnknownSocket { socket: id }));
+                }
                 if self.live_sockets >= self.config.max_sockets {
                     let kind = close_kind(&KnownClose::ServerError.frame(), false);
                     self.publish_stateless(id, kind);

@@ -317,3 +317,28 @@ fn app_commands_reject_close_hibernate() {
         "the hibernated socket's debounce is gone"
     );
 }
+
+/// Found by `sim_schedule` fuzzing: the app closed a socket, its close to the gateway was lost,
+/// and a duplicated copy of the socket's open arrived. The runner answers it as for any socket
+/// it does not hold (close 1011 `ws.socket_not_found`) instead of opening the socket again,
+/// which let the gateway's retransmit deliver the pending messages a second time.
+#[test]
+fn a_stale_open_of_a_socket_the_app_closed_is_answered_with_a_close() {
+    let (mut h, s) = Harness::open_socket(104);
+    h.msg(s, 1, b"a");
+    let _ = h.drain();
+    h.runner
+        .close(h.now, s, CloseFrame::new(1000, "bye"))
+        .unwrap();
+    let _ = h.drain();
+    assert_eq!(
+        h.feed(s, 0, open_kind(ACTOR)),
+        Err(ReceiveError::UnknownSocket { socket: s })
+    );
+    assert_eq!(
+        h.drain(),
+        vec![Out::close(s, 0, 1011, "ws.socket_not_found")]
+    );
+    assert!(h.runner.socket(s).is_none(), "not reopened");
+    assert_eq!(h.runner.stats().not_found_answers, 1);
+}
