@@ -87,3 +87,16 @@ fn sim_schedule_stale_open_after_app_close() {
     let data = fs::read(&file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
     hibernating_ws::sim::fuzz_schedule(&data);
 }
+
+/// A `sim_schedule` input CI's fuzz step found
+/// (`fuzz/corpus/sim_schedule/regression-wake-after-runner-lost`): a client message woke a
+/// sleeping actor, the control engine placed it on a runner that was then lost, and nothing
+/// started the actor again, so the request waited out its wake timeout while another runner was
+/// free. The control engine now starts again any actor stopped with a wake still pending.
+#[test]
+fn sim_schedule_wake_after_runner_lost() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus/sim_schedule/regression-wake-after-runner-lost");
+    let data = fs::read(&file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+    hibernating_ws::sim::fuzz_schedule(&data);
+}

@@ -416,6 +416,7 @@ impl Control {
         }
         self.stats.stops += 1;
         let start_failed = matches!(reason, StopReason::StartTimeout);
+        let elsewhere = matches!(reason, StopReason::Elsewhere);
         self.actions.push_back(Action::ActorStopped {
             actor_id,
             generation,
@@ -439,18 +440,18 @@ impl Control {
             }
             if start_failed {
                 self.fail_waiting(slot, &OpenFailure::ActorStartFailed);
-                // A hibernating request that asked for the wake still waits for it (its wake
-                // timeout runs): start again, on whichever runner has room. Each attempt waits
-                // out the start timeout, so this cannot spin.
-                let wanted = self.actor_ref(slot).is_some_and(|a| {
+            }
+            // A hibernating request that asked for the wake still waits for it (its wake
+            // timeout runs) when the start failed or the runner was lost under the woken actor:
+            // nobody asks again, so start again, on whichever runner has room. Each attempt waits
+            // out the start timeout or the runner-lost threshold, so this cannot spin.
+            let wake_wanted = !elsewhere
+                && self.actor_ref(slot).is_some_and(|a| {
                     a.requests
                         .iter()
                         .any(|&request_id| self.gateway.wake_pending(request_id))
                 });
-                if wanted {
-                    self.ensure_running(now, slot);
-                }
-            } else if restart {
+            if wake_wanted || (restart && !start_failed) {
                 self.ensure_running(now, slot);
             }
         }
