@@ -100,3 +100,16 @@ fn sim_schedule_wake_after_runner_lost() {
     let data = fs::read(&file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
     hibernating_ws::sim::fuzz_schedule(&data);
 }
+
+/// A `sim_schedule` input CI's fuzz step found and that is not fixed yet
+/// (`fuzz/open/sim_schedule/no-quiescence-stage-sleeping`): after the faults heal, the world does
+/// not reach the stage where every actor sleeps within the heal budget. Once fixed, the file
+/// moves to `fuzz/corpus/sim_schedule/` and this test loses its `ignore`.
+#[test]
+#[ignore = "open finding: no quiescence in the healed world's sleeping stage"]
+fn sim_schedule_no_quiescence_stage_sleeping() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/open/sim_schedule/no-quiescence-stage-sleeping");
+    let data = fs::read(&file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+    hibernating_ws::sim::fuzz_schedule(&data);
+}
