@@ -254,13 +254,32 @@ async fn client_connection(
         let _ = ws.send(ws_close(1011, "open refused")).await;
         return;
     };
-    let (ws_tx, ws_rx) = ws.split();
+    let (ws_tx, mut ws_rx) = ws.split();
     let slot = CloseSlot::default();
     let ping = shared.keepalive.interval;
     let writer = tokio::spawn(client_writer(ws_tx, events, slot.clone(), ping));
-    client_reader(ws_rx, sender, &actor, shared, &slot).await;
+    client_reader(&mut ws_rx, sender, &actor, shared, &slot).await;
     let _ = writer.await;
+    linger(&mut ws_rx, LINGER).await;
 }
+
+/// Reads (and drops) what the client still sends until its close frame, its end of stream or
+/// `limit`, so the socket is not closed with unread data. Closing with unread data makes the
+/// kernel reset the connection, and a reset can discard the close frame the client has not read
+/// yet: a client closed for a typed reason would see only a reset.
+async fn linger(ws_rx: &mut WsSource, limit: Duration) {
+    let drain = async {
+        while let Some(Ok(m)) = ws_rx.next().await {
+            if m.is_close() {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(limit, drain).await;
+}
+
+/// How long a closed client connection is read for its close frame before it is dropped.
+const LINGER: Duration = Duration::from_secs(2);
 
 type WsSink = futures_util::stream::SplitSink<WebSocketStream<TcpStream>, Message>;
 type WsSource = futures_util::stream::SplitStream<WebSocketStream<TcpStream>>;
@@ -269,7 +288,7 @@ type WsSource = futures_util::stream::SplitStream<WebSocketStream<TcpStream>>;
 /// keepalive timeout, or whose frame breaks the protocol, is closed with a typed frame (see
 /// [`keepalive`]), which the runner gets too.
 async fn client_reader(
-    mut ws_rx: WsSource,
+    ws_rx: &mut WsSource,
     mut sender: ClientSender,
     actor: &str,
     shared: &Shared,
