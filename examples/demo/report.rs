@@ -287,10 +287,11 @@ impl Report {
             let t = &self.churn;
             let _ = writeln!(
                 o,
-                "churn clients: {} streams ({} messages): {} exact, {} closed by the gateway, {} failed, {} unfinished ({} messages); {} lost, {} twice",
+                "churn clients: {} streams ({} messages): {} exact ({} of them finished only after a start: the close was lost with the runner), {} closed by the gateway, {} failed, {} unfinished ({} messages); {} lost, {} twice",
                 t.cycles,
                 t.sent,
                 t.exact,
+                t.close_unseen,
                 t.aborted,
                 t.failed,
                 t.unfinished,
