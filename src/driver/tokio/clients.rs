@@ -23,25 +23,15 @@ use crate::wire::RequestId;
 
 /// The client input of an engine that hosts a gateway.
 pub(super) trait ClientHost {
-    /// Hands one client message to the engine.
-    fn client_message(
-        &mut self,
-        now: Timestamp,
-        request_id: RequestId,
-        data: &[u8],
-        binary: bool,
-    ) -> Result<(), SendError>;
-
     /// Where the engine holds live request `request_id` (`None` if it does not).
     fn request_slot(&self, request_id: RequestId) -> Option<RequestSlot>;
 
-    /// [`client_message`](Self::client_message) through the request's slot handle: no
-    /// request-id lookup in the engine.
-    fn client_message_at(
+    /// Hands one client message to the engine: through the request's slot handle if `at` has
+    /// one (no request-id lookup in the engine), by its id otherwise.
+    fn client_message(
         &mut self,
         now: Timestamp,
-        at: RequestSlot,
-        request_id: RequestId,
+        request: (RequestId, Option<RequestSlot>),
         data: &[u8],
         binary: bool,
     ) -> Result<(), SendError>;
@@ -56,31 +46,32 @@ pub(super) trait ClientHost {
     ) -> bool;
 }
 
+/// The client input both engines take the same way: [`ClientHost::request_slot`] and
+/// [`ClientHost::client_message`], delegated to the engine's methods of those names.
+macro_rules! client_input {
+    ($engine:ident) => {
+        fn request_slot(&self, request_id: RequestId) -> Option<RequestSlot> {
+            $engine::request_slot(self, request_id)
+        }
+
+        fn client_message(
+            &mut self,
+            now: Timestamp,
+            (request_id, at): (RequestId, Option<RequestSlot>),
+            data: &[u8],
+            binary: bool,
+        ) -> Result<(), SendError> {
+            match at {
+                Some(at) => $engine::client_message_at(self, now, at, request_id, data, binary),
+                None => $engine::client_message(self, now, request_id, data, binary),
+            }
+            .map(|_| ())
+        }
+    };
+}
+
 impl ClientHost for Gateway {
-    fn client_message(
-        &mut self,
-        now: Timestamp,
-        request_id: RequestId,
-        data: &[u8],
-        binary: bool,
-    ) -> Result<(), SendError> {
-        Gateway::client_message(self, now, request_id, data, binary).map(|_| ())
-    }
-
-    fn request_slot(&self, request_id: RequestId) -> Option<RequestSlot> {
-        Gateway::request_slot(self, request_id)
-    }
-
-    fn client_message_at(
-        &mut self,
-        now: Timestamp,
-        at: RequestSlot,
-        request_id: RequestId,
-        data: &[u8],
-        binary: bool,
-    ) -> Result<(), SendError> {
-        Gateway::client_message_at(self, now, at, request_id, data, binary).map(|_| ())
-    }
+    client_input!(Gateway);
 
     fn client_close(
         &mut self,
@@ -95,30 +86,7 @@ impl ClientHost for Gateway {
 }
 
 impl ClientHost for Control {
-    fn client_message(
-        &mut self,
-        now: Timestamp,
-        request_id: RequestId,
-        data: &[u8],
-        binary: bool,
-    ) -> Result<(), SendError> {
-        Control::client_message(self, now, request_id, data, binary).map(|_| ())
-    }
-
-    fn request_slot(&self, request_id: RequestId) -> Option<RequestSlot> {
-        Control::request_slot(self, request_id)
-    }
-
-    fn client_message_at(
-        &mut self,
-        now: Timestamp,
-        at: RequestSlot,
-        request_id: RequestId,
-        data: &[u8],
-        binary: bool,
-    ) -> Result<(), SendError> {
-        Control::client_message_at(self, now, at, request_id, data, binary).map(|_| ())
-    }
+    client_input!(Control);
 
     fn client_close(
         &mut self,
@@ -313,11 +281,7 @@ impl Clients {
         data: &[u8],
         binary: bool,
     ) -> bool {
-        let result = match at {
-            Some(at) => host.client_message_at(now, at, request_id, data, binary),
-            None => host.client_message(now, request_id, data, binary),
-        };
-        match result {
+        match host.client_message(now, (request_id, at), data, binary) {
             Ok(()) => true,
             Err(SendError::Backpressure { .. }) => false,
             Err(e) => {
