@@ -166,11 +166,7 @@ impl Read for ToEnvoy {
                 tag,
                 offset,
             }),
-            tag => Err(DecodeError::UnknownTag {
-                union: "ToEnvoy",
-                tag,
-                offset,
-            }),
+            tag => Err(DecodeError::unknown_tag("ToEnvoy", tag, offset)),
         }
     }
 }
@@ -191,11 +187,7 @@ impl Read for ToRivet {
                 tag,
                 offset,
             }),
-            tag => Err(DecodeError::UnknownTag {
-                union: "ToRivet",
-                tag,
-                offset,
-            }),
+            tag => Err(DecodeError::unknown_tag("ToRivet", tag, offset)),
         }
     }
 }
