@@ -14,7 +14,7 @@ use super::control::{
     ToServerEvents, ToServerInit, ToServerPong,
 };
 use super::decode::{Read, Reader};
-use super::encode::{EncodedLen, TAG_LEN};
+use super::encode::union_encoded_len;
 use super::error::DecodeError;
 use super::kv::{ToClientKvResponse, ToServerKvRequest};
 use super::types::{ToClientTunnelMessage, ToGatewayPong, ToRunnerPing, ToServerTunnelMessage};
@@ -223,54 +223,13 @@ impl Read for ToGateway {
     }
 }
 
-impl EncodedLen for ToClient {
-    fn encoded_len(&self) -> usize {
-        TAG_LEN
-            + match self {
-                Self::Init(m) => m.encoded_len(),
-                Self::Commands(m) => m.encoded_len(),
-                Self::AckEvents(m) => m.encoded_len(),
-                Self::KvResponse(m) => m.encoded_len(),
-                Self::TunnelMessage(m) => m.encoded_len(),
-                Self::Ping(m) => m.encoded_len(),
-            }
-    }
-}
+union_encoded_len!(ToClient: Init, Commands, AckEvents, KvResponse, TunnelMessage, Ping;);
 
-impl EncodedLen for ToServer {
-    fn encoded_len(&self) -> usize {
-        TAG_LEN
-            + match self {
-                Self::Init(m) => m.encoded_len(),
-                Self::Events(m) => m.encoded_len(),
-                Self::AckCommands(m) => m.encoded_len(),
-                Self::Stopping => 0,
-                Self::Pong(m) => m.encoded_len(),
-                Self::KvRequest(m) => m.encoded_len(),
-                Self::TunnelMessage(m) => m.encoded_len(),
-            }
-    }
-}
+union_encoded_len!(
+    ToServer: Init, Events, AckCommands, Pong, KvRequest, TunnelMessage;
+    Self::Stopping => 0
+);
 
-impl EncodedLen for ToRunner {
-    fn encoded_len(&self) -> usize {
-        TAG_LEN
-            + match self {
-                Self::Ping(p) => p.encoded_len(),
-                Self::Close => 0,
-                Self::Commands(m) => m.encoded_len(),
-                Self::AckEvents(m) => m.encoded_len(),
-                Self::TunnelMessage(m) => m.encoded_len(),
-            }
-    }
-}
+union_encoded_len!(ToRunner: Ping, Commands, AckEvents, TunnelMessage; Self::Close => 0);
 
-impl EncodedLen for ToGateway {
-    fn encoded_len(&self) -> usize {
-        TAG_LEN
-            + match self {
-                Self::Pong(p) => p.encoded_len(),
-                Self::TunnelMessage(m) => m.encoded_len(),
-            }
-    }
-}
+union_encoded_len!(ToGateway: Pong, TunnelMessage;);
