@@ -38,6 +38,7 @@ mod engine;
 #[path = "../../examples/runner.rs"]
 mod example;
 mod hws;
+#[path = "../common/node_runner.rs"]
 mod node;
 
 use std::time::Duration;
@@ -81,7 +82,7 @@ async fn ts_committed(engine: &RivetEngine, actor: &str, req: &str) -> Vec<Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typescript_runner_behind_official_engine() {
-    if !engine::ready() || !node::ready() {
+    if !engine::ready() || !node::ready("the TypeScript runner behind the Rivet engine") {
         return;
     }
     let _one = ONE_AT_A_TIME.lock().await;
@@ -252,7 +253,7 @@ async fn hws_scenarios(protocol: &'static str, wrap: bool) {
 #[ignore = "a measurement: cargo test --release --all-features --test rivet_engine bench -- --ignored --nocapture"]
 async fn bench_behind_official_engine() {
     assert!(
-        engine::ready() && node::ready(),
+        engine::ready() && node::ready("the TypeScript runner behind the Rivet engine"),
         "needs npm ci in tests/rivet_engine and tests/interop"
     );
     let engine = RivetEngine::start().await;
