@@ -22,7 +22,7 @@ use hibernating_ws::runner::SocketId;
 use hibernating_ws::session;
 use hibernating_ws::wire::{
     self, ActorCheckpoint, ActorIntent, Command, EventWrapper, RequestId, StopCode, ToClient,
-    ToServer, ToServerAckCommands, ToServerEvents, ToServerInit,
+    ToServer, ToServerAckCommands, ToServerEvents, ToServerInit, ToServerPong,
 };
 
 const R1: RequestId = RequestId([0, 0, 0, 1]);
@@ -657,6 +657,96 @@ fn an_abandoned_generation_is_stopped_when_its_runner_returns() {
     )
     .unwrap();
     assert!(stops(&sent(&mut c)).is_empty());
+    c.check_invariants().unwrap();
+}
+
+/// The stops resent to a returning runner, as checkpoints.
+fn resent_stops(out: &[(ConnId, ToClient)]) -> Vec<(u32, i64)> {
+    out.iter()
+        .filter_map(|(_, m)| match m {
+            ToClient::Commands(cmds) => Some(cmds.0.clone()),
+            _ => None,
+        })
+        .flatten()
+        .filter(|w| matches!(w.inner, Command::StopActor))
+        .map(|w| (w.checkpoint.generation, w.checkpoint.index))
+        .collect()
+}
+
+/// Reconnects the scripted runner `k` on `conn` and returns the stops resent to it.
+fn return_runner(c: &mut Control, now: Timestamp, conn: ConnId) -> Vec<(u32, i64)> {
+    c.runner_connected(now, conn, "k").unwrap();
+    c.handle_runner_frame(now, conn, &wire::encode(&ToServer::Init(init_msg(4))))
+        .unwrap();
+    resent_stops(&sent(c))
+}
+
+/// Two generations of one actor abandoned on the same runner (the first start timed out, the
+/// second was placed there and lost with the link): the runner may still run the first (it
+/// never saw the second start), so both stops wait for it. Keeping only the newest left the
+/// first generation running forever while the engine counted the actor asleep (found by
+/// `sim_schedule`, `regression-abandoned-generations-one-runner`).
+#[test]
+fn every_abandoned_generation_on_a_runner_gets_its_stop() {
+    let (mut c, now) = scripted();
+    // Generation 0 runs on the runner, but its Running never arrives: start timeout at 30 s.
+    // The stop goes out on the link and is lost.
+    let t = now + Duration::from_secs(30);
+    c.handle_timeout(t);
+    assert_eq!(phase_of(&c, "a"), ActorPhase::Sleeping);
+    let _ = sent(&mut c);
+    // Generation 1 is placed on the same runner; its start is lost too, then the link drops.
+    c.start_actor(t, "a").unwrap();
+    assert_eq!(c.actor("a").unwrap().generation, Some(1));
+    let _ = sent(&mut c);
+    c.runner_disconnected(t + Duration::from_secs(25), ConnId(1))
+        .unwrap();
+    // Generation 1's start times out while the runner is away (within its lost threshold).
+    c.handle_timeout(t + Duration::from_secs(30));
+    assert_eq!(phase_of(&c, "a"), ActorPhase::Sleeping);
+    let _ = sent(&mut c);
+    let back = t + Duration::from_secs(31);
+    let stops = return_runner(&mut c, back, ConnId(2));
+    assert_eq!(
+        stops,
+        vec![(0, 1), (1, 3)],
+        "a stop for each abandoned generation"
+    );
+    // The runner stops generation 0 and acknowledges it: only generation 1's stop is kept.
+    let ack = ToServer::AckCommands(ToServerAckCommands {
+        last_command_checkpoints: vec![ActorCheckpoint {
+            actor_id: "a".into(),
+            generation: 0,
+            index: 1,
+        }],
+    });
+    c.handle_runner_frame(back, ConnId(2), &wire::encode(&ack))
+        .unwrap();
+    c.runner_disconnected(back, ConnId(2)).unwrap();
+    assert_eq!(return_runner(&mut c, back, ConnId(3)), vec![(1, 3)]);
+    c.check_invariants().unwrap();
+}
+
+/// Abandoned stops a runner keeps are bounded per actor; the newest survive.
+#[test]
+fn abandoned_stops_per_actor_are_bounded() {
+    let (mut c, now) = scripted();
+    let mut t = now;
+    let pong = wire::encode(&ToServer::Pong(ToServerPong { ts: 0 }));
+    for _ in 0..12 {
+        // The runner answers pings and acknowledges nothing.
+        c.handle_runner_frame(t, ConnId(1), &pong).unwrap();
+        t += Duration::from_secs(30);
+        c.handle_timeout(t);
+        assert_eq!(phase_of(&c, "a"), ActorPhase::Sleeping);
+        c.start_actor(t, "a").unwrap();
+        let _ = sent(&mut c);
+    }
+    c.runner_disconnected(t, ConnId(1)).unwrap();
+    let stops = return_runner(&mut c, t, ConnId(2));
+    assert_eq!(stops.len(), 8, "{stops:?}");
+    let generations: Vec<u32> = stops.iter().map(|&(g, _)| g).collect();
+    assert_eq!(generations, (4..12).collect::<Vec<_>>());
     c.check_invariants().unwrap();
 }
 

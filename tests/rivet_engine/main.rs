@@ -45,6 +45,7 @@ mod engine;
 #[path = "../../examples/runner.rs"]
 mod example;
 mod hws;
+#[path = "../common/node_runner.rs"]
 mod node;
 
 use std::time::{Duration, Instant};
@@ -91,7 +92,7 @@ async fn runners_behind_official_engine() {
     if !engine::ready() {
         return;
     }
-    let node = node::ready();
+    let node = node::ready("the TypeScript runner behind the Rivet engine");
     let started = Instant::now();
     let engine = RivetEngine::start().await;
     eprintln!("rivet engine: healthy after {:?}", started.elapsed());
@@ -265,7 +266,7 @@ async fn typescript_killed(engine: &RivetEngine) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "part of runners_behind_official_engine; alone: cargo test --all-features --test rivet_engine killed -- --ignored"]
 async fn killed_runners_behind_official_engine() {
-    if !engine::ready() || !node::ready() {
+    if !engine::ready() || !node::ready("the TypeScript runner behind the Rivet engine") {
         return;
     }
     let engine = RivetEngine::start().await;
@@ -375,7 +376,7 @@ async fn hws_wrap(engine: &RivetEngine, protocol: &'static str, name: &'static s
 #[ignore = "a measurement: cargo test --release --all-features --test rivet_engine bench -- --ignored --nocapture"]
 async fn bench_behind_official_engine() {
     assert!(
-        engine::ready() && node::ready(),
+        engine::ready() && node::ready("the TypeScript runner behind the Rivet engine"),
         "needs npm ci in tests/rivet_engine and tests/interop"
     );
     let engine = RivetEngine::start().await;
