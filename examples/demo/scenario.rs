@@ -320,17 +320,7 @@ pub async fn run_all(args: &Args) -> io::Result<Report> {
     let churn = Churn::start(args, &url, &dir.path, server.handle());
     #[allow(clippy::disallowed_methods)] // the demo measures wall-clock time
     let start = Instant::now();
-    let (client, conn) = run_client(&ClientOptions {
-        gateway: url.clone(),
-        actor: args.actor.clone(),
-        messages: args.messages,
-        min_size: args.min_size,
-        max_size: args.max_size,
-        seed: args.seed,
-        final_wait: Duration::from_secs(60),
-        close: false,
-    })
-    .await?;
+    let (client, conn) = run_client(&args.client_options(url.clone(), false)).await?;
     let mut client = client;
     if let Some(mut conn) = conn {
         // The client streams on while the actor is away (the gateway buffers), so a short stream
