@@ -40,14 +40,43 @@ const CLIENTS: usize = 8;
 /// One measured size: bytes per message, messages per client.
 const SIZES: [(usize, u32); 2] = [(64, 20_000), (16 * 1024, 800)];
 
+/// What one run measures.
+#[derive(Clone, Copy, Debug)]
+struct Opts {
+    rounds: usize,
+    persist_ms: u64,
+    window: u16,
+    /// Only this size (bytes), or every size of `SIZES`.
+    size: Option<usize>,
+    /// Only this path (0 direct, 1 nats), or both.
+    path: Option<usize>,
+}
+
 fn main() -> std::process::ExitCode {
-    let mut rounds = 3usize;
+    let mut o = Opts {
+        rounds: 3,
+        persist_ms: 100,
+        window: 256,
+        size: None,
+        path: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        match (flag.as_str(), it.next().map(|v| v.parse())) {
-            ("--rounds", Some(Ok(n))) if n > 0 => rounds = n,
+        let v: Option<usize> = it.next().and_then(|v| match v.as_str() {
+            "direct" => Some(0),
+            "nats" => Some(1),
+            _ => v.parse().ok(),
+        });
+        match (flag.as_str(), v) {
+            ("--rounds", Some(n)) if n > 0 => o.rounds = n,
+            ("--persist-ms", Some(n)) => o.persist_ms = n as u64,
+            ("--window", Some(n)) if n > 0 => o.window = u16::try_from(n).unwrap_or(u16::MAX),
+            ("--size", Some(n)) => o.size = Some(n),
+            ("--path", Some(n)) if n < 2 => o.path = Some(n),
             _ => {
-                eprintln!("usage: cluster_bench [--rounds N]");
+                eprintln!(
+                    "usage: cluster_bench [--rounds N] [--persist-ms MS] [--window N] [--size BYTES] [--path direct|nats]"
+                );
                 return std::process::ExitCode::from(2);
             }
         }
@@ -69,7 +98,7 @@ fn main() -> std::process::ExitCode {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let ok = rt.block_on(bench(&server.url(), rounds));
+    let ok = rt.block_on(bench(&server.url(), o));
     drop(rt);
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
@@ -80,7 +109,8 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn bench(url: &str, rounds: usize) -> bool {
+async fn bench(url: &str, o: Opts) -> bool {
+    let rounds = o.rounds;
     let clock = TokioClock::new();
     // A client faster than its actor waits (instead of being closed at the pending limit).
     let config = |i| {
@@ -88,7 +118,7 @@ async fn bench(url: &str, rounds: usize) -> bool {
         c.gateway.overflow_policy = OverflowPolicy::Backpressure;
         // At most 8 × 256 frames in flight: within the node's publisher queue, so no frame is
         // dropped there (a drop is healed by a retransmit, which this benchmark does not measure).
-        c.gateway.max_pending_messages = 256;
+        c.gateway.max_pending_messages = o.window;
         c
     };
     let nodes = [
@@ -104,12 +134,20 @@ async fn bench(url: &str, rounds: usize) -> bool {
     );
     let mut actor_seq = 0u32;
     for (size, count) in SIZES {
+        if o.size.is_some_and(|s| s != size) {
+            continue;
+        }
         let mut direct = Vec::new();
         let mut nats = Vec::new();
         for _ in 0..rounds {
             for (path, out) in [(0, &mut direct), (1, &mut nats)] {
+                if o.path.is_some_and(|p| p != path) {
+                    continue;
+                }
                 actor_seq += 1;
-                let Some(rate) = round(&nodes, path, size, count, actor_seq, clock).await else {
+                let persist = Duration::from_millis(o.persist_ms);
+                let Some(rate) = round(&nodes, path, size, count, actor_seq, clock, persist).await
+                else {
                     for n in &nodes {
                         let st = n.stats();
                         eprintln!(
@@ -143,7 +181,7 @@ async fn bench(url: &str, rounds: usize) -> bool {
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// One round: a fresh runner on `nodes[path]`, clients on `nodes[0]` on fresh actors; returns
@@ -155,6 +193,7 @@ async fn round(
     count: u32,
     seq: u32,
     clock: TokioClock,
+    persist: Duration,
 ) -> Option<f64> {
     let storage = Arc::new(Mutex::new(Storage::default()));
     let handles = vec![nodes[path].handle().clone()];
@@ -164,7 +203,7 @@ async fn round(
         0,
         Arc::clone(&storage),
         clock,
-        Duration::from_millis(100),
+        persist,
     );
     // The runner registers in the shared state before the first placement.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -216,6 +255,11 @@ async fn round(
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let elapsed = started.elapsed();
+    // Two actor starts and nothing else: a restart inside the round is not the hop's speed.
+    let starts = storage.lock().ok()?.starts.len();
+    if starts != 2 {
+        eprintln!("warning: {starts} actor starts and stops in a round of 2 actors");
+    }
     drop(reports);
     r.kill().await;
     #[allow(clippy::cast_precision_loss)]

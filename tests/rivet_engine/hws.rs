@@ -19,7 +19,8 @@ use crate::until;
 const SLEEP_RETRY: Duration = Duration::from_secs(10);
 
 /// The runner name (v7) or pool (envoy v8) the hws runner speaking `protocol` registers with:
-/// one per protocol, so both can serve the same engine without taking each other's actors.
+/// one per protocol, so both can serve the same engine without taking each other's actors
+/// (the index wrap runs on a runner of its own, [`WRAP_RUNNER_NAME`]).
 pub fn runner_name(protocol: &str) -> &'static str {
     if protocol == "envoy" {
         "hws-envoy"
@@ -27,6 +28,9 @@ pub fn runner_name(protocol: &str) -> &'static str {
         "hws-echo"
     }
 }
+
+/// The runner name of the v7 runner that carries the index wrap, next to the other scenarios.
+pub const WRAP_RUNNER_NAME: &str = "hws-wrap";
 
 /// The environment variable that turns the test binary into the runner (its arguments, one per
 /// line).
@@ -87,16 +91,22 @@ pub struct RunnerProcess {
     endpoint: String,
     data: PathBuf,
     protocol: &'static str,
+    name: &'static str,
     /// Handshakes completed by this process and the ones that replaced it.
     connects: Arc<AtomicUsize>,
 }
 
 impl RunnerProcess {
     /// Starts a runner (a new runner key every time, as a restarted process has) speaking
-    /// `protocol` (`runner`: v7 on `/runners/connect`; `envoy`: v8 on `/envoys/connect`) and
-    /// waits until it has connected.
-    pub async fn start(endpoint: &str, data: &Path, protocol: &'static str) -> Self {
-        let runner = Self::spawn(endpoint, data, protocol, Arc::default());
+    /// `protocol` (`runner`: v7 on `/runners/connect`; `envoy`: v8 on `/envoys/connect`) under
+    /// the runner name (or pool) `name`, and waits until it has connected.
+    pub async fn start(
+        endpoint: &str,
+        data: &Path,
+        protocol: &'static str,
+        name: &'static str,
+    ) -> Self {
+        let runner = Self::spawn(endpoint, data, protocol, name, Arc::default());
         runner.connected(0).await;
         runner
     }
@@ -105,13 +115,14 @@ impl RunnerProcess {
         endpoint: &str,
         data: &Path,
         protocol: &'static str,
+        name: &'static str,
         connects: Arc<AtomicUsize>,
     ) -> Self {
         let args = [
             "--endpoint",
             endpoint,
             "--runner-name",
-            runner_name(protocol),
+            name,
             "--data",
             data.to_str().expect("a UTF-8 path"),
             "--protocol",
@@ -127,13 +138,14 @@ impl RunnerProcess {
             .spawn()
             .expect("spawn the runner");
         if let Some(stderr) = child.stderr.take() {
-            watch(stderr, runner_name(protocol), Arc::clone(&connects));
+            watch(stderr, name, Arc::clone(&connects));
         }
         Self {
             child,
             endpoint: endpoint.into(),
             data: data.into(),
             protocol,
+            name,
             connects,
         }
     }
@@ -156,6 +168,7 @@ impl RunnerProcess {
             &self.endpoint,
             &self.data,
             self.protocol,
+            self.name,
             Arc::clone(&self.connects),
         );
         self.connected(before).await;
@@ -329,7 +342,7 @@ pub async fn cycles(engine: &RivetEngine, actor_id: &str) -> Outcome {
 /// More than 65 536 messages on one socket, so the gateway's index wraps, after a sleep and a
 /// wake. The engine, once it has carried this many messages for an actor, no longer puts that
 /// actor to sleep for a while (neither for its intent nor for `POST /actors/{id}/sleep`): the
-/// test runs this last and checks the store without a final sleep. On a loaded machine the
+/// test checks the store without a final sleep. On a loaded machine the
 /// engine sometimes loses the actor's workflow while it keeps routing to it (a sleep then
 /// answers "actor workflow not found" and never comes): the wrap then runs without the sleep
 /// before it (the sleep/wake cycles are [`cycles`]'), and says so.
@@ -417,7 +430,7 @@ pub async fn killed(
     moved
 }
 
-/// The runner's data directory inside the engine's scratch directory.
-pub fn data_dir(engine: &RivetEngine, protocol: &str) -> PathBuf {
-    engine.data_dir().join(runner_name(protocol))
+/// The data directory of the runner named `name` inside the engine's scratch directory.
+pub fn data_dir(engine: &RivetEngine, name: &str) -> PathBuf {
+    engine.data_dir().join(name)
 }

@@ -83,9 +83,10 @@ async fn ts_committed(engine: &RivetEngine, actor: &str, req: &str) -> Vec<Strin
     log
 }
 
-/// Every scenario on one engine: the TypeScript runner, the hws runner over v7 and over envoy
-/// v8, each under its own runner name, at once; then, alone (66 000 messages keep the engine's
-/// CPU busy, which stretches everything else it does), the index wrap over v7.
+/// Every scenario on one engine, each runner under its own runner name: the TypeScript runner,
+/// the hws runner over v7 and over envoy v8 at once; then, alone, the index wrap on a v7 runner
+/// of its own (tens of thousands of messages keep the engine's CPU busy, and a busy engine left
+/// other actors' sleep requests unanswered).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runners_behind_official_engine() {
     if !engine::ready() {
@@ -100,13 +101,16 @@ async fn runners_behind_official_engine() {
             timed("typescript runner", typescript_scenarios(&engine)).await;
         }
     };
-    let ((), v7, envoy) = tokio::join!(
+    tokio::join!(
         typescript,
         timed("hws runner (v7)", hws_scenarios(&engine, "runner")),
         timed("hws runner (envoy v8)", hws_scenarios(&engine, "envoy")),
     );
-    drop(envoy);
-    timed("hws runner (v7): index wrap", hws_wrap(&engine, v7)).await;
+    timed(
+        "hws runner (v7): index wrap",
+        hws_wrap(&engine, "runner", hws::WRAP_RUNNER_NAME),
+    )
+    .await;
     eprintln!(
         "runners behind the official engine: {:?} in all",
         started.elapsed()
@@ -124,6 +128,9 @@ async fn timed<T>(what: &str, f: impl Future<Output = T>) -> T {
 /// The official TypeScript runner: sleep/wake cycles with traffic while asleep, a client close
 /// while asleep, and a SIGKILL under an awake actor with the client sending during the outage.
 async fn typescript_scenarios(engine: &RivetEngine) {
+    // A v7 runner creates its pool's config when it connects, but the engine sometimes took
+    // more than a minute to accept actors for it: configure the pool first.
+    engine.configure_pool(node::RUNNER_NAME).await;
     let node = NodeRunner::spawn(&engine.endpoint());
     until("the runner to connect", || async {
         node.count("app", "connected") > 0
@@ -195,6 +202,9 @@ async fn typescript_scenarios(engine: &RivetEngine) {
 /// moves the actor there once it has found the runner lost: the committed log is what the
 /// client sent, each message once.
 async fn typescript_killed(engine: &RivetEngine) {
+    // A v7 runner creates its pool's config when it connects, but the engine sometimes took
+    // more than a minute to accept actors for it: configure the pool first.
+    engine.configure_pool(node::RUNNER_NAME).await;
     let node = NodeRunner::spawn(&engine.endpoint());
     until("the runner to connect", || async {
         node.count("app", "connected") > 0
@@ -264,9 +274,7 @@ async fn killed_runners_behind_official_engine() {
         let engine = &engine;
         async move {
             let name = hws::runner_name(protocol);
-            engine.configure_pool(name).await;
-            let data = hws::data_dir(engine, protocol);
-            let mut runner = hws::RunnerProcess::start(&engine.endpoint(), &data, protocol).await;
+            let (mut runner, data) = hws_runner(engine, protocol, name).await;
             let actor = format!("{name}-killed");
             let actor = engine.create_actor(&actor, &actor, name).await;
             let moved = hws::killed(engine, &actor, &mut runner, &data).await;
@@ -295,9 +303,9 @@ fn runner_child() {
         .expect("the runner runs until killed");
 }
 
-/// The index wrap over envoy v8 (and every other scenario): minutes, not run by default (the
-/// engine's envoy path slows down on a socket with many messages, tens per second after a few
-/// thousand: `docs/rivet-engine.md`).
+/// The index wrap over envoy v8: minutes, not run by default (the engine's envoy path slows
+/// down on a socket with many messages, tens per second after a few thousand:
+/// `docs/rivet-engine.md`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "minutes: cargo test --all-features --test rivet_engine hws_envoy_wrap -- --ignored"]
 async fn hws_envoy_wrap_behind_official_engine() {
@@ -305,40 +313,21 @@ async fn hws_envoy_wrap_behind_official_engine() {
         return;
     }
     let engine = RivetEngine::start().await;
-    let envoy = hws_scenarios(&engine, "envoy").await;
-    hws_wrap(&engine, envoy).await;
-}
-
-/// A runner that went through [`hws_scenarios`], and the actor it created for the wrap.
-struct Served {
-    runner: hws::RunnerProcess,
-    data: std::path::PathBuf,
-    wrap_actor: String,
+    hws_wrap(&engine, "envoy", "hws-envoy-wrap").await;
 }
 
 /// The hws runner speaking `protocol` behind the engine: 10 sleep/wake cycles, a client close
 /// while asleep, and a SIGKILL with a new runner serving what the client sent during the outage.
-/// Returns the new runner, for the index wrap.
-async fn hws_scenarios(engine: &RivetEngine, protocol: &'static str) -> Served {
+async fn hws_scenarios(engine: &RivetEngine, protocol: &'static str) {
     let name = hws::runner_name(protocol);
-    // An envoy needs its pool before it connects; a v7 runner creates one when it connects, but
-    // on a loaded machine the engine took more than a minute to accept actors for it.
-    engine.configure_pool(name).await;
-    let data = hws::data_dir(engine, protocol);
-    // An envoy's pool exists before it connects, so actors could be created (and wait
-    // unplaced) before it does: create them once it has.
-    let mut runner = hws::RunnerProcess::start(&engine.endpoint(), &data, protocol).await;
+    let (mut runner, data) = hws_runner(engine, protocol, name).await;
     // Actor keys are unique per name in the namespace: the name carries the runner's.
     let create = |actor: &'static str| async move {
         let actor = format!("{name}-{actor}");
         engine.create_actor(&actor, &actor, name).await
     };
-    let (a_cycles, wrap_actor, a_closing, a_killed) = tokio::join!(
-        create("cycles"),
-        create("wrap"),
-        create("closing"),
-        create("killed")
-    );
+    let (a_cycles, a_closing, a_killed) =
+        tokio::join!(create("cycles"), create("closing"), create("killed"));
 
     let (mut cycles, ()) = tokio::join!(
         hws::cycles(engine, &a_cycles),
@@ -352,20 +341,34 @@ async fn hws_scenarios(engine: &RivetEngine, protocol: &'static str) -> Served {
     // what the client sent during the outage.
     let moved = hws::killed(engine, &a_killed, &mut runner, &data).await;
     eprintln!("hws runner ({protocol}): the outage's first echo {moved:?} after the kill");
-    Served {
-        runner,
-        data,
-        wrap_actor,
-    }
 }
 
-/// More than 65 536 messages on one socket of the runner `served`: the store holds each once,
-/// in order.
-async fn hws_wrap(engine: &RivetEngine, served: Served) {
-    let mut wrap = hws::wrap(engine, &served.wrap_actor).await;
-    hws::committed(&served.data, &wrap).await;
+/// An hws runner speaking `protocol` under the runner name (or pool) `name`, connected, and its
+/// data directory.
+async fn hws_runner(
+    engine: &RivetEngine,
+    protocol: &'static str,
+    name: &'static str,
+) -> (hws::RunnerProcess, std::path::PathBuf) {
+    // An envoy needs its pool before it connects; a v7 runner creates one when it connects, but
+    // on a loaded machine the engine took more than a minute to accept actors for it.
+    engine.configure_pool(name).await;
+    let data = hws::data_dir(engine, name);
+    // An envoy's pool exists before it connects, so actors could be created (and wait
+    // unplaced) before it does: create them once it has.
+    let runner = hws::RunnerProcess::start(&engine.endpoint(), &data, protocol, name).await;
+    (runner, data)
+}
+
+/// More than 65 536 messages on one socket of an hws runner speaking `protocol` under the
+/// runner name `name`, after a sleep and a wake: the store holds each once, in order.
+async fn hws_wrap(engine: &RivetEngine, protocol: &'static str, name: &'static str) {
+    let (runner, data) = hws_runner(engine, protocol, name).await;
+    let actor = engine.create_actor(name, name, name).await;
+    let mut wrap = hws::wrap(engine, &actor).await;
+    hws::committed(&data, &wrap).await;
     hws::close(&mut wrap).await;
-    drop(served.runner);
+    drop(runner);
 }
 
 /// A measurement, not a test: see `BENCHMARKS.md` ("Behind the official Rivet engine").
@@ -377,8 +380,7 @@ async fn bench_behind_official_engine() {
         "needs npm ci in tests/rivet_engine and tests/interop"
     );
     let engine = RivetEngine::start().await;
-    let data = hws::data_dir(&engine, "runner");
-    let runner = hws::RunnerProcess::start(&engine.endpoint(), &data, "runner").await;
+    let (runner, _data) = hws_runner(&engine, "runner", hws::runner_name("runner")).await;
     let node = NodeRunner::spawn(&engine.endpoint());
     until("the TypeScript runner to connect", || async {
         node.count("app", "connected") > 0
