@@ -284,10 +284,10 @@ async fn killed_runners_behind_official_engine() {
     tokio::join!(typescript_killed(&engine), hws("runner"), hws("envoy"));
 }
 
-/// Not a test: the hws runner process that `hws_runner_behind_official_engine` starts (this
+/// Not a test: the hws runner process that the tests of this binary start (this
 /// binary re-executed with [`hws::RUNNER_ARGS`] set). Without that variable it does nothing.
 #[test]
-#[ignore = "the runner child process of hws_runner_behind_official_engine"]
+#[ignore = "the hws runner child process of this binary's tests"]
 fn runner_child() {
     let Ok(args) = std::env::var(hws::RUNNER_ARGS) else {
         return;
