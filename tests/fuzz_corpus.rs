@@ -101,15 +101,17 @@ fn sim_schedule_wake_after_runner_lost() {
     hibernating_ws::sim::fuzz_schedule(&data);
 }
 
-/// A `sim_schedule` input CI's fuzz step found and that is not fixed yet
-/// (`fuzz/open/sim_schedule/no-quiescence-stage-sleeping`): after the faults heal, the world does
-/// not reach the stage where every actor sleeps within the heal budget. Once fixed, the file
-/// moves to `fuzz/corpus/sim_schedule/` and this test loses its `ignore`.
+/// A `sim_schedule` input CI's fuzz step found
+/// (`fuzz/corpus/sim_schedule/regression-abandoned-generations-one-runner`): two generations of
+/// one actor were given up on (start timeouts) while placed on the same runner, whose link was
+/// partitioned; the engine kept only the newest generation's stop for the runner, which never
+/// saw that generation, so the older one kept running there while the engine counted the actor
+/// asleep (the healed world never reached its all-asleep stage). The engine now keeps a stop
+/// for every abandoned generation until the runner acknowledges it.
 #[test]
-#[ignore = "open finding: no quiescence in the healed world's sleeping stage"]
-fn sim_schedule_no_quiescence_stage_sleeping() {
+fn sim_schedule_abandoned_generations_one_runner() {
     let file = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/open/sim_schedule/no-quiescence-stage-sleeping");
+        .join("fuzz/corpus/sim_schedule/regression-abandoned-generations-one-runner");
     let data = fs::read(&file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
     hibernating_ws::sim::fuzz_schedule(&data);
 }

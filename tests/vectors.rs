@@ -25,6 +25,7 @@ use serde_json::Value;
 
 mod vectors_support;
 use vectors_support::check_reframing;
+use vectors_support::errors::matching_error;
 use vectors_support::json::*;
 use vectors_support::msg::*;
 
@@ -210,39 +211,11 @@ fn official_vectors_cover_the_edges() {
 /// `offset`. Offsets are compared where both codecs report the same position.
 fn assert_matching_error(name: &str, issue: &str, offset: u64, e: &DecodeError) {
     let offset = usize::try_from(offset).expect("offset fits in usize");
-    let ok = match (issue, e) {
-        ("a bool must be equal to 0 or 1", DecodeError::InvalidBool { offset: o, .. })
-        | ("invalid tag", DecodeError::UnknownTag { offset: o, .. })
-        | ("remaining bytes", DecodeError::TrailingBytes { offset: o, .. })
-        | ("duplicated key", DecodeError::DuplicateKey { offset: o }) => *o == offset,
-        // bare-ts's own UTF-8 decoder (strings under 256 bytes) reports the start of the
-        // string, TextDecoder (256 bytes and more) its end; hws reports the start.
-        ("invalid UTF-8 string", DecodeError::InvalidUtf8 { offset: o }) => *o <= offset,
-        // bare-ts reads strings of 256+ bytes inside a `try` that turns its own "missing bytes"
-        // into "invalid UTF-8 string" (at the start of the string's bytes).
-        (
-            "invalid UTF-8 string",
-            DecodeError::LengthExceedsFrame {
-                offset: o, claimed, ..
-            },
-        ) => *claimed >= 256 && *o < offset,
-        // bare-ts miscomputes the offset of a non-canonical varint longer than 2 bytes.
-        ("must be canonical", DecodeError::InvalidVarint { .. })
-        | (
-            "missing bytes",
-            DecodeError::UnexpectedEof { .. } | DecodeError::LengthExceedsFrame { .. },
-        )
-        // bare-ts stops a varint once it exceeds 2^53 - 1, even where the frame ends before
-        // the varint does; hws reads on and reports the end of the frame.
-        | (
-            "too large number",
-            DecodeError::LengthExceedsFrame { .. }
-            | DecodeError::InvalidVarint { .. }
-            | DecodeError::UnexpectedEof { .. },
-        )
-        | ("too large buffer", DecodeError::FrameTooLarge { .. }) => true,
-        _ => false,
-    };
+    let ok = matching_error(issue, offset, e)
+        || matches!(
+            (issue, e),
+            ("too large buffer", DecodeError::FrameTooLarge { .. })
+        );
     assert!(
         ok,
         "vector {name}: official error {issue:?} at byte {offset}, hws error {e:?}"

@@ -410,8 +410,8 @@ impl Control {
         self.rearm(TimerKey::Actor(slot), old, Timestamp::MAX);
         if let Some(runner) = seq.and_then(|seq| self.runners.get_mut(&seq)) {
             runner.actors.remove(&slot);
-            if let Some(stop) = abandoned {
-                runner.abandoned.insert(slot, stop);
+            if let Some((generation, index, frame)) = abandoned {
+                runner.abandon(slot, generation, index, frame);
             }
         }
         self.stats.stops += 1;
@@ -471,7 +471,7 @@ impl Control {
         }
         self.actor_index.remove(&actor.id);
         for runner in self.runners.values_mut() {
-            runner.abandoned.remove(&slot);
+            runner.forget_actor(slot);
         }
         for request_id in &actor.requests {
             self.requests.remove(request_id);

@@ -55,10 +55,46 @@ pub(super) struct RunnerEntry {
     /// When it is lost (`MAX` while connected).
     pub(super) lost_at: Timestamp,
     /// Stop commands of generations the engine gave up on while they were placed here (a start
-    /// or stop timeout), by actor slot: `(generation, index, frame)`. Resent when the runner
+    /// or stop timeout), by `(actor slot, generation)`: `(index, frame)`. Resent when the runner
     /// comes back, until it acknowledges them, so an actor the engine counts as sleeping does
-    /// not keep running here. At most one per actor.
-    pub(super) abandoned: BTreeMap<u32, (u32, i64, Frame)>,
+    /// not keep running here. One per abandoned generation (the runner may still run any of
+    /// them: a later generation's start can be lost with the link), at most
+    /// [`MAX_ABANDONED_PER_ACTOR`] per actor.
+    pub(super) abandoned: BTreeMap<(u32, u32), (i64, Frame)>,
+}
+
+/// Most abandoned generations of one actor whose stops a runner keeps; past it the oldest is
+/// dropped. Each costs a start or stop timeout on that runner with no acknowledgement from it,
+/// and any acknowledgement of a later generation clears the older ones.
+pub(super) const MAX_ABANDONED_PER_ACTOR: usize = 8;
+
+impl RunnerEntry {
+    /// Keeps the stop of an abandoned generation of the actor in `slot` until acknowledged.
+    pub(super) fn abandon(&mut self, slot: u32, generation: u32, index: i64, frame: Frame) {
+        self.abandoned.insert((slot, generation), (index, frame));
+        let kept = self.abandoned.range((slot, 0)..=(slot, u32::MAX)).count();
+        if kept > MAX_ABANDONED_PER_ACTOR
+            && let Some(&oldest) = self
+                .abandoned
+                .range((slot, 0)..=(slot, u32::MAX))
+                .next()
+                .map(|(k, _)| k)
+        {
+            self.abandoned.remove(&oldest);
+        }
+    }
+
+    /// The runner acknowledged the actor's commands up to `(generation, index)`: the abandoned
+    /// stops at or below it are done (an older generation no longer runs there).
+    pub(super) fn forget_abandoned(&mut self, slot: u32, generation: u32, index: i64) {
+        self.abandoned
+            .retain(|&(s, g), &mut (i, _)| s != slot || (g, i) > (generation, index));
+    }
+
+    /// Forgets every abandoned stop of the actor in `slot` (it was removed).
+    pub(super) fn forget_actor(&mut self, slot: u32) {
+        self.abandoned.retain(|&(s, _), _| s != slot);
+    }
 }
 
 impl Control {
@@ -329,7 +365,7 @@ impl Control {
                 }
             }
             if let Some(runner) = self.runners.get(&seq) {
-                frames.extend(runner.abandoned.values().map(|(_, _, f)| f.clone()));
+                frames.extend(runner.abandoned.values().map(|(_, f)| f.clone()));
             }
             self.stats.commands_resent += frames.len() as u64;
             for frame in frames {

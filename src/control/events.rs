@@ -227,13 +227,8 @@ impl Control {
         let Some(slot) = self.slot_of(&cp.actor_id) else {
             return;
         };
-        if let Some(runner) = self.runners.get_mut(&seq)
-            && runner
-                .abandoned
-                .get(&slot)
-                .is_some_and(|&(g, i, _)| (g, i) <= (cp.generation, cp.index))
-        {
-            runner.abandoned.remove(&slot);
+        if let Some(runner) = self.runners.get_mut(&seq) {
+            runner.forget_abandoned(slot, cp.generation, cp.index);
         }
     }
 }

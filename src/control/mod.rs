@@ -59,9 +59,10 @@
 //! of that generation that shows the command was carried out) and resends the rest to a runner
 //! that comes back with the same key within the lost threshold; a generation given up on by a
 //! start or stop timeout keeps its stop command queued for its runner until the runner
-//! acknowledges it, so it cannot keep running there unseen. It applies each event at most
-//! once (an index at or below the last one applied is a duplicate), acknowledges every event
-//! it saw, and ignores events of older generations.
+//! acknowledges it, so it cannot keep running there unseen (one stop per abandoned generation:
+//! the runner may still run an older one when a newer start was lost with its link). It
+//! applies each event at most once (an index at or below the last one applied is a duplicate),
+//! acknowledges every event it saw, and ignores events of older generations.
 //!
 //! # Example
 //!

@@ -19,7 +19,7 @@ use super::outbox::send_ack;
 use super::socket::{InFlight, Phase};
 use super::table::slot_mut;
 use super::timer::TimerKind;
-use super::{Action, Runner, SocketError, SocketId};
+use super::{Action, Runner, RunnerStats, SocketError, SocketId};
 
 impl Runner {
     /// The app finished persisting `server_index` for `socket` (an [`Action::Persist`]).
@@ -38,18 +38,12 @@ impl Runner {
         server_index: MessageIndex,
     ) -> Result<(), SocketError> {
         let now = self.advance(now);
-        if let Some(orphan) = self.take_orphan(socket, server_index) {
-            self.stats.persists_completed += 1;
-            return self.settle_orphan(socket, orphan);
-        }
-        let slot = self
-            .slot_of(socket)
-            .ok_or(SocketError::UnknownSocket { socket })?;
+        let Some(slot) = self.persist_result(socket, server_index, false)? else {
+            return Ok(());
+        };
         let framing = self.config.framing;
         let initial = self.config.persist_retry_initial;
         let s = slot_mut(&mut self.slots, slot).ok_or(SocketError::UnknownSocket { socket })?;
-        take_in_flight(&mut s.persist.in_flight, socket, server_index)?;
-        self.stats.persists_completed += 1;
         s.persist.backoff = initial;
         s.last_persisted = Some(server_index);
         if server_index != s.last_acked {
@@ -81,18 +75,12 @@ impl Runner {
         server_index: MessageIndex,
     ) -> Result<(), SocketError> {
         let now = self.advance(now);
-        if let Some(orphan) = self.take_orphan(socket, server_index) {
-            // Nothing to retry: the socket is gone and nothing was acked.
-            self.stats.persists_failed += 1;
-            return self.settle_orphan(socket, orphan);
-        }
-        let slot = self
-            .slot_of(socket)
-            .ok_or(SocketError::UnknownSocket { socket })?;
+        // An orphan's failure: nothing to retry, the socket is gone and nothing was acked.
+        let Some(slot) = self.persist_result(socket, server_index, true)? else {
+            return Ok(());
+        };
         let max = self.config.persist_retry_max;
         let s = slot_mut(&mut self.slots, slot).ok_or(SocketError::UnknownSocket { socket })?;
-        take_in_flight(&mut s.persist.in_flight, socket, server_index)?;
-        self.stats.persists_failed += 1;
         if s.phase == Phase::Stopping {
             self.after_stop_persist(slot);
         } else {
@@ -108,6 +96,36 @@ impl Runner {
         }
         self.finish();
         Ok(())
+    }
+
+    /// What [`persisted`](Self::persisted) and [`persist_failed`](Self::persist_failed) do
+    /// first: the persist of `server_index` is taken out of flight and counted (as failed if
+    /// `failed`). `None`: it was the persist of a socket that is gone, now settled; otherwise
+    /// the socket's slot.
+    fn persist_result(
+        &mut self,
+        socket: SocketId,
+        server_index: MessageIndex,
+        failed: bool,
+    ) -> Result<Option<usize>, SocketError> {
+        let count = |stats: &mut RunnerStats| {
+            if failed {
+                stats.persists_failed += 1;
+            } else {
+                stats.persists_completed += 1;
+            }
+        };
+        if let Some(orphan) = self.take_orphan(socket, server_index) {
+            count(&mut self.stats);
+            return self.settle_orphan(socket, orphan).map(|()| None);
+        }
+        let slot = self
+            .slot_of(socket)
+            .ok_or(SocketError::UnknownSocket { socket })?;
+        let s = slot_mut(&mut self.slots, slot).ok_or(SocketError::UnknownSocket { socket })?;
+        take_in_flight(&mut s.persist.in_flight, socket, server_index)?;
+        count(&mut self.stats);
+        Ok(Some(slot))
     }
 
     /// The oldest persist of `socket` whose socket is gone and that asked for `index`.

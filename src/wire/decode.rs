@@ -366,11 +366,11 @@ impl Read for ToClientTunnelMessageKind {
             4 => Self::WebSocketMessage(ToClientWebSocketMessage::read(r)?),
             5 => Self::WebSocketClose(ToClientWebSocketClose::read(r)?),
             tag => {
-                return Err(DecodeError::UnknownTag {
-                    union: "ToClientTunnelMessageKind",
+                return Err(DecodeError::unknown_tag(
+                    "ToClientTunnelMessageKind",
                     tag,
                     offset,
-                });
+                ));
             }
         })
     }
@@ -396,11 +396,11 @@ impl Read for ToServerTunnelMessageKind {
             5 => Self::WebSocketMessageAck(ToServerWebSocketMessageAck::read(r)?),
             6 => Self::WebSocketClose(ToServerWebSocketClose::read(r)?),
             tag => {
-                return Err(DecodeError::UnknownTag {
-                    union: "ToServerTunnelMessageKind",
+                return Err(DecodeError::unknown_tag(
+                    "ToServerTunnelMessageKind",
                     tag,
                     offset,
-                });
+                ));
             }
         })
     }

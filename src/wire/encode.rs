@@ -36,6 +36,24 @@ pub trait EncodedLen {
     fn encoded_len(&self) -> usize;
 }
 
+/// [`EncodedLen`] for an envelope union `$union`: a tag, then the body of each variant named
+/// first (a value of its own encoded length); the arms after `;` give the other variants'
+/// body lengths.
+macro_rules! union_encoded_len {
+    ($union:ty: $($variant:ident),+; $($pat:pat => $len:expr),* $(,)?) => {
+        impl $crate::wire::encode::EncodedLen for $union {
+            fn encoded_len(&self) -> usize {
+                $crate::wire::encode::TAG_LEN
+                    + match self {
+                        $(Self::$variant(m) => $crate::wire::encode::EncodedLen::encoded_len(m),)+
+                        $($pat => $len,)*
+                    }
+            }
+        }
+    };
+}
+pub(crate) use union_encoded_len;
+
 impl EncodedLen for Headers {
     fn encoded_len(&self) -> usize {
         uvarint_len(self.len() as u64)

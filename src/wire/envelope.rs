@@ -14,7 +14,7 @@ use super::control::{
     ToServerEvents, ToServerInit, ToServerPong,
 };
 use super::decode::{Read, Reader};
-use super::encode::{EncodedLen, TAG_LEN};
+use super::encode::union_encoded_len;
 use super::error::DecodeError;
 use super::kv::{ToClientKvResponse, ToServerKvRequest};
 use super::types::{ToClientTunnelMessage, ToGatewayPong, ToRunnerPing, ToServerTunnelMessage};
@@ -148,11 +148,6 @@ impl Serialize for ToRunner {
     }
 }
 
-#[cold]
-fn unknown(union: &'static str, tag: u64, offset: usize) -> DecodeError {
-    DecodeError::UnknownTag { union, tag, offset }
-}
-
 /// Reads a control message out of line, so that the envelopes' tunnel arms (the hot path) stay
 /// as small as they were before the control plane existed.
 #[inline(never)]
@@ -173,7 +168,7 @@ impl Read for ToClient {
             2 => Self::AckEvents(control::<ToClientAckEvents>(r)?),
             3 => Self::KvResponse(control::<ToClientKvResponse>(r)?),
             5 => Self::Ping(control::<ToClientPing>(r)?),
-            tag => return Err(unknown("ToClient", tag, offset)),
+            tag => return Err(DecodeError::unknown_tag("ToClient", tag, offset)),
         })
     }
 }
@@ -192,7 +187,7 @@ impl Read for ToServer {
             3 => Self::Stopping,
             4 => Self::Pong(control::<ToServerPong>(r)?),
             5 => Self::KvRequest(control::<ToServerKvRequest>(r)?),
-            tag => return Err(unknown("ToServer", tag, offset)),
+            tag => return Err(DecodeError::unknown_tag("ToServer", tag, offset)),
         })
     }
 }
@@ -209,7 +204,7 @@ impl Read for ToRunner {
             1 => Self::Close,
             2 => Self::Commands(control::<ToClientCommands>(r)?),
             3 => Self::AckEvents(control::<ToClientAckEvents>(r)?),
-            tag => return Err(unknown("ToRunner", tag, offset)),
+            tag => return Err(DecodeError::unknown_tag("ToRunner", tag, offset)),
         })
     }
 }
@@ -223,59 +218,18 @@ impl Read for ToGateway {
         }
         Ok(match tag {
             0 => Self::Pong(ToGatewayPong::read(r)?),
-            tag => return Err(unknown("ToGateway", tag, offset)),
+            tag => return Err(DecodeError::unknown_tag("ToGateway", tag, offset)),
         })
     }
 }
 
-impl EncodedLen for ToClient {
-    fn encoded_len(&self) -> usize {
-        TAG_LEN
-            + match self {
-                Self::Init(m) => m.encoded_len(),
-                Self::Commands(m) => m.encoded_len(),
-                Self::AckEvents(m) => m.encoded_len(),
-                Self::KvResponse(m) => m.encoded_len(),
-                Self::TunnelMessage(m) => m.encoded_len(),
-                Self::Ping(m) => m.encoded_len(),
-            }
-    }
-}
+union_encoded_len!(ToClient: Init, Commands, AckEvents, KvResponse, TunnelMessage, Ping;);
 
-impl EncodedLen for ToServer {
-    fn encoded_len(&self) -> usize {
-        TAG_LEN
-            + match self {
-                Self::Init(m) => m.encoded_len(),
-                Self::Events(m) => m.encoded_len(),
-                Self::AckCommands(m) => m.encoded_len(),
-                Self::Stopping => 0,
-                Self::Pong(m) => m.encoded_len(),
-                Self::KvRequest(m) => m.encoded_len(),
-                Self::TunnelMessage(m) => m.encoded_len(),
-            }
-    }
-}
+union_encoded_len!(
+    ToServer: Init, Events, AckCommands, Pong, KvRequest, TunnelMessage;
+    Self::Stopping => 0
+);
 
-impl EncodedLen for ToRunner {
-    fn encoded_len(&self) -> usize {
-        TAG_LEN
-            + match self {
-                Self::Ping(p) => p.encoded_len(),
-                Self::Close => 0,
-                Self::Commands(m) => m.encoded_len(),
-                Self::AckEvents(m) => m.encoded_len(),
-                Self::TunnelMessage(m) => m.encoded_len(),
-            }
-    }
-}
+union_encoded_len!(ToRunner: Ping, Commands, AckEvents, TunnelMessage; Self::Close => 0);
 
-impl EncodedLen for ToGateway {
-    fn encoded_len(&self) -> usize {
-        TAG_LEN
-            + match self {
-                Self::Pong(p) => p.encoded_len(),
-                Self::TunnelMessage(m) => m.encoded_len(),
-            }
-    }
-}
+union_encoded_len!(ToGateway: Pong, TunnelMessage;);

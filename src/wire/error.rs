@@ -115,3 +115,11 @@ pub enum DecodeError {
         version: u16,
     },
 }
+
+impl DecodeError {
+    /// [`DecodeError::UnknownTag`]: `tag`, read at `offset`, names no variant of `union`.
+    #[cold]
+    pub(crate) fn unknown_tag(union: &'static str, tag: u64, offset: usize) -> Self {
+        Self::UnknownTag { union, tag, offset }
+    }
+}

@@ -52,16 +52,7 @@ pub fn to_runner_as_to_client(
     if matches!(tag, 0 | 1) {
         return Ok((version, Reframed::Local(local(frame, limits, true)?)));
     }
-    let Some(&(runner_tag, client_tag)) = RUNNER_BOUND_TAGS
-        .iter()
-        .find(|&&(t, _)| u64::from(t) == tag)
-    else {
-        return Err(DecodeError::UnknownTag {
-            union: "ToRunner",
-            tag,
-            offset,
-        });
-    };
+    let (runner_tag, client_tag) = runner_bound("ToRunner", tag, offset)?;
     validate_runner_bound(runner_tag, &mut r)?;
     Ok((
         version,
@@ -85,16 +76,7 @@ pub fn to_client_as_to_runner(
     if matches!(tag, 0 | 3 | 5) {
         return Ok(Reframed::Local(local(frame, limits, false)?));
     }
-    let Some(&(runner_tag, _)) = RUNNER_BOUND_TAGS
-        .iter()
-        .find(|&&(_, t)| u64::from(t) == tag)
-    else {
-        return Err(DecodeError::UnknownTag {
-            union: "ToClient",
-            tag,
-            offset,
-        });
-    };
+    let (runner_tag, _) = runner_bound("ToClient", tag, offset)?;
     validate_runner_bound(runner_tag, &mut r)?;
     spliced(&r, Some(version), runner_tag, &frame[1..])
 }
@@ -139,11 +121,7 @@ pub fn to_gateway_as_to_server(
             let body = &frame[offset + 1..];
             Ok((version, spliced(&r, None, 6, body)?))
         }
-        tag => Err(DecodeError::UnknownTag {
-            union: "ToGateway",
-            tag,
-            offset,
-        }),
+        tag => Err(DecodeError::unknown_tag("ToGateway", tag, offset)),
     }
 }
 
@@ -176,6 +154,26 @@ fn versioned_reader<'a, M: super::Message>(
 /// The messages both runner-bound hops carry, as `(ToRunner tag, ToClient tag)`: commands,
 /// event acks and tunnel messages. No other tag has a form on the other hop.
 const RUNNER_BOUND_TAGS: [(u8, u8); 3] = [(2, 1), (3, 2), (4, 4)];
+
+/// The entry of [`RUNNER_BOUND_TAGS`] whose tag in `union` (`"ToRunner"` or `"ToClient"`) is
+/// `tag` (read at `offset`).
+///
+/// # Errors
+/// [`DecodeError::UnknownTag`] if no runner-bound message has that tag.
+fn runner_bound(union: &'static str, tag: u64, offset: usize) -> Result<(u8, u8), DecodeError> {
+    let side = |&(runner_tag, client_tag): &(u8, u8)| {
+        if union == "ToRunner" {
+            runner_tag
+        } else {
+            client_tag
+        }
+    };
+    RUNNER_BOUND_TAGS
+        .iter()
+        .copied()
+        .find(|entry| u64::from(side(entry)) == tag)
+        .ok_or_else(|| DecodeError::unknown_tag(union, tag, offset))
+}
 
 /// Checks the body of a runner-bound message by its `ToRunner` tag (one of
 /// [`RUNNER_BOUND_TAGS`]).
@@ -259,11 +257,11 @@ fn validate_to_client_tunnel(r: &mut Reader<'_>) -> Result<(), DecodeError> {
             r.opt(Reader::str_ref)?;
         }
         tag => {
-            return Err(DecodeError::UnknownTag {
-                union: "ToClientTunnelMessageKind",
+            return Err(DecodeError::unknown_tag(
+                "ToClientTunnelMessageKind",
                 tag,
                 offset,
-            });
+            ));
         }
     }
     Ok(())
@@ -297,11 +295,11 @@ fn validate_to_server_tunnel(r: &mut Reader<'_>) -> Result<(), DecodeError> {
             r.bool()?;
         }
         tag => {
-            return Err(DecodeError::UnknownTag {
-                union: "ToServerTunnelMessageKind",
+            return Err(DecodeError::unknown_tag(
+                "ToServerTunnelMessageKind",
                 tag,
                 offset,
-            });
+            ));
         }
     }
     Ok(())
@@ -311,56 +309,52 @@ fn validate_to_server_tunnel(r: &mut Reader<'_>) -> Result<(), DecodeError> {
 // The same mappings on decoded messages
 // ---------------------------------------------------------------------------------------------
 
-impl TryFrom<ToRunner> for ToClient {
-    type Error = ToRunner;
+/// `TryFrom<$from> for $to`: each variant named maps to the variant of the same name; what
+/// matches `$rest` (every other variant, spelled out so a new one must be placed) is handed
+/// back.
+macro_rules! narrow {
+    ($(#[$doc:meta])* $from:ident => $to:ident: $($variant:ident),+; $rest:pat) => {
+        impl TryFrom<$from> for $to {
+            type Error = $from;
 
+            $(#[$doc])*
+            fn try_from(m: $from) -> Result<Self, $from> {
+                match m {
+                    $($from::$variant(v) => Ok(Self::$variant(v)),)+
+                    other @ $rest => Err(other),
+                }
+            }
+        }
+    };
+}
+
+narrow! {
     /// Commands, event acks and tunnel messages; a ping or a close is handed back.
-    fn try_from(m: ToRunner) -> Result<Self, ToRunner> {
-        match m {
-            ToRunner::Commands(c) => Ok(Self::Commands(c)),
-            ToRunner::AckEvents(a) => Ok(Self::AckEvents(a)),
-            ToRunner::TunnelMessage(t) => Ok(Self::TunnelMessage(t)),
-            other @ (ToRunner::Ping(_) | ToRunner::Close) => Err(other),
-        }
-    }
+    ToRunner => ToClient: Commands, AckEvents, TunnelMessage;
+    ToRunner::Ping(_) | ToRunner::Close
 }
 
-impl TryFrom<ToClient> for ToRunner {
-    type Error = ToClient;
-
+narrow! {
     /// Commands, event acks and tunnel messages; the rest is handed back.
-    fn try_from(m: ToClient) -> Result<Self, ToClient> {
-        match m {
-            ToClient::Commands(c) => Ok(Self::Commands(c)),
-            ToClient::AckEvents(a) => Ok(Self::AckEvents(a)),
-            ToClient::TunnelMessage(t) => Ok(Self::TunnelMessage(t)),
-            other => Err(other),
-        }
-    }
+    ToClient => ToRunner: Commands, AckEvents, TunnelMessage;
+    ToClient::Init(_) | ToClient::KvResponse(_) | ToClient::Ping(_)
 }
 
-impl TryFrom<ToServer> for ToGateway {
-    type Error = ToServer;
-
+narrow! {
     /// Tunnel messages; the rest is handed back.
-    fn try_from(m: ToServer) -> Result<Self, ToServer> {
-        match m {
-            ToServer::TunnelMessage(t) => Ok(Self::TunnelMessage(t)),
-            other => Err(other),
-        }
-    }
+    ToServer => ToGateway: TunnelMessage;
+    ToServer::Init(_)
+        | ToServer::Events(_)
+        | ToServer::AckCommands(_)
+        | ToServer::Stopping
+        | ToServer::Pong(_)
+        | ToServer::KvRequest(_)
 }
 
-impl TryFrom<ToGateway> for ToServer {
-    type Error = ToGateway;
-
+narrow! {
     /// Tunnel messages; a pong is handed back.
-    fn try_from(m: ToGateway) -> Result<Self, ToGateway> {
-        match m {
-            ToGateway::TunnelMessage(t) => Ok(Self::TunnelMessage(t)),
-            other @ ToGateway::Pong(_) => Err(other),
-        }
-    }
+    ToGateway => ToServer: TunnelMessage;
+    ToGateway::Pong(_)
 }
 
 impl From<ToClientTunnelMessage> for ToRunner {

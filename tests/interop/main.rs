@@ -34,10 +34,10 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod engine;
+#[path = "../common/node_runner.rs"]
+mod node;
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use engine::{Client, ClientEvent, Engine};
@@ -47,8 +47,6 @@ use hibernating_ws::gateway::{CloseReason, GatewayConfig, GcReason, OpenRequest,
 use hibernating_ws::wire::RequestId;
 use hibernating_ws::{CloseFrame, Timestamp};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 /// The gateway's ack timeout in this test: the `idle` client waits longer than this.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -58,96 +56,6 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(4);
 const EVENT: Duration = Duration::from_secs(20);
 /// Most client messages in flight (sent, not yet echoed).
 const WINDOW: usize = 1000;
-
-fn interop_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
-}
-
-/// Whether node and the installed SDK are there; fails under CI when they are not. The packaged
-/// crate carries no `runner.mjs`: there the test always skips.
-fn node_ready() -> bool {
-    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    let script = interop_dir().join("runner.mjs");
-    let sdk = interop_dir().join("node_modules/@rivetkit/engine-runner/package.json");
-    let node = std::process::Command::new("node").arg("--version").output();
-    let node_ok = node.is_ok_and(|out| out.status.success());
-    let missing = if !script.exists() {
-        eprintln!("tests/interop skipped: no runner.mjs (not a repository checkout)");
-        return false;
-    } else if !node_ok {
-        "node is not installed".to_string()
-    } else if !sdk.exists() {
-        format!(
-            "{} is missing: run `npm ci` in tests/interop",
-            sdk.display()
-        )
-    } else {
-        return true;
-    };
-    assert!(!in_ci, "interop test cannot run under CI: {missing}");
-    eprintln!();
-    eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
-    eprintln!("!! SKIPPED tests/interop: {missing}");
-    eprintln!("!! The official TypeScript runner was NOT tested. CI (CI=true) fails instead.");
-    eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
-    false
-}
-
-/// The node runner process and the JSON lines it printed.
-struct Node {
-    _child: Child,
-    lines: Arc<Mutex<Vec<Value>>>,
-}
-
-impl Node {
-    fn spawn(endpoint: &str) -> Self {
-        let mut child = Command::new("node")
-            .arg("runner.mjs")
-            .current_dir(interop_dir())
-            .env("HWS_INTEROP_ENDPOINT", endpoint)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn node");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&lines);
-        tokio::spawn(async move {
-            let mut reader = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = reader.next_line().await {
-                let value = serde_json::from_str(&line).unwrap_or(Value::String(line));
-                sink.lock().unwrap().push(value);
-            }
-        });
-        Self {
-            _child: child,
-            lines,
-        }
-    }
-
-    /// How many lines have `field` == `value`.
-    fn count(&self, field: &str, value: &str) -> usize {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.get(field).and_then(Value::as_str) == Some(value))
-            .count()
-    }
-
-    /// The lines with `field` == `value`.
-    fn find(&self, field: &str, value: &str) -> Vec<Value> {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.get(field).and_then(Value::as_str) == Some(value))
-            .cloned()
-            .collect()
-    }
-}
 
 fn req_hex(r: RequestId) -> String {
     hex::encode(r.0)
@@ -503,7 +411,7 @@ fn committed(engine: &Engine, o: &Outcome) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_typescript_runner_against_hibernating_ws() {
-    if !node_ready() {
+    if !node::ready("tests/interop") {
         return;
     }
     let mut config = GatewayConfig::default();
@@ -520,7 +428,7 @@ async fn official_typescript_runner_against_hibernating_ws() {
         "emptypath",
     ];
     let engine = Engine::start(config, &actors).await;
-    let node = Node::spawn(&engine.endpoint);
+    let node = node::NodeRunner::spawn(&engine.endpoint);
     until("the runner to connect", || async {
         engine.events().runners_connected > 0
     })

@@ -16,6 +16,24 @@ use tokio::net::TcpStream;
 /// Generous bound for the engine to answer `/health` (a hang guard, not a timing assertion).
 const READY: Duration = Duration::from_secs(60);
 
+/// How long a runner (or envoy) may go without a ping before the engine finds it lost, in
+/// milliseconds (`pegboard.runner_lost_threshold`, `pegboard.envoy_lost_threshold`; the engine's
+/// default is 15 000). The engine checks it once per threshold, so it finds a killed runner
+/// lost between one and two thresholds after its last ping, and only then moves its awake
+/// actors; a client socket of such an actor is closed after 30 s without a pong from the runner
+/// (`pegboard.gateway_tunnel_ping_timeout_ms`). 8 s (at most ~19 s with the 3 s ping
+/// interval) always beats that; the default loses the race now and then, whatever the runner.
+/// It must stay above the 3 s ping interval, or live runners are evicted.
+pub const LOST_THRESHOLD_MS: u32 = 8_000;
+
+/// The CPU the engine's workflow worker measures its load against, in millicores
+/// (`runtime.worker_cpu_max`). The worker sheds load by the CPU usage of its whole cgroup (or
+/// host): above 70 % of this it pulls ever fewer woken workflows, down to 5 % of them above
+/// 90 %, so on a busy machine (other builds and tests, not the engine's own work) signals sit
+/// unprocessed for tens of seconds: an actor's lost runner, a sleep intent, a wake. 1 000 cores
+/// keeps it from shedding.
+pub const WORKER_CPU_MAX: u32 = 1_000_000;
+
 pub fn package_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rivet_engine")
 }
@@ -103,6 +121,15 @@ impl RivetEngine {
             .env("RIVET__metrics__host", "127.0.0.1")
             .env("RIVET__metrics__port", free_port().to_string())
             .env("RIVET__file_system__path", dir.0.join("db"))
+            .env("RIVET__runtime__worker_cpu_max", WORKER_CPU_MAX.to_string())
+            .env(
+                "RIVET__pegboard__runner_lost_threshold",
+                LOST_THRESHOLD_MS.to_string(),
+            )
+            .env(
+                "RIVET__pegboard__envoy_lost_threshold",
+                LOST_THRESHOLD_MS.to_string(),
+            )
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -296,6 +323,9 @@ impl Drop for RivetEngine {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Ok(keep) = std::env::var("HWS_RIVET_ENGINE_KEEP_LOG") {
+            let _ = std::fs::copy(&self.log, keep);
+        }
         if std::thread::panicking() {
             eprintln!("--- rivet-engine log (tail) ---\n{}", self.log_tail(60));
         }

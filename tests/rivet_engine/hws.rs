@@ -5,8 +5,9 @@
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use hibernating_ws::storage::{ActorRecord, FileStore, Store as _, StoredSocket};
 
@@ -17,8 +18,20 @@ use crate::until;
 /// How long a sleep request may go unanswered before the client asks again (see [`sleep`]).
 const SLEEP_RETRY: Duration = Duration::from_secs(10);
 
-/// The runner name the hws runner registers with.
-pub const RUNNER_NAME: &str = "hws-echo";
+/// The runner name (v7) or pool (envoy v8) the hws runner speaking `protocol` registers with:
+/// one per protocol, so both can serve the same engine without taking each other's actors
+/// (the index wrap runs on a runner of its own, [`WRAP_RUNNER_NAME`]).
+pub fn runner_name(protocol: &str) -> &'static str {
+    if protocol == "envoy" {
+        "hws-envoy"
+    } else {
+        "hws-echo"
+    }
+}
+
+/// The runner name of the v7 runner that carries the index wrap, next to the other scenarios.
+pub const WRAP_RUNNER_NAME: &str = "hws-wrap";
+
 /// The environment variable that turns the test binary into the runner (its arguments, one per
 /// line).
 pub const RUNNER_ARGS: &str = "HWS_RIVET_ENGINE_RUNNER_ARGS";
@@ -35,22 +48,6 @@ pub fn digest(messages: &[String]) -> u64 {
 /// stopped` on its stderr), one entry per stop.
 static STOPS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// Handshakes the runner processes of this test binary completed (`runner: connected as`).
-static CONNECTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-/// Waits until a runner process has completed more than `before` handshakes in all.
-pub async fn connected(before: usize) {
-    until("the runner to connect", || async {
-        CONNECTS.load(std::sync::atomic::Ordering::Relaxed) > before
-    })
-    .await;
-}
-
-/// Handshakes so far (see [`connected`]).
-pub fn connects() -> usize {
-    CONNECTS.load(std::sync::atomic::Ordering::Relaxed)
-}
-
 /// How many times a runner process reported `actor_id` stopped.
 fn stops(actor_id: &str) -> usize {
     STOPS
@@ -61,14 +58,19 @@ fn stops(actor_id: &str) -> usize {
         .count()
 }
 
-/// Copies a runner's stderr to this process's stderr and records the stops it reports.
-fn watch(stderr: impl std::io::Read + Send + 'static) {
+/// Copies a runner's stderr to this process's stderr (each line prefixed with `tag`), counts
+/// its handshakes in `connects` and records the stops it reports.
+fn watch(
+    stderr: impl std::io::Read + Send + 'static,
+    tag: &'static str,
+    connects: Arc<AtomicUsize>,
+) {
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
-            eprintln!("{line}");
+            eprintln!("[{tag}] {line}");
             if line.starts_with("runner: connected as ") {
-                CONNECTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                connects.fetch_add(1, Ordering::Relaxed);
             }
             if let Some(actor) = line
                 .strip_prefix("runner: actor ")
@@ -89,17 +91,38 @@ pub struct RunnerProcess {
     endpoint: String,
     data: PathBuf,
     protocol: &'static str,
+    name: &'static str,
+    /// Handshakes completed by this process and the ones that replaced it.
+    connects: Arc<AtomicUsize>,
 }
 
 impl RunnerProcess {
     /// Starts a runner (a new runner key every time, as a restarted process has) speaking
-    /// `protocol` (`runner`: v7 on `/runners/connect`; `envoy`: v8 on `/envoys/connect`).
-    pub fn spawn(endpoint: &str, data: &Path, protocol: &'static str) -> Self {
+    /// `protocol` (`runner`: v7 on `/runners/connect`; `envoy`: v8 on `/envoys/connect`) under
+    /// the runner name (or pool) `name`, and waits until it has connected.
+    pub async fn start(
+        endpoint: &str,
+        data: &Path,
+        protocol: &'static str,
+        name: &'static str,
+    ) -> Self {
+        let runner = Self::spawn(endpoint, data, protocol, name, Arc::default());
+        runner.connected(0).await;
+        runner
+    }
+
+    fn spawn(
+        endpoint: &str,
+        data: &Path,
+        protocol: &'static str,
+        name: &'static str,
+        connects: Arc<AtomicUsize>,
+    ) -> Self {
         let args = [
             "--endpoint",
             endpoint,
             "--runner-name",
-            RUNNER_NAME,
+            name,
             "--data",
             data.to_str().expect("a UTF-8 path"),
             "--protocol",
@@ -115,20 +138,40 @@ impl RunnerProcess {
             .spawn()
             .expect("spawn the runner");
         if let Some(stderr) = child.stderr.take() {
-            watch(stderr);
+            watch(stderr, name, Arc::clone(&connects));
         }
         Self {
             child,
             endpoint: endpoint.into(),
             data: data.into(),
             protocol,
+            name,
+            connects,
         }
     }
 
-    /// A new runner process like this one (a new key, the same store and protocol).
-    pub fn restart(&mut self) {
+    /// Waits until this runner (and the ones it replaced) completed more than `before`
+    /// handshakes in all.
+    async fn connected(&self, before: usize) {
+        until("the runner to connect", || async {
+            self.connects.load(Ordering::Relaxed) > before
+        })
+        .await;
+    }
+
+    /// A new runner process like this one (a new key, the same store and protocol), once it has
+    /// connected.
+    pub async fn restart(&mut self) {
         self.kill();
-        *self = Self::spawn(&self.endpoint, &self.data, self.protocol);
+        let before = self.connects.load(Ordering::Relaxed);
+        *self = Self::spawn(
+            &self.endpoint,
+            &self.data,
+            self.protocol,
+            self.name,
+            Arc::clone(&self.connects),
+        );
+        self.connected(before).await;
     }
 
     /// The process id.
@@ -195,6 +238,18 @@ pub struct Outcome {
     pub sent: Vec<String>,
     /// Kept open until the end.
     pub client: Client,
+}
+
+/// The client closes (1000): the engine answers with the client's own code and reason.
+pub async fn close(o: &mut Outcome) {
+    o.client.close(1000, "done").await;
+    let seen = o.client.next(EVENT).await;
+    assert_eq!(
+        seen,
+        Some(Seen::Close(Some((1000, "done".into())))),
+        "{}",
+        o.path
+    );
 }
 
 /// Waits until the engine reports the actor asleep.
@@ -287,7 +342,7 @@ pub async fn cycles(engine: &RivetEngine, actor_id: &str) -> Outcome {
 /// More than 65 536 messages on one socket, so the gateway's index wraps, after a sleep and a
 /// wake. The engine, once it has carried this many messages for an actor, no longer puts that
 /// actor to sleep for a while (neither for its intent nor for `POST /actors/{id}/sleep`): the
-/// test runs this last and checks the store without a final sleep. On a loaded machine the
+/// test checks the store without a final sleep. On a loaded machine the
 /// engine sometimes loses the actor's workflow while it keeps routing to it (a sleep then
 /// answers "actor workflow not found" and never comes): the wrap then runs without the sleep
 /// before it (the sleep/wake cycles are [`cycles`]'), and says so.
@@ -333,28 +388,49 @@ pub async fn closing(engine: &RivetEngine, actor_id: &str, data: &Path) {
     assert_eq!(seen, Some(Seen::Close(Some((1000, "done".into())))));
 }
 
-/// The runner is killed (`SIGKILL`) under an awake actor once everything its client sent is committed:
-/// the store is intact after the kill (every acknowledged message was committed before its
-/// ack) and a new runner process opens it.
-///
-/// Not checked here: the actor's wake on the new runner. The engine does not notice the dead
-/// runner within its own timeouts: an awake actor's clients are closed with 1011
-/// `websocket_tunnel_ping_timeout` after 30 s, and a wake it places on the dead runner ends in
-/// 1011 `actor_ready_timeout` after 30 s; lowering `pegboard.runner_lost_threshold` below the
-/// runner ping interval evicts live runners instead, and over envoy v8 a 2 s
-/// `pegboard.envoy_lost_threshold` did not move the actor within 60 s (`docs/rivet-engine.md`).
-pub async fn killed(engine: &RivetEngine, actor_id: &str, runner: &mut RunnerProcess, data: &Path) {
+/// The runner is killed (`SIGKILL`) under an awake actor once everything its client sent is
+/// committed; the store is intact after the kill (every acknowledged message was committed
+/// before its ack) and a new runner process opens it. The client, whose socket the engine keeps
+/// open, sends during the outage: once the engine has found the runner lost
+/// (`pegboard.runner_lost_threshold`, lowered by [`RivetEngine::start`]) the actor sleeps, the
+/// pending messages wake it on the new runner, which restores the socket from the store and
+/// echoes them. The store then holds every message once, in order. Returns how long after the
+/// kill the first message of the outage came back.
+pub async fn killed(
+    engine: &RivetEngine,
+    actor_id: &str,
+    runner: &mut RunnerProcess,
+    data: &Path,
+) -> Duration {
     let mut o = open(engine, actor_id, "/ws/killed").await;
     talk(&mut o, batch("before", 50)).await;
     committed(data, &o).await;
     runner.kill();
+    let killed_at = Instant::now();
     committed(data, &o).await;
-    runner.restart();
-    // The new runner's store is the same: it loads the socket's record intact.
+    runner.restart().await;
+    let outage = batch("outage", 20);
+    for m in &outage {
+        o.client.send(m).await;
+    }
+    let first = o
+        .client
+        .next_echo("killed: the first message of the outage")
+        .await;
+    let moved = killed_at.elapsed();
+    assert_eq!(first, outage[0], "killed: the outage's first echo");
+    for (i, m) in outage.iter().enumerate().skip(1) {
+        let e = o.client.next_echo("killed: the outage's echoes").await;
+        assert_eq!(&e, m, "killed: outage echo {i}");
+    }
+    o.sent.extend(outage);
+    talk(&mut o, batch("after", 20)).await;
     committed(data, &o).await;
+    o.client.close(1000, "done").await;
+    moved
 }
 
-/// The runner's data directory inside the engine's scratch directory.
-pub fn data_dir(engine: &RivetEngine) -> PathBuf {
-    engine.data_dir().join("runner")
+/// The data directory of the runner named `name` inside the engine's scratch directory.
+pub fn data_dir(engine: &RivetEngine, name: &str) -> PathBuf {
+    engine.data_dir().join(name)
 }

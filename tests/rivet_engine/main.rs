@@ -2,17 +2,24 @@
 //! behind it: the engine runs on free loopback ports with its storage in a temporary directory,
 //! actors are created through its HTTP API and clients talk to them through its gateway.
 //!
-//! * `typescript_runner_behind_official_engine`: the official TypeScript runner of
-//!   `tests/interop` (`runner.mjs`) proves the harness: sleep/wake cycles with traffic while
-//!   asleep, and a client close while asleep (the engine answers with the client's own code);
-//!   what the actor committed (read from the engine's actor KV) is exactly what the client sent.
-//! * `hws_runner_behind_official_engine`: the runner of `examples/runner.rs` (hws's session,
-//!   runner and tokio adapter, with the file store) as a child process: 10 sleep/wake cycles
-//!   with traffic while asleep, a client close while asleep, 66 010 messages across the index
-//!   wrap, and a SIGKILL of the runner under an awake actor with a new runner on the same store.
-//!   The store's message count and digest of every socket equal what its client sent: each
-//!   message once, in order. What the engine does that shapes these scenarios (and what is not
-//!   checked because of it) is in `docs/rivet-engine.md`.
+//! One engine serves every scenario at once (`runners_behind_official_engine`), each runner under
+//! its own runner name:
+//!
+//! * the official TypeScript runner of `tests/interop` (`runner.mjs`) proves the harness:
+//!   sleep/wake cycles with traffic while asleep, a client close while asleep (the engine
+//!   answers with the client's own code), and a SIGKILL of the runner under an awake actor with
+//!   the client sending during the outage; what the actor committed (read from the engine's
+//!   actor KV) is exactly what the client sent;
+//! * the runner of `examples/runner.rs` (hws's session, runner and tokio adapter, with the file
+//!   store) as a child process, over runner protocol v7 and over envoy protocol v8: 10
+//!   sleep/wake cycles with traffic while asleep, a client close while asleep, 66 010 messages
+//!   across the index wrap (v7 only), and a SIGKILL of the runner under an awake actor with the
+//!   client sending during the outage, served by a new runner on the same store. The store's
+//!   message count and digest of every socket equal what its client sent: each message once, in
+//!   order. What the engine does that shapes these scenarios (and what is not checked because
+//!   of it) is in `docs/rivet-engine.md`.
+//!
+//! Each scenario group prints its wall time, and the test its total.
 //!
 //! Needs `npm ci` in `tests/rivet_engine` (the engine binary) and in `tests/interop` (the
 //! TypeScript runner). With `CI=true` a missing one fails the test; otherwise it is skipped with a
@@ -38,17 +45,14 @@ mod engine;
 #[path = "../../examples/runner.rs"]
 mod example;
 mod hws;
+#[path = "../common/node_runner.rs"]
 mod node;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use client::{EVENT, Seen, batch};
 use engine::RivetEngine;
 use node::NodeRunner;
-
-/// The tests of this binary run one at a time: each starts an engine and runners, and the
-/// engine's timings stretch under load.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Polls `f` until it holds (hang guard: [`EVENT`]).
 async fn until<F, Fut>(what: &str, mut f: F)
@@ -79,13 +83,54 @@ async fn ts_committed(engine: &RivetEngine, actor: &str, req: &str) -> Vec<Strin
     log
 }
 
+/// Every scenario on one engine, each runner under its own runner name: the TypeScript runner,
+/// the hws runner over v7 and over envoy v8 at once; then, alone, the index wrap on a v7 runner
+/// of its own (tens of thousands of messages keep the engine's CPU busy, and a busy engine left
+/// other actors' sleep requests unanswered).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn typescript_runner_behind_official_engine() {
-    if !engine::ready() || !node::ready() {
+async fn runners_behind_official_engine() {
+    if !engine::ready() {
         return;
     }
-    let _one = ONE_AT_A_TIME.lock().await;
+    let node = node::ready("the TypeScript runner behind the Rivet engine");
+    let started = Instant::now();
     let engine = RivetEngine::start().await;
+    eprintln!("rivet engine: healthy after {:?}", started.elapsed());
+    let typescript = async {
+        if node {
+            timed("typescript runner", typescript_scenarios(&engine)).await;
+        }
+    };
+    tokio::join!(
+        typescript,
+        timed("hws runner (v7)", hws_scenarios(&engine, "runner")),
+        timed("hws runner (envoy v8)", hws_scenarios(&engine, "envoy")),
+    );
+    timed(
+        "hws runner (v7): index wrap",
+        hws_wrap(&engine, "runner", hws::WRAP_RUNNER_NAME),
+    )
+    .await;
+    eprintln!(
+        "runners behind the official engine: {:?} in all",
+        started.elapsed()
+    );
+}
+
+/// Runs `f`, then prints its wall time (a report, never an assertion).
+async fn timed<T>(what: &str, f: impl Future<Output = T>) -> T {
+    let started = Instant::now();
+    let out = f.await;
+    eprintln!("{what}: {:?}", started.elapsed());
+    out
+}
+
+/// The official TypeScript runner: sleep/wake cycles with traffic while asleep, a client close
+/// while asleep, and a SIGKILL under an awake actor with the client sending during the outage.
+async fn typescript_scenarios(engine: &RivetEngine) {
+    // A v7 runner creates its pool's config when it connects, but the engine sometimes took
+    // more than a minute to accept actors for it: configure the pool first.
+    engine.configure_pool(node::RUNNER_NAME).await;
     let node = NodeRunner::spawn(&engine.endpoint());
     until("the runner to connect", || async {
         node.count("app", "connected") > 0
@@ -139,20 +184,110 @@ async fn typescript_runner_behind_official_engine() {
     let mut waker = engine.connect(&actor, "/waker").await;
     waker.send_all(&batch("waker", 3), "waker").await;
 
-    let log = ts_committed(&engine, &actor, &req).await;
+    let log = ts_committed(engine, &actor, &req).await;
     assert_eq!(log.len(), sent.len(), "committed count");
     assert!(log == sent, "the committed log differs from what was sent");
     assert!(
         node.find("app", "restoring").len() >= 4,
         "every wake restored the socket"
     );
+
+    waker.close(1000, "done").await;
+    drop(node);
+    typescript_killed(engine).await;
+}
+
+/// The official TypeScript runner dies (SIGKILL) under an awake actor once what its client sent
+/// is committed; a new runner connects, the client sends during the outage, and the engine
+/// moves the actor there once it has found the runner lost: the committed log is what the
+/// client sent, each message once.
+async fn typescript_killed(engine: &RivetEngine) {
+    // A v7 runner creates its pool's config when it connects, but the engine sometimes took
+    // more than a minute to accept actors for it: configure the pool first.
+    engine.configure_pool(node::RUNNER_NAME).await;
+    let node = NodeRunner::spawn(&engine.endpoint());
+    until("the runner to connect", || async {
+        node.count("app", "connected") > 0
+    })
+    .await;
+    let actor = engine
+        .create_actor("proof-killed", "proof-killed", node::RUNNER_NAME)
+        .await;
+    let mut c = engine.connect(&actor, "/killed").await;
+    let mut sent = batch("before", 20);
+    c.send_all(&sent, "typescript killed").await;
+    let opened = node.find("app", "opened");
+    let req = opened
+        .iter()
+        .find(|l| l["actor"] == actor.as_str())
+        .and_then(|l| l["req"].as_str())
+        .expect("the socket opened")
+        .to_string();
+    until("the messages to be committed", || async {
+        ts_committed(engine, &actor, &req).await.len() == sent.len()
+    })
+    .await;
+    drop(node);
+    let killed_at = Instant::now();
+    let node = NodeRunner::spawn(&engine.endpoint());
+    until("the new runner to connect", || async {
+        node.count("app", "connected") > 0
+    })
+    .await;
+    let outage = batch("outage", 20);
+    for m in &outage {
+        c.send(m).await;
+    }
+    for (i, m) in outage.iter().enumerate() {
+        let e = c.next_echo("typescript killed: the outage's echoes").await;
+        if i == 0 {
+            eprintln!(
+                "typescript runner: the outage's first echo {:?} after the kill",
+                killed_at.elapsed()
+            );
+        }
+        assert_eq!(&e, m, "typescript killed: outage echo {i}");
+    }
+    sent.extend(outage);
+    until("the outage's messages to be committed", || async {
+        ts_committed(engine, &actor, &req).await.len() >= sent.len()
+    })
+    .await;
+    let log = ts_committed(engine, &actor, &req).await;
+    assert!(
+        log == sent,
+        "the committed log differs from what was sent: {log:?}"
+    );
+    c.close(1000, "done").await;
     drop(node);
 }
 
-/// Not a test: the hws runner process that `hws_runner_behind_official_engine` starts (this
+/// The SIGKILL scenario alone, for every runner at once (a comparison on one engine).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "part of runners_behind_official_engine; alone: cargo test --all-features --test rivet_engine killed -- --ignored"]
+async fn killed_runners_behind_official_engine() {
+    if !engine::ready() || !node::ready("the TypeScript runner behind the Rivet engine") {
+        return;
+    }
+    let engine = RivetEngine::start().await;
+    let hws = |protocol: &'static str| {
+        let engine = &engine;
+        async move {
+            let name = hws::runner_name(protocol);
+            let (mut runner, data) = hws_runner(engine, protocol, name).await;
+            let actor = format!("{name}-killed");
+            let actor = engine.create_actor(&actor, &actor, name).await;
+            let moved = hws::killed(engine, &actor, &mut runner, &data).await;
+            eprintln!("hws runner ({protocol}): the outage's first echo {moved:?} after the kill");
+        }
+    };
+    tokio::join!(typescript_killed(&engine), hws("runner"), hws("envoy"));
+}
+
+/// Not a test: the hws runner process that the tests of this binary start (this
 /// binary re-executed with [`hws::RUNNER_ARGS`] set). Without that variable it does nothing.
 #[test]
-#[ignore = "the runner child process of hws_runner_behind_official_engine"]
+#[ignore = "the hws runner child process of this binary's tests"]
 fn runner_child() {
     let Ok(args) = std::env::var(hws::RUNNER_ARGS) else {
         return;
@@ -168,83 +303,72 @@ fn runner_child() {
         .expect("the runner runs until killed");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hws_runner_behind_official_engine() {
-    hws_scenarios("runner", true).await;
-}
-
-/// The same scenarios with the runner speaking envoy protocol v8 on `/envoys/connect`, but the
-/// index wrap: the engine's envoy path slows down on a socket with many messages (tens per
-/// second after a few thousand; `docs/rivet-engine.md`), so 66 010 messages take minutes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hws_envoy_behind_official_engine() {
-    hws_scenarios("envoy", false).await;
-}
-
-/// The index wrap over envoy v8 (and every other scenario): minutes, not run by default.
+/// The index wrap over envoy v8: minutes, not run by default (the engine's envoy path slows
+/// down on a socket with many messages, tens per second after a few thousand:
+/// `docs/rivet-engine.md`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "minutes: cargo test --all-features --test rivet_engine hws_envoy_wrap -- --ignored"]
 async fn hws_envoy_wrap_behind_official_engine() {
-    hws_scenarios("envoy", true).await;
-}
-
-/// The hws runner speaking `protocol` behind the engine: every scenario of `hws` (the index
-/// wrap only with `wrap`).
-async fn hws_scenarios(protocol: &'static str, wrap: bool) {
     if !engine::ready() {
         return;
     }
-    let _one = ONE_AT_A_TIME.lock().await;
-    let started = std::time::Instant::now();
     let engine = RivetEngine::start().await;
+    hws_wrap(&engine, "envoy", "hws-envoy-wrap").await;
+}
+
+/// The hws runner speaking `protocol` behind the engine: 10 sleep/wake cycles, a client close
+/// while asleep, and a SIGKILL with a new runner serving what the client sent during the outage.
+async fn hws_scenarios(engine: &RivetEngine, protocol: &'static str) {
+    let name = hws::runner_name(protocol);
+    let (mut runner, data) = hws_runner(engine, protocol, name).await;
+    // Actor keys are unique per name in the namespace: the name carries the runner's.
+    let create = |actor: &'static str| async move {
+        let actor = format!("{name}-{actor}");
+        engine.create_actor(&actor, &actor, name).await
+    };
+    let (a_cycles, a_closing, a_killed) =
+        tokio::join!(create("cycles"), create("closing"), create("killed"));
+
+    let (mut cycles, ()) = tokio::join!(
+        hws::cycles(engine, &a_cycles),
+        hws::closing(engine, &a_closing, &data),
+    );
+    // The store holds exactly what the client sent (the runner persists within 5 s); the
+    // client closes and the engine answers with its own code and reason.
+    hws::committed(&data, &cycles).await;
+    hws::close(&mut cycles).await;
+    // Last, the runner dies under an awake actor; a new one opens the same store and serves
+    // what the client sent during the outage.
+    let moved = hws::killed(engine, &a_killed, &mut runner, &data).await;
+    eprintln!("hws runner ({protocol}): the outage's first echo {moved:?} after the kill");
+}
+
+/// An hws runner speaking `protocol` under the runner name (or pool) `name`, connected, and its
+/// data directory.
+async fn hws_runner(
+    engine: &RivetEngine,
+    protocol: &'static str,
+    name: &'static str,
+) -> (hws::RunnerProcess, std::path::PathBuf) {
     // An envoy needs its pool before it connects; a v7 runner creates one when it connects, but
     // on a loaded machine the engine took more than a minute to accept actors for it.
-    engine.configure_pool(hws::RUNNER_NAME).await;
-    let data = hws::data_dir(&engine);
-    let before = hws::connects();
-    let mut runner = hws::RunnerProcess::spawn(&engine.endpoint(), &data, protocol);
+    engine.configure_pool(name).await;
+    let data = hws::data_dir(engine, name);
     // An envoy's pool exists before it connects, so actors could be created (and wait
     // unplaced) before it does: create them once it has.
-    hws::connected(before).await;
-    let create = |name: &'static str| engine.create_actor(name, name, hws::RUNNER_NAME);
-    let (a_cycles, a_wrap, a_closing, a_killed) = tokio::join!(
-        create("cycles"),
-        create("wrap"),
-        create("closing"),
-        create("killed")
-    );
+    let runner = hws::RunnerProcess::start(&engine.endpoint(), &data, protocol, name).await;
+    (runner, data)
+}
 
-    let (cycles, ()) = tokio::join!(
-        hws::cycles(&engine, &a_cycles),
-        hws::closing(&engine, &a_closing, &data),
-    );
-    let mut outcomes = vec![cycles];
-    if wrap {
-        outcomes.push(hws::wrap(&engine, &a_wrap).await);
-    }
-    // The store holds exactly what each client sent (the runner persists within 5 s).
-    for o in &outcomes {
-        hws::committed(&data, o).await;
-    }
-    // The clients close: the engine answers each with its own code and reason.
-    for o in &mut outcomes {
-        o.client.close(1000, "done").await;
-        let seen = o.client.next(EVENT).await;
-        assert_eq!(
-            seen,
-            Some(Seen::Close(Some((1000, "done".into())))),
-            "{}",
-            o.path
-        );
-    }
-    // Last, the runner dies under an awake actor; a new one opens the same store.
-    hws::killed(&engine, &a_killed, &mut runner, &data).await;
-    runner.kill();
-    eprintln!(
-        "hws runner ({protocol}) behind the official engine: {} messages, {:?}",
-        outcomes.iter().map(|o| o.sent.len()).sum::<usize>(),
-        started.elapsed()
-    );
+/// More than 65 536 messages on one socket of an hws runner speaking `protocol` under the
+/// runner name `name`, after a sleep and a wake: the store holds each once, in order.
+async fn hws_wrap(engine: &RivetEngine, protocol: &'static str, name: &'static str) {
+    let (runner, data) = hws_runner(engine, protocol, name).await;
+    let actor = engine.create_actor(name, name, name).await;
+    let mut wrap = hws::wrap(engine, &actor).await;
+    hws::committed(&data, &wrap).await;
+    hws::close(&mut wrap).await;
+    drop(runner);
 }
 
 /// A measurement, not a test: see `BENCHMARKS.md` ("Behind the official Rivet engine").
@@ -252,19 +376,18 @@ async fn hws_scenarios(protocol: &'static str, wrap: bool) {
 #[ignore = "a measurement: cargo test --release --all-features --test rivet_engine bench -- --ignored --nocapture"]
 async fn bench_behind_official_engine() {
     assert!(
-        engine::ready() && node::ready(),
+        engine::ready() && node::ready("the TypeScript runner behind the Rivet engine"),
         "needs npm ci in tests/rivet_engine and tests/interop"
     );
     let engine = RivetEngine::start().await;
-    let data = hws::data_dir(&engine);
-    let runner = hws::RunnerProcess::spawn(&engine.endpoint(), &data, "runner");
+    let (runner, _data) = hws_runner(&engine, "runner", hws::runner_name("runner")).await;
     let node = NodeRunner::spawn(&engine.endpoint());
     until("the TypeScript runner to connect", || async {
         node.count("app", "connected") > 0
     })
     .await;
     let hws_actor = engine
-        .create_actor("bench-hws", "bench-hws", hws::RUNNER_NAME)
+        .create_actor("bench-hws", "bench-hws", hws::runner_name("runner"))
         .await;
     let ts_actor = engine
         .create_actor("bench-ts", "bench-ts", node::RUNNER_NAME)

@@ -13,53 +13,19 @@ import { writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
+import { ab, gen, mulberry32, toHex, utf8, wholeCodec } from "./common.mjs";
+
 process.env.NODE_ENV = "development";
 const p = await import("@rivetkit/engine-envoy-protocol");
 const bare = await import("@rivetkit/bare-ts");
 
 const OUT_DIR = dirname(fileURLToPath(import.meta.url));
 const PACKAGE = "@rivetkit/engine-envoy-protocol@2.3.19";
+const { readWhole, writeWhole } = wholeCodec(bare, 1 << 16);
 assert.equal(p.VERSION, 8);
 
-const toHex = (u8) => Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength).toString("hex");
 const fromHex = (hex) => new Uint8Array(Buffer.from(hex, "hex"));
-const ab = (u8) => u8.buffer.slice(u8.byteOffset, u8.byteOffset + u8.byteLength);
-const utf8 = (s) => new TextEncoder().encode(s);
-const snake = (k) => k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 
-/**
- * An official value as hws's `Serialize` impls describe the Rust value under serde_json, every
- * number as a decimal string (as generate.mjs's `gen`): struct fields in snake case, data as a
- * list of byte values, maps as objects, a union as `{"<official tag>": value}` or the bare tag
- * when it has no body, an enum as its name.
- */
-function gen(v) {
-	if (v === null) return null;
-	if (typeof v === "bigint" || typeof v === "number") return v.toString();
-	if (v instanceof ArrayBuffer) return [...new Uint8Array(v)].map(String);
-	if (v instanceof Map) return Object.fromEntries([...v].map(([k, x]) => [k, gen(x)]));
-	if (Array.isArray(v)) return v.map(gen);
-	if (typeof v === "object") {
-		const keys = Object.keys(v);
-		if (keys.length === 2 && keys[0] === "tag" && keys[1] === "val") {
-			return v.val === null ? v.tag : { [v.tag]: gen(v.val) };
-		}
-		return Object.fromEntries(Object.entries(v).map(([k, x]) => [snake(k), gen(x)]));
-	}
-	return v;
-}
-
-function readWhole(read, bytes) {
-	const bc = new bare.ByteCursor(bytes, bare.Config({}));
-	const result = read(bc);
-	if (bc.offset < bc.view.byteLength) throw new bare.BareError(bc.offset, "remaining bytes");
-	return result;
-}
-function writeWhole(write, x) {
-	const bc = new bare.ByteCursor(new Uint8Array(1 << 16), bare.Config({}));
-	write(bc, x);
-	return new Uint8Array(bc.view.buffer, bc.view.byteOffset, bc.offset).slice();
-}
 
 // The types hws decodes; `subset` says whether an official value lies in what hws models (every
 // envelope variant but the SQLite ones; hws answers `UnsupportedVariant` for those).
@@ -285,16 +251,6 @@ for (const v of vectors) {
 // Differential: deterministic mutations of the accept vectors
 // ---------------------------------------------------------------------------------------------
 
-function mulberry32(seed) {
-	let a = seed >>> 0;
-	return () => {
-		a = (a + 0x6d2b79f5) >>> 0;
-		let t = a;
-		t = Math.imul(t ^ (t >>> 15), t | 1);
-		t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-		return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-	};
-}
 const rand = mulberry32(0x8e4f0a1);
 const pick = (n) => Math.floor(rand() * n);
 function mutate(src) {

@@ -14,6 +14,8 @@ import { writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
+import { ab, gen, mulberry32, toHex, utf8, wholeCodec } from "./common.mjs";
+
 // bare-ts checks its encoder inputs (u16 range, fixed-length ids, ...) only in development mode;
 // turn that on before the codec is loaded so a bad vector cannot be encoded silently.
 process.env.NODE_ENV = "development";
@@ -23,18 +25,17 @@ const bare = await import("@rivetkit/bare-ts");
 const OUT_DIR = dirname(fileURLToPath(import.meta.url));
 const PACKAGE = "@rivetkit/engine-runner-protocol@2.3.10";
 const PROTOCOL_VERSION = 7;
+const { readWhole, writeWhole } = wholeCodec(bare, 1024);
 
 // ---------------------------------------------------------------------------------------------
 // Bytes, hex and the pattern segments
 // ---------------------------------------------------------------------------------------------
 
-const toHex = (u8) => Buffer.from(u8.buffer, u8.byteOffset, u8.byteLength).toString("hex");
 const fromHex = (hex) => {
 	assert.match(hex, /^([0-9a-f]{2})*$/, `bad hex ${hex.slice(0, 40)}`);
 	return new Uint8Array(Buffer.from(hex, "hex"));
 };
 const concat = (parts) => new Uint8Array(Buffer.concat(parts.map((x) => Buffer.from(x))));
-const utf8 = (s) => new TextEncoder().encode(s);
 
 /** `byte[i] = (31 * i + seed) mod 256` for `i` in `0..len`: the formula tests/vectors.rs repeats. */
 function pattern(len, seed) {
@@ -97,7 +98,6 @@ function describe(bytes, fields) {
 // The fields shape <-> the official codec's objects
 // ---------------------------------------------------------------------------------------------
 
-const ab = (u8) => u8.buffer.slice(u8.byteOffset, u8.byteOffset + u8.byteLength);
 const id4 = (hex) => {
 	const b = fromHex(hex);
 	assert.equal(b.length, 4, `ids are 4 bytes: ${hex}`);
@@ -236,30 +236,6 @@ function unionFrom(table, o) {
 	return { variant: row[0], value: row[3](o.val) };
 }
 
-const snake = (k) => k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
-
-/**
- * The control-plane value shape: an official value as hws's `Serialize` impls describe the Rust
- * value (serde_json), with every number as a decimal string. Struct fields in snake case; data as
- * a list of byte values; maps as objects; a union as `{"<official tag>": value}`, or the bare tag
- * when it has no body; an enum as its name.
- */
-function gen(v) {
-	if (v === null) return null;
-	if (typeof v === "bigint" || typeof v === "number") return v.toString();
-	if (v instanceof ArrayBuffer) return [...new Uint8Array(v)].map(String);
-	if (v instanceof Map) return Object.fromEntries([...v].map(([k, x]) => [k, gen(x)]));
-	if (Array.isArray(v)) return v.map(gen);
-	if (typeof v === "object") {
-		const keys = Object.keys(v);
-		if (keys.length === 2 && keys[0] === "tag" && keys[1] === "val") {
-			return v.val === null ? v.tag : { [v.tag]: gen(v.val) };
-		}
-		return Object.fromEntries(Object.entries(v).map(([k, x]) => [snake(k), gen(x)]));
-	}
-	return v;
-}
-
 const clientMsgTo = (f) => ({ messageId: msgIdTo(f.message_id), messageKind: unionTo(CLIENT_KINDS, f.kind) });
 const clientMsgFrom = (o) => ({ message_id: msgIdFrom(o.messageId), kind: unionFrom(CLIENT_KINDS, o.messageKind) });
 const serverMsgTo = (f) => ({ messageId: msgIdTo(f.message_id), messageKind: unionTo(SERVER_KINDS, f.kind) });
@@ -302,19 +278,6 @@ const TO_SERVER = [
 	["TunnelMessage", "ToServerTunnelMessage", serverMsgTo, serverMsgFrom],
 ];
 
-/** Runs a `read*` function over a whole buffer, rejecting trailing bytes as `decode*` does. */
-function readWhole(read, bytes) {
-	const bc = new bare.ByteCursor(bytes, bare.Config({}));
-	const result = read(bc);
-	if (bc.offset < bc.view.byteLength) throw new bare.BareError(bc.offset, "remaining bytes");
-	return result;
-}
-/** Encodes with a `write*` function and returns exactly the written bytes. */
-function writeWhole(write, x) {
-	const bc = new bare.ByteCursor(new Uint8Array(1024), bare.Config({}));
-	write(bc, x);
-	return new Uint8Array(bc.view.buffer, bc.view.byteOffset, bc.offset).slice();
-}
 const copy = (u8) => u8.slice();
 
 // Every type hws can decode as a whole frame. `subset(official)` tells whether an official
@@ -1016,18 +979,7 @@ reject("truncated/to_server_init_tag_only", "ToServer", b(0));
 // Differential set: deterministic mutations of small valid frames, each with the official verdict
 // ---------------------------------------------------------------------------------------------
 
-// mulberry32 with a fixed seed: deterministic, not random.
-function prng(seed) {
-	let a = seed >>> 0;
-	return () => {
-		a = (a + 0x6d2b79f5) >>> 0;
-		let t = a;
-		t = Math.imul(t ^ (t >>> 15), t | 1);
-		t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-		return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-	};
-}
-const rand = prng(0x68777331); // "hws1"
+const rand = mulberry32(0x68777331); // "hws1"
 const below = (n) => Math.floor(rand() * n);
 const INTERESTING = [0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x7f, 0x80, 0x81, 0xbf, 0xc0, 0xc3, 0xe0, 0xed, 0xef, 0xf0, 0xf4, 0xff];
 

@@ -1,6 +1,7 @@
 //! What `tests/vectors.rs` checks the official vectors with, one type family a file: the vector
 //! format and failure reports (`json`), tunnel messages (`tunnel`), their envelopes (`envelope`),
-//! one value of any vector type (`msg`); here, control-plane fields and re-framing checks.
+//! one value of any vector type (`msg`), which decode error matches an official rejection
+//! (`errors`, shared with `tests/envoy_vectors.rs`); here, control-plane fields and re-framing checks.
 //!
 //! Control-plane vectors describe a value as hws's `Serialize` impls do under `serde_json` (struct
 //! fields in snake case, union variants under their official names, data as byte lists, maps as
@@ -8,6 +9,7 @@
 
 mod coverage;
 pub(crate) mod envelope;
+pub(crate) mod errors;
 pub(crate) mod json;
 pub(crate) mod msg;
 pub(crate) mod tunnel;

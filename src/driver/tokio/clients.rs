@@ -16,32 +16,22 @@ use super::run::{Driven, Shared};
 use super::{CLIENT_QUEUE_FULL, Stopped};
 use crate::close::{CODE_POLICY_VIOLATION, CloseFrame};
 use crate::control::Control;
-use crate::gateway::{Gateway, RequestSlot, SendError};
+use crate::gateway::{self, CloseReason, Gateway, RequestSlot, SendError};
 use crate::hash::IdHasher;
 use crate::time::Timestamp;
 use crate::wire::RequestId;
 
 /// The client input of an engine that hosts a gateway.
 pub(super) trait ClientHost {
-    /// Hands one client message to the engine.
-    fn client_message(
-        &mut self,
-        now: Timestamp,
-        request_id: RequestId,
-        data: &[u8],
-        binary: bool,
-    ) -> Result<(), SendError>;
-
     /// Where the engine holds live request `request_id` (`None` if it does not).
     fn request_slot(&self, request_id: RequestId) -> Option<RequestSlot>;
 
-    /// [`client_message`](Self::client_message) through the request's slot handle: no
-    /// request-id lookup in the engine.
-    fn client_message_at(
+    /// Hands one client message to the engine: through the request's slot handle if `at` has
+    /// one (no request-id lookup in the engine), by its id otherwise.
+    fn client_message(
         &mut self,
         now: Timestamp,
-        at: RequestSlot,
-        request_id: RequestId,
+        request: (RequestId, Option<RequestSlot>),
         data: &[u8],
         binary: bool,
     ) -> Result<(), SendError>;
@@ -56,31 +46,32 @@ pub(super) trait ClientHost {
     ) -> bool;
 }
 
+/// The client input both engines take the same way: [`ClientHost::request_slot`] and
+/// [`ClientHost::client_message`], delegated to the engine's methods of those names.
+macro_rules! client_input {
+    ($engine:ident) => {
+        fn request_slot(&self, request_id: RequestId) -> Option<RequestSlot> {
+            $engine::request_slot(self, request_id)
+        }
+
+        fn client_message(
+            &mut self,
+            now: Timestamp,
+            (request_id, at): (RequestId, Option<RequestSlot>),
+            data: &[u8],
+            binary: bool,
+        ) -> Result<(), SendError> {
+            match at {
+                Some(at) => $engine::client_message_at(self, now, at, request_id, data, binary),
+                None => $engine::client_message(self, now, request_id, data, binary),
+            }
+            .map(|_| ())
+        }
+    };
+}
+
 impl ClientHost for Gateway {
-    fn client_message(
-        &mut self,
-        now: Timestamp,
-        request_id: RequestId,
-        data: &[u8],
-        binary: bool,
-    ) -> Result<(), SendError> {
-        Gateway::client_message(self, now, request_id, data, binary).map(|_| ())
-    }
-
-    fn request_slot(&self, request_id: RequestId) -> Option<RequestSlot> {
-        Gateway::request_slot(self, request_id)
-    }
-
-    fn client_message_at(
-        &mut self,
-        now: Timestamp,
-        at: RequestSlot,
-        request_id: RequestId,
-        data: &[u8],
-        binary: bool,
-    ) -> Result<(), SendError> {
-        Gateway::client_message_at(self, now, at, request_id, data, binary).map(|_| ())
-    }
+    client_input!(Gateway);
 
     fn client_close(
         &mut self,
@@ -95,30 +86,7 @@ impl ClientHost for Gateway {
 }
 
 impl ClientHost for Control {
-    fn client_message(
-        &mut self,
-        now: Timestamp,
-        request_id: RequestId,
-        data: &[u8],
-        binary: bool,
-    ) -> Result<(), SendError> {
-        Control::client_message(self, now, request_id, data, binary).map(|_| ())
-    }
-
-    fn request_slot(&self, request_id: RequestId) -> Option<RequestSlot> {
-        Control::request_slot(self, request_id)
-    }
-
-    fn client_message_at(
-        &mut self,
-        now: Timestamp,
-        at: RequestSlot,
-        request_id: RequestId,
-        data: &[u8],
-        binary: bool,
-    ) -> Result<(), SendError> {
-        Control::client_message_at(self, now, at, request_id, data, binary).map(|_| ())
-    }
+    client_input!(Control);
 
     fn client_close(
         &mut self,
@@ -138,7 +106,53 @@ pub(super) trait ClientHooks {
     fn send_error(&mut self, request_id: RequestId, error: &SendError);
     /// A client did not read: its queue went past its limits and the request was closed.
     fn client_queue_full(&mut self, request_id: RequestId, full: &QueueFull);
+    /// The runner accepted the client's WebSocket.
+    fn opened(&mut self, request_id: RequestId, hibernatable: bool);
+    /// The client's request hibernates.
+    fn hibernated(&mut self, request_id: RequestId);
+    /// The client's request is gone.
+    fn closed(&mut self, request_id: RequestId, reason: &CloseReason);
 }
+
+/// [`ClientHooks`] for a boxed embedder sink `$io` that has methods of the same names.
+macro_rules! client_hooks {
+    ($io:path) => {
+        impl ClientHooks for Box<dyn $io> {
+            fn send_error(
+                &mut self,
+                request_id: $crate::wire::RequestId,
+                error: &$crate::gateway::SendError,
+            ) {
+                (**self).send_error(request_id, error);
+            }
+
+            fn client_queue_full(
+                &mut self,
+                request_id: $crate::wire::RequestId,
+                full: &$crate::driver::tokio::QueueFull,
+            ) {
+                (**self).client_queue_full(request_id, full);
+            }
+
+            fn opened(&mut self, request_id: $crate::wire::RequestId, hibernatable: bool) {
+                (**self).opened(request_id, hibernatable);
+            }
+
+            fn hibernated(&mut self, request_id: $crate::wire::RequestId) {
+                (**self).hibernated(request_id);
+            }
+
+            fn closed(
+                &mut self,
+                request_id: $crate::wire::RequestId,
+                reason: &$crate::gateway::CloseReason,
+            ) {
+                (**self).closed(request_id, reason);
+            }
+        }
+    };
+}
+pub(super) use client_hooks;
 
 /// A driver's state with a client table.
 pub(super) trait ClientState: Driven {
@@ -147,6 +161,21 @@ pub(super) trait ClientState: Driven {
     /// The engine (unless the driver stopped), the client table and the hooks, borrowed at once.
     fn parts(&mut self) -> (Option<&mut Self::Host>, &mut Clients, &mut dyn ClientHooks);
 }
+
+/// [`ClientState`] for a driver state `$state` over engine `$host` that keeps the engine in
+/// `engine` and the client table and the hooks in `d.clients` and `d.io`.
+macro_rules! client_state {
+    ($state:ty, $host:ty) => {
+        impl ClientState for $state {
+            type Host = $host;
+
+            fn parts(&mut self) -> (Option<&mut $host>, &mut Clients, &mut dyn ClientHooks) {
+                (self.engine.as_mut(), &mut self.d.clients, &mut self.d.io)
+            }
+        }
+    };
+}
+pub(super) use client_state;
 
 /// Every client of a driver.
 pub(super) struct Clients {
@@ -174,6 +203,42 @@ impl Clients {
 
     pub(super) fn stats(&self) -> QueueStats {
         self.stats
+    }
+
+    /// Performs a gateway action that concerns a client (its output, its opening, its
+    /// hibernation, its end, its writability), reporting to `hooks`; hands back the others.
+    pub(super) fn gateway_action(
+        &mut self,
+        hooks: &mut dyn ClientHooks,
+        action: gateway::Action,
+    ) -> Option<gateway::Action> {
+        use gateway::Action;
+        crate::driver::trace::gateway_action(&action);
+        match action {
+            Action::SendToClient {
+                request_id,
+                data,
+                binary,
+            } => self.push_out(request_id, ClientOutput::Message { data, binary }),
+            Action::CloseClient { request_id, frame } => {
+                self.push_out(request_id, ClientOutput::Close(frame));
+            }
+            Action::Opened {
+                request_id,
+                hibernatable,
+            } => {
+                self.opened(request_id);
+                hooks.opened(request_id, hibernatable);
+            }
+            Action::Hibernated { request_id } => hooks.hibernated(request_id),
+            Action::ClientWritable { request_id } => self.writable(request_id),
+            Action::Closed { request_id, reason } => {
+                self.closed(request_id);
+                hooks.closed(request_id, &reason);
+            }
+            other => return Some(other),
+        }
+        None
     }
 
     /// A new client for `request_id` (just opened in the engine); returns its serial. A client
@@ -313,11 +378,7 @@ impl Clients {
         data: &[u8],
         binary: bool,
     ) -> bool {
-        let result = match at {
-            Some(at) => host.client_message_at(now, at, request_id, data, binary),
-            None => host.client_message(now, request_id, data, binary),
-        };
-        match result {
+        match host.client_message(now, (request_id, at), data, binary) {
             Ok(()) => true,
             Err(SendError::Backpressure { .. }) => false,
             Err(e) => {

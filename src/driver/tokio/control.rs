@@ -96,11 +96,11 @@ use alloc::vec::Vec;
 use ::tokio::task::JoinHandle;
 
 pub use super::client::{ClientEvents, ClientInput, ClientOutput, ClientSender};
-use super::clients::{ClientHooks, ClientState, Clients};
+use super::clients::{ClientHooks, ClientState, Clients, client_hooks, client_state};
 pub use super::clock::TokioClock;
 use super::queue::{Outbox, outbox};
 pub use super::queue::{OutboxReceiver, QueueFull, QueueLimits, QueueStats};
-use super::run::{CrashGuard, Driven, Shared, run};
+use super::run::{CrashGuard, Driven, Shared, driver_type, run};
 pub use super::{CLIENT_QUEUE_FULL, CommandError, Stopped};
 use crate::close::{CloseFrame, KnownClose};
 use crate::control::{
@@ -237,15 +237,12 @@ impl Default for ControlOptions {
     }
 }
 
-/// Drives a [`Control`] engine. See the [module docs](self).
-pub struct ControlDriver {
-    shared: Arc<Shared<ControlState>>,
-}
-
-impl core::fmt::Debug for ControlDriver {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("ControlDriver").finish_non_exhaustive()
-    }
+driver_type! {
+    /// Drives a [`Control`] engine. See the [module docs](self).
+    ControlDriver(ControlState) -> Control;
+    /// Runs the engine's timers until [`ControlHandle::shutdown`]; returns the engine. Inputs do
+    /// not wait for this task: they run the engine from the task that read them. Dropping the
+    /// future before it returned drops the engine abruptly.
 }
 
 impl ControlDriver {
@@ -284,13 +281,6 @@ impl ControlDriver {
     ) -> (ControlHandle, JoinHandle<Control>) {
         let (driver, handle) = Self::new(control, io, clock, ControlOptions::default());
         (handle, ::tokio::spawn(driver.run()))
-    }
-
-    /// Runs the engine's timers until [`ControlHandle::shutdown`]; returns the engine. Inputs do
-    /// not wait for this task: they run the engine from the task that read them. Dropping the
-    /// future before it returned drops the engine abruptly.
-    pub fn run(self) -> impl Future<Output = Control> + Send + 'static {
-        run(CrashGuard::new(self.shared))
     }
 }
 
@@ -345,23 +335,8 @@ impl Driven for ControlState {
     }
 }
 
-impl ClientState for ControlState {
-    type Host = Control;
-
-    fn parts(&mut self) -> (Option<&mut Control>, &mut Clients, &mut dyn ClientHooks) {
-        (self.engine.as_mut(), &mut self.d.clients, &mut self.d.io)
-    }
-}
-
-impl ClientHooks for Box<dyn ControlIo> {
-    fn send_error(&mut self, request_id: RequestId, error: &SendError) {
-        (**self).send_error(request_id, error);
-    }
-
-    fn client_queue_full(&mut self, request_id: RequestId, full: &QueueFull) {
-        (**self).client_queue_full(request_id, full);
-    }
-}
+client_state!(ControlState, Control);
+client_hooks!(ControlIo);
 
 /// The close frame a client gets when its open could not reach the gateway.
 fn open_failed_frame(reason: &OpenFailure) -> CloseFrame {
@@ -415,36 +390,8 @@ impl Dispatch {
     }
 
     fn gateway_action(&mut self, action: gateway::Action) {
-        use gateway::Action as G;
-        crate::driver::trace::gateway_action(&action);
-        match action {
-            G::SendToClient {
-                request_id,
-                data,
-                binary,
-            } => self
-                .clients
-                .push_out(request_id, ClientOutput::Message { data, binary }),
-            G::CloseClient { request_id, frame } => {
-                self.clients
-                    .push_out(request_id, ClientOutput::Close(frame));
-            }
-            G::Opened {
-                request_id,
-                hibernatable,
-            } => {
-                self.clients.opened(request_id);
-                self.io.opened(request_id, hibernatable);
-            }
-            G::Hibernated { request_id } => self.io.hibernated(request_id),
-            G::ClientWritable { request_id } => self.clients.writable(request_id),
-            G::Closed { request_id, reason } => {
-                self.clients.closed(request_id);
-                self.io.closed(request_id, &reason);
-            }
-            // The engine performs the gateway's publishes, wake requests and records itself.
-            _ => {}
-        }
+        // The engine performs the gateway's publishes, wake requests and records itself.
+        let _ = self.clients.gateway_action(&mut self.io, action);
     }
 }
 

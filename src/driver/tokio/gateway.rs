@@ -8,11 +8,11 @@ use alloc::sync::Arc;
 use ::tokio::task::JoinHandle;
 use bytes::Bytes;
 
-use super::client::{ClientEvents, ClientOutput, ClientSender};
-use super::clients::{ClientHooks, ClientPort, ClientState, Clients};
+use super::client::{ClientEvents, ClientSender};
+use super::clients::{ClientHooks, ClientPort, ClientState, Clients, client_hooks, client_state};
 use super::clock::TokioClock;
 use super::queue::{QueueFull, QueueLimits, QueueStats};
-use super::run::{CrashGuard, Driven, Shared, run};
+use super::run::{CrashGuard, Driven, Shared, driver_type, run};
 use super::{CommandError, Stopped};
 use crate::gateway::{self, Frame, Gateway, OpenError, OpenRequest, RouteId, SendError};
 use crate::time::Timestamp;
@@ -94,15 +94,13 @@ impl Default for GatewayOptions {
     }
 }
 
-/// Drives a [`Gateway`]. See the [module docs](super).
-pub struct GatewayDriver {
-    shared: Arc<Shared<GatewayState>>,
-}
-
-impl core::fmt::Debug for GatewayDriver {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("GatewayDriver").finish_non_exhaustive()
-    }
+driver_type! {
+    /// Drives a [`Gateway`]. See the [module docs](super).
+    GatewayDriver(GatewayState) -> Gateway;
+    /// Runs the engine's timer until [`GatewayHandle::shutdown`]; returns the engine. Inputs do
+    /// not wait for this task: they run the engine from the task that read them.
+    /// Dropping the future before it returned (an aborted task, even one never polled) drops
+    /// the engine abruptly.
 }
 
 impl GatewayDriver {
@@ -137,14 +135,6 @@ impl GatewayDriver {
     ) -> (GatewayHandle, JoinHandle<Gateway>) {
         let (driver, handle) = Self::new(gateway, io, clock, GatewayOptions::default());
         (handle, ::tokio::spawn(driver.run()))
-    }
-
-    /// Runs the engine's timer until [`GatewayHandle::shutdown`]; returns the engine. Inputs do
-    /// not wait for this task: they run the engine from the task that read them.
-    /// Dropping the future before it returned (an aborted task, even one never polled) drops
-    /// the engine abruptly.
-    pub fn run(self) -> impl Future<Output = Gateway> + Send + 'static {
-        run(CrashGuard::new(self.shared))
     }
 }
 
@@ -187,51 +177,21 @@ impl Driven for GatewayState {
     }
 }
 
-impl ClientState for GatewayState {
-    type Host = Gateway;
-
-    fn parts(&mut self) -> (Option<&mut Gateway>, &mut Clients, &mut dyn ClientHooks) {
-        (self.engine.as_mut(), &mut self.d.clients, &mut self.d.io)
-    }
-}
-
-impl ClientHooks for Box<dyn GatewayIo> {
-    fn send_error(&mut self, request_id: RequestId, error: &SendError) {
-        (**self).send_error(request_id, error);
-    }
-
-    fn client_queue_full(&mut self, request_id: RequestId, full: &QueueFull) {
-        (**self).client_queue_full(request_id, full);
-    }
-}
+client_state!(GatewayState, Gateway);
+client_hooks!(GatewayIo);
 
 impl Dispatch {
     fn perform(&mut self, action: gateway::Action) {
         use gateway::Action;
-        crate::driver::trace::gateway_action(&action);
+        let Some(action) = self.clients.gateway_action(&mut self.io, action) else {
+            return;
+        };
         match action {
             Action::Publish {
                 route,
                 request_id,
                 frame,
             } => self.io.publish(route, request_id, frame),
-            Action::SendToClient {
-                request_id,
-                data,
-                binary,
-            } => (self.clients).push_out(request_id, ClientOutput::Message { data, binary }),
-            Action::CloseClient { request_id, frame } => {
-                self.clients
-                    .push_out(request_id, ClientOutput::Close(frame));
-            }
-            Action::Opened {
-                request_id,
-                hibernatable,
-            } => {
-                self.clients.opened(request_id);
-                self.io.opened(request_id, hibernatable);
-            }
-            Action::Hibernated { request_id } => self.io.hibernated(request_id),
             Action::RequestWake {
                 request_id,
                 actor_id,
@@ -244,11 +204,8 @@ impl Dispatch {
                 request_id,
                 actor_id,
             } => self.io.delete_hibernating_record(request_id, actor_id),
-            Action::ClientWritable { request_id } => self.clients.writable(request_id),
-            Action::Closed { request_id, reason } => {
-                self.clients.closed(request_id);
-                self.io.closed(request_id, &reason);
-            }
+            // The client table performed the rest.
+            _ => {}
         }
     }
 }

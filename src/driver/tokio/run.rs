@@ -201,3 +201,31 @@ enum Wait {
     /// Nothing left to run.
     Forever,
 }
+
+/// A driver type over the state `$state` of engine `$engine`: the struct (its docs are the
+/// attributes given first), a `Debug` that shows no state, and `run` (documented by the
+/// attributes given last), which runs the engine's timers until shutdown and returns the
+/// engine; dropping its future before it returned drops the engine abruptly. Each driver adds
+/// its own `new` and `spawn`.
+macro_rules! driver_type {
+    ($(#[$doc:meta])* $driver:ident($state:ty) -> $engine:ty; $(#[$run_doc:meta])*) => {
+        $(#[$doc])*
+        pub struct $driver {
+            shared: Arc<Shared<$state>>,
+        }
+
+        impl core::fmt::Debug for $driver {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.debug_struct(stringify!($driver)).finish_non_exhaustive()
+            }
+        }
+
+        impl $driver {
+            $(#[$run_doc])*
+            pub fn run(self) -> impl Future<Output = $engine> + Send + 'static {
+                run(CrashGuard::new(self.shared))
+            }
+        }
+    };
+}
+pub(crate) use driver_type;

@@ -15,7 +15,7 @@ use futures_core::Stream;
 use super::Stopped;
 use super::clock::TokioClock;
 use super::queue::{QueueLimits, QueueStats, wake};
-use super::run::{CrashGuard, Driven, Shared, run};
+use super::run::{CrashGuard, Driven, Shared, driver_type, run};
 use crate::runner::{self, Runner};
 use crate::time::Timestamp;
 use crate::wire::{GatewayId, Received};
@@ -70,15 +70,13 @@ impl Default for RunnerOptions {
     }
 }
 
-/// Drives a [`Runner`]. See the [module docs](super).
-pub struct RunnerDriver {
-    shared: Arc<Shared<RunnerState>>,
-}
-
-impl core::fmt::Debug for RunnerDriver {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("RunnerDriver").finish_non_exhaustive()
-    }
+driver_type! {
+    /// Drives a [`Runner`]. See the [module docs](super).
+    RunnerDriver(RunnerState) -> Runner;
+    /// Runs the engine's timer until [`RunnerHandle::shutdown`] or until every handle is
+    /// dropped; returns the engine.
+    /// Dropping the future before it returned (an aborted task, even one never polled) drops
+    /// the engine abruptly.
 }
 
 impl RunnerDriver {
@@ -121,14 +119,6 @@ impl RunnerDriver {
     ) -> (RunnerHandle, AppEvents, JoinHandle<Runner>) {
         let (driver, handle, events) = Self::new(runner, io, clock, RunnerOptions::default());
         (handle, events, ::tokio::spawn(driver.run()))
-    }
-
-    /// Runs the engine's timer until [`RunnerHandle::shutdown`] or until every handle is
-    /// dropped; returns the engine.
-    /// Dropping the future before it returned (an aborted task, even one never polled) drops
-    /// the engine abruptly.
-    pub fn run(self) -> impl Future<Output = Runner> + Send + 'static {
-        run(CrashGuard::new(self.shared))
     }
 }
 

@@ -566,7 +566,45 @@ impl World {
 
     pub(super) fn not_quiescent_reason(&self) -> String {
         self.busy()
+            .or_else(|| self.stage_unmet())
             .unwrap_or_else(|| "stage condition not met".into())
+    }
+
+    /// What keeps the current heal stage from its condition, if anything does.
+    fn stage_unmet(&self) -> Option<String> {
+        match self.stage {
+            Stage::Sleeping => {
+                for a in 0..self.actors.len() {
+                    let phase = self.actor_phase(a);
+                    if phase != Some(ActorPhase::Sleeping) {
+                        return Some(format!("actor{a} is {phase:?}, not asleep"));
+                    }
+                }
+                let (r, slot) = self
+                    .runners
+                    .iter()
+                    .enumerate()
+                    .find(|(_, s)| !s.hosted.is_empty())?;
+                Some(format!(
+                    "runner{r}.{} still hosts {:?}",
+                    slot.inc, slot.hosted
+                ))
+            }
+            Stage::Waking => {
+                if let Some(a) = (0..self.actors.len())
+                    .find(|&a| self.actor_phase(a) == Some(ActorPhase::Sleeping))
+                {
+                    return Some(format!("actor{a} is still asleep"));
+                }
+                let c = self.conns.iter().position(|c| {
+                    self.gw()
+                        .request(c.req)
+                        .is_some_and(|i| i.phase == GwPhase::Hibernating)
+                })?;
+                Some(format!("conn{c} is still hibernating"))
+            }
+            _ => None,
+        }
     }
 
     pub(super) fn heal_progress(&mut self) {

@@ -23,10 +23,6 @@ const MIN_EVENT_WRAPPER: usize = MIN_CHECKPOINT + 2;
 const MIN_ACTOR_NAME_ENTRY: usize = 2;
 const HIBERNATING_REQUEST_LEN: usize = 8;
 
-fn unknown(union: &'static str, tag: u64, offset: usize) -> DecodeError {
-    DecodeError::UnknownTag { union, tag, offset }
-}
-
 impl Read for ActorNames {
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let count = r.count(MIN_ACTOR_NAME_ENTRY)?;
@@ -114,7 +110,7 @@ impl Read for Command {
                 hibernating_requests: r.list(HIBERNATING_REQUEST_LEN, HibernatingRequest::read)?,
             }),
             1 => Self::StopActor,
-            tag => return Err(unknown("Command", tag, offset)),
+            tag => return Err(DecodeError::unknown_tag("Command", tag, offset)),
         })
     }
 }
@@ -156,7 +152,7 @@ impl Read for StopCode {
         match tag {
             0 => Ok(Self::Ok),
             1 => Ok(Self::Error),
-            tag => Err(unknown("StopCode", tag, offset)),
+            tag => Err(DecodeError::unknown_tag("StopCode", tag, offset)),
         }
     }
 }
@@ -167,7 +163,7 @@ impl Read for ActorIntent {
         match tag {
             0 => Ok(Self::Sleep),
             1 => Ok(Self::Stop),
-            tag => Err(unknown("ActorIntent", tag, offset)),
+            tag => Err(DecodeError::unknown_tag("ActorIntent", tag, offset)),
         }
     }
 }
@@ -181,7 +177,7 @@ impl Read for ActorState {
                 code: StopCode::read(r)?,
                 message: r.opt(Reader::string)?,
             }),
-            tag => return Err(unknown("ActorState", tag, offset)),
+            tag => return Err(DecodeError::unknown_tag("ActorState", tag, offset)),
         })
     }
 }
@@ -199,7 +195,7 @@ impl Read for Event {
             2 => Self::ActorSetAlarm(EventActorSetAlarm {
                 alarm_ts: r.opt(Reader::i64)?,
             }),
-            tag => return Err(unknown("Event", tag, offset)),
+            tag => return Err(DecodeError::unknown_tag("Event", tag, offset)),
         })
     }
 }

@@ -225,11 +225,7 @@ impl Read for StopActorReason {
             3 => Self::GoingAway,
             4 => Self::Lost,
             tag => {
-                return Err(DecodeError::UnknownTag {
-                    union: "StopActorReason",
-                    tag,
-                    offset,
-                });
+                return Err(DecodeError::unknown_tag("StopActorReason", tag, offset));
             }
         })
     }
@@ -249,11 +245,7 @@ impl Read for EnvoyCommandWrapper {
                 reason: StopActorReason::read(r)?,
             },
             tag => {
-                return Err(DecodeError::UnknownTag {
-                    union: "Command",
-                    tag,
-                    offset,
-                });
+                return Err(DecodeError::unknown_tag("Command", tag, offset));
             }
         };
         Ok(Self { checkpoint, inner })

@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::control::{ToEnvoyCommands, ToEnvoyInit, ToRivetMetadata};
 use super::{BodyFlow, ToEnvoyTunnelMessage, ToRivetTunnelMessage};
 use crate::wire::decode::{Read, Reader};
-use crate::wire::encode::{EncodedLen, TAG_LEN};
+use crate::wire::encode::union_encoded_len;
 use crate::wire::error::DecodeError;
 use crate::wire::{
     ToClient, ToClientAckEvents, ToClientKvResponse, ToClientPing, ToServer, ToServerAckCommands,
@@ -166,11 +166,7 @@ impl Read for ToEnvoy {
                 tag,
                 offset,
             }),
-            tag => Err(DecodeError::UnknownTag {
-                union: "ToEnvoy",
-                tag,
-                offset,
-            }),
+            tag => Err(DecodeError::unknown_tag("ToEnvoy", tag, offset)),
         }
     }
 }
@@ -191,40 +187,18 @@ impl Read for ToRivet {
                 tag,
                 offset,
             }),
-            tag => Err(DecodeError::UnknownTag {
-                union: "ToRivet",
-                tag,
-                offset,
-            }),
+            tag => Err(DecodeError::unknown_tag("ToRivet", tag, offset)),
         }
     }
 }
 
-impl EncodedLen for ToEnvoy {
-    fn encoded_len(&self) -> usize {
-        TAG_LEN
-            + match self {
-                Self::Init(m) => m.encoded_len(),
-                Self::Commands(m) => m.encoded_len(),
-                Self::AckEvents(m) => m.encoded_len(),
-                Self::KvResponse(m) => m.encoded_len(),
-                Self::TunnelMessage(m) => m.encoded_len(),
-                Self::Ping { .. } => 8,
-            }
-    }
-}
+union_encoded_len!(
+    ToEnvoy: Init, Commands, AckEvents, KvResponse, TunnelMessage;
+    Self::Ping { .. } => 8
+);
 
-impl EncodedLen for ToRivet {
-    fn encoded_len(&self) -> usize {
-        TAG_LEN
-            + match self {
-                Self::Metadata(m) => m.encoded_len(),
-                Self::Events(m) => m.encoded_len(),
-                Self::AckCommands(m) => m.encoded_len(),
-                Self::Stopping => 0,
-                Self::Pong { .. } => 8,
-                Self::KvRequest(m) => m.encoded_len(),
-                Self::TunnelMessage(m) => m.encoded_len(),
-            }
-    }
-}
+union_encoded_len!(
+    ToRivet: Metadata, Events, AckCommands, KvRequest, TunnelMessage;
+    Self::Stopping => 0,
+    Self::Pong { .. } => 8,
+);

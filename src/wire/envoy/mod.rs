@@ -454,11 +454,11 @@ impl Reader<'_> {
             2 => HttpStreamAbortReasonKind::HandlerError,
             3 => HttpStreamAbortReasonKind::InternalError,
             tag => {
-                return Err(DecodeError::UnknownTag {
-                    union: "HttpStreamAbortReasonKind",
+                return Err(DecodeError::unknown_tag(
+                    "HttpStreamAbortReasonKind",
                     tag,
                     offset,
-                });
+                ));
             }
         };
         Ok(HttpStreamAbortReason {
@@ -509,11 +509,11 @@ impl Read for ToEnvoyTunnelMessageKind {
             6 => Self::WebSocketMessage(ToClientWebSocketMessage::read(r)?),
             7 => Self::WebSocketClose(ToClientWebSocketClose::read(r)?),
             tag => {
-                return Err(DecodeError::UnknownTag {
-                    union: "ToEnvoyTunnelMessageKind",
+                return Err(DecodeError::unknown_tag(
+                    "ToEnvoyTunnelMessageKind",
                     tag,
                     offset,
-                });
+                ));
             }
         })
     }
@@ -545,11 +545,11 @@ impl Read for ToRivetTunnelMessageKind {
             7 => Self::WebSocketMessageAck(ToServerWebSocketMessageAck::read(r)?),
             8 => Self::WebSocketClose(ToServerWebSocketClose::read(r)?),
             tag => {
-                return Err(DecodeError::UnknownTag {
-                    union: "ToRivetTunnelMessageKind",
+                return Err(DecodeError::unknown_tag(
+                    "ToRivetTunnelMessageKind",
                     tag,
                     offset,
-                });
+                ));
             }
         })
     }

@@ -15,10 +15,6 @@ use crate::wire::error::DecodeError;
 const MIN_DATA: usize = 1;
 const MIN_METADATA: usize = MIN_DATA + 8;
 
-fn unknown(union: &'static str, tag: u64, offset: usize) -> DecodeError {
-    DecodeError::UnknownTag { union, tag, offset }
-}
-
 fn data_list(r: &mut Reader<'_>) -> Result<Vec<Vec<u8>>, DecodeError> {
     r.list(MIN_DATA, Reader::data)
 }
@@ -43,7 +39,7 @@ impl Read for KvListQuery {
                 exclusive: r.bool()?,
             }),
             2 => Self::Prefix(KvListPrefixQuery { key: r.data()? }),
-            tag => return Err(unknown("KvListQuery", tag, offset)),
+            tag => return Err(DecodeError::unknown_tag("KvListQuery", tag, offset)),
         })
     }
 }
@@ -72,7 +68,7 @@ impl Read for KvRequestData {
                 end: r.data()?,
             }),
             5 => Self::Drop,
-            tag => return Err(unknown("KvRequestData", tag, offset)),
+            tag => return Err(DecodeError::unknown_tag("KvRequestData", tag, offset)),
         })
     }
 }
@@ -97,7 +93,7 @@ impl Read for KvResponseData {
             3 => Self::Put,
             4 => Self::Delete,
             5 => Self::Drop,
-            tag => return Err(unknown("KvResponseData", tag, offset)),
+            tag => return Err(DecodeError::unknown_tag("KvResponseData", tag, offset)),
         })
     }
 }

@@ -1,5 +1,9 @@
 //! The official TypeScript runner of `tests/interop` (`runner.mjs` on
-//! `@rivetkit/engine-runner`, pinned there) as a child process, and the JSON lines it prints.
+//! `@rivetkit/engine-runner`, pinned there) as a child process, and the JSON lines it prints:
+//! the one spawner of the interop test and the Rivet engine test. A test includes it with
+//! `#[path = "../common/node_runner.rs"] mod node;`.
+
+#![allow(dead_code, unreachable_pub)] // each test uses a part of it
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -15,11 +19,13 @@ fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
 }
 
-/// Whether node and the installed SDK are there; fails under CI when they are not.
-pub fn ready() -> bool {
+/// Whether node and the installed SDK are there, for the test `suite` (named in the messages);
+/// fails under CI when they are not. The packaged crate carries no `runner.mjs`: there the test
+/// always skips.
+pub fn ready(suite: &str) -> bool {
     let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
     if !interop_dir().join("runner.mjs").exists() {
-        eprintln!("tests/rivet_engine skipped: no runner.mjs (not a repository checkout)");
+        eprintln!("{suite} skipped: no runner.mjs (not a repository checkout)");
         return false;
     }
     let node = std::process::Command::new("node").arg("--version").output();
@@ -34,11 +40,16 @@ pub fn ready() -> bool {
     } else {
         return true;
     };
-    assert!(!in_ci, "rivet engine test cannot run under CI: {missing}");
-    eprintln!("!! SKIPPED the TypeScript runner behind the Rivet engine: {missing}");
+    assert!(!in_ci, "{suite} cannot run under CI: {missing}");
+    eprintln!();
+    eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
+    eprintln!("!! SKIPPED {suite}: {missing}");
+    eprintln!("!! The official TypeScript runner was NOT tested. CI (CI=true) fails instead.");
+    eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
     false
 }
 
+/// The node runner process and the JSON lines it printed.
 pub struct NodeRunner {
     child: Child,
     lines: Arc<Mutex<Vec<Value>>>,
