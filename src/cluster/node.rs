@@ -128,11 +128,12 @@ pub struct NodeStats {
     pub published: AtomicU64,
     /// Frames received from other nodes and handed to the engine.
     pub received: AtomicU64,
-    /// Frames the engine refused (unknown runner or route, gateway refusal).
+    /// Frames the engine refused (unknown runner or route, gateway refusal), and received
+    /// messages dropped whole because their frame lengths do not add up.
     pub refused: AtomicU64,
     /// Frames dropped because the publisher's queue was full or the publish failed.
     pub dropped: AtomicU64,
-    /// Frames over the server's `max_payload`, not published.
+    /// Frames over the server's `max_payload` (with their 4-byte length), not published.
     pub too_large: AtomicU64,
     /// Client messages the engine refused (other than backpressure): dropped, so a client must
     /// not count them as sent.
