@@ -15,26 +15,22 @@
 #[path = "../examples/demo/lib.rs"]
 mod demo;
 
+#[path = "../examples/common/cli.rs"]
+mod cli;
+
 use std::process::ExitCode;
 use std::time::Duration;
 
 use demo::args::{Args, Role, USAGE};
-use demo::client::{ClientOptions, run_client};
+use demo::client::run_client;
 use demo::gateway::{GatewayOptions, GatewayServer, Schedule};
 use demo::runner::{RunnerInstance, RunnerOptions};
 use demo::scenario;
 
 fn main() -> ExitCode {
-    let args = match Args::parse(std::env::args().skip(1)) {
+    let args = match cli::parsed_or_exit(Args::parse(std::env::args().skip(1)), USAGE) {
         Ok(a) => a,
-        Err(e) if e.is_empty() => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("error: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -157,17 +153,8 @@ async fn runner(args: &Args) -> std::io::Result<bool> {
 }
 
 async fn client(args: &Args) -> std::io::Result<bool> {
-    let (report, _) = run_client(&ClientOptions {
-        gateway: args.gateway.clone().unwrap_or_default(),
-        actor: args.actor.clone(),
-        messages: args.messages,
-        min_size: args.min_size,
-        max_size: args.max_size,
-        seed: args.seed,
-        final_wait: Duration::from_secs(60),
-        close: true,
-    })
-    .await?;
+    let options = args.client_options(args.gateway.clone().unwrap_or_default(), true);
+    let (report, _) = run_client(&options).await?;
     println!(
         "client: sent {} messages ({} bytes) in {:.2} s; {} echoes; last echo {:?}; expected count {} digest {:016x}",
         report.sent,

@@ -369,6 +369,9 @@ async fn soak(o: &Opts) -> Result<(), String> {
         churn.lost += report.churn.lost;
         churn.twice += report.churn.twice;
         churn.failed += report.churn.failed;
+        churn.close_unseen += report.churn.close_unseen;
+        churn.never_persisted += report.churn.never_persisted;
+        churn.never_persisted_messages += report.churn.never_persisted_messages;
         churn.unfinished += report.churn.unfinished;
         churn.unfinished_messages += report.churn.unfinished_messages;
         if !report.pass() {
@@ -390,12 +393,15 @@ async fn soak(o: &Opts) -> Result<(), String> {
         t.elapsed().as_secs_f64() / 60.0
     );
     println!(
-        "churn clients ({} alongside): {} streams, {} messages: {} exact, {} closed by the gateway (typed), {} failed, {} closed by the client after a fault and never committed ({} messages); {} lost, {} twice",
+        "churn clients ({} alongside): {} streams, {} messages: {} exact ({} of them finished only once the soak started the actor again: the client close was lost with the runner), {} closed by the gateway (typed), {} never persisted ({} messages accepted and never committed: the runner died before the socket's first persist, the restore closed it ws.meta_not_found_during_restore after the client had closed), {} failed, {} never ended in the committed log even after a start ({} messages); {} lost, {} twice",
         o.churn,
         churn.cycles,
         churn.sent,
         churn.exact,
+        churn.close_unseen,
         churn.aborted,
+        churn.never_persisted,
+        churn.never_persisted_messages,
         churn.failed,
         churn.unfinished,
         churn.unfinished_messages,

@@ -128,6 +128,53 @@ fn a_client_on_one_node_reaches_a_runner_on_another_over_nats() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// An actor placed on a runner of the clients' own node starts once: the state worker (right
+/// after its claim) and the placement watch (seeing that claim) both start it, and the second
+/// must find it started rather than give the claim back, which set the placement sleeping and
+/// stopped the actor it had just started (the benchmark's direct path restarted actors in a loop).
+#[test]
+fn an_actor_claimed_for_a_local_runner_starts_once() {
+    let dir = scratch("e2e-local-start");
+    let Some(server) = server(&dir) else {
+        return;
+    };
+    runtime().block_on(async {
+        let clock = TokioClock::new();
+        let a = node(&server.url(), 0, clock).await;
+        let storage = Arc::new(Mutex::new(Storage::default()));
+        let r = runner(
+            "runner-0".into(),
+            vec![a.handle().clone()],
+            0,
+            Arc::clone(&storage),
+            clock,
+        );
+        // The runner registers in the shared state before the first placement.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (mut expected, mut open) = (Vec::new(), Vec::new());
+        for k in 0..4u8 {
+            let id = RequestId([0, 0, 1, k]);
+            let report = client(&a, id, &format!("local-{k}"), 50, Duration::ZERO).await;
+            assert_eq!(report.closed, None);
+            expected.push((0, id, report.sent.clone()));
+            open.push(report);
+        }
+        check_committed(&storage, &expected, Duration::from_secs(20)).await;
+        let starts = storage.lock().unwrap().starts.clone();
+        assert_eq!(starts.len(), 4, "one start per actor, no stop: {starts:?}");
+        assert!(
+            starts
+                .iter()
+                .all(|(_, _, generation, listed)| *generation == 0 && listed.is_empty())
+        );
+        drop(open);
+        r.kill().await;
+        drop(a);
+    });
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Which faults a scenario injects.
 #[derive(Clone, Copy)]
 struct Faults {

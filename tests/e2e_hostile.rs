@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use demo::client::Client;
 use demo::gateway::{GatewayOptions, GatewayServer, Schedule};
+use demo::runner::RunnerInstance;
 use demo::scenario::{DataDir, committed_result};
 use demo::storage::StorageKind;
 use futures_util::{SinkExt, StreamExt};
@@ -58,6 +59,17 @@ fn default_gateway() -> GatewayOptions {
         GatewayConfig::default(),
         Schedule::default(),
     )
+}
+
+/// A gateway with `opts`, the honest runner on it (its data in `dir`) and a client of actor
+/// `steady` connected to the gateway.
+async fn steady(opts: GatewayOptions, dir: &DataDir) -> (GatewayServer, RunnerInstance, Client) {
+    let server = gateway(opts).await;
+    let runner = runner(server.url(), server.runner_token(), dir).await;
+    let client = Client::connect(&server.url(), "steady")
+        .await
+        .expect("connect");
+    (server, runner, client)
 }
 
 fn id(gateway_id: GatewayId, request_id: RequestId, index: u16) -> MessageId {
@@ -380,15 +392,14 @@ async fn close_code(tcp: &mut tokio::net::TcpStream) -> Option<u16> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_and_oversized_client_frames_are_closed_and_the_gateway_keeps_serving() {
     let dir = DataDir::new(None).expect("temp dir");
-    let server = gateway(GatewayOptions {
-        config: GatewayConfig::default().with_max_pending_bytes(64 * 1024),
-        ..default_gateway()
-    })
+    let (server, runner, mut client) = steady(
+        GatewayOptions {
+            config: GatewayConfig::default().with_max_pending_bytes(64 * 1024),
+            ..default_gateway()
+        },
+        &dir,
+    )
     .await;
-    let runner = runner(server.url(), server.runner_token(), &dir).await;
-    let mut client = Client::connect(&server.url(), "steady")
-        .await
-        .expect("connect");
     let d = stream(&mut client, 11, 0, 10, 0).await;
     assert_eq!(client.wait_echo(10, WAIT).await, Some((10, d)));
 
@@ -451,11 +462,7 @@ async fn garbage_and_oversized_client_frames_are_closed_and_the_gateway_keeps_se
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_storms_leave_nothing_behind() {
     let dir = DataDir::new(None).expect("temp dir");
-    let server = gateway(default_gateway()).await;
-    let runner = runner(server.url(), server.runner_token(), &dir).await;
-    let mut client = Client::connect(&server.url(), "steady")
-        .await
-        .expect("connect");
+    let (server, runner, mut client) = steady(default_gateway(), &dir).await;
     let mut d = 0;
     let mut sent = 0;
     let url = server.url();
@@ -641,15 +648,14 @@ async fn half_open_clients_and_runner_links_are_closed_by_the_keepalive() {
         timeout: Duration::from_millis(400),
     };
     let dir = DataDir::new(None).expect("temp dir");
-    let server = gateway(GatewayOptions {
-        keepalive,
-        ..default_gateway()
-    })
+    let (server, runner, mut client) = steady(
+        GatewayOptions {
+            keepalive,
+            ..default_gateway()
+        },
+        &dir,
+    )
     .await;
-    let runner = runner(server.url(), server.runner_token(), &dir).await;
-    let mut client = Client::connect(&server.url(), "steady")
-        .await
-        .expect("connect");
     let mut frozen = Vec::new();
     for i in 0..20u64 {
         let mut tcp = raw_client(&server, "frozen").await;

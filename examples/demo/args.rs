@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::client::ClientOptions;
 use super::storage::StorageKind;
 
 /// Which part of the system this process runs.
@@ -135,6 +136,22 @@ usage: demo [flags]
 ";
 
 impl Args {
+    /// The main client of these arguments on the gateway at `gateway`, waiting up to a minute
+    /// for its last echo; `close`: it closes its WebSocket at the end.
+    #[must_use]
+    pub fn client_options(&self, gateway: String, close: bool) -> ClientOptions {
+        ClientOptions {
+            gateway,
+            actor: self.actor.clone(),
+            messages: self.messages,
+            min_size: self.min_size,
+            max_size: self.max_size,
+            seed: self.seed,
+            final_wait: Duration::from_secs(60),
+            close,
+        }
+    }
+
     /// Parses `std::env::args()`-style arguments (without the program name).
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
         let mut a = Self::default();

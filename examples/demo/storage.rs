@@ -197,3 +197,16 @@ pub fn finished_stream(store: &dyn Store, actor: &str) -> Option<StreamState> {
     let state = ActorState::decode(&record.state).ok()?;
     state.finished.back().map(|f| f.state)
 }
+
+/// The committed state of the actor's open streams (sockets whose metadata is still stored: the
+/// actor has not seen their close), in socket order; empty also when the record does not load.
+pub fn open_streams(store: &dyn Store, actor: &str) -> Vec<StreamState> {
+    let Ok(record) = store.load(actor) else {
+        return Vec::new();
+    };
+    record
+        .sockets
+        .iter()
+        .filter_map(|s| StreamState::decode(&s.state).ok())
+        .collect()
+}

@@ -48,6 +48,9 @@ mod relay;
 mod report;
 mod tasks;
 
+#[path = "../common/cli.rs"]
+mod cli;
+
 use args::{Args, Mode};
 use relay::{baseline, counting_backend};
 use report::{Series, mib, render};
@@ -647,16 +650,9 @@ fn main() -> ExitCode {
     if command_line.first().map(String::as_str) == Some("--client-child") {
         return client_child(&command_line[1..]);
     }
-    let args = match Args::parse(command_line.into_iter()) {
+    let args = match cli::parsed_or_exit(Args::parse(command_line.into_iter()), USAGE) {
         Ok(a) => a,
-        Err(e) if e.is_empty() => {
-            print!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("error: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let _ = SERVER_WS.set((args.ws_buffer > 0).then(|| {
         WebSocketConfig::default()

@@ -6,8 +6,10 @@
 //! * **publisher**: the engine's `PublishRemote` and `ForwardToGateway` frames, in order, to
 //!   their subjects ([`super::subjects`]); a frame over the server's `max_payload` is
 //!   not published ([`NodeStats::too_large`]). Its queue is bounded: when NATS stalls (a broker
-//!   restart) frames past [`FRAME_QUEUE`] are dropped and counted, and the protocol heals them
-//!   (the gateway replays or retransmits whatever the runner did not acknowledge).
+//!   restart) frames past [`NodeConfig::frame_queue`] are dropped and counted, and the protocol
+//!   heals them (the gateway replays or retransmits whatever the runner did not acknowledge).
+//!   Sized to the frames in flight (requests × the gateway's window), it drops none while NATS
+//!   keeps up.
 //! * **inbound**: the node's two subscriptions, `hws.runner.<node>.*` into
 //!   [`Control::handle_forwarded_frame`] and `hws.gateway.<gateway>.>` into
 //!   [`Control::handle_remote_frame`].
@@ -43,7 +45,7 @@ use crate::gateway::{Gateway, GatewayConfig, RouteId, SendError};
 use crate::time::Timestamp;
 use crate::wire::{ActorConfig, GatewayId, KvRequestData, KvResponseData};
 
-/// Frames queued for the publisher before new ones are dropped (and healed by the protocol).
+/// Default of [`NodeConfig::frame_queue`].
 pub const FRAME_QUEUE: usize = 16 * 1024;
 /// Shared-state events queued before new ones are dropped (counted in
 /// [`NodeStats::state_dropped`]; a dropped placement is asked for again by the next wake).
@@ -71,6 +73,12 @@ pub struct NodeConfig {
     pub node_ttl: Duration,
     /// Distinguishes this run's runner ids (see [`Control::new`]).
     pub epoch: u64,
+    /// Frames queued for the publisher before new ones are dropped (counted in
+    /// [`NodeStats::dropped`], healed by the gateway's retransmit). Default [`FRAME_QUEUE`]. A
+    /// drop costs the request a retransmit timeout: size it at least to the frames in flight,
+    /// requests × [`GatewayConfig::max_pending_messages`] plus the acks going back (0 is taken
+    /// as 1).
+    pub frame_queue: usize,
 }
 
 impl NodeConfig {
@@ -85,6 +93,7 @@ impl NodeConfig {
             runner_name: "default".into(),
             node_ttl: Duration::from_secs(3),
             epoch,
+            frame_queue: FRAME_QUEUE,
         }
     }
 }
@@ -143,8 +152,8 @@ pub(super) fn bump(c: &AtomicU64) {
 }
 
 enum FrameOut {
-    Remote { route: RouteId, frame: Vec<u8> },
-    Gateway { subject: String, frame: Vec<u8> },
+    Remote { route: RouteId, frame: Bytes },
+    Gateway { subject: String, frame: Bytes },
 }
 
 #[derive(Clone)]
@@ -202,9 +211,10 @@ impl ControlIo for ClusterIo {
         let stats = &self.shared.stats;
         match action {
             Action::PublishRemote { route, frame } => {
+                // Shares the gateway's replay buffer: no copy.
                 let out = FrameOut::Remote {
                     route: *route,
-                    frame: frame.to_vec(),
+                    frame: frame.as_bytes().clone(),
                 };
                 if self.frames.try_send(out).is_err() {
                     bump(&stats.dropped);
@@ -217,7 +227,7 @@ impl ControlIo for ClusterIo {
             } => {
                 let out = FrameOut::Gateway {
                     subject: subjects::gateway(*gateway_id, &self.node_id, runner_id),
-                    frame: frame.clone(),
+                    frame: Bytes::from(frame.clone()),
                 };
                 if self.frames.try_send(out).is_err() {
                     bump(&stats.dropped);
@@ -309,7 +319,7 @@ impl Node {
         let now = clock.now();
         let gateway = Gateway::new(config.gateway.clone(), config.gateway_id, now)?;
         let control = Control::new(config.control.clone(), gateway, config.epoch, now)?;
-        let (frames_tx, frames_rx) = mpsc::channel(FRAME_QUEUE);
+        let (frames_tx, frames_rx) = mpsc::channel(config.frame_queue.max(1));
         let (state_tx, state_rx) = mpsc::channel(STATE_QUEUE);
         let (records_tx, records_rx) = mpsc::channel(STATE_QUEUE);
         let shared = Arc::new(Shared {
@@ -479,38 +489,88 @@ pub(super) fn ensure_actor(
 
 async fn publisher(shared: Arc<Shared>, mut rx: mpsc::Receiver<FrameOut>) {
     let stats = &shared.stats;
-    while let Some(out) = rx.recv().await {
-        let (subject, frame) = match out {
-            FrameOut::Remote { route, frame } => {
-                let subject = shared
-                    .routes
-                    .lock()
-                    .ok()
-                    .and_then(|r| r.get(&route).cloned());
-                let Some(subject) = subject else {
-                    bump(&stats.dropped);
-                    continue;
-                };
-                (subject, frame)
-            }
-            FrameOut::Gateway { subject, frame } => (subject, frame),
-        };
+    let mut batch = Vec::with_capacity(INBOUND_BATCH);
+    // Per subject, in the order of their first frame: the message being built and its frames.
+    let mut messages: Vec<(String, Vec<u8>, u64)> = Vec::new();
+    while rx.recv_many(&mut batch, INBOUND_BATCH).await > 0 {
+        // Read once per batch (it changes only with a reconnect to another server).
         let max = shared.client.server_info().max_payload;
-        if subjects::check_size(&subject, frame.len(), max).is_err() {
-            bump(&stats.too_large);
-            continue;
+        for out in batch.drain(..) {
+            let (subject, frame) = match out {
+                FrameOut::Remote { route, frame } => {
+                    let subject = shared
+                        .routes
+                        .lock()
+                        .ok()
+                        .and_then(|r| r.get(&route).cloned());
+                    let Some(subject) = subject else {
+                        bump(&stats.dropped);
+                        continue;
+                    };
+                    (subject, frame)
+                }
+                FrameOut::Gateway { subject, frame } => (subject, frame),
+            };
+            let len = frame.len() + subjects::LEN_PREFIX;
+            if subjects::check_size(&subject, len, max).is_err() {
+                bump(&stats.too_large);
+                continue;
+            }
+            let at = if let Some(at) = messages.iter().position(|(s, ..)| *s == subject) {
+                at
+            } else {
+                messages.push((subject, Vec::new(), 0));
+                messages.len() - 1
+            };
+            if messages[at].1.len() + len > max {
+                let (subject, message, count) = &mut messages[at];
+                let full = core::mem::take(message);
+                publish(&shared, subject.clone(), full, core::mem::take(count)).await;
+            }
+            let (_, message, count) = &mut messages[at];
+            subjects::pack(message, &frame);
+            *count += 1;
         }
-        if shared
-            .client
-            .publish(subject, Bytes::from(frame))
-            .await
-            .is_ok()
-        {
-            bump(&stats.published);
-        } else {
-            bump(&stats.dropped);
+        for (subject, message, count) in messages.drain(..) {
+            publish(&shared, subject, message, count).await;
         }
     }
+}
+
+/// Publishes one message of `frames` frames (counted as published or dropped).
+async fn publish(shared: &Shared, subject: String, message: Vec<u8>, frames: u64) {
+    if frames == 0 {
+        return;
+    }
+    let counter = if shared.client.publish(subject, message.into()).await.is_ok() {
+        &shared.stats.published
+    } else {
+        &shared.stats.dropped
+    };
+    counter.fetch_add(frames, Ordering::Relaxed);
+}
+
+/// Most frames of a subscription handed to the engine in one call.
+const INBOUND_BATCH: usize = 256;
+
+/// The next message of `sub` and those already received after it (at most [`INBOUND_BATCH`]):
+/// one engine call per batch instead of one per frame.
+async fn next_batch(
+    sub: &mut async_nats::Subscriber,
+    batch: &mut Vec<async_nats::Message>,
+) -> bool {
+    batch.clear();
+    let Some(first) = sub.next().await else {
+        return false;
+    };
+    batch.push(first);
+    while batch.len() < INBOUND_BATCH {
+        match futures_util::FutureExt::now_or_never(sub.next()) {
+            Some(Some(msg)) => batch.push(msg),
+            _ => break,
+        }
+    }
+    true
 }
 
 async fn inbound_runner(
@@ -518,17 +578,34 @@ async fn inbound_runner(
     handle: ControlHandle,
     mut sub: async_nats::Subscriber,
 ) {
-    while let Some(msg) = sub.next().await {
-        let Some(runner_id) = subjects::parse_runner(msg.subject.as_str()) else {
-            continue;
-        };
-        let runner_id = runner_id.to_string();
-        let payload = msg.payload;
-        bump(&shared.stats.received);
-        let result = handle.call(move |c, now| c.handle_forwarded_frame(now, &runner_id, &payload));
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => bump(&shared.stats.refused),
+    let mut batch = Vec::with_capacity(INBOUND_BATCH);
+    while next_batch(&mut sub, &mut batch).await {
+        let mut frames = Vec::new();
+        let mut parts = Vec::new();
+        for msg in batch.drain(..) {
+            let Some(runner_id) = subjects::parse_runner(msg.subject.as_str()) else {
+                continue;
+            };
+            if subjects::unpack(msg.subject.as_str(), &msg.payload, &mut parts).is_err() {
+                bump(&shared.stats.refused);
+            }
+            frames.extend(parts.drain(..).map(|f| (runner_id.to_string(), f)));
+        }
+        let count = u64::try_from(frames.len()).unwrap_or(u64::MAX);
+        shared.stats.received.fetch_add(count, Ordering::Relaxed);
+        let refused = handle.call(move |c, now| {
+            frames
+                .iter()
+                .filter(|(runner_id, payload)| {
+                    c.handle_forwarded_frame(now, runner_id, payload).is_err()
+                })
+                .count()
+        });
+        match refused {
+            Ok(n) => {
+                let n = u64::try_from(n).unwrap_or(u64::MAX);
+                shared.stats.refused.fetch_add(n, Ordering::Relaxed);
+            }
             Err(_) => return,
         }
     }
@@ -539,21 +616,41 @@ async fn inbound_gateway(
     handle: ControlHandle,
     mut sub: async_nats::Subscriber,
 ) {
-    while let Some(msg) = sub.next().await {
-        let Some((node, runner_id)) = subjects::parse_gateway(msg.subject.as_str()) else {
-            continue;
-        };
-        let (node, runner_id) = (node.to_string(), runner_id.to_string());
-        let payload = msg.payload;
-        bump(&shared.stats.received);
+    let mut batch = Vec::with_capacity(INBOUND_BATCH);
+    while next_batch(&mut sub, &mut batch).await {
+        let mut frames = Vec::new();
+        let mut parts = Vec::new();
+        for msg in batch.drain(..) {
+            let Some((node, runner_id)) = subjects::parse_gateway(msg.subject.as_str()) else {
+                continue;
+            };
+            if subjects::unpack(msg.subject.as_str(), &msg.payload, &mut parts).is_err() {
+                bump(&shared.stats.refused);
+            }
+            frames.extend(
+                parts
+                    .drain(..)
+                    .map(|f| (node.to_string(), runner_id.to_string(), f)),
+            );
+        }
+        let count = u64::try_from(frames.len()).unwrap_or(u64::MAX);
+        shared.stats.received.fetch_add(count, Ordering::Relaxed);
         let shared2 = Arc::clone(&shared);
-        let result = handle.call(move |c, now| {
-            let route = remote_route(&shared2, c, &node, &runner_id)?;
-            c.handle_remote_frame(now, route, &payload).map_err(drop)
+        let refused = handle.call(move |c, now| {
+            frames
+                .iter()
+                .filter(|(node, runner_id, payload)| {
+                    remote_route(&shared2, c, node, runner_id)
+                        .and_then(|route| c.handle_remote_frame(now, route, payload).map_err(drop))
+                        .is_err()
+                })
+                .count()
         });
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(())) => bump(&shared.stats.refused),
+        match refused {
+            Ok(n) => {
+                let n = u64::try_from(n).unwrap_or(u64::MAX);
+                shared.stats.refused.fetch_add(n, Ordering::Relaxed);
+            }
             Err(_) => return,
         }
     }

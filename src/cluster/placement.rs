@@ -266,6 +266,12 @@ async fn start_here(
                 let (actor_id, runner_id) = (actor_id.to_string(), runner_id.to_string());
                 move |c, now| {
                     ensure_actor(c, now, &actor_id, &name);
+                    // The state worker (after its claim) and the watch (seeing that claim)
+                    // both start it: the second finds it started and must not give the
+                    // claim back (that stopped the actor it had just started).
+                    if started_at(c, &actor_id, generation) {
+                        return Ok(());
+                    }
                     c.place_here(now, &actor_id, &runner_id, generation, &records)
                 }
             })
@@ -287,6 +293,14 @@ async fn start_here(
                 .await;
         }
     }
+}
+
+/// Whether the actor was started at `generation` (and not stopped since) by this engine.
+fn started_at(c: &crate::control::Control, actor_id: &str, generation: u32) -> bool {
+    c.actor(actor_id).is_some_and(|a| {
+        a.generation == Some(generation)
+            && !matches!(a.phase, ActorPhase::Sleeping | ActorPhase::Pending)
+    })
 }
 
 pub(super) async fn watcher(shared: Arc<Shared>, handle: ControlHandle) {
@@ -320,18 +334,12 @@ pub(super) async fn watcher(shared: Arc<Shared>, handle: ControlHandle) {
 async fn on_placement(shared: &Arc<Shared>, handle: &ControlHandle, actor_id: &str, p: Placement) {
     match p.state {
         PlacementState::Starting if p.node == shared.node_id => {
-            let phase = handle
-                .call({
-                    let id = actor_id.to_string();
-                    move |c, _| c.actor(&id).map(|a| (a.phase, a.generation))
-                })
-                .ok()
-                .flatten();
-            // Already started here at this generation (a replayed watch entry): nothing to do.
-            let started = phase.is_some_and(|(ph, g)| {
-                g == Some(p.generation) && !matches!(ph, ActorPhase::Sleeping | ActorPhase::Pending)
+            let started = handle.call({
+                let (id, generation) = (actor_id.to_string(), p.generation);
+                move |c, _| started_at(c, &id, generation)
             });
-            if !started {
+            // Already started here at this generation (a replayed watch entry): nothing to do.
+            if started != Ok(true) {
                 start_here(shared, handle, actor_id, &p.runner_id, p.generation).await;
             }
         }

@@ -8,15 +8,23 @@
 //! `<gateway_id>` is the 4-byte gateway id in lowercase hex. The last two tokens of a gateway
 //! subject name the runner the frame comes from: the receiving gateway accepts a request's
 //! frames only from its current route, and that route is (node, runner). Node ids and runner ids
-//! are single subject tokens: ASCII letters, digits, `-` and `_` ([`check_token`]). Frames are
-//! published as they are, one per message, no header; NATS keeps the order of one publisher's
-//! messages on one subject, which is the per-request order the protocol needs. A frame larger
-//! than the server's `max_payload` is refused before publishing ([`FrameTooLarge`]); the
+//! are single subject tokens: ASCII letters, digits, `-` and `_` ([`check_token`]).
+//!
+//! A NATS message (no header) carries one or more frames for its subject, each as a 4-byte
+//! little-endian length and the frame's bytes ([`pack`], [`unpack`]): a node publishes what its
+//! queue holds for one subject in as few messages as `max_payload` allows, since the per-message
+//! cost of the server dominates at small frames. NATS keeps the order of one publisher's
+//! messages on one subject, and a message keeps its frames' order: the per-request order the
+//! protocol needs. A frame larger than the server's `max_payload` (with its 4-byte length) is
+//! refused before publishing ([`FrameTooLarge`]); the
 //! protocol's own limits (1 MiB of pending messages per request) stay below NATS's default
 //! `max_payload` of 1 MiB only for messages under it, so raise `max_payload` for larger ones.
 
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt::Write as _;
+
+use bytes::Bytes;
 
 use crate::wire::GatewayId;
 
@@ -43,6 +51,52 @@ pub struct FrameTooLarge {
     pub len: usize,
     /// The server's limit.
     pub max_payload: usize,
+}
+
+/// Bytes of the length before each frame of a message.
+pub const LEN_PREFIX: usize = 4;
+
+/// Appends `frame` with its length to a message being built.
+pub fn pack(message: &mut Vec<u8>, frame: &[u8]) {
+    let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+    message.extend_from_slice(&len.to_le_bytes());
+    message.extend_from_slice(frame);
+}
+
+/// A message whose frames' lengths do not add up to its size.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed message on {subject}: a frame length runs past its end at byte {offset}")]
+pub struct BadMessage {
+    /// The subject.
+    pub subject: String,
+    /// Where the frame that does not fit starts.
+    pub offset: usize,
+}
+
+/// The frames of a received message (slices of it, no copy), in order.
+///
+/// # Errors
+/// [`BadMessage`]: the message is dropped whole (the protocol heals a lost frame).
+pub fn unpack(subject: &str, message: &Bytes, out: &mut Vec<Bytes>) -> Result<(), BadMessage> {
+    let start = out.len();
+    let mut at = 0;
+    while at < message.len() {
+        let len = message
+            .get(at..at + LEN_PREFIX)
+            .and_then(|b| <[u8; LEN_PREFIX]>::try_from(b).ok())
+            .and_then(|b| usize::try_from(u32::from_le_bytes(b)).ok());
+        let end = len.and_then(|l| (at + LEN_PREFIX).checked_add(l));
+        let Some(end) = end.filter(|&e| e <= message.len()) else {
+            out.truncate(start);
+            return Err(BadMessage {
+                subject: subject.into(),
+                offset: at,
+            });
+        };
+        out.push(message.slice(at + LEN_PREFIX..end));
+        at = end;
+    }
+    Ok(())
 }
 
 /// Checks that `id` can be one subject token.
@@ -152,6 +206,27 @@ pub fn check_size(subject: &str, len: usize, max_payload: usize) -> Result<(), F
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_carry_frames_in_order_and_refuse_bad_lengths() {
+        let mut m = Vec::new();
+        pack(&mut m, b"abc");
+        pack(&mut m, b"");
+        pack(&mut m, b"de");
+        let m = Bytes::from(m);
+        let mut out = Vec::new();
+        unpack("s", &m, &mut out).unwrap();
+        assert_eq!(out, [&b"abc"[..], b"", b"de"]);
+        // A length past the end drops the whole message; nothing of it is kept.
+        let mut bad = m.to_vec();
+        bad.truncate(bad.len() - 1);
+        let mut out = vec![Bytes::from_static(b"kept")];
+        let err = unpack("s", &Bytes::from(bad), &mut out).unwrap_err();
+        assert_eq!(err.offset, 11);
+        assert_eq!(out, [&b"kept"[..]]);
+        assert!(unpack("s", &Bytes::from_static(&[1, 0]), &mut out).is_err());
+        assert!(unpack("s", &Bytes::new(), &mut out).is_ok());
+    }
 
     #[test]
     fn subjects_round_trip() {

@@ -49,10 +49,6 @@ use crate::time::Timestamp;
 
 mod sealed {
     pub trait Sealed {}
-    impl Sealed for crate::gateway::Gateway {}
-    impl Sealed for crate::runner::Runner {}
-    impl Sealed for crate::control::Control {}
-    impl Sealed for crate::session::Session {}
 }
 
 /// The part of an engine's API every adapter needs: outputs and timers. Implemented by
@@ -68,54 +64,29 @@ pub trait Engine: sealed::Sealed {
     fn handle_timeout(&mut self, now: Timestamp);
 }
 
-impl Engine for Gateway {
-    type Action = gateway::Action;
-    fn poll_action(&mut self) -> Option<gateway::Action> {
-        Gateway::poll_action(self)
-    }
-    fn poll_timeout(&self) -> Option<Timestamp> {
-        Gateway::poll_timeout(self)
-    }
-    fn handle_timeout(&mut self, now: Timestamp) {
-        Gateway::handle_timeout(self, now);
-    }
+/// [`Engine`] (and the seal) for each engine type, delegating to its own methods of those names.
+macro_rules! engines {
+    ($($engine:ident => $action:ty),+ $(,)?) => {$(
+        impl sealed::Sealed for $engine {}
+
+        impl Engine for $engine {
+            type Action = $action;
+            fn poll_action(&mut self) -> Option<$action> {
+                $engine::poll_action(self)
+            }
+            fn poll_timeout(&self) -> Option<Timestamp> {
+                $engine::poll_timeout(self)
+            }
+            fn handle_timeout(&mut self, now: Timestamp) {
+                $engine::handle_timeout(self, now);
+            }
+        }
+    )+};
 }
 
-impl Engine for Runner {
-    type Action = runner::Action;
-    fn poll_action(&mut self) -> Option<runner::Action> {
-        Runner::poll_action(self)
-    }
-    fn poll_timeout(&self) -> Option<Timestamp> {
-        Runner::poll_timeout(self)
-    }
-    fn handle_timeout(&mut self, now: Timestamp) {
-        Runner::handle_timeout(self, now);
-    }
-}
-
-impl Engine for Control {
-    type Action = crate::control::Action;
-    fn poll_action(&mut self) -> Option<crate::control::Action> {
-        Control::poll_action(self)
-    }
-    fn poll_timeout(&self) -> Option<Timestamp> {
-        Control::poll_timeout(self)
-    }
-    fn handle_timeout(&mut self, now: Timestamp) {
-        Control::handle_timeout(self, now);
-    }
-}
-
-impl Engine for Session {
-    type Action = crate::session::Action;
-    fn poll_action(&mut self) -> Option<crate::session::Action> {
-        Session::poll_action(self)
-    }
-    fn poll_timeout(&self) -> Option<Timestamp> {
-        Session::poll_timeout(self)
-    }
-    fn handle_timeout(&mut self, now: Timestamp) {
-        Session::handle_timeout(self, now);
-    }
+engines! {
+    Gateway => gateway::Action,
+    Runner => runner::Action,
+    Control => crate::control::Action,
+    Session => crate::session::Action,
 }

@@ -95,6 +95,17 @@ pub struct Storage {
     pub delivered: BTreeMap<SocketId, u64>,
     /// Actor starts and stops: (runner key, actor id, generation, hibernating requests listed).
     pub starts: Vec<(String, String, u32, Vec<String>)>,
+    /// With `Some`, the delay client → actor of every delivered message stamped by
+    /// [`drive_client_sized`] (nanoseconds).
+    pub latencies: Option<Vec<u64>>,
+}
+
+/// The clock of the send stamps: nanoseconds since the first call in this process.
+#[allow(clippy::disallowed_methods)] // the harness's wall clock, outside the core
+pub fn stamp_nanos() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(std::time::Instant::now);
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 pub type Shared = Arc<Mutex<Storage>>;
@@ -148,6 +159,10 @@ pub fn runner_persisting(
         let mut config = SessionConfig::new("default", 4);
         let mut rc = RunnerConfig::default().with_gap_policy(GapPolicy::Await);
         rc.persist_interval = persist_interval;
+        // Holds a whole gateway window past a frame lost between nodes (the gateway sends no
+        // more than its window unacknowledged), so a lost frame costs a retransmit, not a close.
+        rc.max_held_messages = usize::from(u16::MAX);
+        rc.max_held_bytes = 1 << 30;
         config.runner = rc;
         let mut pending = Pending::new();
         let mut session = Session::new(config, clock.now()).unwrap();
@@ -282,6 +297,7 @@ fn app(
             ..
         }) => {
             // Committed at the next persist; kept aside until then.
+            record_latency(&mut st, &data);
             st.committed.entry(socket).or_default();
             *st.delivered.entry(socket).or_default() += 1;
             pending
@@ -332,6 +348,16 @@ fn app(
             st.sockets.remove(&socket);
         }
         _ => {}
+    }
+}
+
+/// The delay of a message stamped by [`drive_client_sized`], when latencies are recorded.
+fn record_latency(st: &mut Storage, data: &[u8]) {
+    if let Some(lat) = st.latencies.as_mut()
+        && let Some(stamp) = data.get(8..16)
+    {
+        let sent = u64::from_be_bytes(stamp.try_into().unwrap());
+        lat.push(stamp_nanos().saturating_sub(sent));
     }
 }
 
@@ -449,26 +475,32 @@ pub async fn client_retrying(
     }
 }
 
-/// Sends `count` messages of `size` bytes (at least 8: the request id and the message number,
-/// then padding) as fast as the gateway takes them; stops at the first refusal.
+/// Sends `count` messages of `size` bytes (at least 16: the request id, the message number, the
+/// send time of [`stamp_nanos`], then padding) as fast as the gateway takes them, or `gap`
+/// apart; stops at the first refusal.
 pub async fn drive_client_sized(
     mut sender: ClientSender,
     mut events: ClientEvents,
     request: RequestId,
     count: u32,
     size: usize,
+    gap: Option<Duration>,
 ) -> ClientReport {
     let mut report = ClientReport {
         request,
         ..ClientReport::default()
     };
-    let mut data = vec![0u8; size.max(8)];
+    let mut data = vec![0u8; size.max(16)];
     data[..4].copy_from_slice(&request.0);
     for n in 0..count {
         data[4..8].copy_from_slice(&n.to_be_bytes());
+        data[8..16].copy_from_slice(&stamp_nanos().to_be_bytes());
         if sender.message(&data, true).await.is_err() {
             report.closed = Some(format!("the request stopped: {}", why(&mut events).await));
             return report;
+        }
+        if let Some(gap) = gap {
+            tokio::time::sleep(gap).await;
         }
     }
     report.keep = Some((sender, events));

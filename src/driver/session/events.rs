@@ -134,97 +134,50 @@ pub enum SessionEvent {
     KvResponse(ToClientKvResponse),
 }
 
+/// `match $value { .. }` where each variant named moves field by field into the
+/// [`SessionEvent`] variant of the same name (`$from` names the source enum); the arms after `;`
+/// are the other variants'.
+macro_rules! same_variants {
+    ($value:expr, $from:ident: $($variant:ident { $($field:ident),* }),+; $($rest:tt)*) => {
+        match $value {
+            $($from::$variant { $($field),* } => Self::$variant { $($field),* },)+
+            $($rest)*
+        }
+    };
+}
+
 impl SessionEvent {
     /// The event for a session action (`None` for `Send`, which the driver writes).
     pub(super) fn from_action(action: session::Action) -> Option<Self> {
-        Some(match action {
-            session::Action::Send { .. } => return None,
-            session::Action::Connected {
-                runner_id,
-                metadata,
-                new_id,
-            } => Self::Connected {
-                runner_id,
-                metadata,
-                new_id,
-            },
-            session::Action::StartActor {
-                actor_id,
-                generation,
-                config,
-                hibernating_requests,
-            } => Self::StartActor {
-                actor_id,
-                generation,
-                config,
-                hibernating_requests,
-            },
-            session::Action::ActorStopped {
-                actor_id,
-                generation,
-            } => Self::ActorStopped {
-                actor_id,
-                generation,
-            },
-            session::Action::KvResponse(response) => Self::KvResponse(response),
-            session::Action::Lost => Self::Lost,
-            session::Action::Runner(action) => Self::from_runner(action)?,
-        })
+        use session::Action as A;
+        Some(same_variants!(action, A:
+            Connected { runner_id, metadata, new_id },
+            StartActor { actor_id, generation, config, hibernating_requests },
+            ActorStopped { actor_id, generation };
+            A::Send { .. } => return None,
+            A::KvResponse(response) => Self::KvResponse(response),
+            A::Lost => Self::Lost,
+            A::Runner(action) => Self::from_runner(action)?,
+        ))
     }
 
     fn from_runner(action: runner::Action) -> Option<Self> {
-        Some(match action {
+        use runner::Action as A;
+        Some(same_variants!(action, A:
+            Open { socket, actor_id, index, path, headers },
+            Restored { socket, actor_id, server_index },
+            Persist { socket, actor_id, server_index, client_index },
+            DeleteMetadata { socket, actor_id },
+            Closed { socket, reason };
             // The session turns publishes into sends, and reports stops itself.
-            runner::Action::Publish { .. } | runner::Action::ActorStopped { .. } => return None,
-            runner::Action::Open {
-                socket,
-                actor_id,
-                index,
-                path,
-                headers,
-            } => Self::Open {
-                socket,
-                actor_id,
-                index,
-                path,
-                headers,
-            },
-            runner::Action::Restored {
-                socket,
-                actor_id,
-                server_index,
-            } => Self::Restored {
-                socket,
-                actor_id,
-                server_index,
-            },
-            runner::Action::Message {
-                socket,
-                index,
-                data,
-                binary,
-            } => Self::Message {
+            A::Publish { .. } | A::ActorStopped { .. } => return None,
+            A::Message { socket, index, data, binary } => Self::Message {
                 socket,
                 index,
                 data: Vec::from(data),
                 binary,
             },
-            runner::Action::Persist {
-                socket,
-                actor_id,
-                server_index,
-                client_index,
-            } => Self::Persist {
-                socket,
-                actor_id,
-                server_index,
-                client_index,
-            },
-            runner::Action::DeleteMetadata { socket, actor_id } => {
-                Self::DeleteMetadata { socket, actor_id }
-            }
-            runner::Action::Closed { socket, reason } => Self::Closed { socket, reason },
-        })
+        ))
     }
 
     /// Bytes the event counts for in the app's queue.
