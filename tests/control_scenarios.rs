@@ -392,18 +392,7 @@ fn an_abandoned_generation_is_stopped_when_its_runner_returns() {
         &wire::encode(&ToServer::Init(init_msg(4))),
     )
     .unwrap();
-    let stops = |out: &[(ConnId, ToClient)]| -> Vec<ActorCheckpoint> {
-        out.iter()
-            .filter_map(|(_, m)| match m {
-                ToClient::Commands(cmds) => Some(cmds.0.clone()),
-                _ => None,
-            })
-            .flatten()
-            .filter(|w| matches!(w.inner, Command::StopActor))
-            .map(|w| w.checkpoint)
-            .collect()
-    };
-    let resent = stops(&sent(&mut c));
+    let resent = resent_stops(&sent(&mut c));
     assert_eq!(resent.len(), 1, "the abandoned generation's stop");
     assert_eq!(resent[0].generation, 0);
     // Acknowledged: not sent again on the next reconnect.
@@ -420,12 +409,12 @@ fn an_abandoned_generation_is_stopped_when_its_runner_returns() {
         &wire::encode(&ToServer::Init(init_msg(4))),
     )
     .unwrap();
-    assert!(stops(&sent(&mut c)).is_empty());
+    assert!(resent_stops(&sent(&mut c)).is_empty());
     c.check_invariants().unwrap();
 }
 
-/// The stops resent to a returning runner, as checkpoints.
-fn resent_stops(out: &[(ConnId, ToClient)]) -> Vec<(u32, i64)> {
+/// The stop commands in `out`, as their checkpoints.
+fn resent_stops(out: &[(ConnId, ToClient)]) -> Vec<ActorCheckpoint> {
     out.iter()
         .filter_map(|(_, m)| match m {
             ToClient::Commands(cmds) => Some(cmds.0.clone()),
@@ -433,7 +422,7 @@ fn resent_stops(out: &[(ConnId, ToClient)]) -> Vec<(u32, i64)> {
         })
         .flatten()
         .filter(|w| matches!(w.inner, Command::StopActor))
-        .map(|w| (w.checkpoint.generation, w.checkpoint.index))
+        .map(|w| w.checkpoint)
         .collect()
 }
 
@@ -443,6 +432,9 @@ fn return_runner(c: &mut Control, now: Timestamp, conn: ConnId) -> Vec<(u32, i64
     c.handle_runner_frame(now, conn, &wire::encode(&ToServer::Init(init_msg(4))))
         .unwrap();
     resent_stops(&sent(c))
+        .into_iter()
+        .map(|cp| (cp.generation, cp.index))
+        .collect()
 }
 
 /// Two generations of one actor abandoned on the same runner (the first start timed out, the

@@ -125,9 +125,8 @@ async fn timed<T>(what: &str, f: impl Future<Output = T>) -> T {
     out
 }
 
-/// The official TypeScript runner: sleep/wake cycles with traffic while asleep, a client close
-/// while asleep, and a SIGKILL under an awake actor with the client sending during the outage.
-async fn typescript_scenarios(engine: &RivetEngine) {
+/// Starts the official TypeScript runner on its pool and creates the actor `name`/`key` on it.
+async fn typescript_runner(engine: &RivetEngine, name: &str, key: &str) -> (NodeRunner, String) {
     // A v7 runner creates its pool's config when it connects, but the engine sometimes took
     // more than a minute to accept actors for it: configure the pool first.
     engine.configure_pool(node::RUNNER_NAME).await;
@@ -136,9 +135,14 @@ async fn typescript_scenarios(engine: &RivetEngine) {
         node.count("app", "connected") > 0
     })
     .await;
-    let actor = engine
-        .create_actor("proof", "proof-1", node::RUNNER_NAME)
-        .await;
+    let actor = engine.create_actor(name, key, node::RUNNER_NAME).await;
+    (node, actor)
+}
+
+/// The official TypeScript runner: sleep/wake cycles with traffic while asleep, a client close
+/// while asleep, and a SIGKILL under an awake actor with the client sending during the outage.
+async fn typescript_scenarios(engine: &RivetEngine) {
+    let (node, actor) = typescript_runner(engine, "proof", "proof-1").await;
     until("the actor to start", || async {
         node.find("app", "started")
             .iter()
@@ -202,17 +206,7 @@ async fn typescript_scenarios(engine: &RivetEngine) {
 /// moves the actor there once it has found the runner lost: the committed log is what the
 /// client sent, each message once.
 async fn typescript_killed(engine: &RivetEngine) {
-    // A v7 runner creates its pool's config when it connects, but the engine sometimes took
-    // more than a minute to accept actors for it: configure the pool first.
-    engine.configure_pool(node::RUNNER_NAME).await;
-    let node = NodeRunner::spawn(&engine.endpoint());
-    until("the runner to connect", || async {
-        node.count("app", "connected") > 0
-    })
-    .await;
-    let actor = engine
-        .create_actor("proof-killed", "proof-killed", node::RUNNER_NAME)
-        .await;
+    let (node, actor) = typescript_runner(engine, "proof-killed", "proof-killed").await;
     let mut c = engine.connect(&actor, "/killed").await;
     let mut sent = batch("before", 20);
     c.send_all(&sent, "typescript killed").await;
