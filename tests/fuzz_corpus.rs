@@ -82,10 +82,7 @@ corpus_tests! {
 /// time); the runner answers it with a close instead.
 #[test]
 fn sim_schedule_stale_open_after_app_close() {
-    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus/sim_schedule/regression-stale-open-after-app-close");
-    let data = fs::read(&file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
-    hibernating_ws::sim::fuzz_schedule(&data);
+    replay_sim_schedule("regression-stale-open-after-app-close");
 }
 
 /// A `sim_schedule` input CI's fuzz step found
@@ -95,10 +92,7 @@ fn sim_schedule_stale_open_after_app_close() {
 /// free. The control engine now starts again any actor stopped with a wake still pending.
 #[test]
 fn sim_schedule_wake_after_runner_lost() {
-    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus/sim_schedule/regression-wake-after-runner-lost");
-    let data = fs::read(&file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
-    hibernating_ws::sim::fuzz_schedule(&data);
+    replay_sim_schedule("regression-wake-after-runner-lost");
 }
 
 /// A `sim_schedule` input CI's fuzz step found
@@ -110,8 +104,14 @@ fn sim_schedule_wake_after_runner_lost() {
 /// for every abandoned generation until the runner acknowledges it.
 #[test]
 fn sim_schedule_abandoned_generations_one_runner() {
+    replay_sim_schedule("regression-abandoned-generations-one-runner");
+}
+
+/// Replays the committed `sim_schedule` corpus entry `name` (panics on a violation).
+fn replay_sim_schedule(name: &str) {
     let file = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus/sim_schedule/regression-abandoned-generations-one-runner");
+        .join("fuzz/corpus/sim_schedule")
+        .join(name);
     let data = fs::read(&file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
     hibernating_ws::sim::fuzz_schedule(&data);
 }
